@@ -1,0 +1,402 @@
+"""The ``dsir`` command line: simulate, train, reconstruct, localize, evaluate, demo.
+
+Progress bars go to stderr, results to stdout. Exit codes: 0 success; 2 usage
+or bad input (one line naming the file and the problem); 1 anything
+unexpected; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .errors import DSIRError
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _range(text: str) -> tuple[float, float] | float:
+    """'A' or 'A:B' -> A or (A, B)."""
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            return (float(a), float(b))
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or MIN:MAX, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _warn(msg: str) -> None:
+    print(f"dsir: warning: {msg}", file=sys.stderr)
+
+
+def _progress_bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an existing output before any work is done."""
+    if path.exists() and not overwrite:
+        raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
+    if path.exists() and path.is_dir():
+        raise DSIRError(f"{path}: is a folder, not a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DSIRError(f"{path}: the folder {parent} does not exist")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stack", type=Path, help="multi-page TIFF or folder of single-frame TIFFs")
+    p.add_argument("--model", default=None,
+                   help="checkpoint (.pt); default: the shipped model; legacy:PATH for an original DSIR file")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--frames", default=None, help="START:STOP, 0-based, stop excluded (default: all)")
+    p.add_argument("--pixel-size", type=_positive_float, default=None,
+                   help="camera pixel size in nm (overrides the file; default 100 when the file has none)")
+    p.add_argument("--upsampling", type=_positive_int, default=None,
+                   help="up-sampling factor (default: the model's, 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
+    import torch
+
+    from .io import open_stack, resolve_pixel_size
+    from .localize import params_for
+    from .model import load_model, resolve_device
+    from .reconstruct import iter_reconstruct, parse_frames
+
+    stack = open_stack(args.stack, pixel_size=args.pixel_size)
+    if stack.pixel_size is None:
+        _warn(f"{args.stack}: no pixel size in the file; assuming 100 nm (set it with --pixel-size)")
+    px = resolve_pixel_size(stack, warn=False)
+    start, stop = parse_frames(args.frames, len(stack))
+    device = resolve_device(args.device)
+    model = load_model(args.model, device=device)
+    if args.upsampling is not None and args.upsampling != model.upsampling:
+        _warn(f"the model was trained at up-sampling {model.upsampling}; using {args.upsampling}")
+        model.upsampling = args.upsampling
+    lparams = None
+    if localize:
+        lparams = params_for(model, threshold=getattr(args, "threshold", None),
+                             radius=getattr(args, "radius", None))
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    gen = iter_reconstruct(stack, model, pixel_size=px, batch_size=args.batch_size, start=start,
+                           stop=stop, keep_frames=keep_frames, localize=lparams)
+    bar = _progress_bar(stop - start, "reconstructing", args.quiet)
+    t0 = time.perf_counter()
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as s:
+                result = s.value
+                break
+            if p.message and p.message != "started":
+                _warn(p.message)
+            bar.n = p.done
+            bar.refresh()
+    finally:
+        bar.close()
+    result.info["seconds"] = time.perf_counter() - t0
+    return stack, result
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_reconstruct(args) -> int:
+    from .io import write_tiff
+
+    _check_output(args.output, args.overwrite)
+    if args.frames_output is not None:
+        _check_output(args.frames_output, args.overwrite)
+    stack, res = _run_reconstruction(args, localize=False, keep_frames=args.frames_output is not None)
+    write_tiff(args.output, res.sum_image, res.pixel_size, overwrite=args.overwrite)
+    if args.frames_output is not None:
+        write_tiff(args.frames_output, res.frames, res.pixel_size, overwrite=args.overwrite)
+    n = res.stop - res.start
+    print(f"{args.output}\t{res.sum_image.shape[1]}x{res.sum_image.shape[0]} px of {res.pixel_size:g} nm, "
+          f"{n} frames in {res.info['seconds']:.2f} s ({n / max(res.info['seconds'], 1e-9):.0f} frames/s)")
+    return 0
+
+
+def cmd_localize(args) -> int:
+    from .io import write_localizations, write_tiff
+
+    _check_output(args.output, args.overwrite)
+    if args.image is not None:
+        _check_output(args.image, args.overwrite)
+    stack, res = _run_reconstruction(args, localize=True)
+    write_localizations(args.output, res.localizations, overwrite=args.overwrite)
+    if args.image is not None:
+        write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
+    print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+    from .io import read_localizations
+
+    gt = read_localizations(args.ground_truth, pixel_size=args.pixel_size)
+    pred = read_localizations(args.localizations, pixel_size=args.pixel_size)
+    radii = args.radius or [250.0, 100.0]
+    metrics = [evaluate(gt, pred, r) for r in radii]
+    if args.json:
+        print(json.dumps({"ground_truth": str(args.ground_truth), "localizations": str(args.localizations),
+                          "n_ground_truth": len(gt), "n_localizations": len(pred),
+                          "metrics": [m.to_dict() for m in metrics]}, indent=2))
+    else:
+        print(f"{len(gt)} ground-truth positions, {len(pred)} localizations")
+        for m in metrics:
+            print(m.summary())
+    return 0
+
+
+def _sim_config(args):
+    from .simulate import SimulationConfig
+
+    return SimulationConfig(
+        frame_size=(args.size[0], args.size[1]), pixel_size=args.sim_pixel_size, fwhm=args.fwhm,
+        photons=args.photons, density=args.density, background=args.background,
+        base_level=args.base_level, gain=args.gain, read_noise=args.read_noise,
+    ).validate()
+
+
+def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
+    g = p.add_argument_group("simulation (a number or MIN:MAX; defaults: the original DSIR preset)")
+    g.add_argument("--size", type=_positive_int, nargs=2, default=list(size_default), metavar=("H", "W"),
+                   help="frame size in px")
+    g.add_argument("--sim-pixel-size", type=_positive_float, default=100.0, help="pixel size, nm")
+    g.add_argument("--fwhm", type=_range, default=(200.0, 300.0), help="PSF FWHM, nm")
+    g.add_argument("--photons", type=_range, default=(80.0, 2050.0), help="photons per emitter")
+    g.add_argument("--density", type=_range, default=2.0, help="emitters per um^2")
+    g.add_argument("--background", type=_range, default=20.0, help="background, photons per px")
+    g.add_argument("--base-level", type=_range, default=100.0, help="camera offset, ADU")
+    g.add_argument("--gain", type=_range, default=1.0, help="ADU per photoelectron")
+    g.add_argument("--read-noise", type=float, default=0.0, help="read noise, e- rms")
+
+
+def cmd_simulate(args) -> int:
+    from .io import write_localizations, write_tiff
+    from .simulate import simulate
+
+    positions = args.positions or args.output.with_suffix(".csv")
+    _check_output(args.output, args.overwrite)
+    _check_output(positions, args.overwrite)
+    cfg = _sim_config(args)
+    frames, locs = simulate(args.n_frames, cfg, seed=args.seed)
+    write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16")
+    write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon")
+    print(f"{args.output}\t{args.n_frames} frames of {cfg.frame_size[0]}x{cfg.frame_size[1]} px")
+    print(f"{positions}\t{len(locs)} emitters")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, default_model_path, iter_train
+
+    path = args.output or default_model_path()
+    if Path(path).exists() and not (args.overwrite or args.resume):
+        raise DSIRError(f"{path}: already exists (use --overwrite, or --resume to continue)")
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        kernel_width=args.kernel_width, kernel_fwhm=args.kernel_fwhm, seed=args.seed,
+        n_train=args.n_train, n_val=args.n_val, normalization=args.normalization,
+        encoder=tuple(args.encoder), decoder=tuple(args.decoder), head_norm=args.head_norm,
+        simulation=_sim_config(args),
+        init=args.init, device=args.device, png_every=args.png_every,
+    )
+    from tqdm import tqdm
+
+    gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir)
+    bar = tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet)
+    try:
+        while True:
+            try:
+                log = next(gen)
+            except StopIteration as s:
+                model = s.value
+                break
+            bar.n = log.epoch
+            bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}")
+            bar.refresh()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"dsir: interrupted; resume with: dsir train -o {path} --resume", file=sys.stderr)
+        return 130
+    bar.close()
+    jac = model.metadata.get("validation_jaccard_250nm")
+    print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from importlib import resources
+
+    from .evaluate import evaluate
+    from .figures import write_png
+    from .io import read_localizations, write_localizations, write_tiff
+
+    out = args.output_dir or Path(time.strftime("dsir_demo_%Y%m%d_%H%M%S"))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise DSIRError(f"{out}: folder exists and is not empty (use --overwrite)")
+    data = resources.files("napari_dsir") / "data"
+    args.stack = Path(str(data / "sample_stack.tif"))
+    args.frames = None
+    args.pixel_size = None
+    args.upsampling = None
+    args.threshold = None
+    args.radius = None
+    out.mkdir(parents=True, exist_ok=True)
+    stack, res = _run_reconstruction(args, localize=True)
+    write_tiff(out / "sample_dsir.tif", res.sum_image, res.pixel_size, overwrite=True)
+    write_png(out / "sample_dsir.png", res.sum_image)
+    write_localizations(out / "sample_localizations.csv", res.localizations, overwrite=True)
+    gt = read_localizations(Path(str(data / "sample_positions.csv")))
+    print(f"output folder: {out.resolve()}")
+    print(f"  sample_dsir.tif  super-resolved sum image, {res.sum_image.shape[1]}x{res.sum_image.shape[0]} px "
+          f"of {res.pixel_size:g} nm")
+    print("  sample_dsir.png  the same as a picture")
+    print(f"  sample_localizations.csv  {len(res.localizations)} localizations (ThunderSTORM CSV)")
+    for r in (250.0, 100.0):
+        print("  vs ground truth, " + evaluate(gt, res.localizations, r).summary())
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dsir", description="Deep-learning super-resolution (DSIR) for SMLM movies.")
+    ap.add_argument("--version", action="version", version=f"napari-dsir {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("reconstruct", help="super-resolved sum image of a stack")
+    _add_common(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (sum image)")
+    p.add_argument("--frames-output", type=Path, default=None, help="also write the per-frame stack here")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("localize", help="localization table of a stack (ThunderSTORM CSV)")
+    _add_common(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output CSV")
+    p.add_argument("--image", type=Path, default=None, help="also write the sum image here")
+    p.add_argument("--threshold", type=float, default=None, help="peak threshold (default: the model's)")
+    p.add_argument("--radius", type=_positive_int, default=None, help="local-maximum radius, SR px")
+    p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser("evaluate", help="Jaccard, recall, precision, RMSE, efficiency against ground truth")
+    p.add_argument("ground_truth", type=Path)
+    p.add_argument("localizations", type=Path)
+    p.add_argument("--radius", type=_positive_float, action="append", default=None,
+                   help="matching radius in nm (repeatable; default 250 and 100)")
+    p.add_argument("--pixel-size", type=_positive_float, default=None, help="nm, for tables in px")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("simulate", help="simulate frames and ground truth (ThunderSTORM-like)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF stack")
+    p.add_argument("--positions", type=Path, default=None, help="ground-truth CSV (default: OUTPUT.csv)")
+    p.add_argument("-n", "--n-frames", type=_positive_int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _add_sim_options(p, size_default=(64, 64))
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train", help="train a model on simulated data")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="checkpoint path (default: a timestamped file in the user data folder)")
+    p.add_argument("--epochs", type=_positive_int, default=100)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=_positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-5)
+    p.add_argument("--kernel-width", type=_positive_int, default=5)
+    p.add_argument("--kernel-fwhm", type=_positive_float, default=3.0)
+    p.add_argument("--seed", type=int, default=99)
+    p.add_argument("--n-train", type=_positive_int, default=3500)
+    p.add_argument("--n-val", type=_positive_int, default=1500)
+    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore")
+    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8])
+    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8])
+    p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
+                   help="no batch-norm before the final ReLU (the original has one)")
+    p.add_argument("--init", default=None, help="checkpoint to fine-tune from")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
+    p.add_argument("--png-every", type=int, default=10, help="epochs between validation PNGs (0: never)")
+    p.add_argument("--log-dir", type=Path, default=None, help="CSV log and PNGs (default: beside the model)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_sim_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="reconstruct and localize the shipped sample with the shipped model")
+    p.add_argument("-o", "--output-dir", type=Path, default=None, help="default: ./dsir_demo_<time>")
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return int(args.func(args) or 0)
+    except DSIRError as e:
+        msg = " ".join(str(e).split())
+        print(f"dsir: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dsir: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last resort of a CLI
+        if args.debug:
+            raise
+        print(f"dsir: unexpected error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

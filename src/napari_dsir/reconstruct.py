@@ -1,0 +1,195 @@
+"""Stack -> per-frame super-resolved localization images and their sum.
+
+Frames stream through the network in batches, so memory does not grow with
+the number of frames. `iter_reconstruct` is a generator that yields
+`Progress` after each batch and returns a `Result`; a tqdm bar (CLI) and a
+napari progress bar (widget) are both driven from it. Stopping the iteration
+cancels the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Generator
+
+import numpy as np
+import torch
+
+from .errors import DSIRError
+from .io import Localizations, Stack
+from .localize import LocalizeParams, find_peaks
+from .model import DSIRModel
+
+
+@dataclass
+class Progress:
+    done: int  # frames processed so far
+    total: int  # frames to process
+    batch_size: int
+    message: str = ""
+
+
+@dataclass
+class Result:
+    """``sum_image`` (Y, X) and optional ``frames`` (frame, Y, X) on the
+    super-resolved grid of ``pixel_size`` nm (= camera pixel / upsampling);
+    ``localizations`` in nm with frames numbered as in the input stack."""
+
+    sum_image: np.ndarray
+    pixel_size: float
+    upsampling: int
+    start: int
+    stop: int
+    frames: np.ndarray | None = None
+    localizations: Localizations | None = None
+    info: dict = field(default_factory=dict)
+
+
+class _ArraySource:
+    """Frames from a numpy/dask array (frame, y, x) or (y, x)."""
+
+    def __init__(self, data):
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise DSIRError(f"expected frames (frame, y, x), got an array of shape {data.shape}")
+        self.data = data
+        self.shape = tuple(int(s) for s in data.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def read(self, start, stop):
+        block = self.data[start:stop]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        return np.asarray(block)
+
+
+def _source(data):
+    if isinstance(data, Stack):
+        return data
+    if hasattr(data, "ndim") and hasattr(data, "shape"):
+        return _ArraySource(data)
+    raise DSIRError(f"cannot reconstruct from {type(data).__name__}; give a Stack or an array")
+
+
+def parse_frames(spec: str | None, n: int) -> tuple[int, int]:
+    """'START:STOP' (0-based, Python slice) -> (start, stop) within n frames."""
+    if spec is None or spec == "":
+        return 0, n
+    try:
+        a, b = spec.split(":")
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else n
+    except ValueError:
+        raise DSIRError(f"--frames must look like START:STOP, got {spec!r}") from None
+    if start < 0:
+        start += n
+    if stop < 0:
+        stop += n
+    start, stop = max(0, start), min(n, stop)
+    if stop <= start:
+        raise DSIRError(f"frame range {spec!r} selects no frames of the {n} in the stack")
+    return start, stop
+
+
+def _is_oom(err: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    return (oom and isinstance(err, oom)) or "out of memory" in str(err).lower()
+
+
+def iter_reconstruct(
+    data,
+    model: DSIRModel,
+    *,
+    pixel_size: float = 100.0,
+    batch_size: int = 32,
+    start: int = 0,
+    stop: int | None = None,
+    keep_frames: bool = False,
+    localize: LocalizeParams | None = None,
+) -> Generator[Progress, None, Result]:
+    """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
+
+    ``pixel_size`` is the camera pixel size in nm. Yields `Progress` after
+    every batch and returns the `Result` (``StopIteration.value``). On CUDA
+    out-of-memory the batch size halves and the run goes on.
+    """
+    src = _source(data)
+    n = len(src)
+    stop = n if stop is None else min(stop, n)
+    if not 0 <= start < stop:
+        raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
+    if int(batch_size) < 1:
+        raise DSIRError(f"batch size must be >= 1, got {batch_size}")
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
+    u = int(model.upsampling)
+    h, w = src.shape[1:]
+    sr_px = float(pixel_size) / u
+    device = model.device
+    total = stop - start
+    acc = torch.zeros((h * u, w * u), dtype=torch.float64, device=device)
+    frames_out = np.empty((total, h * u, w * u), np.float32) if keep_frames else None
+    locs: list[Localizations] = []
+    bs = int(batch_size)
+    done = 0
+    model.net.eval()
+    yield Progress(0, total, bs, "started")
+    while done < total:
+        b0 = start + done
+        b1 = min(b0 + bs, stop)
+        raw = src.read(b0, b1)
+        if raw.dtype.kind not in "uif":
+            raise DSIRError(f"frames {b0}-{b1 - 1}: pixel type {raw.dtype} is not supported")
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            bad = b0 + int(np.flatnonzero(~np.isfinite(raw).reshape(len(raw), -1).all(1))[0])
+            raise DSIRError(f"frame {bad} contains NaN or infinite values")
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
+                sr = model.predict(x)
+                acc += sr.sum(0, dtype=torch.float64)
+                if localize is not None:
+                    locs.append(find_peaks(sr, sr_px, localize, first_frame=b0))
+                if frames_out is not None:
+                    frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
+        except RuntimeError as e:
+            if _is_oom(e) and bs > 1:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                bs = max(1, bs // 2)
+                yield Progress(done, total, bs, f"out of memory: batch size lowered to {bs}")
+                continue
+            if _is_oom(e):
+                raise DSIRError("out of memory even with a batch of one frame; use the CPU") from e
+            raise
+        done += b1 - b0
+        yield Progress(done, total, bs)
+    return Result(
+        sum_image=acc.cpu().numpy().astype(np.float32),
+        pixel_size=sr_px,
+        upsampling=u,
+        start=start,
+        stop=stop,
+        frames=frames_out,
+        localizations=Localizations.concatenate(locs) if localize is not None else None,
+        info={"batch_size": bs, "device": str(device), "model": model.source},
+    )
+
+
+def run(gen: Generator[Progress, None, Result], callback: Callable[[Progress], None] | None = None) -> Result:
+    """Drive a generator from `iter_reconstruct` to its end; return its Result."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(p)
+
+
+def reconstruct(data, model: DSIRModel, progress: Callable[[Progress], None] | None = None, **kwargs) -> Result:
+    """Blocking form of `iter_reconstruct`; ``progress`` is called per batch."""
+    return run(iter_reconstruct(data, model, **kwargs), progress)

@@ -1,0 +1,316 @@
+"""Training the DSIR auto-encoder on simulated frames.
+
+Labels are the emitter positions binned onto the x``upsampling`` grid; the
+loss is the MSE between the Gaussian-blurred prediction and the
+Gaussian-blurred label (``kernel_width`` px, ``kernel_fwhm`` px on the
+super-resolved grid), Adam with weight decay, as the original DSIR.
+`iter_train` yields one `EpochLog` per epoch (a tqdm bar or a napari
+progress bar is driven from it); `train` runs it to the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DSIRError
+from .evaluate import evaluate
+from .figures import loss_curves, montage, write_png
+from .io import Localizations
+from .localize import LocalizeParams, find_peaks
+from .model import DSIRModel, DSIRNet, load_checkpoint, save_checkpoint
+from .simulate import SimulationConfig, simulate
+
+
+def user_data_dir() -> Path:
+    """Per-user data folder of napari-dsir (models, logs)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "napari-dsir"
+
+
+def default_model_path() -> Path:
+    return user_data_dir() / "models" / time.strftime("dsir_%Y%m%d_%H%M%S.pt")
+
+
+@dataclass
+class TrainConfig:
+    """All training settings; defaults are the original DSIR's."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    kernel_width: int = 5  # SR px
+    kernel_fwhm: float = 3.0  # SR px
+    seed: int = 99
+    n_train: int = 3500
+    n_val: int = 1500
+    upsampling: int = 8
+    normalization: str = "zscore"
+    encoder: tuple = (16, 8, 8)
+    decoder: tuple = (8, 16, 8)
+    head_norm: bool = True
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    init: str | None = None  # checkpoint to fine-tune from
+    device: str = "cpu"
+    png_every: int = 10  # epochs between validation PNGs (0: never)
+    calibrate: bool = True  # tune the localization threshold on validation data
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["simulation"] = self.simulation.to_dict()
+        d["encoder"], d["decoder"] = list(self.encoder), list(self.decoder)
+        return d
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    improved: bool
+    seconds: float
+
+
+def gauss_kernel(width: int, fwhm: float) -> torch.Tensor:
+    """Square Gaussian kernel (1, 1, width, width), peak 1, as the original."""
+    r = torch.arange(width, dtype=torch.float32) - width // 2
+    g = torch.exp(-4 * math.log(2) * (r[None, :] ** 2 + r[:, None] ** 2) / fwhm**2)
+    return g.view(1, 1, width, width)
+
+
+def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int], sr_pixel: float) -> torch.Tensor:
+    """Emitter counts per super-resolved pixel: (len(frames), 1, Y, X)."""
+    lab = torch.zeros((len(frames), 1) + shape)
+    pos = {int(f): i for i, f in enumerate(frames)}
+    sel = np.isin(locs.frame, frames)
+    if sel.any():
+        b = torch.as_tensor([pos[int(f)] for f in locs.frame[sel]])
+        iy = torch.as_tensor(np.floor(locs.y[sel] / sr_pixel).astype(np.int64)).clamp(0, shape[0] - 1)
+        ix = torch.as_tensor(np.floor(locs.x[sel] / sr_pixel).astype(np.int64)).clamp(0, shape[1] - 1)
+        lab.index_put_((b, torch.zeros_like(b), iy, ix), torch.ones(len(b)), accumulate=True)
+    return lab
+
+
+class _Data:
+    def __init__(self, n: int, sim: SimulationConfig, seed: int, upsampling: int):
+        self.frames, self.locs = simulate(n, sim, seed=seed)
+        self.sr_pixel = sim.pixel_size / upsampling
+        self.shape = (sim.frame_size[0] * upsampling, sim.frame_size[1] * upsampling)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def batch(self, idx: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.frames[idx]).to(device)
+        y = render_labels(self.locs, idx, self.shape, self.sr_pixel).to(device)
+        return x, y
+
+
+def _loss(model: DSIRModel, x, y, kernel, pad) -> torch.Tensor:
+    pred = model.predict(x).unsqueeze(1)
+    return F.mse_loss(F.conv2d(pred, kernel, padding=pad), F.conv2d(y, kernel, padding=pad))
+
+
+def _val_loss(model, data, cfg, kernel, pad, device) -> float:
+    model.net.eval()
+    tot, n = 0.0, 0
+    with torch.inference_mode():
+        for s in range(0, len(data), cfg.batch_size):
+            idx = np.arange(s, min(s + cfg.batch_size, len(data)))
+            x, y = data.batch(idx, device)
+            tot += float(_loss(model, x, y, kernel, pad)) * len(idx)
+            n += len(idx)
+    return tot / max(n, 1)
+
+
+def calibrate_threshold(model: DSIRModel, data: _Data, device, batch_size: int = 32,
+                        radius_nm: float = 250.0) -> tuple[LocalizeParams, float]:
+    """Threshold (fraction of the output range searched on a log grid)
+    maximising Jaccard on validation frames; returns params and Jaccard."""
+    model.net.eval()
+    outs = []
+    with torch.inference_mode():
+        for s in range(0, len(data), batch_size):
+            x = torch.from_numpy(data.frames[s : s + batch_size]).to(device)
+            outs.append(model.predict(x).cpu())
+    sr = torch.cat(outs)
+    top = float(sr.max()) if sr.numel() else 1.0
+    best = (LocalizeParams(threshold=0.1 * top), -1.0)
+    for t in np.geomspace(top * 1e-3, top * 0.9, 30):
+        p = LocalizeParams(threshold=float(t))
+        jac = evaluate(data.locs, find_peaks(sr, data.sr_pixel, p), radius_nm).jaccard
+        if jac > best[1]:
+            best = (p, jac)
+    return best
+
+
+def _last_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + ".last.pt")
+
+
+def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: bool = True,
+               resume: bool = False, log_dir: str | Path | None = None) -> Generator[EpochLog, None, DSIRModel]:
+    """Train; yield an `EpochLog` per epoch; return the best model.
+
+    The best checkpoint (lowest validation loss) is kept at ``model_path``;
+    ``<model_path>.last.pt`` holds the state to ``resume`` from. A CSV log and
+    every ``png_every`` epochs a PNG (4 validation frames: input, prediction,
+    ground truth; loss curves) go to ``log_dir`` (default: beside the model).
+    On KeyboardInterrupt the state is saved before the interrupt propagates.
+    """
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.n_train < 1 or cfg.n_val < 1:
+        raise DSIRError("epochs, batch size, n_train and n_val must all be >= 1")
+    if not (cfg.lr > 0):
+        raise DSIRError(f"learning rate must be > 0, got {cfg.lr}")
+    from .model import resolve_device
+
+    device = resolve_device(cfg.device)
+    model_path = Path(model_path) if model_path else default_model_path()
+    log_dir = Path(log_dir) if log_dir else model_path.parent
+    if save:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    if cfg.init:
+        model = load_checkpoint(cfg.init)
+        if model.legacy:
+            raise DSIRError(f"{cfg.init}: the legacy model cannot be fine-tuned; train a new model")
+    else:
+        model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm), "dsir", cfg.upsampling, cfg.normalization,
+                          cfg.simulation.pixel_size)
+    model.upsampling = cfg.upsampling if not cfg.init else model.upsampling
+    model.to(device)
+    train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling)
+    val_data = _Data(cfg.n_val, cfg.simulation, cfg.seed + 1_000_003, model.upsampling)
+    kernel = gauss_kernel(cfg.kernel_width, cfg.kernel_fwhm).to(device)
+    pad = cfg.kernel_width // 2
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: dict[str, list[float]] = {"train": [], "val": []}
+    best, start_epoch = math.inf, 0
+    last = _last_path(model_path)
+    if resume:
+        if not last.is_file():
+            raise DSIRError(f"{last}: nothing to resume from")
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.net.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, best = int(state["epoch"]), float(state["best"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        rng = np.random.default_rng(cfg.seed + start_epoch)
+    model.metadata.update({"simulation": cfg.simulation.to_dict()})
+    training_meta = cfg.to_dict()
+
+    def save_last(epoch: int):
+        if save:
+            from .io import atomic_output
+            with atomic_output(last, overwrite=True) as tmp:
+                torch.save({"state_dict": model.net.state_dict(), "optimizer": opt.state_dict(),
+                            "epoch": epoch, "best": best, "history": history}, tmp)
+
+    csv_path = log_dir / (model_path.stem + "_log.csv")
+    if save and not resume:
+        with open(csv_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"])
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            model.net.train()
+            order = rng.permutation(len(train_data))
+            losses = []
+            for s in range(0, len(order), cfg.batch_size):
+                x, y = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device)
+                loss = _loss(model, x, y, kernel, pad)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            tl = float(np.mean(losses))
+            vl = _val_loss(model, val_data, cfg, kernel, pad, device)
+            history["train"].append(tl)
+            history["val"].append(vl)
+            improved = vl < best
+            if improved:
+                best = vl
+                if save:
+                    save_checkpoint(model_path, model, training={**training_meta, "epochs_done": epoch,
+                                                                 "best_val_loss": best})
+            dt = time.perf_counter() - t0
+            if save:
+                with open(csv_path, "a", newline="") as fh:
+                    csv.writer(fh).writerow([epoch, f"{tl:.6g}", f"{vl:.6g}", f"{best:.6g}", f"{dt:.2f}"])
+                if cfg.png_every and (epoch % cfg.png_every == 0 or epoch == cfg.epochs):
+                    _write_panel(log_dir / f"{model_path.stem}_epoch{epoch:04d}.png", model, val_data,
+                                 kernel, pad, history, device)
+                save_last(epoch)
+            yield EpochLog(epoch, cfg.epochs, tl, vl, best, improved, dt)
+    except KeyboardInterrupt:
+        save_last(epoch - 1 if epoch > start_epoch else start_epoch)
+        raise
+
+    if save and model_path.is_file():
+        model = load_checkpoint(model_path).to(device)
+    if cfg.calibrate:
+        params, jac = calibrate_threshold(model, val_data, device, cfg.batch_size)
+        model.metadata["localize"] = params.to_dict()
+        model.metadata["validation_jaccard_250nm"] = jac
+    if save:
+        save_checkpoint(model_path, model, training={**training_meta, "epochs_done": epoch, "best_val_loss": best})
+    return model
+
+
+def _write_panel(path, model, data, kernel, pad, history, device):
+    idx = np.arange(min(4, len(data)))
+    x, y = data.batch(idx, device)
+    model.net.eval()
+    with torch.inference_mode():
+        pred = model.predict(x).unsqueeze(1)
+        pb = F.conv2d(pred, kernel, padding=pad)[:, 0].cpu().numpy()
+        yb = F.conv2d(y, kernel, padding=pad)[:, 0].cpu().numpy()
+    rows = [[data.frames[i], pb[k], yb[k]] for k, i in enumerate(idx)]
+    grid = montage(rows, size=160)
+    curves = loss_curves(history, width=grid.shape[1], height=200)
+    rgb = np.concatenate([np.repeat(grid[..., None], 3, axis=2), curves], axis=0)
+    write_png(path, rgb)
+
+
+def train(cfg: TrainConfig, model_path=None, *, verbose: bool = False, **kwargs) -> DSIRModel:
+    """Blocking training; with ``verbose`` a tqdm bar shows both losses."""
+    gen = iter_train(cfg, model_path, **kwargs)
+    bar = None
+    if verbose:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr)
+    try:
+        while True:
+            try:
+                log = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if bar is not None:
+                bar.n = log.epoch
+                bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}", best=f"{log.best_val_loss:.4g}")
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
