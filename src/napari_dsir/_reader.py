@@ -23,6 +23,28 @@ TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
 DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
 
 
+def _layer_supports(kw: str) -> bool:
+    """Whether napari's layers accept ``kw`` (``units``, ``axis_labels``: napari >= 0.5)."""
+    try:
+        import inspect
+
+        from napari.layers import Layer
+
+        return kw in inspect.signature(Layer.__init__).parameters
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _axes_kwargs(ndim: int, nm: bool = True) -> dict:
+    """Axis labels and units (world in nm; the frame axis is a plain index)."""
+    out = {}
+    if _layer_supports("axis_labels"):
+        out["axis_labels"] = ("frame", "y", "x")[-ndim:]
+    if nm and _layer_supports("units"):
+        out["units"] = ("pixel", "nm", "nm")[-ndim:]
+    return out
+
+
 def _is_stack_path(p: Path) -> bool:
     return p.is_dir() or p.suffix.lower() in TIFF_SUFFIXES
 
@@ -71,10 +93,7 @@ def stack_layer_data(stack) -> tuple:
         "metadata": meta,
         "colormap": "gray",
     }
-    if ndim == 3:
-        kwargs["axis_labels"] = ("frame", "y", "x")
-    else:
-        kwargs["axis_labels"] = ("y", "x")
+    kwargs.update(_axes_kwargs(ndim))
     return (data, kwargs, "image")
 
 
@@ -115,8 +134,9 @@ def points_layer_data(
     kwargs["border_color"] = color
     kwargs["border_width"] = 0.15
     kwargs["border_width_is_relative"] = True
+    # world units are nm unless an image in other units is given
+    kwargs.update(_axes_kwargs(ndim, nm=geometry is None or geometry.scale[-1] == geometry.pixel_size))
     if ndim == 3:
-        kwargs["axis_labels"] = ("frame", "y", "x")
         # a frame shows its own emitters; the summed (2-D) image shows all
         kwargs["out_of_slice_display"] = False
     if locs.intensity is not None and len(locs):

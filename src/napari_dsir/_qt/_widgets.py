@@ -460,6 +460,9 @@ class ReconstructWidget(QWidget):
             "source": name,
             "model": result.info.get("model"),
         }
+        from .._reader import _axes_kwargs
+
+        nm = geo.scale[-1] == geo.pixel_size  # the input's world is nm
         added = []
         if job["frames"] and result.frames is not None:
             frames = result.frames
@@ -473,6 +476,7 @@ class ReconstructWidget(QWidget):
                 name=f"{name} DSIR frames", scale=scale, translate=tuple(translate),
                 contrast_limits=contrast_limits(frames), colormap="inferno",
                 blending="additive", metadata=dict(meta, kind="dsir_frames"),
+                **_axes_kwargs(frames.ndim, nm),
             )))
         if job["sum"]:
             img = result.sum_image
@@ -480,6 +484,7 @@ class ReconstructWidget(QWidget):
                 name=f"{name} DSIR", scale=geo.sr_scale(u, 2), translate=geo.sr_translate(u, 2),
                 contrast_limits=contrast_limits(img), colormap="inferno",
                 blending="additive", metadata=dict(meta, kind="dsir_sum"),
+                **_axes_kwargs(2, nm),
             )))
         if job["locs"] and result.localizations is not None:
             ndim = 3 if job["ndim"] == 3 else 2
