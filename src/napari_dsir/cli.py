@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import warnings
@@ -235,13 +236,14 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         kernel_width=args.kernel_width, kernel_fwhm=args.kernel_fwhm, seed=args.seed,
         n_train=args.n_train, n_val=args.n_val, normalization=args.normalization,
-        encoder=tuple(args.encoder), decoder=tuple(args.decoder), head_norm=args.head_norm,
+        encoder=tuple(args.encoder), decoder=tuple(args.decoder), head_norm=args.head_norm, head_relu=args.head_relu,
         simulation=_sim_config(args),
         init=args.init, device=args.device, png_every=args.png_every,
     )
     from tqdm import tqdm
 
-    gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir)
+    command = "dsir " + shlex.join(args.argv)
+    gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
     bar = tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet)
     try:
         while True:
@@ -356,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8])
     p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
                    help="no batch-norm before the final ReLU (the original has one)")
+    p.add_argument("--no-head-relu", dest="head_relu", action="store_false",
+                   help="linear output while training, clipped at 0 when applied (avoids dead outputs)")
     p.add_argument("--init", default=None, help="checkpoint to fine-tune from")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
@@ -380,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

@@ -7,6 +7,7 @@ a weighted centroid; positions in nm (origin: top-left corner of camera pixel
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,17 +22,23 @@ from .io import Localizations
 class LocalizeParams:
     """``threshold``: minimum peak value of the network output (its units);
     ``radius``: local-maximum radius in super-resolved pixels (peaks closer
-    than this merge); ``window``: half-width of the centroid window (SR px)."""
+    than this merge); ``window``: half-width of the centroid window (SR px);
+    ``blur_fwhm``/``blur_width``: the Gaussian the training loss compares
+    outputs through (peaks are found in the output blurred by it)."""
 
     threshold: float = 0.1
     radius: int = 2
     window: int = 2
+    blur_fwhm: float = 3.0  # SR px; 0: no blur
+    blur_width: int = 5  # SR px
 
     def validate(self) -> "LocalizeParams":
         if not np.isfinite(self.threshold) or self.threshold < 0:
             raise DSIRError(f"threshold must be a number >= 0, got {self.threshold}")
         if int(self.radius) < 1 or int(self.window) < 1:
             raise DSIRError("radius and window must be >= 1 super-resolved pixel")
+        if self.blur_fwhm < 0 or int(self.blur_width) < 1 or int(self.blur_width) % 2 == 0:
+            raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
         return self
 
     def to_dict(self) -> dict:
@@ -46,6 +53,13 @@ def params_for(model, **overrides) -> LocalizeParams:
     return LocalizeParams(**{k: v for k, v in base.items() if k in known}).validate()
 
 
+def gauss_kernel(width: int, fwhm: float) -> torch.Tensor:
+    """Square Gaussian kernel (1, 1, width, width) with peak 1 (the DSIR loss's)."""
+    r = torch.arange(width, dtype=torch.float32) - width // 2
+    g = torch.exp(-4 * math.log(2) * (r[None, :] ** 2 + r[:, None] ** 2) / fwhm**2)
+    return g.view(1, 1, width, width)
+
+
 def find_peaks(
     sr: torch.Tensor, sr_pixel_size: float, params: LocalizeParams, first_frame: int = 0
 ) -> Localizations:
@@ -57,6 +71,9 @@ def find_peaks(
     if sr.ndim == 2:
         sr = sr[None]
     x = sr.to(torch.float32).unsqueeze(1)
+    if params.blur_fwhm > 0:
+        k = gauss_kernel(int(params.blur_width), float(params.blur_fwhm)).to(x.device)
+        x = F.conv2d(x, k / k.sum(), padding=int(params.blur_width) // 2)
     r, w = int(params.radius), int(params.window)
     pooled = F.max_pool2d(x, 2 * r + 1, stride=1, padding=r)
     peaks = (x == pooled) & (x > params.threshold)

@@ -69,10 +69,13 @@ class DSIRNet(nn.Module):
     Encoder: 3 x [conv 3x3 + BN + ReLU + max-pool 2] (``encoder`` channels,
     16, 8, 8 by default); decoder: 3 x [transposed conv x2 + BN + ReLU]
     (``decoder`` channels, 8, 16, 8); a final conv 3x3 to one channel, then
-    BN (``head_norm``, as the original) and ReLU. Input height and width must be multiples of 8.
+    BN (``head_norm``) and ReLU (``head_relu``), both as the original. Without
+    the final ReLU the output is linear while training (no dead output units)
+    and `DSIRModel.predict` clips it at 0 in eval mode. Input height and width must be multiples of 8.
     """
 
-    def __init__(self, encoder=(16, 8, 8), decoder=(8, 16, 8), head_norm: bool = True):
+    def __init__(self, encoder=(16, 8, 8), decoder=(8, 16, 8), head_norm: bool = True,
+                 head_relu: bool = True):
         super().__init__()
         encoder, decoder = tuple(int(c) for c in encoder), tuple(int(c) for c in decoder)
         if len(encoder) != 3 or len(decoder) != 3 or min(encoder + decoder) < 1:
@@ -88,9 +91,9 @@ class DSIRNet(nn.Module):
             dec.append(_up_block(cin, c))
             cin = c
         self.decoder = nn.Sequential(*dec)
-        self.head_norm = bool(head_norm)
-        head = [nn.Conv2d(cin, 1, 3, padding=1)] + ([nn.BatchNorm2d(1)] if head_norm else []) + [nn.ReLU()]
-        self.head = nn.Sequential(*head)
+        self.head_norm, self.head_relu = bool(head_norm), bool(head_relu)
+        head = [nn.Conv2d(cin, 1, 3, padding=1)] + ([nn.BatchNorm2d(1)] if head_norm else [])
+        self.head = nn.Sequential(*head, *([nn.ReLU()] if head_relu else []))
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.xavier_normal_(m.weight)
@@ -98,7 +101,7 @@ class DSIRNet(nn.Module):
 
     def arch_params(self) -> dict:
         return {"encoder": list(self.encoder_channels), "decoder": list(self.decoder_channels),
-                "head_norm": self.head_norm}
+                "head_norm": self.head_norm, "head_relu": self.head_relu}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.decoder(self.encoder(x)))
@@ -163,6 +166,7 @@ class DSIRModel:
     pixel_size: float = 100.0
     metadata: dict = field(default_factory=dict)
     source: str = ""
+    output_blur: tuple[int, float] | None = None  # (width, fwhm) SR px, see predict
 
     def __post_init__(self):
         # channels-last is 1.5-3x faster for these convolutions on CPU
@@ -180,19 +184,34 @@ class DSIRModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """(batch, y, x) ADU -> (batch, u*y, u*x) localization images.
+    def raw(self, frames: torch.Tensor) -> torch.Tensor:
+        """(batch, y, x) ADU -> (batch, u*y, u*x) network output, as trained.
 
-        Frames whose up-sampled size is not a multiple of 8 are padded by
-        reflection and cropped back.
+        Frames whose up-sampled size is not a multiple of 8 are padded
+        (replicate) and cropped back.
         """
         x = preprocess(frames, self.upsampling, self.normalization)
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        y = self.net(x.contiguous(memory_format=torch.channels_last))
-        return y[:, 0, :h, :w]
+        return self.net(x.contiguous(memory_format=torch.channels_last))[:, 0, :h, :w]
+
+    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+        """(batch, y, x) ADU -> (batch, u*y, u*x) localization images (>= 0).
+
+        Models trained with a linear output (``output_blur`` set) are judged
+        by the loss only through the loss's Gaussian; their output is blurred
+        by that Gaussian (normalised to sum 1) before use.
+        """
+        y = self.raw(frames)
+        if self.output_blur:
+            from .localize import gauss_kernel
+
+            width, fwhm = self.output_blur
+            k = gauss_kernel(int(width), float(fwhm)).to(y.device)
+            y = F.conv2d(y.unsqueeze(1), k / k.sum(), padding=int(width) // 2)[:, 0]
+        return torch.clamp(y, min=0)
 
 
 def save_checkpoint(path, model: DSIRModel, training: dict | None = None) -> Path:
@@ -210,6 +229,7 @@ def save_checkpoint(path, model: DSIRModel, training: dict | None = None) -> Pat
         "upsampling": int(model.upsampling),
         "normalization": model.normalization,
         "pixel_size": float(model.pixel_size),
+        "output_blur": list(model.output_blur) if model.output_blur else None,
         "package_version": __version__,
         "metadata": meta,
         "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
@@ -287,9 +307,11 @@ def load_checkpoint(path) -> DSIRModel:
     norm = ckpt.get("normalization", "zscore")
     if norm not in NORMALIZATIONS:
         raise DSIRError(f"{path}: unknown normalization {norm!r}")
+    blur = ckpt.get("output_blur")
     return DSIRModel(
         net, arch, int(ckpt.get("upsampling", 8)), norm, float(ckpt.get("pixel_size", 100.0)),
         dict(ckpt.get("metadata", {})), source=str(path),
+        output_blur=(int(blur[0]), float(blur[1])) if blur else None,
     )
 
 

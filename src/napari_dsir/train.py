@@ -27,7 +27,7 @@ from .errors import DSIRError
 from .evaluate import evaluate
 from .figures import loss_curves, montage, write_png
 from .io import Localizations
-from .localize import LocalizeParams, find_peaks
+from .localize import LocalizeParams, find_peaks, gauss_kernel
 from .model import DSIRModel, DSIRNet, load_checkpoint, save_checkpoint
 from .simulate import SimulationConfig, simulate
 
@@ -65,6 +65,7 @@ class TrainConfig:
     encoder: tuple = (16, 8, 8)
     decoder: tuple = (8, 16, 8)
     head_norm: bool = True
+    head_relu: bool = True
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     init: str | None = None  # checkpoint to fine-tune from
     device: str = "cpu"
@@ -87,13 +88,6 @@ class EpochLog:
     best_val_loss: float
     improved: bool
     seconds: float
-
-
-def gauss_kernel(width: int, fwhm: float) -> torch.Tensor:
-    """Square Gaussian kernel (1, 1, width, width), peak 1, as the original."""
-    r = torch.arange(width, dtype=torch.float32) - width // 2
-    g = torch.exp(-4 * math.log(2) * (r[None, :] ** 2 + r[:, None] ** 2) / fwhm**2)
-    return g.view(1, 1, width, width)
 
 
 def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int], sr_pixel: float) -> torch.Tensor:
@@ -125,7 +119,7 @@ class _Data:
 
 
 def _loss(model: DSIRModel, x, y, kernel, pad) -> torch.Tensor:
-    pred = model.predict(x).unsqueeze(1)
+    pred = model.raw(x).unsqueeze(1)
     return F.mse_loss(F.conv2d(pred, kernel, padding=pad), F.conv2d(y, kernel, padding=pad))
 
 
@@ -142,9 +136,12 @@ def _val_loss(model, data, cfg, kernel, pad, device) -> float:
 
 
 def calibrate_threshold(model: DSIRModel, data: _Data, device, batch_size: int = 32,
-                        radius_nm: float = 250.0) -> tuple[LocalizeParams, float]:
-    """Threshold (fraction of the output range searched on a log grid)
-    maximising Jaccard on validation frames; returns params and Jaccard."""
+                        radius_nm: float = 250.0, blur: tuple[int, float] = (5, 3.0)) -> tuple[LocalizeParams, float]:
+    """Localizer settings maximising Jaccard on validation frames.
+
+    Searched: an extra blur (none, the loss's Gaussian, twice as wide; the
+    local-maximum radius grows with it) and the threshold on a log grid.
+    Returns the best `LocalizeParams` and its Jaccard at ``radius_nm``."""
     model.net.eval()
     outs = []
     with torch.inference_mode():
@@ -152,13 +149,21 @@ def calibrate_threshold(model: DSIRModel, data: _Data, device, batch_size: int =
             x = torch.from_numpy(data.frames[s : s + batch_size]).to(device)
             outs.append(model.predict(x).cpu())
     sr = torch.cat(outs)
-    top = float(sr.max()) if sr.numel() else 1.0
-    best = (LocalizeParams(threshold=0.1 * top), -1.0)
-    for t in np.geomspace(top * 1e-3, top * 0.9, 30):
-        p = LocalizeParams(threshold=float(t))
-        jac = evaluate(data.locs, find_peaks(sr, data.sr_pixel, p), radius_nm).jaccard
-        if jac > best[1]:
-            best = (p, jac)
+    best = (LocalizeParams(), -1.0)
+    # (width, fwhm) of the extra blur before peak finding; fwhm 0: none
+    blurs = [(blur[0], 0.0), (blur[0], blur[1]), (2 * math.ceil(2 * blur[1]) + 1, 2 * blur[1])]
+    for width, fwhm in blurs:
+        rad = max(2, math.ceil(fwhm / 2))
+        sb = sr[:, None]
+        if fwhm > 0:
+            k = gauss_kernel(width, fwhm)
+            sb = F.conv2d(sb, k / k.sum(), padding=width // 2)
+        top = float(sb.max()) if sb.numel() else 1.0
+        for t in np.geomspace(top * 2e-3, top * 0.9, 15):
+            p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=width, blur_fwhm=fwhm)
+            jac = evaluate(data.locs, find_peaks(sr, data.sr_pixel, p), radius_nm).jaccard
+            if jac > best[1]:
+                best = (p, jac)
     return best
 
 
@@ -167,7 +172,8 @@ def _last_path(model_path: Path) -> Path:
 
 
 def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: bool = True,
-               resume: bool = False, log_dir: str | Path | None = None) -> Generator[EpochLog, None, DSIRModel]:
+               resume: bool = False, log_dir: str | Path | None = None,
+               metadata: dict | None = None) -> Generator[EpochLog, None, DSIRModel]:
     """Train; yield an `EpochLog` per epoch; return the best model.
 
     The best checkpoint (lowest validation loss) is kept at ``model_path``;
@@ -175,6 +181,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     every ``png_every`` epochs a PNG (4 validation frames: input, prediction,
     ground truth; loss curves) go to ``log_dir`` (default: beside the model).
     On KeyboardInterrupt the state is saved before the interrupt propagates.
+    ``metadata`` (plain types) is stored in the checkpoint, e.g. the command.
     """
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.n_train < 1 or cfg.n_val < 1:
         raise DSIRError("epochs, batch size, n_train and n_val must all be >= 1")
@@ -196,8 +203,9 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         if model.legacy:
             raise DSIRError(f"{cfg.init}: the legacy model cannot be fine-tuned; train a new model")
     else:
-        model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm), "dsir", cfg.upsampling, cfg.normalization,
-                          cfg.simulation.pixel_size)
+        model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm, cfg.head_relu), "dsir", cfg.upsampling,
+                          cfg.normalization, cfg.simulation.pixel_size,
+                          output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
     model.upsampling = cfg.upsampling if not cfg.init else model.upsampling
     model.to(device)
     train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling)
@@ -217,7 +225,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         start_epoch, best = int(state["epoch"]), float(state["best"])
         history = {k: list(v) for k, v in state["history"].items()}
         rng = np.random.default_rng(cfg.seed + start_epoch)
-    model.metadata.update({"simulation": cfg.simulation.to_dict()})
+    model.metadata.update({"simulation": cfg.simulation.to_dict(), **(metadata or {})})
     training_meta = cfg.to_dict()
 
     def save_last(epoch: int):
@@ -271,7 +279,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if save and model_path.is_file():
         model = load_checkpoint(model_path).to(device)
     if cfg.calibrate:
-        params, jac = calibrate_threshold(model, val_data, device, cfg.batch_size)
+        params, jac = calibrate_threshold(model, val_data, device, cfg.batch_size,
+                                          blur=(cfg.kernel_width, cfg.kernel_fwhm))
         model.metadata["localize"] = params.to_dict()
         model.metadata["validation_jaccard_250nm"] = jac
     if save:
@@ -284,7 +293,7 @@ def _write_panel(path, model, data, kernel, pad, history, device):
     x, y = data.batch(idx, device)
     model.net.eval()
     with torch.inference_mode():
-        pred = model.predict(x).unsqueeze(1)
+        pred = model.raw(x).unsqueeze(1)  # what the loss sees: raw output, blurred
         pb = F.conv2d(pred, kernel, padding=pad)[:, 0].cpu().numpy()
         yb = F.conv2d(y, kernel, padding=pad)[:, 0].cpu().numpy()
     rows = [[data.frames[i], pb[k], yb[k]] for k, i in enumerate(idx)]

@@ -1,0 +1,130 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dsir.cli import main
+from napari_dsir.io import open_stack, read_localizations
+
+from .conftest import shared
+
+
+@pytest.fixture
+def small_stack(tmp_path):
+    rc = main(["simulate", "-o", str(tmp_path / "sim.tif"), "-n", "4", "--size", "16", "16", "--density", "2",
+               "--seed", "1"])
+    assert rc == 0
+    return tmp_path / "sim.tif"
+
+
+def test_simulate_writes_stack_and_ground_truth(small_stack, capsys):
+    s = open_stack(small_stack)
+    assert s.shape == (4, 16, 16) and s.dtype == np.uint16 and s.pixel_size == pytest.approx(100)
+    gt = read_localizations(small_stack.with_suffix(".csv"))
+    assert len(gt) > 0 and gt.frame.max() <= 3
+
+
+def test_reconstruct_and_localize(small_stack, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "sr.tif"
+    rc = main(["reconstruct", str(small_stack), "-o", str(out), "--model", str(tiny_checkpoint), "-q",
+               "--frames", "1:3"])
+    assert rc == 0
+    s = open_stack(out)
+    assert s.shape == (1, 128, 128) and s.pixel_size == pytest.approx(12.5)
+    assert str(out) in capsys.readouterr().out
+    locs = tmp_path / "l.csv"
+    rc = main(["localize", str(small_stack), "-o", str(locs), "--model", str(tiny_checkpoint), "-q",
+               "--threshold", "0"])
+    assert rc == 0 and locs.is_file()
+    assert read_localizations(locs).frame.max() <= 3
+
+
+def test_existing_output_is_refused_without_overwrite(small_stack, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "sr.tif"
+    out.write_bytes(b"precious")
+    rc = main(["reconstruct", str(small_stack), "-o", str(out), "--model", str(tiny_checkpoint), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already exists" in err and str(out) in err
+    assert out.read_bytes() == b"precious"
+    assert main(["reconstruct", str(small_stack), "-o", str(out), "--model", str(tiny_checkpoint), "-q",
+                 "--overwrite"]) == 0
+    assert out.read_bytes() != b"precious"
+
+
+@pytest.mark.parametrize(
+    "argv_tail, needle",
+    [
+        (["missing.tif"], "no such file"),
+        (["--pixel-size", "-3"], "positive"),
+        (["--frames", "9:12"], "selects no frames"),
+        (["--model", "nope.pt"], "no such model file"),
+    ],
+)
+def test_bad_input_exit_2_with_one_line(small_stack, tmp_path, capsys, argv_tail, needle):
+    argv = ["reconstruct"]
+    if argv_tail[0].endswith(".tif"):
+        argv += [str(tmp_path / argv_tail[0])]
+    else:
+        argv += [str(small_stack)] + argv_tail
+    argv += ["-o", str(tmp_path / "o.tif"), "-q"]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err
+    assert not (tmp_path / "o.tif").exists()
+    if not err.startswith("usage"):
+        assert len(err.splitlines()) == 1
+
+
+def test_evaluate_text_and_json(tmp_path, capsys):
+    gt = tmp_path / "gt.csv"
+    gt.write_text("frame,x,y\n1,100,100\n1,1000,1000\n2,500,500\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("frame,x,y\n1,130,100\n1,1000,1040\n2,900,500\n")
+    assert main(["evaluate", str(gt), str(pred)]) == 0
+    out = capsys.readouterr().out
+    assert "radius 250 nm: Jaccard 0.500" in out and "radius 100 nm" in out
+    assert main(["evaluate", str(gt), str(pred), "--radius", "250", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    m = d["metrics"][0]
+    assert m["tp"] == 2 and m["fp"] == 1 and m["fn"] == 1 and m["rmse"] == pytest.approx(np.sqrt(1250))
+
+
+def test_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out.resolve()) in printed
+    assert {p.name for p in out.iterdir()} == {"sample_dsir.tif", "sample_dsir.png", "sample_localizations.csv"}
+    assert (out / "sample_dsir.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(read_localizations(out / "sample_localizations.csv")) > 100
+
+
+def test_entry_point_and_usage_error():
+    r = subprocess.run([sys.executable, "-m", "napari_dsir.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "napari-dsir" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "napari_dsir.cli", "reconstruct"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_import_does_not_load_qt():
+    code = "import sys, napari_dsir.cli, napari_dsir.reconstruct, napari_dsir.train; " \
+           "print(any(m.split('.')[0] in ('PyQt5','PyQt6','PySide2','PySide6','qtpy','napari') for m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_thunderstorm_demo_end_to_end(tmp_path, capsys):
+    stack = shared("thunderstorm_demo", "ArtificialDataset_demo1.tif")
+    gt = shared("thunderstorm_demo", "positions_demo1.csv")
+    locs = tmp_path / "locs.csv"
+    assert main(["localize", str(stack), "-o", str(locs), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(gt), str(locs), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)["metrics"][0]
+    assert m["jaccard"] > 0.2 and m["recall"] > 0.2

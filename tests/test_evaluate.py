@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import pytest
+
+from napari_dsir.evaluate import evaluate, match, match_frame
+from napari_dsir.io import Localizations
+
+
+def L(frames, xs, ys):
+    return Localizations(frames, xs, ys)
+
+
+def test_perfect_prediction():
+    gt = L([0, 0, 1], [100, 900, 500], [100, 900, 500])
+    m = evaluate(gt, gt, 250)
+    assert (m.tp, m.fp, m.fn) == (3, 0, 0)
+    assert m.jaccard == 1 and m.recall == 1 and m.precision == 1
+    assert m.rmse == 0 and m.efficiency == 100
+
+
+def test_constructed_case_known_numbers():
+    # frame 0: two GT, one prediction 30 nm off (x) and one 40 nm off (y)
+    # frame 1: one GT missed; one FP 300 nm away from any GT
+    gt = L([0, 0, 1], [1000, 3000, 500], [1000, 3000, 500])
+    pred = L([0, 0, 1], [1030, 3000, 800], [1000, 3040, 500])
+    m = evaluate(gt, pred, 250)
+    assert (m.tp, m.fp, m.fn) == (2, 1, 1)
+    assert m.jaccard == pytest.approx(0.5)
+    assert m.recall == pytest.approx(2 / 3) and m.precision == pytest.approx(2 / 3)
+    assert m.rmse == pytest.approx(math.sqrt((30**2 + 40**2) / 2))
+    assert m.efficiency == pytest.approx(100 - math.sqrt(50**2 + (30**2 + 40**2) / 2))
+    m100 = evaluate(gt, pred, 100)
+    assert (m100.tp, m100.fp, m100.fn) == (2, 1, 1)
+    m35 = evaluate(gt, pred, 35)
+    assert (m35.tp, m35.fp, m35.fn) == (1, 2, 2) and m35.rmse == pytest.approx(30)
+
+
+def test_matching_is_per_frame():
+    gt = L([0], [100], [100])
+    pred = L([1], [100], [100])
+    m = evaluate(gt, pred)
+    assert (m.tp, m.fp, m.fn) == (0, 1, 1) and m.jaccard == 0 and math.isnan(m.rmse)
+    assert m.to_dict()["rmse"] is None
+
+
+def test_hungarian_maximises_matches_then_minimises_distance():
+    # greedy nearest would pair gt0-pred0 (10 nm) and leave gt1 unmatched
+    gt = np.array([[0.0, 0.0], [200.0, 0.0]])
+    pred = np.array([[100.0, 0.0], [-90.0, 0.0]])
+    a, b = match_frame(gt, pred, 150)
+    assert len(a) == 2
+    assert dict(zip(a, b)) == {0: 1, 1: 0}
+
+
+def test_one_to_one():
+    gt = L([0], [0], [0])
+    pred = L([0, 0], [10, 20], [0, 0])
+    gi, pi, d = match(gt, pred, 250)
+    assert list(pi) == [0] and d[0] == pytest.approx(10)
+
+
+def test_empty_inputs():
+    e = Localizations.empty()
+    assert evaluate(e, e).jaccard == 1.0
+    gt = L([0], [0], [0])
+    assert evaluate(gt, e).recall == 0 and evaluate(e, gt).precision == 0

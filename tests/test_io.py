@@ -1,0 +1,213 @@
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dsir.errors import DSIRError
+from napari_dsir.io import (
+    Localizations,
+    atomic_output,
+    open_stack,
+    read_localizations,
+    write_localizations,
+    write_tiff,
+)
+
+from .conftest import shared
+
+
+def _stack(rng, n=5, h=16, w=20):
+    return rng.integers(90, 400, size=(n, h, w)).astype(np.uint16)
+
+
+def test_multipage_tiff_lazy_and_imagej_pixel_size(tmp_path, rng):
+    data = _stack(rng)
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, data, imagej=True, resolution=(1 / 0.16, 1 / 0.16), metadata={"unit": "um"})
+    s = open_stack(p)
+    assert s.shape == (5, 16, 20) and s.dtype == np.uint16
+    assert s.pixel_size == pytest.approx(160.0)
+    np.testing.assert_array_equal(s.read(1, 3), data[1:3])
+    np.testing.assert_array_equal(s[4], data[4])
+    np.testing.assert_array_equal(s[::2], data[::2])
+    batches = list(s.iter_batches(2))
+    assert [b for b, _ in batches] == [0, 2, 4]
+    np.testing.assert_array_equal(np.concatenate([a for _, a in batches]), data)
+
+
+def test_compressed_tiff_is_read_page_by_page(tmp_path, rng):
+    data = _stack(rng)
+    p = tmp_path / "c.tif"
+    tifffile.imwrite(p, data, compression="zlib")
+    s = open_stack(p)
+    assert s.pixel_size is None
+    np.testing.assert_array_equal(s.read(2, 5), data[2:5])
+
+
+def test_ome_pixel_size(tmp_path, rng):
+    p = tmp_path / "m.ome.tif"
+    tifffile.imwrite(p, _stack(rng), metadata={"axes": "TYX", "PhysicalSizeX": 0.107, "PhysicalSizeXUnit": "µm",
+                                               "PhysicalSizeY": 0.107, "PhysicalSizeYUnit": "µm"})
+    assert open_stack(p).pixel_size == pytest.approx(107.0)
+
+
+def test_pixel_size_override(tmp_path, rng):
+    p = tmp_path / "m.tif"
+    tifffile.imwrite(p, _stack(rng))
+    assert open_stack(p, pixel_size=80).pixel_size == 80
+    with pytest.raises(DSIRError):
+        open_stack(p, pixel_size=-1)
+
+
+def test_single_2d_frame_is_one_frame(tmp_path, rng):
+    p = tmp_path / "one.tif"
+    tifffile.imwrite(p, _stack(rng, 1)[0])
+    assert open_stack(p).shape == (1, 16, 20)
+
+
+def test_folder_in_natural_order(tmp_path, rng):
+    data = _stack(rng, 12)
+    d = tmp_path / "sequence"
+    d.mkdir()
+    for i, fr in enumerate(data):
+        tifffile.imwrite(d / f"frame{i + 1}.tif", fr)  # frame10 sorts after frame9
+    (d / "notes.txt").write_text("not a frame")
+    s = open_stack(d)
+    assert s.shape == (12, 16, 20)
+    np.testing.assert_array_equal(s.read(), data)
+
+
+def test_folder_frames_of_different_size(tmp_path, rng):
+    d = tmp_path / "seq"
+    d.mkdir()
+    tifffile.imwrite(d / "00001.tif", _stack(rng, 1)[0])
+    tifffile.imwrite(d / "00002.tif", _stack(rng, 1, 8, 8)[0])
+    s = open_stack(d)
+    with pytest.raises(DSIRError, match="00002.tif"):
+        s.read()
+
+
+@pytest.mark.parametrize("case", ["empty_folder", "not_tiff", "missing", "rgb"])
+def test_bad_stacks(tmp_path, case, rng):
+    if case == "empty_folder":
+        p = tmp_path / "empty"
+        p.mkdir()
+    elif case == "not_tiff":
+        p = tmp_path / "fake.tif"
+        p.write_text("hello")
+    elif case == "missing":
+        p = tmp_path / "nope.tif"
+    else:
+        p = tmp_path / "rgb.tif"
+        tifffile.imwrite(p, rng.integers(0, 255, (32, 32, 3)).astype(np.uint8), photometric="rgb")
+    with pytest.raises(DSIRError) as e:
+        open_stack(p)
+    assert str(p) in str(e.value)
+
+
+def test_epfl_sequence_folder():
+    d = shared("bundled_tubes_hd", "sequence")
+    s = open_stack(d)
+    assert s.shape == (361, 64, 64)
+    assert s.read(0, 1).mean() > 100  # camera baseline ~100 ADU
+
+
+# ----------------------------------------------------------------------- tables
+
+
+def test_thunderstorm_csv_round_trip(tmp_path):
+    locs = Localizations([0, 0, 3], [10.5, 200.25, 3000.0], [5.0, 6.125, 7.0], [100.0, 200.0, 300.0])
+    p = write_localizations(tmp_path / "l.csv", locs)
+    text = p.read_text()
+    assert text.startswith('"id","frame","x [nm]","y [nm]"')
+    assert text.splitlines()[3].split(",")[1] == "4"  # 1-based frames in the file
+    back = read_localizations(p)
+    np.testing.assert_array_equal(back.frame, locs.frame)
+    np.testing.assert_allclose(back.x, locs.x, atol=1e-3)
+    np.testing.assert_allclose(back.y, locs.y, atol=1e-3)
+    np.testing.assert_allclose(back.intensity, locs.intensity)
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_text("keep me")
+    with pytest.raises(DSIRError, match="already exists"):
+        write_localizations(p, Localizations.empty())
+    assert p.read_text() == "keep me"
+    write_localizations(p, Localizations.empty(), overwrite=True)
+    assert p.read_text() != "keep me"
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path):
+    p = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError):
+        with atomic_output(p) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_epfl_2016_activations(tmp_path):
+    p = tmp_path / "activations.csv"
+    p.write_text(
+        "Ground-truth, frame, xnano, ynano, znano, intensity\n"
+        "     1,     1,   1500.5,   2500.25,    0.0,  3000\n"
+        "     2,     3,    100.0,    200.0,     10.0,  1000\n"
+    )
+    l = read_localizations(p)
+    np.testing.assert_array_equal(l.frame, [0, 2])
+    np.testing.assert_allclose(l.x, [1500.5, 100.0])
+    np.testing.assert_allclose(l.y, [2500.25, 200.0])
+
+
+def test_plain_and_headerless_tables(tmp_path):
+    a = tmp_path / "plain.csv"
+    a.write_text("frame,x,y\n1,10,20\n2,30,40\n")
+    b = tmp_path / "dsir_label.csv"
+    b.write_text("1,10,20\n2,30,40\n")
+    for p in (a, b):
+        l = read_localizations(p)
+        np.testing.assert_array_equal(l.frame, [0, 1])
+        np.testing.assert_allclose(l.x, [10, 30])
+        np.testing.assert_allclose(l.y, [20, 40])
+
+
+def test_px_units_bom_crlf_semicolon(tmp_path):
+    p = tmp_path / "px.csv"
+    p.write_bytes("\ufeffFrame;X [px];Y [px]\r\n1;1.5;2.5\r\n".encode("utf-8"))
+    with pytest.raises(DSIRError, match="pixel size"):
+        read_localizations(p)
+    l = read_localizations(p, pixel_size=100)
+    np.testing.assert_allclose([l.x[0], l.y[0]], [150.0, 250.0])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("frame,x [nm]\n1,2\n", "missing column"),
+        ("frame,x [furlong],y [furlong]\n1,2,3\n", "unknown unit"),
+        ("frame,x,y\n1,abc,3\n", "non-numeric"),
+        ("", "empty"),
+        ("frame,x,y\n0,1,2\n", "1-based"),
+    ],
+)
+def test_bad_tables(tmp_path, text, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(DSIRError, match=match) as e:
+        read_localizations(p)
+    assert str(p) in str(e.value)
+
+
+def test_thunderstorm_demo_ground_truth():
+    p = shared("thunderstorm_demo", "positions_demo1.csv")
+    l = read_localizations(p)
+    assert len(l) > 4000
+    assert l.frame.min() == 0 and l.frame.max() == 19
+    assert 0 <= l.x.min() and l.x.max() <= 6400
+
+
+def test_write_tiff_carries_pixel_size(tmp_path):
+    p = write_tiff(tmp_path / "sr.tif", np.ones((16, 16)), 12.5)
+    s = open_stack(p)
+    assert s.pixel_size == pytest.approx(12.5)
+    assert s.dtype == np.float32

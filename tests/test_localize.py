@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from napari_dsir.localize import LocalizeParams, localize_image, params_for
+from napari_dsir.errors import DSIRError
+
+
+def test_peaks_with_subpixel_centroid():
+    img = np.zeros((2, 64, 64), np.float32)
+    # frame 0: symmetric blob centred on SR pixel (10, 20) -> (10.5, 20.5) px
+    img[0, 9:12, 19:22] = [[0.1, 0.2, 0.1], [0.2, 1.0, 0.2], [0.1, 0.2, 0.1]]
+    # frame 1: blob whose mass sits between pixels (30,40) and (30,41)
+    img[1, 30, 40] = 1.0
+    img[1, 30, 41] = 0.999
+    locs = localize_image(img, 12.5, LocalizeParams(threshold=0.5))
+    assert len(locs) == 2
+    order = np.argsort(locs.frame)
+    f, x, y = locs.frame[order], locs.x[order], locs.y[order]
+    assert list(f) == [0, 1]
+    assert x[0] == pytest.approx(20.5 * 12.5) and y[0] == pytest.approx(10.5 * 12.5)
+    assert x[1] == pytest.approx((40.5 + 0.999 / 1.999) * 12.5, abs=1e-3)
+    assert y[1] == pytest.approx(30.5 * 12.5)
+    assert locs.intensity[order][0] == pytest.approx(2.2, rel=1e-5)
+
+
+def test_threshold_and_merge_radius():
+    img = np.zeros((32, 32), np.float32)
+    img[5, 5] = 1.0
+    img[5, 7] = 0.8  # within radius 2 of a brighter peak: merged
+    img[20, 20] = 0.05  # below threshold
+    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=2))) == 1
+    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=1))) == 2
+    assert len(localize_image(img, 12.5, LocalizeParams(0.01, radius=2))) == 2
+
+
+def test_first_frame_offset_and_empty():
+    img = np.zeros((1, 16, 16), np.float32)
+    assert len(localize_image(img, 12.5)) == 0
+    img[0, 3, 3] = 1
+    assert localize_image(img, 12.5, first_frame=7).frame.tolist() == [7]
+
+
+def test_params_from_model_metadata():
+    class M:
+        metadata = {"localize": {"threshold": 0.3, "radius": 3, "window": 1}}
+
+    p = params_for(M(), radius=4)
+    assert (p.threshold, p.radius, p.window) == (0.3, 4, 1)
+    with pytest.raises(DSIRError):
+        LocalizeParams(threshold=-1).validate()

@@ -1,0 +1,159 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dsir.errors import DSIRError
+from napari_dsir.model import (
+    DSIRModel,
+    DSIRNet,
+    LegacyDSIR,
+    default_model_path,
+    load_checkpoint,
+    load_model,
+    preprocess,
+    resolve_device,
+    save_checkpoint,
+)
+
+from .conftest import shared
+
+
+def test_architecture_each_bn_its_own():
+    net = DSIRNet()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    tconvs = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [c.out_channels for c in convs] == [16, 8, 8, 1]
+    assert [c.out_channels for c in tconvs] == [8, 16, 8]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert all(c.stride == (2, 2) for c in tconvs)
+    assert len(bns) == 7 and len({id(b) for b in bns}) == 7
+    assert net(torch.zeros(2, 1, 64, 48)).shape == (2, 1, 64, 48)
+
+
+def test_preprocess_upsamples_and_normalises():
+    x = torch.rand(3, 10, 12) * 50 + 100
+    y = preprocess(x, 8, "zscore")
+    assert y.shape == (3, 1, 80, 96)
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(y.std(dim=(1, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+    # robust normalisation ignores camera offset and gain
+    r1 = preprocess(x, 8, "robust")
+    r2 = preprocess(3 * x + 500, 8, "robust")
+    assert torch.allclose(r1, r2, atol=1e-3)
+
+
+def test_checkpoint_round_trip_with_metadata(tmp_path):
+    torch.manual_seed(0)
+    m = DSIRModel(DSIRNet((4, 4, 4), (4, 4, 4)), upsampling=4, normalization="robust", pixel_size=160.0,
+                  metadata={"localize": {"threshold": 0.2}})
+    p = save_checkpoint(tmp_path / "m.pt", m, training={"epochs": 3})
+    raw = torch.load(p, weights_only=True)
+    assert raw["arch"] == "dsir" and raw["upsampling"] == 4 and raw["metadata"]["training"]["epochs"] == 3
+    back = load_checkpoint(p)
+    assert back.upsampling == 4 and back.normalization == "robust" and back.pixel_size == 160
+    x = torch.rand(2, 16, 16) * 100
+    with torch.inference_mode():
+        m.net.eval()
+        np.testing.assert_allclose(back.predict(x).numpy(), m.predict(x).numpy(), atol=1e-6)
+    assert back.predict(x).shape == (2, 64, 64)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys):
+    p = tmp_path / "evil.pt"
+    torch.save({"state_dict": _Evil()}, p)
+    with pytest.raises(DSIRError, match="refused"):
+        load_checkpoint(p)
+    assert "pwned" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b""])
+def test_garbage_model_files(tmp_path, content):
+    p = tmp_path / "bad.pt"
+    p.write_bytes(content)
+    with pytest.raises(DSIRError, match="bad.pt"):
+        load_checkpoint(p)
+
+
+def test_truncated_and_wrong_shape(tmp_path, tiny_checkpoint):
+    data = tiny_checkpoint.read_bytes()
+    t = tmp_path / "trunc.pt"
+    t.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DSIRError, match="trunc.pt"):
+        load_checkpoint(t)
+    ck = torch.load(tiny_checkpoint, weights_only=True)
+    ck["arch_params"]["encoder"] = [8, 8, 8]
+    w = tmp_path / "wrong.pt"
+    torch.save(ck, w)
+    with pytest.raises(DSIRError, match="do not fit"):
+        load_checkpoint(w)
+    with pytest.raises(DSIRError, match="no such"):
+        load_model(str(tmp_path / "missing.pt"))
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(DSIRError, match="CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(DSIRError):
+        resolve_device("tpu")
+
+
+def test_shipped_model_loads():
+    m = load_model()
+    assert default_model_path().is_file()
+    assert m.arch == "dsir" and m.upsampling == 8 and "localize" in m.metadata
+    assert "command" in m.metadata
+
+
+# ------------------------------------------------------------------ legacy
+
+
+def test_legacy_reproduces_original_forward():
+    """The legacy net equals the original code path: train-mode batch-norm
+    (shared bn2/bn1) on a batch of one frame. Compared in float64: some
+    channels are nearly constant, where float32 batch-norm kernels differ."""
+    p = shared("dsir_original", "autoencoder_model.pt")
+    m = load_model(f"legacy:{p}")
+    assert isinstance(m.net, LegacyDSIR) and m.legacy
+    net = m.net
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    x = preprocess(torch.rand(1, 26, 26) * 300 + 100).double()
+    net.double()
+
+    def original(x):
+        net.train()
+        x = F.max_pool2d(F.relu(net.bn1(net.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(net.bn2(net.conv2(x))), 2)
+        x = F.max_pool2d(F.relu(net.bn2(net.conv3(x))), 2)
+        x = F.relu(net.bn2(net.convt1(x)))
+        x = F.relu(net.bn1(net.convt2(x)))
+        x = F.relu(net.bn2(net.convt3(x)))
+        return F.relu(net.bn4(net.conv4(x)))
+
+    with torch.no_grad():
+        a = original(x)
+        net.eval()
+        b = net(x)
+    assert a.abs().max() > 0
+    torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-6)
+    net.float()
+    # batching frames does not change a frame's result (per-frame statistics)
+    x2 = torch.rand(3, 26, 26) * 300 + 100
+    with torch.no_grad():
+        torch.testing.assert_close(m.predict(x2)[1:2], m.predict(x2[1:2]), atol=1e-5, rtol=1e-4)
+
+
+def test_plain_original_state_dict_is_recognised():
+    p = shared("dsir_original", "autoencoder_model.pt")
+    assert load_checkpoint(p).legacy

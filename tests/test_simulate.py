@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from napari_dsir.errors import DSIRError
+from napari_dsir.simulate import DSIR_PRESET, SimulationConfig, render_emitters, simulate
+
+
+def test_dsir_preset_defaults():
+    c = DSIR_PRESET
+    assert c.frame_size == (26, 26) and c.pixel_size == 100
+    assert c.fwhm == (200, 300) and c.photons == (80, 2050)
+    assert c.density == 2.0 and c.background == 20 and c.base_level == 100 and c.gain == 1.0
+
+
+@pytest.mark.parametrize("density", [2.0, 6.0])
+def test_positions_inside_frame_at_intended_density(density):
+    cfg = SimulationConfig(frame_size=(32, 32), density=density)
+    frames, locs = simulate(200, cfg, seed=3)
+    assert frames.shape == (200, 32, 32) and frames.dtype == np.float32
+    assert locs.x.min() >= 0 and locs.x.max() < 3200 and locs.y.min() >= 0 and locs.y.max() < 3200
+    per_um2 = len(locs) / 200 / (3.2 * 3.2)
+    assert per_um2 == pytest.approx(density, rel=0.05)
+    assert set(np.unique(locs.frame)) <= set(range(200))
+    assert ((80 <= locs.intensity) & (locs.intensity <= 2050)).all()
+
+
+def test_seeded_and_camera_model():
+    cfg = SimulationConfig(frame_size=(16, 16), density=0.0, background=20, base_level=100, gain=2.0)
+    a, _ = simulate(50, cfg, seed=7)
+    b, _ = simulate(50, cfg, seed=7)
+    np.testing.assert_array_equal(a, b)
+    # no emitters: ADU = 100 + 2 * Poisson(20): mean 140, variance 4 * 20
+    assert a.mean() == pytest.approx(140, abs=0.5)
+    assert a.var() == pytest.approx(80, rel=0.1)
+
+
+def test_integrated_gaussian_conserves_photons_and_centre():
+    img = render_emitters(np.array([1650.0]), np.array([1250.0]), np.array([1000.0]), np.array([100.0]), (32, 32), 100.0)
+    assert img.sum() == pytest.approx(1000.0, rel=1e-6)
+    yy, xx = np.mgrid[:32, :32]
+    cx = ((xx + 0.5) * 100 * img).sum() / img.sum()
+    cy = ((yy + 0.5) * 100 * img).sum() / img.sum()
+    assert cx == pytest.approx(1650.0, abs=0.5) and cy == pytest.approx(1250.0, abs=0.5)
+
+
+def test_read_noise_and_ranges():
+    cfg = SimulationConfig(frame_size=(16, 16), density=(1, 8), background=(10, 30), read_noise=3.0)
+    f, l = simulate(20, cfg, seed=1)
+    assert np.isfinite(f).all() and len(l) > 0
+
+
+@pytest.mark.parametrize("bad", [dict(frame_size=(2, 2)), dict(fwhm=(300, 200)), dict(density=-1), dict(gain=0)])
+def test_bad_config(bad):
+    with pytest.raises(DSIRError):
+        simulate(1, SimulationConfig(**bad))
