@@ -272,7 +272,10 @@ def load_legacy(path) -> DSIRModel:
     """Load an original DSIR (2018) state dict into `LegacyDSIR`."""
     path = Path(path)
     state = _torch_load(path)
-    if isinstance(state, dict) and "state_dict" in state and state.get("arch") == "dsir-legacy":
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        if state.get("arch") != "dsir-legacy":
+            raise DSIRError(f"{path}: a napari-dsir checkpoint, not an original DSIR file "
+                            "(give it without the legacy: prefix)")
         state = state["state_dict"]
     net = LegacyDSIR()
     _load_state(net, state, path)

@@ -117,6 +117,7 @@ def iter_reconstruct(
     out-of-memory the batch size halves and the run goes on.
     """
     src = _source(data)
+    where = f"{data.path}: " if isinstance(data, Stack) else ""
     n = len(src)
     stop = n if stop is None else min(stop, n)
     if not 0 <= start < stop:
@@ -142,10 +143,10 @@ def iter_reconstruct(
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
         if raw.dtype.kind not in "uif":
-            raise DSIRError(f"frames {b0}-{b1 - 1}: pixel type {raw.dtype} is not supported")
+            raise DSIRError(f"{where}frames {b0}-{b1 - 1}: pixel type {raw.dtype} is not supported")
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             bad = b0 + int(np.flatnonzero(~np.isfinite(raw).reshape(len(raw), -1).all(1))[0])
-            raise DSIRError(f"frame {bad} contains NaN or infinite values")
+            raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)

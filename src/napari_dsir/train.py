@@ -239,7 +239,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if save and not resume:
         with open(csv_path, "w", newline="") as fh:
             csv.writer(fh).writerow(["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"])
-    epoch = start_epoch
+    epoch = completed = start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -271,9 +271,11 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                     _write_panel(log_dir / f"{model_path.stem}_epoch{epoch:04d}.png", model, val_data,
                                  kernel, pad, history, device)
                 save_last(epoch)
+            completed = epoch
             yield EpochLog(epoch, cfg.epochs, tl, vl, best, improved, dt)
     except KeyboardInterrupt:
-        save_last(epoch - 1 if epoch > start_epoch else start_epoch)
+        if completed > start_epoch or not resume:
+            save_last(completed)
         raise
 
     if save and model_path.is_file():

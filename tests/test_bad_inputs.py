@@ -1,0 +1,274 @@
+"""The catalogue of bad inputs (CLI side): each case exits 2 with one clear
+line naming the file and the problem, leaves no output file and never
+modifies its input. The napari side of the catalogue is in
+test_napari_bad_inputs.py."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_dsir.cli import main
+from napari_dsir.io import open_stack
+
+
+def _digest(path):
+    if os.path.isdir(path):
+        return {p: _digest(os.path.join(path, p)) for p in sorted(os.listdir(path))}
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _run_cli(argv, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err.strip()
+
+
+def _expect_clean_failure(capsys, tmp_path, input_path, argv, needle):
+    before = _digest(input_path) if os.path.exists(input_path) else None
+    listing = sorted(os.listdir(tmp_path))
+    rc, out, err = _run_cli(argv, capsys)
+    assert rc == 2, (rc, err)
+    lines = [ln for ln in err.splitlines() if not ln.startswith("dsir: warning:")]
+    assert len(lines) == 1, err  # one line for the error (warnings, e.g. the pixel size, aside)
+    assert lines[0].startswith("dsir: error:")
+    assert "Traceback" not in err
+    assert needle.lower() in lines[0].lower(), err
+    err = lines[0]
+    assert sorted(os.listdir(tmp_path)) == listing  # no output, no temporary file left
+    if before is not None:
+        assert _digest(input_path) == before
+    return err
+
+
+# ------------------------------------------------------------------ stacks
+
+
+def _make_stack(tmp_path, case):
+    p = tmp_path / f"{case}.tif"
+    if case == "not_a_tiff":
+        p.write_text("this is a text file named .tif\n")
+    elif case == "truncated":
+        tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    elif case == "zero_frames":
+        with pytest.warns(UserWarning):
+            tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))
+    elif case == "rgb":
+        tifffile.imwrite(p, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    elif case == "5d":
+        tifffile.imwrite(p, np.zeros((2, 3, 4, 16, 16), np.uint16), imagej=True)
+    elif case in ("nan", "inf"):
+        a = np.full((3, 16, 16), 100.0, np.float32)
+        a[1, 3, 3] = np.nan if case == "nan" else np.inf
+        tifffile.imwrite(p, a, photometric="minisblack")
+    elif case == "mixed_sizes":
+        p = tmp_path / "mixed"
+        p.mkdir()
+        tifffile.imwrite(p / "00001.tif", np.ones((16, 16), np.uint16))
+        tifffile.imwrite(p / "00002.tif", np.ones((16, 24), np.uint16))
+    elif case == "empty_folder":
+        p = tmp_path / "empty"
+        p.mkdir()
+    elif case == "complex":
+        tifffile.imwrite(p, np.ones((3, 16, 16), np.complex64), photometric="minisblack")
+    return p
+
+
+STACK_CASES = {
+    "not_a_tiff": "not a readable TIFF",
+    "truncated": "truncated",
+    "zero_frames": "zero frames",
+    "rgb": "RGB",
+    "5d": "5-D",
+    "nan": "NaN",
+    "inf": "infinite",
+    "mixed_sizes": "differs",
+    "empty_folder": "no .tif",
+    "complex": "pixel type",
+}
+
+
+@pytest.mark.parametrize("case", sorted(STACK_CASES))
+@pytest.mark.parametrize("command", ["reconstruct", "localize"])
+def test_bad_stack(tmp_path, capsys, tiny_checkpoint, case, command):
+    work = tmp_path / "work"
+    work.mkdir()
+    src = _make_stack(work, case)
+    out = work / ("out.tif" if command == "reconstruct" else "out.csv")
+    err = _expect_clean_failure(capsys, work, src,
+                                [command, str(src), "-o", str(out), "--model", str(tiny_checkpoint), "-q"],
+                                STACK_CASES[case])
+    assert src.name in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+                    reason="root can read files without read permission")
+def test_unreadable_file(tmp_path, capsys, tiny_checkpoint):
+    p = tmp_path / "locked.tif"
+    tifffile.imwrite(p, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    p.chmod(0)
+    try:
+        _expect_clean_failure(capsys, tmp_path, p, ["reconstruct", str(p), "-o", str(tmp_path / "o.tif"), "-q"],
+                              "permission")
+    finally:
+        p.chmod(0o644)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float64, np.uint16])
+def test_accepted_pixel_types_and_single_frame(tmp_path, capsys, tiny_checkpoint, dtype):
+    p = tmp_path / "ok.tif"
+    tifffile.imwrite(p, (np.arange(16 * 16).reshape(16, 16) % 97 + 5).astype(dtype), photometric="minisblack")
+    before = _digest(p)
+    rc, out, err = _run_cli(["reconstruct", str(p), "-o", str(tmp_path / "sr.tif"), "--model",
+                             str(tiny_checkpoint), "-q"], capsys)
+    assert rc == 0, err
+    assert open_stack(tmp_path / "sr.tif").shape == (1, 128, 128)
+    assert "no pixel size" in err and "100" in err  # the default, said in a warning
+    assert _digest(p) == before
+
+
+# ------------------------------------------------------------------ tables
+
+TABLE_CASES = {
+    "missing_columns": ("frame,x [nm]\n1,2\n", "missing column"),
+    "unknown_units": ("frame,x [parsec],y [parsec]\n1,2,3\n", "unknown unit"),
+    "px_without_pixel_size": ("frame,x [px],y [px]\n1,2,3\n", "pixel size"),
+    "non_numeric": ("frame,x,y\n1,2,three\n", "non-numeric"),
+    "empty": ("", "empty"),
+    "header_only": ("frame,x,y\n", "no rows"),
+    "zero_frame": ("frame,x,y\n0,2,3\n", "1-based"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLE_CASES))
+def test_bad_tables(tmp_path, capsys, case):
+    text, needle = TABLE_CASES[case]
+    gt = tmp_path / "gt.csv"
+    gt.write_text("frame,x,y\n1,100,100\n")
+    bad = tmp_path / f"{case}.csv"
+    bad.write_text(text)
+    err = _expect_clean_failure(capsys, tmp_path, bad, ["evaluate", str(gt), str(bad)], needle)
+    assert bad.name in err
+
+
+def test_tables_px_bom_crlf_semicolon_are_read(tmp_path, capsys):
+    gt = tmp_path / "gt.csv"
+    gt.write_bytes("\ufeffframe;x [px];y [px]\r\n1;1.0;1.0\r\n2;5.0;5.0\r\n".encode())
+    pred = tmp_path / "pred.csv"
+    pred.write_text("frame\tx [nm]\ty [nm]\n1\t105\t100\n2\t500\t500\n")
+    rc, out, err = _run_cli(["evaluate", str(gt), str(pred), "--pixel-size", "100", "--json"], capsys)
+    assert rc == 0, err
+    import json
+
+    m = json.loads(out)["metrics"][0]
+    assert m["tp"] == 2 and m["rmse"] == pytest.approx(np.sqrt(25 / 2))
+
+
+# ------------------------------------------------------------------ models
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/napari_dsir_pwned",))
+
+
+def _make_model(tmp_path, case, tiny_checkpoint):
+    p = tmp_path / f"{case}.pt"
+    if case == "not_a_checkpoint":
+        p.write_text("hello")
+    elif case == "code":
+        torch.save({"state_dict": _Evil()}, p)
+    elif case == "other_shape":
+        ck = torch.load(tiny_checkpoint, weights_only=True)
+        ck["arch_params"]["decoder"] = [2, 2, 2]
+        torch.save(ck, p)
+    elif case == "other_arch":
+        torch.save({"fc.weight": torch.zeros(3, 3)}, p)
+    elif case == "truncated":
+        data = tiny_checkpoint.read_bytes()
+        p.write_bytes(data[: len(data) * 2 // 3])
+    return p
+
+
+MODEL_CASES = {
+    "not_a_checkpoint": "not a valid or a truncated",
+    "code": "refused",
+    "other_shape": "do not fit",
+    "other_arch": "not a napari-dsir checkpoint",
+    "truncated": "truncated",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_bad_models(tmp_path, capsys, tiny_checkpoint, case):
+    work = tmp_path / "work"
+    work.mkdir()
+    stack = _make_stack(work, "nan").with_name("ok.tif")
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    model = _make_model(work, case, tiny_checkpoint)
+    if os.path.exists("/tmp/napari_dsir_pwned"):
+        os.remove("/tmp/napari_dsir_pwned")
+    err = _expect_clean_failure(capsys, work, model,
+                                ["reconstruct", str(stack), "-o", str(work / "o.tif"), "--model", str(model), "-q"],
+                                MODEL_CASES[case])
+    assert model.name in err
+    assert not os.path.exists("/tmp/napari_dsir_pwned")
+
+
+def test_legacy_prefix_with_a_napari_dsir_file_is_refused_clearly(tmp_path, capsys, tiny_checkpoint):
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"),
+                                                    "--model", f"legacy:{tiny_checkpoint}", "-q"], "without the legacy: prefix")
+
+
+# ------------------------------------------------------------------ devices
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda(tmp_path, capsys, tiny_checkpoint):
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"),
+                                                    "--device", "cuda", "--model", str(tiny_checkpoint), "-q"],
+                          "no CUDA")
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def test_disk_full_gives_clear_error_and_no_partial_file(tmp_path, capsys, tiny_checkpoint, monkeypatch):
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    import errno
+
+    import napari_dsir.io as nio
+
+    real = nio.tifffile.imwrite
+
+    def full_disk(path, *a, **kw):
+        if str(path).endswith(".part"):
+            with open(path, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(nio.tifffile, "imwrite", full_disk)
+    _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"),
+                                                    "--model", str(tiny_checkpoint), "-q"], "no space left")
+
+
+def test_output_folder_missing(tmp_path, capsys, tiny_checkpoint):
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "nope" / "o.tif"),
+                                                    "--model", str(tiny_checkpoint), "-q"], "does not exist")
