@@ -27,6 +27,8 @@ def main(argv=None) -> int:
                     help="TIFF stack or folder of TIFFs (default: Bundled Tubes HD from ../shared/data)")
     ap.add_argument("--out", default=HERE / "napari.png", type=Path)
     ap.add_argument("--model", default=None, help="model file (default: shipped model, else legacy)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="localization threshold (default: the model's; 0.03 for the original weights)")
     ap.add_argument("--frame", type=int, default=180, help="frame shown with its localizations")
     args = ap.parse_args(argv)
 
@@ -56,6 +58,10 @@ def main(argv=None) -> int:
               f"using the original DSIR weights {legacy}")
         rec.model_combo.setCurrentIndex(_widgets.MODEL_LEGACY)
         rec.model_path.setText(str(legacy))
+        if args.threshold is None:
+            args.threshold = 0.03  # the original weights carry no calibrated threshold
+    if args.threshold:
+        rec.threshold.setValue(args.threshold)
     rec.out_locs.setChecked(True)
     rec.batch_spin.setValue(16)
 

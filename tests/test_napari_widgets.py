@@ -195,8 +195,11 @@ def test_reconstruct_checkpoint_file(make_napari_viewer, qtbot, tmp_path, errors
     w.start_spin.setValue(1)
     w.stop_spin.setValue(4)
     w.out_frames.setChecked(True)
+    w.out_locs.setChecked(True)
+    w.threshold.setValue(1e5)  # nothing that high: an empty layer and a hint
     _run(qtbot, w)
-    assert errors == []
+    assert len(errors) == 1 and "lower the threshold" in errors[0]
+    assert len(viewer.layers["spot DSIR localizations"].data) == 0
     frames = viewer.layers["spot DSIR frames"]
     assert frames.data.shape == (3, 192, 192)
     assert frames.translate[0] == 1  # frame 1 of the input is frame 0 of the output

@@ -487,6 +487,11 @@ class ReconstructWidget(QWidget):
                 **_axes_kwargs(2, nm),
             )))
         if job["locs"] and result.localizations is not None:
+            if len(result.localizations) == 0:
+                show_warning(
+                    "DSIR: no localizations above the threshold; lower the threshold "
+                    "(the original DSIR weights need about 0.03)"
+                )
             ndim = 3 if job["ndim"] == 3 else 2
             data, kwargs, _ = points_layer_data(
                 result.localizations, f"{name} DSIR localizations", geometry=geo, ndim=ndim,
