@@ -1,7 +1,11 @@
 """napari reader: SMLM TIFF stacks, folders of single-frame TIFFs, localization tables.
 
 `napari_get_reader` returns None for anything it cannot read (it never raises),
-so napari can fall back to another reader. Stacks open lazily as dask arrays.
+so napari can fall back to another reader; for a TIFF, a folder or a table it
+was meant for it also shows a napari warning saying why. Everything that can
+fail (headers, the frames sampled for contrast, the frame sizes of a folder)
+is checked before the reader is returned, so reading never fails half-way.
+Stacks open lazily as dask arrays.
 Image layers have scale = pixel size (nm) and translate = half a pixel, so that
 positions in nm (origin at the corner of pixel 0, CONVENTIONS.md) overlay them;
 points layers hold (frame, y, x) in nm.
@@ -10,7 +14,6 @@ points layers hold (frame, y, x) in nm.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,13 @@ import numpy as np
 from .errors import DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, Localizations, open_stack, read_localizations
 from .layers import Geometry, stack_contrast_limits
+
+
+def show_warning(message: str) -> None:
+    """napari's warning notification (imported late: this module has no Qt)."""
+    from napari.utils.notifications import show_warning as _show
+
+    _show(message)
 
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
 DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
@@ -144,11 +154,44 @@ def points_layer_data(
     return (data, kwargs, "points")
 
 
+def _check_folder_frames(folder: Path, stack) -> None:
+    """All files of a folder stack have the first frame's size (else DSIRError).
+
+    Only TIFF headers are read, and only one per distinct file size, so
+    uncompressed frames (all the same number of bytes) cost one header.
+    """
+    import tifffile
+
+    from .io import _is_folder_tiff, _natural_key
+
+    files = sorted((f for f in folder.iterdir() if _is_folder_tiff(f)), key=_natural_key)
+    want = tuple(stack.shape[1:])
+    seen_sizes: set[int] = set()
+    for f in files:
+        size = f.stat().st_size
+        if size in seen_sizes:
+            continue
+        seen_sizes.add(size)
+        try:
+            with tifffile.TiffFile(f) as tif:
+                shape = tuple(s for s in tif.series[0].shape if s != 1)
+        except Exception as e:
+            raise DSIRError(f"{f}: not a readable TIFF file ({type(e).__name__}: {e})") from e
+        if shape != want:
+            raise DSIRError(
+                f"{f}: frame of shape {shape} differs from {files[0].name} {want}; "
+                "all frames in a folder must have one size"
+            )
+
+
 def _read_stack(path: Path):
     stack = open_stack(path)
+    if path.is_dir():
+        _check_folder_frames(path, stack)
+    layer = stack_layer_data(stack)  # reads the first, middle and last frames
 
     def reader(_path=None):
-        return [stack_layer_data(stack)]
+        return [layer]
 
     return reader
 
@@ -163,17 +206,28 @@ def _read_table(path: Path):
             raise
         px = DEFAULT_PIXEL_SIZE_NM
         locs = read_localizations(path, pixel_size=px)
-        note = f"{path.name}: positions in pixels; assumed {px:g} nm per pixel"
+        note = (f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
+                "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
+    meta = {"source": str(path), "kind": "localizations"}
+    if px is not None:
+        meta["pixel_size"] = px
+    layer = points_layer_data(locs, path.stem, metadata=meta)
 
     def reader(_path=None):
         if note:
-            warnings.warn(note, stacklevel=2)
-        meta = {"source": str(path), "kind": "localizations"}
-        if px is not None:
-            meta["pixel_size"] = px
-        return [points_layer_data(locs, path.stem, metadata=meta)]
+            show_warning(note)
+        return [layer]
 
     return reader
+
+
+def _cannot_open(path: Path, err: BaseException) -> None:
+    """A warning notification saying why napari-dsir declines ``path``."""
+    msg = str(err) if isinstance(err, DSIRError) else f"{type(err).__name__}: {err}"
+    try:
+        show_warning(f"napari-dsir cannot open {path.name}: {msg}")
+    except Exception:  # pragma: no cover - never raise from the reader
+        pass
 
 
 def napari_get_reader(path):
@@ -188,10 +242,15 @@ def napari_get_reader(path):
             if not p.exists():
                 return None
             if _is_table_path(p):
-                readers.append(_read_table(p))
+                kind = _read_table
             elif _is_stack_path(p):
-                readers.append(_read_stack(p))
+                kind = _read_stack
             else:
+                return None
+            try:
+                readers.append(kind(p))
+            except Exception as e:  # a file meant for us that we cannot read
+                _cannot_open(p, e)
                 return None
     except Exception:  # never raise: let napari try its other readers
         return None
