@@ -113,6 +113,7 @@ def test_reconstruct_overlay_nm(make_napari_viewer, qtbot, monkeypatch, errors):
     w.device_combo.setCurrentIndex(1)  # CPU
     w.out_frames.setChecked(True)
     w.out_locs.setChecked(True)
+    w.model_threshold.setChecked(False)
     w.threshold.setValue(1.0)
     w.batch_spin.setValue(2)
     _run(qtbot, w)
@@ -147,6 +148,7 @@ def test_reconstruct_overlay_pixel_units(make_napari_viewer, qtbot, monkeypatch,
     _add_stack(viewer, one_emitter_stack(n=2, noise=False), nm=False)
     w = _dock(viewer, "DSIR Reconstruct")
     w.out_locs.setChecked(True)
+    w.model_threshold.setChecked(False)
     w.threshold.setValue(1.0)
     _run(qtbot, w)
     assert errors == []
@@ -196,6 +198,7 @@ def test_reconstruct_checkpoint_file(make_napari_viewer, qtbot, tmp_path, errors
     w.stop_spin.setValue(4)
     w.out_frames.setChecked(True)
     w.out_locs.setChecked(True)
+    w.model_threshold.setChecked(False)
     w.threshold.setValue(1e5)  # nothing that high: an empty layer and a hint
     _run(qtbot, w)
     assert len(errors) == 1 and "lower the threshold" in errors[0]

@@ -10,6 +10,7 @@ napari notification, never as a traceback.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -188,6 +189,9 @@ class ReconstructWidget(QWidget):
         self._pbar = None
         self._job: dict = {}
         self._cancelled = False
+        self._ended = False
+        self._oom_note = ""
+        self._cancel_event = threading.Event()
         self.last_result = None
 
         form = QFormLayout()
@@ -254,14 +258,24 @@ class ReconstructWidget(QWidget):
         self.out_sum.setChecked(True)
         self.out_frames = QCheckBox("Per-frame stack", outs)
         self.out_locs = QCheckBox("Localizations (points)", outs)
+        self.model_threshold = QCheckBox("use the model's threshold", outs)
+        self.model_threshold.setChecked(True)
+        self.model_threshold.setToolTip(
+            "Use the localization threshold calibrated for the model (stored with its "
+            "weights). Untick to set your own."
+        )
         self.threshold = QDoubleSpinBox(outs)
         self.threshold.setRange(0.0, 1e6)
-        self.threshold.setDecimals(3)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setSpecialValueText("model default")
-        self.threshold.setToolTip("Peak threshold for localizations (network output units)")
+        self.threshold.setDecimals(5)
+        self.threshold.setSingleStep(0.001)
+        self.threshold.setValue(0.0)
+        self.threshold.setToolTip(
+            "Peak threshold for localizations (network output units); shows the "
+            "model's calibrated value after a run"
+        )
+        self.model_threshold.toggled.connect(self._on_threshold_mode)
         thr = QHBoxLayout()
-        thr.addWidget(QLabel("threshold"))
+        thr.addWidget(self.model_threshold)
         thr.addWidget(self.threshold)
         for w in (self.out_sum, self.out_frames, self.out_locs):
             ol.addWidget(w)
@@ -287,8 +301,18 @@ class ReconstructWidget(QWidget):
 
         self._on_model_changed()
         self._on_layer_changed()
+        self._on_threshold_mode()
 
     # -- UI state
+
+    def _on_threshold_mode(self, *_):
+        self.threshold.setEnabled(not self.model_threshold.isChecked())
+
+    def threshold_value(self) -> float | None:
+        """The threshold to use: None for the model's calibrated one."""
+        if self.model_threshold.isChecked():
+            return None
+        return float(self.threshold.value())
 
     def _on_model_changed(self, *_):
         custom = self.model_combo.currentIndex() != MODEL_DEFAULT
@@ -348,6 +372,11 @@ class ReconstructWidget(QWidget):
             layer = self._check_input()
             spec = self.model_spec()
             device = self.device_name()
+            if device == "cuda" and not cuda_available():
+                raise DSIRError(
+                    "GPU (CUDA) was chosen but PyTorch sees no CUDA GPU on this machine; "
+                    "choose Auto or CPU"
+                )
             data = layer.data if layer.ndim == 3 else layer.data[None]
             n = int(data.shape[0])
             start, stop = int(self.start_spin.value()), int(self.stop_spin.value())
@@ -367,9 +396,11 @@ class ReconstructWidget(QWidget):
             "frames": self.out_frames.isChecked(),
             "locs": self.out_locs.isChecked(),
         }
-        thr = float(self.threshold.value())
         self._job = job
         self._cancelled = False
+        self._oom_note = ""
+        self._ended = False
+        self._cancel_event = threading.Event()
         worker = create_worker(
             _reconstruct_job,
             data,
@@ -381,7 +412,8 @@ class ReconstructWidget(QWidget):
             stop=stop,
             keep_frames=job["frames"],
             localize=job["locs"],
-            threshold=thr if thr > 0 else None,
+            threshold=self.threshold_value(),
+            cancel_event=self._cancel_event,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -399,36 +431,57 @@ class ReconstructWidget(QWidget):
         return worker
 
     def cancel(self):
+        """Stop the run: between batches, and inside a batch between network layers."""
         if self.worker is not None:
             self._cancelled = True
+            self._cancel_event.set()
             self.status.setText("cancelling…")
             self.worker.quit()
 
     def _on_yielded(self, p):
+        if self.worker is None or self._ended:
+            return  # a late progress report (delivered after the run ended)
         if self._pbar is not None:
             delta = p.done - self._pbar.n
             if delta > 0:
-                self._pbar.update(delta)
+                self._pbar.update(delta)  # may process events: the run may end here
+        if self._ended:
+            return
         if p.message and "out of memory" in p.message:
-            show_warning(f"DSIR: {p.message}")
+            self._oom_note = p.message
+            show_warning(f"DSIR Reconstruct: {p.message} (the run goes on)")
         if not self._cancelled:
-            self.status.setText(f"{p.done} / {p.total} frames (batch {p.batch_size})")
+            note = f"; {self._oom_note}" if self._oom_note else ""
+            self.status.setText(f"{p.done} / {p.total} frames (batch {p.batch_size}){note}")
 
     def _on_returned(self, result):
+        self._ended = True
+        if result is None or self._cancelled:
+            return  # cancelled inside a batch: nothing to show
         try:
+            loc = result.info.get("localize")
+            if loc and self.model_threshold.isChecked():
+                # show the model's calibrated value (the box stays "model's")
+                self.threshold.setValue(float(loc["threshold"]))
             self.add_result_layers(result, self._job)
             self.status.setText(
                 f"done: frames {result.start}-{result.stop - 1} on {result.info.get('device', '?')}"
+                + (f", batch {result.info.get('batch_size')}" if self._oom_note else "")
                 + (f", {len(result.localizations)} localizations" if result.localizations is not None else "")
+                + (f" (threshold {loc['threshold']:.5g})" if loc else "")
             )
         except Exception as e:  # never a traceback in the viewer
             show_error(f"DSIR Reconstruct: cannot show the result ({_message(e)})")
 
     def _on_errored(self, exc):
+        self._ended = True
+        if isinstance(exc, _Cancelled) or self._cancelled:
+            return
         show_error(f"DSIR Reconstruct: {_message(exc)}")
         self.status.setText(f"failed: {_message(exc)}")
 
     def _on_aborted(self):
+        self._ended = True
         show_info("DSIR Reconstruct cancelled")
 
     def _on_finished(self):
@@ -445,7 +498,18 @@ class ReconstructWidget(QWidget):
             pass
 
     def add_result_layers(self, result, job: dict) -> list:
-        """Turn a `reconstruct.Result` into layers overlaying the input."""
+        """Turn a `reconstruct.Result` into layers overlaying the input: all
+        of them or, on a failure, none (the layers added are removed again)."""
+        added: list = []
+        try:
+            return self._add_result_layers(result, job, added)
+        except Exception:
+            for layer in added:
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            raise
+
+    def _add_result_layers(self, result, job: dict, added: list) -> list:
         from .._reader import points_layer_data
 
         self.last_result = result
@@ -463,7 +527,6 @@ class ReconstructWidget(QWidget):
         from .._reader import _axes_kwargs
 
         nm = geo.scale[-1] == geo.pixel_size  # the input's world is nm
-        added = []
         if job["frames"] and result.frames is not None:
             frames = result.frames
             if job["ndim"] == 3:
@@ -488,9 +551,11 @@ class ReconstructWidget(QWidget):
             )))
         if job["locs"] and result.localizations is not None:
             if len(result.localizations) == 0:
+                thr = (result.info.get("localize") or {}).get("threshold")
                 show_warning(
-                    "DSIR: no localizations above the threshold; lower the threshold "
-                    "(the original DSIR weights need about 0.03)"
+                    "DSIR: no localizations above the threshold"
+                    + (f" {thr:.5g}" if thr is not None else "")
+                    + "; untick \"use the model's threshold\" and lower the threshold"
                 )
             ndim = 3 if job["ndim"] == 3 else 2
             data, kwargs, _ = points_layer_data(
@@ -502,10 +567,30 @@ class ReconstructWidget(QWidget):
         return added
 
 
+class _Cancelled(Exception):
+    """Raised inside the network when the user cancels in the middle of a batch."""
+
+
+def _cancel_hooks(net, event: threading.Event | None) -> list:
+    """Forward pre-hooks on every module of ``net`` that abort the batch as
+    soon as ``event`` is set, so a cancel never waits for a whole batch."""
+    if event is None or not hasattr(net, "modules"):
+        return []
+
+    def check(_module, _inputs):
+        if event.is_set():
+            raise _Cancelled()
+
+    return [m.register_forward_pre_hook(check) for m in net.modules()]
+
+
 def _reconstruct_job(data, spec, device, *, pixel_size, batch_size, start, stop, keep_frames,
-                     localize, threshold):
+                     localize, threshold, cancel_event=None):
     """Generator run in the worker thread: load the model, then reconstruct.
 
+    ``threshold`` None: the model's calibrated localizer
+    (`napari_dsir.localize.params_for`). Returns the `Result` (its
+    ``info["localize"]`` holds the localizer used), or None when cancelled.
     Any failure becomes a `DSIRError` (superqt swallows RuntimeError from a
     generator worker, so torch errors must not escape as such).
     """
@@ -513,22 +598,31 @@ def _reconstruct_job(data, spec, device, *, pixel_size, batch_size, start, stop,
     from ..model import resolve_device
     from ..reconstruct import Progress, iter_reconstruct
 
+    hooks: list = []
     try:
         yield Progress(0, stop - start, batch_size, "loading the model")
         dev = resolve_device(device)
         model = load_model(spec, dev)
         params = params_for(model, threshold=threshold) if localize else None
+        hooks = _cancel_hooks(getattr(model, "net", None), cancel_event)
         result = yield from iter_reconstruct(
             data, model, pixel_size=pixel_size, batch_size=batch_size, start=start, stop=stop,
             keep_frames=keep_frames, localize=params,
         )
+        if params is not None:
+            result.info["localize"] = params.to_dict()
         return result
+    except _Cancelled:
+        return None
     except DSIRError:
         raise
     except MemoryError as e:
         raise DSIRError("out of memory: use a smaller frame range or fewer outputs") from e
     except Exception as e:
         raise DSIRError(f"reconstruction failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -551,6 +645,12 @@ def _points_to_nm(points, ref) -> np.ndarray:
     if len(rs) == 2:
         rs, rt = np.r_[1.0, rs], np.r_[0.0, rt]
     return (world - rt) / rs
+
+
+def _subset(locs: Localizations, keep: np.ndarray) -> Localizations:
+    inten = None if locs.intensity is None else np.asarray(locs.intensity)[keep]
+    return Localizations(np.asarray(locs.frame)[keep], np.asarray(locs.x)[keep],
+                         np.asarray(locs.y)[keep], inten)
 
 
 def _as_locs(arr) -> Localizations:
@@ -658,14 +758,36 @@ class GroundTruthWidget(QWidget):
             path = str(path or self.path_edit.text()).strip()
             if not path:
                 raise DSIRError("choose a positions file")
+            if image.rgb:
+                raise DSIRError(f"'{image.name}' is an RGB image; choose the camera stack")
             geo = layer_geometry(image)
-            locs = read_localizations(path, pixel_size=geo.pixel_size)
-            ndim = 3 if image.ndim == 3 else 2
-            if ndim == 3 and len(locs) and locs.frame.max() >= image.data.shape[0]:
+            name = Path(path).name
+            try:
+                locs = read_localizations(path)
+            except DSIRError as e:
+                if "in pixels" not in str(e):
+                    raise
+                locs = read_localizations(path, pixel_size=geo.pixel_size)
                 show_warning(
-                    f"{Path(path).name}: frames up to {locs.frame.max() + 1} but '{image.name}' "
-                    f"has {image.data.shape[0]}"
+                    f"DSIR Ground Truth: {name} gives positions in pixels; converted with "
+                    f"the pixel size of '{image.name}', {geo.pixel_size:g} nm"
                 )
+            ndim = 3 if image.ndim == 3 else 2
+            if ndim == 3 and len(locs):
+                n = int(image.data.shape[0])
+                outside = locs.frame >= n  # frames < 1 are refused by the parser
+                if outside.any():
+                    k = int(outside.sum())
+                    if k == len(locs):
+                        raise DSIRError(
+                            f"{name}: all {k} rows lie outside frames 1..{n} of '{image.name}'; "
+                            "is it the right file?"
+                        )
+                    locs = _subset(locs, ~outside)
+                    show_warning(
+                        f"DSIR Ground Truth: {k} of {k + len(locs)} rows of {name} lie outside "
+                        f"frames 1..{n} of '{image.name}' and were left out"
+                    )
             st = self._style()
             data, kwargs, _ = points_layer_data(
                 locs, f"{image.name} ground truth", geometry=geo, ndim=ndim,
