@@ -1,0 +1,571 @@
+"""The catalogue of bad inputs, napari side (issue 5; the CLI side is
+test_bad_inputs.py).
+
+Every case asserts: a napari notification with a clear message (the widgets'
+and the reader's ``show_error``/``show_warning`` are captured), no traceback
+and no exception out of the reader or the widget, no layer half-added, and the
+input file unchanged (hash before and after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_dsir import _reader  # noqa: E402
+from napari_dsir._qt import _widgets  # noqa: E402
+from napari_dsir._reader import napari_get_reader  # noqa: E402
+from napari_dsir.model import DSIRModel  # noqa: E402
+
+torch.set_num_threads(1)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LEGACY = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
+P = 100.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def digest(path) -> object:
+    path = Path(path)
+    if path.is_dir():
+        return {p.name: digest(p) for p in sorted(path.iterdir())}
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Every notification the widgets and the reader show: (level, message)."""
+    got: list[tuple[str, str]] = []
+    for mod in (_widgets, _reader):
+        for level in ("error", "warning", "info"):
+            if hasattr(mod, f"show_{level}"):
+                monkeypatch.setattr(mod, f"show_{level}", lambda m, lv=level: got.append((lv, str(m))))
+    return got
+
+
+def _texts(notes, level=None):
+    return [m for lv, m in notes if level is None or lv == level]
+
+
+def _clean(msg: str) -> None:
+    assert "Traceback" not in msg and "File \"" not in msg, msg
+
+
+def one_emitter_stack(n=3, size=24, yx=(1160.0, 1243.0), photons=3000.0, seed=0, dtype=np.uint16):
+    yy, xx = np.mgrid[0:size, 0:size]
+    cy, cx = yx[0] / P - 0.5, yx[1] / P - 0.5
+    spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.3**2))
+    mean = 100.0 + photons * spot / spot.sum()
+    frames = np.random.default_rng(seed).poisson(np.repeat(mean[None], n, 0))
+    return frames.astype(dtype)
+
+
+class _Peaky(torch.nn.Module):
+    """Stand-in network: its (normalised, up-sampled) input; ``delay`` s per call."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.delay = delay
+
+    def forward(self, x):
+        if self.delay:
+            time.sleep(self.delay)
+        return torch.relu(x) * self.w
+
+
+class _Sleep(torch.nn.Module):
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return x
+
+
+class _SlowNet(torch.nn.Module):
+    """A network of many slow layers: one batch takes ``layers * delay`` s."""
+
+    def __init__(self, layers=30, delay=0.1):
+        super().__init__()
+        self.body = torch.nn.Sequential(*[_Sleep(delay) for _ in range(layers)])
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return torch.relu(self.body(x)) * self.w
+
+
+def _loader(net_factory, metadata=None, wrap_predict=None):
+    def load(spec, device):
+        m = DSIRModel(net_factory(), arch="dsir", upsampling=8, metadata=dict(metadata or {}),
+                      source="test").to(device)
+        if wrap_predict is not None:
+            m.predict = wrap_predict(m.predict)
+        return m
+    return load
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-dsir", name)
+    return widget
+
+
+def _add_stack(viewer, frames, name="spot"):
+    return viewer.add_image(frames, name=name, scale=(1, P, P)[-frames.ndim:],
+                            translate=(0, P / 2, P / 2)[-frames.ndim:], metadata={"pixel_size": P})
+
+
+def _run(qtbot, widget, timeout=60_000):
+    worker = widget.run()
+    if worker is not None:
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    return worker
+
+
+def _names(viewer):
+    return [lay.name for lay in viewer.layers]
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def _bad_stack(tmp_path, case) -> Path:
+    p = tmp_path / f"{case}.tif"
+    if case == "not_a_tiff":
+        p.write_text("this is a text file named .tif\n")
+    elif case == "truncated":
+        tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    elif case == "zero_frames":
+        with pytest.warns(UserWarning):
+            tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))
+    elif case == "rgb":
+        tifffile.imwrite(p, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    elif case == "5d":
+        tifffile.imwrite(p, np.zeros((2, 3, 4, 16, 16), np.uint16), imagej=True)
+    elif case == "empty_folder":
+        p = tmp_path / "empty"
+        p.mkdir()
+    elif case == "mixed_sizes":
+        # frame 2 of 5 differs: not among the frames sampled for contrast
+        # (first, middle, last), so only a check of every size finds it
+        p = tmp_path / "mixed"
+        p.mkdir()
+        for i in range(5):
+            tifffile.imwrite(p / f"{i + 1:05d}.tif", np.ones((16, 24 if i == 1 else 16), np.uint16))
+    elif case == "folder_of_text":
+        p = tmp_path / "texts"
+        p.mkdir()
+        (p / "00001.tif").write_text("not a tiff")
+    return p
+
+
+READER_CASES = {
+    "not_a_tiff": "not a readable TIFF",
+    "truncated": "truncated",
+    "zero_frames": "zero frames",
+    "rgb": "RGB",
+    "5d": "5-D",
+    "empty_folder": "no .tif",
+    "mixed_sizes": "differs",
+    "folder_of_text": "not a readable TIFF",
+}
+
+
+@pytest.mark.parametrize("case", sorted(READER_CASES))
+def test_reader_declines_bad_stacks(tmp_path, notes, case):
+    path = _bad_stack(tmp_path, case)
+    before = digest(path)
+    assert napari_get_reader(str(path)) is None  # never raises: napari may fall back
+    assert napari_get_reader([str(path)]) is None
+    warnings = _texts(notes, "warning")
+    assert warnings, "no notification"
+    assert READER_CASES[case].lower() in warnings[0].lower(), warnings[0]
+    assert path.name in warnings[0]
+    _clean(warnings[0])
+    assert digest(path) == before
+
+
+def test_reader_bad_stack_in_viewer_adds_nothing(make_napari_viewer, tmp_path, notes):
+    """Opening with the plugin chosen explicitly: napari reports that no reader
+    could read it; the plugin's own notification says why; no layer."""
+    path = _bad_stack(tmp_path, "truncated")
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception):  # napari's "no reader" error, not ours
+        viewer.open(path, plugin="napari-dsir")
+    assert len(viewer.layers) == 0
+    assert any("truncated" in m for m in _texts(notes, "warning"))
+
+
+def test_reader_ignores_what_it_does_not_claim(tmp_path, notes):
+    (tmp_path / "notes.md").write_text("hi")
+    assert napari_get_reader(str(tmp_path / "notes.md")) is None
+    assert napari_get_reader(str(tmp_path / "missing.tif")) is None
+    assert notes == []  # not ours, or not there: silent
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("frame,x [nm]\n1,2\n", "missing column"),
+    ("frame,x [parsec],y [parsec]\n1,2,3\n", "unknown unit"),
+    ("frame,x,y\n1,2,three\n", "non-numeric"),
+    ("", "empty"),
+])
+def test_reader_declines_bad_tables(tmp_path, notes, text, needle):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    before = digest(p)
+    assert napari_get_reader(str(p)) is None
+    assert needle in _texts(notes, "warning")[0]
+    assert digest(p) == before
+
+
+def test_reader_table_in_pixels_warns_on_read(tmp_path, notes):
+    p = tmp_path / "px.csv"
+    p.write_text("frame,x [px],y [px]\n1,2,3\n")
+    layers = napari_get_reader(str(p))(str(p))
+    np.testing.assert_allclose(layers[0][0], [[0, 300, 200]])
+    assert "pixels" in _texts(notes, "warning")[0] and "100 nm" in _texts(notes, "warning")[0]
+
+
+# --------------------------------------------------------------------------- reconstruct: inputs
+
+
+def test_reconstruct_no_layer_and_rgb(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Reconstruct")
+    assert w.run() is None
+    assert "no image layer" in _texts(notes, "error")[-1]
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    assert w.run() is None
+    assert "RGB" in _texts(notes, "error")[-1] and "photo" in _texts(notes, "error")[-1]
+    assert _names(viewer) == ["photo"] and w.worker is None and w.run_btn.isEnabled()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_reconstruct_nan_inf(make_napari_viewer, qtbot, monkeypatch, notes, bad):
+    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky))
+    viewer = make_napari_viewer()
+    frames = one_emitter_stack(n=4).astype(np.float32)
+    frames[2, 5, 5] = bad
+    _add_stack(viewer, frames)
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.out_frames.setChecked(True)
+    w.out_locs.setChecked(True)
+    w.batch_spin.setValue(1)
+    _run(qtbot, w)
+    errs = _texts(notes, "error")
+    assert len(errs) == 1, notes
+    assert "frame 2" in errs[0] and "NaN or infinite" in errs[0]
+    _clean(errs[0])
+    assert _names(viewer) == ["spot"]  # nothing half-added
+    assert "failed" in w.status.text()
+
+
+# --------------------------------------------------------------------------- reconstruct: models
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _bad_model(tmp_path, case, tiny_checkpoint, marker) -> Path:
+    p = tmp_path / f"{case}.pt"
+    if case == "not_a_checkpoint":
+        p.write_text("hello, not a checkpoint")
+    elif case == "code":
+        torch.save({"state_dict": _Evil(marker)}, p)
+    elif case == "other_shape":
+        ck = torch.load(tiny_checkpoint, weights_only=True)
+        ck["arch_params"]["decoder"] = [2, 2, 2]
+        torch.save(ck, p)
+    elif case == "truncated":
+        data = Path(tiny_checkpoint).read_bytes()
+        p.write_bytes(data[: len(data) * 2 // 3])
+    elif case == "missing":
+        pass
+    return p
+
+
+MODEL_CASES = {
+    "not_a_checkpoint": "not a valid or a truncated",
+    "code": "refused",
+    "other_shape": "do not fit",
+    "truncated": "truncated",
+    "missing": "no such model file",
+}
+
+
+@pytest.mark.parametrize("option", [_widgets.MODEL_FILE, _widgets.MODEL_LEGACY])
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_reconstruct_bad_model(make_napari_viewer, qtbot, tmp_path, tiny_checkpoint, notes, case, option):
+    marker = tmp_path / "pwned"
+    model = _bad_model(tmp_path, case, tiny_checkpoint, marker)
+    before = digest(model) if model.exists() else None
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.model_combo.setCurrentIndex(option)
+    w.model_path.setText(str(model))
+    w.out_locs.setChecked(True)
+    _run(qtbot, w)
+    errs = _texts(notes, "error")
+    assert len(errs) == 1, notes
+    needle = MODEL_CASES[case]
+    if option == _widgets.MODEL_LEGACY and case == "other_shape":
+        needle = "without the legacy: prefix"  # a napari-dsir file given as original weights
+    assert needle in errs[0] and model.name in errs[0], errs[0]
+    _clean(errs[0])
+    assert not marker.exists()  # the pickle's code never ran
+    assert _names(viewer) == ["spot"]
+    if before is not None:
+        assert digest(model) == before
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+
+
+# --------------------------------------------------------------------------- reconstruct: devices
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_without_cuda(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2))
+    w = _dock(viewer, "DSIR Reconstruct")
+    item = w.device_combo.model().item(2)
+    assert not item.isEnabled() and "CUDA" in w.device_combo.toolTip()
+    w.device_combo.setCurrentIndex(2)  # forced programmatically
+    assert w.device_name() == "cuda"
+    assert w.run() is None  # refused before any thread starts
+    errs = _texts(notes, "error")
+    assert len(errs) == 1 and "no CUDA GPU" in errs[0] and "Auto or CPU" in errs[0]
+    assert _names(viewer) == ["spot"]
+
+
+def test_cuda_out_of_memory_halves_the_batch(make_napari_viewer, qtbot, monkeypatch, notes):
+    calls = []
+
+    def wrap(predict):
+        def fake(x):
+            calls.append(int(x.shape[0]))
+            if x.shape[0] > 2:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB "
+                                   "(GPU 0; 7.79 GiB total capacity)")
+            return predict(x)
+        return fake
+
+    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky, wrap_predict=wrap))
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=6))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.batch_spin.setValue(8)
+    w.out_frames.setChecked(True)
+    _run(qtbot, w)
+    assert _texts(notes, "error") == []
+    warns = _texts(notes, "warning")
+    assert any("batch size lowered to 4" in m for m in warns), warns
+    assert any("batch size lowered to 2" in m for m in warns), warns
+    assert calls[:2] == [6, 4] and set(calls[2:]) == {2}
+    # the run finished, with all frames
+    assert viewer.layers["spot DSIR frames"].data.shape[0] == 6
+    assert w.last_result.info["batch_size"] == 2
+    assert "batch 2" in w.status.text() and "done" in w.status.text()
+
+
+def _cancel_and_time(qtbot, w, viewer, started):
+    n_layers = len(viewer.layers)
+    returned = []
+    worker = w.run()
+    assert worker is not None
+    worker.returned.connect(returned.append)
+    qtbot.waitUntil(started, timeout=30_000)
+    t0 = time.perf_counter()
+    w.cancel_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=10_000)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"the worker took {elapsed:.2f} s to stop"
+    assert not any(r is not None for r in returned)
+    assert len(viewer.layers) == n_layers  # no half-added layer
+    assert "cancelled" in w.status.text()
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+    return elapsed
+
+
+def test_cancel_between_batches(make_napari_viewer, qtbot, monkeypatch, notes):
+    monkeypatch.setattr(_widgets, "load_model", _loader(lambda: _Peaky(delay=0.05)))
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=200, size=16))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.batch_spin.setValue(1)
+    w.out_frames.setChecked(True)
+    w.out_locs.setChecked(True)
+    _cancel_and_time(qtbot, w, viewer,
+                     lambda: "frames" in w.status.text() and not w.status.text().startswith("0 /"))
+    assert _texts(notes, "error") == []
+
+
+def test_cancel_inside_a_long_batch(make_napari_viewer, qtbot, monkeypatch, notes):
+    """One batch takes 3 s; cancelling in its middle still stops within a second."""
+    monkeypatch.setattr(_widgets, "load_model", _loader(lambda: _SlowNet(layers=30, delay=0.1)))
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=8, size=16))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.batch_spin.setValue(8)
+    w.out_frames.setChecked(True)
+    t_start = time.perf_counter()
+    elapsed = _cancel_and_time(
+        qtbot, w, viewer,
+        lambda: w.status.text().startswith("0 /") and time.perf_counter() - t_start > 1.0)
+    assert elapsed < 1.0
+    assert _texts(notes, "error") == []
+
+
+# --------------------------------------------------------------------------- reconstruct: threshold
+
+
+def test_threshold_defaults_to_the_models(make_napari_viewer, qtbot, monkeypatch, notes):
+    """Unticked nothing, set nothing: the model's calibrated threshold is used."""
+    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky, metadata={"localize": {"threshold": 3.0}}))
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Reconstruct")
+    assert w.model_threshold.isChecked() and not w.threshold.isEnabled()
+    assert w.threshold_value() is None
+    w.out_locs.setChecked(True)
+    _run(qtbot, w)
+    assert _texts(notes, "error") == [] and _texts(notes, "warning") == []
+    assert w.last_result.info["localize"]["threshold"] == 3.0
+    assert w.threshold.value() == pytest.approx(3.0)  # shown after the run
+    assert len(viewer.layers["spot DSIR localizations"].data) == 3
+    # a hand-set threshold overrides it
+    w.model_threshold.setChecked(False)
+    assert w.threshold.isEnabled()
+    w.threshold.setValue(1e5)
+    _run(qtbot, w)
+    assert w.last_result.info["localize"]["threshold"] == 1e5
+    assert len(viewer.layers["spot DSIR localizations"].data) == 0
+    assert "no localizations above the threshold" in _texts(notes, "warning")[-1]
+
+
+def test_original_weights_localize_without_touching_the_threshold(make_napari_viewer, qtbot, notes):
+    if not LEGACY.is_file():
+        pytest.skip(f"original DSIR weights not available: {LEGACY}")
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.model_combo.setCurrentIndex(_widgets.MODEL_LEGACY)
+    w.model_path.setText(str(LEGACY))
+    w.device_combo.setCurrentIndex(1)
+    w.out_locs.setChecked(True)
+    _run(qtbot, w)
+    assert notes == []
+    thr = w.last_result.info["localize"]["threshold"]
+    assert 0 < thr < 0.01  # the calibrated value (~0.0024), not the 0.1 default
+    pts = viewer.layers["spot DSIR localizations"]
+    assert len(pts.data) >= 3
+    near = np.hypot(pts.data[:, 1] - 1160.0, pts.data[:, 2] - 1243.0) < 100
+    assert set(pts.data[near, 0].astype(int)) == {0, 1, 2}  # the emitter, in every frame
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+GT_CASES = {
+    "missing_columns": ("frame,x [nm]\n1,2\n", "missing column"),
+    "unknown_units": ("frame,x [parsec],y [parsec]\n1,2,3\n", "unknown unit"),
+    "non_numeric": ("frame,x,y\n1,2,three\n", "non-numeric"),
+    "empty": ("", "empty"),
+    "header_only": ("frame,x,y\n", "no rows"),
+    "binary": ("\x00\x01\x02", "binary"),
+    "all_outside": ("frame,x,y\n7,2,3\n9,2,3\n", "outside frames 1..3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GT_CASES))
+def test_ground_truth_bad_tables(make_napari_viewer, tmp_path, notes, case):
+    text, needle = GT_CASES[case]
+    p = tmp_path / f"{case}.csv"
+    p.write_text(text)
+    before = digest(p)
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    assert w.load(str(p)) is None
+    errs = _texts(notes, "error")
+    assert len(errs) == 1 and needle in errs[0] and p.name in errs[0], errs
+    _clean(errs[0])
+    assert _names(viewer) == ["spot"]
+    assert digest(p) == before
+
+
+def test_ground_truth_no_image(make_napari_viewer, tmp_path, notes):
+    p = tmp_path / "gt.csv"
+    p.write_text("frame,x,y\n1,2,3\n")
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Ground Truth")
+    assert w.load(str(p)) is None
+    assert "no image layer" in _texts(notes, "error")[0]
+    assert len(viewer.layers) == 0
+
+
+def test_ground_truth_px_converted_with_the_layers_pixel_size(make_napari_viewer, tmp_path, notes):
+    p = tmp_path / "px.csv"
+    p.write_text('"frame","x [px]","y [px]"\n1,12.43,11.6\n2,3,4\n')
+    before = digest(p)
+    viewer = make_napari_viewer()
+    img = viewer.add_image(one_emitter_stack(n=3), name="spot", scale=(1, 160, 160),
+                           translate=(0, 80, 80), metadata={"pixel_size": 160.0})
+    w = _dock(viewer, "DSIR Ground Truth")
+    layer = w.load(str(p))
+    assert layer is not None and _texts(notes, "error") == []
+    warns = _texts(notes, "warning")
+    assert len(warns) == 1 and "pixels" in warns[0] and "160 nm" in warns[0] and img.name in warns[0]
+    np.testing.assert_allclose(layer.data, [[0, 11.6 * 160, 12.43 * 160], [1, 640, 480]])
+    assert digest(p) == before
+
+
+def test_ground_truth_bom_crlf_semicolons(make_napari_viewer, tmp_path, notes):
+    p = tmp_path / "excel.csv"
+    p.write_bytes("\ufeffframe;x [nm];y [nm]\r\n1;1250;1150\r\n3;400;300\r\n".encode())
+    before = digest(p)
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    layer = w.load(str(p))
+    assert notes == []
+    np.testing.assert_allclose(layer.data, [[0, 1150, 1250], [2, 300, 400]])
+    assert digest(p) == before
+
+
+def test_ground_truth_frames_out_of_range_are_dropped(make_napari_viewer, tmp_path, notes):
+    """Rows whose frame lies outside 1..N are left out, with a warning that
+    says how many (frames < 1 are refused by the parser)."""
+    p = tmp_path / "gt.csv"
+    p.write_text("frame,x,y\n1,1250,1150\n3,400,300\n4,500,500\n10,600,600\n")
+    before = digest(p)
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    layer = w.load(str(p))
+    warns = _texts(notes, "warning")
+    assert len(warns) == 1 and "2 of 4 rows" in warns[0] and "frames 1..3" in warns[0], warns
+    assert "left out" in warns[0]
+    np.testing.assert_allclose(layer.data[:, 0], [0, 2])
+    assert viewer.dims.range[0].stop <= 2 + 1e-9  # the slider still spans the stack only
+    assert digest(p) == before
