@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=HERE / "napari.png", type=Path)
     ap.add_argument("--model", default=None, help="model file (default: shipped model, else legacy)")
     ap.add_argument("--threshold", type=float, default=None,
-                    help="localization threshold (default: the model's; 0.03 for the original weights)")
+                    help="localization threshold (default: the model's calibrated one)")
     ap.add_argument("--frame", type=int, default=180, help="frame shown with its localizations")
     args = ap.parse_args(argv)
 
@@ -58,10 +58,11 @@ def main(argv=None) -> int:
               f"using the original DSIR weights {legacy}")
         rec.model_combo.setCurrentIndex(_widgets.MODEL_LEGACY)
         rec.model_path.setText(str(legacy))
-        if args.threshold is None:
-            args.threshold = 0.03  # the original weights carry no calibrated threshold
-    if args.threshold:
+    if args.threshold is not None:
+        rec.model_threshold.setChecked(False)
         rec.threshold.setValue(args.threshold)
+    # else: "use the model's threshold" (the default), the calibrated value
+    # stored with the weights (napari_dsir.localize.params_for)
     rec.out_locs.setChecked(True)
     rec.batch_spin.setValue(16)
 
