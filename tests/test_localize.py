@@ -12,7 +12,7 @@ def test_peaks_with_subpixel_centroid():
     # frame 1: blob whose mass sits between pixels (30,40) and (30,41)
     img[1, 30, 40] = 1.0
     img[1, 30, 41] = 0.999
-    locs = localize_image(img, 12.5, LocalizeParams(threshold=0.5))
+    locs = localize_image(img, 12.5, LocalizeParams(threshold=0.5, blur_fwhm=0))
     assert len(locs) == 2
     order = np.argsort(locs.frame)
     f, x, y = locs.frame[order], locs.x[order], locs.y[order]
@@ -28,9 +28,9 @@ def test_threshold_and_merge_radius():
     img[5, 5] = 1.0
     img[5, 7] = 0.8  # within radius 2 of a brighter peak: merged
     img[20, 20] = 0.05  # below threshold
-    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=2))) == 1
-    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=1))) == 2
-    assert len(localize_image(img, 12.5, LocalizeParams(0.01, radius=2))) == 2
+    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=2, blur_fwhm=0))) == 1
+    assert len(localize_image(img, 12.5, LocalizeParams(0.1, radius=1, blur_fwhm=0))) == 2
+    assert len(localize_image(img, 12.5, LocalizeParams(0.01, radius=2, blur_fwhm=0))) == 2
 
 
 def test_first_frame_offset_and_empty():
@@ -46,5 +46,24 @@ def test_params_from_model_metadata():
 
     p = params_for(M(), radius=4)
     assert (p.threshold, p.radius, p.window) == (0.3, 4, 1)
+
+
+def test_blur_merges_speckle_into_one_peak():
+    img = np.zeros((32, 32), np.float32)
+    img[14:19:2, 14:19:2] = 1.0  # a speckled blob: 9 separate maxima
+    assert len(localize_image(img, 12.5, LocalizeParams(0.05, radius=1, blur_fwhm=0))) == 9
+    locs = localize_image(img, 12.5, LocalizeParams(0.05, radius=3, window=3, blur_fwhm=3.0, blur_width=5))
+    assert len(locs) == 1
+    assert locs.x[0] == pytest.approx(16.5 * 12.5, abs=0.5) and locs.y[0] == pytest.approx(16.5 * 12.5, abs=0.5)
     with pytest.raises(DSIRError):
         LocalizeParams(threshold=-1).validate()
+
+
+def test_plateau_gives_one_peak():
+    img = np.zeros((32, 32), np.float32)
+    img[10, 10:12] = 1.0  # two neighbours tie exactly
+    img[20:22, 20:22] = 0.5
+    locs = localize_image(img, 12.5, LocalizeParams(0.1, radius=2, blur_fwhm=0))
+    assert len(locs) == 2
+    xs = sorted(locs.x / 12.5)
+    assert xs[0] == pytest.approx(11.0) and xs[1] == pytest.approx(21.0)

@@ -75,8 +75,14 @@ def find_peaks(
         k = gauss_kernel(int(params.blur_width), float(params.blur_fwhm)).to(x.device)
         x = F.conv2d(x, k / k.sum(), padding=int(params.blur_width) // 2)
     r, w = int(params.radius), int(params.window)
-    pooled = F.max_pool2d(x, 2 * r + 1, stride=1, padding=r)
-    peaks = (x == pooled) & (x > params.threshold)
+    # a tiny ramp breaks exact ties between neighbours (noise-free plateaus),
+    # so that a plateau gives one peak, not one per pixel
+    ramp = torch.arange(x.shape[-2] * x.shape[-1], device=x.device, dtype=torch.float64)
+    ramp = ramp.view(1, 1, *x.shape[-2:]) / ramp.numel()
+    xd = x.double()
+    xt = xd + ramp * (1e-7 * xd.abs().amax(dim=(-2, -1), keepdim=True) + 1e-300)
+    pooled = F.max_pool2d(xt, 2 * r + 1, stride=1, padding=r)
+    peaks = (xt == pooled) & (x > params.threshold)
     # weighted centroid over a (2w+1)^2 window, as three box convolutions
     k = 2 * w + 1
     off = torch.arange(-w, w + 1, dtype=torch.float32, device=x.device)
