@@ -388,7 +388,7 @@ def test_cuda_out_of_memory_halves_the_batch(make_napari_viewer, qtbot, monkeypa
     assert "batch 2" in w.status.text() and "done" in w.status.text()
 
 
-def _cancel_and_time(qtbot, w, viewer, started):
+def _cancel_and_time(qtbot, w, viewer, started, notes):
     n_layers = len(viewer.layers)
     returned = []
     worker = w.run()
@@ -401,6 +401,7 @@ def _cancel_and_time(qtbot, w, viewer, started):
     elapsed = time.perf_counter() - t0
     assert elapsed < 1.0, f"the worker took {elapsed:.2f} s to stop"
     assert not any(r is not None for r in returned)
+    assert "DSIR Reconstruct cancelled" in _texts(notes, "info")
     assert len(viewer.layers) == n_layers  # no half-added layer
     assert "cancelled" in w.status.text()
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
@@ -415,7 +416,7 @@ def test_cancel_between_batches(make_napari_viewer, qtbot, monkeypatch, notes):
     w.batch_spin.setValue(1)
     w.out_frames.setChecked(True)
     w.out_locs.setChecked(True)
-    _cancel_and_time(qtbot, w, viewer,
+    _cancel_and_time(qtbot, w, viewer, notes=notes, started=
                      lambda: "frames" in w.status.text() and not w.status.text().startswith("0 /"))
     assert _texts(notes, "error") == []
 
@@ -431,7 +432,7 @@ def test_cancel_inside_a_long_batch(make_napari_viewer, qtbot, monkeypatch, note
     t_start = time.perf_counter()
     elapsed = _cancel_and_time(
         qtbot, w, viewer,
-        lambda: w.status.text().startswith("0 /") and time.perf_counter() - t_start > 1.0)
+        lambda: w.status.text().startswith("0 /") and time.perf_counter() - t_start > 1.0, notes)
     assert elapsed < 1.0
     assert _texts(notes, "error") == []
 
@@ -569,3 +570,12 @@ def test_ground_truth_frames_out_of_range_are_dropped(make_napari_viewer, tmp_pa
     np.testing.assert_allclose(layer.data[:, 0], [0, 2])
     assert viewer.dims.range[0].stop <= 2 + 1e-9  # the slider still spans the stack only
     assert digest(p) == before
+
+
+def test_reader_says_when_the_pixel_size_is_assumed(tmp_path, notes):
+    p = tmp_path / "plain.tif"
+    tifffile.imwrite(p, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    (layer,) = napari_get_reader(str(p))(str(p))
+    assert layer[1]["metadata"]["pixel_size_from_file"] is False
+    infos = _texts(notes, "info")
+    assert len(infos) == 1 and "no pixel size" in infos[0] and "100 nm" in infos[0]

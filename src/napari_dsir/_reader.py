@@ -29,6 +29,13 @@ def show_warning(message: str) -> None:
 
     _show(message)
 
+
+def show_info(message: str) -> None:
+    """napari's info notification (imported late)."""
+    from napari.utils.notifications import show_info as _show
+
+    _show(message)
+
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
 DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
 
@@ -191,6 +198,12 @@ def _read_stack(path: Path):
     layer = stack_layer_data(stack)  # reads the first, middle and last frames
 
     def reader(_path=None):
+        if stack.pixel_size is None:
+            show_info(
+                f"napari-dsir: {path.name} has no pixel size in its metadata; assuming "
+                f"{DEFAULT_PIXEL_SIZE_NM:g} nm per pixel (set the right value in DSIR Reconstruct, "
+                "or save the stack with ImageJ/OME calibration)"
+            )
         return [layer]
 
     return reader

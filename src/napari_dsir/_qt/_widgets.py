@@ -269,6 +269,7 @@ class ReconstructWidget(QWidget):
         self.threshold.setDecimals(5)
         self.threshold.setSingleStep(0.001)
         self.threshold.setValue(0.0)
+        self.threshold.setMinimumWidth(self.threshold.fontMetrics().horizontalAdvance("0.000000") + 40)
         self.threshold.setToolTip(
             "Peak threshold for localizations (network output units); shows the "
             "model's calibrated value after a run"
@@ -456,8 +457,8 @@ class ReconstructWidget(QWidget):
 
     def _on_returned(self, result):
         self._ended = True
-        if result is None or self._cancelled:
-            return  # cancelled inside a batch: nothing to show
+        if result is None or self._cancelled:  # cancelled inside a batch
+            return
         try:
             loc = result.info.get("localize")
             if loc and self.model_threshold.isChecked():
@@ -482,7 +483,6 @@ class ReconstructWidget(QWidget):
 
     def _on_aborted(self):
         self._ended = True
-        show_info("DSIR Reconstruct cancelled")
 
     def _on_finished(self):
         if self._pbar is not None:
@@ -492,6 +492,7 @@ class ReconstructWidget(QWidget):
         try:
             if self._cancelled:
                 self.status.setText("cancelled; no layer added")
+                show_info("DSIR Reconstruct cancelled")
             self.run_btn.setEnabled(True)
             self.cancel_btn.setEnabled(False)
         except RuntimeError:  # widget already deleted
