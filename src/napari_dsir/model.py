@@ -353,11 +353,11 @@ def resolve_device(device: str | None = "auto") -> torch.device:
         return torch.device("cpu")
     if d in ("cuda", "gpu") or d.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DSIRError("CUDA was asked for but no CUDA GPU is available (use --device cpu or auto)")
+            raise DSIRError("CUDA was asked for but no CUDA GPU is available (use the CPU, or auto)")
         return torch.device("cuda" if d == "gpu" else d)
     if d == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise DSIRError("MPS was asked for but is not available (use --device cpu or auto)")
+            raise DSIRError("MPS was asked for but is not available (use the CPU, or auto)")
         return torch.device("mps")
     if d == "cpu":
         return torch.device("cpu")
