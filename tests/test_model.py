@@ -213,3 +213,18 @@ def test_folded_batchnorm_inference_matches_and_follows_weight_changes():
         ref2 = m.net(preprocess(x).contiguous(memory_format=torch.channels_last))[:, 0]
         torch.testing.assert_close(m.raw(x), ref2, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(ref, ref2)
+
+
+def test_dsir_net_initialised_from_original_weights():
+    """Independent batch-norms initialised from the shared ones: in training
+    mode on one frame the network equals the original."""
+    from napari_dsir.model import dsir_from_legacy, load_legacy
+
+    leg = load_legacy(shared("dsir_original", "autoencoder_model.pt"))
+    net = dsir_from_legacy(leg.net).double()
+    leg.net.double()
+    x = preprocess(torch.rand(1, 26, 26) * 300 + 100).double()
+    with torch.no_grad():
+        net.train()
+        torch.testing.assert_close(net(x), leg.net(x), atol=1e-8, rtol=1e-6)
+    leg.net.float()

@@ -90,3 +90,12 @@ def test_fine_tune_from_checkpoint(tmp_path):
 def test_bad_settings():
     with pytest.raises(DSIRError):
         next(iter_train(_cfg(epochs=0), save=False))
+
+
+def test_label_scale_scales_the_target(tmp_path):
+    from napari_dsir.train import _Data
+
+    d = _Data(4, SimulationConfig(frame_size=(8, 8), density=20.0), 1, 8)
+    _, y1 = d.batch(np.arange(4), "cpu")
+    _, y100 = d.batch(np.arange(4), "cpu", 100.0)
+    assert y1.sum() == len(d.locs) and torch.equal(y100, 100 * y1)

@@ -238,7 +238,7 @@ def cmd_train(args) -> int:
         n_train=args.n_train, n_val=args.n_val, normalization=args.normalization,
         encoder=tuple(args.encoder), decoder=tuple(args.decoder), head_norm=args.head_norm, head_relu=args.head_relu,
         simulation=_sim_config(args),
-        init=args.init, device=args.device, png_every=args.png_every,
+        init=args.init, device=args.device, png_every=args.png_every, label_scale=args.label_scale, l1=args.l1,
     )
     from tqdm import tqdm
 
@@ -360,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no batch-norm before the final ReLU (the original has one)")
     p.add_argument("--no-head-relu", dest="head_relu", action="store_false",
                    help="linear output while training, clipped at 0 when applied (avoids dead outputs)")
-    p.add_argument("--init", default=None, help="checkpoint to fine-tune from")
+    p.add_argument("--init", default=None, help="checkpoint to fine-tune from (legacy:PATH: the original weights)")
+    p.add_argument("--label-scale", type=_positive_float, default=1.0,
+                   help="label value of one emitter (1: the original; 100 as Deep-STORM trains faster)")
+    p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 sparsity term on the output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--png-every", type=int, default=10, help="epochs between validation PNGs (0: never)")

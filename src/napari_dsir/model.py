@@ -177,6 +177,25 @@ class LegacyDSIR(nn.Module):
         return F.relu(bn(self.conv4(x), self.bn4))
 
 
+def dsir_from_legacy(legacy: LegacyDSIR) -> DSIRNet:
+    """A `DSIRNet` initialised from the original weights: each stage gets its
+    own copy of the batch-norm the original shared there (bn1, bn2, bn2 in
+    the encoder; bn2, bn1, bn2 in the decoder; bn4 in the head). Its running
+    statistics are meaningless (the original trained them shared), so train
+    (fine-tune) it before use in eval mode."""
+    net = DSIRNet((16, 8, 8), (8, 16, 8), head_norm=True, head_relu=True)
+    convs = [legacy.conv1, legacy.conv2, legacy.conv3, legacy.convt1, legacy.convt2, legacy.convt3]
+    bns = [legacy.bn1, legacy.bn2, legacy.bn2, legacy.bn2, legacy.bn1, legacy.bn2]
+    blocks = [net.encoder[0], net.encoder[2], net.encoder[4], net.decoder[0], net.decoder[1], net.decoder[2]]
+    with torch.no_grad():
+        for blk, conv, bn in zip(blocks, convs, bns):
+            blk[0].load_state_dict(conv.state_dict())
+            blk[1].load_state_dict(bn.state_dict())
+        net.head[0].load_state_dict(legacy.conv4.state_dict())
+        net.head[1].load_state_dict(legacy.bn4.state_dict())
+    return net
+
+
 ARCHITECTURES = {"dsir": DSIRNet, "dsir-legacy": LegacyDSIR}
 
 

@@ -28,7 +28,7 @@ from .evaluate import evaluate
 from .figures import loss_curves, montage, write_png
 from .io import Localizations
 from .localize import LocalizeParams, find_peaks, gauss_kernel
-from .model import DSIRModel, DSIRNet, load_checkpoint, save_checkpoint
+from .model import DSIRModel, DSIRNet, dsir_from_legacy, load_checkpoint, load_legacy, save_checkpoint
 from .simulate import SimulationConfig, simulate
 
 
@@ -58,6 +58,7 @@ class TrainConfig:
     kernel_width: int = 5  # SR px
     kernel_fwhm: float = 3.0  # SR px
     l1: float = 0.0  # weight of an L1 sparsity term on the raw output (0: the original loss)
+    label_scale: float = 1.0  # value of one emitter in the label (1: the original; Deep-STORM uses 100)
     seed: int = 99
     n_train: int = 3500
     n_val: int = 1500
@@ -68,7 +69,7 @@ class TrainConfig:
     head_norm: bool = True
     head_relu: bool = True
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
-    init: str | None = None  # checkpoint to fine-tune from
+    init: str | None = None  # checkpoint to fine-tune from, or legacy:PATH (original weights)
     device: str = "cpu"
     png_every: int = 10  # epochs between validation PNGs (0: never)
     calibrate: bool = True  # tune the localization threshold on validation data
@@ -113,10 +114,10 @@ class _Data:
     def __len__(self):
         return len(self.frames)
 
-    def batch(self, idx: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: np.ndarray, device, label_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(self.frames[idx]).to(device)
         y = render_labels(self.locs, idx, self.shape, self.sr_pixel).to(device)
-        return x, y
+        return x, (y * label_scale if label_scale != 1 else y)
 
 
 def _loss(model: DSIRModel, x, y, kernel, pad, l1: float = 0.0) -> torch.Tensor:
@@ -133,7 +134,7 @@ def _val_loss(model, data, cfg, kernel, pad, device) -> float:
     with torch.inference_mode():
         for s in range(0, len(data), cfg.batch_size):
             idx = np.arange(s, min(s + cfg.batch_size, len(data)))
-            x, y = data.batch(idx, device)
+            x, y = data.batch(idx, device, cfg.label_scale)
             tot += float(_loss(model, x, y, kernel, pad, cfg.l1)) * len(idx)
             n += len(idx)
     return tot / max(n, 1)
@@ -204,10 +205,15 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    if cfg.init:
+    if cfg.init and str(cfg.init).startswith("legacy:"):
+        # fine-tune from the original weights, with independent batch-norms
+        legacy = load_legacy(str(cfg.init)[len("legacy:"):])
+        model = DSIRModel(dsir_from_legacy(legacy.net), "dsir", 8, "zscore", 100.0,
+                          {"initialised_from": "original DSIR weights (2018, MIT)"})
+    elif cfg.init:
         model = load_checkpoint(cfg.init)
         if model.legacy:
-            raise DSIRError(f"{cfg.init}: the legacy model cannot be fine-tuned; train a new model")
+            raise DSIRError(f"{cfg.init}: an original DSIR file: fine-tune it with init legacy:PATH")
     else:
         model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm, cfg.head_relu), "dsir", cfg.upsampling,
                           cfg.normalization, cfg.simulation.pixel_size,
@@ -253,7 +259,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
             order = rng.permutation(len(train_data))
             losses = []
             for s in range(0, len(order), cfg.batch_size):
-                x, y = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device)
+                x, y = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale)
                 loss = _loss(model, x, y, kernel, pad, cfg.l1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
