@@ -81,7 +81,6 @@ def main(argv=None) -> int:
         print("no reconstruction layer (see the messages above)", file=sys.stderr)
         return 1
 
-    sr = viewer.layers[f"{name} DSIR"]
     pts = viewer.layers[f"{name} DSIR localizations"]
     camera.opacity = 0.6
     pts.size = 60.0

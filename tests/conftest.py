@@ -1,7 +1,9 @@
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -31,3 +33,52 @@ def tiny_checkpoint(tmp_path):
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, DSIRModel(DSIRNet((4, 4, 4), (4, 4, 4), head_norm=False)))
     return path
+
+
+def digest(path) -> object:
+    """Content hash of a file, or of every file in a folder: inputs are never modified."""
+    path = Path(path)
+    if path.is_dir():
+        return {p.name: digest(p) for p in sorted(path.iterdir())}
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_bad_stack(tmp_path: Path, case: str) -> Path:
+    """A stack file or folder for the bad-input catalogue (CLI and napari)."""
+    p = tmp_path / f"{case}.tif"
+    if case == "not_a_tiff":
+        p.write_text("this is a text file named .tif\n")
+    elif case == "truncated":
+        tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    elif case == "zero_frames":
+        with pytest.warns(UserWarning):
+            tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))
+    elif case == "rgb":
+        tifffile.imwrite(p, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    elif case == "5d":
+        tifffile.imwrite(p, np.zeros((2, 3, 4, 16, 16), np.uint16), imagej=True)
+    elif case in ("nan", "inf"):
+        a = np.full((3, 16, 16), 100.0, np.float32)
+        a[1, 3, 3] = np.nan if case == "nan" else np.inf
+        tifffile.imwrite(p, a, photometric="minisblack")
+    elif case == "complex":
+        tifffile.imwrite(p, np.ones((3, 16, 16), np.complex64), photometric="minisblack")
+    elif case == "empty_folder":
+        p = tmp_path / "empty"
+        p.mkdir()
+    elif case == "mixed_sizes":
+        # frame 2 of 5 differs: not among the first, middle and last frames,
+        # so only a check of every size finds it
+        p = tmp_path / "mixed"
+        p.mkdir()
+        for i in range(5):
+            tifffile.imwrite(p / f"{i + 1:05d}.tif", np.ones((16, 24 if i == 1 else 16), np.uint16))
+    elif case == "folder_of_text":
+        p = tmp_path / "texts"
+        p.mkdir()
+        (p / "00001.tif").write_text("not a tiff")
+    else:
+        raise ValueError(case)
+    return p

@@ -3,7 +3,6 @@ line naming the file and the problem, leaves no output file and never
 modifies its input. The napari side of the catalogue is in
 test_napari_bad_inputs.py."""
 
-import hashlib
 import os
 
 import numpy as np
@@ -14,12 +13,7 @@ import torch
 from napari_dsir.cli import main
 from napari_dsir.io import open_stack
 
-
-def _digest(path):
-    if os.path.isdir(path):
-        return {p: _digest(os.path.join(path, p)) for p in sorted(os.listdir(path))}
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+from .conftest import digest, make_bad_stack
 
 
 def _run_cli(argv, capsys):
@@ -32,7 +26,7 @@ def _run_cli(argv, capsys):
 
 
 def _expect_clean_failure(capsys, tmp_path, input_path, argv, needle):
-    before = _digest(input_path) if os.path.exists(input_path) else None
+    before = digest(input_path) if os.path.exists(input_path) else None
     listing = sorted(os.listdir(tmp_path))
     rc, out, err = _run_cli(argv, capsys)
     assert rc == 2, (rc, err)
@@ -44,43 +38,11 @@ def _expect_clean_failure(capsys, tmp_path, input_path, argv, needle):
     err = lines[0]
     assert sorted(os.listdir(tmp_path)) == listing  # no output, no temporary file left
     if before is not None:
-        assert _digest(input_path) == before
+        assert digest(input_path) == before
     return err
 
 
 # ------------------------------------------------------------------ stacks
-
-
-def _make_stack(tmp_path, case):
-    p = tmp_path / f"{case}.tif"
-    if case == "not_a_tiff":
-        p.write_text("this is a text file named .tif\n")
-    elif case == "truncated":
-        tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
-        data = p.read_bytes()
-        p.write_bytes(data[: len(data) // 2])
-    elif case == "zero_frames":
-        with pytest.warns(UserWarning):
-            tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))
-    elif case == "rgb":
-        tifffile.imwrite(p, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
-    elif case == "5d":
-        tifffile.imwrite(p, np.zeros((2, 3, 4, 16, 16), np.uint16), imagej=True)
-    elif case in ("nan", "inf"):
-        a = np.full((3, 16, 16), 100.0, np.float32)
-        a[1, 3, 3] = np.nan if case == "nan" else np.inf
-        tifffile.imwrite(p, a, photometric="minisblack")
-    elif case == "mixed_sizes":
-        p = tmp_path / "mixed"
-        p.mkdir()
-        tifffile.imwrite(p / "00001.tif", np.ones((16, 16), np.uint16))
-        tifffile.imwrite(p / "00002.tif", np.ones((16, 24), np.uint16))
-    elif case == "empty_folder":
-        p = tmp_path / "empty"
-        p.mkdir()
-    elif case == "complex":
-        tifffile.imwrite(p, np.ones((3, 16, 16), np.complex64), photometric="minisblack")
-    return p
 
 
 STACK_CASES = {
@@ -102,7 +64,7 @@ STACK_CASES = {
 def test_bad_stack(tmp_path, capsys, tiny_checkpoint, case, command):
     work = tmp_path / "work"
     work.mkdir()
-    src = _make_stack(work, case)
+    src = make_bad_stack(work, case)
     out = work / ("out.tif" if command == "reconstruct" else "out.csv")
     err = _expect_clean_failure(capsys, work, src,
                                 [command, str(src), "-o", str(out), "--model", str(tiny_checkpoint), "-q"],
@@ -127,13 +89,13 @@ def test_unreadable_file(tmp_path, capsys, tiny_checkpoint):
 def test_accepted_pixel_types_and_single_frame(tmp_path, capsys, tiny_checkpoint, dtype):
     p = tmp_path / "ok.tif"
     tifffile.imwrite(p, (np.arange(16 * 16).reshape(16, 16) % 97 + 5).astype(dtype), photometric="minisblack")
-    before = _digest(p)
+    before = digest(p)
     rc, out, err = _run_cli(["reconstruct", str(p), "-o", str(tmp_path / "sr.tif"), "--model",
                              str(tiny_checkpoint), "-q"], capsys)
     assert rc == 0, err
     assert open_stack(tmp_path / "sr.tif").shape == (1, 128, 128)
     assert "no pixel size" in err and "100" in err  # the default, said in a warning
-    assert _digest(p) == before
+    assert digest(p) == before
 
 
 # ------------------------------------------------------------------ tables
@@ -212,7 +174,7 @@ MODEL_CASES = {
 def test_bad_models(tmp_path, capsys, tiny_checkpoint, case):
     work = tmp_path / "work"
     work.mkdir()
-    stack = _make_stack(work, "nan").with_name("ok.tif")
+    stack = work / "ok.tif"
     tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
     model = _make_model(work, case, tiny_checkpoint)
     if os.path.exists("/tmp/napari_dsir_pwned"):

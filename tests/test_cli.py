@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-import tifffile
 
 from napari_dsir.cli import main
 from napari_dsir.io import open_stack, read_localizations

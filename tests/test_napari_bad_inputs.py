@@ -9,7 +9,6 @@ input file unchanged (hash before and after).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from napari_dsir._qt import _widgets  # noqa: E402
 from napari_dsir._reader import napari_get_reader  # noqa: E402
 from napari_dsir.model import DSIRModel  # noqa: E402
 
+from .conftest import digest, make_bad_stack  # noqa: E402
+
 torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -35,13 +36,6 @@ P = 100.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def digest(path) -> object:
-    path = Path(path)
-    if path.is_dir():
-        return {p.name: digest(p) for p in sorted(path.iterdir())}
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -142,38 +136,6 @@ def _names(viewer):
 # --------------------------------------------------------------------------- reader
 
 
-def _bad_stack(tmp_path, case) -> Path:
-    p = tmp_path / f"{case}.tif"
-    if case == "not_a_tiff":
-        p.write_text("this is a text file named .tif\n")
-    elif case == "truncated":
-        tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
-        data = p.read_bytes()
-        p.write_bytes(data[: len(data) // 2])
-    elif case == "zero_frames":
-        with pytest.warns(UserWarning):
-            tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))
-    elif case == "rgb":
-        tifffile.imwrite(p, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
-    elif case == "5d":
-        tifffile.imwrite(p, np.zeros((2, 3, 4, 16, 16), np.uint16), imagej=True)
-    elif case == "empty_folder":
-        p = tmp_path / "empty"
-        p.mkdir()
-    elif case == "mixed_sizes":
-        # frame 2 of 5 differs: not among the frames sampled for contrast
-        # (first, middle, last), so only a check of every size finds it
-        p = tmp_path / "mixed"
-        p.mkdir()
-        for i in range(5):
-            tifffile.imwrite(p / f"{i + 1:05d}.tif", np.ones((16, 24 if i == 1 else 16), np.uint16))
-    elif case == "folder_of_text":
-        p = tmp_path / "texts"
-        p.mkdir()
-        (p / "00001.tif").write_text("not a tiff")
-    return p
-
-
 READER_CASES = {
     "not_a_tiff": "not a readable TIFF",
     "truncated": "truncated",
@@ -188,7 +150,7 @@ READER_CASES = {
 
 @pytest.mark.parametrize("case", sorted(READER_CASES))
 def test_reader_declines_bad_stacks(tmp_path, notes, case):
-    path = _bad_stack(tmp_path, case)
+    path = make_bad_stack(tmp_path, case)
     before = digest(path)
     assert napari_get_reader(str(path)) is None  # never raises: napari may fall back
     assert napari_get_reader([str(path)]) is None
@@ -203,7 +165,7 @@ def test_reader_declines_bad_stacks(tmp_path, notes, case):
 def test_reader_bad_stack_in_viewer_adds_nothing(make_napari_viewer, tmp_path, notes):
     """Opening with the plugin chosen explicitly: napari reports that no reader
     could read it; the plugin's own notification says why; no layer."""
-    path = _bad_stack(tmp_path, "truncated")
+    path = make_bad_stack(tmp_path, "truncated")
     viewer = make_napari_viewer()
     with pytest.raises(Exception):  # napari's "no reader" error, not ours
         viewer.open(path, plugin="napari-dsir")

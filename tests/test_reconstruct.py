@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
-import torch
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack
 from napari_dsir.localize import LocalizeParams
 from napari_dsir.model import load_checkpoint, load_model
-from napari_dsir.reconstruct import Progress, iter_reconstruct, parse_frames, reconstruct
+from napari_dsir.reconstruct import iter_reconstruct, parse_frames, reconstruct
 
 from .conftest import shared
 

@@ -90,11 +90,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
-    import torch
-
     from .io import open_stack, resolve_pixel_size
     from .localize import params_for
     from .model import load_model, resolve_device
+    from .progress import drive
     from .reconstruct import iter_reconstruct, parse_frames
 
     stack = open_stack(args.stack, pixel_size=args.pixel_size)
@@ -111,25 +110,18 @@ def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
     if localize:
         lparams = params_for(model, threshold=getattr(args, "threshold", None),
                              radius=getattr(args, "radius", None))
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
     gen = iter_reconstruct(stack, model, pixel_size=px, batch_size=args.batch_size, start=start,
                            stop=stop, keep_frames=keep_frames, localize=lparams)
-    bar = _progress_bar(stop - start, "reconstructing", args.quiet)
     t0 = time.perf_counter()
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as s:
-                result = s.value
-                break
+    with _progress_bar(stop - start, "reconstructing", args.quiet) as bar:
+
+        def show(p):
             if p.message and p.message != "started":
                 _warn(p.message)
             bar.n = p.done
             bar.refresh()
-    finally:
-        bar.close()
+
+        result = drive(gen, show)
     result.info["seconds"] = time.perf_counter() - t0
     return stack, result
 
@@ -227,7 +219,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, default_model_path, iter_train
+    from .progress import drive
+    from .train import TrainConfig, default_model_path, iter_train, show_epoch
 
     path = args.output or default_model_path()
     if Path(path).exists() and not (args.overwrite or args.resume):
@@ -244,22 +237,12 @@ def cmd_train(args) -> int:
 
     command = "dsir " + shlex.join(args.argv)
     gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
-    bar = tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet)
     try:
-        while True:
-            try:
-                log = next(gen)
-            except StopIteration as s:
-                model = s.value
-                break
-            bar.n = log.epoch
-            bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}")
-            bar.refresh()
+        with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
+            model = drive(gen, lambda log: show_epoch(bar, log))
     except KeyboardInterrupt:
-        bar.close()
         print(f"dsir: interrupted; resume with: dsir train -o {path} --resume", file=sys.stderr)
         return 130
-    bar.close()
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
     return 0

@@ -19,6 +19,7 @@ from .errors import DSIRError
 from .io import Localizations, Stack
 from .localize import LocalizeParams, find_peaks
 from .model import DSIRModel
+from .progress import drive
 
 
 @dataclass
@@ -180,17 +181,6 @@ def iter_reconstruct(
     )
 
 
-def run(gen: Generator[Progress, None, Result], callback: Callable[[Progress], None] | None = None) -> Result:
-    """Drive a generator from `iter_reconstruct` to its end; return its Result."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(p)
-
-
 def reconstruct(data, model: DSIRModel, progress: Callable[[Progress], None] | None = None, **kwargs) -> Result:
     """Blocking form of `iter_reconstruct`; ``progress`` is called per batch."""
-    return run(iter_reconstruct(data, model, **kwargs), progress)
+    return drive(iter_reconstruct(data, model, **kwargs), progress)

@@ -8,7 +8,7 @@ photoelectron) and optional Gaussian read noise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Union
 
 import numpy as np

@@ -29,6 +29,7 @@ from .figures import loss_curves, montage, write_png
 from .io import Localizations
 from .localize import LocalizeParams, find_peaks, gauss_kernel
 from .model import DSIRModel, DSIRNet, dsir_from_legacy, load_checkpoint, load_legacy, save_checkpoint
+from .progress import drive
 from .simulate import SimulationConfig, simulate
 
 
@@ -319,21 +320,16 @@ def _write_panel(path, model, data, kernel, pad, history, device):
 
 def train(cfg: TrainConfig, model_path=None, *, verbose: bool = False, **kwargs) -> DSIRModel:
     """Blocking training; with ``verbose`` a tqdm bar shows both losses."""
-    gen = iter_train(cfg, model_path, **kwargs)
-    bar = None
-    if verbose:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr)
-    try:
-        while True:
-            try:
-                log = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if bar is not None:
-                bar.n = log.epoch
-                bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}", best=f"{log.best_val_loss:.4g}")
-                bar.refresh()
-    finally:
-        if bar is not None:
-            bar.close()
+    if not verbose:
+        return drive(iter_train(cfg, model_path, **kwargs))
+    from tqdm import tqdm
+
+    with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
+        return drive(iter_train(cfg, model_path, **kwargs), lambda log: show_epoch(bar, log))
+
+
+def show_epoch(bar, log: EpochLog) -> None:
+    """Update a tqdm bar with an epoch's losses."""
+    bar.n = log.epoch
+    bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}", best=f"{log.best_val_loss:.4g}")
+    bar.refresh()
