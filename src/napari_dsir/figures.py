@@ -82,7 +82,8 @@ def loss_curves(series: dict[str, list[float]], width: int = 400, height: int = 
         ys = height - m - 1 - (np.log10(np.clip(v, 10**lo, None)) - lo) / (hi - lo) * (height - 2 * m - 2)
         for a in range(len(v) - 1 if len(v) > 1 else 1):
             b = min(a + 1, len(v) - 1)
-            for t in np.linspace(0, 1, 50):
+            steps = int(np.hypot(xs[b] - xs[a], ys[b] - ys[a])) + 2  # a solid line
+            for t in np.linspace(0, 1, steps):
                 x = int(round(xs[a] + t * (xs[b] - xs[a])))
                 y = int(round(ys[a] + t * (ys[b] - ys[a])))
                 img[max(y - 1, 0) : y + 1, max(x - 1, 0) : x + 1] = c
