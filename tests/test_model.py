@@ -189,7 +189,7 @@ def test_shipped_model_high_density_jaccard():
     assert evaluate(gt, res.localizations, 250).jaccard > HIGH_DENSITY_JACCARD_FLOOR
 
 
-HIGH_DENSITY_JACCARD_FLOOR = 0.0  # set from the shipped model's measured figure
+HIGH_DENSITY_JACCARD_FLOOR = 0.6  # measured 0.724 (docs/model_card.md)
 
 
 def test_folded_batchnorm_inference_matches_and_follows_weight_changes():
