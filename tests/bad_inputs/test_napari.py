@@ -1,5 +1,5 @@
 """The catalogue of bad inputs, napari side (issue 5; the CLI side is
-test_bad_inputs.py).
+test_cli.py beside this file).
 
 Every case asserts: a napari notification with a clear message (the widgets'
 and the reader's ``show_error``/``show_warning`` are captured), no traceback
@@ -26,11 +26,10 @@ from napari_dsir._qt import _widgets  # noqa: E402
 from napari_dsir._reader import napari_get_reader  # noqa: E402
 from napari_dsir.model import DSIRModel  # noqa: E402
 
-from .conftest import digest, make_bad_stack  # noqa: E402
+from ..conftest import SHARED_DATA, digest, make_bad_stack  # noqa: E402
 
 torch.set_num_threads(1)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LEGACY = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
 P = 100.0
 

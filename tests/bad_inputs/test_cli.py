@@ -1,7 +1,7 @@
 """The catalogue of bad inputs (CLI side): each case exits 2 with one clear
 line naming the file and the problem, leaves no output file and never
-modifies its input. The napari side of the catalogue is in
-test_napari_bad_inputs.py."""
+modifies its input. The napari side of the catalogue is in test_napari.py
+beside this file; the property and fuzz tests in tests/test_properties.py."""
 
 import os
 
@@ -13,7 +13,7 @@ import torch
 from napari_dsir.cli import main
 from napari_dsir.io import open_stack
 
-from .conftest import digest, make_bad_stack
+from ..conftest import digest, make_bad_stack
 
 
 def _run_cli(argv, capsys):
@@ -72,15 +72,23 @@ def test_bad_stack(tmp_path, capsys, tiny_checkpoint, case, command):
     assert src.name in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
-                    reason="root can read files without read permission")
-def test_unreadable_file(tmp_path, capsys, tiny_checkpoint):
+def test_unreadable_file(tmp_path, capsys, tiny_checkpoint, monkeypatch):
+    """A file without read permission. Root reads anything, so the refusal
+    of the operating system is simulated where the file is opened."""
     p = tmp_path / "locked.tif"
     tifffile.imwrite(p, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
-    p.chmod(0)
+    if os.geteuid() == 0:
+        import napari_dsir.io as nio
+
+        def refuse(path, *a, **kw):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(nio.tifffile, "TiffFile", refuse)
+    else:
+        p.chmod(0)
     try:
-        _expect_clean_failure(capsys, tmp_path, p, ["reconstruct", str(p), "-o", str(tmp_path / "o.tif"), "-q"],
-                              "permission")
+        _expect_clean_failure(capsys, tmp_path, p, ["reconstruct", str(p), "-o", str(tmp_path / "o.tif"),
+                                                    "--model", str(tiny_checkpoint), "-q"], "permission denied")
     finally:
         p.chmod(0o644)
 
