@@ -15,9 +15,10 @@ pytest.importorskip("pytestqt")
 from napari_dsir._qt import _widgets  # noqa: E402
 from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint  # noqa: E402
 
+from .conftest import SHARED_DATA  # noqa: E402
+
 torch.set_num_threads(1)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LEGACY = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
 P = 100.0  # camera pixel, nm
 EMITTER_YX = (1160.0, 1243.0)  # nm, near the centre of camera pixel (11, 12)
