@@ -1,4 +1,5 @@
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,33 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
     else:
         raise ValueError(case)
     return p
+
+
+def one_emitter_stack(n=3, size=24, yx=(1160.0, 1243.0), photons=3000.0, noise=True, seed=0, dtype=np.uint16,
+                      pixel_size=100.0):
+    """Frames (frame, y, x) with one isolated Gaussian emitter at ``yx`` nm
+    (origin: the corner of pixel (0, 0)), on a 100 ADU background."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    cy, cx = yx[0] / pixel_size - 0.5, yx[1] / pixel_size - 0.5  # pixel-index coordinates of the centre
+    spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.3**2))
+    mean = 100.0 + photons * spot / spot.sum()
+    frames = np.repeat(mean[None], n, 0)
+    if noise:
+        frames = np.random.default_rng(seed).poisson(frames)
+    return frames.astype(dtype)
+
+
+class Peaky(torch.nn.Module):
+    """A stand-in network: the (up-sampled, normalised) input itself, so the
+    output peaks where the emitter is, with no trained weights needed;
+    ``delay`` seconds per call."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.delay = delay
+
+    def forward(self, x):
+        if self.delay:
+            time.sleep(self.delay)
+        return torch.relu(x) * self.w

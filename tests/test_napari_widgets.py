@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -14,40 +13,13 @@ pytest.importorskip("pytestqt")
 from napari_dsir._qt import _widgets  # noqa: E402
 from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint  # noqa: E402
 
-from .conftest import SHARED_DATA  # noqa: E402
+from .conftest import SHARED_DATA, Peaky, one_emitter_stack  # noqa: E402
 
 torch.set_num_threads(1)
 
 LEGACY = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
 P = 100.0  # camera pixel, nm
 EMITTER_YX = (1160.0, 1243.0)  # nm, near the centre of camera pixel (11, 12)
-
-
-def one_emitter_stack(n=3, size=24, yx=EMITTER_YX, photons=3000.0, noise=True, seed=0):
-    """Frames with one isolated Gaussian emitter at ``yx`` nm (corner origin)."""
-    yy, xx = np.mgrid[0:size, 0:size]
-    cy, cx = yx[0] / P - 0.5, yx[1] / P - 0.5  # pixel-index coordinates of the centre
-    spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.3**2))
-    mean = 100.0 + photons * spot / spot.sum()
-    frames = np.repeat(mean[None], n, 0)
-    if noise:
-        frames = np.random.default_rng(seed).poisson(frames)
-    return frames.astype(np.uint16)
-
-
-class _Peaky(torch.nn.Module):
-    """A stand-in network: the (up-sampled, normalised) input itself, so the
-    output peaks where the emitter is, with no trained weights needed."""
-
-    def __init__(self, delay: float = 0.0):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
-        self.delay = delay
-
-    def forward(self, x):
-        if self.delay:
-            time.sleep(self.delay)
-        return torch.relu(x) * self.w
 
 
 @pytest.fixture
@@ -61,7 +33,7 @@ def errors(monkeypatch):
 
 def _peaky_loader(delay=0.0):
     def load(spec, device):
-        return DSIRModel(_Peaky(delay), arch="dsir", upsampling=8, source="test").to(device)
+        return DSIRModel(Peaky(delay), arch="dsir", upsampling=8, source="test").to(device)
     return load
 
 

@@ -26,7 +26,7 @@ from napari_dsir._qt import _widgets  # noqa: E402
 from napari_dsir._reader import napari_get_reader  # noqa: E402
 from napari_dsir.model import DSIRModel  # noqa: E402
 
-from ..conftest import SHARED_DATA, digest, make_bad_stack  # noqa: E402
+from ..conftest import SHARED_DATA, Peaky, digest, make_bad_stack, one_emitter_stack  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -54,29 +54,6 @@ def _texts(notes, level=None):
 
 def _clean(msg: str) -> None:
     assert "Traceback" not in msg and "File \"" not in msg, msg
-
-
-def one_emitter_stack(n=3, size=24, yx=(1160.0, 1243.0), photons=3000.0, seed=0, dtype=np.uint16):
-    yy, xx = np.mgrid[0:size, 0:size]
-    cy, cx = yx[0] / P - 0.5, yx[1] / P - 0.5
-    spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.3**2))
-    mean = 100.0 + photons * spot / spot.sum()
-    frames = np.random.default_rng(seed).poisson(np.repeat(mean[None], n, 0))
-    return frames.astype(dtype)
-
-
-class _Peaky(torch.nn.Module):
-    """Stand-in network: its (normalised, up-sampled) input; ``delay`` s per call."""
-
-    def __init__(self, delay: float = 0.0):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
-        self.delay = delay
-
-    def forward(self, x):
-        if self.delay:
-            time.sleep(self.delay)
-        return torch.relu(x) * self.w
 
 
 class _Sleep(torch.nn.Module):
@@ -218,7 +195,7 @@ def test_reconstruct_no_layer_and_rgb(make_napari_viewer, notes):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_reconstruct_nan_inf(make_napari_viewer, qtbot, monkeypatch, notes, bad):
-    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky))
+    monkeypatch.setattr(_widgets, "load_model", _loader(Peaky))
     viewer = make_napari_viewer()
     frames = one_emitter_stack(n=4).astype(np.float32)
     frames[2, 5, 5] = bad
@@ -331,7 +308,7 @@ def test_cuda_out_of_memory_halves_the_batch(make_napari_viewer, qtbot, monkeypa
             return predict(x)
         return fake
 
-    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky, wrap_predict=wrap))
+    monkeypatch.setattr(_widgets, "load_model", _loader(Peaky, wrap_predict=wrap))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=6))
     w = _dock(viewer, "DSIR Reconstruct")
@@ -370,7 +347,7 @@ def _cancel_and_time(qtbot, w, viewer, started, notes):
 
 
 def test_cancel_between_batches(make_napari_viewer, qtbot, monkeypatch, notes):
-    monkeypatch.setattr(_widgets, "load_model", _loader(lambda: _Peaky(delay=0.05)))
+    monkeypatch.setattr(_widgets, "load_model", _loader(lambda: Peaky(delay=0.05)))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=200, size=16))
     w = _dock(viewer, "DSIR Reconstruct")
@@ -403,7 +380,7 @@ def test_cancel_inside_a_long_batch(make_napari_viewer, qtbot, monkeypatch, note
 
 def test_threshold_defaults_to_the_models(make_napari_viewer, qtbot, monkeypatch, notes):
     """Unticked nothing, set nothing: the model's calibrated threshold is used."""
-    monkeypatch.setattr(_widgets, "load_model", _loader(_Peaky, metadata={"localize": {"threshold": 3.0}}))
+    monkeypatch.setattr(_widgets, "load_model", _loader(Peaky, metadata={"localize": {"threshold": 3.0}}))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=3))
     w = _dock(viewer, "DSIR Reconstruct")
