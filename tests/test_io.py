@@ -29,6 +29,10 @@ def test_multipage_tiff_lazy_and_imagej_pixel_size(tmp_path, rng):
     np.testing.assert_array_equal(s.read(1, 3), data[1:3])
     np.testing.assert_array_equal(s[4], data[4])
     np.testing.assert_array_equal(s[::2], data[::2])
+    np.testing.assert_array_equal(s[::-2], data[::-2])
+    np.testing.assert_array_equal(s[1:4, 2:5, -3:], data[1:4, 2:5, -3:])
+    np.testing.assert_array_equal(s[2, 3], data[2, 3])
+    assert s[3:1].shape == (0, 16, 20)
     batches = list(s.iter_batches(2))
     assert [b for b, _ in batches] == [0, 2, 4]
     np.testing.assert_array_equal(np.concatenate([a for _, a in batches]), data)
@@ -56,6 +60,15 @@ def test_pixel_size_override(tmp_path, rng):
     assert open_stack(p, pixel_size=80).pixel_size == 80
     with pytest.raises(DSIRError):
         open_stack(p, pixel_size=-1)
+
+
+def test_singleton_axes_are_squeezed(tmp_path, rng):
+    p = tmp_path / "tzcyx.tif"
+    data = _stack(rng, 4)
+    tifffile.imwrite(p, data[:, None, None], imagej=True)  # T=4, Z=1, C=1
+    s = open_stack(p)
+    assert s.shape == (4, 16, 20)
+    np.testing.assert_array_equal(s.read(), data)
 
 
 def test_single_2d_frame_is_one_frame(tmp_path, rng):

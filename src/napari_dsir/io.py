@@ -87,12 +87,14 @@ class Stack:
                 raise IndexError(f"frame {key} out of range for {len(self)} frames")
             return self.read(k, k + 1)[0]
         if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            return self.read(start, stop)[::step]
+            frames = range(*key.indices(len(self)))
+            if not frames:
+                return self.read(0, 0)
+            lo, hi = min(frames), max(frames) + 1
+            return self.read(lo, hi)[[f - lo for f in frames]]
         if isinstance(key, tuple) and key:
-            return self[key[0]][(slice(None),) + tuple(key[1:])] if isinstance(
-                key[0], slice
-            ) else self[key[0]][key[1:]]
+            head, rest = self[key[0]], tuple(key[1:])
+            return head[(slice(None),) + rest] if isinstance(key[0], slice) else head[rest]
         raise TypeError(f"cannot index a Stack with {key!r}")
 
     def iter_batches(
@@ -127,12 +129,8 @@ def _check_frame_array(shape, dtype, path, photometric=None) -> tuple[int, int, 
     while len(shape) > 3 and shape[0] == 1:
         shape = shape[1:]
     # squeeze singleton axes between frame and y (e.g. ImageJ TZCYX with Z=C=1)
-    if len(shape) > 3:
-        inner = [s for s in shape[1:-2] if s != 1]
-        if not inner:
-            shape = (shape[0],) + shape[-2:]
-        elif shape[0] == 1 and len(inner) == 1:
-            shape = (inner[0],) + shape[-2:]
+    if len(shape) > 3 and all(s == 1 for s in shape[1:-2]):
+        shape = (shape[0],) + shape[-2:]
     if len(shape) == 2:
         shape = (1,) + shape
     if len(shape) != 3:
