@@ -79,7 +79,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="checkpoint (.pt); default: the shipped model; legacy:PATH for an original DSIR file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="frames per batch (default: 1 on the CPU, where it is fastest; 32 on a GPU)")
     p.add_argument("--frames", default=None, help="START:STOP, 0-based, stop excluded (default: all)")
     p.add_argument("--pixel-size", type=_positive_float, default=None,
                    help="camera pixel size in nm (overrides the file; default 100 when the file has none)")
@@ -360,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", type=Path, default=None, help="default: ./dsir_demo_<time>")
     p.add_argument("--model", default=None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

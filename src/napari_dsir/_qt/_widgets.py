@@ -247,9 +247,11 @@ class ReconstructWidget(QWidget):
         form.addRow("Frames", frames)
 
         self.batch_spin = QSpinBox(self)
-        self.batch_spin.setRange(1, 4096)
-        self.batch_spin.setValue(32)
-        self.batch_spin.setToolTip("Frames per batch (halved automatically on GPU out-of-memory)")
+        self.batch_spin.setRange(0, 4096)
+        self.batch_spin.setSpecialValueText("auto")  # 0: 1 frame on the CPU, 32 on a GPU
+        self.batch_spin.setValue(0)
+        self.batch_spin.setToolTip("Frames per batch; auto: 1 on the CPU (fastest there), 32 on a GPU "
+                                   "(halved automatically on GPU out-of-memory)")
         form.addRow("Batch size", self.batch_spin)
 
         outs = QGroupBox("Outputs", self)
@@ -408,7 +410,7 @@ class ReconstructWidget(QWidget):
             spec,
             device,
             pixel_size=job["pixel_size"],
-            batch_size=int(self.batch_spin.value()),
+            batch_size=int(self.batch_spin.value()) or None,
             start=start,
             stop=stop,
             keep_frames=job["frames"],
@@ -453,7 +455,8 @@ class ReconstructWidget(QWidget):
             show_warning(f"DSIR Reconstruct: {p.message} (the run goes on)")
         if not self._cancelled:
             note = f"; {self._oom_note}" if self._oom_note else ""
-            self.status.setText(f"{p.done} / {p.total} frames (batch {p.batch_size}){note}")
+            batch = f" (batch {p.batch_size})" if p.batch_size else ""
+            self.status.setText(f"{p.done} / {p.total} frames{batch}{note}")
 
     def _on_returned(self, result):
         self._ended = True
@@ -601,7 +604,7 @@ def _reconstruct_job(data, spec, device, *, pixel_size, batch_size, start, stop,
 
     hooks: list = []
     try:
-        yield Progress(0, stop - start, batch_size, "loading the model")
+        yield Progress(0, stop - start, batch_size or 0, "loading the model")
         dev = resolve_device(device)
         model = load_model(spec, dev)
         params = params_for(model, threshold=threshold) if localize else None
