@@ -60,6 +60,15 @@ def gauss_kernel(width: int, fwhm: float) -> torch.Tensor:
     return g.view(1, 1, width, width)
 
 
+def blur(sr: torch.Tensor, width: int, fwhm: float) -> torch.Tensor:
+    """(batch, Y, X) images blurred by the Gaussian (width, fwhm) SR px,
+    normalised to sum 1; unchanged for fwhm 0."""
+    if fwhm <= 0:
+        return sr
+    k = gauss_kernel(int(width), float(fwhm)).to(sr.device, sr.dtype)
+    return F.conv2d(sr.unsqueeze(1), k / k.sum(), padding=int(width) // 2)[:, 0]
+
+
 def find_peaks(
     sr: torch.Tensor, sr_pixel_size: float, params: LocalizeParams, first_frame: int = 0
 ) -> Localizations:
@@ -70,10 +79,7 @@ def find_peaks(
     """
     if sr.ndim == 2:
         sr = sr[None]
-    x = sr.to(torch.float32).unsqueeze(1)
-    if params.blur_fwhm > 0:
-        k = gauss_kernel(int(params.blur_width), float(params.blur_fwhm)).to(x.device)
-        x = F.conv2d(x, k / k.sum(), padding=int(params.blur_width) // 2)
+    x = blur(sr.to(torch.float32), params.blur_width, params.blur_fwhm).unsqueeze(1)
     r, w = int(params.radius), int(params.window)
     # a tiny ramp breaks exact ties between neighbours (noise-free plateaus),
     # so that a plateau gives one peak, not one per pixel

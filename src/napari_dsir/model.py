@@ -268,11 +268,9 @@ class DSIRModel:
         """
         y = self.raw(frames)
         if self.output_blur:
-            from .localize import gauss_kernel
+            from .localize import blur
 
-            width, fwhm = self.output_blur
-            k = gauss_kernel(int(width), float(fwhm)).to(y.device)
-            y = F.conv2d(y.unsqueeze(1), k / k.sum(), padding=int(width) // 2)[:, 0]
+            y = blur(y, *self.output_blur)
         return torch.clamp(y, min=0)
 
 

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Generator
 
@@ -28,6 +28,7 @@ from .evaluate import evaluate
 from .figures import loss_curves, montage, write_png
 from .io import Localizations
 from .localize import LocalizeParams, find_peaks, gauss_kernel
+from .localize import blur as blur_images
 from .model import DSIRModel, DSIRNet, dsir_from_legacy, load_checkpoint, load_legacy, save_checkpoint
 from .progress import drive
 from .simulate import SimulationConfig, simulate
@@ -162,14 +163,12 @@ def calibrate_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizatio
     blurs = [(blur[0], 0.0), (blur[0], blur[1]), (2 * math.ceil(2 * blur[1]) + 1, 2 * blur[1])]
     for width, fwhm in blurs:
         rad = max(2, math.ceil(fwhm / 2))
-        sb = sr[:, None]
-        if fwhm > 0:
-            k = gauss_kernel(width, fwhm)
-            sb = F.conv2d(sb, k / k.sum(), padding=width // 2)
+        sb = blur_images(sr, width, fwhm)  # once per blur, not once per threshold
         top = float(sb.max()) if sb.numel() else 1.0
         for t in np.geomspace(top * 2e-3, top * 0.9, 15):
             p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=width, blur_fwhm=fwhm)
-            jac = evaluate(truth, find_peaks(sr, sr_pixel, p), radius_nm).jaccard
+            found = find_peaks(sb, sr_pixel, replace(p, blur_fwhm=0.0))
+            jac = evaluate(truth, found, radius_nm).jaccard
             if jac > best[1]:
                 best = (p, jac)
     return best
@@ -219,7 +218,6 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm, cfg.head_relu), "dsir", cfg.upsampling,
                           cfg.normalization, cfg.simulation.pixel_size,
                           output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
-    model.upsampling = cfg.upsampling if not cfg.init else model.upsampling
     model.to(device)
     train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling)
     val_data = _Data(cfg.n_val, cfg.simulation, cfg.seed + 1_000_003, model.upsampling)
