@@ -5,10 +5,12 @@ import torch
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.model import (
+    AUTO_TILE,
     DSIRModel,
     DSIRNet,
     LegacyDSIR,
     default_model_path,
+    frame_stats,
     load_checkpoint,
     load_model,
     preprocess,
@@ -227,3 +229,55 @@ def test_dsir_net_initialised_from_original_weights():
         net.train()
         torch.testing.assert_close(net(x), leg.net(x), atol=1e-8, rtol=1e-6)
     leg.net.float()
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def _camera_frames(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.poisson(torch.rand(*shape, generator=g) * 60 + 15) + 100
+
+
+def test_tiled_prediction_equals_whole_frames_shipped_model():
+    m = load_model("default")
+    x = _camera_frames((2, 100, 76), 5)  # tiles of 32 px: partial edge tiles on both axes
+    with torch.inference_mode():
+        whole = m.predict(x, tile=None)
+        tiled = m.predict(x, tile=32)
+    assert tiled.shape == whole.shape == (2, 800, 608)
+    assert whole.max() > 1  # real spots, not an empty output
+    assert torch.allclose(tiled, whole, atol=1e-4, rtol=0)
+
+
+def test_tiled_prediction_large_camera_frame():
+    """A 512x512 camera frame (4096x4096 output) in tiles equals the untiled result."""
+    torch.manual_seed(3)
+    m = DSIRModel(DSIRNet((2, 2, 2), (2, 2, 2), head_norm=False, head_relu=False), output_blur=(5, 3.0))
+    m.net.eval()
+    x = _camera_frames((1, 512, 512), 6)
+    with torch.inference_mode():
+        whole = m.predict(x, tile=None)
+        tiled = m.predict(x)  # "auto": tiles of AUTO_TILE px
+    assert 512 > AUTO_TILE and tiled.shape == (1, 4096, 4096)
+    assert whole.abs().max() > 0
+    assert torch.allclose(tiled, whole, atol=1e-4, rtol=0)
+
+
+def test_tiles_need_their_halo():
+    """Without the context around each tile the seams differ: the halo is what makes tiling exact."""
+    m = load_model("default")
+    x = _camera_frames((1, 64, 64), 7)
+    with torch.inference_mode():
+        whole = m.predict(x, tile=None)
+        m.tile_halo = lambda: 1
+        seams = m.predict(x, tile=32)
+    assert (seams - whole).abs().max() > 1e-2
+
+
+def test_frame_stats_match_preprocess():
+    x = _camera_frames((3, 20, 30), 8)
+    for norm in ("zscore", "robust"):
+        full = preprocess(x, 8, norm)
+        stats = frame_stats(x, 8, norm, max_pixels=20 * 30 * 64)  # one frame at a time
+        np.testing.assert_allclose(preprocess(x, 8, norm, stats).numpy(), full.numpy(), atol=1e-5)

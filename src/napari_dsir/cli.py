@@ -43,6 +43,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -86,6 +96,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="camera pixel size in nm (overrides the file; default 100 when the file has none)")
     p.add_argument("--upsampling", type=_positive_int, default=None,
                    help="up-sampling factor (default: the model's, 8)")
+    p.add_argument("--tile", type=_nonnegative_int, default=None,
+                   help="process frames larger than this many camera px in overlapping tiles "
+                        "(same result, less memory; default 128; 0: never)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="spread the frames over a dask.distributed cluster: a scheduler address "
+                        "(tcp://host:8786), or local[:N] for N worker processes on this machine")
+    p.add_argument("--chunk", type=_positive_int, default=256,
+                   help="frames per task with --scheduler (default 256)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -111,18 +129,34 @@ def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
     if localize:
         lparams = params_for(model, threshold=getattr(args, "threshold", None),
                              radius=getattr(args, "radius", None))
-    gen = iter_reconstruct(stack, model, pixel_size=px, batch_size=args.batch_size, start=start,
-                           stop=stop, keep_frames=keep_frames, localize=lparams)
-    t0 = time.perf_counter()
-    with _progress_bar(stop - start, "reconstructing", args.quiet) as bar:
+    client = None
+    if args.scheduler:
+        if keep_frames:
+            raise DSIRError("--frames-output cannot be used with --scheduler (the frames stay on the workers)")
+        from .distributed import connect
 
-        def show(p):
-            if p.message and p.message != "started":
-                _warn(p.message)
-            bar.n = p.done
-            bar.refresh()
+        client = connect(args.scheduler)
+    tile = "auto" if args.tile is None else (args.tile or None)
+    try:
+        gen = iter_reconstruct(stack, model, pixel_size=px, batch_size=args.batch_size, start=start,
+                               stop=stop, keep_frames=keep_frames, localize=lparams, tile=tile,
+                               client=client, chunk=args.chunk)
+        t0 = time.perf_counter()
+        with _progress_bar(stop - start, "reconstructing", args.quiet) as bar:
 
-        result = drive(gen, show)
+            def show(p):
+                if p.message and not p.message.startswith("started"):
+                    _warn(p.message)
+                bar.n = p.done
+                bar.refresh()
+
+            result = drive(gen, show)
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
     result.info["seconds"] = time.perf_counter() - t0
     return stack, result
 

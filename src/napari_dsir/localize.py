@@ -79,30 +79,37 @@ def find_peaks(
     """
     if sr.ndim == 2:
         sr = sr[None]
-    x = blur(sr.to(torch.float32), params.blur_width, params.blur_fwhm).unsqueeze(1)
+    x = blur(sr.to(torch.float32), params.blur_width, params.blur_fwhm)  # (batch, Y, X)
     r, w = int(params.radius), int(params.window)
-    # a tiny ramp breaks exact ties between neighbours (noise-free plateaus),
-    # so that a plateau gives one peak, not one per pixel
-    ramp = torch.arange(x.shape[-2] * x.shape[-1], device=x.device, dtype=torch.float64)
-    ramp = ramp.view(1, 1, *x.shape[-2:]) / ramp.numel()
-    xd = x.double()
-    xt = xd + ramp * (1e-7 * xd.abs().amax(dim=(-2, -1), keepdim=True) + 1e-300)
-    pooled = F.max_pool2d(xt, 2 * r + 1, stride=1, padding=r)
-    peaks = (xt == pooled) & (x > params.threshold)
-    # weighted centroid over a (2w+1)^2 window, as three box convolutions
-    k = 2 * w + 1
-    off = torch.arange(-w, w + 1, dtype=torch.float32, device=x.device)
-    kx = off.repeat(k, 1).view(1, 1, k, k)
-    ky = off.view(-1, 1).repeat(1, k).view(1, 1, k, k)
-    ones = torch.ones(1, 1, k, k, device=x.device)
-    kern = torch.cat([ones, kx, ky], 0)
-    sums = F.conv2d(x, kern, padding=w)  # (batch, 3, Y, X)
-    b, _, yy, xx = torch.nonzero(peaks, as_tuple=True)
+    # local maxima: candidates above the threshold (a few % of the pixels)
+    # compared with their (2r+1)^2 neighbourhood
+    b, yy, xx = torch.nonzero(x > params.threshold, as_tuple=True)
     if b.numel() == 0:
         return Localizations.empty()
-    s = sums[b, 0, yy, xx]
-    dx = sums[b, 1, yy, xx] / s
-    dy = sums[b, 2, yy, xx] / s
+    off = torch.arange(-r, r + 1, device=x.device)
+    dy, dx = (o.reshape(-1) for o in torch.meshgrid(off, off, indexing="ij"))
+    padded = F.pad(x, (r, r, r, r), value=float("-inf"))
+    centre = x[b, yy, xx]
+    keep = torch.ones_like(centre, dtype=torch.bool)
+    # exact ties (plateaus, e.g. noise-free images) give one peak: the
+    # pixel that comes last in raster order
+    later = (dy > 0) | ((dy == 0) & (dx > 0))
+    for j in range(0, len(b), 1 << 18):  # bounded memory for dense outputs
+        sl = slice(j, j + (1 << 18))
+        neigh = padded[b[sl, None], yy[sl, None] + r + dy, xx[sl, None] + r + dx]
+        c = centre[sl, None]
+        keep[sl] = (neigh <= c).all(1) & ~((neigh == c) & later).any(1)
+    b, yy, xx = b[keep], yy[keep], xx[keep]
+    # weighted centroid over a (2w+1)^2 window (zero outside the image),
+    # gathered at the peaks only
+    off = torch.arange(-w, w + 1, device=x.device)
+    padded = F.pad(x, (w, w, w, w))
+    win = padded[b[:, None, None], (yy[:, None, None] + w + off[None, :, None]),
+                 (xx[:, None, None] + w + off[None, None, :])]  # (n, 2w+1, 2w+1)
+    s = win.sum(dim=(1, 2))
+    offf = off.to(torch.float32)
+    dx = (win * offf[None, None, :]).sum(dim=(1, 2)) / s
+    dy = (win * offf[None, :, None]).sum(dim=(1, 2)) / s
     xs = (xx.to(torch.float64) + 0.5 + dx.to(torch.float64)) * sr_pixel_size
     ys = (yy.to(torch.float64) + 0.5 + dy.to(torch.float64)) * sr_pixel_size
     return Localizations(

@@ -7,6 +7,7 @@ Input frames are (batch, y, x) camera ADU; `preprocess` up-samples them x u
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -33,27 +34,60 @@ LEGACY_LOCALIZE = {"threshold": 0.002367, "radius": 2, "window": 2, "blur_fwhm":
 # --------------------------------------------------------------------------- pre-processing
 
 
-def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore") -> torch.Tensor:
-    """(batch, y, x) ADU -> (batch, 1, u*y, u*x) up-sampled, normalised input.
+def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore",
+                max_pixels: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame (centre, scale) of the up-sampled frames, shape (batch,).
 
-    ``zscore``: (img - mean) / std per frame after up-sampling (the original
-    DSIR). ``robust``: (img - median) / (MAD-based std), insensitive to camera
-    offset and gain.
+    ``zscore``: mean and standard deviation (the original DSIR). ``robust``:
+    median and MAD-based standard deviation, insensitive to bright spots.
+    Frames are up-sampled a few at a time (at most ``max_pixels`` up-sampled
+    pixels at once), so large frames need little memory.
     """
+    if normalization not in NORMALIZATIONS:
+        raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
+    n, h, w = frames.shape
+    step = max(1, int(max_pixels) // max(1, h * w * upsampling * upsampling))
+    centres, scales = [], []
+    for i in range(0, n, step):
+        c, s = _stats(_upsample(frames[i : i + step], upsampling), normalization)
+        centres.append(c)
+        scales.append(s)
+    return torch.cat(centres), torch.cat(scales)
+
+
+def _stats(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.flatten(1)
+    if normalization == "zscore":
+        centre, scale = flat.mean(dim=1), flat.std(dim=1, unbiased=False)
+    else:
+        centre = flat.median(dim=1).values
+        scale = (flat - centre[:, None]).abs().median(dim=1).values * 1.4826
+    return centre, torch.clamp(scale, min=1e-6)
+
+
+def _upsample(frames: torch.Tensor, upsampling: int) -> torch.Tensor:
+    """(batch, y, x) -> (batch, 1, u*y, u*x) float32, bilinear (half-pixel centres)."""
     x = frames.to(torch.float32).unsqueeze(1)
     if upsampling != 1:
         x = F.interpolate(x, scale_factor=upsampling, mode="bilinear", align_corners=False)
-    flat = x.flatten(1)
-    if normalization == "zscore":
-        mean = flat.mean(dim=1)
-        std = flat.std(dim=1, unbiased=False)
-    elif normalization == "robust":
-        mean = flat.median(dim=1).values
-        std = (flat - mean[:, None]).abs().median(dim=1).values * 1.4826
+    return x
+
+
+def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore",
+               stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """(batch, y, x) ADU -> (batch, 1, u*y, u*x) up-sampled, normalised input.
+
+    Each frame is normalised by its `frame_stats` (``stats`` gives them when
+    ``frames`` is a tile of larger frames, so tiles match whole frames).
+    """
+    x = _upsample(frames, upsampling)
+    if stats is None:
+        if normalization not in NORMALIZATIONS:
+            raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
+        centre, scale = _stats(x, normalization)
     else:
-        raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
-    std = torch.clamp(std, min=1e-6)
-    return (x - mean[:, None, None, None]) / std[:, None, None, None]
+        centre, scale = (t.to(x.device, torch.float32) for t in stats)
+    return (x - centre[:, None, None, None]) / scale[:, None, None, None]
 
 
 # --------------------------------------------------------------------------- networks
@@ -232,13 +266,13 @@ class DSIRModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def raw(self, frames: torch.Tensor) -> torch.Tensor:
+    def raw(self, frames: torch.Tensor, stats=None) -> torch.Tensor:
         """(batch, y, x) ADU -> (batch, u*y, u*x) network output, as trained.
 
         Frames whose up-sampled size is not a multiple of 8 are padded
-        (replicate) and cropped back.
+        (replicate) and cropped back. ``stats``: see `preprocess`.
         """
-        x = preprocess(frames, self.upsampling, self.normalization)
+        x = preprocess(frames, self.upsampling, self.normalization, stats)
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:
@@ -259,19 +293,69 @@ class DSIRModel:
             self._fused_key = key
         return self._fused
 
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+    def predict(self, frames: torch.Tensor, tile: int | str | None = "auto") -> torch.Tensor:
         """(batch, y, x) ADU -> (batch, u*y, u*x) localization images (>= 0).
 
         Models trained with a linear output (``output_blur`` set) are judged
         by the loss only through the loss's Gaussian; their output is blurred
         by that Gaussian (normalised to sum 1) before use.
+
+        Frames larger than ``tile`` camera pixels (either side) go through
+        the network in overlapping tiles of about ``tile`` x ``tile`` px,
+        normalised with the whole frame's statistics and stitched: the same
+        result as whole frames (to float rounding) in a fraction of the
+        memory. ``"auto"``: `AUTO_TILE` px; None or 0: never tile.
         """
-        y = self.raw(frames)
+        if tile == "auto":
+            tile = AUTO_TILE
+        h, w = frames.shape[-2:]
+        if tile and not self.legacy and max(h, w) > int(tile):
+            return self._predict_tiled(frames, int(tile))
+        return self._finish(self.raw(frames))
+
+    def _finish(self, y: torch.Tensor) -> torch.Tensor:
         if self.output_blur:
             from .localize import blur
 
             y = blur(y, *self.output_blur)
         return torch.clamp(y, min=0)
+
+    def tile_halo(self) -> int:
+        """Camera pixels of context each side of a tile that make tiles
+        match whole frames: the network's receptive field (3 x max-pool 2
+        + 3x3 convs, < 32 up-sampled px each side), the output blur, the
+        bilinear up-sampling (1 px), rounded up to the pooling grid."""
+        u = int(self.upsampling)
+        blur_r = int(self.output_blur[0]) // 2 if self.output_blur else 0
+        halo = -(-(32 + blur_r) // u) + 1
+        a = self._tile_align()
+        return -(-halo // a) * a
+
+    def _tile_align(self) -> int:
+        # tile origins in camera px must map onto the 8-px pooling grid
+        return 8 // math.gcd(int(self.upsampling), 8)
+
+    def _predict_tiled(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+        u, a = int(self.upsampling), self._tile_align()
+        tile = max(a, -(-tile // a) * a)
+        halo = self.tile_halo()
+        n, h, w = frames.shape
+        stats = frame_stats(frames, u, self.normalization)
+        out = torch.empty((n, h * u, w * u), dtype=torch.float32, device=frames.device)
+        for y0 in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+                yb, xb = min(h, y1 + halo), min(w, x1 + halo)
+                sr = self._finish(self.raw(frames[:, ya:yb, xa:xb], stats))
+                out[:, y0 * u : y1 * u, x0 * u : x1 * u] = sr[
+                    :, (y0 - ya) * u : (y1 - ya) * u, (x0 - xa) * u : (x1 - xa) * u
+                ]
+        return out
+
+
+# Frames larger than this (camera px, either side) are processed in tiles.
+AUTO_TILE = 128
 
 
 def save_checkpoint(path, model: DSIRModel, training: dict | None = None) -> Path:

@@ -56,15 +56,30 @@ class _ArraySource:
             raise DSIRError(f"expected frames (frame, y, x), got an array of shape {data.shape}")
         self.data = data
         self.shape = tuple(int(s) for s in data.shape)
+        self._cached = None  # (first frame, frames) of the last dask chunk read
 
     def __len__(self):
         return self.shape[0]
 
     def read(self, start, stop):
-        block = self.data[start:stop]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        return np.asarray(block)
+        chunks = getattr(self.data, "chunks", None)
+        if chunks is None or not hasattr(self.data, "compute"):
+            return np.asarray(self.data[start:stop])
+        # dask: compute each chunk of frames once, whatever the batch size
+        # (a napari layer from our reader has chunks of 16 frames, a batch
+        # on the CPU is 1 frame)
+        bounds = np.cumsum((0,) + tuple(chunks[0]))
+        parts = []
+        while start < stop:
+            c = int(np.searchsorted(bounds, start, side="right")) - 1
+            c0, c1 = int(bounds[c]), int(bounds[c + 1])
+            if self._cached is None or self._cached[0] != c0:
+                self._cached = (c0, np.asarray(self.data[c0:c1].compute()))
+            block = self._cached[1]
+            end = min(stop, c1)
+            parts.append(block[start - c0 : end - c0])
+            start = end
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _source(data):
@@ -102,6 +117,21 @@ def default_batch_size(device: torch.device) -> int:
     return 1 if torch.device(device).type == "cpu" else 32
 
 
+def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pixel_size: float,
+               model: DSIRModel) -> tuple[int, int, int]:
+    """Validated (start, stop, batch_size) for ``n`` frames."""
+    stop = n if stop is None else min(stop, n)
+    if not 0 <= start < stop:
+        raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
+    if batch_size is None:
+        batch_size = default_batch_size(model.device)
+    if int(batch_size) < 1:
+        raise DSIRError(f"batch size must be >= 1, got {batch_size}")
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
+    return int(start), int(stop), int(batch_size)
+
+
 def _is_oom(err: BaseException) -> bool:
     oom = getattr(torch.cuda, "OutOfMemoryError", ())
     return (oom and isinstance(err, oom)) or "out of memory" in str(err).lower()
@@ -117,26 +147,34 @@ def iter_reconstruct(
     stop: int | None = None,
     keep_frames: bool = False,
     localize: LocalizeParams | None = None,
+    tile: int | str | None = "auto",
+    client=None,
+    chunk: int = 256,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
     ``pixel_size`` is the camera pixel size in nm; ``batch_size`` None means
-    `default_batch_size` for the model's device. Yields `Progress` after
-    every batch and returns the `Result` (``StopIteration.value``). On CUDA
-    out-of-memory the batch size halves and the run goes on.
+    `default_batch_size` for the model's device. ``tile``: frames larger
+    than this (camera px) go through the network in tiles (`DSIRModel.predict`).
+    Yields `Progress` after every batch and returns the `Result`
+    (``StopIteration.value``). On CUDA out-of-memory the batch size halves
+    and the run goes on.
+
+    ``client``: a dask.distributed ``Client``; the frames are then split
+    into blocks of ``chunk`` frames, reconstructed on the cluster's workers
+    and reduced here (see `napari_dsir.distributed`).
     """
+    if client is not None:
+        if keep_frames:
+            raise DSIRError("keep_frames is not available with a dask scheduler (the frames stay on the workers)")
+        from .distributed import iter_reconstruct_distributed
+
+        return (yield from iter_reconstruct_distributed(
+            data, model, client, pixel_size=pixel_size, batch_size=batch_size, start=start, stop=stop,
+            localize=localize, tile=tile, chunk=chunk))
     src = _source(data)
     where = f"{data.path}: " if isinstance(data, Stack) else ""
-    n = len(src)
-    stop = n if stop is None else min(stop, n)
-    if not 0 <= start < stop:
-        raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
-    if batch_size is None:
-        batch_size = default_batch_size(model.device)
-    if int(batch_size) < 1:
-        raise DSIRError(f"batch size must be >= 1, got {batch_size}")
-    if not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
+    start, stop, batch_size = check_args(len(src), start, stop, batch_size, pixel_size, model)
     u = int(model.upsampling)
     h, w = src.shape[1:]
     sr_px = float(pixel_size) / u
@@ -161,7 +199,7 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                sr = model.predict(x)
+                sr = model.predict(x, tile=tile)
                 acc += sr.sum(0, dtype=torch.float64)
                 if localize is not None:
                     locs.append(find_peaks(sr, sr_px, localize, first_frame=b0))

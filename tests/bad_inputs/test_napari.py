@@ -300,12 +300,12 @@ def test_cuda_out_of_memory_halves_the_batch(make_napari_viewer, qtbot, monkeypa
     calls = []
 
     def wrap(predict):
-        def fake(x):
+        def fake(x, **kw):
             calls.append(int(x.shape[0]))
             if x.shape[0] > 2:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB "
                                    "(GPU 0; 7.79 GiB total capacity)")
-            return predict(x)
+            return predict(x, **kw)
         return fake
 
     monkeypatch.setattr(_widgets, "load_model", _loader(Peaky, wrap_predict=wrap))

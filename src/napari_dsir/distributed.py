@@ -1,0 +1,163 @@
+"""Reconstruction spread over a dask.distributed cluster.
+
+The frames become a dask array (frame, y, x) in blocks of ``chunk`` frames.
+Each block is reconstructed on a worker by the same `iter_reconstruct` as a
+single process; the client reduces the blocks as they finish: it adds the
+sum images (float64) and concatenates the localization tables, sorted by
+frame. A `Stack` is read by the workers themselves, by path, so the files
+must be visible to them (one machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import numpy as np
+
+from .errors import DSIRError
+from .io import Localizations, Stack, open_stack
+from .localize import LocalizeParams
+from .model import DSIRModel
+
+
+def connect(address: str):
+    """A dask.distributed ``Client`` for ``address``: a scheduler address
+    (``tcp://host:8786``), or ``local`` / ``local:N`` for a cluster of N
+    single-threaded worker processes on this machine (default: one per core)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as e:  # pragma: no cover - distributed is a dependency
+        raise DSIRError("--scheduler needs dask.distributed: pip install 'distributed'") from e
+    if address == "local" or address.startswith("local:"):
+        n = None
+        if address.startswith("local:"):
+            try:
+                n = int(address.split(":", 1)[1])
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise DSIRError(f"--scheduler {address!r}: give local:N with N >= 1 workers")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster)
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise DSIRError(f"cannot reach the dask scheduler at {address!r}: {e}") from e
+
+
+def _read_stack_block(path: str, pixel_size, start: int, stop: int) -> np.ndarray:
+    return open_stack(path, pixel_size=pixel_size).read(start, stop)
+
+
+def frames_as_dask(data, chunk: int):
+    """``data`` (a `Stack`, numpy or dask array) as a dask array (frame, y, x)
+    chunked by ``chunk`` frames along the first axis only."""
+    import dask
+    import dask.array as da
+
+    if isinstance(data, Stack):
+        blocks = []
+        for b in range(0, len(data), chunk):
+            e = min(b + chunk, len(data))
+            d = dask.delayed(_read_stack_block, pure=True)(str(data.path), data.pixel_size, b, e)
+            blocks.append(da.from_delayed(d, (e - b,) + tuple(data.shape[1:]), data.dtype))
+        return da.concatenate(blocks, axis=0)
+    if not (hasattr(data, "ndim") and hasattr(data, "shape")):
+        raise DSIRError(f"cannot reconstruct from {type(data).__name__}; give a Stack or an array")
+    arr = data if hasattr(data, "dask") else da.from_array(np.asarray(data), chunks=(chunk, -1, -1))
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DSIRError(f"expected frames (frame, y, x), got an array of shape {arr.shape}")
+    return arr.rechunk((chunk, -1, -1))
+
+
+class _Block:
+    """Frames ``first:first+n`` of a movie, indexed with the movie's frame
+    numbers (so that errors and localizations name the right frames)."""
+
+    ndim = 3
+
+    def __init__(self, frames: np.ndarray, first: int):
+        self.frames, self.first = frames, first
+        self.shape = (first + len(frames),) + frames.shape[1:]
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.frames[key.start - self.first : key.stop - self.first]
+
+
+def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
+                      batch_size, localize: dict | None, tile):
+    """One block on a worker: (sum image float64, localizations or None)."""
+    from .reconstruct import reconstruct
+
+    params = LocalizeParams(**localize) if localize is not None else None
+    res = reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
+                      batch_size=batch_size, localize=params, tile=tile, start=first_frame)
+    return res.sum_image.astype(np.float64), res.localizations
+
+
+def iter_reconstruct_distributed(
+    data, model: DSIRModel, client, *, pixel_size: float = 100.0, batch_size: int | None = None,
+    start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
+    tile="auto", chunk: int = 256,
+) -> Generator:
+    """`iter_reconstruct` on a dask.distributed ``client``; same yields
+    (`Progress` per finished block) and the same `Result`."""
+    from dask.distributed import as_completed
+
+    from .reconstruct import Progress, Result, check_args
+
+    if int(chunk) < 1:
+        raise DSIRError(f"chunk must be >= 1 frame, got {chunk}")
+    arr = frames_as_dask(data, int(chunk))
+    start, stop, batch_size = check_args(arr.shape[0], start, stop, batch_size, pixel_size, model)
+    arr = arr[start:stop].rechunk((int(chunk), -1, -1))
+    u = int(model.upsampling)
+    h, w = arr.shape[1:]
+    total = stop - start
+    model.net.eval()
+    params = localize.validate().to_dict() if localize is not None else None
+    remote_model = client.scatter(model, broadcast=True)
+    blocks = arr.to_delayed().ravel()
+    firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
+    futures = {}
+    for blk, first, n in zip(blocks, firsts, arr.chunks[0]):
+        frames = client.compute(blk)
+        fut = client.submit(reconstruct_block, frames, remote_model, int(first), float(pixel_size),
+                            batch_size, params, tile, pure=False)
+        futures[fut] = int(n)
+    acc = np.zeros((h * u, w * u), np.float64)
+    locs: list[Localizations] = []
+    done = 0
+    yield Progress(0, total, batch_size, f"started on {len(client.scheduler_info()['workers'])} workers")
+    try:
+        for fut in as_completed(list(futures)):
+            try:
+                sum_image, block_locs = fut.result()
+            except DSIRError:
+                raise
+            except Exception as e:
+                raise DSIRError(f"a dask worker failed: {type(e).__name__}: {e}") from e
+            acc += sum_image
+            if block_locs is not None:
+                locs.append(block_locs)
+            done += futures[fut]
+            yield Progress(done, total, batch_size)
+    finally:
+        client.cancel(list(futures))
+    loc_table = None
+    if localize is not None:
+        loc_table = Localizations.concatenate(locs)
+        order = np.argsort(loc_table.frame, kind="stable")
+        loc_table = loc_table.select(order)
+    return Result(
+        sum_image=acc.astype(np.float32),
+        pixel_size=float(pixel_size) / u,
+        upsampling=u,
+        start=start,
+        stop=stop,
+        localizations=loc_table,
+        info={"batch_size": batch_size, "device": "dask", "model": model.source,
+              "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
+    )

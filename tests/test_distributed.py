@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from napari_dsir.errors import DSIRError
+from napari_dsir.io import open_stack, write_tiff
+from napari_dsir.localize import params_for
+from napari_dsir.model import load_model
+from napari_dsir.reconstruct import reconstruct
+
+distributed = pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _movie(n=24, size=24, seed=11):
+    rng = np.random.default_rng(seed)
+    return (rng.poisson(35, (n, size, size)) + 100).astype(np.uint16)
+
+
+def test_cluster_matches_single_process(client):
+    model = load_model("default")
+    params = params_for(model)
+    data = _movie()
+    one = reconstruct(data, model, localize=params)
+    seen = []
+    many = reconstruct(data, model, localize=params, client=client, chunk=5, progress=seen.append)
+    assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_allclose(many.sum_image, one.sum_image, rtol=1e-5, atol=1e-5)
+    assert len(one.localizations) > 50
+    np.testing.assert_array_equal(many.localizations.frame, one.localizations.frame)
+    np.testing.assert_allclose(many.localizations.x, one.localizations.x)
+    np.testing.assert_allclose(many.localizations.y, one.localizations.y)
+    assert seen[-1].done == seen[-1].total == 24 and len(seen) == 1 + 5  # 5 blocks of <= 5 frames
+
+
+def test_cluster_reads_a_stack_by_path_and_frame_range(client, tmp_path):
+    model = load_model("default")
+    params = params_for(model)
+    path = tmp_path / "movie.tif"
+    write_tiff(path, _movie(30, 16, seed=2), 100.0)
+    stack = open_stack(path)
+    one = reconstruct(stack, model, localize=params, start=4, stop=23)
+    many = reconstruct(stack, model, localize=params, start=4, stop=23, client=client, chunk=4)
+    np.testing.assert_allclose(many.sum_image, one.sum_image, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(many.localizations.frame, one.localizations.frame)
+    assert many.localizations.frame.min() >= 4 and many.localizations.frame.max() <= 22
+    assert (many.start, many.stop) == (4, 23)
+
+
+def test_cluster_bad_input_is_a_clear_error(client):
+    model = load_model("default")
+    with pytest.raises(DSIRError, match="keep_frames"):
+        reconstruct(_movie(4), model, client=client, keep_frames=True)
+    with pytest.raises(DSIRError, match="chunk"):
+        reconstruct(_movie(4), model, client=client, chunk=0)
+    bad = _movie(6).astype(np.float32)
+    bad[3, 2, 2] = np.nan
+    with pytest.raises(DSIRError, match="frame 3 contains NaN"):
+        reconstruct(bad, model, client=client, chunk=2)
