@@ -85,6 +85,9 @@ def test_fine_tune_from_checkpoint(tmp_path):
                        lr=1e-4), tmp_path / "b.pt")
     assert tuned.net.arch_params() == base.net.arch_params()
     assert load_checkpoint(tmp_path / "b.pt").metadata["training"]["kernel_fwhm"] == 1.0
+    # a linear-output model is applied through the loss kernel it was last trained with
+    assert base.output_blur == (5, 3.0)
+    assert tuple(load_checkpoint(tmp_path / "b.pt").output_blur) == (5, 1.0)
 
 
 def test_bad_settings():

@@ -589,25 +589,32 @@ def read_localizations(
     )
 
 
+def _csv_lines(locs: Localizations, intensity_unit: str, chunk: int = 100_000):
+    """ThunderSTORM-style CSV text (1-based frames, nm) in pieces of ``chunk`` rows."""
+    yield f'"id","frame","x [nm]","y [nm]","intensity [{intensity_unit}]"\n'
+    inten = locs.intensity if locs.intensity is not None else np.full(len(locs), np.nan)
+    for j in range(0, len(locs), chunk):
+        buf = _io.StringIO()
+        for i in range(j, min(j + chunk, len(locs))):
+            buf.write(f"{i + 1},{locs.frame[i] + 1},{locs.x[i]:.3f},{locs.y[i]:.3f},{inten[i]:.6g}\n")
+        yield buf.getvalue()
+
+
 def localizations_to_csv_text(locs: Localizations, intensity_unit: str = "a.u.") -> str:
     """ThunderSTORM-style CSV text (1-based frames, nm)."""
-    buf = _io.StringIO()
-    buf.write(f'"id","frame","x [nm]","y [nm]","intensity [{intensity_unit}]"\n')
-    inten = locs.intensity if locs.intensity is not None else np.full(len(locs), np.nan)
-    for i in range(len(locs)):
-        buf.write(
-            f"{i + 1},{locs.frame[i] + 1},{locs.x[i]:.3f},{locs.y[i]:.3f},{inten[i]:.6g}\n"
-        )
-    return buf.getvalue()
+    return "".join(_csv_lines(locs, intensity_unit))
 
 
 def write_localizations(
     path: str | os.PathLike, locs: Localizations, overwrite: bool = False,
     intensity_unit: str = "a.u.",
 ) -> Path:
-    """Write a ThunderSTORM CSV (quoted header, 1-based frames, nm), atomically.
+    """Write a ThunderSTORM CSV (quoted header, 1-based frames, nm), atomically
+    and in pieces (a table of millions of rows needs little extra memory).
 
     ``intensity_unit`` is "photon" for ground truth, "a.u." for network output."""
     with atomic_output(path, overwrite) as tmp:
-        tmp.write_text(localizations_to_csv_text(locs, intensity_unit), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for piece in _csv_lines(locs, intensity_unit):
+                fh.write(piece)
     return Path(path)

@@ -214,6 +214,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         model = load_checkpoint(cfg.init)
         if model.legacy:
             raise DSIRError(f"{cfg.init}: an original DSIR file: fine-tune it with init legacy:PATH")
+        if model.output_blur:  # linear output: judged through this run's loss kernel from now on
+            model.output_blur = (cfg.kernel_width, cfg.kernel_fwhm)
     else:
         model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm, cfg.head_relu), "dsir", cfg.upsampling,
                           cfg.normalization, cfg.simulation.pixel_size,
