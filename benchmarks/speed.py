@@ -6,7 +6,12 @@ Measures, in one process, end to end from the TIFF files:
   time);
 - napari-dsir `reconstruct` (sum image), with the shipped model and with the
   original weights;
-- napari-dsir `reconstruct` + `localize` (shipped model).
+- napari-dsir `reconstruct` + `localize` (shipped model);
+- the same on a 2-worker dask.distributed LocalCluster (one thread each),
+  to show the cost of scale-out on one machine;
+- batch sizes 1, 8 and 32, and the network alone eager vs `torch.compile`.
+Then a per-stage profile of the shipped network on one 64x64 frame: multiply-
+accumulates and milliseconds per layer, which is what limits the frame rate.
 Each is run ``--repeats`` times; medians are reported with the ratio to the
 baseline, and the peak RSS of the process. Writes benchmarks/results/speed.md.
 
@@ -52,6 +57,73 @@ def baseline(model) -> np.ndarray:
     return acc
 
 
+def _per_call_ms(fn, n=30) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def network_profile(model, device) -> list[str]:
+    """Per-layer MACs and median ms of the inference network on one frame."""
+    from napari_dsir.localize import blur
+    from napari_dsir.model import preprocess
+
+    x = torch.from_numpy(open_stack(SEQ).read(0, 1).astype(np.float32)).to(device)
+    net = model._inference_net()
+    lines = ["## Where the time goes (shipped model, one 64x64 frame, batch 1)", "",
+             "| stage | output (C, Y, X) | MMAC | ms (median of 30) |", "|---|---|---|---|"]
+    total_ms = total_mac = 0.0
+    with torch.inference_mode():
+        h = preprocess(x, model.upsampling, model.normalization).contiguous(memory_format=torch.channels_last)
+        ms = _per_call_ms(lambda: preprocess(x, model.upsampling, model.normalization))
+        lines.append(f"| bilinear x8 up-sampling + z-score | {tuple(h.shape[1:])} | 0 | {ms:.2f} |")
+        total_ms += ms
+        layers = list(net[0]) + list(net[1]) + list(net[2])
+        for layer in layers:
+            flat = list(layer) if isinstance(layer, torch.nn.Sequential) else [layer]
+            inp = h
+            out = layer(inp)
+            mac = 0.0
+            for m in flat:
+                if isinstance(m, torch.nn.Conv2d):
+                    mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels * m.kernel_size[0] ** 2
+                elif isinstance(m, torch.nn.ConvTranspose2d):
+                    mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels
+            ms = _per_call_ms(lambda: layer(inp))
+            name = " + ".join(type(m).__name__ for m in flat)
+            lines.append(f"| {name} | {tuple(out.shape[1:])} | {mac / 1e6:.1f} | {ms:.2f} |")
+            total_ms += ms
+            total_mac += mac
+            h = out
+        if model.output_blur:
+            y = h[:, 0]
+            ms = _per_call_ms(lambda: blur(y, *model.output_blur))
+            mac = y.numel() * model.output_blur[0] ** 2
+            lines.append(f"| output blur {model.output_blur[0]}x{model.output_blur[0]} | (1, {y.shape[-2]}, "
+                         f"{y.shape[-1]}) | {mac / 1e6:.1f} | {ms:.2f} |")
+            total_ms += ms
+            total_mac += mac
+        lines.append(f"| **total** | | **{total_mac / 1e6:.0f}** | **{total_ms:.1f}** |")
+        inp = preprocess(x).contiguous(memory_format=torch.channels_last)
+        eager = _per_call_ms(lambda: net(inp))
+        t0 = time.perf_counter()
+        try:
+            compiled = torch.compile(net)
+            compiled(inp)
+            compile_s = time.perf_counter() - t0
+            comp = _per_call_ms(lambda: compiled(inp))
+            lines += ["", f"Network alone: eager {eager:.1f} ms/frame; `torch.compile` (inductor) {comp:.1f} "
+                      f"ms/frame after {compile_s:.0f} s of compilation."]
+        except Exception as e:  # no compiler on this machine
+            lines += ["", f"Network alone: eager {eager:.1f} ms/frame; torch.compile failed: {type(e).__name__}."]
+    return lines
+
+
 def timed(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -85,7 +157,22 @@ def main():
     rows.append((f"reconstruct, shipped model ({device})", timed(lambda: ours(shipped), args.repeats)))
     rows.append((f"reconstruct + localize, shipped model ({device})",
                  timed(lambda: ours(shipped, True), args.repeats)))
+    for bs in (1, 8, 32):
+        rows.append((f"reconstruct, shipped model, batch {bs} ({device})",
+                     timed(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, batch_size=bs),
+                           args.repeats)))
+    try:
+        from dask.distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+                Client(cl) as client:
+            rows.append(("reconstruct + localize, shipped model, 2-worker LocalCluster (chunks of 64 frames)",
+                         timed(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, client=client,
+                                                   chunk=64, localize=params_for(shipped)), args.repeats)))
+    except ImportError:
+        pass
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extra = network_profile(shipped, device)
     base = rows[0][1]
     lines = [
         "# Reconstruction speed: Bundled Tubes HD (361 frames of 64x64 -> 512x512)",
@@ -100,7 +187,7 @@ def main():
     ]
     for name, t in rows:
         lines.append(f"| {name} | {t:.2f} | {n / t:.0f} | {base / t:.2f}x |")
-    lines += ["", f"Peak RSS of the benchmark process: {peak_mb:.0f} MB."]
+    lines += ["", f"Peak RSS of the benchmark process: {peak_mb:.0f} MB.", ""] + extra
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
