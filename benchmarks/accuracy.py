@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import cpu_name
 from napari_dsir.evaluate import evaluate
 from napari_dsir.io import Localizations, open_stack, read_localizations
 from napari_dsir.localize import find_peaks, params_for
@@ -58,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
 DENSITIES = (1.0, 2.0, 4.0, 6.0)
 FACTORS = np.geomspace(0.25, 4.0, 17)  # threshold sweep around each localizer's default
-PICASSO_GRADIENTS = np.geomspace(200, 20000, 25)
+PICASSO_GRADIENTS = np.geomspace(50, 20000, 27)
 
 
 def test_config(density: float) -> SimulationConfig:
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
                         f"{a.efficiency:.1f} | {a.recall:.3f} | {a.precision:.3f} | {tuned} (val. J {val_j:.3f}) |")
             print(rows[-1], flush=True)
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     head = [
         "# Accuracy: shipped model vs original DSIR weights vs Picasso",
         "",

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import describe
 from napari_dsir.io import open_stack
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model, resolve_device
@@ -178,7 +179,7 @@ def main():
         "# Reconstruction speed: Bundled Tubes HD (361 frames of 64x64 -> 512x512)",
         "",
         f"Run on {time.strftime('%Y-%m-%d')} with `python benchmarks/speed.py --repeats {args.repeats} "
-        f"--device {args.device}` on {platform.machine()}, {torch.get_num_threads()} CPU threads, "
+        f"--device {args.device}` on {describe()}, {torch.get_num_threads()} CPU threads, "
         f"torch {torch.__version__}, batch {args.batch_size or 'default'}; medians of {args.repeats} runs, end to end "
         "from the TIFF files.",
         "",

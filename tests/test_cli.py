@@ -41,6 +41,23 @@ def test_reconstruct_and_localize(small_stack, tiny_checkpoint, tmp_path, capsys
     assert read_localizations(locs).frame.max() <= 3
 
 
+def test_localize_on_a_local_cluster_and_tiled_match_one_process(small_stack, tiny_checkpoint, tmp_path):
+    base = ["localize", str(small_stack), "--model", str(tiny_checkpoint), "-q", "--threshold", "0"]
+    assert main(base + ["-o", str(tmp_path / "one.csv"), "--image", str(tmp_path / "one.tif")]) == 0
+    assert main(base + ["-o", str(tmp_path / "many.csv"), "--image", str(tmp_path / "many.tif"),
+                        "--scheduler", "local:2", "--chunk", "1"]) == 0
+    assert main(base + ["-o", str(tmp_path / "tiled.csv"), "--image", str(tmp_path / "tiled.tif"),
+                        "--tile", "6"]) == 0
+    one = read_localizations(tmp_path / "one.csv")
+    assert len(one) > 0
+    for other in ("many", "tiled"):
+        locs = read_localizations(tmp_path / f"{other}.csv")
+        np.testing.assert_array_equal(locs.frame, one.frame)
+        np.testing.assert_allclose(locs.x, one.x, atol=0.01)
+        np.testing.assert_allclose(open_stack(tmp_path / f"{other}.tif").read(),
+                                   open_stack(tmp_path / "one.tif").read(), rtol=1e-4, atol=1e-4)
+
+
 def test_existing_output_is_refused_without_overwrite(small_stack, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "sr.tif"
     out.write_bytes(b"precious")
@@ -60,6 +77,8 @@ def test_existing_output_is_refused_without_overwrite(small_stack, tiny_checkpoi
         (["--pixel-size", "-3"], "positive"),
         (["--frames", "9:12"], "selects no frames"),
         (["--model", "nope.pt"], "no such model file"),
+        (["--scheduler", "local:0"], "local:N"),
+        (["--scheduler", "local", "--frames-output", "f.tif"], "--frames-output cannot be used"),
     ],
 )
 def test_bad_input_exit_2_with_one_line(small_stack, tmp_path, capsys, argv_tail, needle):

@@ -301,6 +301,7 @@ def cmd_demo(args) -> int:
     args.upsampling = None
     args.threshold = None
     args.radius = None
+    args.tile, args.scheduler, args.chunk = None, None, 256
     out.mkdir(parents=True, exist_ok=True)
     stack, res = _run_reconstruction(args, localize=True)
     write_tiff(out / "sample_dsir.tif", res.sum_image, res.pixel_size, overwrite=True)
