@@ -158,13 +158,16 @@ class DSIRNet(nn.Module):
         def pool_first(seq: nn.Sequential) -> nn.Sequential:
             # [conv, ReLU], max-pool -> conv, max-pool, ReLU: the same values
             # (ReLU is monotonic) with a quarter of the ReLU work
-            mods, out = list(seq), []
-            for i, m in enumerate(mods):
+            mods, out, i = list(seq), [], 0
+            while i < len(mods):
+                m = mods[i]
                 nxt = mods[i + 1] if i + 1 < len(mods) else None
                 if isinstance(m, nn.Sequential) and isinstance(nxt, nn.MaxPool2d) and isinstance(m[-1], nn.ReLU):
                     out += list(m)[:-1] + [nxt, nn.ReLU(inplace=True)]
-                elif not (isinstance(m, nn.MaxPool2d) and out and isinstance(out[-1], nn.ReLU)):
+                    i += 2
+                else:
                     out.append(m)
+                    i += 1
             return nn.Sequential(*out)
 
         was_training = self.training
