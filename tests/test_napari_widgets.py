@@ -112,6 +112,42 @@ def test_reconstruct_overlay_nm(make_napari_viewer, qtbot, monkeypatch, errors):
     assert len(viewer.layers) == n_layers
 
 
+def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, qtbot, monkeypatch, errors, tmp_path):
+    """A file from our reader is a dask layer; the widget reads each of its
+    chunks once (not the whole movie at once, nor a chunk per frame)."""
+    from napari_dsir import _reader, io
+    from napari_dsir.io import write_tiff
+    from napari_dsir.reconstruct import reconstruct
+
+    frames = one_emitter_stack(n=40, noise=True)
+    path = tmp_path / "movie.tif"
+    write_tiff(path, frames, P)
+    reads = []
+    real_read = io.Stack.read
+
+    def counting_read(self, start=0, stop=None):
+        reads.append((start, stop))
+        return real_read(self, start, stop)
+
+    monkeypatch.setattr(io.Stack, "read", counting_read)
+    monkeypatch.setattr(_widgets, "load_model", _peaky_loader())
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dsir")
+    layer = viewer.layers[-1]
+    assert type(layer.data).__module__.startswith("dask")
+    reads.clear()  # napari reads a chunk to show the first frame
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device_combo.setCurrentIndex(1)  # CPU
+    w.batch_spin.setValue(1)
+    _run(qtbot, w)
+    assert errors == []
+    chunk = _reader.DASK_CHUNK
+    expected = [(b, min(b + chunk, 40)) for b in range(0, 40, chunk)]
+    assert sorted(set(reads)) == expected and len(reads) <= len(expected) + 1  # + napari's redraw
+    ref = reconstruct(frames, _peaky_loader()("", "cpu"), batch_size=4)
+    np.testing.assert_allclose(viewer.layers["movie DSIR"].data, ref.sum_image, rtol=1e-5, atol=1e-5)
+
+
 def test_reconstruct_overlay_pixel_units(make_napari_viewer, qtbot, monkeypatch, errors):
     """A layer in pixel units (e.g. opened by napari's own reader): the output
     still covers exactly the same area."""
