@@ -220,22 +220,33 @@ def _open_tiff(path: Path) -> Stack:
     shape = _check_frame_array(raw_shape, dtype, path, photometric)
     frame_shape = shape[1:]
 
-    # Memory-map when the data is contiguous and uncompressed: reading a slice
-    # then touches only those bytes. Otherwise read page by page.
-    mm = None
+    # When the data is contiguous and uncompressed (tifffile can memory-map
+    # it), read a slice straight from its offset in the file: only those
+    # bytes are touched, and nothing stays mapped into this process (a
+    # mapping would count every frame read in its resident memory).
+    # Otherwise read page by page.
+    contiguous = None
     try:
         mm = tifffile.memmap(path, mode="r")
-        if int(np.prod(mm.shape)) != int(np.prod(shape)):
-            mm = None
-        else:
-            mm = mm.reshape(shape)
+        if int(np.prod(mm.shape)) == int(np.prod(shape)):
+            contiguous = (int(mm.offset), mm.dtype)
+        del mm
     except Exception:
-        mm = None
+        contiguous = None
 
-    if mm is not None:
+    if contiguous is not None:
+        frame_px = int(np.prod(frame_shape))
 
-        def read(start: int, stop: int, _mm=mm) -> np.ndarray:
-            return np.array(_mm[start:stop])
+        def read(start: int, stop: int, _offset=contiguous[0], _dtype=contiguous[1]) -> np.ndarray:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(_offset + start * frame_px * _dtype.itemsize)
+                    data = np.fromfile(fh, dtype=_dtype, count=(stop - start) * frame_px)
+            except OSError as e:
+                raise DSIRError(f"{path}: cannot read frames {start}-{stop - 1} ({e})") from e
+            if data.size != (stop - start) * frame_px:
+                raise DSIRError(f"{path}: truncated: frames {start}-{stop - 1} are missing")
+            return data.reshape((stop - start,) + frame_shape)
 
     else:
 

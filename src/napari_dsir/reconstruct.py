@@ -208,6 +208,7 @@ def iter_reconstruct(
     acc = torch.zeros((h * u, w * u), dtype=torch.float64, device=device)
     frames_out = np.empty((total, h * u, w * u), np.float32) if keep_frames else None
     locs: list[Localizations] = []
+    n_blocks = 0  # locs[:n_blocks] are consolidated blocks
     bs = int(batch_size)
     done = 0
     model.net.eval()
@@ -241,6 +242,11 @@ def iter_reconstruct(
                 raise DSIRError("out of memory even with a batch of one frame; use the CPU") from e
             raise
         if (done + b1 - b0) // TRIM_EVERY != done // TRIM_EVERY:
+            # the last frames' small tables become one block (fewer, larger
+            # arrays that do not pin the heap), then freed memory goes back
+            if len(locs) > 1 and len(locs) > n_blocks + 1:
+                locs[n_blocks:] = [Localizations.concatenate(locs[n_blocks:])]
+            n_blocks = len(locs)
             _trim_heap()
         done += b1 - b0
         yield Progress(done, total, bs)
