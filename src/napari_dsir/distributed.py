@@ -119,20 +119,30 @@ def iter_reconstruct_distributed(
     model.net.eval()
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
-    blocks = arr.to_delayed().ravel()
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
-    futures = {}
-    for blk, first, n in zip(blocks, firsts, arr.chunks[0]):
-        frames = client.compute(blk)
-        fut = client.submit(reconstruct_block, frames, remote_model, int(first), float(pixel_size),
-                            batch_size, params, tile, pure=False)
+    todo = iter(zip(arr.to_delayed().ravel(), firsts, arr.chunks[0]))
+    futures: dict = {}
+
+    def submit():
+        # a few blocks per worker in flight: cluster memory stays bounded
+        # however long the movie
+        nxt = next(todo, None)
+        if nxt is None:
+            return None
+        blk, first, n = nxt
+        fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
+                            float(pixel_size), batch_size, params, tile, pure=False)
         futures[fut] = int(n)
+        return fut
+
+    n_workers = max(1, len(client.scheduler_info()["workers"]))
+    pending = as_completed([f for f in (submit() for _ in range(2 * n_workers)) if f is not None])
     acc = np.zeros((h * u, w * u), np.float64)
     locs: list[Localizations] = []
     done = 0
-    yield Progress(0, total, batch_size, f"started on {len(client.scheduler_info()['workers'])} workers")
+    yield Progress(0, total, batch_size, f"started on {n_workers} workers")
     try:
-        for fut in as_completed(list(futures)):
+        for fut in pending:
             try:
                 sum_image, block_locs = fut.result()
             except DSIRError:
@@ -142,7 +152,10 @@ def iter_reconstruct_distributed(
             acc += sum_image
             if block_locs is not None:
                 locs.append(block_locs)
-            done += futures[fut]
+            done += futures.pop(fut)
+            nxt = submit()
+            if nxt is not None:
+                pending.add(nxt)
             yield Progress(done, total, batch_size)
     finally:
         client.cancel(list(futures))
