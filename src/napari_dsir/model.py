@@ -43,8 +43,6 @@ def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = 
     Frames are up-sampled a few at a time (at most ``max_pixels`` up-sampled
     pixels at once), so large frames need little memory.
     """
-    if normalization not in NORMALIZATIONS:
-        raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
     n, h, w = frames.shape
     step = max(1, int(max_pixels) // max(1, h * w * upsampling * upsampling))
     centres, scales = [], []
@@ -56,6 +54,8 @@ def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = 
 
 
 def _stats(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if normalization not in NORMALIZATIONS:
+        raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
     flat = x.flatten(1)
     if normalization == "zscore":
         centre, scale = flat.mean(dim=1), flat.std(dim=1, unbiased=False)
@@ -82,8 +82,6 @@ def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "
     """
     x = _upsample(frames, upsampling)
     if stats is None:
-        if normalization not in NORMALIZATIONS:
-            raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
         centre, scale = _stats(x, normalization)
     else:
         centre, scale = (t.to(x.device, torch.float32) for t in stats)
