@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _machine import cpu_name
+
 from napari_dsir.evaluate import evaluate
-from napari_dsir.io import Localizations, open_stack, read_localizations
+from napari_dsir.io import open_stack, read_localizations
 from napari_dsir.localize import find_peaks, params_for
+from napari_dsir.locs import Localizations
 from napari_dsir.model import LEGACY_LOCALIZE, load_model
 from napari_dsir.reconstruct import reconstruct
 from napari_dsir.simulate import SimulationConfig, simulate

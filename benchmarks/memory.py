@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-
 from _machine import cpu_name
+
 from napari_dsir.io import open_stack, write_localizations, write_tiff
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model

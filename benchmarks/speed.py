@@ -21,7 +21,6 @@ baseline, and the peak RSS of the process. Writes benchmarks/results/speed.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import time
@@ -29,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _machine import describe
+
 from napari_dsir.io import open_stack
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model, resolve_device

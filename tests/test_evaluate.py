@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_dsir.evaluate import evaluate, match, match_frame
-from napari_dsir.io import Localizations
+from napari_dsir.locs import Localizations
 
 
 def L(frames, xs, ys):

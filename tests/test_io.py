@@ -4,13 +4,13 @@ import tifffile
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.io import (
-    Localizations,
     atomic_output,
     open_stack,
     read_localizations,
     write_localizations,
     write_tiff,
 )
+from napari_dsir.locs import Localizations
 
 from .conftest import shared
 

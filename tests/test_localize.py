@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_dsir.localize import LocalizeParams, localize_image, params_for
 from napari_dsir.errors import DSIRError
+from napari_dsir.localize import LocalizeParams, localize_image, params_for
 
 
 def test_peaks_with_subpixel_centroid():

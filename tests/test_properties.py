@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.evaluate import evaluate
-from napari_dsir.io import Localizations, open_stack, read_localizations, write_localizations
+from napari_dsir.io import open_stack, read_localizations, write_localizations
+from napari_dsir.locs import Localizations
 
 FUZZ = int(os.environ.get("DSIR_FUZZ_EXAMPLES", "150"))
 fast = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from napari_dsir.errors import DSIRError
-from napari_dsir.io import Localizations
 from napari_dsir.localize import gauss_kernel
+from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint
 from napari_dsir.simulate import SimulationConfig
 from napari_dsir.train import TrainConfig, iter_train, render_labels, train

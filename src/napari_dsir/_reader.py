@@ -169,9 +169,9 @@ def _check_folder_frames(folder: Path, stack) -> None:
     """
     import tifffile
 
-    from .io import _is_folder_tiff, _natural_key
+    from .io import is_folder_tiff, natural_key
 
-    files = sorted((f for f in folder.iterdir() if _is_folder_tiff(f)), key=_natural_key)
+    files = sorted((f for f in folder.iterdir() if is_folder_tiff(f)), key=natural_key)
     want = tuple(stack.shape[1:])
     seen_sizes: set[int] = set()
     for f in files:

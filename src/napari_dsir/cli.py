@@ -18,7 +18,6 @@ from pathlib import Path
 from . import __version__
 from .errors import DSIRError
 
-
 # --------------------------------------------------------------------------- helpers
 
 

@@ -10,13 +10,14 @@ must be visible to them (one machine, or a shared file system).
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 
 from .errors import DSIRError
-from .io import Localizations, Stack, open_stack
+from .io import Stack, open_stack
 from .localize import LocalizeParams
+from .locs import Localizations
 from .model import DSIRModel
 
 

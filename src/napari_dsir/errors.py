@@ -1,9 +1,22 @@
-"""The project's own error type: a clean, user-facing message."""
+"""The project's error types: clean, user-facing messages.
+
+Front ends catch `DSIRError` (the CLI prints it on one line and exits with
+status 2; the napari widgets show it as a notification). Code that must react
+to one kind of failure catches its subclass, never a message text.
+"""
 
 
 class DSIRError(ValueError):
-    """Bad input (file, option, model) with a message fit for a user.
+    """Bad input (file, option, model) with a message fit for a user."""
 
-    The CLI prints it on one line and exits with status 2; the napari
-    widgets show it as a notification.
-    """
+
+class PixelSizeRequired(DSIRError):
+    """A table gives positions in pixels and no pixel size was given to convert them."""
+
+
+class OutOfMemory(DSIRError):
+    """Out of memory even at the smallest batch."""
+
+
+class Cancelled(Exception):
+    """The user cancelled a run (not an error: nothing to report)."""

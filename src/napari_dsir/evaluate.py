@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .errors import DSIRError
-from .io import Localizations
+from .locs import Localizations
 
 
 @dataclass

@@ -39,13 +39,13 @@ class Geometry:
     frame_translate: float = 0.0
 
     @classmethod
-    def for_pixel_size(cls, pixel_size: float) -> "Geometry":
+    def for_pixel_size(cls, pixel_size: float) -> Geometry:
         """The geometry of a camera layer in nm (the plugin's own reader)."""
         p = float(pixel_size)
         return cls(p, (p, p), (p / 2, p / 2))
 
     @classmethod
-    def from_layer(cls, scale, translate, pixel_size: float) -> "Geometry":
+    def from_layer(cls, scale, translate, pixel_size: float) -> Geometry:
         """From a layer's ``scale`` and ``translate`` (2 or 3 values, the last two y, x)."""
         scale = [float(v) for v in scale]
         translate = [float(v) for v in translate]
@@ -85,15 +85,6 @@ class Geometry:
     def points_translate(self, ndim: int = 3) -> tuple[float, ...]:
         yx = tuple(t - s / 2 for s, t in zip(self.scale, self.translate))
         return ((self.frame_translate,) if ndim == 3 else ()) + yx
-
-    def nm_to_world(self, yx_nm) -> np.ndarray:
-        """(n, 2) positions (y, x) in nm -> world coordinates."""
-        a = np.asarray(yx_nm, dtype=float).reshape(-1, 2)
-        return a * np.array(self.points_scale(2)) + np.array(self.points_translate(2))
-
-    def world_to_nm(self, yx_world) -> np.ndarray:
-        a = np.asarray(yx_world, dtype=float).reshape(-1, 2)
-        return (a - np.array(self.points_translate(2))) / np.array(self.points_scale(2))
 
 
 def contrast_limits(image, low: float = 1.0, high: float = 99.8, max_values: int = 2_000_000):

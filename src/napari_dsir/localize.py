@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DSIRError
-from .io import Localizations
+from .locs import Localizations
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LocalizeParams:
     blur_fwhm: float = 3.0  # SR px; 0: no blur
     blur_width: int = 5  # SR px
 
-    def validate(self) -> "LocalizeParams":
+    def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
             raise DSIRError(f"threshold must be a number >= 0, got {self.threshold}")
         if int(self.radius) < 1 or int(self.window) < 1:

@@ -271,7 +271,7 @@ class DSIRModel:
     def legacy(self) -> bool:
         return self.arch == "dsir-legacy"
 
-    def to(self, device) -> "DSIRModel":
+    def to(self, device) -> DSIRModel:
         self.net.to(device)
         return self
 

@@ -8,7 +8,8 @@ with each record (a tqdm bar in the CLI; the napari widget uses a
 
 from __future__ import annotations
 
-from typing import Callable, Generator, TypeVar
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 P = TypeVar("P")
 R = TypeVar("R")

@@ -9,15 +9,16 @@ cancels the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Callable, Generator
 
 import numpy as np
 import torch
 
 from .errors import DSIRError
-from .io import Localizations, Stack
+from .io import Stack
 from .localize import LocalizeParams, find_peaks
+from .locs import Localizations
 from .model import DSIRModel
 from .progress import drive
 

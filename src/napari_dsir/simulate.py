@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import erf
 
 from .errors import DSIRError
-from .io import Localizations
+from .locs import Localizations
 
 Range = Union[float, tuple[float, float]]
 
@@ -55,7 +55,7 @@ class SimulationConfig:
     read_noise: float = 0.0  # e- rms
     margin: float = 0.0  # nm outside the frame where emitters may also sit
 
-    def validate(self) -> "SimulationConfig":
+    def validate(self) -> SimulationConfig:
         h, w = self.frame_size
         if int(h) < 4 or int(w) < 4:
             raise DSIRError(f"frame_size must be at least 4x4 px, got {self.frame_size}")

@@ -15,9 +15,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Generator
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from .errors import DSIRError
 from .evaluate import evaluate
 from .figures import loss_curves, montage, write_png
-from .io import Localizations
 from .localize import LocalizeParams, find_peaks, gauss_kernel
 from .localize import blur as blur_images
+from .locs import Localizations
 from .model import DSIRModel, DSIRNet, dsir_from_legacy, load_checkpoint, load_legacy, save_checkpoint
 from .progress import drive
 from .simulate import SimulationConfig, simulate

@@ -78,7 +78,7 @@ def test_unreadable_file(tmp_path, capsys, tiny_checkpoint, monkeypatch):
     p = tmp_path / "locked.tif"
     tifffile.imwrite(p, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
     if os.geteuid() == 0:
-        import napari_dsir.io as nio
+        import napari_dsir.io.stacks as nio
 
         def refuse(path, *a, **kw):
             raise PermissionError(13, "Permission denied", str(path))
@@ -221,7 +221,7 @@ def test_disk_full_gives_clear_error_and_no_partial_file(tmp_path, capsys, tiny_
     tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
     import errno
 
-    import napari_dsir.io as nio
+    import napari_dsir.io.files as nio
 
     real = nio.tifffile.imwrite
 

@@ -182,7 +182,7 @@ NO_CUDA_TIP = "No CUDA GPU is available to PyTorch on this machine (torch.cuda.i
 class ReconstructWidget(QWidget):
     """Run the DSIR auto-encoder on an image layer (Plugins > DSIR Reconstruct)."""
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer", parent=None):
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.worker = None
@@ -664,7 +664,7 @@ def _as_locs(arr) -> Localizations:
 class GroundTruthWidget(QWidget):
     """Overlay ground-truth positions and compare localizations (Plugins > DSIR Ground Truth)."""
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer", parent=None):
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.metrics = None

@@ -1,0 +1,16 @@
+"""Reading SMLM stacks and localization tables, writing results.
+
+Arrays are (frame, y, x). Positions are in nm with the origin at the top-left
+corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
+(CONVENTIONS.md). One module per kind of file: `stacks` (camera movies),
+`tables` (localizations), `files` (atomic writes, TIFF images).
+"""
+
+from .files import atomic_output, write_tiff
+from .stacks import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, Stack, is_folder_tiff, natural_key, open_stack
+from .tables import read_localizations, write_localizations
+
+__all__ = [
+    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff", "natural_key",
+    "open_stack", "read_localizations", "write_localizations", "write_tiff",
+]

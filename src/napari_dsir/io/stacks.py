@@ -1,0 +1,314 @@
+"""Camera stacks: multi-page TIFFs and folders of single-frame TIFFs, read lazily.
+
+Arrays are (frame, y, x); the pixel size is in nm (CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..errors import DSIRError
+
+DEFAULT_PIXEL_SIZE_NM = 100.0
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+UNIT_TO_NM =  {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "mm": 1e6,
+    "cm": 1e7,
+    "m": 1e9,
+}
+
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+@dataclass
+class Stack:
+    """A lazily read movie of camera frames, axes (frame, y, x).
+
+    ``pixel_size`` is the camera pixel size in nm, or ``None`` when the file
+    does not say. Indexing with an int or a slice reads only those frames.
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    pixel_size: float | None
+    _read: Callable[[int, int], np.ndarray] = field(repr=False)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def name(self) -> str:
+        p = self.path
+        return p.name if p.is_dir() else p.stem
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames ``start:stop`` as an array (frame, y, x) in the file's dtype."""
+        n = len(self)
+        stop = n if stop is None else min(stop, n)
+        start = max(0, start)
+        if stop <= start:
+            return np.empty((0,) + self.shape[1:], dtype=self.dtype)
+        return self._read(start, stop)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            k = int(key)
+            if k < 0:
+                k += len(self)
+            if not 0 <= k < len(self):
+                raise IndexError(f"frame {key} out of range for {len(self)} frames")
+            return self.read(k, k + 1)[0]
+        if isinstance(key, slice):
+            frames = range(*key.indices(len(self)))
+            if not frames:
+                return self.read(0, 0)
+            lo, hi = min(frames), max(frames) + 1
+            return self.read(lo, hi)[[f - lo for f in frames]]
+        if isinstance(key, tuple) and key:
+            head, rest = self[key[0]], tuple(key[1:])
+            return head[(slice(None),) + rest] if isinstance(key[0], slice) else head[rest]
+        raise TypeError(f"cannot index a Stack with {key!r}")
+
+    def iter_batches(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame, frames)`` in batches; memory stays bounded."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for b in range(start, stop, batch_size):
+            yield b, self.read(b, min(b + batch_size, stop))
+
+    def to_dask(self, chunk: int = 64):
+        """A dask array (frame, y, x) over the file, one chunk per ``chunk`` frames."""
+        import dask
+        import dask.array as da
+
+        blocks = []
+        for b in range(0, len(self), chunk):
+            e = min(b + chunk, len(self))
+            d = dask.delayed(self.read)(b, e)
+            blocks.append(da.from_delayed(d, (e - b,) + self.shape[1:], self.dtype))
+        return da.concatenate(blocks, axis=0)
+
+
+def _check_frame_array(shape, dtype, path, photometric=None) -> tuple[int, int, int]:
+    """Validate frame axes and return the (frame, y, x) shape."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise DSIRError(f"{path}: pixel type {dtype} is not supported (need integer or float)")
+    shape = tuple(int(s) for s in shape)
+    if photometric is not None and "RGB" in str(photometric).upper():
+        raise DSIRError(f"{path}: RGB image; SMLM stacks must be single-channel grey frames")
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
+    # squeeze singleton axes between frame and y (e.g. ImageJ TZCYX with Z=C=1)
+    if len(shape) > 3 and all(s == 1 for s in shape[1:-2]):
+        shape = (shape[0],) + shape[-2:]
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3:
+        raise DSIRError(
+            f"{path}: {len(shape)}-D data of shape {shape}; expected frames of (y, x) "
+            "(a 2-D image or a 3-D stack)"
+        )
+    if shape[0] == 0:
+        raise DSIRError(f"{path}: the stack has zero frames")
+    if shape[1] < 4 or shape[2] < 4:
+        raise DSIRError(f"{path}: frames of {shape[1]}x{shape[2]} pixels are too small")
+    return shape  # type: ignore[return-value]
+
+
+def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> float | None:
+    """Pixel size in nm from OME, ImageJ or resolution tags, or None."""
+    # OME-XML
+    try:
+        ome = tif.ome_metadata
+    except Exception:
+        ome = None
+    if ome:
+        try:
+            root = ET.fromstring(ome)
+            for el in root.iter():
+                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
+                    val = float(el.attrib["PhysicalSizeX"])
+                    unit = el.attrib.get("PhysicalSizeXUnit", "µm")
+                    factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
+                    if factor and val > 0:
+                        return val * factor
+        except (ET.ParseError, ValueError):
+            pass
+    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+    tags = page.tags
+    xres = tags.get("XResolution")
+    if xres is None:
+        return None
+    try:
+        num, den = xres.value
+        px_per_unit = num / den
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not px_per_unit or px_per_unit <= 0:
+        return None
+    ij = tif.imagej_metadata or {}
+    unit = ij.get("unit")
+    if unit is not None:
+        unit = str(unit).strip().lower().replace("\\u00b5", "\u00b5").replace("\u03bc", "\u00b5")
+        factor = UNIT_TO_NM.get(unit)
+        return factor / px_per_unit if factor else None
+    runit = tags.get("ResolutionUnit")
+    runit = int(runit.value) if runit is not None else 2
+    if runit == 3:  # centimetre
+        return 1e7 / px_per_unit
+    return None  # inch or none: not a microscope calibration
+
+
+def is_folder_tiff(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
+
+
+def natural_key(p: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _open_tiff(path: Path) -> Stack:
+    try:
+        tif = tifffile.TiffFile(path)
+    except PermissionError as e:
+        raise DSIRError(f"{path}: permission denied") from e
+    except Exception as e:  # tifffile raises many types on garbage
+        raise DSIRError(f"{path}: not a readable TIFF file ({type(e).__name__}: {e})") from e
+    with tif:
+        try:
+            series = tif.series[0]
+            raw_shape, dtype = series.shape, series.dtype
+            photometric = getattr(tif.pages[0], "photometric", None)
+            if photometric is not None:
+                photometric = getattr(photometric, "name", photometric)
+            pixel_size = _pixel_size_from_tiff(tif)
+            npages = len(series.pages) if hasattr(series, "pages") else None
+        except DSIRError:
+            raise
+        except Exception as e:
+            raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
+    shape = _check_frame_array(raw_shape, dtype, path, photometric)
+    frame_shape = shape[1:]
+
+    # When the data is contiguous and uncompressed (tifffile can memory-map
+    # it), read a slice straight from its offset in the file: only those
+    # bytes are touched, and nothing stays mapped into this process (a
+    # mapping would count every frame read in its resident memory).
+    # Otherwise read page by page.
+    contiguous = None
+    try:
+        mm = tifffile.memmap(path, mode="r")
+        if int(np.prod(mm.shape)) == int(np.prod(shape)):
+            contiguous = (int(mm.offset), mm.dtype)
+        del mm
+    except Exception:
+        contiguous = None
+
+    if contiguous is not None:
+        frame_px = int(np.prod(frame_shape))
+
+        def read(start: int, stop: int, _offset=contiguous[0], _dtype=contiguous[1]) -> np.ndarray:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(_offset + start * frame_px * _dtype.itemsize)
+                    data = np.fromfile(fh, dtype=_dtype, count=(stop - start) * frame_px)
+            except OSError as e:
+                raise DSIRError(f"{path}: cannot read frames {start}-{stop - 1} ({e})") from e
+            if data.size != (stop - start) * frame_px:
+                raise DSIRError(f"{path}: truncated: frames {start}-{stop - 1} are missing")
+            return data.reshape((stop - start,) + frame_shape)
+
+    else:
+
+        def read(start: int, stop: int) -> np.ndarray:
+            out = np.empty((stop - start,) + frame_shape, dtype=dtype)
+            try:
+                with tifffile.TiffFile(path) as t:
+                    pages = t.series[0].pages if hasattr(t.series[0], "pages") else t.pages
+                    if npages is not None and len(pages) == shape[0]:
+                        for i in range(start, stop):
+                            out[i - start] = np.asarray(pages[i].asarray()).reshape(frame_shape)
+                    else:  # unusual layout (e.g. one page holding all frames)
+                        data = t.series[0].asarray().reshape(shape)
+                        out[:] = data[start:stop]
+            except Exception as e:
+                raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
+            return out
+
+    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, read)
+
+
+def _open_folder(path: Path) -> Stack:
+    files = sorted((p for p in path.iterdir() if is_folder_tiff(p)), key=natural_key)
+    if not files:
+        raise DSIRError(f"{path}: the folder contains no .tif/.tiff files")
+    first = _open_tiff(files[0])
+    if len(first) != 1:
+        raise DSIRError(
+            f"{files[0]}: holds {len(first)} frames; a folder stack needs one frame per file"
+        )
+    frame_shape, dtype = first.shape[1:], first.dtype
+
+    def read(start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start,) + frame_shape, dtype=dtype)
+        for i in range(start, stop):
+            f = files[i]
+            try:
+                img = tifffile.imread(f)
+            except Exception as e:
+                raise DSIRError(f"{f}: not a readable TIFF file ({type(e).__name__}: {e})") from e
+            img = np.squeeze(img)
+            if img.shape != frame_shape:
+                raise DSIRError(
+                    f"{f}: frame of shape {img.shape} differs from {files[0].name} "
+                    f"{frame_shape}; all frames in a folder must have one size"
+                )
+            out[i - start] = img
+        return out
+
+    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, read)
+
+
+def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:
+    """Open a multi-page TIFF or a folder of single-frame TIFFs, lazily.
+
+    ``pixel_size`` (nm) overrides the file's metadata. Raises `DSIRError`
+    with a message naming the file when it cannot be read.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DSIRError(f"{p}: no such file or folder")
+    if p.is_dir():
+        stack = _open_folder(p)
+    else:
+        if not os.access(p, os.R_OK):
+            raise DSIRError(f"{p}: permission denied")
+        stack = _open_tiff(p)
+    if pixel_size is not None:
+        if not (np.isfinite(pixel_size) and pixel_size > 0):
+            raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
+        stack.pixel_size = float(pixel_size)
+    return stack
