@@ -6,11 +6,20 @@ corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
 `tables` (localizations), `files` (atomic writes, TIFF images).
 """
 
+from ..locs import Localizations
 from .files import atomic_output, write_tiff
-from .stacks import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, Stack, is_folder_tiff, natural_key, open_stack
+from .stacks import (
+    DEFAULT_PIXEL_SIZE_NM,
+    TIFF_SUFFIXES,
+    Stack,
+    is_folder_tiff,
+    natural_key,
+    open_stack,
+    resolve_pixel_size,
+)
 from .tables import read_localizations, write_localizations
 
 __all__ = [
-    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff", "natural_key",
-    "open_stack", "read_localizations", "write_localizations", "write_tiff",
+    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Localizations", "Stack", "atomic_output", "is_folder_tiff",
+    "natural_key", "open_stack", "read_localizations", "resolve_pixel_size", "write_localizations", "write_tiff",
 ]
