@@ -1,3 +1,7 @@
+import concurrent.futures
+import gc
+import pickle
+
 import numpy as np
 import pytest
 import tifffile
@@ -45,6 +49,123 @@ def test_compressed_tiff_is_read_page_by_page(tmp_path, rng):
     s = open_stack(p)
     assert s.pixel_size is None
     np.testing.assert_array_equal(s.read(2, 5), data[2:5])
+
+
+@pytest.fixture
+def tiff_counters(monkeypatch):
+    """Count TiffFile opens (keeping each instance) and page/frame parses."""
+    counts = {"open": 0, "parse": 0, "files": []}
+
+    class CountingTiffFile(tifffile.TiffFile):
+        def __init__(self, *a, **kw):
+            counts["open"] += 1
+            super().__init__(*a, **kw)
+            counts["files"].append(self)
+
+    for cls in (tifffile.TiffPage, tifffile.TiffFrame):
+        real = cls.__init__
+
+        def init(self, *a, _real=real, **kw):
+            counts["parse"] += 1
+            _real(self, *a, **kw)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    monkeypatch.setattr(tifffile, "TiffFile", CountingTiffFile)
+    return counts
+
+
+def test_compressed_tiff_read_frame_by_frame_is_linear(tmp_path, rng, tiff_counters):
+    """4,000 zlib frames read one at a time: the file is opened once for all
+    reads and each read after the first parses a bounded number of pages (it
+    used to reopen the file and parse all pages on every read: O(n^2))."""
+    n = 4000
+    data = rng.integers(0, 500, size=(n, 8, 8)).astype(np.uint16)
+    p = tmp_path / "z.tif"
+    tifffile.imwrite(p, data, compression="zlib")
+    s = open_stack(p)
+    assert s.shape == (n, 8, 8)
+    opens0, parse0 = tiff_counters["open"], tiff_counters["parse"]
+    per_read = []
+    for i in range(n):
+        before = tiff_counters["parse"]
+        np.testing.assert_array_equal(s[i], data[i])
+        per_read.append(tiff_counters["parse"] - before)
+    assert tiff_counters["open"] - opens0 == 1
+    assert per_read[0] <= n + 2  # the pages are indexed once, on the first read
+    assert max(per_read[1:]) <= 2
+    assert tiff_counters["parse"] - parse0 <= n + 2 * n
+    fh = tiff_counters["files"][-1].filehandle
+    assert not fh.closed
+    s.close()
+    assert fh.closed
+    np.testing.assert_array_equal(s.read(3, 5), data[3:5])  # reopens after close
+    assert tiff_counters["open"] - opens0 == 2
+    s.close()
+
+
+def test_compressed_stack_closes_its_file(tmp_path, rng, tiff_counters):
+    data = _stack(rng, 6)
+    p = tmp_path / "c.tif"
+    tifffile.imwrite(p, data, compression="zlib")
+    with open_stack(p) as s:
+        np.testing.assert_array_equal(s.read(1, 4), data[1:4])
+        fh = tiff_counters["files"][-1].filehandle
+        assert not fh.closed
+    assert fh.closed
+    s = open_stack(p)
+    s.read(0, 1)
+    fh = tiff_counters["files"][-1].filehandle
+    del s
+    gc.collect()
+    assert fh.closed  # the finalizer
+
+
+def test_compressed_stack_pickles_and_reads_from_threads(tmp_path, rng):
+    data = _stack(rng, 40)
+    p = tmp_path / "c.tif"
+    tifffile.imwrite(p, data, compression="zlib")
+    s = open_stack(p)
+    np.testing.assert_array_equal(s.read(0, 2), data[:2])  # open before pickling
+    s2 = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(s2.read(5, 9), data[5:9])
+    assert s2._read._tif is not s._read._tif  # each copy opens its own file
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda i: s[i], [i % 40 for i in range(200)]))
+    for i, g in enumerate(got):
+        np.testing.assert_array_equal(g, data[i % 40])
+    np.testing.assert_array_equal(s.to_dask(7).compute(), data)
+    s.close()
+    s2.close()
+
+
+def test_contiguous_and_folder_stacks_pickle(tmp_path, rng):
+    data = _stack(rng, 4)
+    p = tmp_path / "u.tif"
+    tifffile.imwrite(p, data, photometric="minisblack")
+    d = tmp_path / "seq"
+    d.mkdir()
+    for i, fr in enumerate(data):
+        tifffile.imwrite(d / f"{i + 1:05d}.tif", fr)
+    for path in (p, d):
+        with open_stack(path) as s:
+            np.testing.assert_array_equal(pickle.loads(pickle.dumps(s)).read(), data)
+
+
+def test_corrupt_compressed_page_is_a_clear_error(tmp_path, rng):
+    data = rng.integers(0, 500, size=(50, 16, 16)).astype(np.uint16)
+    p = tmp_path / "t.tif"
+    tifffile.imwrite(p, data, compression="zlib")
+    with tifffile.TiffFile(p) as t:
+        off, count = t.pages[30].dataoffsets[0], t.pages[30].databytecounts[0]
+    blob = bytearray(p.read_bytes())
+    blob[off:off + count] = b"\xff" * count  # frame 30 no longer inflates
+    p.write_bytes(bytes(blob))
+    with open_stack(p) as s:
+        np.testing.assert_array_equal(s.read(0, 30), data[:30])
+        with pytest.raises(DSIRError, match="corrupt or truncated") as e:
+            s.read(25, 35)
+        assert str(p) in str(e.value)
+        np.testing.assert_array_equal(s[31], data[31])  # the file stays usable
 
 
 def test_ome_pixel_size(tmp_path, rng):

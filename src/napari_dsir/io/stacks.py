@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import warnings
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +49,9 @@ class Stack:
 
     ``pixel_size`` is the camera pixel size in nm, or ``None`` when the file
     does not say. Indexing with an int or a slice reads only those frames.
+    A compressed TIFF stays open between reads: `close` it (or use the stack
+    as a context manager) to release the file; a finalizer closes it too.
+    Stacks pickle (by path): each process opens its own file.
     """
 
     path: Path
@@ -57,6 +62,18 @@ class Stack:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def close(self) -> None:
+        """Close the file kept open for reading (a later read reopens it)."""
+        close = getattr(self._read, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def name(self) -> str:
@@ -191,6 +208,103 @@ def natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
+class _ContiguousReader:
+    """Frames of a contiguous, uncompressed TIFF, read straight from their
+    offset in the file: only those bytes are touched, and nothing stays
+    mapped into this process (a mapping would count every frame read in its
+    resident memory). Picklable; holds no open file between reads."""
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, frame_shape: tuple[int, int]):
+        self.path, self.offset, self.dtype, self.frame_shape = path, offset, dtype, frame_shape
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        path, frame_shape, _dtype = self.path, self.frame_shape, self.dtype
+        frame_px = int(np.prod(frame_shape))
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self.offset + start * frame_px * _dtype.itemsize)
+                data = np.fromfile(fh, dtype=_dtype, count=(stop - start) * frame_px)
+        except OSError as e:
+            raise DSIRError(f"{path}: cannot read frames {start}-{stop - 1} ({e})") from e
+        if data.size != (stop - start) * frame_px:
+            raise DSIRError(f"{path}: truncated: frames {start}-{stop - 1} are missing")
+        return data.reshape((stop - start,) + frame_shape)
+
+    def close(self) -> None:
+        pass
+
+
+def _close_quietly(tif) -> None:
+    try:
+        tif.close()
+    except Exception:
+        pass
+
+
+class _PageReader:
+    """Frames of a compressed (or otherwise non-contiguous) TIFF, page by page.
+
+    One `tifffile.TiffFile` is opened on the first read and kept, with its
+    pages indexed once, so reading frame k costs the same for every k (the
+    file used to be reopened and all its pages parsed on every read: O(n^2)
+    over a movie). A lock serialises reads from several threads (a napari
+    worker and the viewer). Pickling drops the handle: each dask worker (or
+    forked process) opens its own. A finalizer closes the file when the
+    reader is garbage collected; `close` closes it now (a later read reopens).
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, paged: bool):
+        self.path, self.shape, self.dtype, self.paged = path, shape, dtype, paged
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._reset_handle()
+
+    def __getstate__(self):
+        return {k: self.__dict__[k] for k in ("path", "shape", "dtype", "paged")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+    def _open(self) -> None:
+        if self._tif is not None and self._pid == os.getpid():
+            return
+        self._tif = self._pages = None  # a forked child never shares its parent's file offset
+        tif = tifffile.TiffFile(self.path)
+        self._finalizer = weakref.finalize(self, _close_quietly, tif)
+        series = tif.series[0]
+        pages = series.pages if hasattr(series, "pages") else tif.pages
+        self._pages = pages if self.paged and len(pages) == self.shape[0] else None
+        self._tif, self._pid = tif, os.getpid()
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        frame_shape = self.shape[1:]
+        out = np.empty((stop - start,) + frame_shape, dtype=self.dtype)
+        with self._lock:
+            try:
+                self._open()
+                pages = self._pages
+                if pages is not None:
+                    for i in range(start, stop):
+                        out[i - start] = np.asarray(pages[i].asarray()).reshape(frame_shape)
+                else:  # unusual layout (e.g. one page holding all frames)
+                    out[:] = self._tif.series[0].asarray().reshape(self.shape)[start:stop]
+            except Exception as e:
+                raise DSIRError(f"{self.path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()
+            self._reset_handle()
+
+    def _reset_handle(self) -> None:
+        self._tif = self._pages = self._pid = self._finalizer = None
+
+
 def _open_tiff(path: Path) -> Stack:
     try:
         tif = tifffile.TiffFile(path)
@@ -211,70 +325,45 @@ def _open_tiff(path: Path) -> Stack:
             raise
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
+        contiguous = _contiguous_data(tif, series, path)
     shape = _check_frame_array(raw_shape, dtype, path, photometric)
-    frame_shape = shape[1:]
 
-    # When the data is contiguous and uncompressed (tifffile can memory-map
-    # it), read a slice straight from its offset in the file: only those
-    # bytes are touched, and nothing stays mapped into this process (a
-    # mapping would count every frame read in its resident memory).
-    # Otherwise read page by page.
-    contiguous = None
-    try:
-        mm = tifffile.memmap(path, mode="r")
-        if int(np.prod(mm.shape)) == int(np.prod(shape)):
-            contiguous = (int(mm.offset), mm.dtype)
-        del mm
-    except Exception:
-        contiguous = None
-
-    if contiguous is not None:
-        frame_px = int(np.prod(frame_shape))
-
-        def read(start: int, stop: int, _offset=contiguous[0], _dtype=contiguous[1]) -> np.ndarray:
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(_offset + start * frame_px * _dtype.itemsize)
-                    data = np.fromfile(fh, dtype=_dtype, count=(stop - start) * frame_px)
-            except OSError as e:
-                raise DSIRError(f"{path}: cannot read frames {start}-{stop - 1} ({e})") from e
-            if data.size != (stop - start) * frame_px:
-                raise DSIRError(f"{path}: truncated: frames {start}-{stop - 1} are missing")
-            return data.reshape((stop - start,) + frame_shape)
-
+    # Contiguous, uncompressed data (what tifffile could memory-map) is read
+    # straight from its offset in the file; anything else page by page.
+    if contiguous is not None and contiguous[2] == int(np.prod(shape)):
+        reader = _ContiguousReader(Path(path), contiguous[0], contiguous[1], shape[1:])
     else:
-
-        def read(start: int, stop: int) -> np.ndarray:
-            out = np.empty((stop - start,) + frame_shape, dtype=dtype)
-            try:
-                with tifffile.TiffFile(path) as t:
-                    pages = t.series[0].pages if hasattr(t.series[0], "pages") else t.pages
-                    if npages is not None and len(pages) == shape[0]:
-                        for i in range(start, stop):
-                            out[i - start] = np.asarray(pages[i].asarray()).reshape(frame_shape)
-                    else:  # unusual layout (e.g. one page holding all frames)
-                        data = t.series[0].asarray().reshape(shape)
-                        out[:] = data[start:stop]
-            except Exception as e:
-                raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
-            return out
-
-    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, read)
+        reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None)
+    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader)
 
 
-def _open_folder(path: Path) -> Stack:
-    files = sorted((p for p in path.iterdir() if is_folder_tiff(p)), key=natural_key)
-    if not files:
-        raise DSIRError(f"{path}: the folder contains no .tif/.tiff files")
-    first = _open_tiff(files[0])
-    if len(first) != 1:
-        raise DSIRError(
-            f"{files[0]}: holds {len(first)} frames; a folder stack needs one frame per file"
-        )
-    frame_shape, dtype = first.shape[1:], first.dtype
+def _contiguous_data(tif: tifffile.TiffFile, series, path: Path) -> tuple[int, np.dtype, int] | None:
+    """(offset, dtype, number of values) of the series when it lies in one
+    uncompressed block that the file holds entirely (what `tifffile.memmap`
+    accepts), else None."""
+    try:
+        offset = series.dataoffset
+        if offset is None or series.dtype is None:
+            return None
+        dt = np.dtype(tif.byteorder + series.dtype.char)
+        count = int(np.prod(series.shape))
+        if int(offset) + count * dt.itemsize > os.path.getsize(path):
+            return None  # truncated: read page by page, which says so
+        return int(offset), dt, count
+    except Exception:
+        return None
 
-    def read(start: int, stop: int) -> np.ndarray:
-        out = np.empty((stop - start,) + frame_shape, dtype=dtype)
+
+class _FolderReader:
+    """Frames of a folder of single-frame TIFFs, one file per frame (each
+    opened and closed on its read). Picklable."""
+
+    def __init__(self, files: list[Path], frame_shape: tuple[int, int], dtype: np.dtype):
+        self.files, self.frame_shape, self.dtype = files, frame_shape, dtype
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        files, frame_shape = self.files, self.frame_shape
+        out = np.empty((stop - start,) + frame_shape, dtype=self.dtype)
         for i in range(start, stop):
             f = files[i]
             try:
@@ -290,7 +379,23 @@ def _open_folder(path: Path) -> Stack:
             out[i - start] = img
         return out
 
-    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, read)
+    def close(self) -> None:
+        pass
+
+
+def _open_folder(path: Path) -> Stack:
+    files = sorted((p for p in path.iterdir() if is_folder_tiff(p)), key=natural_key)
+    if not files:
+        raise DSIRError(f"{path}: the folder contains no .tif/.tiff files")
+    first = _open_tiff(files[0])
+    first.close()
+    if len(first) != 1:
+        raise DSIRError(
+            f"{files[0]}: holds {len(first)} frames; a folder stack needs one frame per file"
+        )
+    frame_shape, dtype = first.shape[1:], first.dtype
+    reader = _FolderReader(files, frame_shape, dtype)
+    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader)
 
 
 def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:
