@@ -1,0 +1,313 @@
+"""Rendering localizations into a super-resolved image.
+
+The image is (y, x) on a grid of ``pixel_size_nm`` pixels whose origin is the
+top-left corner of the area rendered: image pixel ``j`` spans
+``[y0 + j*p, y0 + (j+1)*p)`` nm, so with the default origin (0, 0) it lies on the
+same grid as the DSIR super-resolved image (CONVENTIONS.md) and the two overlay.
+
+Two modes:
+
+- ``"hist"``: the number of localizations in each pixel (a 2-D histogram);
+- ``"gauss"``: each localization is a normalised Gaussian of standard deviation
+  ``sigma_nm`` (or its own ``uncertainty``), integrated over the pixels, so the
+  image sums to the number of localizations inside it.
+
+``by_frame=True`` colours the localizations by their frame (time) through a
+matplotlib colormap and returns an RGB image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from scipy.special import erf
+
+from .errors import DSIRError
+from .locs import Localizations
+
+#: largest image rendered, in pixels (a 4 GB float32 image)
+MAX_PIXELS = 1 << 30
+#: a Gaussian patch reaches this many standard deviations from its centre
+TRUNCATE = 3.0
+_SPLAT_ENTRIES = 1 << 20  # patch pixels splatted at a time (small temporaries, reused)
+
+
+def render_extent(
+    locs: Localizations,
+    pixel_size_nm: float,
+    *,
+    extent: tuple[float, float, float, float] | None = None,
+    shape: tuple[int, int] | None = None,
+    camera_shape: tuple[int, int] | None = None,
+    camera_pixel_size_nm: float | None = None,
+) -> tuple[tuple[float, float], tuple[int, int]]:
+    """The origin ``(y0, x0)`` nm and the image shape ``(Y, X)`` px of a rendering.
+
+    In order of precedence: ``extent`` ``(y0, x0, y1, x1)`` nm; ``shape`` image
+    pixels from (0, 0); a camera frame ``camera_shape`` (H, W) of
+    ``camera_pixel_size_nm``; else from 0 to the largest position.
+    """
+    p = _check_pixel_size(pixel_size_nm)
+    if extent is not None:
+        try:
+            y0, x0, y1, x1 = (float(v) for v in extent)
+        except (TypeError, ValueError):
+            raise DSIRError(f"extent: expected (y0, x0, y1, x1) in nm, got {extent!r}") from None
+        if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 <= y0 or x1 <= x0:
+            raise DSIRError(f"extent: (y0, x0, y1, x1) = {extent!r} is not an area (need y1 > y0, x1 > x0)")
+        out = (y0, x0), (math.ceil((y1 - y0) / p - 1e-9), math.ceil((x1 - x0) / p - 1e-9))
+    elif shape is not None:
+        out = (0.0, 0.0), _check_shape("shape", shape)
+    elif camera_shape is not None:
+        h, w = _check_shape("camera_shape", camera_shape)
+        if camera_pixel_size_nm is None or not camera_pixel_size_nm > 0:
+            raise DSIRError("camera_shape needs camera_pixel_size_nm > 0 (nm)")
+        c = float(camera_pixel_size_nm) / p
+        out = (0.0, 0.0), (math.ceil(h * c - 1e-9), math.ceil(w * c - 1e-9))
+    else:
+        ok = np.isfinite(locs.x) & np.isfinite(locs.y)
+        if not ok.any():
+            raise DSIRError("no localizations to render (give an extent or a shape for an empty image)")
+        ymax, xmax = float(locs.y[ok].max()), float(locs.x[ok].max())
+        if ymax < 0 or xmax < 0:
+            raise DSIRError("every localization has a negative position: give an extent to render them")
+        out = (0.0, 0.0), (int(ymax // p) + 1, int(xmax // p) + 1)
+    (y0, x0), (ny, nx) = out
+    if ny < 1 or nx < 1:
+        raise DSIRError(f"the rendered image would be empty ({ny} x {nx} px)")
+    if ny * nx > MAX_PIXELS:
+        raise DSIRError(
+            f"the rendered image would be {ny} x {nx} px at {p:g} nm/px: too large; "
+            "use a larger pixel size or a smaller extent"
+        )
+    return (y0, x0), (ny, nx)
+
+
+def render(
+    locs: Localizations,
+    pixel_size_nm: float,
+    *,
+    mode: str = "hist",
+    sigma_nm: float | np.ndarray | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    shape: tuple[int, int] | None = None,
+    camera_shape: tuple[int, int] | None = None,
+    camera_pixel_size_nm: float | None = None,
+    by_frame: bool = False,
+    colormap: str = "turbo",
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Render localizations (nm) into an image of ``pixel_size_nm`` pixels.
+
+    mode: ``"hist"`` (counts per pixel) or ``"gauss"`` (each localization a
+    pixel-integrated Gaussian of ``sigma_nm``: a number, one value per
+    localization, or None for each localization's own ``uncertainty``).
+    The area: see `render_extent` (default: from 0 to the largest position;
+    localizations outside it, or with non-finite values, are left out).
+
+    Returns float32 ``(Y, X)``; with ``by_frame`` an RGB float32 ``(Y, X, 3)`` in
+    [0, 1]: hue = mean frame of the pixel's localizations through ``colormap``
+    (first frame -> 0, last -> 1), brightness = density clipped at ``vmax``
+    (default: the 99.5th percentile of the non-empty pixels).
+    """
+    if mode not in ("hist", "gauss"):
+        raise DSIRError(f"mode: expected 'hist' or 'gauss', got {mode!r}")
+    p = _check_pixel_size(pixel_size_nm)
+    (y0, x0), (ny, nx) = render_extent(
+        locs, p, extent=extent, shape=shape, camera_shape=camera_shape, camera_pixel_size_nm=camera_pixel_size_nm
+    )
+    u = (locs.x - x0) / p  # position in image pixels
+    v = (locs.y - y0) / p
+    keep = np.isfinite(u) & np.isfinite(v)
+    sig = None
+    if mode == "gauss":
+        sig = _sigmas(locs, sigma_nm)
+        keep &= np.isfinite(sig) & (sig > 0)
+    weights = np.ones((1, len(locs)))
+    if by_frame:
+        weights = np.vstack([weights, _frame_colours(locs.frame, colormap).T])
+    if not keep.all():
+        u, v, weights = u[keep], v[keep], weights[:, keep]
+        sig = None if sig is None else sig[keep]
+    if mode == "hist":
+        acc = _histogram(u, v, weights, (ny, nx))
+    else:
+        acc = _gaussians(u, v, sig / p, weights, (ny, nx))
+    if not by_frame:
+        return acc[0].astype(np.float32)
+    return _colour_image(acc, vmax)
+
+
+def _check_pixel_size(pixel_size_nm) -> float:
+    try:
+        p = float(pixel_size_nm)
+    except (TypeError, ValueError):
+        raise DSIRError(f"pixel_size_nm: expected a number of nm, got {pixel_size_nm!r}") from None
+    if not (math.isfinite(p) and p > 0):
+        raise DSIRError(f"pixel_size_nm must be > 0 nm, got {pixel_size_nm!r}")
+    return p
+
+
+def _check_shape(name, shape) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise DSIRError(f"{name}: expected (height, width) in pixels, got {shape!r}") from None
+    if h < 1 or w < 1:
+        raise DSIRError(f"{name}: expected a positive (height, width), got {shape!r}")
+    return h, w
+
+
+def _sigmas(locs: Localizations, sigma_nm) -> np.ndarray:
+    """Per-localization Gaussian standard deviation, nm."""
+    if sigma_nm is None:
+        if locs.uncertainty is None:
+            raise DSIRError(
+                "gauss rendering without sigma_nm uses each localization's uncertainty, "
+                "and this table has no uncertainty column: give sigma_nm (nm)"
+            )
+        return locs.uncertainty
+    s = np.asarray(sigma_nm, dtype=np.float64)
+    if s.ndim == 0:
+        if not (np.isfinite(s) and s > 0):
+            raise DSIRError(f"sigma_nm must be > 0 nm, got {sigma_nm!r}")
+        return np.full(len(locs), float(s))
+    if s.shape != (len(locs),):
+        raise DSIRError(f"sigma_nm: expected one number or one per localization ({len(locs)}), got {s.shape}")
+    return s
+
+
+def _frame_colours(frame: np.ndarray, colormap: str) -> np.ndarray:
+    """(n, 3) RGB of each localization's frame through a matplotlib colormap."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[colormap]
+    except (KeyError, ValueError):
+        raise DSIRError(f"colormap: unknown matplotlib colormap {colormap!r}") from None
+    if len(frame) == 0:
+        return np.zeros((0, 3))
+    lo, hi = frame.min(), frame.max()
+    t = (frame - lo) / (hi - lo) if hi > lo else np.zeros(len(frame))
+    return cmap(t)[:, :3]
+
+
+def _histogram(u, v, weights, shape) -> np.ndarray:
+    """Per channel, the sum of ``weights`` in each pixel; pixel j holds [j, j+1)."""
+    ny, nx = shape
+    iu = np.floor(u)
+    iv = np.floor(v)
+    inside = (iu >= 0) & (iu < nx) & (iv >= 0) & (iv < ny)
+    flat = iv[inside].astype(np.int64) * nx + iu[inside].astype(np.int64)
+    out = np.empty((len(weights), ny, nx), dtype=np.float64)
+    for c, w in enumerate(weights):
+        wc = None if c == 0 and len(weights) == 1 and np.all(w == 1) else w[inside]
+        out[c] = np.bincount(flat, weights=wc, minlength=ny * nx).reshape(ny, nx)
+    return out
+
+
+def _profiles(c: np.ndarray, s: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """First pixel index and the normalised pixel integrals (n, 2r+1) of 1-D Gaussians
+    centred at ``c`` px of standard deviation ``s`` px."""
+    first = np.floor(c).astype(np.int64) - r
+    edges = first[:, None] + np.arange(2 * r + 2)[None, :]
+    cdf = erf((edges - c[:, None]) / (np.sqrt(2.0) * s[:, None]))
+    g = 0.5 * np.diff(cdf, axis=1)
+    g /= g.sum(axis=1, keepdims=True)
+    return first, g
+
+
+def _gaussians(u, v, s, weights, shape) -> np.ndarray:
+    """Per channel, the sum of pixel-integrated Gaussians (``s`` px) weighted by ``weights``.
+
+    Only localizations inside the image are drawn. They are grouped by patch
+    radius ceil(3 s). A group is splatted exactly (vectorised patches, sorted
+    into bands of rows, np.bincount per band) unless that costs more than
+    histogramming it per sigma bin (10 %) and blurring each histogram, which is
+    then done instead (`_blur_bins`).
+    """
+    ny, nx = shape
+    inside = (u >= 0) & (u < nx) & (v >= 0) & (v < ny)
+    u, v, s, weights = u[inside], v[inside], s[inside], weights[:, inside]
+    radius = np.ceil(TRUNCATE * s).astype(np.int64)
+    groups = np.unique(radius)
+    cheap = [int(r) for r in groups if np.count_nonzero(radius == r) * (2 * r + 1) <= 3 * ny * nx]
+    pad = max(cheap, default=0)
+    out = np.zeros((len(weights), ny + 2 * pad, nx + 2 * pad), dtype=np.float64)
+    unit = len(weights) == 1 and bool(np.all(weights == 1))
+    for r in cheap:
+        sel = np.flatnonzero(radius == r)
+        sel = sel[np.argsort(v[sel], kind="stable")]
+        step = max(1, _SPLAT_ENTRIES // (2 * r + 1) ** 2)
+        for start in range(0, len(sel), step):
+            idx = sel[start:start + step]
+            _splat(out, u[idx] + pad, v[idx] + pad, s[idx], None if unit else weights[:, idx], r)
+    out = out[:, pad:pad + ny, pad:pad + nx]
+    rest = np.isin(radius, cheap, invert=True)
+    if rest.any():
+        out = np.ascontiguousarray(out)
+        _blur_bins(out, u[rest], v[rest], s[rest], weights[:, rest])
+    return out
+
+
+def _splat(out, u, v, s, weights, r) -> None:
+    """Add the patches of localizations at ``u``, ``v`` (px of the padded image
+    ``out``, every patch inside it) to ``out``, within the band of rows they cover."""
+    width = out.shape[2]
+    k = 2 * r + 1
+    fx, gx = _profiles(u, s, r)
+    fy, gy = _profiles(v, s, r)
+    row0 = int(fy.min())
+    rows = int(fy.max()) - row0 + k
+    steps = np.arange(k)
+    flat = ((fy - row0)[:, None] + steps)[:, :, None] * width + (fx[:, None] + steps)[:, None, :]
+    flat = flat.ravel()
+    g = (gy[:, :, None] * gx[:, None, :]).reshape(len(u), -1)
+    for c in range(len(out)):
+        wc = g if weights is None else g * weights[c][:, None]
+        band = np.bincount(flat, weights=wc.ravel(), minlength=rows * width)
+        out[c, row0:row0 + rows] += band.reshape(rows, width)
+
+
+def _blur_bins(out, u, v, s, weights) -> None:
+    """Add Gaussians by sigma bins (10 %): a bilinear histogram of each bin (it
+    keeps the centroid; its spread, 1/6 px^2 on average, is taken off the blur)
+    blurred by the bin's sigma."""
+    edges = np.exp(np.arange(np.log(s.min()), np.log(s.max()) + 0.1, 0.1))
+    which = np.searchsorted(edges, s, side="right")
+    ny, nx = out.shape[1:]
+    for b in np.unique(which):
+        m = which == b
+        sb = float(np.exp(np.mean(np.log(s[m]))))
+        cu, cv = u[m] - 0.5, v[m] - 0.5  # from pixel centres
+        iu, iv = np.floor(cu), np.floor(cv)
+        fu, fv = cu - iu, cv - iv
+        blur = math.sqrt(max(sb * sb - 1.0 / 6.0, 0.25 * sb * sb))
+        corners = ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv))
+        for c in range(len(weights)):
+            hist = np.zeros((ny, nx))
+            for du, dv, w in corners:
+                jx, jy = iu + du, iv + dv
+                ok = (jx >= 0) & (jx < nx) & (jy >= 0) & (jy < ny)
+                flat = jy[ok].astype(np.int64) * nx + jx[ok].astype(np.int64)
+                hist += np.bincount(flat, weights=(w * weights[c][m])[ok], minlength=ny * nx).reshape(ny, nx)
+            out[c] += gaussian_filter(hist, blur, mode="constant", truncate=TRUNCATE + 1)
+
+
+def _colour_image(acc: np.ndarray, vmax: float | None) -> np.ndarray:
+    density = acc[0]
+    filled = density > 1e-12
+    rgb = np.zeros(density.shape + (3,), dtype=np.float32)
+    if not filled.any():
+        return rgb
+    if vmax is None:
+        vmax = float(np.percentile(density[filled], 99.5))
+    if not vmax > 0:
+        raise DSIRError(f"vmax must be > 0, got {vmax!r}")
+    bright = np.clip(density / vmax, 0.0, 1.0)
+    for c in range(3):
+        mean = np.divide(acc[c + 1], density, out=np.zeros_like(density), where=filled)
+        rgb[..., c] = np.clip(mean, 0.0, 1.0) * bright
+    return rgb
