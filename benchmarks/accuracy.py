@@ -53,7 +53,7 @@ from napari_dsir.io import open_stack, read_localizations
 from napari_dsir.localize import find_peaks, params_for
 from napari_dsir.locs import Localizations
 from napari_dsir.model import LEGACY_LOCALIZE, load_model
-from napari_dsir.reconstruct import reconstruct
+from napari_dsir.run import reconstruct
 from napari_dsir.simulate import SimulationConfig, simulate
 
 HERE = Path(__file__).resolve().parent

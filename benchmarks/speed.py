@@ -33,7 +33,7 @@ from _machine import describe
 from napari_dsir.io import open_stack
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model, resolve_device
-from napari_dsir.reconstruct import reconstruct
+from napari_dsir.run import reconstruct
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEQ = SHARED / "bundled_tubes_hd" / "sequence"

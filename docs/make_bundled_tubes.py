@@ -20,7 +20,7 @@ import numpy as np
 from napari_dsir.figures import to_uint8, write_png
 from napari_dsir.io import open_stack
 from napari_dsir.model import load_model
-from napari_dsir.reconstruct import reconstruct
+from napari_dsir.run import reconstruct
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PANEL, PAD, ZOOM = 320, 6, 16

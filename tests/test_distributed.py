@@ -5,7 +5,7 @@ from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack, write_tiff
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model
-from napari_dsir.reconstruct import reconstruct
+from napari_dsir.run import reconstruct
 
 distributed = pytest.importorskip("dask.distributed")
 

@@ -166,7 +166,7 @@ def test_shipped_model_localizes_isolated_emitters_within_30nm():
     training are found (recall > 0.9) with a lateral RMSE under 30 nm."""
     from napari_dsir.evaluate import evaluate
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import reconstruct
+    from napari_dsir.run import reconstruct
     from napari_dsir.simulate import SimulationConfig, simulate
 
     m = load_model()
@@ -182,7 +182,7 @@ def test_shipped_model_high_density_jaccard():
     stays above the figure recorded in docs/model_card.md minus a margin."""
     from napari_dsir.evaluate import evaluate
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import reconstruct
+    from napari_dsir.run import reconstruct
     from napari_dsir.simulate import SimulationConfig, simulate
 
     m = load_model()

@@ -116,7 +116,7 @@ def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, qtbot, monkeypa
     chunks once (not the whole movie at once, nor a chunk per frame)."""
     from napari_dsir import _reader, io
     from napari_dsir.io import write_tiff
-    from napari_dsir.reconstruct import reconstruct
+    from napari_dsir.run import reconstruct
 
     frames = one_emitter_stack(n=40, noise=True)
     path = tmp_path / "movie.tif"

@@ -59,6 +59,17 @@ def _positive_float(text: str) -> float:
     return v
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default is None
+                or action.default is False or action.default == argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _warn(msg: str) -> None:
     print(f"dsir: warning: {msg}", file=sys.stderr)
 
@@ -104,57 +115,42 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
-    from .io import open_stack, resolve_pixel_size
-    from .localize import params_for
-    from .model import load_model, resolve_device
-    from .progress import drive
-    from .reconstruct import iter_reconstruct, parse_frames
+def _request(args, localize: bool, keep_frames: bool = False):
+    """The `RunRequest` that the options ``args`` describe."""
+    from .reconstruct import parse_frames
+    from .run import RunRequest, open_source
 
-    stack = open_stack(args.stack, pixel_size=args.pixel_size)
-    if stack.pixel_size is None:
-        _warn(f"{args.stack}: no pixel size in the file; assuming 100 nm (set it with --pixel-size)")
-    px = resolve_pixel_size(stack, warn=False)
+    stack = open_source(args.stack)
     start, stop = parse_frames(args.frames, len(stack))
-    device = resolve_device(args.device)
-    model = load_model(args.model, device=device)
-    if args.upsampling is not None and args.upsampling != model.upsampling:
-        _warn(f"the model was trained at up-sampling {model.upsampling}; using {args.upsampling}")
-        model.upsampling = args.upsampling
-    lparams = None
-    if localize:
-        lparams = params_for(model, threshold=getattr(args, "threshold", None),
-                             radius=getattr(args, "radius", None))
-    client = None
-    if args.scheduler:
-        if keep_frames:
-            raise DSIRError("--frames-output cannot be used with --scheduler (the frames stay on the workers)")
-        from .distributed import connect
+    if args.scheduler and keep_frames:
+        raise DSIRError("--frames-output cannot be used with --scheduler (the frames stay on the workers)")
+    return RunRequest(
+        stack, pixel_size=args.pixel_size, model=args.model, device=args.device, start=start, stop=stop,
+        batch_size=args.batch_size, upsampling=args.upsampling,
+        tile="auto" if args.tile is None else (args.tile or None), keep_frames=keep_frames,
+        localize=localize, threshold=getattr(args, "threshold", None), radius=getattr(args, "radius", None),
+        scheduler=args.scheduler, chunk=args.chunk, name=str(args.stack),
+    )
 
-        client = connect(args.scheduler)
-    tile = "auto" if args.tile is None else (args.tile or None)
-    try:
-        gen = iter_reconstruct(stack, model, pixel_size=px, batch_size=args.batch_size, start=start,
-                               stop=stop, keep_frames=keep_frames, localize=lparams, tile=tile,
-                               client=client, chunk=args.chunk)
-        t0 = time.perf_counter()
-        with _progress_bar(stop - start, "reconstructing", args.quiet) as bar:
 
-            def show(p):
-                if p.message and not p.message.startswith("started"):
-                    _warn(p.message)
-                bar.n = p.done
-                bar.refresh()
+def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
+    """Drive the one run path with a tqdm bar; warnings go to stderr."""
+    from .progress import drive
+    from .run import iter_run
 
-            result = drive(gen, show)
-    finally:
-        if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    result.info["seconds"] = time.perf_counter() - t0
-    return stack, result
+    req = _request(args, localize, keep_frames)
+    with _progress_bar(req.stop - req.start, "reconstructing", args.quiet) as bar:
+
+        def show(p):
+            if p.kind == "warning":
+                bar.clear()
+                _warn(p.message)
+            elif p.kind == "start":
+                bar.set_description(p.message)
+            bar.n = p.done
+            bar.refresh()
+
+        return drive(iter_run(req), show)
 
 
 # --------------------------------------------------------------------------- commands
@@ -166,7 +162,7 @@ def cmd_reconstruct(args) -> int:
     _check_output(args.output, args.overwrite)
     if args.frames_output is not None:
         _check_output(args.frames_output, args.overwrite)
-    stack, res = _run_reconstruction(args, localize=False, keep_frames=args.frames_output is not None)
+    res = _run_reconstruction(args, localize=False, keep_frames=args.frames_output is not None)
     write_tiff(args.output, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     if args.frames_output is not None:
         write_tiff(args.frames_output, res.frames, res.pixel_size, overwrite=args.overwrite)
@@ -182,7 +178,7 @@ def cmd_localize(args) -> int:
     _check_output(args.output, args.overwrite)
     if args.image is not None:
         _check_output(args.image, args.overwrite)
-    stack, res = _run_reconstruction(args, localize=True)
+    res = _run_reconstruction(args, localize=True)
     write_localizations(args.output, res.localizations, overwrite=args.overwrite)
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
@@ -299,7 +295,7 @@ def cmd_demo(args) -> int:
     args.radius = None
     args.tile, args.scheduler, args.chunk = None, None, 256
     out.mkdir(parents=True, exist_ok=True)
-    stack, res = _run_reconstruction(args, localize=True)
+    res = _run_reconstruction(args, localize=True)
     write_tiff(out / "sample_dsir.tif", res.sum_image, res.pixel_size, overwrite=True)
     write_png(out / "sample_dsir.png", res.sum_image)
     write_localizations(out / "sample_localizations.csv", res.localizations, overwrite=True)
@@ -322,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"napari-dsir {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, formatter_class=_HelpFormatter, **kw)
     sub.required = True
 
     p = sub.add_parser("reconstruct", help="super-resolved sum image of a stack")
@@ -334,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="output CSV")
     p.add_argument("--image", type=Path, default=None, help="also write the sum image here")
-    p.add_argument("--threshold", type=float, default=None, help="peak threshold (default: the model's)")
-    p.add_argument("--radius", type=_positive_int, default=None, help="local-maximum radius, SR px")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="peak threshold in network output units (default: the model's calibrated one)")
+    p.add_argument("--radius", type=_positive_int, default=None,
+                   help="local-maximum radius in super-resolved px (default: the model's, 2 for the shipped one)")
     p.set_defaults(func=cmd_localize)
 
     p = sub.add_parser("evaluate", help="Jaccard, recall, precision, RMSE, efficiency against ground truth")
@@ -350,27 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate frames and ground truth (ThunderSTORM-like)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF stack")
     p.add_argument("--positions", type=Path, default=None, help="ground-truth CSV (default: OUTPUT.csv)")
-    p.add_argument("-n", "--n-frames", type=_positive_int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-n", "--n-frames", type=_positive_int, default=100, help="number of frames")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same movie)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_sim_options(p, size_default=(64, 64))
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a model on simulated data")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="checkpoint path (default: a timestamped file in the user data folder)")
-    p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=_positive_float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--kernel-width", type=_positive_int, default=5)
-    p.add_argument("--kernel-fwhm", type=_positive_float, default=3.0)
-    p.add_argument("--seed", type=int, default=99)
-    p.add_argument("--n-train", type=_positive_int, default=3500)
-    p.add_argument("--n-val", type=_positive_int, default=1500)
-    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore")
-    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8])
-    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8])
+    p.add_argument("--epochs", type=_positive_int, default=100, help="passes over the training set")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="frames per training batch")
+    p.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-5, help="L2 weight decay")
+    p.add_argument("--kernel-width", type=_positive_int, default=5, help="width of the loss blur kernel, SR px")
+    p.add_argument("--kernel-fwhm", type=_positive_float, default=3.0, help="FWHM of the loss blur kernel, SR px")
+    p.add_argument("--seed", type=int, default=99, help="random seed of the simulation and the weights")
+    p.add_argument("--n-train", type=_positive_int, default=3500, help="simulated training frames")
+    p.add_argument("--n-val", type=_positive_int, default=1500, help="simulated validation frames")
+    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore", help="per-frame input normalisation")
+    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8], help="channels of the 3 encoder stages")
+    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8], help="channels of the 3 decoder stages")
     p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
                    help="no batch-norm before the final ReLU (the original has one)")
     p.add_argument("--no-head-relu", dest="head_relu", action="store_false",
@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--png-every", type=int, default=10, help="epochs between validation PNGs (0: never)")
     p.add_argument("--log-dir", type=Path, default=None, help="CSV log and PNGs (default: beside the model)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_sim_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -399,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -406,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return int(args.func(args) or 0)
+            rc = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
+            return rc
     except DSIRError as e:
         msg = " ".join(str(e).split())
         print(f"dsir: error: {msg}", file=sys.stderr)
@@ -414,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsir: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (dsir ... | head): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141
     except Exception as e:  # noqa: BLE001 - the last resort of a CLI
         if args.debug:
             raise

@@ -19,6 +19,8 @@ from .io import Stack, open_stack
 from .localize import LocalizeParams
 from .locs import Localizations
 from .model import DSIRModel
+from .progress import drive
+from .reconstruct import Progress, Result, check_args, iter_reconstruct
 
 
 def connect(address: str):
@@ -90,24 +92,20 @@ class _Block:
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
                       batch_size, localize: dict | None, tile):
     """One block on a worker: (sum image float64, localizations or None)."""
-    from .reconstruct import reconstruct
-
     params = LocalizeParams(**localize) if localize is not None else None
-    res = reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
-                      batch_size=batch_size, localize=params, tile=tile, start=first_frame)
+    res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
+                                 batch_size=batch_size, localize=params, tile=tile, start=first_frame))
     return res.sum_image.astype(np.float64), res.localizations
 
 
 def iter_reconstruct_distributed(
-    data, model: DSIRModel, client, *, pixel_size: float = 100.0, batch_size: int | None = None,
+    data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`."""
     from dask.distributed import as_completed
-
-    from .reconstruct import Progress, Result, check_args
 
     if int(chunk) < 1:
         raise DSIRError(f"chunk must be >= 1 frame, got {chunk}")
@@ -141,7 +139,7 @@ def iter_reconstruct_distributed(
     acc = np.zeros((h * u, w * u), np.float64)
     locs: list[Localizations] = []
     done = 0
-    yield Progress(0, total, batch_size, f"started on {n_workers} workers")
+    yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
         for fut in pending:
             try:

@@ -1,34 +1,39 @@
-"""Stack -> per-frame super-resolved localization images and their sum.
+"""The per-batch loop: frames -> super-resolved localization images and their sum.
 
 Frames stream through the network in batches, so memory does not grow with
 the number of frames. `iter_reconstruct` is a generator that yields
-`Progress` after each batch and returns a `Result`; a tqdm bar (CLI) and a
-napari progress bar (widget) are both driven from it. Stopping the iteration
-cancels the run.
+`Progress` after each batch and returns a `Result`. Front ends do not call it
+directly: they build a `napari_dsir.run.RunRequest` and drive
+`napari_dsir.run.iter_run`, which resolves the pixel size, the device and
+the model and then runs this loop (or its dask form, `distributed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .errors import DSIRError
+from .errors import DSIRError, OutOfMemory
 from .io import Stack
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
 from .model import DSIRModel
-from .progress import drive
 
 
 @dataclass
 class Progress:
-    done: int  # frames processed so far
-    total: int  # frames to process
+    """A progress record: ``done`` of ``total`` frames. ``kind`` is
+    ``"progress"``, ``"start"`` (work begins; ``message`` says what) or
+    ``"warning"`` (``message`` must be shown to the user)."""
+
+    done: int
+    total: int
     batch_size: int
     message: str = ""
+    kind: str = "progress"
 
 
 @dataclass
@@ -159,23 +164,23 @@ TRIM_EVERY = 32  # frames
 
 
 def _is_oom(err: BaseException) -> bool:
-    oom = getattr(torch.cuda, "OutOfMemoryError", ())
-    return (oom and isinstance(err, oom)) or "out of memory" in str(err).lower()
+    """A device out-of-memory error (torch raises a typed one for CUDA)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return oom is not None and isinstance(err, oom)
 
 
 def iter_reconstruct(
     data,
     model: DSIRModel,
     *,
-    pixel_size: float = 100.0,
+    pixel_size: float,
     batch_size: int | None = None,
     start: int = 0,
     stop: int | None = None,
     keep_frames: bool = False,
     localize: LocalizeParams | None = None,
     tile: int | str | None = "auto",
-    client=None,
-    chunk: int = 256,
+    where: str = "",
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -183,23 +188,12 @@ def iter_reconstruct(
     `default_batch_size` for the model's device. ``tile``: frames larger
     than this (camera px) go through the network in tiles (`DSIRModel.predict`).
     Yields `Progress` after every batch and returns the `Result`
-    (``StopIteration.value``). On CUDA out-of-memory the batch size halves
-    and the run goes on.
-
-    ``client``: a dask.distributed ``Client``; the frames are then split
-    into blocks of ``chunk`` frames, reconstructed on the cluster's workers
-    and reduced here (see `napari_dsir.distributed`).
+    (``StopIteration.value``). On device out-of-memory the batch size halves
+    and the run goes on (a ``"warning"`` record says so). ``where`` names
+    the input in error messages.
     """
-    if client is not None:
-        if keep_frames:
-            raise DSIRError("keep_frames is not available with a dask scheduler (the frames stay on the workers)")
-        from .distributed import iter_reconstruct_distributed
-
-        return (yield from iter_reconstruct_distributed(
-            data, model, client, pixel_size=pixel_size, batch_size=batch_size, start=start, stop=stop,
-            localize=localize, tile=tile, chunk=chunk))
     src = _source(data)
-    where = f"{data.path}: " if isinstance(data, Stack) else ""
+    where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
     start, stop, batch_size = check_args(len(src), start, stop, batch_size, pixel_size, model)
     u = int(model.upsampling)
     h, w = src.shape[1:]
@@ -213,7 +207,7 @@ def iter_reconstruct(
     bs = int(batch_size)
     done = 0
     model.net.eval()
-    yield Progress(0, total, bs, "started")
+    yield Progress(0, total, bs, "reconstructing", kind="start")
     while done < total:
         b0 = start + done
         b1 = min(b0 + bs, stop)
@@ -237,10 +231,10 @@ def iter_reconstruct(
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 bs = max(1, bs // 2)
-                yield Progress(done, total, bs, f"out of memory: batch size lowered to {bs}")
+                yield Progress(done, total, bs, f"out of memory: batch size lowered to {bs}", kind="warning")
                 continue
             if _is_oom(e):
-                raise DSIRError("out of memory even with a batch of one frame; use the CPU") from e
+                raise OutOfMemory("out of memory even with a batch of one frame; use the CPU") from e
             raise
         if (done + b1 - b0) // TRIM_EVERY != done // TRIM_EVERY:
             # the last frames' small tables become one block (fewer, larger
@@ -261,8 +255,3 @@ def iter_reconstruct(
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source},
     )
-
-
-def reconstruct(data, model: DSIRModel, progress: Callable[[Progress], None] | None = None, **kwargs) -> Result:
-    """Blocking form of `iter_reconstruct`; ``progress`` is called per batch."""
-    return drive(iter_reconstruct(data, model, **kwargs), progress)

@@ -1,0 +1,227 @@
+"""The one run path: a typed `RunRequest` and the generator that carries it out.
+
+The CLI, the napari widgets and the Python API all build a `RunRequest` and
+drive `iter_run`, which yields `Progress` records and returns a `Result`:
+
+* the input is opened (a path, a `Stack` or an array (frame, y, x));
+* the camera pixel size is resolved once, here (`resolve_pixel_size`): an
+  explicit value, then the file's (or layer's) metadata, then 100 nm with a
+  warning;
+* the device and the model are resolved and loaded;
+* the frames go through `reconstruct.iter_reconstruct` (one process) or
+  `distributed.iter_reconstruct_distributed` (a dask cluster).
+
+Warnings reach the front ends as `Progress` records of kind ``"warning"``, so
+the CLI prints them and the widget shows a notification from the same loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Cancelled, DSIRError
+from .io import DEFAULT_PIXEL_SIZE_NM, Stack, open_stack
+from .progress import drive
+from .reconstruct import Progress, Result, iter_reconstruct
+
+
+@dataclass
+class RunRequest:
+    """One reconstruction, as every front end asks for it.
+
+    ``source``: a stack file or folder, a `Stack`, or an array (frame, y, x)
+    or (y, x) of camera frames in ADU. ``pixel_size``: camera pixel size in
+    nm given by the user (None: from ``source_pixel_size`` or the file, else
+    100 nm). ``source_pixel_size``: the pixel size the source's own metadata
+    states (a napari layer's), used when ``pixel_size`` is None.
+    ``model``: None (the shipped model), ``"legacy:PATH"``, a checkpoint
+    path or a loaded `DSIRModel`. ``start``/``stop``: 0-based frame range,
+    stop excluded. ``localize``: also find localizations (``threshold`` and
+    ``radius`` override the model's calibrated localizer). ``keep_frames``:
+    keep the per-frame super-resolved images. ``scheduler``: a dask
+    scheduler address or ``local[:N]`` (or ``client``: a dask Client).
+    """
+
+    source: Any
+    pixel_size: float | None = None
+    source_pixel_size: float | None = None
+    model: Any = None
+    device: str = "auto"
+    start: int = 0
+    stop: int | None = None
+    batch_size: int | None = None
+    upsampling: int | None = None
+    tile: int | str | None = "auto"
+    keep_frames: bool = False
+    localize: Any = False  # bool, or a LocalizeParams
+    threshold: float | None = None
+    radius: int | None = None
+    scheduler: str | None = None
+    client: Any = None
+    chunk: int = 256
+    name: str = field(default="", repr=False)  # how messages name the input
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """A resolved camera pixel size (nm) and where it came from:
+    ``"given"``, ``"metadata"`` or ``"default"``."""
+
+    nm: float
+    origin: str
+
+    @property
+    def assumed(self) -> bool:
+        return self.origin == "default"
+
+
+def resolve_pixel_size(explicit: float | None, from_metadata: float | None) -> PixelSize:
+    """The camera pixel size: ``explicit`` first, then ``from_metadata``,
+    then `DEFAULT_PIXEL_SIZE_NM` (origin ``"default"``: the caller warns)."""
+    for value, origin in ((explicit, "given"), (from_metadata, "metadata")):
+        if value is None:
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise DSIRError(f"pixel size must be a number of nm, got {value!r}") from None
+        if not (v > 0 and v < float("inf")):
+            raise DSIRError(f"pixel size must be a positive number of nm, got {value}")
+        return PixelSize(v, origin)
+    return PixelSize(DEFAULT_PIXEL_SIZE_NM, "default")
+
+
+def pixel_size_warning(name: str) -> str:
+    return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
+            "(set the camera pixel size to change it)")
+
+
+def open_source(source, pixel_size: float | None = None):
+    """``source`` as something `iter_reconstruct` reads: a path becomes a `Stack`."""
+    if isinstance(source, (str, os.PathLike)):
+        return open_stack(Path(source))
+    return source
+
+
+def _cancel_hooks(net, event: threading.Event | None) -> list:
+    """Forward pre-hooks on every module of ``net`` that raise `Cancelled`
+    as soon as ``event`` is set, so a cancel never waits for a whole batch."""
+    if event is None or not hasattr(net, "modules"):
+        return []
+
+    def check(_module, _inputs):
+        if event.is_set():
+            raise Cancelled()
+
+    return [m.register_forward_pre_hook(check) for m in net.modules()]
+
+
+def load_request_model(spec, device: str = "auto"):
+    """The model a request names, on its device (a `DSIRModel` is moved there)."""
+    from .model import DSIRModel, load_model, resolve_device
+
+    dev = resolve_device(device)
+    if isinstance(spec, DSIRModel):
+        return spec.to(dev)
+    return load_model(spec, device=dev)
+
+
+def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generator[Progress, None, Result]:
+    """Carry out ``req``: yields `Progress` (kind ``"warning"`` for things the
+    user must be told) and returns the `Result`, whose ``info`` records the
+    pixel size and its origin, the model, the device, the localizer and the
+    time taken. Setting ``cancel`` stops the run by raising `Cancelled`."""
+    from .localize import LocalizeParams, params_for
+
+    t0 = time.perf_counter()
+    src = open_source(req.source)
+    name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
+    meta_px = src.pixel_size if isinstance(src, Stack) else req.source_pixel_size
+    px = resolve_pixel_size(req.pixel_size, meta_px)
+    total = _n_frames(src, req)
+    yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
+    if px.assumed:
+        yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
+    model = load_request_model(req.model, req.device)
+    if req.upsampling is not None and int(req.upsampling) != model.upsampling:
+        yield Progress(0, total, req.batch_size or 0,
+                       f"the model was trained at up-sampling {model.upsampling}; using {req.upsampling}",
+                       kind="warning")
+        model.upsampling = int(req.upsampling)
+    params = None
+    if isinstance(req.localize, LocalizeParams):
+        params = req.localize.validate()
+    elif req.localize:
+        params = params_for(model, threshold=req.threshold, radius=req.radius)
+    client, own_client = req.client, False
+    if req.scheduler and client is None:
+        from .distributed import connect
+
+        client, own_client = connect(req.scheduler), True
+    if client is not None and req.keep_frames:
+        raise DSIRError("the per-frame images cannot be kept with a dask scheduler (the frames stay on the workers)")
+    hooks = _cancel_hooks(model.net, cancel)
+    try:
+        if client is not None:
+            from .distributed import iter_reconstruct_distributed
+
+            gen = iter_reconstruct_distributed(
+                src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
+                stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk)
+        else:
+            gen = iter_reconstruct(
+                src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
+                keep_frames=req.keep_frames, localize=params, tile=req.tile, where=name)
+        result = yield from _cancellable(gen, cancel)
+    finally:
+        for h in hooks:
+            h.remove()
+        if own_client:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    result.info.update(
+        camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
+        localize=params.to_dict() if params is not None else None,
+        seconds=time.perf_counter() - t0,
+    )
+    return result
+
+
+def _cancellable(gen, cancel: threading.Event | None):
+    """Yield from ``gen``, checking ``cancel`` between items; return its value."""
+    while True:
+        if cancel is not None and cancel.is_set():
+            gen.close()
+            raise Cancelled()
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield item
+
+
+def _n_frames(src, req: RunRequest) -> int:
+    n = len(src) if isinstance(src, Stack) else (1 if getattr(src, "ndim", 3) == 2 else int(src.shape[0]))
+    stop = n if req.stop is None else min(int(req.stop), n)
+    return max(0, stop - int(req.start))
+
+
+def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None) -> Result:
+    """Blocking form of `iter_run`; ``progress`` is called with every record."""
+    return drive(iter_run(req, cancel), progress)
+
+
+def reconstruct(source, model=None, progress: Callable[[Progress], None] | None = None, **fields) -> Result:
+    """Reconstruct ``source`` (path, `Stack` or array) with ``model`` (None:
+    the shipped one): the Python API. ``fields`` are those of `RunRequest`
+    (``pixel_size``, ``start``, ``stop``, ``localize``, ``threshold``...)."""
+    return run(RunRequest(source, model=model, **fields), progress)
