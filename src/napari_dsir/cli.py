@@ -368,9 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=99, help="random seed of the simulation and the weights")
     p.add_argument("--n-train", type=_positive_int, default=3500, help="simulated training frames")
     p.add_argument("--n-val", type=_positive_int, default=1500, help="simulated validation frames")
-    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore", help="per-frame input normalisation")
-    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8], help="channels of the 3 encoder stages")
-    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8], help="channels of the 3 decoder stages")
+    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore",
+                   help="per-frame input normalisation")
+    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8],
+                   help="channels of the 3 encoder stages")
+    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8],
+                   help="channels of the 3 decoder stages")
     p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
                    help="no batch-norm before the final ReLU (the original has one)")
     p.add_argument("--no-head-relu", dest="head_relu", action="store_false",
