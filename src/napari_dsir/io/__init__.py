@@ -3,11 +3,13 @@
 Arrays are (frame, y, x). Positions are in nm with the origin at the top-left
 corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
 (CONVENTIONS.md). One module per kind of file: `stacks` (camera movies),
-`tables` (localizations), `files` (atomic writes, TIFF images).
+`tables` (localization CSVs; the format follows the extension), `picasso`
+(Picasso HDF5 + YAML), `files` (atomic writes, TIFF images).
 """
 
 from ..locs import Localizations
 from .files import atomic_output, write_tiff
+from .picasso import read_picasso, write_picasso
 from .stacks import (
     DEFAULT_PIXEL_SIZE_NM,
     TIFF_SUFFIXES,
@@ -21,5 +23,6 @@ from .tables import read_localizations, write_localizations
 
 __all__ = [
     "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Localizations", "Stack", "atomic_output", "is_folder_tiff",
-    "natural_key", "open_stack", "read_localizations", "resolve_pixel_size", "write_localizations", "write_tiff",
+    "natural_key", "open_stack", "read_localizations", "read_picasso", "resolve_pixel_size", "write_localizations",
+    "write_picasso", "write_tiff",
 ]

@@ -1,15 +1,17 @@
-"""Localization tables: ThunderSTORM, EPFL 2016, plain ``frame,x,y`` and DSIR label CSVs.
+"""Localization tables: ThunderSTORM, EPFL 2016, plain ``frame,x,y`` and DSIR
+label CSVs, and Picasso HDF5 (by extension, see `picasso`).
 
 Positions are nm with the origin at the top-left corner of pixel (0, 0); frames
-are 0-based in Python and 1-based in the files (CONVENTIONS.md).
+are 0-based in Python and 1-based in the CSV files (CONVENTIONS.md). Columns
+are parsed and written with numpy, a column at a time (no loop over rows).
 """
 
 from __future__ import annotations
 
 import csv
-import io as _io
 import os
 import re
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,18 @@ _HEADER_RE = re.compile(r"^\s*([^\[\(]*?)\s*(?:[\[\(]\s*([^\]\)]*)\s*[\]\)])?\s*
 _X_NAMES = {"x", "xnano", "x_nm", "xnm", "x_px", "xpix", "pos_x", "position_x", "x0"}
 _Y_NAMES = {"y", "ynano", "y_nm", "ynm", "y_px", "ypix", "pos_y", "position_y", "y0"}
 _FRAME_NAMES = {"frame", "frames", "frame_number", "t", "time_point", "frame_id"}
-_INT_NAMES = {"intensity", "photons", "photon", "intensity_photon", "i", "amplitude"}
+# optional columns: accepted names (lower case, spaces as "_"), matched in header order
+_PHOTON_NAMES = {"photons", "photon", "intensity_photon", "n_photons", "nphotons", "photon_count"}
+_INT_NAMES = {"intensity", "i", "amplitude", "network_intensity"}
+_BG_NAMES = {"offset", "bg", "background", "bkg", "background_photon", "bg_photons"}
+_SIGMA_NAMES = {"sigma", "sigma_nm", "psf_sigma", "sigma_xy", "s"}
+_UNC_NAMES = {"uncertainty", "uncertainty_xy", "precision", "lateral_precision", "loc_precision",
+              "localization_precision", "crlb"}
+_PHOTON_UNITS = {"photon", "photons", "ph"}
+_PX_UNITS = {"px", "pix", "pixel", "pixels"}
+
+#: extensions of Picasso files; any other is a CSV text table (``.tsv``: tab-separated)
+HDF5_SUFFIXES = (".hdf5", ".h5")
 
 
 def _parse_header_name(cell: str) -> tuple[str, str | None]:
@@ -33,7 +46,7 @@ def _parse_header_name(cell: str) -> tuple[str, str | None]:
     name = name.strip().lower().replace(" ", "_")
     # suffix units such as x_nm, xnano, x_px
     if unit is None:
-        if name in ("xnano", "ynano", "x_nm", "y_nm", "xnm", "ynm"):
+        if name in ("xnano", "ynano", "x_nm", "y_nm", "xnm", "ynm", "sigma_nm"):
             unit = "nm"
         elif name in ("x_px", "y_px", "xpix", "ypix"):
             unit = "px"
@@ -47,15 +60,121 @@ def _sniff_delimiter(line: str) -> str | None:
     return None  # whitespace
 
 
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _length_factor(path: Path, unit: str | None, cell: str, pixel_size: float | None) -> float:
+    """nm per unit of a length column (x, y, sigma, uncertainty); no unit is nm."""
+    if unit is None or unit == "nm":
+        return 1.0
+    if unit in _PX_UNITS:
+        if pixel_size is None:
+            raise PixelSizeRequired(
+                f"{path}: column '{cell.strip()}' is in pixels; give the pixel size (nm) to convert it"
+            )
+        return float(pixel_size)
+    u = unit.replace("\u03bc", "\u00b5")
+    if u in UNIT_TO_NM:
+        return UNIT_TO_NM[u]
+    raise DSIRError(f"{path}: unknown unit '{unit}' in column '{cell.strip()}' (use nm, um or px)")
+
+
+def _optional_columns(path, cols, first, pixel_size, used) -> dict[str, tuple[int, float]]:
+    """{Localizations column: (index in the row, factor to its unit)} for the
+    optional columns the header names. ThunderSTORM's "intensity [photon]"
+    is the photon count; "offset [photon]" the background per pixel."""
+    found: dict[str, tuple[int, float]] = {}
+
+    def take(key, i, factor=1.0):
+        if key not in found and i not in used:
+            found[key] = (i, factor)
+            used.add(i)
+
+    for i, (name, unit) in enumerate(cols):
+        if name in _PHOTON_NAMES or (name == "intensity" and unit in _PHOTON_UNITS):
+            take("photons", i)
+        elif name in _INT_NAMES:
+            take("intensity", i)
+        elif name in _BG_NAMES and (unit is None or unit in _PHOTON_UNITS):
+            take("background", i)
+        elif name in _SIGMA_NAMES and "sigma" not in found:
+            take("sigma", i, _length_factor(path, unit, first[i], pixel_size))
+        elif name in _UNC_NAMES and "uncertainty" not in found:
+            take("uncertainty", i, _length_factor(path, unit, first[i], pixel_size))
+    return found
+
+
+def _to_float(values: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(floats, ok, blank) of a column of strings: ``ok`` is False where a
+    cell is not a number, ``blank`` True where it is empty (then NaN).
+    Vectorised; cell by cell only when some cell is not a number."""
+    n = len(values)
+    try:
+        return np.fromiter(map(float, values), np.float64, count=n), np.ones(n, bool), np.zeros(n, bool)
+    except ValueError:
+        pass
+    out = np.full(n, np.nan)
+    ok = np.zeros(n, bool)
+    blank = np.zeros(n, bool)
+    for k, v in enumerate(values):
+        try:
+            out[k] = float(v)
+            ok[k] = True
+        except ValueError:
+            blank[k] = not v.strip()
+    return out, ok, blank
+
+
+def _cells(body: list[str], delim: str | None, split):
+    """(column(i, n) -> the i-th cells of the first n rows, cells per row).
+
+    Fast path for the common delimited table without quotes and with one
+    number of cells per row: the whole body is split once and each column is
+    a slice of that flat list; otherwise row by row (csv module, or
+    whitespace)."""
+    if delim is not None:
+        counts = np.fromiter(map(str.count, body, repeat(delim)), dtype=np.int64, count=len(body))
+        if counts.min() == counts.max():
+            joined = delim.join(body)
+            if '"' not in joined:
+                flat = joined.split(delim)
+                ncol = int(counts[0]) + 1
+
+                def column(i: int, n: int) -> list[str]:
+                    return flat[i:n * ncol:ncol]
+
+                return column, counts + 1
+    rows = split(body)
+
+    def column(i: int, n: int) -> list[str]:
+        return [r[i] for r in rows[:n]]
+
+    return column, np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+
+
 def read_localizations(
     path: str | os.PathLike, pixel_size: float | None = None
 ) -> Localizations:
-    """Read a ThunderSTORM, EPFL 2016, plain ``frame,x,y`` or DSIR label CSV.
+    """Read a ThunderSTORM, EPFL 2016, plain ``frame,x,y`` or DSIR label CSV,
+    or a Picasso HDF5 file (``.hdf5``/``.h5``, see `picasso.read_picasso`).
 
-    Frames become 0-based, positions nm. Columns in px are converted with
-    ``pixel_size`` (nm), which is then required. Raises `DSIRError`.
+    Frames become 0-based, positions and sigma/uncertainty nm. Columns in px
+    are converted with ``pixel_size`` (nm), which is then required. Optional
+    columns (matched case-insensitively, units from the header): photons
+    (also ThunderSTORM "intensity [photon]"), intensity (a.u.; the photons
+    when the table has no other intensity), background ("offset [photon]",
+    bg), sigma, uncertainty (uncertainty_xy). Raises `DSIRError`.
     """
     path = Path(path)
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        from .picasso import read_picasso
+
+        return read_picasso(path, pixel_size=pixel_size)[0]
     if not path.is_file():
         raise DSIRError(f"{path}: no such file")
     try:
@@ -68,30 +187,32 @@ def read_localizations(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    del raw
+    lines = text.splitlines()
+    stripped = list(map(str.strip, lines))
+    if "" in stripped or "#" in text:  # blank lines and comments are skipped
+        keep = [k for k, c in enumerate(stripped) if c and c[0] != "#"]
+        lines = [lines[k] for k in keep]
+        linenos = np.asarray(keep, dtype=np.int64) + 1
+    else:
+        linenos = np.arange(1, len(lines) + 1)
+    del text, stripped
     if not lines:
         raise DSIRError(f"{path}: the table is empty")
     delim = _sniff_delimiter(lines[0])
 
-    def split(line: str) -> list[str]:
+    def split(rows: list[str]) -> list[list[str]]:
         if delim is None:
-            return line.split()
-        return [c.strip() for c in next(csv.reader([line], delimiter=delim))]
+            return [ln.split() for ln in rows]
+        return list(csv.reader(rows, delimiter=delim))
 
-    first = split(lines[0])
-
-    def is_number(s: str) -> bool:
-        try:
-            float(s)
-            return True
-        except ValueError:
-            return False
-
-    has_header = not all(is_number(c) for c in first if c != "")
+    first = [c.strip() for c in split([lines[0]])[0]]
+    has_header = not all(_is_number(c) for c in first if c != "")
+    optional: dict[str, tuple[int, float]] = {}
     if has_header:
         cols = [_parse_header_name(c) for c in first]
         names = [c[0] for c in cols]
-        body = lines[1:]
+        body, linenos = lines[1:], linenos[1:]
 
         def find(cands: set[str]) -> int | None:
             for i, n in enumerate(names):
@@ -100,91 +221,139 @@ def read_localizations(
             return None
 
         ifr, ix, iy = find(_FRAME_NAMES), find(_X_NAMES), find(_Y_NAMES)
-        iint = find(_INT_NAMES)
         missing = [n for n, i in (("frame", ifr), ("x", ix), ("y", iy)) if i is None]
         if missing:
             raise DSIRError(
                 f"{path}: missing column(s) {', '.join(missing)} "
                 f"(found: {', '.join(c.strip() for c in first)})"
             )
-        factors = []
-        for i in (ix, iy):
-            unit = cols[i][1]
-            if unit is None or unit == "nm":
-                factors.append(1.0)
-            elif unit in ("px", "pix", "pixel", "pixels"):
-                if pixel_size is None:
-                    raise PixelSizeRequired(
-                        f"{path}: column '{first[i].strip()}' is in pixels; "
-                        "give the pixel size (nm) to convert it"
-                    )
-                factors.append(float(pixel_size))
-            elif unit.replace("\u03bc", "\u00b5") in UNIT_TO_NM:
-                factors.append(UNIT_TO_NM[unit.replace("\u03bc", "\u00b5")])
-            else:
-                raise DSIRError(
-                    f"{path}: unknown unit '{unit}' in column '{first[i].strip()}' "
-                    "(use nm, um or px)"
-                )
+        fx = _length_factor(path, cols[ix][1], first[ix], pixel_size)
+        fy = _length_factor(path, cols[iy][1], first[iy], pixel_size)
+        optional = _optional_columns(path, cols, first, pixel_size, {ifr, ix, iy})
     else:
         if len(first) < 3:
             raise DSIRError(
                 f"{path}: no header and {len(first)} column(s); expected frame, x, y (nm)"
             )
-        ifr, ix, iy, iint = 0, 1, 2, None
-        factors = [1.0, 1.0]
+        ifr, ix, iy = 0, 1, 2
+        fx = fy = 1.0
         body = lines
-
-    need = max(i for i in (ifr, ix, iy, iint) if i is not None)
-    frames, xs, ys, ints = [], [], [], []
-    for lineno, line in enumerate(body, start=2 if has_header else 1):
-        cells = split(line)
-        if len(cells) <= need:
-            raise DSIRError(f"{path}: line {lineno} has {len(cells)} column(s), expected {need + 1}")
-        try:
-            fr = float(cells[ifr])
-            x = float(cells[ix])
-            y = float(cells[iy])
-            it = float(cells[iint]) if iint is not None and cells[iint] != "" else np.nan
-        except ValueError:
-            raise DSIRError(f"{path}: line {lineno}: non-numeric value in {line.strip()!r}") from None
-        if not (np.isfinite(fr) and np.isfinite(x) and np.isfinite(y)):
-            raise DSIRError(f"{path}: line {lineno}: NaN or infinite value")
-        if fr != int(fr) or fr < 1:
-            raise DSIRError(f"{path}: line {lineno}: frame {cells[ifr]} is not a 1-based frame number")
-        frames.append(int(fr) - 1)
-        xs.append(x * factors[0])
-        ys.append(y * factors[1])
-        ints.append(it)
-    if not frames:
+    del lines
+    if not body:
         raise DSIRError(f"{path}: the table has a header but no rows")
-    return Localizations(
-        np.array(frames), np.array(xs), np.array(ys),
-        np.array(ints) if iint is not None else None,
-    )
+    need = max([ifr, ix, iy] + [i for i, _ in optional.values()])
+    column, lens = _cells(body, delim, split)
+    # rows too short: check (and report) only the rows before the first one
+    short = np.flatnonzero(lens <= need)
+    n_ok = int(short[0]) if len(short) else len(body)
+
+    def values(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _to_float(column(i, n_ok))
+
+    (fr, ok_f, _), (x, ok_x, _), (y, ok_y, _) = values(ifr), values(ix), values(iy)
+    opt = {}
+    non_numeric = ~(ok_f & ok_x & ok_y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for key, (i, factor) in optional.items():
+            v, ok, blank = values(i)
+            non_numeric |= ~(ok | blank)  # an empty optional cell is NaN
+            opt[key] = v * factor
+        x, y = x * fx, y * fy
+        not_finite = ~(np.isfinite(fr) & np.isfinite(x) & np.isfinite(y))
+        bad_frame = (fr != np.floor(fr)) | (fr < 1) | (fr > 2.0**53)
+    bad = np.flatnonzero(non_numeric | not_finite | bad_frame)
+    if len(bad):
+        k = int(bad[0])
+        lineno, line = int(linenos[k]), body[k]
+        if non_numeric[k]:
+            raise DSIRError(f"{path}: line {lineno}: non-numeric value in {line.strip()!r}")
+        if not_finite[k]:
+            raise DSIRError(f"{path}: line {lineno}: NaN or infinite value")
+        cell = column(ifr, n_ok)[k].strip()
+        raise DSIRError(f"{path}: line {lineno}: frame {cell} is not a 1-based frame number")
+    if n_ok < len(body):
+        raise DSIRError(
+            f"{path}: line {int(linenos[n_ok])} has {int(lens[n_ok])} column(s), expected {need + 1}"
+        )
+    if "photons" in opt and "intensity" not in opt:
+        opt["intensity"] = opt["photons"].copy()
+    return Localizations(fr.astype(np.int64) - 1, x, y, **opt)
 
 
-def _csv_lines(locs: Localizations, intensity_unit: str, chunk: int = 100_000):
-    """ThunderSTORM-style CSV text (1-based frames, nm) in pieces of ``chunk`` rows."""
-    yield f'"id","frame","x [nm]","y [nm]","intensity [{intensity_unit}]"\n'
-    inten = locs.intensity if locs.intensity is not None else np.full(len(locs), np.nan)
+# ------------------------------------------------------------------ writing
+
+def _csv_columns(locs: Localizations, intensity_unit: str) -> list[tuple[str, np.ndarray, str]]:
+    """(quoted header cell, values, %-format) of each written column, in
+    ThunderSTORM's order."""
+    cols: list[tuple[str, np.ndarray, str]] = [
+        ('"id"', np.arange(1, len(locs) + 1), "%d"),
+        ('"frame"', locs.frame + 1, "%d"),
+        ('"x [nm]"', locs.x, "%.3f"),
+        ('"y [nm]"', locs.y, "%.3f"),
+    ]
+    if locs.sigma is not None:
+        cols.append(('"sigma [nm]"', locs.sigma, "%.3f"))
+    if locs.photons is not None:
+        cols.append(('"intensity [photon]"', locs.photons, "%.6g"))
+    elif locs.intensity is not None:
+        cols.append((f'"intensity [{intensity_unit}]"', locs.intensity, "%.6g"))
+    if locs.background is not None:
+        cols.append(('"offset [photon]"', locs.background, "%.6g"))
+        with np.errstate(invalid="ignore"):
+            cols.append(('"bkgstd [photon]"', np.sqrt(np.maximum(locs.background, 0.0)), "%.6g"))
+    if locs.uncertainty is not None:
+        cols.append(('"uncertainty [nm]"', locs.uncertainty, "%.3f"))
+    if locs.photons is not None and locs.intensity is not None:
+        cols.append((f'"network intensity [{intensity_unit}]"', locs.intensity, "%.6g"))
+    return cols
+
+
+def _csv_pieces(locs: Localizations, intensity_unit: str, delimiter: str = ",", chunk: int = 100_000):
+    """ThunderSTORM CSV text (1-based frames, nm) in pieces of ``chunk`` rows,
+    each formatted by one %-operation over the block."""
+    cols = _csv_columns(locs, intensity_unit)
+    yield delimiter.join(c[0] for c in cols) + "\n"
+    row = delimiter.join(c[2] for c in cols) + "\n"
     for j in range(0, len(locs), chunk):
-        buf = _io.StringIO()
-        for i in range(j, min(j + chunk, len(locs))):
-            buf.write(f"{i + 1},{locs.frame[i] + 1},{locs.x[i]:.3f},{locs.y[i]:.3f},{inten[i]:.6g}\n")
-        yield buf.getvalue()
+        k = min(j + chunk, len(locs))
+        block = np.empty((k - j, len(cols)), dtype=object)
+        for c, (_, v, fmt) in enumerate(cols):
+            part = v[j:k]
+            block[:, c] = part.astype(np.int64).tolist() if fmt == "%d" else part.astype(np.float64).tolist()
+        yield (row * (k - j)) % tuple(block.ravel().tolist())
 
 
 def write_localizations(
     path: str | os.PathLike, locs: Localizations, overwrite: bool = False,
-    intensity_unit: str = "a.u.",
+    intensity_unit: str = "a.u.", *, pixel_size: float | None = None,
+    frame_shape: tuple[int, int] | None = None, n_frames: int | None = None,
+    metadata: dict | list[dict] | None = None,
 ) -> Path:
-    """Write a ThunderSTORM CSV (quoted header, 1-based frames, nm), atomically
-    and in pieces (a table of millions of rows needs little extra memory).
+    """Write a localization table, atomically; the format follows the extension.
 
-    ``intensity_unit`` is "photon" for ground truth, "a.u." for network output."""
+    ``.csv`` (and any other but HDF5; ``.tsv`` tab-separated): ThunderSTORM CSV (quoted header,
+    1-based frames, nm): "id","frame","x [nm]","y [nm]", then those present
+    of "sigma [nm]", "intensity [photon]" (photons), "offset [photon]"
+    (background) with "bkgstd [photon]" (its Poisson noise, sqrt), and
+    "uncertainty [nm]". Without photons the network's intensity is written
+    as "intensity [<intensity_unit>]" ("photon" for ground truth, "a.u." for
+    network output); with photons as "network intensity [...]". Written in
+    pieces (a table of millions of rows needs little extra memory).
+
+    ``.hdf5``/``.h5``: Picasso localizations + YAML (`picasso.write_picasso`),
+    which needs ``pixel_size`` (nm) and ``frame_shape`` (Height, Width in
+    camera px); ``n_frames`` and ``metadata`` go into the YAML.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        from .picasso import write_picasso
+
+        return write_picasso(path, locs, pixel_size=pixel_size, frame_shape=frame_shape,
+                             n_frames=n_frames, metadata=metadata, overwrite=overwrite)
+    delimiter = "\t" if suffix == ".tsv" else ","
     with atomic_output(path, overwrite) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            for piece in _csv_lines(locs, intensity_unit):
+            for piece in _csv_pieces(locs, intensity_unit, delimiter):
                 fh.write(piece)
-    return Path(path)
+    return path
