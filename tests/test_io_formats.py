@@ -1,0 +1,277 @@
+"""Localization table formats: ThunderSTORM CSV with every column, Picasso
+HDF5 + YAML (layout checked with h5py and yaml; Picasso itself is not
+installed here), and the vectorised parser's error messages."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from napari_dsir.errors import DSIRError, PixelSizeRequired
+from napari_dsir.io import read_localizations, read_picasso, write_localizations
+from napari_dsir.locs import OPTIONAL_COLUMNS, Localizations
+
+
+def _full(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return Localizations(
+        rng.integers(0, 30, n), rng.uniform(60, 6300, n), rng.uniform(60, 4700, n),
+        intensity=rng.uniform(0, 5, n), photons=rng.uniform(100, 5000, n),
+        background=rng.uniform(1, 50, n), sigma=rng.uniform(80, 200, n), uncertainty=rng.uniform(2, 30, n),
+    )
+
+
+def _assert_close(back, locs, atol=1e-3, columns=None):
+    np.testing.assert_array_equal(back.frame, locs.frame)
+    np.testing.assert_allclose(back.x, locs.x, atol=atol)
+    np.testing.assert_allclose(back.y, locs.y, atol=atol)
+    for c in columns or locs.columns():
+        np.testing.assert_allclose(getattr(back, c), getattr(locs, c), rtol=1e-5, atol=atol, err_msg=c)
+
+
+# ------------------------------------------------------------------ CSV
+
+
+def test_thunderstorm_csv_with_every_column(tmp_path):
+    locs = _full()
+    p = write_localizations(tmp_path / "all.csv", locs)
+    header = p.read_text().splitlines()[0]
+    assert header == ('"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]","offset [photon]",'
+                      '"bkgstd [photon]","uncertainty [nm]","network intensity [a.u.]"')
+    first = p.read_text().splitlines()[1].split(",")
+    assert float(first[7]) == pytest.approx(np.sqrt(locs.background[0]), rel=1e-5)  # Poisson noise
+    back = read_localizations(p)
+    _assert_close(back, locs)
+    assert set(back.columns()) == set(OPTIONAL_COLUMNS)
+
+
+def test_csv_column_subsets_and_intensity_unit(tmp_path):
+    base = _full(10)
+    gt = Localizations(base.frame, base.x, base.y, intensity=base.photons)
+    p = write_localizations(tmp_path / "gt.csv", gt, intensity_unit="photon")
+    assert p.read_text().startswith('"id","frame","x [nm]","y [nm]","intensity [photon]"\n')
+    back = read_localizations(p)
+    _assert_close(back, gt)
+    np.testing.assert_allclose(back.photons, gt.intensity, rtol=1e-5)  # ThunderSTORM's photons
+    net = Localizations(base.frame, base.x, base.y, intensity=base.intensity, sigma=base.sigma)
+    p = write_localizations(tmp_path / "net.csv", net)
+    assert p.read_text().splitlines()[0] == '"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [a.u.]"'
+    back = read_localizations(p)
+    _assert_close(back, net)
+    assert back.photons is None and back.background is None and back.uncertainty is None
+    bare = Localizations(base.frame, base.x, base.y)
+    p = write_localizations(tmp_path / "bare.tsv", bare)
+    assert p.read_text().splitlines()[0] == '"id"\t"frame"\t"x [nm]"\t"y [nm]"'
+    assert read_localizations(p).columns() == {}
+
+
+def test_nan_in_optional_columns_round_trips(tmp_path):
+    locs = _full(6)
+    locs.photons[2] = np.nan  # a failed fit
+    locs.background[2] = np.nan
+    back = read_localizations(write_localizations(tmp_path / "nan.csv", locs))
+    assert np.isnan(back.photons[2]) and np.isnan(back.background[2])
+    _assert_close(back.select(np.arange(6) != 2), locs.select(np.arange(6) != 2))
+
+
+def test_plain_names_case_and_px_units(tmp_path):
+    p = tmp_path / "plain.csv"
+    p.write_text("FRAME,X [px],Y [px],Photons,BG,Sigma [px],Uncertainty_XY [nm]\n"
+                 "1,1.5,2.5,1000,10,1.2,7\n3,4,5,,11,1.3,8\n")
+    with pytest.raises(PixelSizeRequired):
+        read_localizations(p)
+    l = read_localizations(p, pixel_size=100)
+    np.testing.assert_array_equal(l.frame, [0, 2])
+    np.testing.assert_allclose(l.x, [150, 400])
+    np.testing.assert_allclose(l.sigma, [120, 130])
+    np.testing.assert_allclose(l.uncertainty, [7, 8])
+    np.testing.assert_allclose(l.background, [10, 11])
+    assert l.photons[0] == 1000 and np.isnan(l.photons[1])  # an empty cell is NaN
+    np.testing.assert_allclose(l.intensity, l.photons)  # no other intensity: the photons
+
+
+def test_sigma_in_px_needs_the_pixel_size(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("frame,x [nm],y [nm],sigma [px]\n1,10,20,1.5\n")
+    with pytest.raises(PixelSizeRequired, match="sigma"):
+        read_localizations(p)
+    assert read_localizations(p, pixel_size=160).sigma[0] == pytest.approx(240)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("frame,x,y\n1,2,3\n2,4,5\n3,x,6\n", "line 4: non-numeric"),
+        ("frame,x,y\n1,2,3\n\n# comment\n2,nan,3\n", "line 5: NaN or infinite"),
+        ("frame,x,y\n1,2,3\n2.5,1,1\n", "line 3: frame 2.5 is not a 1-based"),
+        ("frame,x,y\n1,2,3\n2,3\n4,x,4\n", "line 3 has 2 column"),
+        ("frame,x,y\n1,2,3\n2,x,4\n5,6\n", "line 3: non-numeric"),
+        ("frame,x [nm],y [nm],sigma [nm]\n1,2,3,4\n1,2,3,abc\n", "line 3: non-numeric"),
+        ("frame;x;y\n1;2;3\n0;1;1\n", "line 3: frame 0 is not"),
+        ('frame,x,y\n1,"2",3\n1,2,"z"\n', "line 3: non-numeric"),
+        ("frame x y\n1 2 3\n1 2\n", "line 3 has 2 column"),
+        ("frame,x [px],y [px]\n1,1e308,3\n", "line 2: NaN or infinite"),
+        ("frame,x,y\n", "no rows"),
+        ("\n\n# only comments\n", "empty"),
+    ],
+)
+def test_first_bad_line_is_reported(tmp_path, text, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(DSIRError, match=match) as e:
+        read_localizations(p, pixel_size=100)
+    assert str(p) in str(e.value)
+
+
+def test_binary_table_is_refused(tmp_path):
+    p = tmp_path / "b.csv"
+    p.write_bytes(b"frame,x,y\n\x00\x01\x02")
+    with pytest.raises(DSIRError, match="binary"):
+        read_localizations(p)
+
+
+def test_large_table_round_trip_in_pieces(tmp_path):
+    """More rows than one written piece (100,000): the pieces join up."""
+    n = 250_001
+    rng = np.random.default_rng(1)
+    locs = Localizations(rng.integers(0, 1000, n), rng.uniform(0, 6400, n), rng.uniform(0, 6400, n),
+                         intensity=rng.uniform(0, 10, n))
+    p = write_localizations(tmp_path / "big.csv", locs)
+    lines = p.read_text().splitlines()
+    assert len(lines) == n + 1 and lines[-1].startswith(f"{n},")
+    _assert_close(read_localizations(p), locs, columns=())
+
+
+# ------------------------------------------------------------------ Picasso
+
+
+def test_picasso_layout(tmp_path):
+    locs = _full()
+    p = write_localizations(tmp_path / "locs.hdf5", locs, pixel_size=100.0, frame_shape=(48, 64), n_frames=30,
+                            metadata={"camera": {"baseline": 100.0, "sensitivity": 0.45, "em_gain": 1}})
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+        embedded = json.loads(f["metadata"][()])
+    names = rec.dtype.names
+    assert names[:9] == ("frame", "x", "y", "photons", "sx", "sy", "bg", "lpx", "lpy")
+    assert rec.dtype["frame"] == np.uint32 and all(rec.dtype[n] == np.float32 for n in names[1:])
+    np.testing.assert_array_equal(rec["frame"], locs.frame)  # 0-based
+    np.testing.assert_allclose(rec["x"], locs.x / 100 - 0.5, atol=1e-4)  # px, centres at integers
+    np.testing.assert_allclose(rec["y"], locs.y / 100 - 0.5, atol=1e-4)
+    np.testing.assert_allclose(rec["photons"], locs.photons, rtol=1e-6)
+    np.testing.assert_allclose(rec["sx"], locs.sigma / 100, rtol=1e-6)
+    np.testing.assert_allclose(rec["sy"], locs.sigma / 100, rtol=1e-6)
+    np.testing.assert_allclose(rec["bg"], locs.background, rtol=1e-6)
+    np.testing.assert_allclose(rec["lpx"], locs.uncertainty / 100, rtol=1e-6)
+    info = list(yaml.safe_load_all((tmp_path / "locs.yaml").read_text()))
+    assert info == embedded
+    assert info[0] == {"Frames": 30, "Height": 48, "Width": 64, "Pixelsize": 100.0}
+    assert info[-1]["Generated by"].startswith("napari-dsir")
+    assert info[-1]["Pixelsize"] == 100.0 and info[-1]["camera"]["sensitivity"] == 0.45
+
+
+def test_picasso_round_trip_every_column(tmp_path):
+    locs = _full()
+    p = write_localizations(tmp_path / "locs.h5", locs, pixel_size=107.0, frame_shape=(48, 64))
+    back, info = read_picasso(p)
+    _assert_close(back, locs, atol=2e-3)
+    assert set(back.columns()) == set(OPTIONAL_COLUMNS)
+    assert info[0]["Frames"] == locs.frame.max() + 1  # default: the last frame + 1
+    assert len(read_localizations(p)) == len(locs)
+
+
+def test_picasso_fallbacks_are_nan_free(tmp_path):
+    base = _full(5)
+    base.photons[1] = np.nan
+    locs = Localizations(base.frame, base.x, base.y, photons=base.photons, sigma=base.sigma)
+    p = write_localizations(tmp_path / "f.hdf5", locs, pixel_size=100.0, frame_shape=(64, 64))
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+    for n in rec.dtype.names:
+        assert np.isfinite(rec[n]).all(), n
+    assert rec["photons"][1] == 0 and (rec["bg"] == 0).all()
+    ok = np.arange(5) != 1
+    np.testing.assert_allclose(rec["lpx"][ok], (locs.sigma / 100 / np.sqrt(locs.photons))[ok], rtol=1e-5)
+    assert rec["lpx"][1] == 0
+    back, _ = read_picasso(p)
+    assert back.background is None and back.uncertainty is None and back.intensity is None  # as written
+    np.testing.assert_allclose(back.sigma, locs.sigma, rtol=1e-5)
+    bare = Localizations([0, 1], [50.0, 150.0], [50.0, 150.0])
+    p = write_localizations(tmp_path / "bare.hdf5", bare, pixel_size=100.0, frame_shape=(8, 8))
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+    assert rec.dtype.names == ("frame", "x", "y", "photons", "sx", "sy", "bg", "lpx", "lpy")
+    assert (rec["photons"] == 0).all() and (rec["lpx"] == 0).all()
+    np.testing.assert_allclose(rec["x"], [0.0, 1.0])  # pixel centres at integers
+
+
+def test_foreign_picasso_file(tmp_path):
+    """A file as Picasso writes it: extra fields, yaml steps, sx != sy."""
+    dt = [("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("photons", "<f4"), ("sx", "<f4"), ("sy", "<f4"),
+          ("bg", "<f4"), ("lpx", "<f4"), ("lpy", "<f4"), ("ellipticity", "<f4"), ("net_gradient", "<f4")]
+    rec = np.array([(3, 10.0, 5.0, 1000, 1.0, 1.4, 10, 0.1, 0.2, 0.3, 500)], dtype=dt)
+    p = tmp_path / "pic.hdf5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("locs", data=rec)
+    (tmp_path / "pic.yaml").write_text(
+        "Byte Order: <\nFrames: 10\nHeight: 32\nWidth: 32\n---\nGenerated by: Picasso Localize\n"
+        "Pixelsize: 130\nROI: !!python/tuple [1, 2]\n")
+    locs, info = read_picasso(p)
+    assert locs.frame[0] == 3
+    assert locs.x[0] == pytest.approx(10.5 * 130) and locs.y[0] == pytest.approx(5.5 * 130)
+    assert locs.sigma[0] == pytest.approx(1.2 * 130)
+    assert locs.uncertainty[0] == pytest.approx(np.sqrt((0.01 + 0.04) / 2) * 130, rel=1e-5)
+    assert locs.photons[0] == 1000 and locs.background[0] == 10 and locs.intensity is None
+    assert info[1]["ROI"] == [1, 2]  # a Python tag read as a plain value, never constructed
+    (tmp_path / "pic.yaml").unlink()
+    with pytest.raises(PixelSizeRequired):
+        read_localizations(p)
+    assert read_localizations(p, pixel_size=100).x[0] == pytest.approx(1050)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"frame_shape": (8, 8)}, "pixel size"),
+    ({"pixel_size": 100.0}, "frame shape"),
+    ({"pixel_size": -1.0, "frame_shape": (8, 8)}, "positive"),
+    ({"pixel_size": 100.0, "frame_shape": (8, 8), "metadata": {"bad": object()}}, "cannot be written"),
+])
+def test_picasso_writer_needs_its_geometry(tmp_path, kwargs, match):
+    p = tmp_path / "l.hdf5"
+    with pytest.raises(DSIRError, match=match) as e:
+        write_localizations(p, Localizations([0], [1.0], [1.0]), **kwargs)
+    assert str(p) in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file
+
+
+def test_picasso_existing_yaml_is_not_overwritten(tmp_path):
+    (tmp_path / "l.yaml").write_text("keep me")
+    with pytest.raises(DSIRError, match="already exists"):
+        write_localizations(tmp_path / "l.hdf5", Localizations([0], [1.0], [1.0]), pixel_size=100.0,
+                            frame_shape=(8, 8))
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["l.yaml"]
+    write_localizations(tmp_path / "l.hdf5", Localizations([0], [1.0], [1.0]), pixel_size=100.0,
+                        frame_shape=(8, 8), overwrite=True)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["l.hdf5", "l.yaml"]
+
+
+@pytest.mark.parametrize("case", ["text", "no_locs", "no_x", "missing"])
+def test_bad_picasso_files(tmp_path, case):
+    p = tmp_path / "bad.hdf5"
+    if case == "text":
+        p.write_text("not hdf5")
+        match = "not a readable HDF5"
+    elif case == "no_locs":
+        with h5py.File(p, "w") as f:
+            f.create_dataset("other", data=np.zeros(3))
+        match = "no 'locs'"
+    elif case == "no_x":
+        with h5py.File(p, "w") as f:
+            f.create_dataset("locs", data=np.zeros(2, dtype=[("frame", "<u4"), ("y", "<f4")]))
+        match = "missing column"
+    else:
+        match = "no such file"
+    with pytest.raises(DSIRError, match=match) as e:
+        read_localizations(p, pixel_size=100)
+    assert str(p) in str(e.value)
