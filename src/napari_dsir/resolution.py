@@ -1,0 +1,273 @@
+"""Resolution and precision of a localization table: FRC and NeNA.
+
+- FRC, Fourier ring correlation (Nieuwenhuizen et al. 2013, Nat Methods 10:557):
+  the localizations are split into two halves, each rendered on the same grid;
+  the correlation of their Fourier transforms over rings of spatial frequency
+  q (1/nm) falls from 1 to 0, and the resolution is 1/q where the smoothed
+  curve first drops below 1/7.
+- NeNA, nearest-neighbour based analysis (Endesfelder et al. 2014, Histochem
+  Cell Biol 141:629): a fluorophore ON in consecutive frames is localized twice;
+  the distance between the two is distributed as
+  p(d) = d / (2 s^2) exp(-d^2 / (4 s^2)), whose s is the localization precision (nm).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import curve_fit
+from scipy.signal.windows import tukey
+from scipy.spatial import cKDTree
+
+from .errors import DSIRError
+from .locs import Localizations
+from .render import render, render_extent
+
+#: the FRC threshold of Nieuwenhuizen et al.
+FRC_THRESHOLD = 1.0 / 7.0
+
+
+@dataclass
+class FRCResult:
+    """An FRC curve: ``curve[i]`` (smoothed) at spatial frequency ``frequencies[i]``
+    (1/nm); ``raw`` is the unsmoothed ring correlation. ``resolution_nm`` is
+    1/(first frequency where ``curve`` < ``threshold``), NaN when the curve
+    does not cross it (see ``note``)."""
+
+    resolution_nm: float
+    frequencies: np.ndarray
+    curve: np.ndarray
+    raw: np.ndarray
+    threshold: float
+    pixel_size_nm: float
+    note: str = ""
+
+
+def frc_images(
+    img1: np.ndarray,
+    img2: np.ndarray,
+    pixel_size_nm: float,
+    *,
+    window: float = 0.25,
+    smooth: float = 0.01,
+    threshold: float = FRC_THRESHOLD,
+) -> FRCResult:
+    """The FRC of two images (y, x) of the same area, ``pixel_size_nm`` per pixel.
+
+    Each image is multiplied by a Tukey window (taper fraction ``window``) and
+    padded to a square; the ring correlation is smoothed with a Gaussian of
+    ``smooth`` x (number of rings) rings.
+    """
+    a = np.asarray(img1, dtype=np.float64)
+    b = np.asarray(img2, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise DSIRError(f"FRC needs two 2-D images of the same shape, got {a.shape} and {b.shape}")
+    if min(a.shape) < 8:
+        raise DSIRError(f"FRC needs images of at least 8 x 8 pixels, got {a.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise DSIRError("FRC: the images hold non-finite values")
+    if not pixel_size_nm > 0:
+        raise DSIRError(f"pixel_size_nm must be > 0 nm, got {pixel_size_nm!r}")
+    win = np.outer(tukey(a.shape[0], window), tukey(a.shape[1], window))
+    a = (a - a.mean()) * win  # the mean (DC) carries no resolution and leaks through the window
+    b = (b - b.mean()) * win
+    n = max(a.shape)
+    fa = np.fft.rfft2(a, s=(n, n))
+    fb = np.fft.rfft2(b, s=(n, n))
+    ky = np.fft.fftfreq(n) * n
+    kx = np.arange(fa.shape[1])
+    ring = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
+    # rfft holds half of the plane: count the columns 1 .. n/2-1 twice (their mirror images)
+    weight = np.full(fa.shape[1], 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    weight = np.broadcast_to(weight, fa.shape)
+    nr = n // 2 + 1
+    keep = ring < nr
+    r, w = ring[keep], weight[keep]
+    num = np.bincount(r, weights=w * (fa * np.conj(fb)).real[keep], minlength=nr)
+    paa = np.bincount(r, weights=w * (np.abs(fa) ** 2)[keep], minlength=nr)
+    pbb = np.bincount(r, weights=w * (np.abs(fb) ** 2)[keep], minlength=nr)
+    denom = np.sqrt(paa * pbb)
+    raw = np.divide(num, denom, out=np.zeros(nr), where=denom > 0)
+    freqs = np.arange(nr) / (n * pixel_size_nm)
+    curve = gaussian_filter1d(raw[1:], max(1.0, smooth * nr), mode="nearest")
+    curve = np.concatenate([[1.0], curve])
+    res, note = _crossing(freqs, curve, threshold)
+    return FRCResult(res, freqs, curve, raw, threshold, float(pixel_size_nm), note)
+
+
+def _crossing(freqs, curve, threshold) -> tuple[float, str]:
+    below = np.flatnonzero(curve[1:] < threshold) + 1
+    if len(below) == 0:
+        return math.nan, (
+            f"the FRC stays above {threshold:.3g} up to the Nyquist frequency: the resolution is finer "
+            "than 2 pixels; use a smaller pixel size"
+        )
+    i = int(below[0])
+    if i <= 3:
+        return math.nan, (
+            "the FRC is below the threshold at the lowest frequencies: the two halves do not correlate "
+            "(too few localizations, or nothing but noise)"
+        )
+    c0, c1 = curve[i - 1], curve[i]
+    q = freqs[i - 1] + (freqs[i] - freqs[i - 1]) * (c0 - threshold) / (c0 - c1)
+    return 1.0 / q, ""
+
+
+def split_halves(locs: Localizations, split: str = "odd_even", *, seed: int = 0, block_frames: int = 100):
+    """Two halves of a table for FRC: ``"odd_even"`` frames, ``"random"``
+    localizations, or ``"blocks"`` of ``block_frames`` frames assigned at random
+    (keeps an emitter's repeated localizations in one half)."""
+    if split == "odd_even":
+        first = locs.frame % 2 == 0
+    elif split == "random":
+        first = np.random.default_rng(seed).random(len(locs)) < 0.5
+    elif split == "blocks":
+        if int(block_frames) < 1:
+            raise DSIRError(f"block_frames must be >= 1, got {block_frames}")
+        block = locs.frame // int(block_frames)
+        nb = int(block.max()) + 1 if len(locs) else 0
+        if nb < 2:
+            raise DSIRError(f"split 'blocks': the movie has a single block of {block_frames} frames")
+        coin = np.random.default_rng(seed).permutation(nb) % 2 == 0
+        first = coin[block]
+    else:
+        raise DSIRError(f"split: expected 'odd_even', 'random' or 'blocks', got {split!r}")
+    return locs.select(first), locs.select(~first)
+
+
+def frc(
+    locs: Localizations,
+    pixel_size_nm: float = 5.0,
+    *,
+    split: str = "odd_even",
+    seed: int = 0,
+    block_frames: int = 100,
+    sigma_nm: float | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    min_locs: int = 100,
+    **kwargs,
+) -> FRCResult:
+    """The FRC resolution (nm) of a table, from two halves (see `split_halves`)
+    rendered as histograms (or Gaussians of ``sigma_nm``) of ``pixel_size_nm``
+    on the same grid (``extent`` ``(y0, x0, y1, x1)`` nm, default: the
+    localizations' bounding box). Other keywords go to `frc_images`.
+
+    Raises DSIRError for too few localizations, or when the curve does not
+    cross the threshold (the reason is in the message).
+    """
+    if len(locs) < 2 * min_locs:
+        raise DSIRError(f"FRC needs at least {2 * min_locs} localizations, got {len(locs)}")
+    h1, h2 = split_halves(locs, split, seed=seed, block_frames=block_frames)
+    if min(len(h1), len(h2)) < min_locs:
+        raise DSIRError(f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs})")
+    if extent is None:
+        ok = np.isfinite(locs.x) & np.isfinite(locs.y)
+        if not ok.any():
+            raise DSIRError("FRC: no finite positions")
+        extent = (locs.y[ok].min(), locs.x[ok].min(), locs.y[ok].max() + 1e-6, locs.x[ok].max() + 1e-6)
+    (y0, x0), (ny, nx) = render_extent(locs, pixel_size_nm, extent=extent)
+    if ny * nx > 1 << 26:
+        raise DSIRError(f"FRC: a {ny} x {nx} px image is too large; use a larger pixel size or an extent")
+    mode = "hist" if sigma_nm is None else "gauss"
+    i1 = render(h1, pixel_size_nm, mode=mode, sigma_nm=sigma_nm, extent=extent)
+    i2 = render(h2, pixel_size_nm, mode=mode, sigma_nm=sigma_nm, extent=extent)
+    res = frc_images(i1, i2, pixel_size_nm, **kwargs)
+    if not math.isfinite(res.resolution_nm):
+        raise DSIRError(f"FRC: {res.note}")
+    return res
+
+
+# ----------------------------------------------------------------------------- NeNA
+
+
+@dataclass
+class NeNAResult:
+    """NeNA: ``precision_nm`` (s of the model), the histogram of next-frame
+    nearest-neighbour distances (``bin_centers`` nm, ``histogram`` as a density
+    1/nm) and the fitted model at the bin centres (``fit``); ``params`` holds the
+    fitted weights (``a`` of the NeNA term, ``c`` of the linear term)."""
+
+    precision_nm: float
+    bin_centers: np.ndarray
+    histogram: np.ndarray
+    fit: np.ndarray
+    n_pairs: int
+    params: dict
+
+
+def nena_pdf(d, s, a=1.0, c=0.0):
+    """The NeNA model: a (d / (2 s^2)) exp(-d^2 / (4 s^2)) + c d (d, s in nm)."""
+    d = np.asarray(d, dtype=np.float64)
+    return a * d / (2 * s * s) * np.exp(-d * d / (4 * s * s)) + c * d
+
+
+def nearest_next_frame(locs: Localizations, radius_nm: float = 150.0) -> np.ndarray:
+    """For each localization, the distance (nm) to the nearest localization of
+    the next frame, for those that have one within ``radius_nm``."""
+    if len(locs) == 0:
+        return np.zeros(0)
+    sep = 10.0 * radius_nm  # frames far apart in a third axis: a neighbour is always in the same frame
+    f = (locs.frame - locs.frame.min()).astype(np.float64) * sep
+    tree = cKDTree(np.column_stack([locs.x, locs.y, f]))
+    d, _ = tree.query(np.column_stack([locs.x, locs.y, f + sep]), k=1, distance_upper_bound=radius_nm)
+    return d[np.isfinite(d)]
+
+
+def nena(
+    locs: Localizations,
+    *,
+    radius_nm: float = 150.0,
+    bin_nm: float = 1.0,
+    background: bool = True,
+    min_pairs: int = 100,
+) -> NeNAResult:
+    """NeNA localization precision (nm, per axis) of a table.
+
+    Pairs each localization with its nearest neighbour in the next frame within
+    ``radius_nm``, histograms the distances in ``bin_nm`` bins and fits
+    `nena_pdf` (with its linear term for random neighbours when ``background``)
+    by least squares.
+    """
+    if not (radius_nm > 0 and bin_nm > 0 and bin_nm < radius_nm):
+        raise DSIRError(f"NeNA: need 0 < bin_nm < radius_nm, got {bin_nm}, {radius_nm}")
+    if len(locs) == 0 or len(np.unique(locs.frame)) < 2:
+        raise DSIRError("NeNA needs localizations in at least two frames")
+    ok = np.isfinite(locs.x) & np.isfinite(locs.y)
+    d = nearest_next_frame(locs.select(ok), radius_nm)
+    if len(d) < min_pairs:
+        raise DSIRError(
+            f"NeNA: only {len(d)} localizations have a neighbour in the next frame within {radius_nm:g} nm "
+            f"(need {min_pairs}); is the table long enough, are emitters ON in consecutive frames?"
+        )
+    edges = np.arange(0.0, radius_nm + bin_nm / 2, bin_nm)
+    hist, edges = np.histogram(d, bins=edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    density = hist / (len(d) * bin_nm)
+    s0 = max(float(np.median(d)) / (2.0 * math.sqrt(math.log(2.0))), bin_nm)
+    try:
+        if background:
+            popt, _ = curve_fit(
+                nena_pdf, centres, density, p0=(s0, 0.9, 0.0),
+                bounds=([bin_nm / 4, 0.0, 0.0], [radius_nm, 2.0, np.inf]),
+            )
+        else:
+            popt, _ = curve_fit(
+                lambda x, s, a: nena_pdf(x, s, a), centres, density, p0=(s0, 1.0),
+                bounds=([bin_nm / 4, 0.0], [radius_nm, 2.0]),
+            )
+            popt = (*popt, 0.0)
+    except (RuntimeError, ValueError) as e:
+        raise DSIRError(f"NeNA: the fit of the distance histogram failed ({e})") from None
+    s, a, c = (float(v) for v in popt)
+    if not (s < radius_nm / 3) or a <= 0:
+        raise DSIRError(
+            f"NeNA: no precision peak in the distances (fit s = {s:.3g} nm within a {radius_nm:g} nm "
+            "search radius): too few emitters ON in consecutive frames"
+        )
+    return NeNAResult(s, centres, density, nena_pdf(centres, s, a, c), len(d), {"s": s, "a": a, "c": c})

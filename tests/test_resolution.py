@@ -1,0 +1,91 @@
+import math
+
+import numpy as np
+import pytest
+
+from napari_dsir.errors import DSIRError
+from napari_dsir.locs import Localizations
+from napari_dsir.resolution import FRC_THRESHOLD, frc, frc_images, nearest_next_frame, nena, split_halves
+from napari_dsir.structures import StructureConfig, simulate_structure_locs
+
+CFG = StructureConfig(field_nm=(3000.0, 3000.0), n_structures=6, density=1.0, mean_on_frames=2.0)
+
+
+def test_frc_identical_images_is_one(rng):
+    img = rng.poisson(2.0, (64, 64)).astype(float)
+    r = frc_images(img, img, 10.0)
+    np.testing.assert_allclose(r.raw[1:], 1.0, atol=1e-9)
+    assert math.isnan(r.resolution_nm) and "pixel size" in r.note
+    assert r.threshold == pytest.approx(1 / 7)
+    assert r.frequencies[1] == pytest.approx(1 / 640.0)
+
+
+def test_frc_independent_noise_does_not_correlate(rng):
+    a = rng.poisson(2.0, (64, 64)).astype(float)
+    b = rng.poisson(2.0, (64, 64)).astype(float)
+    r = frc_images(a, b, 10.0)
+    assert math.isnan(r.resolution_nm) and "do not correlate" in r.note
+    with pytest.raises(DSIRError, match="same shape"):
+        frc_images(a, b[:10], 10.0)
+
+
+def test_frc_of_simulated_structure_tracks_precision():
+    res = []
+    for precision in (8.0, 20.0):
+        locs, _, _ = simulate_structure_locs(2000, CFG, precision_nm=precision, seed=3)
+        r = frc(locs, 4.0, split="blocks", block_frames=50)
+        assert r.curve[1] > 0.5 and r.curve.min() < FRC_THRESHOLD
+        res.append(r.resolution_nm)
+    # FRC resolution is a few times the precision (about 2.35 sigma for dense labelling)
+    assert 15 < res[0] < 60 and 35 < res[1] < 120
+    assert res[1] > 1.5 * res[0]
+
+
+def test_frc_halves_and_errors():
+    locs, _, _ = simulate_structure_locs(200, CFG, precision_nm=10.0, seed=4)
+    a, b = split_halves(locs, "odd_even")
+    assert np.all(a.frame % 2 == 0) and np.all(b.frame % 2 == 1) and len(a) + len(b) == len(locs)
+    a, b = split_halves(locs, "blocks", block_frames=20)
+    assert not set(a.frame // 20) & set(b.frame // 20)
+    with pytest.raises(DSIRError, match="split"):
+        split_halves(locs, "halves")
+    with pytest.raises(DSIRError, match="at least"):
+        frc(locs.select(slice(0, 50)), 5.0)
+
+
+def _blinking_pairs(n, precision, rng):
+    """Emitters ON in two consecutive frames, far apart from each other."""
+    cx, cy = rng.uniform(0, 50_000, n), rng.uniform(0, 50_000, n)
+    f = rng.integers(0, 1000, n) * 2
+    noise = rng.normal(0, precision, (4, n))
+    return Localizations(
+        np.concatenate([f, f + 1]), np.concatenate([cx + noise[0], cx + noise[1]]),
+        np.concatenate([cy + noise[2], cy + noise[3]]),
+    )
+
+
+def test_nena_recovers_precision(rng):
+    locs = _blinking_pairs(4000, 12.0, rng)
+    r = nena(locs)
+    assert r.precision_nm == pytest.approx(12.0, rel=0.1)
+    assert r.n_pairs == pytest.approx(4000, rel=0.01)
+    assert len(r.histogram) == len(r.fit) == len(r.bin_centers)
+
+
+def test_nena_on_structure_with_random_neighbours():
+    locs, _, _ = simulate_structure_locs(3000, CFG, precision_nm=10.0, seed=5)
+    assert nena(locs).precision_nm == pytest.approx(10.0, rel=0.1)
+
+
+def test_nearest_next_frame_only_looks_at_next_frame():
+    locs = Localizations([0, 0, 1, 2], [0.0, 100.0, 3.0, 0.0], [0.0, 0.0, 4.0, 0.0])
+    np.testing.assert_allclose(np.sort(nearest_next_frame(locs, 150.0)), [5.0, np.hypot(3, 4), np.hypot(97, 4)])
+
+
+def test_nena_errors(rng):
+    with pytest.raises(DSIRError, match="two frames"):
+        nena(Localizations([0, 0], [0.0, 1.0], [0.0, 1.0]))
+    with pytest.raises(DSIRError, match="neighbour"):
+        nena(_blinking_pairs(20, 10.0, rng))
+    with pytest.raises(DSIRError, match="bin_nm"):
+        nena(_blinking_pairs(20, 10.0, rng), bin_nm=500)
