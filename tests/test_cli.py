@@ -36,9 +36,56 @@ def test_reconstruct_and_localize(small_stack, tiny_checkpoint, tmp_path, capsys
     assert str(out) in capsys.readouterr().out
     locs = tmp_path / "l.csv"
     rc = main(["localize", str(small_stack), "-o", str(locs), "--model", str(tiny_checkpoint), "-q",
-               "--threshold", "0"])
+               "--threshold", "0", "--frames", "1:3"])
     assert rc == 0 and locs.is_file()
-    assert read_localizations(locs).frame.max() <= 3
+    # CSV frames are 1-based: frames 1 and 2 (0-based) are written as 2 and 3
+    assert set(read_localizations(locs).frame) == {1, 2}
+    assert open(locs).read().splitlines()[1].split(",")[1] == "2"
+
+
+def test_pixel_size_warning_once_and_explicit_value_wins(tmp_path, tiny_checkpoint, capsys):
+    import tifffile
+
+    raw = tmp_path / "nopx.tif"
+    tifffile.imwrite(raw, np.full((3, 8, 8), 120, np.uint16), photometric="minisblack")
+    out = tmp_path / "sr.tif"
+    assert main(["reconstruct", str(raw), "-o", str(out), "--model", str(tiny_checkpoint), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no pixel size in the file; assuming 100 nm") == 1
+    assert open_stack(out).pixel_size == pytest.approx(12.5)
+    assert main(["reconstruct", str(raw), "-o", str(out), "--model", str(tiny_checkpoint), "-q",
+                 "--pixel-size", "160", "--overwrite"]) == 0
+    assert "assuming" not in capsys.readouterr().err
+    assert open_stack(out).pixel_size == pytest.approx(20.0)
+
+
+def test_closed_pipe_exits_quietly(small_stack):
+    """`dsir evaluate ... | head -1` must not report a BrokenPipeError."""
+    import os
+
+    gt = small_stack.with_suffix(".csv")
+    r, w = os.pipe()
+    os.close(r)  # the reader has gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "napari_dsir.cli", "evaluate", str(gt), str(gt)],
+                              stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.stderr == "" and proc.returncode == 141
+
+
+@pytest.mark.parametrize("command, option, default", [
+    ("simulate", "--n-frames", "100"), ("simulate", "--seed", "0"), ("train", "--epochs", "100"),
+    ("localize", "--radius", "the model's"), ("localize", "--threshold", "the model's"),
+    ("reconstruct", "--chunk", "256"),
+])
+def test_help_states_defaults(command, option, default, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:"):]  # past the usage line
+    after = text[text.index(option):]
+    assert "default" in after[:250] and default in after[:250]
 
 
 def test_localize_on_a_local_cluster_and_tiled_match_one_process(small_stack, tiny_checkpoint, tmp_path):
@@ -145,4 +192,5 @@ def test_thunderstorm_demo_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(gt), str(locs), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"][0]
-    assert m["jaccard"] > 0.2 and m["recall"] > 0.2
+    # benchmarks/results/accuracy.md: Jaccard 0.777 on frames 11-20 of this set
+    assert m["jaccard"] > 0.74 and m["recall"] > 0.74
