@@ -1,4 +1,5 @@
-"""The ``dsir`` command line: simulate, train, reconstruct, localize, evaluate, demo.
+"""The ``dsir`` command line: simulate, train, reconstruct, localize, evaluate, render,
+resolution, drift, demo (the last three post-processing commands live in `cli_post`).
 
 Progress bars go to stderr, results to stdout. Exit codes: 0 success; 2 usage
 or bad input (one line naming the file and the problem); 1 anything
@@ -318,17 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"napari-dsir {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    _add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **kw: _add_parser(*a, formatter_class=_HelpFormatter, **kw)
     sub.required = True
 
-    p = sub.add_parser("reconstruct", help="super-resolved sum image of a stack")
+    p = sub.add_parser("reconstruct", formatter_class=_HelpFormatter,
+                       help="super-resolved sum image of a stack")
     _add_common(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (sum image)")
     p.add_argument("--frames-output", type=Path, default=None, help="also write the per-frame stack here")
     p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("localize", help="localization table of a stack (ThunderSTORM CSV)")
+    p = sub.add_parser("localize", formatter_class=_HelpFormatter,
+                       help="localization table of a stack (ThunderSTORM CSV)")
     _add_common(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="output CSV")
     p.add_argument("--image", type=Path, default=None, help="also write the sum image here")
@@ -338,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local-maximum radius in super-resolved px (default: the model's, 2 for the shipped one)")
     p.set_defaults(func=cmd_localize)
 
-    p = sub.add_parser("evaluate", help="Jaccard, recall, precision, RMSE, efficiency against ground truth")
+    p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,
+                       help="Jaccard, recall, precision, RMSE, efficiency against ground truth")
     p.add_argument("ground_truth", type=Path)
     p.add_argument("localizations", type=Path)
     p.add_argument("--radius", type=_positive_float, action="append", default=None,
@@ -347,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("simulate", help="simulate frames and ground truth (ThunderSTORM-like)")
+    p = sub.add_parser("simulate", formatter_class=_HelpFormatter,
+                       help="simulate frames and ground truth (ThunderSTORM-like)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF stack")
     p.add_argument("--positions", type=Path, default=None, help="ground-truth CSV (default: OUTPUT.csv)")
     p.add_argument("-n", "--n-frames", type=_positive_int, default=100, help="number of frames")
@@ -356,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(p, size_default=(64, 64))
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("train", help="train a model on simulated data")
+    p = sub.add_parser("train", formatter_class=_HelpFormatter,
+                       help="train a model on simulated data")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="checkpoint path (default: a timestamped file in the user data folder)")
     p.add_argument("--epochs", type=_positive_int, default=100, help="passes over the training set")
@@ -391,7 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="reconstruct and localize the shipped sample with the shipped model")
+    from .cli_post import add_parsers
+
+    add_parsers(sub, _HelpFormatter)
+
+    p = sub.add_parser("demo", formatter_class=_HelpFormatter,
+                       help="reconstruct and localize the shipped sample with the shipped model")
     p.add_argument("-o", "--output-dir", type=Path, default=None, help="default: ./dsir_demo_<time>")
     p.add_argument("--model", default=None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])

@@ -1,0 +1,172 @@
+"""``dsir render``, ``dsir resolution`` and ``dsir drift``: from a localization table
+to a publishable image, its resolution and a drift-corrected table.
+
+Each command reads a table (ThunderSTORM CSV, EPFL, plain ``frame,x,y`` or
+Picasso HDF5), calls the Qt-free core (`render`, `resolution`, `drift`) and
+writes its outputs atomically; plots are PNGs with labelled axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import DSIRError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _read(args):
+    from .io import read_localizations
+
+    locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size)
+    if len(locs) == 0:
+        raise DSIRError(f"{args.localizations}: the table has no localizations")
+    return locs
+
+
+def _refuse_existing(paths, overwrite: bool) -> None:
+    for p in paths:
+        if p is not None and Path(p).exists() and not overwrite:
+            raise DSIRError(f"{p}: already exists (use --overwrite to replace it)")
+
+
+def cmd_render(args) -> int:
+    from .io import write_tiff
+    from .render import render
+
+    _refuse_existing([args.output], args.overwrite)
+    locs = _read(args)
+    if args.mode == "gauss" and args.sigma is None and locs.uncertainty is None:
+        raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
+    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame)
+    if args.color_by_frame:
+        _write_rgb_tiff(args.output, img, args.pixel_size, args.overwrite)
+    else:
+        write_tiff(args.output, img, args.pixel_size, overwrite=args.overwrite)
+    print(f"{args.output}\t{img.shape[1]}x{img.shape[0]} px of {args.pixel_size:g} nm, "
+          f"{len(locs)} localizations ({args.mode})")
+    return 0
+
+
+def _write_rgb_tiff(path, rgb, pixel_size: float, overwrite: bool) -> None:
+    """An RGB (Y, X, 3) image in [0, 1] as an 8-bit TIFF carrying its pixel size."""
+    import numpy as np
+    import tifffile
+
+    from .io import atomic_output
+
+    data = np.clip(np.rint(np.asarray(rgb) * 255), 0, 255).astype(np.uint8)
+    px_um = pixel_size / 1000.0
+    with atomic_output(path, overwrite) as tmp:
+        tifffile.imwrite(tmp, data, photometric="rgb", resolution=(1.0 / px_um, 1.0 / px_um), imagej=True,
+                         metadata={"unit": "um", "axes": "YXS"})
+
+
+def cmd_resolution(args) -> int:
+    from .resolution import frc, nena
+
+    _refuse_existing([args.plot], args.overwrite)
+    locs = _read(args)
+    lines, failures = [], 0
+    try:
+        f = frc(locs, args.pixel_size, split=args.split, seed=args.seed)
+        lines.append(f"FRC resolution\t{f.resolution_nm:.1f} nm\t({args.split} halves, 1/7 threshold, "
+                     f"{args.pixel_size:g} nm pixels)")
+        if args.plot is not None:
+            from .figures import plot_curves
+
+            plot_curves(args.plot, f.frequencies, {"FRC (smoothed)": f.curve, "FRC": f.raw},
+                        xlabel="spatial frequency (1/nm)", ylabel="Fourier ring correlation",
+                        title=f"FRC resolution {f.resolution_nm:.1f} nm", hlines={"1/7": f.threshold})
+            lines.append(f"FRC curve\t{args.plot}")
+    except DSIRError as e:
+        failures += 1
+        lines.append(f"FRC resolution\tn/a\t({e})")
+    try:
+        n = nena(locs)
+        lines.append(f"NeNA precision\t{n.precision_nm:.1f} nm\t({n.n_pairs} next-frame pairs)")
+    except DSIRError as e:
+        failures += 1
+        lines.append(f"NeNA precision\tn/a\t({e})")
+    print("\n".join(lines))
+    if failures == 2:
+        raise DSIRError(f"{args.localizations}: neither FRC nor NeNA could be computed (see above)")
+    return 0
+
+
+def cmd_drift(args) -> int:
+    from .drift import estimate_drift, write_drift_table
+    from .io import write_localizations
+
+    _refuse_existing([args.output, args.drift_table, args.plot], args.overwrite)
+    locs = _read(args)
+    drift = estimate_drift(locs, segments=args.segments, segment_frames=args.segment_frames,
+                           pixel_size_nm=args.bin_size)
+    corrected = drift.apply(locs)
+    write_localizations(args.output, corrected, overwrite=args.overwrite,
+                        pixel_size=args.camera_pixel_size)
+    if args.drift_table is not None:
+        write_drift_table(args.drift_table, drift, overwrite=args.overwrite)
+    if args.plot is not None:
+        from .figures import plot_curves
+
+        plot_curves(args.plot, drift.frames + 1, {"x": drift.x, "y": drift.y}, xlabel="frame",
+                    ylabel="drift (nm)", title="Estimated drift (subtracted from the positions)")
+    span = max(float(drift.x.max() - drift.x.min()), float(drift.y.max() - drift.y.min()))
+    print(f"{args.output}\t{len(corrected)} localizations corrected; drift spans {span:.1f} nm over "
+          f"{len(drift.frames)} frames")
+    return 0
+
+
+def add_parsers(sub, formatter_class) -> None:
+    """Add ``render``, ``resolution`` and ``drift`` to the ``dsir`` subcommands."""
+
+    def table_args(p):
+        p.add_argument("localizations", type=Path, help="localization table (.csv, or Picasso .hdf5)")
+        p.add_argument("--camera-pixel-size", type=_positive_float, default=None,
+                       help="camera pixel size in nm, for tables in pixels")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    p = sub.add_parser("render", formatter_class=formatter_class,
+                       help="render localizations into an image (histogram or Gaussians)")
+    table_args(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (pixel size in its metadata)")
+    p.add_argument("--pixel-size", type=_positive_float, default=10.0, help="rendered pixel size, nm")
+    p.add_argument("--mode", choices=["hist", "gauss"], default="hist",
+                   help="hist: counts per pixel; gauss: a Gaussian per localization")
+    p.add_argument("--sigma", type=_positive_float, default=None,
+                   help="Gaussian sigma in nm (default: each localization's uncertainty)")
+    p.add_argument("--color-by-frame", action="store_true", help="RGB image, hue = frame (time)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("resolution", formatter_class=formatter_class,
+                       help="FRC resolution and NeNA precision of a localization table")
+    table_args(p)
+    p.add_argument("--pixel-size", type=_positive_float, default=5.0, help="FRC image pixel size, nm")
+    p.add_argument("--split", choices=["odd_even", "random"], default="odd_even",
+                   help="how the table is halved: blocks of odd/even frames, or at random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    p.add_argument("--plot", type=Path, default=None, help="write the FRC curve as a PNG")
+    p.set_defaults(func=cmd_resolution)
+
+    p = sub.add_parser("drift", formatter_class=formatter_class,
+                       help="estimate drift (redundant cross-correlation) and correct a table")
+    table_args(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="corrected table (.csv or .hdf5)")
+    p.add_argument("--segments", type=int, default=10, help="number of time segments")
+    p.add_argument("--segment-frames", type=int, default=None,
+                   help="frames per segment (instead of --segments)")
+    p.add_argument("--bin-size", type=_positive_float, default=20.0, help="pixel size of the segment images, nm")
+    p.add_argument("--drift-table", type=Path, default=None,
+                   help="write the drift per frame (CSV: frame 1-based, x [nm], y [nm])")
+    p.add_argument("--plot", type=Path, default=None, help="write the drift plot (PNG)")
+    p.set_defaults(func=cmd_drift)

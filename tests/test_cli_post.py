@@ -1,0 +1,84 @@
+"""dsir render / resolution / drift on simulated structured tables."""
+
+import numpy as np
+import pytest
+
+from napari_dsir.cli import main
+from napari_dsir.drift import read_drift_table
+from napari_dsir.io import open_stack, read_localizations, write_localizations
+from napari_dsir.structures import StructureConfig, simulate_structure_locs
+
+
+@pytest.fixture(scope="module")
+def drifting(tmp_path_factory):
+    """2,000 frames of filaments, 1 /um^2, 200 nm linear drift in x."""
+    cfg = StructureConfig(field_nm=(3200.0, 3200.0), n_structures=6, density=1.0,
+                          drift_velocity_nm=(0.1, 0.0))
+    noisy, _, truth = simulate_structure_locs(2000, cfg, precision_nm=10.0, seed=3)
+    path = tmp_path_factory.mktemp("post") / "locs.csv"
+    write_localizations(path, noisy)
+    return path, truth
+
+
+def test_render_hist_and_gauss_write_calibrated_tiffs(drifting, tmp_path, capsys):
+    path, _ = drifting
+    locs = read_localizations(path)
+    out = tmp_path / "hist.tif"
+    assert main(["render", str(path), "-o", str(out), "--pixel-size", "20"]) == 0
+    img = open_stack(out)
+    assert img.pixel_size == pytest.approx(20.0)
+    inside = int(np.sum((locs.x >= 0) & (locs.y >= 0)))  # the image starts at 0 nm
+    assert inside > 0.98 * len(locs)
+    assert img.read()[0].sum() == pytest.approx(inside, abs=1)  # each one counted once
+    out = tmp_path / "gauss.tif"
+    assert main(["render", str(path), "-o", str(out), "--pixel-size", "20", "--mode", "gauss"]) == 0
+    assert open_stack(out).read()[0].sum() == pytest.approx(inside, rel=0.01)
+    rgb = tmp_path / "time.tif"
+    assert main(["render", str(path), "-o", str(rgb), "--color-by-frame"]) == 0
+    import tifffile
+
+    assert tifffile.imread(rgb).shape[-1] == 3
+    assert "localizations (gauss)" in capsys.readouterr().out
+
+
+def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):
+    p = tmp_path / "plain.csv"
+    p.write_text("frame,x,y\n1,100,100\n2,150,120\n")
+    assert main(["render", str(p), "-o", str(tmp_path / "o.tif"), "--mode", "gauss"]) == 2
+    assert "give --sigma" in capsys.readouterr().err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_drift_recovers_a_linear_drift(drifting, tmp_path, capsys):
+    path, truth = drifting
+    out, table, plot = tmp_path / "corrected.csv", tmp_path / "drift.csv", tmp_path / "drift.png"
+    assert main(["drift", str(path), "-o", str(out), "--segments", "8", "--drift-table", str(table),
+                 "--plot", str(plot)]) == 0
+    d = read_drift_table(table)
+    est = d.x - d.x[0]
+    true = truth.drift.x[d.frames] - truth.drift.x[0]
+    assert np.sqrt(np.mean((est - true) ** 2)) < 15.0  # nm, of a 200 nm drift
+    assert open(table).readline().strip().replace('"', "") == "frame,x [nm],y [nm]"
+    corrected = read_localizations(out)
+    assert len(corrected) == len(read_localizations(path))
+    assert plot.stat().st_size > 1000
+
+
+def test_drift_on_a_too_short_table_is_refused(tmp_path, capsys):
+    p = tmp_path / "short.csv"
+    p.write_text("frame,x,y\n1,100,100\n2,150,120\n3,160,130\n")
+    assert main(["drift", str(p), "-o", str(tmp_path / "c.csv")]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_resolution_prints_frc_and_nena(drifting, tmp_path, capsys):
+    path, _ = drifting
+    plot = tmp_path / "frc.png"
+    assert main(["resolution", str(path), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    frc_nm = float(out.split("FRC resolution\t")[1].split()[0])
+    nena_nm = float(out.split("NeNA precision\t")[1].split()[0])
+    assert 10 < frc_nm < 200
+    assert nena_nm == pytest.approx(10.0, rel=0.25)  # the simulated precision
+    assert plot.stat().st_size > 1000
