@@ -1,0 +1,280 @@
+"""Camera model: ADU -> photoelectrons -> photons (CONVENTIONS.md, "Camera model").
+
+The names are those Picasso and ThunderSTORM users know:
+
+===========  ============  =========================================================
+field        unit          meaning
+===========  ============  =========================================================
+baseline     ADU           counts the camera adds with no light ("offset",
+                           "base level")
+sensitivity  e-/ADU        photoelectrons per A/D count (ThunderSTORM), "conversion"
+em_gain      x             electron-multiplication gain (1 for sCMOS / CCD)
+qe           (0, 1]        quantum efficiency (1 when unknown: photons =
+                           photoelectrons)
+read_noise   e- rms        read noise at the sensor output (0 when unknown); an
+                           EMCCD's is divided by ``em_gain`` when referred to the
+                           input
+===========  ============  =========================================================
+
+    photoelectrons = (ADU - baseline) * sensitivity / em_gain
+    photons        = photoelectrons / qe
+
+An EMCCD (``em_gain > 1``) doubles the variance of the amplified signal
+(excess noise factor 2, `Camera.excess_noise`); fits and their Cramer-Rao
+bounds account for it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .errors import DSIRError
+
+#: accepted key spellings (after lower-casing; spaces, dashes and dots become
+#: underscores, a trailing unit in brackets is dropped) -> field name
+ALIASES: dict[str, str] = {
+    "baseline": "baseline",
+    "offset": "baseline",
+    "base_level": "baseline",
+    "baselevel": "baseline",
+    "camera_offset": "baseline",
+    "sensitivity": "sensitivity",
+    "photoelectrons_per_a/d_count": "sensitivity",
+    "photoelectrons_per_ad_count": "sensitivity",
+    "photoelectrons_per_adu": "sensitivity",
+    "conversion": "sensitivity",
+    "conversion_factor": "sensitivity",
+    "e_per_adu": "sensitivity",
+    "electrons_per_adu": "sensitivity",
+    "em_gain": "em_gain",
+    "emgain": "em_gain",
+    "gain": "em_gain",
+    "amplification_gain": "em_gain",
+    "amplificationgain": "em_gain",
+    "qe": "qe",
+    "quantum_efficiency": "qe",
+    "read_noise": "read_noise",
+    "readout_noise": "read_noise",
+    "readnoise": "read_noise",
+}
+
+
+def _norm_key(key) -> str:
+    k = str(key).strip().lower()
+    k = re.sub(r"\s*[\[(][^\])]*[\])]\s*$", "", k)  # "offset [ADU]" -> "offset"
+    return re.sub(r"[\s\-.]+", "_", k)
+
+
+@dataclass
+class Camera:
+    """Camera settings: ``baseline`` (ADU), ``sensitivity`` (photoelectrons per
+    ADU), ``em_gain`` (1 for sCMOS/CCD), ``qe`` (in (0, 1]), ``read_noise``
+    (e- rms, 0 when unknown). Defaults: baseline 100 ADU, 1 e-/ADU."""
+
+    baseline: float = 100.0
+    sensitivity: float = 1.0
+    em_gain: float = 1.0
+    qe: float = 1.0
+    read_noise: float = 0.0
+
+    def validate(self) -> Camera:
+        """Check the settings; raise `DSIRError` naming the bad one. Returns self."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool):
+                raise DSIRError(f"camera {f.name}: expected a number, got {v!r}")
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise DSIRError(f"camera {f.name}: expected a number, got {v!r}") from None
+            if not math.isfinite(v):
+                raise DSIRError(f"camera {f.name} must be a finite number, got {v}")
+            setattr(self, f.name, v)
+        if self.sensitivity <= 0:
+            raise DSIRError(f"camera sensitivity must be > 0 photoelectrons per ADU, got {self.sensitivity}")
+        if self.em_gain <= 0:
+            raise DSIRError(f"camera EM gain must be > 0 (1 for sCMOS/CCD), got {self.em_gain}")
+        if not 0 < self.qe <= 1:
+            raise DSIRError(f"camera quantum efficiency must be in (0, 1], got {self.qe}")
+        if self.read_noise < 0:
+            raise DSIRError(f"camera read noise must be >= 0 e- rms, got {self.read_noise}")
+        if self.baseline < 0:
+            raise DSIRError(f"camera baseline must be >= 0 ADU, got {self.baseline}")
+        return self
+
+    # ---- derived quantities -------------------------------------------------
+    @property
+    def excess_noise(self) -> float:
+        """Variance factor of the amplified signal: 2 for an EMCCD (em_gain > 1), else 1."""
+        return 2.0 if self.em_gain > 1 else 1.0
+
+    @property
+    def photons_per_adu(self) -> float:
+        """Photons per ADU above the baseline: sensitivity / em_gain / qe."""
+        return self.sensitivity / self.em_gain / self.qe
+
+    @property
+    def read_variance_e(self) -> float:
+        """Read-noise variance referred to the input, in photoelectrons^2:
+        (read_noise / em_gain)^2."""
+        return (self.read_noise / self.em_gain) ** 2
+
+    def to_photons(self, frames_adu):
+        """Frames (frame, y, x) in ADU -> photons, as numpy or torch (same kind
+        as the input; float32 unless the input is float64)."""
+        scale = self.photons_per_adu
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            torch = None
+        if torch is not None and isinstance(frames_adu, torch.Tensor):
+            t = frames_adu if frames_adu.dtype in (torch.float32, torch.float64) else frames_adu.float()
+            return (t - self.baseline) * scale
+        a = np.asarray(frames_adu)
+        if a.dtype.kind not in "uif":
+            raise DSIRError(f"frames must be numbers, got an array of {a.dtype}")
+        a = a.astype(np.float64 if a.dtype == np.float64 else np.float32, copy=False)
+        return (a - a.dtype.type(self.baseline)) * a.dtype.type(scale)
+
+    def check_data(self, frames_adu) -> None:
+        """Refuse a baseline above the data: when more than 99 % of the pixels
+        (sampled, up to ~1e6) are below it, the baseline is almost surely wrong."""
+        try:
+            import torch
+
+            if isinstance(frames_adu, torch.Tensor):
+                frames_adu = frames_adu.detach().cpu().numpy()
+        except ImportError:  # pragma: no cover
+            pass
+        a = np.asarray(frames_adu).ravel()
+        if a.size == 0:
+            raise DSIRError("no frames to check the camera baseline against")
+        step = max(1, a.size // 1_000_000)
+        a = a[::step].astype(np.float64)
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            raise DSIRError("the frames hold no finite values")
+        p99 = float(np.percentile(a, 99))
+        if self.baseline > p99:
+            raise DSIRError(
+                f"camera baseline {self.baseline:g} ADU is above 99% of the pixel values "
+                f"(99th percentile {p99:g}, max {a.max():g} ADU): the baseline (offset) is "
+                "probably wrong; check the camera settings"
+            )
+
+    # ---- (de)serialisation ---------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain dict of the five fields (YAML/JSON friendly)."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Camera:
+        """From a dict with the field names or their aliases (`ALIASES`,
+        case-insensitive); missing keys keep their defaults, unknown keys are
+        refused (`DSIRError` naming them)."""
+        if not isinstance(d, dict):
+            raise DSIRError(f"camera settings must be a mapping of names to numbers, got {type(d).__name__}")
+        out: dict[str, object] = {}
+        unknown = []
+        for k, v in d.items():
+            name = ALIASES.get(_norm_key(k))
+            if name is None:
+                unknown.append(str(k))
+                continue
+            if name in out:
+                raise DSIRError(f"camera setting {name!r} is given twice (as {k!r} and another alias)")
+            out[name] = v
+        if unknown:
+            raise DSIRError(
+                f"unknown camera setting(s): {', '.join(repr(u) for u in unknown)}; expected "
+                "baseline (offset), sensitivity (e- per ADU), em_gain (gain), qe, read_noise"
+            )
+        return cls(**out).validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> Camera:
+        """Read a small YAML camera file, e.g.::
+
+            baseline: 100      # ADU
+            sensitivity: 0.46  # e- per ADU
+            em_gain: 1
+            qe: 0.72
+        """
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = yaml.safe_load(fh)
+        except OSError as e:
+            raise DSIRError(f"cannot read camera file {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise DSIRError(f"camera file {path} is not valid YAML: {e}") from None
+        if d is None:
+            raise DSIRError(f"camera file {path} is empty")
+        try:
+            return cls.from_dict(d)
+        except DSIRError as e:
+            raise DSIRError(f"camera file {path}: {e}") from None
+
+    def to_yaml(self, path: str | os.PathLike) -> None:
+        """Write the settings as a YAML camera file (`from_yaml` reads it back)."""
+        import yaml
+
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+    @classmethod
+    def from_metadata(cls, meta: dict | None) -> Camera | None:
+        """Camera settings stated in file metadata (a flat dict, e.g. ImageJ
+        info or OME Detector attributes such as ``Offset``/``AmplificationGain``),
+        or None when it states none. Keys other than the camera's are ignored;
+        missing settings keep their defaults."""
+        if not meta or not isinstance(meta, dict):
+            return None
+        out: dict[str, object] = {}
+        for k, v in meta.items():
+            name = ALIASES.get(_norm_key(k))
+            if name is None or name in out:
+                continue
+            try:
+                out[name] = float(v)
+            except (TypeError, ValueError):
+                continue
+        if not out:
+            return None
+        try:
+            return cls(**out).validate()
+        except DSIRError as e:
+            raise DSIRError(f"camera settings in the file metadata: {e}") from None
+
+
+#: example settings (typical values; check your camera's test sheet)
+PRESETS: dict[str, Camera] = {
+    "default (baseline 100 ADU, 1 e-/ADU)": Camera(100.0, 1.0, 1.0, 1.0),
+    "ThunderSTORM defaults (baseline 414 ADU, 3.6 e-/ADU)": Camera(414.0, 3.6, 1.0, 1.0),
+    "sCMOS (Hamamatsu ORCA-Flash4.0: baseline 100 ADU, 0.46 e-/ADU, QE 0.72)": Camera(
+        100.0, 0.46, 1.0, 0.72, read_noise=1.6
+    ),
+    "EMCCD (Andor iXon Ultra 897: baseline 100 ADU, 4.8 e-/ADU, EM gain 100, QE 0.95)": Camera(
+        100.0, 4.8, 100.0, 0.95
+    ),
+}
+
+
+def resolve_camera(explicit: Camera | None, file_meta: dict | None = None) -> tuple[Camera, bool]:
+    """The camera to use and whether it was *assumed*: an explicit camera wins,
+    then settings stated in the file metadata, else the defaults (assumed=True;
+    the caller warns once that photons rest on assumed settings)."""
+    if explicit is not None:
+        if not isinstance(explicit, Camera):
+            raise DSIRError(f"expected a Camera, got {type(explicit).__name__}")
+        return Camera(**asdict(explicit)).validate(), False
+    cam = Camera.from_metadata(file_meta)
+    if cam is not None:
+        return cam, False
+    return Camera().validate(), True

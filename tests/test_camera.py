@@ -1,0 +1,112 @@
+"""Camera model: ADU -> photons, validation, camera files and metadata."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dsir.camera import PRESETS, Camera, resolve_camera
+from napari_dsir.errors import DSIRError
+
+
+def test_to_photons_numbers_numpy_and_torch():
+    cam = Camera(baseline=400, sensitivity=0.5)
+    adu = np.array([[[400, 600], [1400, 402]]], dtype=np.uint16)
+    ph = cam.to_photons(adu)
+    assert ph.dtype == np.float32
+    np.testing.assert_allclose(ph, [[[0, 100], [500, 1]]])
+    t = cam.to_photons(torch.as_tensor(adu.astype(np.int32)))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_allclose(t.numpy(), ph)
+    # EMCCD with QE: (ADU - baseline) * sensitivity / em_gain / qe
+    em = Camera(baseline=100, sensitivity=4.8, em_gain=100, qe=0.8)
+    np.testing.assert_allclose(em.to_photons(np.array([1100.0])), [1000 * 4.8 / 100 / 0.8])
+    assert em.to_photons(np.array([1100.0])).dtype == np.float64
+    assert em.excess_noise == 2.0 and cam.excess_noise == 1.0
+
+
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        ({"sensitivity": 0}, "sensitivity"),
+        ({"sensitivity": -1}, "sensitivity"),
+        ({"em_gain": 0}, "EM gain"),
+        ({"qe": 0}, "quantum efficiency"),
+        ({"qe": 1.2}, "quantum efficiency"),
+        ({"baseline": float("nan")}, "baseline"),
+        ({"sensitivity": float("inf")}, "sensitivity"),
+        ({"read_noise": -1}, "read noise"),
+        ({"baseline": "a lot"}, "baseline"),
+    ],
+)
+def test_validation_errors(kw, word):
+    with pytest.raises(DSIRError, match=word):
+        Camera(**kw).validate()
+
+
+def test_baseline_above_the_data_is_refused():
+    rng = np.random.default_rng(0)
+    frames = (100 + rng.poisson(20, (3, 16, 16))).astype(np.uint16)
+    Camera(baseline=100).check_data(frames)
+    Camera(baseline=100).check_data(torch.as_tensor(frames.astype(np.float32)))
+    with pytest.raises(DSIRError, match="baseline .* probably wrong"):
+        Camera(baseline=1000).check_data(frames)
+
+
+def test_aliases_and_unknown_keys():
+    cam = Camera.from_dict(
+        {"Offset": 400, "photoelectrons per A/D count": 0.5, "Gain": 100, "Quantum Efficiency": 0.9}
+    )
+    assert cam == Camera(400, 0.5, 100, 0.9, 0)
+    assert Camera.from_dict({"base level [ADU]": 7, "e_per_adu": 2, "QE": 1}) == Camera(7, 2)
+    with pytest.raises(DSIRError, match="'pixel_size'"):
+        Camera.from_dict({"baseline": 100, "pixel_size": 100})
+    with pytest.raises(DSIRError, match="twice"):
+        Camera.from_dict({"baseline": 100, "offset": 100})
+    with pytest.raises(DSIRError, match="sensitivity"):
+        Camera.from_dict({"conversion": 0})
+
+
+def test_yaml_round_trip_and_bad_files(tmp_path):
+    cam = Camera(baseline=414, sensitivity=3.6, em_gain=1, qe=0.9, read_noise=1.5)
+    p = tmp_path / "camera.yaml"
+    cam.to_yaml(p)
+    assert Camera.from_yaml(p) == cam
+    assert Camera.from_dict(cam.to_dict()) == cam
+    q = tmp_path / "alias.yml"
+    q.write_text("Offset: 100\nconversion: 0.46\nEM gain: 1\nquantum_efficiency: 0.72\n")
+    assert Camera.from_yaml(q) == Camera(100, 0.46, 1, 0.72)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("baseline: 100\nexposure: 20\n")
+    with pytest.raises(DSIRError, match="exposure"):
+        Camera.from_yaml(bad)
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(DSIRError, match="empty"):
+        Camera.from_yaml(tmp_path / "empty.yaml")
+    (tmp_path / "broken.yaml").write_text("baseline: [100\n")
+    with pytest.raises(DSIRError, match="YAML"):
+        Camera.from_yaml(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 100\n- 2\n")
+    with pytest.raises(DSIRError, match="mapping"):
+        Camera.from_yaml(tmp_path / "list.yaml")
+    with pytest.raises(DSIRError, match="cannot read"):
+        Camera.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_metadata_and_resolve():
+    assert Camera.from_metadata({"ImageJ": "1.54", "unit": "um"}) is None
+    assert Camera.from_metadata(None) is None
+    cam = Camera.from_metadata({"Offset": "100", "AmplificationGain": 300, "Model": "iXon"})
+    assert cam == Camera(100, 1, 300, 1)
+    explicit = Camera(400, 0.5)
+    assert resolve_camera(explicit, {"Offset": 100}) == (explicit, False)
+    assert resolve_camera(None, {"Offset": 200}) == (Camera(200), False)
+    assert resolve_camera(None, None) == (Camera(), True)
+    assert resolve_camera(None, {"unit": "um"}) == (Camera(), True)
+    with pytest.raises(DSIRError):
+        resolve_camera(Camera(sensitivity=0), None)
+
+
+def test_presets_are_valid():
+    for name, cam in PRESETS.items():
+        assert cam.validate() is cam, name
+    assert any(c.em_gain > 1 for c in PRESETS.values())
