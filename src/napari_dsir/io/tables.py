@@ -29,7 +29,7 @@ _FRAME_NAMES = {"frame", "frames", "frame_number", "t", "time_point", "frame_id"
 _PHOTON_NAMES = {"photons", "photon", "intensity_photon", "n_photons", "nphotons", "photon_count"}
 _INT_NAMES = {"intensity", "i", "amplitude", "network_intensity"}
 _BG_NAMES = {"offset", "bg", "background", "bkg", "background_photon", "bg_photons"}
-_SIGMA_NAMES = {"sigma", "sigma_nm", "psf_sigma", "sigma_xy", "s"}
+_SIGMA_NAMES = {"sigma", "sigma_nm", "psf_sigma", "sigma_xy"}
 _UNC_NAMES = {"uncertainty", "uncertainty_xy", "precision", "lateral_precision", "loc_precision",
               "localization_precision", "crlb"}
 _PHOTON_UNITS = {"photon", "photons", "ph"}
@@ -168,7 +168,8 @@ def read_localizations(
     columns (matched case-insensitively, units from the header): photons
     (also ThunderSTORM "intensity [photon]"), intensity (a.u.; the photons
     when the table has no other intensity), background ("offset [photon]",
-    bg), sigma, uncertainty (uncertainty_xy). Raises `DSIRError`.
+    bg; an optional column in another unit, e.g. "offset [ADU]", is left
+    out), sigma, uncertainty (uncertainty_xy). Raises `DSIRError`.
     """
     path = Path(path)
     if path.suffix.lower() in HDF5_SUFFIXES:
