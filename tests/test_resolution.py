@@ -20,6 +20,20 @@ def test_frc_identical_images_is_one(rng):
     assert r.frequencies[1] == pytest.approx(1 / 640.0)
 
 
+@pytest.mark.parametrize("noise_var", [0.01, 0.001])
+def test_frc_matches_the_analytic_crossing(rng, noise_var):
+    """Signal: white noise blurred by a Gaussian of 2 px (power exp(-4 pi^2 s^2 q^2)),
+    plus independent white noise of variance v in each image: FRC = 1/7 where the
+    signal power is v/6, at q = sqrt(ln(6/v)) / (2 pi s) cycles per pixel."""
+    from scipy.ndimage import gaussian_filter
+
+    signal = gaussian_filter(rng.normal(0, 1, (128, 128)), 2.0, mode="wrap")
+    a = signal + rng.normal(0, np.sqrt(noise_var), signal.shape)
+    b = signal + rng.normal(0, np.sqrt(noise_var), signal.shape)
+    expected = 10.0 * 2 * np.pi * 2.0 / np.sqrt(np.log(6 / noise_var))  # nm at 10 nm/px
+    assert frc_images(a, b, 10.0).resolution_nm == pytest.approx(expected, rel=0.03)
+
+
 def test_frc_independent_noise_does_not_correlate(rng):
     a = rng.poisson(2.0, (64, 64)).astype(float)
     b = rng.poisson(2.0, (64, 64)).astype(float)

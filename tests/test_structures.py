@@ -53,6 +53,17 @@ def test_cheap_path_density_noise_and_drift():
     assert 2 < np.median(auto.uncertainty) < 20  # Mortensen precision from the photons
 
 
+def test_given_labels_are_imaged_again():
+    cfg = StructureConfig(field_nm=(3000.0, 3000.0))
+    labels = place_labels(cfg, np.random.default_rng(7))
+    a, _, ta = simulate_structure_locs(100, cfg, precision_nm=5.0, seed=1, labels=labels)
+    b, _, tb = simulate_structure_locs(100, cfg, precision_nm=5.0, seed=2, labels=labels)
+    np.testing.assert_array_equal(ta.label_x, tb.label_x)
+    assert not np.array_equal(a.frame[:50], b.frame[:50]) or not np.array_equal(a.x[:50], b.x[:50])
+    with pytest.raises(DSIRError, match="labels"):
+        simulate_structure_locs(10, cfg, labels=(np.zeros(3), np.zeros(2)))
+
+
 def test_camera_frames():
     cam = SimulationConfig(frame_size=(16, 20), pixel_size=100.0, background=10.0)
     cfg = StructureConfig(density=3.0, photons=2000.0, drift_velocity_nm=(1.0, 0.0))

@@ -208,11 +208,12 @@ def _histogram(u, v, weights, shape) -> np.ndarray:
     return out
 
 
-def _profiles(c: np.ndarray, s: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """First pixel index and the normalised pixel integrals (n, 2r+1) of 1-D Gaussians
-    centred at ``c`` px of standard deviation ``s`` px."""
-    first = np.floor(c).astype(np.int64) - r
-    edges = first[:, None] + np.arange(2 * r + 2)[None, :]
+def _profiles(c: np.ndarray, s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """First pixel index and the normalised pixel integrals (n, k) of 1-D Gaussians
+    centred at ``c`` px of standard deviation ``s`` px, from ``c - TRUNCATE s``
+    (k >= 2 TRUNCATE s + 1 pixels reach ``c + TRUNCATE s``)."""
+    first = np.floor(c - TRUNCATE * s).astype(np.int64)
+    edges = first[:, None] + np.arange(k + 1)[None, :]
     cdf = erf((edges - c[:, None]) / (np.sqrt(2.0) * s[:, None]))
     g = 0.5 * np.diff(cdf, axis=1)
     g /= g.sum(axis=1, keepdims=True)
@@ -223,42 +224,42 @@ def _gaussians(u, v, s, weights, shape) -> np.ndarray:
     """Per channel, the sum of pixel-integrated Gaussians (``s`` px) weighted by ``weights``.
 
     Only localizations inside the image are drawn. They are grouped by patch
-    radius ceil(3 s). A group is splatted exactly (vectorised patches, sorted
-    into bands of rows, np.bincount per band) unless that costs more than
-    histogramming it per sigma bin (10 %) and blurring each histogram, which is
-    then done instead (`_blur_bins`).
+    width ceil(2 TRUNCATE s) + 1. A group is splatted exactly (vectorised
+    patches, sorted into bands of rows, np.bincount per band) unless that
+    costs more than histogramming it per sigma bin (10 %) and blurring each
+    histogram, which is then done instead (`_blur_bins`).
     """
     ny, nx = shape
     inside = (u >= 0) & (u < nx) & (v >= 0) & (v < ny)
     u, v, s, weights = u[inside], v[inside], s[inside], weights[:, inside]
-    radius = np.ceil(TRUNCATE * s).astype(np.int64)
-    groups = np.unique(radius)
-    cheap = [int(r) for r in groups if np.count_nonzero(radius == r) * (2 * r + 1) <= 3 * ny * nx]
+    width = np.ceil(2 * TRUNCATE * s).astype(np.int64) + 1
+    groups = np.unique(width)
+    cheap = [int(k) for k in groups if np.count_nonzero(width == k) * k <= 3 * ny * nx]
     pad = max(cheap, default=0)
     out = np.zeros((len(weights), ny + 2 * pad, nx + 2 * pad), dtype=np.float64)
     unit = len(weights) == 1 and bool(np.all(weights == 1))
-    for r in cheap:
-        sel = np.flatnonzero(radius == r)
+    for k in cheap:
+        sel = np.flatnonzero(width == k)
         sel = sel[np.argsort(v[sel], kind="stable")]
-        step = max(1, _SPLAT_ENTRIES // (2 * r + 1) ** 2)
+        step = max(1, _SPLAT_ENTRIES // (k * k))
         for start in range(0, len(sel), step):
             idx = sel[start:start + step]
-            _splat(out, u[idx] + pad, v[idx] + pad, s[idx], None if unit else weights[:, idx], r)
+            _splat(out, u[idx] + pad, v[idx] + pad, s[idx], None if unit else weights[:, idx], k)
     out = out[:, pad:pad + ny, pad:pad + nx]
-    rest = np.isin(radius, cheap, invert=True)
+    rest = np.isin(width, cheap, invert=True)
     if rest.any():
         out = np.ascontiguousarray(out)
         _blur_bins(out, u[rest], v[rest], s[rest], weights[:, rest])
     return out
 
 
-def _splat(out, u, v, s, weights, r) -> None:
-    """Add the patches of localizations at ``u``, ``v`` (px of the padded image
-    ``out``, every patch inside it) to ``out``, within the band of rows they cover."""
+def _splat(out, u, v, s, weights, k) -> None:
+    """Add the k x k patches of localizations at ``u``, ``v`` (px of the padded
+    image ``out``, every patch inside it) to ``out``, within the band of rows
+    they cover."""
     width = out.shape[2]
-    k = 2 * r + 1
-    fx, gx = _profiles(u, s, r)
-    fy, gy = _profiles(v, s, r)
+    fx, gx = _profiles(u, s, k)
+    fy, gy = _profiles(v, s, k)
     row0 = int(fy.min())
     rows = int(fy.max()) - row0 + k
     steps = np.arange(k)

@@ -184,13 +184,21 @@ def blink(n_labels: int, n_frames: int, duty: float, mean_on_frames: float, rng)
     return key % n_labels, key // n_labels
 
 
-def _events(cfg: StructureConfig, n_frames: int, seed) -> tuple[Localizations, StructureTruth]:
+def _events(cfg: StructureConfig, n_frames: int, seed, labels=None) -> tuple[Localizations, StructureTruth]:
     """ON emitters (true positions + drift, photons) and the truth."""
     cfg = cfg.validate()
     if int(n_frames) < 1:
         raise DSIRError(f"n_frames must be >= 1, got {n_frames}")
     rng = np.random.default_rng(seed)
-    lx, ly = place_labels(cfg, rng)
+    if labels is None:
+        lx, ly = place_labels(cfg, rng)
+    else:
+        try:
+            lx, ly = (np.asarray(v, dtype=np.float64).ravel() for v in labels)
+        except (TypeError, ValueError):
+            raise DSIRError("labels: expected (x, y) arrays of fluorophore positions in nm") from None
+        if len(lx) != len(ly):
+            raise DSIRError(f"labels: {len(lx)} x but {len(ly)} y positions")
     if len(lx) == 0:
         raise DSIRError("no fluorophores were placed: more structures or labels_per_nm, please")
     h, w = cfg.field_nm
@@ -224,16 +232,19 @@ def simulate_structure_locs(
     pixel_size_nm: float = 100.0,
     background: float = 20.0,
     seed: int | None = 0,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Localizations, Localizations, StructureTruth]:
     """Localizations of a structured, blinking, drifting movie without camera frames.
 
     Each ON emitter is localized with Gaussian noise of ``precision_nm`` (per
     axis), or, when None, of its Mortensen precision from its photons, the PSF
     ``psf_sigma_nm``, camera ``pixel_size_nm`` and ``background`` photons/px.
+    ``labels`` (x, y) nm replaces the structures of ``config`` by given
+    fluorophores (e.g. two independent acquisitions of one sample).
     Returns (noisy localizations with ``photons`` and ``uncertainty``, the true
     ON positions (drift included), the truth: labels and true `Drift`).
     """
-    on, truth = _events(config or StructureConfig(), n_frames, seed)
+    on, truth = _events(config or StructureConfig(), n_frames, seed, labels)
     rng = np.random.default_rng(None if seed is None else seed + 1)
     if precision_nm is None:
         sd = localization_precision(on.photons, psf_sigma_nm, pixel_size_nm, background)
