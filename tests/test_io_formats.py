@@ -275,3 +275,18 @@ def test_bad_picasso_files(tmp_path, case):
     with pytest.raises(DSIRError, match=match) as e:
         read_localizations(p, pixel_size=100)
     assert str(p) in str(e.value)
+
+
+def test_intensity_equal_to_photons_is_written_once(tmp_path):
+    base = _full(8)
+    gt = Localizations(base.frame, base.x, base.y, intensity=base.photons, photons=base.photons)
+    p = write_localizations(tmp_path / "gt.csv", gt, intensity_unit="photon")
+    assert p.read_text().splitlines()[0] == '"id","frame","x [nm]","y [nm]","intensity [photon]"'
+    _assert_close(read_localizations(p), gt)
+    for locs in (gt, Localizations(base.frame, base.x, base.y, intensity=base.intensity)):
+        h5 = write_localizations(tmp_path / "l.hdf5", locs, pixel_size=100.0, frame_shape=(64, 64), overwrite=True)
+        with h5py.File(h5, "r") as f:
+            assert "intensity" not in f["locs"].dtype.names  # the photons field holds it
+        back, _ = read_picasso(h5)
+        _assert_close(back, locs)
+        assert set(back.columns()) == set(locs.columns())

@@ -16,7 +16,8 @@ bg          float32  background (photons/px), else 0
 lpx, lpy    float32  uncertainty / pixel size (px); where there is none, the
                      photon-limited bound sx / sqrt(photons) when both are
                      positive, else 0
-intensity   float32  intensity (a.u.), only when the table has it
+intensity   float32  intensity (a.u.), only when the table has one that the
+                     photons field does not already hold
 ==========  =======  =========================================================
 
 NaN becomes 0 in photons, sx, sy, bg and lpx/lpy: Picasso drops every row
@@ -78,12 +79,22 @@ def _nan_to(v: np.ndarray, fill: float = 0.0) -> np.ndarray:
     return np.where(np.isfinite(v), v, fill)
 
 
+def _intensity_field_needed(locs: Localizations) -> bool:
+    """Whether the intensity needs a field of its own (the photons field
+    holds it when there are no photons, or when it equals them)."""
+    if locs.intensity is None:
+        return False
+    if locs.photons is None:
+        return not np.isfinite(locs.intensity).all()
+    return not np.array_equal(locs.intensity, locs.photons, equal_nan=True)
+
+
 def locs_to_records(locs: Localizations, pixel_size: float) -> np.ndarray:
     """The ``/locs`` records (camera px, pixel centres at integers) of a table (nm)."""
     p = float(pixel_size)
     n = len(locs)
     dtype = LOCS_DTYPE
-    if locs.intensity is not None:
+    if _intensity_field_needed(locs):
         dtype = np.dtype(LOCS_DTYPE.descr + [("intensity", "<f4")])
     rec = np.zeros(n, dtype=dtype)
     rec["frame"] = locs.frame
@@ -101,7 +112,7 @@ def locs_to_records(locs: Localizations, pixel_size: float) -> np.ndarray:
         bound = np.where((s > 0) & (ph > 0), s / np.sqrt(ph), 0.0)
         lp = bound if locs.uncertainty is None else np.where(np.isfinite(locs.uncertainty), locs.uncertainty / p, bound)
     rec["lpx"] = rec["lpy"] = _nan_to(lp)
-    if locs.intensity is not None:
+    if "intensity" in dtype.names:
         rec["intensity"] = locs.intensity
     return rec
 
@@ -231,6 +242,8 @@ def read_picasso(
         cols["photons"] = field("photons")
     if "intensity" in names:
         cols["intensity"] = field("intensity")
+    elif isinstance(present, list) and "intensity" in present and "photons" in names:
+        cols["intensity"] = field("photons")  # written in the photons field
     if "bg" in names:
         cols["background"] = field("bg")
     if "sx" in names and "sy" in names:

@@ -304,7 +304,8 @@ def _csv_columns(locs: Localizations, intensity_unit: str) -> list[tuple[str, np
             cols.append(('"bkgstd [photon]"', np.sqrt(np.maximum(locs.background, 0.0)), "%.6g"))
     if locs.uncertainty is not None:
         cols.append(('"uncertainty [nm]"', locs.uncertainty, "%.3f"))
-    if locs.photons is not None and locs.intensity is not None:
+    if (locs.photons is not None and locs.intensity is not None
+            and not np.array_equal(locs.intensity, locs.photons, equal_nan=True)):
         cols.append((f'"network intensity [{intensity_unit}]"', locs.intensity, "%.6g"))
     return cols
 
@@ -338,7 +339,8 @@ def write_localizations(
     (background) with "bkgstd [photon]" (its Poisson noise, sqrt), and
     "uncertainty [nm]". Without photons the network's intensity is written
     as "intensity [<intensity_unit>]" ("photon" for ground truth, "a.u." for
-    network output); with photons as "network intensity [...]". Written in
+    network output); with photons as "network intensity [...]" (unless it
+    equals them: reading gives the photons as intensity too). Written in
     pieces (a table of millions of rows needs little extra memory).
 
     ``.hdf5``/``.h5``: Picasso localizations + YAML (`picasso.write_picasso`),
