@@ -38,6 +38,17 @@ def test_segment_frames_and_linear_interpolation():
     assert _rms(d, truth.drift) < 10.0
 
 
+def test_frames_before_the_first_localization_keep_the_first_drift():
+    locs, _, truth = simulate_structure_locs(1000, CFG, precision_nm=10.0, seed=2)
+    late = locs.select(locs.frame >= 300)
+    d = estimate_drift(late, segments=5, n_frames=1200)
+    assert len(d.frames) == 1200
+    assert np.all(d.x[:300] == 0) and np.all(d.y[:300] == 0)  # constant before the first localization
+    assert np.all(d.x[1000:] == d.x[999])
+    ex = d.x[300:1000] - (truth.drift.x[300:1000] - truth.drift.x[300])
+    assert np.sqrt(np.mean(ex**2)) < 10
+
+
 def test_too_short_or_sparse_movies_are_refused():
     locs, _, _ = simulate_structure_locs(5, CFG, precision_nm=10.0, seed=3)
     with pytest.raises(DSIRError, match="fewer than 10 segments"):

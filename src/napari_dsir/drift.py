@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import fft
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter
 
@@ -112,7 +113,8 @@ def estimate_drift(
     segments. residual_nm: pairs whose residual exceeds it are discarded and
     the system solved again (default: one pixel). interpolation: ``"cubic"``
     or ``"linear"`` through the segments' mean frames, extrapolated linearly
-    over the half segments at the ends. n_frames: frames of the movie (default:
+    over the half segments at the ends, constant before the first and after
+    the last frame with localizations. n_frames: frames of the movie (default:
     the last frame of the table + 1). min_peak_z: a pair's correlation peak
     counts when it stands this many standard deviations above the mean of the
     search window.
@@ -162,10 +164,10 @@ def estimate_drift(
     spectra = []
     for k in range(nseg):
         m = seg == k
-        img = np.bincount(iy[m] * shape[1] + ix[m], minlength=shape[0] * shape[1]).reshape(shape).astype(np.float64)
+        img = np.bincount(iy[m] * shape[1] + ix[m], minlength=shape[0] * shape[1]).reshape(shape).astype(np.float32)
         if blur_px > 0:
             img = gaussian_filter(img, blur_px, mode="constant")
-        spectra.append(np.fft.rfft2(img))
+        spectra.append(fft.rfft2(img))  # single precision: half the memory of 20 spectra
     search = min(int(math.ceil(max_drift_nm / p)), min(shape) // 2 - 2)
 
     rows, shifts = [], []
@@ -194,8 +196,9 @@ def estimate_drift(
             f"{threshold:g} nm): the movie is too sparse for {nseg} segments, or its drift is not a shift"
         )
     frames = np.arange(n_frames)
-    dx = _interpolate(centres, d[:, 1], frames, interpolation)
-    dy = _interpolate(centres, d[:, 0], frames, interpolation)
+    span = (int(locs.frame.min()), last)
+    dx = _interpolate(centres, d[:, 1], frames, interpolation, *span)
+    dy = _interpolate(centres, d[:, 0], frames, interpolation, *span)
     dx -= dx[0]
     dy -= dy[0]
     return Drift(
@@ -245,7 +248,7 @@ def _correlation_peak(fa, fb, shape, search, min_z) -> np.ndarray | None:
     """Sub-pixel (dy, dx) px of segment b relative to a, or None when the
     correlation has no clear peak inside the search window (its maximum less
     than ``min_z`` standard deviations above the window's mean, or on its edge)."""
-    cc = np.fft.irfft2(np.conj(fa) * fb, s=shape)
+    cc = fft.irfft2(np.conj(fa) * fb, s=shape).astype(np.float64)
     win = np.fft.fftshift(cc)[shape[0] // 2 - search - 1: shape[0] // 2 + search + 2,
                               shape[1] // 2 - search - 1: shape[1] // 2 + search + 2]
     sd = win.std()
@@ -303,17 +306,20 @@ def _solve(pairs, shifts, nseg, threshold):
     return np.vstack([[0.0, 0.0], sol]), int(keep.sum()), float(resid[worst])
 
 
-def _interpolate(centres, values, frames, kind) -> np.ndarray:
-    """Values at ``centres`` interpolated to ``frames``; linear beyond the ends."""
+def _interpolate(centres, values, frames, kind, first, last) -> np.ndarray:
+    """Values at ``centres`` interpolated to ``frames``: linear extrapolation over
+    the half segments at the ends (to ``first`` and ``last``, the first and last
+    frames with localizations), constant beyond them."""
+    t = np.clip(frames, first, last).astype(np.float64)
     if len(centres) == 2 or kind == "linear":
-        out = np.interp(frames, centres, values)
+        out = np.interp(t, centres, values)
     else:
-        out = CubicSpline(centres, values, bc_type="natural")(np.clip(frames, centres[0], centres[-1]))
-    lo, hi = frames < centres[0], frames > centres[-1]
+        out = CubicSpline(centres, values, bc_type="natural")(np.clip(t, centres[0], centres[-1]))
+    lo, hi = t < centres[0], t > centres[-1]
     s0 = (values[1] - values[0]) / (centres[1] - centres[0])
     s1 = (values[-1] - values[-2]) / (centres[-1] - centres[-2])
-    out[lo] = values[0] + s0 * (frames[lo] - centres[0])
-    out[hi] = values[-1] + s1 * (frames[hi] - centres[-1])
+    out[lo] = values[0] + s0 * (t[lo] - centres[0])
+    out[hi] = values[-1] + s1 * (t[hi] - centres[-1])
     return out
 
 
