@@ -134,6 +134,11 @@ def render(
     if mode == "hist":
         acc = _histogram(u, v, weights, (ny, nx))
     else:
+        if len(sig) and sig.max() / p > max(ny, nx):
+            raise DSIRError(
+                f"sigma {sig.max():g} nm is wider than the {ny} x {nx} px image at {p:g} nm/px: "
+                "check the sigma or uncertainty units (nm)"
+            )
         acc = _gaussians(u, v, sig / p, weights, (ny, nx))
     if not by_frame:
         return acc[0].astype(np.float32)
