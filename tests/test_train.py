@@ -9,7 +9,7 @@ from napari_dsir.localize import gauss_kernel
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint
 from napari_dsir.simulate import SimulationConfig
-from napari_dsir.train import TrainConfig, iter_train, render_labels, train
+from napari_dsir.train import EpochLog, TrainConfig, TrainStatus, iter_train, render_labels, show_epoch, train
 
 
 def _cfg(**kw):
@@ -42,12 +42,18 @@ def test_gauss_kernel():
 
 def test_training_writes_best_checkpoint_log_png_and_calibrates(tmp_path):
     path = tmp_path / "m.pt"
-    logs = list(_run(iter_train(_cfg(), path, metadata={"command": "test"})))
+    records = list(_run(iter_train(_cfg(), path, metadata={"command": "test"})))
+    logs = _epochs(records)
     assert [l.epoch for l in logs] == [1, 2, 3]
     assert logs[-1].train_loss < logs[0].train_loss
     rows = list(csv.DictReader(open(tmp_path / "m_log.csv")))
     assert len(rows) == 3 and float(rows[-1]["best_val_loss"]) == pytest.approx(min(l.val_loss for l in logs), rel=1e-4)
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["m_epoch0002.png", "m_epoch0003.png"]
+    assert [float(r["seconds"]) for r in rows] == pytest.approx([l.seconds for l in logs], abs=0.006)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["m_epoch0002.png", "m_epoch0003.png", "m_loss.png"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "m_epoch0002.png") as im:  # 4 validation frames x (input, prediction, truth)
+        assert im.size == (3 * 164 + 4, 4 * 164 + 4) and im.mode == "L"
     m = load_checkpoint(path)
     assert m.metadata["command"] == "test"
     assert m.metadata["training"]["epochs"] == 3 and "simulation" in m.metadata
@@ -55,6 +61,10 @@ def test_training_writes_best_checkpoint_log_png_and_calibrates(tmp_path):
     assert m.output_blur == (5, 3.0)
     raw = torch.load(path, weights_only=True)
     assert raw["metadata"]["training"]["lr"] == 3e-3
+
+
+def _epochs(records):
+    return [r for r in records if isinstance(r, EpochLog)]
 
 
 def _run(gen):
@@ -68,12 +78,13 @@ def _run(gen):
 def test_resume_after_interruption(tmp_path):
     path = tmp_path / "m.pt"
     gen = iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path)
-    next(gen)
+    assert next(gen).stage == "simulating"
+    assert next(gen).epoch == 1
     with pytest.raises(KeyboardInterrupt):
         gen.throw(KeyboardInterrupt)  # Ctrl-C: the state is saved first
     state = torch.load(tmp_path / "m.last.pt", weights_only=True)
     assert state["epoch"] == 1
-    logs = list(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True)))
+    logs = _epochs(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True)))
     assert [l.epoch for l in logs] == [2, 3]
     with pytest.raises(DSIRError, match="nothing to resume"):
         next(iter_train(_cfg(), tmp_path / "other.pt", resume=True))
@@ -102,3 +113,57 @@ def test_label_scale_scales_the_target(tmp_path):
     _, y1 = d.batch(np.arange(4), "cpu")
     _, y100 = d.batch(np.arange(4), "cpu", 100.0)
     assert y1.sum() == len(d.locs) and torch.equal(y100, 100 * y1)
+
+
+def test_stages_are_announced_in_order(tmp_path):
+    """Simulation and the localizer's calibration (a minute at the default
+    sizes) each announce themselves before they start: the bar is never
+    silent at 0% or 100%."""
+    records = list(_run(iter_train(_cfg(epochs=2, png_every=0), tmp_path / "m.pt")))
+    kinds = [r.stage if isinstance(r, TrainStatus) else r.epoch for r in records]
+    assert kinds == ["simulating", 1, 2, "calibrating", "done"]
+    assert records[0].message == "simulating 48 training and 16 validation frames"
+    assert records[3].message == "calibrating the localizer on 16 validation frames"
+    assert (records[3].epoch, records[3].epochs) == (2, 2)
+    assert records[4].message.startswith("trained, validation Jaccard (250 nm) 0.")
+    assert records[2].mean_seconds == pytest.approx((records[1].seconds + records[2].seconds) / 2)
+    no_cal = list(_run(iter_train(_cfg(epochs=1, png_every=0, calibrate=False), save=False)))
+    assert [r.stage for r in no_cal if isinstance(r, TrainStatus)] == ["simulating", "done"]
+    assert no_cal[-1].message == "trained"
+
+
+def _bar():
+    import io
+
+    from tqdm import tqdm
+
+    return tqdm(total=10, desc="training", unit="epoch", file=io.StringIO(), mininterval=0)
+
+
+def test_bar_shows_the_epochs_own_time_not_the_time_since_it_opened():
+    """tqdm's rate counts all the time since the bar opened (the data
+    simulation before the first epoch): the bar shows the log's seconds per
+    epoch and the time left at that pace instead."""
+    bar = _bar()
+    bar.start_t -= 100.0  # 100 s went into simulating the data before epoch 1
+    show_epoch(bar, EpochLog(1, 10, 0.5, 0.6, 0.6, True, 5.3, 5.3))
+    text = str(bar)
+    assert "1/10" in text and "5.3 s/epoch" in text and "00:48 left" in text  # 9 epochs x 5.3 s
+    assert "s/epoch]" not in text and "epoch/s" not in text  # no tqdm rate (it would say 101 s/epoch)
+    assert "train 0.5" in text and "val 0.6" in text
+    show_epoch(bar, EpochLog(2, 10, 0.4, 0.5, 0.5, True, 7.0, 6.15))
+    assert "7.0 s/epoch" in str(bar) and "00:49 left" in str(bar)  # 8 x the mean 6.15 s
+    bar.close()
+
+
+def test_bar_shows_each_stage():
+    bar = _bar()
+    show_epoch(bar, TrainStatus("simulating", "simulating 3500 training and 1500 validation frames", 0, 10))
+    assert str(bar).startswith("simulating 3500 training and 1500 validation frames:") and bar.n == 0
+    show_epoch(bar, EpochLog(10, 10, 0.4, 0.5, 0.5, True, 5.0, 5.0))
+    assert str(bar).startswith("training: 100%")
+    show_epoch(bar, TrainStatus("calibrating", "calibrating the localizer on 1500 validation frames", 10, 10))
+    assert str(bar).startswith("calibrating the localizer on 1500 validation frames: 100%")
+    show_epoch(bar, TrainStatus("done", "trained, validation Jaccard (250 nm) 0.812", 10, 10))
+    assert str(bar).startswith("trained, validation Jaccard (250 nm) 0.812: 100%")
+    bar.close()

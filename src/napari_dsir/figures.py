@@ -1,19 +1,23 @@
-"""PNG figures without a plotting library: grey images, montages, loss curves.
+"""PNG figures: images (Pillow) and curves with labelled axes (matplotlib).
 
-Used by training (validation panels, loss curves) and by `dsir demo`.
+Used by training (validation panels, loss curves), `dsir demo`, the docs
+and the benchmarks. Plots are drawn on a `matplotlib.figure.Figure` with the
+Agg canvas directly: pyplot is never imported and no GUI backend is chosen,
+so this works headless and inside napari alike. matplotlib and Pillow are
+imported only when a figure is written. Every PNG is written atomically.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 
 def to_uint8(img: np.ndarray, lo_pct: float = 0.0, hi_pct: float = 99.9) -> np.ndarray:
-    """Scale an image to 0-255 between two percentiles."""
+    """Scale an image to 0-255 between two percentiles of its finite values
+    (NaN -> 0; a flat image -> 0)."""
     img = np.asarray(img, dtype=np.float64)
     finite = img[np.isfinite(img)]
     if finite.size == 0:
@@ -25,31 +29,18 @@ def to_uint8(img: np.ndarray, lo_pct: float = 0.0, hi_pct: float = 99.9) -> np.n
     return (out * 255).round().astype(np.uint8)
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    """Encode a (Y, X) uint8 grey or (Y, X, 3) uint8 RGB image as PNG."""
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    if img.ndim == 2:
-        color = 0
-    elif img.ndim == 3 and img.shape[2] == 3:
-        color = 2
-    else:
-        raise ValueError(f"expected (Y, X) or (Y, X, 3), got {img.shape}")
-    h, w = img.shape[:2]
-    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+def colorize(img: np.ndarray, cmap: str = "inferno", lo_pct: float = 0.0, hi_pct: float = 99.9) -> np.ndarray:
+    """(Y, X) image -> (Y, X, 3) uint8 RGB through a matplotlib colormap,
+    scaled as `to_uint8`."""
+    from matplotlib import colormaps
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
+    lut = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return lut[to_uint8(img, lo_pct, hi_pct)]
 
 
 def montage(rows: list[list[np.ndarray]], size: int = 128, pad: int = 4) -> np.ndarray:
-    """Grid of images, each scaled to 0-255 and resized (nearest) to size x size."""
+    """Grid of images (uint8, white gaps of ``pad`` px), each scaled to 0-255
+    and resized (nearest) to ``size`` x ``size`` px."""
     out = np.full((len(rows) * (size + pad) + pad, max(len(r) for r in rows) * (size + pad) + pad), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, im in enumerate(row):
@@ -61,39 +52,101 @@ def montage(rows: list[list[np.ndarray]], size: int = 128, pad: int = 4) -> np.n
     return out
 
 
-def loss_curves(series: dict[str, list[float]], width: int = 400, height: int = 200) -> np.ndarray:
-    """RGB plot of loss curves (log scale), one colour per series:
-    first blue, second orange, third green."""
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]
-    img = np.full((height, width, 3), 255, np.uint8)
-    m = 10
-    img[m:height - m, m] = img[height - m, m:width - m] = 0
-    vals = [np.asarray(v, float) for v in series.values() if len(v)]
-    allv = np.concatenate(vals) if vals else np.zeros(0)
-    allv = allv[np.isfinite(allv) & (allv > 0)]
-    if allv.size == 0:
-        return img
-    lo, hi = np.log10(allv.min()), np.log10(allv.max())
-    hi = hi if hi > lo else lo + 1
-    n = max(len(v) for v in vals)
-    for k, v in enumerate(vals):
-        c = colours[k % len(colours)]
-        xs = m + 1 + (np.arange(len(v)) * (width - 2 * m - 2) / max(n - 1, 1))
-        ys = height - m - 1 - (np.log10(np.clip(v, 10**lo, None)) - lo) / (hi - lo) * (height - 2 * m - 2)
-        for a in range(len(v) - 1 if len(v) > 1 else 1):
-            b = min(a + 1, len(v) - 1)
-            steps = int(np.hypot(xs[b] - xs[a], ys[b] - ys[a])) + 2  # a solid line
-            for t in np.linspace(0, 1, steps):
-                x = int(round(xs[a] + t * (xs[b] - xs[a])))
-                y = int(round(ys[a] + t * (ys[b] - ys[a])))
-                img[max(y - 1, 0) : y + 1, max(x - 1, 0) : x + 1] = c
-    return img
+def write_png(path: str | Path, img: np.ndarray, cmap: str | None = None, lo_pct: float = 0.0,
+              hi_pct: float = 99.9, overwrite: bool = True) -> Path:
+    """Write an image as PNG, one array pixel per image pixel.
 
+    ``img``: (Y, X) or (Y, X, 3). uint8 is written as it is; anything else
+    is scaled between the ``lo_pct`` and ``hi_pct`` percentiles (`to_uint8`).
+    ``cmap`` (a matplotlib colormap name, e.g. "inferno") turns a (Y, X)
+    image into RGB; None: grey. Returns the path.
+    """
+    from PIL import Image
 
-def write_png(path: str | Path, img: np.ndarray) -> Path:
-    """Write a uint8 grey or RGB image (anything else is scaled) as PNG."""
+    from .io import atomic_output
+
     img = np.asarray(img)
-    if img.dtype != np.uint8:
-        img = to_uint8(img)
-    Path(path).write_bytes(png_bytes(img))
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"expected an image (Y, X) or (Y, X, 3), got shape {img.shape}")
+    if cmap is not None:
+        if img.ndim != 2:
+            raise ValueError("a colormap needs a (Y, X) image")
+        img = colorize(img, cmap, lo_pct, hi_pct)
+    elif img.dtype != np.uint8:
+        img = to_uint8(img, lo_pct, hi_pct)
+    pil = Image.fromarray(np.ascontiguousarray(img), "RGB" if img.ndim == 3 else "L")
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        pil.save(tmp, format="PNG")
     return Path(path)
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def curves_figure(x: Sequence[float] | np.ndarray, series: Mapping[str, Sequence[float] | np.ndarray],
+                  xlabel: str, ylabel: str, title: str = "", hlines: Mapping[str, float] | None = None,
+                  logy: bool = False, size: tuple[float, float] = (6.0, 4.0), dpi: int = 100):
+    """A `matplotlib.figure.Figure` (Agg canvas, no pyplot) of ``series``
+    (label -> y values, each as long as ``x``; NaN leaves a gap) against
+    ``x``, with axis labels, a title, a legend, and dashed horizontal lines
+    ``hlines`` (label -> y, e.g. {"1/7 threshold": 1 / 7}). ``logy``: log
+    y axis. ``size`` inches at ``dpi``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = np.asarray(x, dtype=float)
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, y in series.items():
+        y = np.asarray(y, dtype=float)
+        if y.shape != x.shape:
+            raise ValueError(f"series {label!r}: {y.shape[0] if y.ndim else 0} values for {x.size} x values")
+        ax.plot(x, y, marker="o" if x.size <= 30 else None, markersize=3, label=label)
+    for k, (label, yv) in enumerate((hlines or {}).items()):
+        ax.axhline(float(yv), color=f"C{(len(series) + k) % 10}", linestyle="--", linewidth=1, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if series or hlines:
+        ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, overwrite: bool = True) -> Path:
+    """Write a matplotlib figure as PNG, atomically."""
+    from .io import atomic_output
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def plot_curves(path: str | Path, x, series: Mapping[str, Sequence[float] | np.ndarray], xlabel: str,
+                ylabel: str, title: str = "", hlines: Mapping[str, float] | None = None, logy: bool = False,
+                size: tuple[float, float] = (6.0, 4.0), dpi: int = 100) -> Path:
+    """`curves_figure` written to ``path`` as PNG (size * dpi pixels)."""
+    return save_figure(curves_figure(x, series, xlabel, ylabel, title, hlines, logy, size, dpi), path)
+
+
+def loss_figure(history: Mapping[str, Sequence[float]], title: str = "Training"):
+    """Loss curves against the epoch (1-based), log y axis: ``history`` has
+    "train" and "val" lists (one value per epoch; a shorter list is padded
+    with NaN)."""
+    names = {"train": "training", "val": "validation"}
+    n = max((len(v) for v in history.values()), default=0)
+    series = {names.get(k, k): np.pad(np.asarray(v, float), (0, n - len(v)), constant_values=np.nan)
+              for k, v in history.items()}
+    positive = all((np.nan_to_num(v, nan=1.0) > 0).all() for v in series.values())
+    return curves_figure(np.arange(1, n + 1), series, "epoch", "loss (MSE of blurred images)", title,
+                         logy=positive and n > 0)
+
+
+def plot_loss_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str = "Training") -> Path:
+    """`loss_figure` written to ``path`` as PNG."""
+    return save_figure(loss_figure(history, title), path)

@@ -4,8 +4,10 @@ Labels are the emitter positions binned onto the x``upsampling`` grid; the
 loss is the MSE between the Gaussian-blurred prediction and the
 Gaussian-blurred label (``kernel_width`` px, ``kernel_fwhm`` px on the
 super-resolved grid), Adam with weight decay, as the original DSIR.
-`iter_train` yields one `EpochLog` per epoch (a tqdm bar or a napari
-progress bar is driven from it); `train` runs it to the end.
+`iter_train` yields a `TrainStatus` when a stage other than an epoch starts
+(simulating the data, calibrating the localizer, done) and one `EpochLog` per
+epoch; a tqdm bar (`show_epoch`) or a napari progress bar is driven from
+them. `train` runs it to the end.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from .errors import DSIRError
 from .evaluate import evaluate
-from .figures import loss_curves, montage, write_png
+from .figures import montage, plot_loss_curves, write_png
 from .localize import LocalizeParams, find_peaks, gauss_kernel
 from .localize import blur as blur_images
 from .locs import Localizations
@@ -85,6 +87,10 @@ class TrainConfig:
 
 @dataclass
 class EpochLog:
+    """One finished epoch. ``seconds``: the epoch's own wall time (training,
+    validation, checkpoint and PNGs; not the data simulation or the
+    calibration). ``mean_seconds``: mean over the epochs of this run."""
+
     epoch: int  # 1-based
     epochs: int
     train_loss: float
@@ -92,6 +98,20 @@ class EpochLog:
     best_val_loss: float
     improved: bool
     seconds: float
+    mean_seconds: float = math.nan
+
+
+@dataclass
+class TrainStatus:
+    """A stage of training that is not an epoch: ``stage`` is "simulating"
+    (the training and validation frames), "calibrating" (the localizer, on
+    the validation frames, after the last epoch) or "done"; ``message`` says
+    it to the user; ``epoch`` epochs of ``epochs`` are done."""
+
+    stage: str
+    message: str
+    epoch: int
+    epochs: int
 
 
 def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int], sr_pixel: float) -> torch.Tensor:
@@ -180,13 +200,15 @@ def _last_path(model_path: Path) -> Path:
 
 def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: bool = True,
                resume: bool = False, log_dir: str | Path | None = None,
-               metadata: dict | None = None) -> Generator[EpochLog, None, DSIRModel]:
-    """Train; yield an `EpochLog` per epoch; return the best model.
+               metadata: dict | None = None) -> Generator[EpochLog | TrainStatus, None, DSIRModel]:
+    """Train; yield a `TrainStatus` per stage and an `EpochLog` per epoch;
+    return the best model.
 
     The best checkpoint (lowest validation loss) is kept at ``model_path``;
     ``<model_path>.last.pt`` holds the state to ``resume`` from. A CSV log and
-    every ``png_every`` epochs a PNG (4 validation frames: input, prediction,
-    ground truth; loss curves) go to ``log_dir`` (default: beside the model).
+    every ``png_every`` epochs a PNG of 4 validation frames (input,
+    prediction, ground truth, as the loss sees them) and ``<stem>_loss.png``
+    (loss curves) go to ``log_dir`` (default: beside the model).
     On KeyboardInterrupt the state is saved before the interrupt propagates.
     ``metadata`` (plain types) is stored in the checkpoint, e.g. the command.
     """
@@ -221,6 +243,10 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                           cfg.normalization, cfg.simulation.pixel_size,
                           output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
     model.to(device)
+    if resume and not _last_path(model_path).is_file():
+        raise DSIRError(f"{_last_path(model_path)}: nothing to resume from")
+    yield TrainStatus("simulating", f"simulating {cfg.n_train} training and {cfg.n_val} validation frames",
+                      0, cfg.epochs)
     train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling)
     val_data = _Data(cfg.n_val, cfg.simulation, cfg.seed + 1_000_003, model.upsampling)
     kernel = gauss_kernel(cfg.kernel_width, cfg.kernel_fwhm).to(device)
@@ -253,6 +279,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         with open(csv_path, "w", newline="") as fh:
             csv.writer(fh).writerow(["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"])
     epoch = completed = start_epoch
+    run_seconds = 0.0
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -276,16 +303,18 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                 if save:
                     save_checkpoint(model_path, model, training={**training_meta, "epochs_done": epoch,
                                                                  "best_val_loss": best})
-            dt = time.perf_counter() - t0
+            if save and cfg.png_every and (epoch % cfg.png_every == 0 or epoch == cfg.epochs):
+                _write_panel(log_dir / f"{model_path.stem}_epoch{epoch:04d}.png", model, val_data, kernel, pad,
+                             device)
+                plot_loss_curves(log_dir / f"{model_path.stem}_loss.png", history, title=model_path.name)
+            dt = time.perf_counter() - t0  # the whole epoch, as the log and the bar report it
             if save:
                 with open(csv_path, "a", newline="") as fh:
                     csv.writer(fh).writerow([epoch, f"{tl:.6g}", f"{vl:.6g}", f"{best:.6g}", f"{dt:.2f}"])
-                if cfg.png_every and (epoch % cfg.png_every == 0 or epoch == cfg.epochs):
-                    _write_panel(log_dir / f"{model_path.stem}_epoch{epoch:04d}.png", model, val_data,
-                                 kernel, pad, history, device)
                 save_last(epoch)
             completed = epoch
-            yield EpochLog(epoch, cfg.epochs, tl, vl, best, improved, dt)
+            run_seconds += dt
+            yield EpochLog(epoch, cfg.epochs, tl, vl, best, improved, dt, run_seconds / (epoch - start_epoch))
     except KeyboardInterrupt:
         if completed > start_epoch or not resume:
             save_last(completed)
@@ -294,16 +323,23 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if save and model_path.is_file():
         model = load_checkpoint(model_path).to(device)
     if cfg.calibrate:
+        yield TrainStatus("calibrating", f"calibrating the localizer on {len(val_data)} validation frames",
+                          epoch, cfg.epochs)
         params, jac = calibrate_localizer(model, val_data.frames, val_data.locs, val_data.sr_pixel,
                                           cfg.batch_size, blur=(cfg.kernel_width, cfg.kernel_fwhm))
         model.metadata["localize"] = params.to_dict()
         model.metadata["validation_jaccard_250nm"] = jac
     if save:
         save_checkpoint(model_path, model, training={**training_meta, "epochs_done": epoch, "best_val_loss": best})
+    jac = model.metadata.get("validation_jaccard_250nm") if cfg.calibrate else None
+    yield TrainStatus("done", "trained" + (f", validation Jaccard (250 nm) {jac:.3f}" if jac is not None else ""),
+                      epoch, cfg.epochs)
     return model
 
 
-def _write_panel(path, model, data, kernel, pad, history, device):
+def _write_panel(path, model, data, kernel, pad, device):
+    """4 validation frames, one a row: input, blurred prediction, blurred
+    ground truth (what the loss compares), each scaled to its own range."""
     idx = np.arange(min(4, len(data)))
     x, y = data.batch(idx, device)
     model.net.eval()
@@ -312,10 +348,7 @@ def _write_panel(path, model, data, kernel, pad, history, device):
         pb = F.conv2d(pred, kernel, padding=pad)[:, 0].cpu().numpy()
         yb = F.conv2d(y, kernel, padding=pad)[:, 0].cpu().numpy()
     rows = [[data.frames[i], pb[k], yb[k]] for k, i in enumerate(idx)]
-    grid = montage(rows, size=160)
-    curves = loss_curves(history, width=grid.shape[1], height=200)
-    rgb = np.concatenate([np.repeat(grid[..., None], 3, axis=2), curves], axis=0)
-    write_png(path, rgb)
+    write_png(path, montage(rows, size=160))
 
 
 def train(cfg: TrainConfig, model_path=None, *, verbose: bool = False, **kwargs) -> DSIRModel:
@@ -328,8 +361,29 @@ def train(cfg: TrainConfig, model_path=None, *, verbose: bool = False, **kwargs)
         return drive(iter_train(cfg, model_path, **kwargs), lambda log: show_epoch(bar, log))
 
 
-def show_epoch(bar, log: EpochLog) -> None:
-    """Update a tqdm bar with an epoch's losses."""
+# tqdm's own rate counts everything since the bar opened (simulating the data,
+# calibrating the localizer), so the bar shows the epochs' own times instead
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def show_epoch(bar, log: EpochLog | TrainStatus) -> None:
+    """Update a tqdm bar from a record of `iter_train`: a `TrainStatus`
+    becomes the bar's description; an `EpochLog` sets the count, the
+    epoch's own seconds, the time left at the mean epoch time, and the losses."""
+    bar.bar_format = BAR_FORMAT
+    if isinstance(log, TrainStatus):
+        bar.set_description_str(log.message, refresh=False)
+        bar.refresh()
+        return
+    bar.set_description_str("training", refresh=False)
     bar.n = log.epoch
-    bar.set_postfix(train=f"{log.train_loss:.4g}", val=f"{log.val_loss:.4g}", best=f"{log.best_val_loss:.4g}")
+    mean = log.mean_seconds if math.isfinite(log.mean_seconds) else log.seconds
+    left = mean * (log.epochs - log.epoch)
+    bar.set_postfix_str(f"{log.seconds:.1f} s/epoch, {_hms(left)} left, train {log.train_loss:.4g}, "
+                        f"val {log.val_loss:.4g}, best {log.best_val_loss:.4g}", refresh=False)
     bar.refresh()
