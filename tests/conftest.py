@@ -7,8 +7,6 @@ import pytest
 import tifffile
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
-
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -18,6 +16,15 @@ def shared(*parts) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not available: {p}")
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _at_most_two_torch_threads():
+    """Tests share small CI machines: at most 2 intra-op threads (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(min(2, n))
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

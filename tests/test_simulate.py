@@ -35,7 +35,8 @@ def test_seeded_and_camera_model():
 
 
 def test_integrated_gaussian_conserves_photons_and_centre():
-    img = render_emitters(np.array([1650.0]), np.array([1250.0]), np.array([1000.0]), np.array([100.0]), (32, 32), 100.0)
+    img = render_emitters(np.array([1650.0]), np.array([1250.0]), np.array([1000.0]), np.array([100.0]),
+                          (32, 32), 100.0)
     assert img.sum() == pytest.approx(1000.0, rel=1e-6)
     yy, xx = np.mgrid[:32, :32]
     cx = ((xx + 0.5) * 100 * img).sum() / img.sum()
@@ -43,10 +44,29 @@ def test_integrated_gaussian_conserves_photons_and_centre():
     assert cx == pytest.approx(1650.0, abs=0.5) and cy == pytest.approx(1250.0, abs=0.5)
 
 
-def test_read_noise_and_ranges():
-    cfg = SimulationConfig(frame_size=(16, 16), density=(1, 8), background=(10, 30), read_noise=3.0)
-    f, l = simulate(20, cfg, seed=1)
-    assert np.isfinite(f).all() and len(l) > 0
+def test_background_range_and_read_noise():
+    """Background drawn per frame in [10, 30] photons; variance per frame =
+    background (Poisson) + read noise^2 + 1/12 (rounding to whole ADU)."""
+    cfg = SimulationConfig(frame_size=(16, 16), density=0.0, background=(10, 30), read_noise=3.0,
+                           base_level=100, gain=1.0)
+    f, locs = simulate(200, cfg, seed=1)
+    assert len(locs) == 0
+    bg = f.reshape(200, -1).mean(1) - 100
+    assert bg.min() > 9 and bg.max() < 31  # inside the range (+- noise of a 256-px mean)
+    assert bg.min() < 12 and bg.max() > 28  # and spread over it
+    excess = f.reshape(200, -1).var(1) - bg
+    assert excess.mean() == pytest.approx(9 + 1 / 12, abs=0.8)
+
+
+def test_density_range_is_drawn_per_frame():
+    """Density drawn per frame, uniform in [1, 8] /um^2: mean 4.5, and the
+    emitters per frame vary far more than a Poisson count of one density."""
+    cfg = SimulationConfig(frame_size=(16, 16), density=(1, 8))
+    _, locs = simulate(400, cfg, seed=2)
+    per_frame = np.bincount(locs.frame, minlength=400)
+    area = 1.6 * 1.6
+    assert per_frame.mean() / area == pytest.approx(4.5, rel=0.1)
+    assert per_frame.var() > 2 * per_frame.mean()  # Poisson alone: var == mean
 
 
 @pytest.mark.parametrize("bad", [dict(frame_size=(2, 2)), dict(fwhm=(300, 200)), dict(density=-1), dict(gain=0)])
