@@ -1,0 +1,653 @@
+"""Refinement of detections on the raw frames: batched Poisson maximum likelihood.
+
+Each detection (an initial position, e.g. a peak of the network's output) is
+fitted on the camera frame it came from, in a ``window`` x ``window`` pixel box
+around it, with an integrated Gaussian PSF (erf over each pixel), as
+ThunderSTORM, Picasso and Gpufit do (Smith et al. 2010, Nat Methods 7:373):
+
+    mu(pixel) = b + sum_k N_k * PSF(pixel; x_k, y_k, s_k)        (photoelectrons)
+
+The Poisson negative log-likelihood is minimised with Levenberg-Marquardt
+(Fisher-scoring Hessian, Laurence & Chromy 2010), vectorised in torch over all
+fits of a batch (CPU or GPU; no Python loop per spot). Parameters are bounded:
+each position stays in its own window, ``N >= 1`` e-, ``b >= 0``, ``s`` in
+``sigma_bounds_px``.
+
+Neighbours. Detections of one frame closer than ``window`` pixels are fitted
+*together*: one joint model of K emitters sharing one background over the union
+of their windows (groups of 1, 2, ... ``max_group`` emitters, each size batched).
+A larger group (or one whose union box is wider than 3 windows) is fitted
+emitter by emitter: each with its ``max_group - 1`` nearest neighbours free
+(over the union of their windows; only the emitter's own result is kept) and
+the light of the rest of the group held fixed at the current estimates (first
+the start values, then ``fallback_passes`` passes, each from the previous
+one's results). Still batched; it costs about ``max_group`` times a joint fit
+per emitter, and only dense clusters go there.
+
+Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
+Fisher information of the Poisson model at the fitted parameters (x and y
+averaged, per axis, in nm). Read noise (sCMOS) enters as in Huang et al. 2013:
+data and model both offset by the read-noise variance in e-^2 (Poisson
+approximation), in the fit and in the Fisher information. An EMCCD's excess
+noise (``em_gain > 1``) doubles the variances (Mortensen et al. 2010). The
+quantum efficiency is accounted for by fitting photoelectrons (photons * qe);
+the reported photons and background are photons (divided by qe again).
+
+Failed fits are flagged, never dropped: `FitResult.status` says why (see
+`STATUS`); they keep their initial position and get NaN photons, background,
+sigma and uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from .camera import Camera
+from .errors import DSIRError
+from .locs import Localizations
+
+OK = 0
+NON_FINITE = 1
+MOVED = 2
+SIGMA_AT_BOUND = 3
+DIM = 4
+NOT_CONVERGED = 5
+OUTSIDE = 6
+
+#: status code -> meaning
+STATUS = {
+    OK: "ok",
+    NON_FINITE: "non-finite result",
+    MOVED: "moved out of its window (or onto the window edge)",
+    SIGMA_AT_BOUND: "PSF sigma at its bound",
+    DIM: "photons at their bound or not significant",
+    NOT_CONVERGED: "not converged within max_iter",
+    OUTSIDE: "initial position not finite or outside the frame",
+}
+
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_N_MIN = 1.0  # photoelectrons, lower bound of N
+
+
+class FitResult(NamedTuple):
+    """``locs``: refined localizations (same rows and order as the input);
+    ``ok``: bool mask of the successful fits; ``status``: int8 code per row
+    (`STATUS`)."""
+
+    locs: Localizations
+    ok: np.ndarray
+    status: np.ndarray
+
+    def summary(self) -> dict[str, int]:
+        """Count of fits per status name (only the statuses that occur)."""
+        codes, counts = np.unique(self.status, return_counts=True)
+        return {STATUS[int(c)]: int(n) for c, n in zip(codes, counts)}
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.ok).sum())
+
+
+# --------------------------------------------------------------------------
+# the model
+
+
+def _axis_terms(edges_lo, centre, s):
+    """Per-axis integrated Gaussian: fraction of the PSF in each pixel and its
+    derivatives by the centre and by sigma. edges_lo (G, 1, n), centre and s
+    (G, K, 1) in px -> three (G, K, n)."""
+    inv_s = 1.0 / s
+    u_lo = (edges_lo - centre) * inv_s
+    u_hi = u_lo + inv_s
+    g_lo = torch.exp(-0.5 * u_lo * u_lo)
+    g_hi = torch.exp(-0.5 * u_hi * u_hi)
+    a = 0.5 * (torch.erf(u_hi / _SQRT2) - torch.erf(u_lo / _SQRT2))
+    c = _INV_SQRT2PI * inv_s
+    return a, c * (g_lo - g_hi), c * (u_lo * g_lo - u_hi * g_hi)
+
+
+def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True):
+    """mu (G, npix) and J (G, P, npix) of K emitters + background.
+
+    theta (G, P) = [x_1..x_K, y_1..y_K, N_1..N_K, sigmas, b], px and e-, with
+    ns sigmas: K (one per emitter), 1 (shared) or 0 (fixed: ``s_fixed`` (G, K)).
+    """
+    G = theta.shape[0]
+    xs = theta[:, 0:K, None]
+    ys = theta[:, K : 2 * K, None]
+    nph = theta[:, 2 * K : 3 * K]
+    if ns == K:
+        ss = theta[:, 3 * K : 4 * K, None]
+    elif ns == 1:
+        ss = theta[:, 3 * K : 3 * K + 1, None].expand(G, K, 1)
+    else:
+        ss = s_fixed[:, :, None]
+    b = theta[:, -1]
+    ax, dax, dasx = _axis_terms(ex_lo, xs, ss)  # (G, K, BW)
+    ay, day, dasy = _axis_terms(ey_lo, ys, ss)  # (G, K, BH)
+    psf = ay[:, :, :, None] * ax[:, :, None, :]  # (G, K, BH, BW)
+    mu = b[:, None, None] + (nph[:, :, None, None] * psf).sum(1)
+    if extra is not None:
+        mu = mu + extra
+    mu = mu.reshape(G, -1)
+    if not jac:
+        return mu, None
+    n4 = nph[:, :, None, None]
+    parts = [
+        n4 * ay[:, :, :, None] * dax[:, :, None, :],
+        n4 * day[:, :, :, None] * ax[:, :, None, :],
+        psf,
+    ]
+    parts = [q.reshape(G, K, -1) for q in parts]
+    if ns:
+        js = n4 * (dasy[:, :, :, None] * ax[:, :, None, :] + ay[:, :, :, None] * dasx[:, :, None, :])
+        js = js.reshape(G, K, -1)
+        parts.append(js if ns == K else js.sum(1, keepdim=True))
+    J = torch.cat(parts + [torch.ones_like(mu)[:, None, :]], dim=1)
+    return mu, J
+
+
+def _nll(mu, data, mask, v):
+    m = torch.clamp(mu + v, min=1e-9)
+    return (mask * (m - data * torch.log(m))).sum(-1)
+
+
+# --------------------------------------------------------------------------
+# one batch of groups of K emitters
+
+
+def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v, max_iter, tol):
+    """LM on G groups. data, mask (G, npix) e-; init/lo/hi (G, P).
+    Returns theta (G, P), converged (G,), Fisher information (G, P, P).
+    Converged groups leave the working set (it shrinks as they converge)."""
+    G, P = init.shape
+    dev, dt = init.device, init.dtype
+    d_all = torch.clamp(data + v, min=0.0)
+    theta_out = init.clone()
+    conv = torch.zeros(G, dtype=torch.bool, device=dev)
+    eye = torch.eye(P, dtype=dt, device=dev)
+    # the working set
+    ids = torch.arange(G, device=dev)
+    th, d, mk, exl, eyl, lo_, hi_ = init.clone(), d_all, mask, ex_lo, ey_lo, lo, hi
+    ext, sf = extra, s_fixed
+    mu, J = _model(th, K, ns, sf, exl, eyl, ext)
+    nll = _nll(mu, d, mk, v)
+    lam = torch.full((G,), 1e-3, dtype=dt, device=dev)
+    for _ in range(max_iter):
+        mv = torch.clamp(mu + v, min=1e-9)
+        grad = (J * (mk * (1.0 - d / mv))[:, None, :]).sum(-1)
+        Hs = (J * (mk / mv)[:, None, :]) @ J.transpose(1, 2)
+        diag = torch.diagonal(Hs, dim1=1, dim2=2)
+        A = Hs + (lam[:, None] * diag + 1e-12 * (diag.abs().amax(-1, keepdim=True) + 1.0))[:, :, None] * eye
+        step, info = torch.linalg.solve_ex(A, -grad[:, :, None])
+        step = torch.where((info == 0)[:, None], step[:, :, 0], torch.zeros_like(grad))
+        step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
+        cand = torch.minimum(torch.maximum(th + step, lo_), hi_)
+        # convergence: the (bounded) proposed step would lower the negative
+        # log-likelihood by less than tol (Newton decrement; a step of about
+        # sqrt(2 tol) standard deviations), at mild damping
+        done = (-(grad * (cand - th)).sum(-1) <= tol) & (lam <= 1.0)
+        mu_c, J_c = _model(cand, K, ns, sf, exl, eyl, ext)
+        nll_c = _nll(mu_c, d, mk, v)
+        acc = torch.isfinite(nll_c) & (nll_c <= nll) & torch.isfinite(cand).all(-1)
+        th = torch.where(acc[:, None], cand, th)
+        mu = torch.where(acc[:, None], mu_c, mu)
+        J = torch.where(acc[:, None, None], J_c, J)
+        nll = torch.where(acc, nll_c, nll)
+        lam = torch.where(acc, torch.clamp(lam * 0.1, min=1e-7), torch.clamp(lam * 10.0, max=1e10))
+        if done.any():
+            theta_out[ids[done]] = th[done]
+            conv[ids[done]] = True
+            keep = ~done
+            ids, th, d, mk, exl, eyl, lo_, hi_ = (t[keep] for t in (ids, th, d, mk, exl, eyl, lo_, hi_))
+            mu, J, nll, lam = mu[keep], J[keep], nll[keep], lam[keep]
+            ext = None if ext is None else ext[keep]
+            sf = None if sf is None else sf[keep]
+            if ids.numel() == 0:
+                break
+    theta_out[ids] = th
+    mu, J = _model(theta_out, K, ns, s_fixed, ex_lo, ey_lo, extra)
+    mv = torch.clamp(mu + v, min=1e-9)
+    fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
+    return theta_out, conv, fisher
+
+
+# --------------------------------------------------------------------------
+# grouping
+
+
+def _groups(f, xp, yp, valid, window, H):
+    """Group label per detection: connected components of the valid
+    detections of one frame closer than ``window`` px (each invalid one alone)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(f)
+    labels = np.arange(n)
+    ii = np.flatnonzero(valid)
+    if len(ii) > 1:
+        pts = np.column_stack([yp[ii] + f[ii] * (H + 4.0 * window), xp[ii]])
+        pairs = cKDTree(pts).query_pairs(r=window * (1 - 1e-9), output_type="ndarray")
+        if len(pairs):
+            adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ii), len(ii)))
+            _, lab = connected_components(adj, directed=False)
+            labels[ii] = n + lab
+    return np.unique(labels, return_inverse=True)[1]
+
+
+# --------------------------------------------------------------------------
+# the public function
+
+
+def refine(
+    frames_photons,
+    locs: Localizations,
+    pixel_size_nm: float,
+    camera: Camera | None = None,
+    *,
+    first_frame: int = 0,
+    window: int = 7,
+    sigma_init_nm: float | None = None,
+    fit_sigma: bool = True,
+    sigma_bounds_px: tuple[float, float] = (0.5, 3.0),
+    max_iter: int = 50,
+    max_group: int = 5,
+    shared_sigma: bool = True,
+    min_snr: float = 0.0,
+    fallback_passes: int = 3,
+    tol: float = 1e-5,
+    dtype: torch.dtype | None = None,
+    batch_elements: int = 1 << 22,
+) -> FitResult:
+    """Refine detections by Poisson MLE of an integrated Gaussian PSF.
+
+    frames_photons: (frame, y, x) frames in photons (`Camera.to_photons`),
+        torch tensor (CPU or GPU: the fit runs there) or numpy array.
+    locs: initial positions in nm (origin: corner of pixel (0, 0)); row i is
+        fitted on ``frames_photons[locs.frame[i] - first_frame]``.
+    pixel_size_nm: camera pixel size (nm).
+    camera: the camera the frames came from (QE, EM gain, read noise; the
+        default `Camera()` when None).
+    window: fitting window (px, odd, >= 3).
+    sigma_init_nm: starting PSF sigma (nm); default: the ``locs.sigma`` column
+        when present, else 1 camera pixel. Required when ``fit_sigma=False``
+        and locs has no sigma (it is then the fixed sigma).
+    sigma_bounds_px: bounds of the fitted sigma (camera px).
+    max_iter: Levenberg-Marquardt iterations at most.
+    max_group: largest group of neighbours fitted jointly.
+    min_snr: flag fits whose photons are below ``min_snr`` times their own
+        Cramer-Rao standard deviation (0: off).
+    tol: convergence when the next step would lower the negative
+        log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
+        deviations).
+
+    Returns a `FitResult` (locs, ok, status): x, y refined (nm), photons
+    (photons), background (photons/px), sigma (nm), uncertainty (nm, per axis);
+    failed fits keep their initial x, y and get NaN in those columns.
+    """
+    camera = (camera or Camera()).validate()
+    if not isinstance(locs, Localizations):
+        raise DSIRError(f"expected Localizations, got {type(locs).__name__}")
+    if isinstance(frames_photons, np.ndarray):
+        if frames_photons.dtype.kind not in "uif":
+            raise DSIRError(f"frames must be numbers, got {frames_photons.dtype}")
+        frames_photons = torch.from_numpy(np.asarray(frames_photons, dtype=np.float32))
+    if not isinstance(frames_photons, torch.Tensor):
+        raise DSIRError(f"frames must be a torch tensor or numpy array, got {type(frames_photons).__name__}")
+    frames = frames_photons
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.ndim != 3:
+        raise DSIRError(f"frames must be (frame, y, x), got shape {tuple(frames_photons.shape)}")
+    try:
+        p = float(pixel_size_nm)
+    except (TypeError, ValueError):
+        raise DSIRError(f"pixel size must be a number of nm, got {pixel_size_nm!r}") from None
+    if not (math.isfinite(p) and p > 0):
+        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size_nm}")
+    if int(window) != window or window < 3 or window % 2 == 0:
+        raise DSIRError(f"fitting window must be an odd number of pixels >= 3, got {window}")
+    window = int(window)
+    F, H, W = frames.shape
+    if H < window or W < window:
+        raise DSIRError(f"frames of {H}x{W} px are smaller than the {window}x{window} px fitting window")
+    s_lo, s_hi = (float(v) for v in sigma_bounds_px)
+    if not (0 < s_lo < s_hi and math.isfinite(s_hi)):
+        raise DSIRError(f"sigma bounds must be 0 < low < high (px), got {sigma_bounds_px}")
+    if int(max_iter) < 1 or int(max_group) < 1:
+        raise DSIRError("max_iter and max_group must be >= 1")
+
+    n = len(locs)
+    out_cols = dict(locs.columns())
+    if n == 0:
+        for c in ("photons", "background", "sigma", "uncertainty"):
+            out_cols[c] = np.zeros(0)
+        return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8))
+
+    fr = locs.frame - int(first_frame)
+    if fr.min() < 0 or fr.max() >= F:
+        raise DSIRError(
+            f"localizations refer to frames {locs.frame.min()}..{locs.frame.max()}, but the "
+            f"{F} frames given start at frame {first_frame}"
+        )
+
+    # ---- initial sigma (px) ---------------------------------------------
+    if sigma_init_nm is not None:
+        s0 = np.full(n, float(sigma_init_nm) / p)
+    elif locs.sigma is not None:
+        s0 = locs.sigma / p
+    elif fit_sigma:
+        s0 = np.ones(n)
+    else:
+        raise DSIRError("fit_sigma=False needs sigma_init_nm (or a sigma column) for the fixed PSF sigma")
+    default_s = float(np.clip(np.nanmedian(s0) if np.isfinite(s0).any() else 1.0, s_lo, s_hi))
+    s0 = np.where(np.isfinite(s0), s0, default_s)
+    if fit_sigma:
+        s0 = np.clip(s0, s_lo + 0.05 * (s_hi - s_lo), s_hi - 0.05 * (s_hi - s_lo))
+    elif (s0 <= 0).any():
+        raise DSIRError("the fixed PSF sigma must be > 0")
+
+    device = frames.device
+    if dtype is None:
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
+    data_e = frames.to(dtype) * camera.qe  # photoelectrons
+    v = camera.read_variance_e
+    h = window // 2
+
+    xp, yp = locs.x / p, locs.y / p
+    valid = np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp < W) & (yp >= 0) & (yp < H)
+    xs_ = np.where(valid, xp, 0.0)
+    ys_ = np.where(valid, yp, 0.0)
+    wx0 = np.clip(np.floor(xs_).astype(np.int64) - h, 0, W - window)
+    wy0 = np.clip(np.floor(ys_).astype(np.int64) - h, 0, H - window)
+
+    labels = _groups(fr, xp, yp, valid, window, H)
+    # union boxes of the groups
+    ng = labels.max() + 1
+    gy0 = np.full(ng, H, np.int64)
+    gx0 = np.full(ng, W, np.int64)
+    gy1 = np.zeros(ng, np.int64)
+    gx1 = np.zeros(ng, np.int64)
+    np.minimum.at(gy0, labels, wy0)
+    np.minimum.at(gx0, labels, wx0)
+    np.maximum.at(gy1, labels, wy0 + window)
+    np.maximum.at(gx1, labels, wx0 + window)
+    joint = (np.bincount(labels) <= max_group) & ((gy1 - gy0) <= 3 * window) & ((gx1 - gx0) <= 3 * window)
+    joint = joint[labels]
+
+    theta_out = np.full((n, 4), np.nan)  # x, y (px), N (e-), s (px)
+    b_out = np.full(n, np.nan)
+    var_out = np.full((n, 3), np.nan)  # var x, var y (px^2), var N
+    conv_out = np.zeros(n, bool)
+
+    fit_kw = dict(
+        data_e=data_e, H=H, W=W, window=window, fit_sigma=fit_sigma, s_lo=s_lo, s_hi=s_hi,
+        v=v, max_iter=int(max_iter), tol=float(tol), batch_elements=int(batch_elements),
+        shared_sigma=bool(shared_sigma),
+    )
+    init_xy = np.column_stack([xs_, ys_])
+
+    # ---- joint groups ------------------------------------------------------
+    sel = valid & joint
+    if sel.any():
+        lab = labels[sel]
+        rows = np.flatnonzero(sel)
+        order = np.argsort(lab, kind="stable")
+        rows, lab = rows[order], lab[order]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        sizes = np.diff(np.r_[starts, len(lab)])
+        for K in np.unique(sizes):
+            gs = starts[sizes == K]
+            members = rows[gs[:, None] + np.arange(K)]  # (G, K)
+            gl = lab[gs]
+            box = np.column_stack([gy0[gl], gx0[gl], gy1[gl] - gy0[gl], gx1[gl] - gx0[gl]])
+            res = _fit_groups(fr[members[:, 0]], box, members, init_xy, s0, wx0, wy0, None, **fit_kw)
+            _store(res, members, theta_out, b_out, var_out, conv_out)
+
+    # ---- large groups: each emitter with its nearest neighbours free and
+    # the rest of its group held fixed at the current estimates -------------
+    sel = valid & ~joint
+    if sel.any():
+        rows = np.flatnonzero(sel)
+        pts = np.column_stack([yp[rows] + fr[rows] * (H + 4.0 * window), xp[rows]])
+        k = min(int(max_group), len(rows))
+        dist, nb = cKDTree(pts).query(pts, k=k, distance_upper_bound=window * (1 - 1e-9))
+        dist, nb = dist.reshape(len(rows), k), nb.reshape(len(rows), k)
+        nb_ok = np.isfinite(dist)  # nearest first; column 0 is the emitter itself
+        nk = nb_ok.sum(1)
+        # first estimates of everyone's light: the start values (photons
+        # from the 3x3 pixels around each start), no iterations
+        box1 = np.column_stack([wy0[rows], wx0[rows], np.full((len(rows), 2), window)])
+        first = _fit_groups(fr[rows], box1, rows[:, None], init_xy, s0, wx0, wy0, None, **{**fit_kw, "max_iter": 0})
+        estimate = np.full((n, 4), np.nan)
+        estimate[rows] = first[0][:, 0]
+        start, s_start = init_xy, s0
+        for _ in range(fallback_passes):
+            fixed = _Fixed(estimate, rows, fr, wx0, wy0, window, data_e)
+            for K in np.unique(nk):
+                which = np.flatnonzero(nk == K)
+                members = rows[nb[which, :K]]  # (G, K), the emitter first
+                gy, gx = wy0[members].min(1), wx0[members].min(1)
+                box = np.column_stack([gy, gx, wy0[members].max(1) + window - gy, wx0[members].max(1) + window - gx])
+                theta, bb, var, conv = _fit_groups(
+                    fr[members[:, 0]], box, members, start, s_start, wx0, wy0, fixed, **fit_kw
+                )
+                _store((theta[:, :1], bb, var[:, :1], conv), members[:, :1], theta_out, b_out, var_out, conv_out)
+            good = np.isfinite(theta_out[rows]).all(-1)
+            estimate[rows[good]] = theta_out[rows[good]]
+            start = np.where(np.isfinite(estimate[:, :2]), estimate[:, :2], init_xy)
+            s_start = np.where(np.isfinite(estimate[:, 3]), estimate[:, 3], s0)
+
+    # ---- status ------------------------------------------------------------
+    status = np.full(n, OK, np.int8)
+    finite = np.isfinite(theta_out).all(-1) & np.isfinite(b_out) & np.isfinite(var_out).all(-1) & (var_out >= 0).all(-1)
+    moved = (np.abs(theta_out[:, 0] - xs_) > h - 0.5) | (np.abs(theta_out[:, 1] - ys_) > h - 0.5)
+    eps = 1e-6
+    at_edge = (
+        (theta_out[:, 0] <= wx0 + eps) | (theta_out[:, 0] >= wx0 + window - eps)
+        | (theta_out[:, 1] <= wy0 + eps) | (theta_out[:, 1] >= wy0 + window - eps)
+    )
+    s_bound = fit_sigma & ((theta_out[:, 3] <= s_lo + 1e-3) | (theta_out[:, 3] >= s_hi - 1e-3))
+    with np.errstate(invalid="ignore"):
+        dim = (theta_out[:, 2] <= _N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * np.sqrt(var_out[:, 2]))
+    status[~conv_out] = NOT_CONVERGED
+    status[dim] = DIM
+    status[s_bound] = SIGMA_AT_BOUND
+    status[moved | at_edge] = MOVED
+    status[~finite] = NON_FINITE
+    status[~valid] = OUTSIDE
+    ok = status == OK
+
+    excess = camera.excess_noise
+    unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
+    nan = np.full(n, np.nan)
+    out_cols.update(
+        photons=np.where(ok, theta_out[:, 2] / camera.qe, nan),
+        background=np.where(ok, b_out / camera.qe, nan),
+        sigma=np.where(ok, theta_out[:, 3] * p, nan),
+        uncertainty=np.where(ok, unc_px * p, nan),
+    )
+    out = Localizations(
+        locs.frame.copy(),
+        np.where(ok, theta_out[:, 0] * p, locs.x),
+        np.where(ok, theta_out[:, 1] * p, locs.y),
+        **out_cols,
+    )
+    return FitResult(out, ok, status)
+
+
+def _store(res, members, theta_out, b_out, var_out, conv_out):
+    theta, b, var, conv = res
+    theta_out[members] = theta
+    b_out[members] = b[:, None]
+    var_out[members] = var
+    conv_out[members] = conv[:, None]
+
+
+class _Fixed:
+    """Light (e-) of the current estimates of emitters ``rows``, each rendered
+    over its own window into one canvas per frame; `light` gives, on a
+    batch of boxes, that light minus the light of the boxes' own members."""
+
+    def __init__(self, estimate, rows, fr, wx0, wy0, window, data_e):
+        dev, dt = data_e.device, data_e.dtype
+        self.estimate, self.window, self.wx0, self.wy0 = estimate, window, wx0, wy0
+        good = np.isfinite(estimate[rows]).all(-1)
+        rows = rows[good]
+        self.frames, finv = np.unique(fr[rows], return_inverse=True)
+        self.canvas = torch.zeros((len(self.frames),) + tuple(data_e.shape[1:]), dtype=dt, device=dev)
+        if len(rows):
+            own, yi, xi = self._render(rows, wy0[rows], wx0[rows], window, window, dev, dt)
+            fi = torch.as_tensor(finv, device=dev)[:, None, None].expand_as(own)
+            self.canvas.index_put_((fi, yi, xi), own, accumulate=True)
+
+    def _render(self, rows, y0, x0, bh, bw, dev, dt, clip=None):
+        """Light of emitters ``rows`` over boxes (y0, x0, bh, bw) -> (G, bh, bw),
+        and the boxes' pixel indices; zero outside each emitter's own window."""
+        th = torch.as_tensor(np.nan_to_num(self.estimate[rows]), dtype=dt, device=dev)
+        y0t = torch.as_tensor(y0, device=dev)
+        x0t = torch.as_tensor(x0, device=dev)
+        yi = y0t[:, None, None] + torch.arange(bh, device=dev)[None, :, None]
+        xi = x0t[:, None, None] + torch.arange(bw, device=dev)[None, None, :]
+        s = torch.clamp(th[:, 3:4], min=0.1)[:, :, None]
+        ax, _, _ = _axis_terms(xi[:, 0, :].to(dt)[:, None, :], th[:, 0:1, None], s)
+        ay, _, _ = _axis_terms(yi[:, :, 0].to(dt)[:, None, :], th[:, 1:2, None], s)
+        light = th[:, 2, None, None] * ay[:, 0, :, None] * ax[:, 0, None, :]
+        wy = torch.as_tensor(self.wy0[rows], device=dev)[:, None, None]
+        wx = torch.as_tensor(self.wx0[rows], device=dev)[:, None, None]
+        inside = (yi >= wy) & (yi < wy + self.window) & (xi >= wx) & (xi < wx + self.window)
+        light = torch.where(inside, light, torch.zeros_like(light))
+        if clip is not None:
+            yi, xi = torch.clamp(yi, max=clip[0] - 1), torch.clamp(xi, max=clip[1] - 1)
+        return light, yi.expand_as(light), xi.expand_as(light)
+
+    def light(self, frames, members, y0, x0, bh, bw, dev, dt):
+        """(G, bh, bw) fixed light on boxes of frames ``frames`` with ``members`` (G, K)."""
+        H, W = self.canvas.shape[1:]
+        pos = np.searchsorted(self.frames, frames)
+        found = (pos < len(self.frames)) & (self.frames[np.minimum(pos, len(self.frames) - 1)] == frames)
+        G = len(frames)
+        ry, rx = torch.arange(bh, device=dev)[:, None], torch.arange(bw, device=dev)
+        yi = torch.clamp(torch.as_tensor(y0, device=dev)[:, None, None] + ry, max=H - 1)
+        xi = torch.clamp(torch.as_tensor(x0, device=dev)[:, None, None] + rx, max=W - 1)
+        fi = torch.as_tensor(np.minimum(pos, max(len(self.frames) - 1, 0)), device=dev)[:, None, None]
+        if len(self.frames) == 0:
+            return torch.zeros((G, bh, bw), dtype=dt, device=dev)
+        out = self.canvas[fi.expand(G, bh, bw), yi.expand(G, bh, bw), xi.expand(G, bh, bw)]
+        out = torch.where(torch.as_tensor(found, device=dev)[:, None, None], out, torch.zeros_like(out))
+        for k in range(members.shape[1]):
+            m = members[:, k]
+            good = np.isfinite(self.estimate[m]).all(-1)
+            own, _, _ = self._render(m, y0, x0, bh, bw, dev, dt)
+            out = out - torch.where(torch.as_tensor(good, device=dev)[:, None, None], own, torch.zeros_like(own))
+        return out
+
+
+def _fit_groups(
+    f, box, members, start_xy, s0, wx0, wy0, extra, *, data_e, H, W, window, fit_sigma, s_lo, s_hi,
+    v, max_iter, tol, batch_elements, shared_sigma,
+):
+    """Fit G groups of K emitters (members (G, K) row indices) on union boxes
+    box (G, 4) = (y0, x0, height, width). Returns per member arrays:
+    theta (G, K, 4) = x, y, N, s; b (G,); var (G, K, 3) = var x, var y, var N
+    (px^2, e-^2, from the Fisher information); converged (G,)."""
+    G, K = members.shape
+    ns = (1 if shared_sigma and K > 1 else K) if fit_sigma else 0
+    P = 3 * K + ns + 1
+    dev, dt = data_e.device, data_e.dtype
+    theta_all = np.full((G, K, 4), np.nan)
+    b_all = np.full(G, np.nan)
+    var_all = np.full((G, K, 3), np.nan)
+    conv_all = np.zeros(G, bool)
+    order = np.lexsort((box[:, 3], box[:, 2]))
+    for lo_i in range(0, G, max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))):
+        bi = order[lo_i : lo_i + max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))]
+        mb = members[bi]
+        bh, bw = int(box[bi, 2].max()), int(box[bi, 3].max())
+        y0 = torch.as_tensor(box[bi, 0], device=dev)
+        x0 = torch.as_tensor(box[bi, 1], device=dev)
+        ry = torch.arange(bh, device=dev)
+        rx = torch.arange(bw, device=dev)
+        rows = torch.clamp(y0[:, None] + ry, max=H - 1)
+        cols = torch.clamp(x0[:, None] + rx, max=W - 1)
+        fi = torch.as_tensor(f[bi], device=dev)
+        data = data_e[fi[:, None, None], rows[:, :, None], cols[:, None, :]]  # (g, bh, bw)
+        mask = (ry[None, :, None] < torch.as_tensor(box[bi, 2], device=dev)[:, None, None]) & (
+            rx[None, None, :] < torch.as_tensor(box[bi, 3], device=dev)[:, None, None]
+        )
+        data = torch.where(mask, data, torch.zeros_like(data))
+        mask = mask.to(dt)
+        g = len(bi)
+        ex_lo = (x0[:, None] + rx).to(dt)[:, None, :]
+        ey_lo = (y0[:, None] + ry).to(dt)[:, None, :]
+        ex_t = None
+        if extra is not None:  # a _Fixed: light of neighbours held fixed
+            ex_t = extra.light(f[bi], mb, box[bi, 0], box[bi, 1], bh, bw, dev, dt)
+            ex_t = ex_t * mask
+
+        # initial values
+        xs = torch.as_tensor(start_xy[mb, 0], dtype=dt, device=dev)
+        ys = torch.as_tensor(start_xy[mb, 1], dtype=dt, device=dev)
+        ss = torch.as_tensor(s0[mb], dtype=dt, device=dev)
+        flat = data.reshape(g, -1)
+        big = torch.where(mask.reshape(g, -1) > 0, flat, torch.full_like(flat, float("inf")))
+        srt = torch.sort(big, dim=1).values
+        cnt = mask.reshape(g, -1).sum(-1).long()
+        b0 = torch.clamp(srt.gather(1, (cnt // 4)[:, None])[:, 0], min=0.0)
+        if ex_t is not None:
+            b0 = torch.clamp(b0 - ex_t.reshape(g, -1).amin(-1), min=0.0)
+        # N0: light of a 3x3 box around each emitter over the PSF's share of it
+        cy = torch.clamp(torch.floor(ys).long() - y0[:, None] - 1, 0, bh - 3)
+        cx = torch.clamp(torch.floor(xs).long() - x0[:, None] - 1, 0, bw - 3)
+        off = torch.arange(3, device=dev)
+        iy = (cy[:, :, None, None] + off[:, None]).expand(g, K, 3, 3)
+        ix = (cx[:, :, None, None] + off[None, :]).expand(g, K, 3, 3)
+        gi = torch.arange(g, device=dev)[:, None, None, None].expand(g, K, 3, 3)
+        light = data[gi, iy, ix]
+        if ex_t is not None:
+            light = light - ex_t[gi, iy, ix]
+        light = (light - b0[:, None, None, None]).sum((-1, -2))
+        ay, _, _ = _axis_terms((y0[:, None, None] + cy[:, :, None] + off).to(dt), ys[:, :, None], ss[:, :, None])
+        ax, _, _ = _axis_terms((x0[:, None, None] + cx[:, :, None] + off).to(dt), xs[:, :, None], ss[:, :, None])
+        share = torch.clamp(ay.sum(-1) * ax.sum(-1), min=0.05)
+        n0 = torch.clamp(light / share, min=10.0)
+
+        s_init = ss if ns == K else ss.mean(1, keepdim=True)
+        parts0 = [xs, ys, n0] + ([s_init] if ns else []) + [b0[:, None]]
+        init = torch.cat(parts0, dim=1)
+        wx = torch.as_tensor(wx0[mb], dtype=dt, device=dev)
+        wy = torch.as_tensor(wy0[mb], dtype=dt, device=dev)
+        inf = torch.full((g, K), float("inf"), dtype=dt, device=dev)
+        lo_p = [wx, wy, torch.full_like(xs, _N_MIN)] + ([torch.full_like(s_init, s_lo)] if ns else [])
+        hi_p = [wx + window, wy + window, inf] + ([torch.full_like(s_init, s_hi)] if ns else [])
+        lo = torch.cat(lo_p + [torch.zeros((g, 1), dtype=dt, device=dev)], dim=1)
+        hi = torch.cat(hi_p + [torch.full((g, 1), float("inf"), dtype=dt, device=dev)], dim=1)
+        init = torch.minimum(torch.maximum(init, lo), hi)
+
+        theta, conv, fisher = _fit_batch(
+            flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
+            None if ns else ss, v, max_iter, tol,
+        )
+        # Cramer-Rao: diagonal of the inverse Fisher information
+        eye = torch.eye(P, dtype=dt, device=dev)
+        inv, info = torch.linalg.inv_ex(fisher + 1e-12 * eye)
+        cr = torch.diagonal(inv, dim1=1, dim2=2)
+        cr = torch.where((info == 0)[:, None], cr, torch.full_like(cr, float("nan")))
+        th = theta.cpu().numpy()
+        crn = cr.cpu().numpy()
+        theta_all[bi, :, 0] = th[:, 0:K]
+        theta_all[bi, :, 1] = th[:, K : 2 * K]
+        theta_all[bi, :, 2] = th[:, 2 * K : 3 * K]
+        theta_all[bi, :, 3] = th[:, 3 * K : 3 * K + ns] if ns else s0[mb]
+        b_all[bi] = th[:, -1]
+        var_all[bi, :, 0] = crn[:, 0:K]
+        var_all[bi, :, 1] = crn[:, K : 2 * K]
+        var_all[bi, :, 2] = crn[:, 2 * K : 3 * K]
+        conv_all[bi] = conv.cpu().numpy()
+    return theta_all, b_all, var_all, conv_all

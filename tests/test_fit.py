@@ -1,0 +1,246 @@
+"""Poisson MLE refinement (fit.refine) on frames simulated with known emitters."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dsir import fit
+from napari_dsir.camera import Camera
+from napari_dsir.errors import DSIRError
+from napari_dsir.locs import Localizations
+from napari_dsir.simulate import FWHM_TO_SIGMA, render_emitters
+
+P = 100.0  # nm per camera pixel
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small batched ops: one torch thread is fastest on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _grid_scene(seed, n_frames=25, size=40, photons=(300, 5000), bg=(10, 50), fwhm=(200, 300)):
+    """Isolated emitters: a 3x3 grid per frame, 11 px apart. Returns the
+    expected photons per pixel (frame, y, x), truth and a start 30 nm off."""
+    rng = np.random.default_rng(seed)
+    g = np.arange(3) * 11 + 9.5
+    gx, gy = (a.ravel() for a in np.meshgrid(g, g))
+    mus, rows = [], []
+    for f in range(n_frames):
+        x = (gx + rng.uniform(-0.5, 0.5, 9)) * P
+        y = (gy + rng.uniform(-0.5, 0.5, 9)) * P
+        n = rng.uniform(*photons, 9)
+        s = rng.uniform(*fwhm, 9) * FWHM_TO_SIGMA
+        b = rng.uniform(*bg)
+        mus.append(render_emitters(x, y, n, s, (size, size), P) + b)
+        rows.append(np.column_stack([np.full(9, f), x, y, n, s, np.full(9, b)]))
+    t = np.concatenate(rows)
+    truth = dict(frame=t[:, 0].astype(int), x=t[:, 1], y=t[:, 2], photons=t[:, 3], sigma=t[:, 4], bg=t[:, 5])
+    jitter = rng.normal(0, 30, (2, len(t)))
+    start = Localizations(truth["frame"], truth["x"] + jitter[0], truth["y"] + jitter[1])
+    return np.stack(mus), truth, start, rng
+
+
+def _errors(res, truth):
+    ok = res.ok
+    ex, ey = res.locs.x[ok] - truth["x"][ok], res.locs.y[ok] - truth["y"][ok]
+    u = res.locs.uncertainty[ok]
+    return ex, ey, u
+
+
+@pytest.fixture(scope="module")
+def isolated():
+    mu, truth, start, rng = _grid_scene(0)
+    frames = rng.poisson(mu).astype(np.float32)
+    return frames, truth, start
+
+
+def test_isolated_emitters_reach_the_cramer_rao_bound(isolated):
+    frames, truth, start = isolated
+    res = fit.refine(torch.as_tensor(frames), start, P)
+    assert len(res.locs) == len(start) and res.ok.mean() > 0.97, res.summary()
+    ex, ey, u = _errors(res, truth)
+    n = len(ex)
+    for e in (ex, ey):  # no bias beyond 3 standard errors
+        assert abs(e.mean()) < 3 * e.std() / np.sqrt(n)
+    z = np.concatenate([ex / u, ey / u])
+    assert 0.8 < z.std() < 1.25
+    rmse = np.sqrt(np.mean(np.r_[ex, ey] ** 2))
+    assert rmse < 1.25 * np.sqrt(np.mean(u**2))
+    ok = res.ok
+    assert abs(np.median(res.locs.photons[ok] / truth["photons"][ok]) - 1) < 0.05
+    assert abs(np.median(res.locs.background[ok] / truth["bg"][ok]) - 1) < 0.03
+    assert abs(np.median(res.locs.sigma[ok] / truth["sigma"][ok]) - 1) < 0.05
+    assert set(res.summary()) <= set(fit.STATUS.values())
+
+
+def test_camera_frames_in_adu(isolated):
+    """ADU of a camera with baseline 400 and 0.5 e-/ADU, QE 0.8: the same
+    photons after Camera.to_photons; numpy input and a first_frame offset."""
+    _, truth, start = isolated
+    mu, _, _, rng = _grid_scene(0)
+    cam = Camera(baseline=400, sensitivity=0.5, qe=0.8)
+    electrons = rng.poisson(mu * cam.qe)
+    adu = np.round(cam.baseline + electrons / cam.sensitivity).astype(np.uint16)
+    shifted = Localizations(start.frame + 100, start.x, start.y)
+    res = fit.refine(cam.to_photons(adu), shifted, P, cam, first_frame=100)
+    ok = res.ok
+    assert ok.mean() > 0.97
+    assert np.array_equal(res.locs.frame, shifted.frame)
+    assert abs(np.median(res.locs.photons[ok] / truth["photons"][ok]) - 1) < 0.05
+    ex, ey, u = _errors(res, truth)
+    # fewer photoelectrons than photons: the bound follows the photoelectrons
+    assert 0.8 < np.concatenate([ex / u, ey / u]).std() < 1.25
+
+
+def test_emccd_excess_noise_doubles_the_variance():
+    mu, truth, start, rng = _grid_scene(1, photons=(1000, 3000), bg=(10, 20))
+    gain = 100.0
+    em = Camera(baseline=100, sensitivity=4.8, em_gain=gain)
+    electrons = rng.poisson(mu)
+    amplified = rng.gamma(np.maximum(electrons, 1e-9), gain) * (electrons > 0)
+    adu = np.round(em.baseline + amplified / em.sensitivity)
+    r_em = fit.refine(torch.as_tensor(em.to_photons(adu)), start, P, em)
+    r_poisson = fit.refine(torch.as_tensor(rng.poisson(mu).astype(np.float32)), start, P)
+    ok = r_em.ok & r_poisson.ok
+    assert ok.mean() > 0.95
+    ratio = np.median(r_em.locs.uncertainty[ok] / r_poisson.locs.uncertainty[ok])
+    assert abs(ratio - np.sqrt(2)) < 0.1
+    ex, ey, u = _errors(r_em, truth)
+    assert 0.8 < np.concatenate([ex / u, ey / u]).std() < 1.25
+    assert abs(np.median(r_em.locs.photons[r_em.ok] / truth["photons"][r_em.ok]) - 1) < 0.05
+
+
+def test_read_noise_enters_the_bound():
+    mu, truth, start, rng = _grid_scene(2, photons=(500, 2000), bg=(2, 4))
+    cam = Camera(baseline=100, sensitivity=1.0, read_noise=4.0)
+    adu = 100 + rng.poisson(mu) + rng.normal(0, 4.0, mu.shape)
+    res = fit.refine(torch.as_tensor(cam.to_photons(adu)), start, P, cam)
+    quiet = fit.refine(torch.as_tensor(cam.to_photons(adu)), start, P, Camera(baseline=100))
+    ok = res.ok & quiet.ok
+    assert ok.mean() > 0.95
+    assert np.median(res.locs.uncertainty[ok] / quiet.locs.uncertainty[ok]) > 1.05
+    ex, ey, u = _errors(res, truth)
+    assert 0.8 < np.concatenate([ex / u, ey / u]).std() < 1.25
+
+
+def _pairs(seed, n_frames=40, sep=150.0):
+    rng = np.random.default_rng(seed)
+    frames, xs, ys = [], [], []
+    for _ in range(n_frames):
+        c = rng.uniform(9, 11, 2) * P
+        a = rng.uniform(0, np.pi)
+        x = c[0] + np.array([-0.5, 0.5]) * sep * np.cos(a)
+        y = c[1] + np.array([-0.5, 0.5]) * sep * np.sin(a)
+        mu = render_emitters(x, y, np.array([2000.0, 2000.0]), np.full(2, 250 * FWHM_TO_SIGMA), (20, 20), P) + 20
+        frames.append(rng.poisson(mu))
+        xs.append(x)
+        ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    fr = np.repeat(np.arange(n_frames), 2)
+    start = Localizations(fr, x + rng.normal(0, 30, len(x)), y + rng.normal(0, 30, len(x)))
+    return np.stack(frames).astype(np.float32), x, y, start
+
+
+def _pair_rmse(res, x, y):
+    """Per-axis RMSE over frames where both fits are ok, either assignment."""
+    fx, fy = res.locs.x.reshape(-1, 2), res.locs.y.reshape(-1, 2)
+    tx, ty = x.reshape(-1, 2), y.reshape(-1, 2)
+    d1 = (fx - tx) ** 2 + (fy - ty) ** 2
+    d2 = (fx[:, ::-1] - tx) ** 2 + (fy[:, ::-1] - ty) ** 2
+    d = np.where(d1.sum(1, keepdims=True) <= d2.sum(1, keepdims=True), d1, d2)
+    both = res.ok.reshape(-1, 2).all(1)
+    return np.sqrt(d[both].mean() / 2), both.mean()
+
+
+def test_close_pair_joint_fit_beats_single_fits():
+    frames, x, y, start = _pairs(3)
+    joint = fit.refine(torch.as_tensor(frames), start, P)
+    single = fit.refine(torch.as_tensor(frames), start, P, max_group=1)
+    rmse_joint, ok_joint = _pair_rmse(joint, x, y)
+    rmse_single, _ = _pair_rmse(single, x, y)
+    assert ok_joint > 0.9
+    assert rmse_joint < 0.5 * rmse_single
+    assert rmse_joint < 1.5 * np.nanmedian(joint.locs.uncertainty)
+    assert abs(np.median(joint.locs.photons[joint.ok]) / 2000 - 1) < 0.05
+
+
+def test_large_groups_fit_with_neighbours_held_fixed():
+    """A ring of 6 emitters 250 nm from its centre: more than max_group, so
+    each is fitted with its nearest neighbours free and the others fixed."""
+    rng = np.random.default_rng(4)
+    frames, xs, ys = [], [], []
+    n_frames = 20
+    for _ in range(n_frames):
+        a = rng.uniform(0, 2 * np.pi) + np.arange(6) * np.pi / 3
+        x, y = 1500 + 250 * np.cos(a), 1500 + 250 * np.sin(a)
+        mu = render_emitters(x, y, np.full(6, 3000.0), np.full(6, 110.0), (30, 30), P) + 15
+        frames.append(rng.poisson(mu))
+        xs.append(x)
+        ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    jitter = rng.normal(0, 30, (2, len(x)))
+    start = Localizations(np.repeat(np.arange(n_frames), 6), x + jitter[0], y + jitter[1])
+    frames = torch.as_tensor(np.stack(frames).astype(np.float32))
+    res = fit.refine(frames, start, P, max_group=3)
+    assert res.ok.mean() > 0.9, res.summary()
+    ok = res.ok
+    e = np.r_[res.locs.x[ok] - x[ok], res.locs.y[ok] - y[ok]]
+    assert np.sqrt(np.mean(e**2)) < 2.0 * np.sqrt(np.mean(res.locs.uncertainty[ok] ** 2))
+    single = fit.refine(frames, start, P, max_group=1)
+    e1 = np.r_[single.locs.x - x, single.locs.y - y][np.r_[single.ok, single.ok]]
+    assert np.sqrt(np.mean(e**2)) < np.sqrt(np.mean(e1**2))
+
+
+def test_failed_fits_are_flagged_not_dropped():
+    rng = np.random.default_rng(5)
+    one = render_emitters(np.array([1050.0]), np.array([1050.0]), np.array([2000.0]), np.array([110.0]), (20, 20), P)
+    frames = rng.poisson(one + 20, (10, 20, 20)).astype(np.float32)
+    far = Localizations(np.arange(10), np.full(10, 1050.0 + 320), np.full(10, 1050.0))
+    res = fit.refine(torch.as_tensor(frames), far, P)
+    assert len(res.locs) == 10 and not res.ok.any()
+    assert (res.status == fit.MOVED).all()
+    np.testing.assert_array_equal(res.locs.x, far.x)
+    assert np.isnan(res.locs.photons).all() and np.isnan(res.locs.uncertainty).all()
+    assert res.n_failed == 10 and res.summary() == {fit.STATUS[fit.MOVED]: 10}
+
+    noise = rng.poisson(20.0, (200, 20, 20)).astype(np.float32)
+    starts = Localizations(np.arange(200), rng.uniform(800, 1200, 200), rng.uniform(800, 1200, 200))
+    res = fit.refine(torch.as_tensor(noise), starts, P)
+    assert len(res.locs) == 200 and (~res.ok).mean() > 0.8
+    strict = fit.refine(torch.as_tensor(noise), starts, P, min_snr=3)
+    assert (~strict.ok).mean() > 0.97
+
+
+def test_outside_and_nonfinite_starts_and_bad_input():
+    frames = torch.as_tensor(np.random.default_rng(6).poisson(20.0, (2, 12, 12)).astype(np.float32))
+    locs = Localizations([0, 1, 1], [float("nan"), -50.0, 600.0], [600.0, 600.0, 600.0])
+    res = fit.refine(frames, locs, P)
+    assert list(res.status[:2]) == [fit.OUTSIDE, fit.OUTSIDE]
+    empty = fit.refine(frames, Localizations.empty(), P)
+    assert len(empty.locs) == 0 and empty.locs.photons is not None
+    with pytest.raises(DSIRError, match="frames"):
+        fit.refine(frames, Localizations([5], [600.0], [600.0]), P)
+    with pytest.raises(DSIRError, match="odd"):
+        fit.refine(frames, locs, P, window=6)
+    with pytest.raises(DSIRError, match="smaller"):
+        fit.refine(frames, locs, P, window=13)
+    with pytest.raises(DSIRError, match="pixel size"):
+        fit.refine(frames, locs, -1)
+    with pytest.raises(DSIRError, match="sigma_init_nm"):
+        fit.refine(frames, locs, P, fit_sigma=False)
+    with pytest.raises(DSIRError, match="sensitivity"):
+        fit.refine(frames, locs, P, Camera(sensitivity=0))
+    with pytest.raises(DSIRError, match=r"\(frame, y, x\)"):
+        fit.refine(frames[None], locs, P)
+
+
+def test_fixed_sigma(isolated):
+    frames, truth, start = isolated
+    sub = start.select(np.arange(45))
+    res = fit.refine(frames, sub, P, fit_sigma=False, sigma_init_nm=105.0)
+    assert res.ok.mean() > 0.9
+    np.testing.assert_allclose(res.locs.sigma[res.ok], 105.0)
