@@ -57,6 +57,8 @@ def test_too_short_or_sparse_movies_are_refused():
         estimate_drift(locs, segment_frames=10)
     with pytest.raises(DSIRError, match="at least 2 segments"):
         estimate_drift(locs, segments=1)
+    with pytest.raises(DSIRError, match="whole number"):
+        estimate_drift(locs, segments="ten")
     sparse, _, _ = simulate_structure_locs(40, CFG, precision_nm=10.0, seed=3)
     with pytest.raises(DSIRError, match="too short or too sparse"):
         estimate_drift(sparse, segments=10)

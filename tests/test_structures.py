@@ -80,8 +80,9 @@ def test_camera_frames():
 
 @pytest.mark.parametrize("kw", [
     {"structure": "stars"}, {"density": 0}, {"ring_radius_nm": 5000.0, "structure": "rings"},
-    {"photons": 0}, {"mean_on_frames": 0.5}, {"density": 500.0},
+    {"photons": 0}, {"mean_on_frames": 0.5}, {"density": 500.0}, {"field_nm": "ab"}, {"field_nm": (-1.0, 5.0)},
+    {"density": "high"},
 ])
 def test_bad_configs(kw):
     with pytest.raises(DSIRError):
-        simulate_structure_locs(10, StructureConfig(field_nm=(3000.0, 3000.0), **kw))
+        simulate_structure_locs(10, StructureConfig(**{"field_nm": (3000.0, 3000.0), **kw}))

@@ -206,8 +206,18 @@ def estimate_drift(
     )
 
 
+def _whole(name, value) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DSIRError(f"{name}: expected a whole number, got {value!r}") from None
+
+
 def _segment_index(frame, segments, segment_frames) -> np.ndarray:
     """Segment of each localization: equal ranges of frames."""
+    segments, segment_frames = _whole("segments", segments), _whole("segment_frames", segment_frames)
     first, last = int(frame.min()), int(frame.max())
     span = last - first + 1
     if segment_frames is not None:

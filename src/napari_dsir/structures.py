@@ -51,8 +51,17 @@ class StructureConfig:
     drift_walk_nm: float = 0.0  # random-walk step (one standard deviation per axis), nm per frame
 
     def validate(self) -> StructureConfig:
-        h, w = self.field_nm
-        if not (h > 0 and w > 0):
+        try:
+            return self._validate()
+        except TypeError:
+            raise DSIRError(f"structure settings: a setting is not a number ({self})") from None
+
+    def _validate(self) -> StructureConfig:
+        try:
+            h, w = (float(v) for v in self.field_nm)
+        except (TypeError, ValueError):
+            raise DSIRError(f"field_nm: expected (height, width) in nm, got {self.field_nm!r}") from None
+        if not (h > 0 and w > 0 and math.isfinite(h) and math.isfinite(w)):
             raise DSIRError(f"field_nm must be positive, got {self.field_nm}")
         if self.structure not in ("filaments", "rings"):
             raise DSIRError(f"structure: expected 'filaments' or 'rings', got {self.structure!r}")
