@@ -76,6 +76,8 @@ def test_gauss_needs_sigma_or_uncertainty():
         render(_locs([1.0], [1.0]), 10.0, mode="gauss")
     with pytest.raises(DSIRError, match="sigma_nm"):
         render(_locs([1.0], [1.0]), 10.0, mode="gauss", sigma_nm=-1)
+    with pytest.raises(DSIRError, match="sigma_nm"):
+        render(_locs([1.0], [1.0]), 10.0, mode="gauss", sigma_nm="wide")
     with pytest.raises(DSIRError, match="wider than"):
         render(_locs([1.0], [1.0]), 10.0, mode="gauss", sigma_nm=1e6)
 

@@ -176,7 +176,10 @@ def _sigmas(locs: Localizations, sigma_nm) -> np.ndarray:
                 "and this table has no uncertainty column: give sigma_nm (nm)"
             )
         return locs.uncertainty
-    s = np.asarray(sigma_nm, dtype=np.float64)
+    try:
+        s = np.asarray(sigma_nm, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DSIRError(f"sigma_nm: expected nm, got {sigma_nm!r}") from None
     if s.ndim == 0:
         if not (np.isfinite(s) and s > 0):
             raise DSIRError(f"sigma_nm must be > 0 nm, got {sigma_nm!r}")
