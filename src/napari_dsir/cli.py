@@ -131,7 +131,22 @@ def _request(args, localize: bool, keep_frames: bool = False):
         tile="auto" if args.tile is None else (args.tile or None), keep_frames=keep_frames,
         localize=localize, threshold=getattr(args, "threshold", None), radius=getattr(args, "radius", None),
         scheduler=args.scheduler, chunk=args.chunk, name=str(args.stack),
+        refine=getattr(args, "refine", "none") == "mle", camera=_camera(args),
     )
+
+
+def _camera(args):
+    """The camera the options give (a file, then single values over it), or
+    None when none is given (the run path then assumes defaults, with a warning)."""
+    from .camera import Camera
+
+    values = {k: getattr(args, k, None) for k in ("baseline", "sensitivity", "em_gain", "qe", "read_noise")}
+    values = {k: v for k, v in values.items() if v is not None}
+    path = getattr(args, "camera", None)
+    if path is None and not values:
+        return None
+    base = Camera.from_yaml(path).to_dict() if path is not None else {}
+    return Camera.from_dict({**base, **values}).validate()
 
 
 def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
@@ -180,10 +195,29 @@ def cmd_localize(args) -> int:
     if args.image is not None:
         _check_output(args.image, args.overwrite)
     res = _run_reconstruction(args, localize=True)
-    write_localizations(args.output, res.localizations, overwrite=args.overwrite)
+    u = res.upsampling
+    meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
+            "camera": res.info.get("camera"), "localize": res.info.get("localize"),
+            "pixel_size_origin": res.info.get("pixel_size_origin")}
+    write_localizations(args.output, res.localizations, overwrite=args.overwrite,
+                        pixel_size=res.info["camera_pixel_size"],
+                        frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),
+                        n_frames=res.stop, metadata=meta)
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
+    fit = res.info.get("fit")
+    if fit:
+        failed = {k: v for k, v in fit.items() if k != "ok"}
+        if failed:
+            _warn(f"{sum(failed.values())} of {sum(fit.values())} fits failed and keep the network's "
+                  f"position with no photons or uncertainty ({', '.join(f'{v} {k}' for k, v in failed.items())})")
+        loc = res.localizations
+        if len(loc) and loc.photons is not None:
+            import numpy as np
+
+            print(f"median photons {np.nanmedian(loc.photons):.0f}, median uncertainty "
+                  f"{np.nanmedian(loc.uncertainty):.1f} nm")
     return 0
 
 
@@ -295,6 +329,8 @@ def cmd_demo(args) -> int:
     args.threshold = None
     args.radius = None
     args.tile, args.scheduler, args.chunk = None, None, 256
+    # the sample's camera (docs/make_sample_data.py): 100 ADU offset, 1 e-/ADU
+    args.refine, args.camera, args.baseline, args.sensitivity = "mle", None, 100.0, 1.0
     out.mkdir(parents=True, exist_ok=True)
     res = _run_reconstruction(args, localize=True)
     write_tiff(out / "sample_dsir.tif", res.sum_image, res.pixel_size, overwrite=True)
@@ -329,14 +365,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("localize", formatter_class=_HelpFormatter,
-                       help="localization table of a stack (ThunderSTORM CSV)")
+                       help="localization table of a stack (ThunderSTORM CSV, or Picasso .hdf5)")
     _add_common(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="output CSV")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output table: .csv (ThunderSTORM) or .hdf5 (Picasso, with a .yaml beside it)")
     p.add_argument("--image", type=Path, default=None, help="also write the sum image here")
     p.add_argument("--threshold", type=float, default=None,
                    help="peak threshold in network output units (default: the model's calibrated one)")
     p.add_argument("--radius", type=_positive_int, default=None,
                    help="local-maximum radius in super-resolved px (default: the model's, 2 for the shipped one)")
+    g = p.add_argument_group("refinement and camera (photons, background, sigma, uncertainty)")
+    g.add_argument("--refine", choices=["mle", "none"], default="mle",
+                   help="mle: fit each detection on the raw frame (Poisson MLE, integrated Gaussian PSF); "
+                        "none: the network's positions only")
+    g.add_argument("--camera", type=Path, default=None,
+                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise)")
+    g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
+    g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
+    g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")
+    g.add_argument("--qe", type=float, default=None, help="quantum efficiency in (0, 1] (default 1)")
+    g.add_argument("--read-noise", type=float, default=None, help="read noise, e- rms (default 0)")
     p.set_defaults(func=cmd_localize)
 
     p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,

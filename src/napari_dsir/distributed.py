@@ -14,6 +14,7 @@ from collections.abc import Generator
 
 import numpy as np
 
+from .camera import Camera
 from .errors import DSIRError
 from .io import Stack, open_stack
 from .localize import LocalizeParams
@@ -90,18 +91,20 @@ class _Block:
 
 
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
-                      batch_size, localize: dict | None, tile):
-    """One block on a worker: (sum image float64, localizations or None)."""
+                      batch_size, localize: dict | None, tile, camera: dict | None = None, fit_window: int = 7):
+    """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
+    cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
-                                 batch_size=batch_size, localize=params, tile=tile, start=first_frame))
-    return res.sum_image.astype(np.float64), res.localizations
+                                 batch_size=batch_size, localize=params, tile=tile, start=first_frame,
+                                 camera=cam, fit_window=fit_window))
+    return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit")
 
 
 def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
-    tile="auto", chunk: int = 256,
+    tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int = 7,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`."""
@@ -130,7 +133,8 @@ def iter_reconstruct_distributed(
             return None
         blk, first, n = nxt
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
-                            float(pixel_size), batch_size, params, tile, pure=False)
+                            float(pixel_size), batch_size, params, tile,
+                            camera.to_dict() if camera is not None else None, fit_window, pure=False)
         futures[fut] = int(n)
         return fut
 
@@ -138,12 +142,13 @@ def iter_reconstruct_distributed(
     pending = as_completed([f for f in (submit() for _ in range(2 * n_workers)) if f is not None])
     acc = np.zeros((h * u, w * u), np.float64)
     locs: list[Localizations] = []
+    fit_counts: dict[str, int] = {}
     done = 0
     yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
         for fut in pending:
             try:
-                sum_image, block_locs = fut.result()
+                sum_image, block_locs, block_fit = fut.result()
             except DSIRError:
                 raise
             except Exception as e:
@@ -151,6 +156,8 @@ def iter_reconstruct_distributed(
             acc += sum_image
             if block_locs is not None:
                 locs.append(block_locs)
+            for k, v in (block_fit or {}).items():
+                fit_counts[k] = fit_counts.get(k, 0) + v
             done += futures.pop(fut)
             nxt = submit()
             if nxt is not None:
@@ -171,5 +178,6 @@ def iter_reconstruct_distributed(
         stop=stop,
         localizations=loc_table,
         info={"batch_size": batch_size, "device": "dask", "model": model.source,
+              "fit": fit_counts if camera is not None and localize is not None else None,
               "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

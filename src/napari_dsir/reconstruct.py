@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .camera import Camera
 from .errors import DSIRError, OutOfMemory
+from .fit import refine
 from .io import Stack
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
@@ -180,6 +182,8 @@ def iter_reconstruct(
     keep_frames: bool = False,
     localize: LocalizeParams | None = None,
     tile: int | str | None = "auto",
+    camera: Camera | None = None,
+    fit_window: int = 7,
     where: str = "",
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
@@ -191,6 +195,13 @@ def iter_reconstruct(
     (``StopIteration.value``). On device out-of-memory the batch size halves
     and the run goes on (a ``"warning"`` record says so). ``where`` names
     the input in error messages.
+
+    ``camera``: with ``localize``, each detection is refined on its raw
+    frame, converted to photons with this camera model, by Poisson maximum
+    likelihood (`napari_dsir.fit.refine`, ``fit_window`` px): the table then
+    has photons, background, sigma and uncertainty; failed fits keep the
+    network's position with NaN in those columns and are counted in
+    ``Result.info["fit"]``. None: the network's positions only.
     """
     src = _source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -206,6 +217,7 @@ def iter_reconstruct(
     n_blocks = 0  # locs[:n_blocks] are consolidated blocks
     bs = int(batch_size)
     done = 0
+    fit_counts: dict[str, int] = {}
     model.net.eval()
     yield Progress(0, total, bs, "reconstructing", kind="start")
     while done < total:
@@ -223,7 +235,14 @@ def iter_reconstruct(
                 sr = model.predict(x, tile=tile)
                 acc += sr.sum(0, dtype=torch.float64)
                 if localize is not None:
-                    locs.append(find_peaks(sr, sr_px, localize, first_frame=b0))
+                    found = find_peaks(sr, sr_px, localize, first_frame=b0)
+                    if camera is not None and len(found):
+                        fitted = refine(camera.to_photons(x), found, pixel_size, camera, first_frame=b0,
+                                        window=fit_window)
+                        found = fitted.locs
+                        for k, v in fitted.summary().items():
+                            fit_counts[k] = fit_counts.get(k, 0) + v
+                    locs.append(found)
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:
@@ -253,5 +272,6 @@ def iter_reconstruct(
         stop=stop,
         frames=frames_out,
         localizations=Localizations.concatenate(locs) if localize is not None else None,
-        info={"batch_size": bs, "device": str(device), "model": model.source},
+        info={"batch_size": bs, "device": str(device), "model": model.source,
+              "fit": fit_counts if camera is not None and localize is not None else None},
     )

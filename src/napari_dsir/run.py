@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, open_stack
 from .progress import drive
@@ -43,7 +46,9 @@ class RunRequest:
     ``model``: None (the shipped model), ``"legacy:PATH"``, a checkpoint
     path or a loaded `DSIRModel`. ``start``/``stop``: 0-based frame range,
     stop excluded. ``localize``: also find localizations (``threshold`` and
-    ``radius`` override the model's calibrated localizer). ``keep_frames``:
+    ``radius`` override the model's calibrated localizer; ``refine``: fit
+    each detection on its raw frame, in photons of ``camera``, for photons,
+    background, sigma and uncertainty: `napari_dsir.fit`). ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
     """
@@ -62,6 +67,9 @@ class RunRequest:
     localize: Any = False  # bool, or a LocalizeParams
     threshold: float | None = None
     radius: int | None = None
+    refine: bool = True
+    camera: Any = None  # Camera, a dict of its settings, or None (file metadata, else assumed defaults)
+    fit_window: int = 7
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
@@ -100,6 +108,31 @@ def resolve_pixel_size(explicit: float | None, from_metadata: float | None) -> P
 def pixel_size_warning(name: str) -> str:
     return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
             "(set the camera pixel size to change it)")
+
+
+def camera_warning(camera: Camera) -> str:
+    c = camera
+    return (f"camera settings not given: assuming baseline {c.baseline:g} ADU, {c.sensitivity:g} e-/ADU, "
+            f"EM gain {c.em_gain:g}, QE {c.qe:g}; photons and precisions rest on them "
+            "(set the camera to change them)")
+
+
+def _as_camera(value) -> Camera | None:
+    if value is None or isinstance(value, Camera):
+        return value
+    if isinstance(value, dict):
+        return Camera.from_dict(value)
+    if isinstance(value, (str, os.PathLike)):
+        return Camera.from_yaml(value)
+    raise DSIRError(f"camera: expected camera settings or a camera file, got {type(value).__name__}")
+
+
+def _first_frames(src, start: int, n: int = 4):
+    """A few frames from ``start`` on, to check the camera baseline against."""
+    if isinstance(src, Stack):
+        return src.read(start, start + n)
+    data = src if getattr(src, "ndim", 3) == 3 else src[None]
+    return np.asarray(data[start : start + n])
 
 
 def open_source(source, pixel_size: float | None = None):
@@ -166,6 +199,12 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         client, own_client = connect(req.scheduler), True
     if client is not None and req.keep_frames:
         raise DSIRError("the per-frame images cannot be kept with a dask scheduler (the frames stay on the workers)")
+    camera = None
+    if params is not None and req.refine:
+        camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
+        if assumed:
+            yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
+        camera.check_data(_first_frames(src, req.start))
     hooks = _cancel_hooks(model.net, cancel)
     try:
         if client is not None:
@@ -173,11 +212,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
 
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
-                stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk)
+                stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
+                fit_window=req.fit_window)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
-                keep_frames=req.keep_frames, localize=params, tile=req.tile, where=name)
+                keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
+                fit_window=req.fit_window, where=name)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -190,6 +231,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     result.info.update(
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
+        camera=camera.to_dict() if camera is not None else None,
         seconds=time.perf_counter() - t0,
     )
     return result
