@@ -154,8 +154,11 @@ def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True):
 
 
 def _nll(mu, data, mask, v):
+    """Poisson negative log-likelihood less its value at mu = data (half the
+    deviance: small numbers near the optimum, stable in float32)."""
     m = torch.clamp(mu + v, min=1e-9)
-    return (mask * (m - data * torch.log(m))).sum(-1)
+    dlog = torch.where(data > 0, data * (torch.log(m) - torch.log(torch.clamp(data, min=1e-9))), torch.zeros_like(m))
+    return (mask * (m - data - dlog)).sum(-1)
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def refine(
     shared_sigma: bool = True,
     min_snr: float = 0.0,
     fallback_passes: int = 2,
-    tol: float = 1e-5,
+    tol: float | None = None,
     dtype: torch.dtype | None = None,
     batch_elements: int = 1 << 22,
 ) -> FitResult:
@@ -292,7 +295,7 @@ def refine(
     fallback_passes: passes over the groups larger than ``max_group``.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
-        deviations).
+        deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
     dtype: computation dtype (default float64 on the CPU, float32 on a GPU).
     batch_elements: fits per batch are capped so that the Jacobian holds
         about this many numbers (memory).
@@ -369,6 +372,8 @@ def refine(
     device = frames.device
     if dtype is None:
         dtype = torch.float64 if device.type == "cpu" else torch.float32
+    if tol is None:
+        tol = 1e-5 if dtype == torch.float64 else 1e-3
     data_e = frames.to(dtype) * camera.qe  # photoelectrons
     v = camera.read_variance_e
     h = window // 2
