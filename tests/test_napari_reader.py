@@ -71,6 +71,30 @@ def test_reader_epfl_sequence_named_after_parent(tmp_path):
     assert layers[0][1]["name"] == "tubes"
 
 
+def test_reader_epfl_sequence_message_names_the_layer(tmp_path):
+    """Regression: the "no pixel size" message named the folder "sequence"
+    while the layer is called after its parent, "bundled_tubes_hd"."""
+    from napari.utils.notifications import notification_manager
+
+    folder = tmp_path / "bundled_tubes_hd" / "sequence"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(_stack(n=2)):
+        tifffile.imwrite(folder / f"{i + 1:05d}.tif", frame)
+    got = []
+
+    def on(event):
+        got.append(str(event.message))
+
+    notification_manager.notification_ready.connect(on)
+    try:
+        layers = napari_get_reader(str(folder))(str(folder))
+    finally:
+        notification_manager.notification_ready.disconnect(on)
+    assert layers[0][1]["name"] == "bundled_tubes_hd"
+    assert len(got) == 1 and got[0].startswith("napari-dsir: bundled_tubes_hd has no pixel size"), got
+    assert "sequence" not in got[0]
+
+
 def test_reader_csv_points(make_napari_viewer, tmp_path):
     path = tmp_path / "truth.csv"
     path.write_text('"id","frame","x [nm]","y [nm]","intensity [photon]"\n'
@@ -84,6 +108,8 @@ def test_reader_csv_points(make_napari_viewer, tmp_path):
     # (frame 0-based, y nm, x nm)
     np.testing.assert_allclose(pts.data, [[0, 250.0, 150.0], [2, 20.25, 1000.5]])
     np.testing.assert_allclose(pts.features["intensity"], [1000, 800])
+    np.testing.assert_array_equal(pts.features["frame"], [0, 2])  # every column is a feature
+    assert pts.metadata["kind"] == "localizations" and pts.metadata["units"] == "nm"
 
 
 @pytest.mark.parametrize("kind", ["text_as_tif", "empty_dir", "bad_csv", "missing", "other_ext",

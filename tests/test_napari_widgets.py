@@ -1,20 +1,32 @@
-"""The "DSIR Reconstruct" and "DSIR Ground Truth" dock widgets, end to end."""
+"""The "DSIR Reconstruct" and "DSIR Ground Truth" dock widgets, end to end.
+
+Most runs are synchronous (``widget.synchronous = True``: the run's
+generator is driven in the test's thread, through the same handlers); the
+threaded path is tested by waiting on the widget's ``finished`` signal.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_dsir._qt import _widgets  # noqa: E402
+from napari_dsir import run as run_module  # noqa: E402
+from napari_dsir._qt.ground_truth import GroundTruthWidget  # noqa: E402
+from napari_dsir._qt.reconstruct import (  # noqa: E402
+    MODEL_FILE,
+    MODEL_LEGACY,
+    ReconstructWidget,
+    model_spec,
+    model_threshold,
+)
 from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint  # noqa: E402
 
 from .conftest import SHARED_DATA, Peaky, one_emitter_stack  # noqa: E402
-
-torch.set_num_threads(1)
 
 LEGACY = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
 P = 100.0  # camera pixel, nm
@@ -22,35 +34,45 @@ EMITTER_YX = (1160.0, 1243.0)  # nm, near the centre of camera pixel (11, 12)
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """Capture the widgets' error/warning notifications."""
-    got = []
-    monkeypatch.setattr(_widgets, "show_error", lambda msg: got.append(msg))
-    monkeypatch.setattr(_widgets, "show_warning", lambda msg: got.append(msg))
-    return got
+def notes():
+    """Every napari notification shown during the test: (severity, message)."""
+    from napari.utils.notifications import notification_manager
+
+    got: list[tuple[str, str]] = []
+
+    def on(event):
+        got.append((str(event.severity), str(event.message)))
+
+    notification_manager.notification_ready.connect(on)
+    yield got
+    notification_manager.notification_ready.disconnect(on)
 
 
-def _peaky_loader(delay=0.0):
-    def load(spec, device):
-        return DSIRModel(Peaky(delay), arch="dsir", upsampling=8, source="test").to(device)
-    return load
+def _texts(notes, level=None):
+    return [m for lv, m in notes if level is None or lv == level]
 
 
-def _dock(viewer, name):
+@pytest.fixture
+def peaky(monkeypatch):
+    """Runs load a stand-in network (no trained weights needed)."""
+    def load(spec, device="auto"):
+        return DSIRModel(Peaky(), arch="dsir", upsampling=8, source="test",
+                         metadata={"localize": {"threshold": 1.0}}).to("cpu")
+    monkeypatch.setattr(run_module, "load_request_model", load)
+
+
+def _dock(viewer, name, synchronous=True):
     _, widget = viewer.window.add_plugin_dock_widget("napari-dsir", name)
+    widget.synchronous = synchronous
+    if name == "DSIR Reconstruct":  # a known camera: no "camera settings not given" warning
+        widget.camera.set_camera.value = True
     return widget
 
 
 def _add_stack(viewer, frames, name="spot", nm=True):
-    kw = {"scale": (1, P, P), "translate": (0, P / 2, P / 2), "metadata": {"pixel_size": P}} if nm else {}
+    kw = {"scale": (1, P, P), "translate": (0, P / 2, P / 2), "metadata": {"pixel_size": P},
+          "units": ("pixel", "nm", "nm")} if nm else {}
     return viewer.add_image(frames, name=name, **kw)
-
-
-def _run(qtbot, widget, timeout=60_000):
-    worker = widget.run()
-    assert worker is not None
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
-    return worker
 
 
 def _brightest_world(layer):
@@ -63,38 +85,67 @@ def test_widgets_dock(make_napari_viewer):
     viewer = make_napari_viewer()
     rec = _dock(viewer, "DSIR Reconstruct")
     gt = _dock(viewer, "DSIR Ground Truth")
-    assert isinstance(rec, _widgets.ReconstructWidget)
-    assert isinstance(gt, _widgets.GroundTruthWidget)
+    assert isinstance(rec, ReconstructWidget) and isinstance(gt, GroundTruthWidget)
     # device choice: GPU disabled, with a reason, when CUDA is absent
-    item = rec.device_combo.model().item(2)
-    assert item.isEnabled() == torch.cuda.is_available()
+    assert rec.device.native.model().item(2).isEnabled() == torch.cuda.is_available()
     if not torch.cuda.is_available():
-        assert "CUDA" in rec.device_combo.toolTip()
-    # the layer choice follows the viewer
+        assert "CUDA" in rec.device.tooltip
+    # the layer choosers follow the viewer (napari calls reset_choices)
     _add_stack(viewer, one_emitter_stack(n=4))
-    assert rec.layer_combo.currentText() == "spot"
-    assert rec.stop_spin.value() == 4 and rec.pixel_size.value() == P
+    assert rec.image.value.name == "spot" and gt.image.value.name == "spot"
+    assert rec.stop.value == 4 and rec.stop.max == 4
+    assert "100 nm" in rec.pixel_note.value
+    viewer.layers.remove("spot")
+    assert rec.image.value is None and rec.image.choices == ()
 
 
-def test_reconstruct_overlay_nm(make_napari_viewer, qtbot, monkeypatch, errors):
-    monkeypatch.setattr(_widgets, "load_model", _peaky_loader())
+def test_threshold_shows_the_models_before_a_run(make_napari_viewer, tmp_path):
+    """Regression: the box showed a greyed, clipped "0.0000C" before the first run."""
+    from napari_dsir.localize import params_for
+    from napari_dsir.model import load_model
+
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Reconstruct")
+    shipped = params_for(load_model(None)).threshold
+    assert w.use_model_threshold.value and not w.threshold.enabled
+    assert w.threshold.value == pytest.approx(shipped, abs=1e-6)
+    assert w.threshold.native.text() == f"{shipped:.6f}"
+    metrics = w.threshold.native.fontMetrics()
+    assert w.threshold.native.minimumWidth() > metrics.horizontalAdvance(w.threshold.native.text()) + 20
+    # another checkpoint: its own calibrated threshold
+    ckpt = tmp_path / "mine.pt"
+    save_checkpoint(ckpt, DSIRModel(DSIRNet((4, 4, 4), (4, 4, 4)), metadata={"localize": {"threshold": 0.25}}))
+    w.model.value = MODEL_FILE
+    w.model_file.value = ckpt
+    assert model_threshold(str(ckpt)) == 0.25 and w.threshold.value == pytest.approx(0.25)
+    # a hand-set value stays when the box is unticked
+    w.use_model_threshold.value = False
+    assert w.threshold.enabled
+    w.threshold.value = 0.5
+    w.model.value = "Default (shipped)"
+    assert w.threshold.value == 0.5
+
+
+def test_model_choices():
+    """Regression: the original weights are chosen as such (model spec legacy:PATH)."""
+    assert model_spec("Default (shipped)", None) is None
+    assert model_spec(MODEL_LEGACY, "/w/autoencoder_model.pt") == "legacy:/w/autoencoder_model.pt"
+    assert model_spec(MODEL_FILE, "/w/mine.pt") == "/w/mine.pt"
+
+
+def test_reconstruct_overlay_nm(make_napari_viewer, peaky, notes):
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=3, noise=False))
     w = _dock(viewer, "DSIR Reconstruct")
-    w.device_combo.setCurrentIndex(1)  # CPU
-    w.out_frames.setChecked(True)
-    w.out_locs.setChecked(True)
-    w.model_threshold.setChecked(False)
-    w.threshold.setValue(1.0)
-    w.batch_spin.setValue(2)
-    _run(qtbot, w)
-    assert errors == []
+    w.device.value = "cpu"
+    w.out_frames.value = w.out_locs.value = True
+    w.batch.value = 2
+    w.run()
+    assert _texts(notes) == []
     sr = viewer.layers["spot DSIR"]
     assert sr.ndim == 2 and sr.data.shape == (24 * 8, 24 * 8)
     np.testing.assert_allclose(sr.scale, [P / 8, P / 8])
     np.testing.assert_allclose(sr.translate, [P / 16, P / 16])
-    lo, hi = sr.contrast_limits
-    assert hi > lo
     # the brightest super-resolved pixel lies on the emitter, in world nm
     assert np.hypot(*(_brightest_world(sr) - EMITTER_YX)) < 50
     frames = viewer.layers["spot DSIR frames"]
@@ -105,18 +156,44 @@ def test_reconstruct_overlay_nm(make_napari_viewer, qtbot, monkeypatch, errors):
     world = np.array([pts.data_to_world(d) for d in pts.data])
     np.testing.assert_array_equal(world[:, 0], [0, 1, 2])
     assert np.all(np.hypot(*(world[:, 1:] - EMITTER_YX).T) < 50)
+    # a feature per column of the localizations (frame, intensity, and the fit's)
+    assert set(pts.features.columns) == {"frame", *w.last_result.localizations.columns()}
+    assert "intensity" in pts.features.columns
+    assert pts.metadata["kind"] == "localizations" and pts.metadata["units"] == "nm"
+    assert w.threshold.value == pytest.approx(1.0)  # the model's, shown after the run
+    assert w.last_result.info["pixel_size_origin"] == "metadata"
     # a re-run replaces the outputs instead of piling up copies
     n_layers = len(viewer.layers)
-    _run(qtbot, w)
+    w.run()
     assert len(viewer.layers) == n_layers
 
 
-def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, qtbot, monkeypatch, errors, tmp_path):
+def test_pixel_size_is_resolved_by_the_run(make_napari_viewer, peaky, notes):
+    """A layer that states no pixel size: the run assumes 100 nm and says so
+    (a warning); a value typed in the widget wins over the layer's."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2, noise=False), nm=False)
+    w = _dock(viewer, "DSIR Reconstruct")
+    assert "100 nm will be assumed" in w.pixel_note.value
+    w.run()
+    warns = _texts(notes, "warning")
+    assert len(warns) == 1 and warns[0].startswith("DSIR Reconstruct: spot: no pixel size"), warns
+    assert w.last_result.info["pixel_size_origin"] == "default"
+    viewer.add_image(one_emitter_stack(n=2), name="nm", scale=(1, 160, 160), translate=(0, 80, 80),
+                     metadata={"pixel_size": 160.0})
+    w.image.value = viewer.layers["nm"]
+    w.pixel_size.value = 107.0
+    w.run()
+    assert w.last_result.info["camera_pixel_size"] == 107.0
+    assert w.last_result.info["pixel_size_origin"] == "given"
+
+
+def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, peaky, notes, monkeypatch, tmp_path):
     """A file from our reader is a dask layer; the widget reads each of its
     chunks once (not the whole movie at once, nor a chunk per frame)."""
-    from napari_dsir import _reader, io
+    from napari_dsir import io
     from napari_dsir.io import write_tiff
-    from napari_dsir.run import reconstruct
+    from napari_dsir.layers import DASK_CHUNK
 
     frames = one_emitter_stack(n=40, noise=True)
     path = tmp_path / "movie.tif"
@@ -129,36 +206,29 @@ def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, qtbot, monkeypa
         return real_read(self, start, stop)
 
     monkeypatch.setattr(io.Stack, "read", counting_read)
-    monkeypatch.setattr(_widgets, "load_model", _peaky_loader())
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-dsir")
     layer = viewer.layers[-1]
     assert type(layer.data).__module__.startswith("dask")
     reads.clear()  # napari reads a chunk to show the first frame
     w = _dock(viewer, "DSIR Reconstruct")
-    w.device_combo.setCurrentIndex(1)  # CPU
-    w.batch_spin.setValue(1)
-    _run(qtbot, w)
-    assert errors == []
-    chunk = _reader.DASK_CHUNK
-    expected = [(b, min(b + chunk, 40)) for b in range(0, 40, chunk)]
+    w.batch.value = 1
+    w.run()
+    assert _texts(notes, "error") == []
+    expected = [(b, min(b + DASK_CHUNK, 40)) for b in range(0, 40, DASK_CHUNK)]
     assert sorted(set(reads)) == expected and len(reads) <= len(expected) + 1  # + napari's redraw
-    ref = reconstruct(frames, _peaky_loader()("", "cpu"), batch_size=4)
+    ref = run_module.reconstruct(frames, run_module.load_request_model(None), batch_size=4)
     np.testing.assert_allclose(viewer.layers["movie DSIR"].data, ref.sum_image, rtol=1e-5, atol=1e-5)
 
 
-def test_reconstruct_overlay_pixel_units(make_napari_viewer, qtbot, monkeypatch, errors):
+def test_reconstruct_overlay_pixel_units(make_napari_viewer, peaky):
     """A layer in pixel units (e.g. opened by napari's own reader): the output
     still covers exactly the same area."""
-    monkeypatch.setattr(_widgets, "load_model", _peaky_loader())
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=2, noise=False), nm=False)
     w = _dock(viewer, "DSIR Reconstruct")
-    w.out_locs.setChecked(True)
-    w.model_threshold.setChecked(False)
-    w.threshold.setValue(1.0)
-    _run(qtbot, w)
-    assert errors == []
+    w.out_locs.value = True
+    w.run()
     sr = viewer.layers["spot DSIR"]
     expected = np.array(EMITTER_YX) / P - 0.5  # world = pixel index of the centre
     assert np.hypot(*(_brightest_world(sr) - expected)) < 0.5
@@ -170,45 +240,45 @@ def test_reconstruct_overlay_pixel_units(make_napari_viewer, qtbot, monkeypatch,
 
 
 @pytest.mark.parametrize("which", ["legacy", "default"])
-def test_reconstruct_trained_model(make_napari_viewer, qtbot, errors, which):
+def test_reconstruct_trained_model(make_napari_viewer, notes, which):
     """With real weights: the brightest SR pixel around an isolated emitter
     lies within 50 nm of its ground-truth position (world coordinates)."""
-    from napari_dsir.model import default_model_path
-
     viewer = make_napari_viewer()
     w = _dock(viewer, "DSIR Reconstruct")
     if which == "legacy":
         if not LEGACY.is_file():
             pytest.skip(f"original DSIR weights not available: {LEGACY}")
-        w.model_combo.setCurrentIndex(_widgets.MODEL_LEGACY)
-        w.model_path.setText(str(LEGACY))
-    elif not default_model_path().is_file():
-        pytest.skip("the shipped default model is not there yet")
+        w.model.value = MODEL_LEGACY
+        w.model_file.value = LEGACY
     _add_stack(viewer, one_emitter_stack(n=4))
-    w.device_combo.setCurrentIndex(1)
-    _run(qtbot, w)
-    assert errors == []
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes) == []
     sr = viewer.layers["spot DSIR"]
     assert np.hypot(*(_brightest_world(sr) - EMITTER_YX)) < 50
+    pts = viewer.layers["spot DSIR localizations"]
+    near = np.hypot(pts.data[:, 1] - EMITTER_YX[0], pts.data[:, 2] - EMITTER_YX[1]) < 50
+    assert set(pts.data[near, 0].astype(int)) == {0, 1, 2, 3}  # found in every frame, within 50 nm
 
 
-def test_reconstruct_checkpoint_file(make_napari_viewer, qtbot, tmp_path, errors):
+def test_reconstruct_checkpoint_file(make_napari_viewer, tmp_path, notes):
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, DSIRModel(DSIRNet((4, 4, 4), (4, 4, 4), head_norm=False)))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=5))
     w = _dock(viewer, "DSIR Reconstruct")
-    w.model_combo.setCurrentIndex(_widgets.MODEL_FILE)
-    w.model_path.setText(str(ckpt))
-    w.start_spin.setValue(1)
-    w.stop_spin.setValue(4)
-    w.out_frames.setChecked(True)
-    w.out_locs.setChecked(True)
-    w.model_threshold.setChecked(False)
-    w.threshold.setValue(1e5)  # nothing that high: an empty layer and a hint
-    _run(qtbot, w)
-    assert len(errors) == 1 and "lower the threshold" in errors[0]
+    w.model.value = MODEL_FILE
+    w.model_file.value = ckpt
+    w.start.value, w.stop.value = 1, 4
+    w.out_frames.value = w.out_locs.value = True
+    w.use_model_threshold.value = False
+    w.threshold.value = 1e5  # nothing that high: an empty layer and a hint
+    w.run()
+    warns = _texts(notes, "warning")
+    assert len(warns) == 1 and warns[0].startswith("DSIR Reconstruct: no localizations above the threshold")
+    assert "lower the threshold" in warns[0]
     assert len(viewer.layers["spot DSIR localizations"].data) == 0
     frames = viewer.layers["spot DSIR frames"]
     assert frames.data.shape == (3, 192, 192)
@@ -216,91 +286,148 @@ def test_reconstruct_checkpoint_file(make_napari_viewer, qtbot, tmp_path, errors
     assert w.last_result.start == 1 and w.last_result.stop == 4
 
 
-def test_reconstruct_cancel(make_napari_viewer, qtbot, monkeypatch, errors):
-    monkeypatch.setattr(_widgets, "load_model", _peaky_loader(delay=0.05))
+def test_threaded_run_reports_through_finished(make_napari_viewer, qtbot, peaky, notes):
+    """The real (threaded) path: a worker, a progress bar, the same layers."""
     viewer = make_napari_viewer()
-    _add_stack(viewer, one_emitter_stack(n=200, size=16, noise=False))
-    w = _dock(viewer, "DSIR Reconstruct")
-    w.batch_spin.setValue(1)
-    w.out_frames.setChecked(True)
-    w.out_locs.setChecked(True)
-    n_layers = len(viewer.layers)
-    returned = []
-    worker = w.run()
-    worker.returned.connect(returned.append)
-    qtbot.waitUntil(lambda: "frames" in w.status.text() and not w.status.text().startswith("0 /"),
-                    timeout=30_000)
-    assert w.cancel_btn.isEnabled()
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
-        w.cancel_btn.click()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=10_000)
-    assert returned == []
-    assert len(viewer.layers) == n_layers  # nothing half-added
-    assert "cancelled" in w.status.text()
-    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
-    assert errors == []
+    _add_stack(viewer, one_emitter_stack(n=6, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct", synchronous=False)
+    with qtbot.waitSignal(w.finished, timeout=60_000):
+        worker = w.run()
+        assert worker is not None and not w.run_button.enabled and w.cancel_button.enabled
+    assert w.worker is None and w.run_button.enabled and not w.cancel_button.enabled
+    assert "spot DSIR" in viewer.layers and "done" in w.status.value
+    assert _texts(notes) == []
 
 
-def test_reconstruct_errors_are_notifications(make_napari_viewer, qtbot, tmp_path, errors):
+def test_reconstruct_errors_are_notifications(make_napari_viewer, tmp_path, notes):
     viewer = make_napari_viewer()
     w = _dock(viewer, "DSIR Reconstruct")
-    # no layer
-    assert w.run() is None
-    assert "no image layer" in errors[-1]
-    # RGB image
+    w.run()  # no layer
+    assert _texts(notes, "error")[-1].startswith("DSIR Reconstruct: no image layer")
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
-    assert w.run() is None
-    assert "RGB" in errors[-1]
+    w.run()
+    assert "RGB" in _texts(notes, "error")[-1]
     viewer.layers.clear()
-    # a bad model file: reported from the worker, no layer added
+    # a bad model file: reported from the run, no layer added
     _add_stack(viewer, one_emitter_stack(n=2))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage, not a checkpoint")
-    w.model_combo.setCurrentIndex(_widgets.MODEL_FILE)
-    w.model_path.setText(str(bad))
-    _run(qtbot, w)
-    assert "bad.pt" in errors[-1] and "Traceback" not in errors[-1]
+    w.model.value = MODEL_FILE
+    w.model_file.value = bad
+    w.run()
+    err = _texts(notes, "error")[-1]
+    assert err.startswith("DSIR Reconstruct: ") and "bad.pt" in err and "Traceback" not in err
     assert [lay.name for lay in viewer.layers] == ["spot"]
+    assert "failed" in w.status.value and w.run_button.enabled
     # a model option without a file
-    w.model_path.setText("")
-    assert w.run() is None
-    assert "model file" in errors[-1]
+    w.model_file.value = ""
+    w.run()
+    assert "model file" in _texts(notes, "error")[-1]
+    assert all(m.startswith(("DSIR Reconstruct: ", "DSIR Ground Truth: ")) for m in _texts(notes))
 
 
-def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, errors):
-    viewer = make_napari_viewer()
-    _add_stack(viewer, one_emitter_stack(n=3))
+def _truth_csv(tmp_path):
     truth = tmp_path / "truth.csv"
     # ThunderSTORM style, 1-based frames, nm
     truth.write_text('"id","frame","x [nm]","y [nm]"\n'
                      "1,1,1250,1150\n2,2,1250,1150\n3,3,1250,1150\n4,3,400,300\n")
+    return truth
+
+
+def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
     w = _dock(viewer, "DSIR Ground Truth")
-    w.symbol_combo.setCurrentText("cross")
-    w.colour_combo.setCurrentText("magenta")
-    gt = w.load(str(truth))
-    assert errors == []
-    assert gt.name == "spot ground truth"
+    w.symbol.value, w.colour.value = "cross", "magenta"
+    gt = w.load(str(_truth_csv(tmp_path)))
+    assert _texts(notes) == []
+    assert gt.name == "spot ground truth" and gt.metadata["kind"] == "ground_truth"
     np.testing.assert_allclose(gt.data[0], [0, 1150, 1250])
     assert gt.data_to_world(gt.data[0]) == pytest.approx((0, 1150, 1250))
     assert gt.symbol[0].value == "cross"
     # localizations: 2 hits (20 nm off), 1 false positive; 2 misses
-    loc = viewer.add_points(np.array([[0, 1170, 1250], [1, 1150, 1230], [2, 3000, 3000]]),
-                            name="spot DSIR localizations")
-    w.locs_combo.refresh()
-    w.locs_combo.setCurrentText(loc.name)
-    w.gt_combo.setCurrentText(gt.name)
+    loc = viewer.add_points(np.array([[0, 1170, 1250], [1, 1150, 1230], [2, 3000, 3000]]), units=("pixel", "nm", "nm"),
+                            name="spot DSIR localizations", metadata={"kind": "localizations", "units": "nm"})
+    # the choosers default to a layer of their own role
+    assert w.localizations.value.name == loc.name and w.ground_truth.value.name == gt.name
     m = w.compare()
-    assert errors == []
+    assert _texts(notes) == []
     assert (m.tp, m.fp, m.fn) == (2, 1, 2)
-    assert m.jaccard == pytest.approx(2 / 5)
-    assert m.rmse == pytest.approx(20.0)
-    assert "Jaccard" in w.result_label.text() and "0.400" in w.result_label.text()
+    assert m.jaccard == pytest.approx(2 / 5) and m.rmse == pytest.approx(20.0)
+    assert "Jaccard" in w.result.value and "0.400" in w.result.value
     assert list(loc.features["match"]) == ["TP", "TP", "FP"]
     assert list(gt.features["match"]) == ["TP", "TP", "FN", "FN"]
-    green = np.array([0, 1, 0, 1.0])
-    np.testing.assert_allclose(loc.border_color[0], green)
+    np.testing.assert_allclose(loc.border_color[0], [0, 1, 0, 1.0])
     np.testing.assert_allclose(loc.border_color[2], [1, 0, 0, 1])
     np.testing.assert_allclose(gt.border_color[3], [1, 0, 1, 1])
     # errors: a missing file is a notification, not a traceback
     assert w.load(str(tmp_path / "missing.csv")) is None
-    assert "missing.csv" in errors[-1]
+    assert _texts(notes, "error")[-1].startswith("DSIR Ground Truth: ") and "missing.csv" in _texts(notes)[-1]
+
+
+def test_compare_never_scores_a_layer_against_itself(make_napari_viewer, tmp_path, notes):
+    """Regression: with only the ground truth loaded both choosers showed it,
+    and Compare scored it against itself (Jaccard 1.000, RMSE 0.0): napari
+    hands widgets proxies, so an ``is`` check never fired."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    gt = w.load(str(_truth_csv(tmp_path)))
+    assert w.ground_truth.value.name == gt.name
+    assert w.localizations.value.name == gt.name  # the only points layer
+    assert w.compare() is None and w.metrics is None
+    err = _texts(notes, "error")
+    assert len(err) == 1 and err[0].startswith("DSIR Ground Truth: 'spot ground truth' is chosen as both")
+    assert "match" not in gt.features
+    # a localizations layer arriving later becomes the localizations choice
+    viewer.add_points(np.array([[0, 1150, 1250]]), name="spot DSIR localizations", units=("pixel", "nm", "nm"),
+                      metadata={"kind": "localizations", "units": "nm"})
+    assert w.localizations.value.name == "spot DSIR localizations"
+    assert w.ground_truth.value.name == gt.name
+    assert w.compare().tp == 1
+
+
+def test_compare_converts_layers_in_pixels(make_napari_viewer, notes):
+    """Regression: points layers in pixels were scored as nm ("TP 20 within
+    250 nm, RMSE 2.5 nm"). Now they go through the image's pixel size, or
+    are refused when no image says what a pixel is."""
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Ground Truth")
+    truth = np.array([[0, 11.0, 12.0], [1, 11.0, 12.0], [2, 4.0, 4.0]])  # pixel-centre coordinates
+    found = truth + [0, 0.2, 0]  # 0.2 px = 20 nm off at 100 nm per pixel
+    viewer.add_points(truth, name="truth px")
+    viewer.add_points(found, name="found px")
+    w.localizations.value = viewer.layers["found px"]
+    w.ground_truth.value = viewer.layers["truth px"]
+    assert w.compare() is None
+    err = _texts(notes, "error")[-1]
+    assert err.startswith("DSIR Ground Truth: 'found px' is in pixels") or "'truth px' is in pixels" in err
+    # with the image the points belong to (pixel world, 100 nm per pixel)
+    viewer.add_image(one_emitter_stack(n=3), name="camera", metadata={"pixel_size": P})
+    w.image.value = viewer.layers["camera"]
+    m = w.compare()
+    assert (m.tp, m.fp, m.fn) == (3, 0, 0)
+    assert m.rmse == pytest.approx(20.0)
+    # a radius of 10 nm is 10 nm, not 10 pixels
+    w.radius.value = 10.0
+    assert w.compare().tp == 0
+
+
+def test_reader_then_reconstruct_then_compare(make_napari_viewer, peaky, tmp_path, notes):
+    """The whole flow on files: open a stack, reconstruct with localizations,
+    load its ground truth, Compare picks the right layers by itself."""
+    frames = one_emitter_stack(n=3, noise=False)
+    path = tmp_path / "spot.tif"
+    tifffile.imwrite(path, frames, imagej=True, resolution=(10, 10), metadata={"unit": "um", "axes": "TYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dsir")
+    rec = _dock(viewer, "DSIR Reconstruct")
+    rec.out_locs.value = True
+    rec.run()
+    gtw = _dock(viewer, "DSIR Ground Truth")
+    gtw.load(str(_truth_csv(tmp_path)))
+    assert gtw.localizations.value.name == "spot DSIR localizations"
+    assert gtw.ground_truth.value.name == "spot ground truth"
+    m = gtw.compare()
+    assert (m.tp, m.fn) == (3, 1) and m.rmse < 20
+    assert _texts(notes, "error") == []

@@ -5,10 +5,9 @@ so napari can fall back to another reader; for a TIFF, a folder or a table it
 was meant for it also shows a napari warning saying why. Everything that can
 fail (headers, the frames sampled for contrast, the frame sizes of a folder)
 is checked before the reader is returned, so reading never fails half-way.
-Stacks open lazily as dask arrays.
-Image layers have scale = pixel size (nm) and translate = half a pixel, so that
-positions in nm (origin at the corner of pixel 0, CONVENTIONS.md) overlay them;
-points layers hold (frame, y, x) in nm.
+Stacks open lazily as dask arrays. The layers themselves (scale = pixel size
+in nm, translate = half a pixel, points (frame, y, x) in nm) come from
+`napari_dsir.layers`, as the widgets' do.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from .errors import DSIRError
-from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, Localizations, open_stack, read_localizations
-from .layers import Geometry, stack_contrast_limits
+from .errors import DSIRError, PixelSizeRequired
+from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations
+from .layers import layer_name, points_layer_data, stack_layer_data
 
 
 def show_warning(message: str) -> None:
@@ -36,30 +33,8 @@ def show_info(message: str) -> None:
 
     _show(message)
 
+
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
-DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
-
-
-def _layer_supports(kw: str) -> bool:
-    """Whether napari's layers accept ``kw`` (``units``, ``axis_labels``: napari >= 0.5)."""
-    try:
-        import inspect
-
-        from napari.layers import Layer
-
-        return kw in inspect.signature(Layer.__init__).parameters
-    except Exception:  # pragma: no cover
-        return False
-
-
-def _axes_kwargs(ndim: int, nm: bool = True) -> dict:
-    """Axis labels and units (world in nm; the frame axis is a plain index)."""
-    out = {}
-    if _layer_supports("axis_labels"):
-        out["axis_labels"] = ("frame", "y", "x")[-ndim:]
-    if nm and _layer_supports("units"):
-        out["units"] = ("pixel", "nm", "nm")[-ndim:]
-    return out
 
 
 def _is_stack_path(p: Path) -> bool:
@@ -68,97 +43,6 @@ def _is_stack_path(p: Path) -> bool:
 
 def _is_table_path(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in TABLE_SUFFIXES
-
-
-GENERIC_FOLDER_NAMES = ("sequence", "frames", "images", "tiffs", "tif", "data")
-
-
-def layer_name(stack) -> str:
-    """The file's name; for a folder with a generic name (EPFL ``sequence/``)
-    the name of the folder above it."""
-    p = Path(stack.path)
-    if p.is_dir() and p.name.lower() in GENERIC_FOLDER_NAMES and p.resolve().parent.name:
-        return p.resolve().parent.name
-    return stack.name
-
-
-def stack_layer_data(stack) -> tuple:
-    """A napari image LayerData tuple for a `Stack` (lazy, nm world units)."""
-    from_file = stack.pixel_size is not None
-    p = float(stack.pixel_size) if from_file else DEFAULT_PIXEL_SIZE_NM
-    geo = Geometry.for_pixel_size(p)
-    n = len(stack)
-    # contrast from a few frames only: a big stack is never read whole here
-    idx = sorted({0, n // 2, n - 1})
-    sample = np.stack([stack[i] for i in idx])
-    if n == 1:
-        data = stack.read(0, 1)[0]
-        ndim = 2
-    else:
-        data = stack.to_dask(chunk=DASK_CHUNK)
-        ndim = 3
-    meta = {
-        "pixel_size": p,
-        "pixel_size_from_file": from_file,
-        "source": str(stack.path),
-    }
-    kwargs = {
-        "name": layer_name(stack),
-        "scale": geo.camera_scale(ndim),
-        "translate": geo.camera_translate(ndim),
-        "contrast_limits": stack_contrast_limits(sample),
-        "metadata": meta,
-        "colormap": "gray",
-    }
-    kwargs.update(_axes_kwargs(ndim))
-    return (data, kwargs, "image")
-
-
-def points_layer_data(
-    locs: Localizations,
-    name: str,
-    *,
-    geometry: Geometry | None = None,
-    ndim: int = 3,
-    metadata: dict | None = None,
-    size: float | None = None,
-    symbol: str = "ring",
-    color: str = "yellow",
-) -> tuple:
-    """A napari points LayerData tuple: data (frame, y, x) in nm.
-
-    With ``geometry`` the layer transform maps nm to that image's world
-    units (identity when the image is in nm, as from this plugin's reader).
-    """
-    if ndim == 3:
-        data = locs.frames_yx()
-    else:
-        data = np.column_stack([locs.y, locs.x]) if len(locs) else np.zeros((0, 2))
-    if len(locs) == 0:
-        data = np.zeros((0, ndim))
-    kwargs: dict = {"name": name, "metadata": dict(metadata or {})}
-    kwargs["metadata"].setdefault("units", "nm")
-    if geometry is not None:
-        kwargs["scale"] = geometry.points_scale(ndim)
-        kwargs["translate"] = geometry.points_translate(ndim)
-        px = geometry.pixel_size
-    else:
-        px = kwargs["metadata"].get("pixel_size") or DEFAULT_PIXEL_SIZE_NM
-    kwargs["size"] = float(size) if size else float(px) * 0.8
-    # "ring": an outlined disc, so the image under it stays visible
-    kwargs["symbol"] = "disc" if symbol == "ring" else symbol
-    kwargs["face_color"] = "transparent" if symbol == "ring" else color
-    kwargs["border_color"] = color
-    kwargs["border_width"] = 0.15
-    kwargs["border_width_is_relative"] = True
-    # world units are nm unless an image in other units is given
-    kwargs.update(_axes_kwargs(ndim, nm=geometry is None or geometry.scale[-1] == geometry.pixel_size))
-    if ndim == 3:
-        # a frame shows its own emitters; the summed (2-D) image shows all
-        kwargs["out_of_slice_display"] = False
-    if locs.intensity is not None and len(locs):
-        kwargs["features"] = {"intensity": np.asarray(locs.intensity, dtype=float)}
-    return (data, kwargs, "points")
 
 
 def _check_folder_frames(folder: Path, stack) -> None:
@@ -200,7 +84,7 @@ def _read_stack(path: Path):
     def reader(_path=None):
         if stack.pixel_size is None:
             show_info(
-                f"napari-dsir: {path.name} has no pixel size in its metadata; assuming "
+                f"napari-dsir: {layer_name(stack)} has no pixel size in its metadata; assuming "
                 f"{DEFAULT_PIXEL_SIZE_NM:g} nm per pixel (set the right value in DSIR Reconstruct, "
                 "or save the stack with ImageJ/OME calibration)"
             )
@@ -214,9 +98,7 @@ def _read_table(path: Path):
     try:
         locs = read_localizations(path)
         px = None
-    except DSIRError as e:
-        if "in pixels" not in str(e):
-            raise
+    except PixelSizeRequired:
         px = DEFAULT_PIXEL_SIZE_NM
         locs = read_localizations(path, pixel_size=px)
         note = (f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "

@@ -1,7 +1,9 @@
 """Sample data: a small simulated high-density SMLM stack and its ground truth.
 
-20 frames of 64 x 64 camera pixels (100 nm), about 3 emitters per um^2,
-shipped inside the package (``data/sample_stack.tif``, ``data/sample_positions.csv``).
+120 frames of 64 x 64 camera pixels (100 nm) of blinking filaments, about 3
+ON emitters per um^2 per frame, shipped inside the package
+(``data/sample_stack.tif``, ``data/sample_positions.csv``; see data/README.md).
+The layers come from `napari_dsir.layers`, as the reader's and the widgets' do.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from .io import open_stack, read_localizations
-from .layers import Geometry
+from .layers import Geometry, points_layer_data, stack_layer_data
 
 SAMPLE_STACK = "sample_stack.tif"
 SAMPLE_POSITIONS = "sample_positions.csv"
@@ -22,8 +24,6 @@ def sample_path(name: str) -> Path:
 
 def sample_stack():
     """LayerData tuples: the camera stack and the ground-truth points."""
-    from ._reader import points_layer_data, stack_layer_data
-
     stack = open_stack(sample_path(SAMPLE_STACK), pixel_size=100.0)
     img = stack_layer_data(stack)
     img[1]["name"] = "DSIR sample"

@@ -1,4 +1,10 @@
-"""Layer geometry for showing DSIR data in a viewer: pure numpy, no Qt, no napari.
+"""Layers for showing DSIR data in a viewer: data + kwargs, pure numpy, no Qt.
+
+The one place that turns stacks, `Localizations` and reconstruction results
+into napari LayerData tuples ``(data, kwargs, layer_type)``: the reader, the
+sample data and the widgets all use it, so every layer has the same scale,
+translate, colormap, axis labels, units and metadata. napari is not imported
+at module level (only to ask whether its layers take ``units``).
 
 Positions are nm with the origin at the top-left CORNER of camera pixel (0, 0)
 (CONVENTIONS.md). A viewer such as napari puts the CENTRE of pixel k at
@@ -18,9 +24,18 @@ input exactly, whatever the input's units.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
+
+from .io import DEFAULT_PIXEL_SIZE_NM
+from .locs import Localizations
+
+DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
+GENERIC_FOLDER_NAMES = ("sequence", "frames", "images", "tiffs", "tif", "data")
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,17 @@ class Geometry:
         fs = scale[-3] if len(scale) >= 3 else 1.0
         ft = translate[-3] if len(translate) >= 3 else 0.0
         return cls(float(pixel_size), (scale[-2], scale[-1]), (translate[-2], translate[-1]), fs, ft)
+
+    @property
+    def world_is_nm(self) -> bool:
+        """Whether the layer's world units are nm (its scale is the pixel size)."""
+        return math.isclose(self.scale[-1], self.pixel_size)
+
+    def nm_from_world(self, world_yx) -> np.ndarray:
+        """Positions (..., 2) in this layer's world coordinates as nm (corner origin)."""
+        w = np.asarray(world_yx, dtype=float)
+        s, t = np.asarray(self.scale, float), np.asarray(self.translate, float)
+        return (w - t + s / 2) * self.pixel_size / s
 
     # -- camera layer
 
@@ -116,3 +142,223 @@ def stack_contrast_limits(frames, low: float = 0.5, high: float = 99.9):
     if not hi > lo:
         hi = lo + 1.0
     return lo, hi
+
+
+# --------------------------------------------------------------------------- pixel size and units
+
+_NM_PER_UNIT = {"nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
+                "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0, "micrometre": 1000.0, "micron": 1000.0}
+
+
+def nm_per_world_unit(units) -> float | None:
+    """nm in one world unit of a layer whose (frame, y, x) or (y, x) axes
+    have ``units`` (strings or pint units; the last one is x's): 1 for nm,
+    1000 for um, None for pixels or anything unknown."""
+    if units is None:
+        return None
+    units = list(units)
+    if not units:
+        return None
+    return _NM_PER_UNIT.get(str(units[-1]).strip().lower())
+
+
+def layer_pixel_size(metadata, scale, units=None) -> float | None:
+    """The camera pixel size (nm) an image layer states, or None.
+
+    The layer's ``metadata["pixel_size"]`` first (this plugin's reader and
+    sample data set it); else its x scale, but only when its ``units`` say
+    the world is nm (or um). A scale in pixels or unknown units is never
+    taken as nm: None then, and `napari_dsir.run.resolve_pixel_size`
+    decides (the default, with a warning). Feeds `RunRequest.source_pixel_size`.
+    """
+    value = (metadata or {}).get("pixel_size")
+    if value is not None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if math.isfinite(v) and v > 0:
+            return v
+    per = nm_per_world_unit(units)
+    if per is not None and scale is not None and len(scale):
+        s = float(scale[-1]) * per
+        if math.isfinite(s) and s > 0:
+            return s
+    return None
+
+
+# --------------------------------------------------------------------------- layer kwargs
+
+
+@cache
+def layers_support(kw: str) -> bool:
+    """Whether napari's layers accept ``kw`` (``units``, ``axis_labels``:
+    napari >= 0.5). True when napari is not installed (plain data)."""
+    try:
+        import inspect
+
+        from napari.layers import Layer
+    except ImportError:
+        return True
+    return kw in inspect.signature(Layer.__init__).parameters
+
+
+def axes_kwargs(ndim: int, nm: bool = True, units=None) -> dict:
+    """Axis labels and units: y, x in ``units`` (another layer's, to overlay
+    it with one set of units) or nm when ``nm`` (else napari's pixels); the
+    frame axis is a plain index."""
+    out = {}
+    if layers_support("axis_labels"):
+        out["axis_labels"] = ("frame", "y", "x")[-ndim:]
+    if layers_support("units") and (units is not None or nm):
+        yx = tuple(str(u) for u in units)[-2:] if units is not None else ("nm", "nm")
+        out["units"] = (("pixel",) + yx)[-ndim:]
+    return out
+
+
+def layer_name(stack) -> str:
+    """The file's name; for a folder with a generic name (EPFL ``sequence/``)
+    the name of the folder above it."""
+    p = Path(stack.path)
+    if p.is_dir() and p.name.lower() in GENERIC_FOLDER_NAMES and p.resolve().parent.name:
+        return p.resolve().parent.name
+    return stack.name
+
+
+def stack_layer_data(stack) -> tuple:
+    """An image LayerData tuple for a `Stack`: lazy (dask) when it has
+    several frames, world in nm, metadata ``pixel_size`` (the file's, else
+    the default, with ``pixel_size_from_file`` False) and ``source``."""
+    from_file = stack.pixel_size is not None
+    p = float(stack.pixel_size) if from_file else DEFAULT_PIXEL_SIZE_NM
+    geo = Geometry.for_pixel_size(p)
+    n = len(stack)
+    # contrast from a few frames only: a big stack is never read whole here
+    sample = np.stack([stack[i] for i in sorted({0, n // 2, n - 1})])
+    if n == 1:
+        data, ndim = stack.read(0, 1)[0], 2
+    else:
+        data, ndim = stack.to_dask(chunk=DASK_CHUNK), 3
+    kwargs = {
+        "name": layer_name(stack),
+        "scale": geo.camera_scale(ndim),
+        "translate": geo.camera_translate(ndim),
+        "contrast_limits": stack_contrast_limits(sample),
+        "metadata": {"pixel_size": p, "pixel_size_from_file": from_file, "source": str(stack.path)},
+        "colormap": "gray",
+    }
+    kwargs.update(axes_kwargs(ndim))
+    return (data, kwargs, "image")
+
+
+def points_features(locs: Localizations) -> dict[str, np.ndarray]:
+    """One feature per column of ``locs``: ``frame`` and every optional
+    column present (intensity, photons, background, sigma, uncertainty), so
+    the layer can be coloured or filtered by any of them."""
+    out = {"frame": np.asarray(locs.frame, dtype=np.int64)}
+    for name, values in locs.columns().items():
+        out[name] = np.asarray(values, dtype=float)
+    return out
+
+
+def points_layer_data(
+    locs: Localizations,
+    name: str,
+    *,
+    geometry: Geometry | None = None,
+    ndim: int = 3,
+    metadata: dict | None = None,
+    size: float | None = None,
+    symbol: str = "ring",
+    color: str = "yellow",
+    units=None,
+) -> tuple:
+    """A points LayerData tuple whose data are (frame, y, x) in nm
+    (metadata ``units`` "nm"), features from `points_features`.
+
+    With ``geometry`` the layer transform maps nm to that image's world
+    units (identity when the image is in nm, as from this plugin's reader).
+    ``symbol`` "ring" is an outlined disc, so the image under it stays
+    visible. ``units``: that image's world units (see `axes_kwargs`).
+    """
+    if len(locs) == 0:
+        data = np.zeros((0, ndim))
+    elif ndim == 3:
+        data = locs.frames_yx()
+    else:
+        data = np.column_stack([locs.y, locs.x])
+    meta = dict(metadata or {})
+    meta["units"] = "nm"
+    kwargs: dict = {"name": name, "metadata": meta}
+    if geometry is not None:
+        kwargs["scale"] = geometry.points_scale(ndim)
+        kwargs["translate"] = geometry.points_translate(ndim)
+        px = geometry.pixel_size
+    else:
+        px = meta.get("pixel_size") or DEFAULT_PIXEL_SIZE_NM
+    kwargs["size"] = float(size) if size else float(px) * 0.8
+    kwargs["symbol"] = "disc" if symbol == "ring" else symbol
+    kwargs["face_color"] = "transparent" if symbol == "ring" else color
+    kwargs["border_color"] = color
+    kwargs["border_width"] = 0.15
+    kwargs["border_width_is_relative"] = True
+    # world units are nm unless an image in other units is given
+    kwargs.update(axes_kwargs(ndim, nm=geometry is None or geometry.world_is_nm, units=units))
+    if ndim == 3:
+        # a frame shows its own emitters; the summed (2-D) image shows all
+        kwargs["out_of_slice_display"] = False
+    kwargs["features"] = points_features(locs)
+    return (data, kwargs, "points")
+
+
+def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_image: bool = True,
+                  frames: bool = False, localizations: bool = False, units=None) -> list[tuple]:
+    """LayerData tuples for a reconstruction `Result` of the image ``name``
+    placed by ``geometry``: "<name> DSIR" (sum image), "<name> DSIR frames"
+    (per-frame stack, frame axis aligned with the input's) and "<name> DSIR
+    localizations" (points, metadata kind "localizations"), each when asked
+    for and present. ``ndim``: the input layer's (2 or 3); ``units``: the
+    input layer's world units (None: nm when its scale is the pixel size),
+    so that napari sees one set of units."""
+    u = int(result.upsampling)
+    info = result.info or {}
+    meta = {
+        "pixel_size": float(result.pixel_size),
+        "camera_pixel_size": geometry.pixel_size,
+        "pixel_size_origin": info.get("pixel_size_origin"),
+        "upsampling": u,
+        "frames": (int(result.start), int(result.stop)),
+        "source": name,
+        "model": info.get("model"),
+    }
+    def axes(n):
+        return axes_kwargs(n, geometry.world_is_nm, units)
+
+    out = []
+    if frames and result.frames is not None:
+        data = result.frames
+        if ndim == 3:
+            scale, translate = geometry.sr_scale(u, 3), list(geometry.sr_translate(u, 3))
+            translate[0] = geometry.frame_translate + result.start * geometry.frame_scale
+        else:
+            data = data[0]
+            scale, translate = geometry.sr_scale(u, 2), list(geometry.sr_translate(u, 2))
+        out.append((data, dict(
+            name=f"{name} DSIR frames", scale=scale, translate=tuple(translate),
+            contrast_limits=contrast_limits(data), colormap="inferno", blending="additive",
+            metadata=dict(meta, kind="dsir_frames"), **axes(data.ndim)), "image"))
+    if sum_image:
+        img = result.sum_image
+        out.append((img, dict(
+            name=f"{name} DSIR", scale=geometry.sr_scale(u, 2), translate=geometry.sr_translate(u, 2),
+            contrast_limits=contrast_limits(img), colormap="inferno", blending="additive",
+            metadata=dict(meta, kind="dsir_sum"), **axes(2)), "image"))
+    if localizations and result.localizations is not None:
+        pts = points_layer_data(
+            result.localizations, f"{name} DSIR localizations", geometry=geometry,
+            ndim=3 if ndim == 3 else 2, size=0.5 * geometry.pixel_size, symbol="ring", color="yellow",
+            metadata=dict(meta, kind="localizations", pixel_size=geometry.pixel_size,
+                          localize=info.get("localize")), units=units,
+        )
+        out.append(pts)
+    return out

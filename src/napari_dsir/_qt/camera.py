@@ -1,0 +1,44 @@
+"""The camera fields of DSIR Reconstruct (names as Picasso and ThunderSTORM use).
+
+Unticked, the run takes the camera from the file's metadata, else assumes
+the defaults and says so (a warning from `napari_dsir.run.iter_run`).
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import CheckBox, Container, FloatSpinBox
+
+
+class CameraFields(Container):
+    """Fit on/off and the camera settings the fit converts ADU to photons with."""
+
+    def __init__(self):
+        self.refine = CheckBox(text="Fit photons, background and precision (MLE)", value=True,
+                               tooltip="Fit each localization on its raw frame (Poisson MLE with CRLB)")
+        self.set_camera = CheckBox(text="Camera settings as set here", value=False,
+                                   tooltip="Unticked: the file's camera metadata, else assumed defaults (a warning)")
+        self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
+                                     tooltip="Counts with no light (offset, base level)")
+        self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
+                                        tooltip="Photoelectrons per A/D count")
+        self.em_gain = FloatSpinBox(label="EM gain", min=1.0, max=1e4, value=1.0, tooltip="1 for sCMOS or CCD")
+        self.qe = FloatSpinBox(label="QE", min=0.01, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
+        super().__init__(widgets=[self.refine, self.set_camera, self.baseline, self.sensitivity,
+                                  self.em_gain, self.qe], labels=True)
+        self.margins = (0, 0, 0, 0)
+        self.refine.changed.connect(self._update)
+        self.set_camera.changed.connect(self._update)
+        self._update()
+
+    def _update(self, *_):
+        self.set_camera.enabled = self.refine.value
+        on = self.refine.value and self.set_camera.value
+        for w in (self.baseline, self.sensitivity, self.em_gain, self.qe):
+            w.enabled = on
+
+    def camera(self) -> dict | None:
+        """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""
+        if not self.set_camera.value:
+            return None
+        return {"baseline": self.baseline.value, "sensitivity": self.sensitivity.value,
+                "em_gain": self.em_gain.value, "qe": self.qe.value}

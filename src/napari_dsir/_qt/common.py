@@ -1,0 +1,90 @@
+"""What both dock widgets share: notifications, layer choices, adding layers.
+
+Thin napari glue only; the layers themselves come from `napari_dsir.layers`.
+"""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..errors import DSIRError
+from ..layers import layer_pixel_size
+
+_SHOW = {"error": show_error, "warning": show_warning, "info": show_info}
+
+
+def notify(level: str, widget: str, message: str) -> None:
+    """A napari notification ``"<widget>: <message>"`` (level error, warning or info)."""
+    _SHOW[level](f"{widget}: {message}")
+
+
+def message_of(exc: BaseException) -> str:
+    """A one-line message for a user: a `DSIRError`'s own text, else the
+    exception's type and first line (never a traceback)."""
+    if isinstance(exc, DSIRError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - a broken torch install
+        return False
+
+
+def kind_of(layer) -> str:
+    """The plugin's ``metadata["kind"]`` of a layer ("localizations",
+    "ground_truth", "dsir_sum"...), "" for layers from elsewhere."""
+    return str((getattr(layer, "metadata", None) or {}).get("kind", ""))
+
+
+def same_layer(a, b) -> bool:
+    """Whether ``a`` and ``b`` are one layer of the viewer. napari hands
+    widgets proxies (a new one per access, so ``a is b`` is False for the
+    same layer); a layer's name is unique in its viewer."""
+    return a is not None and b is not None and a.name == b.name
+
+
+def layer_choices(viewer, layer_type, prefer: str = "", avoid: str = "") -> list[tuple[str, object]]:
+    """(name, layer) choices of the viewer's layers of ``layer_type``: those
+    of kind ``prefer`` first, those of kind ``avoid`` last (so a chooser's
+    default is a fitting layer), else in the viewer's order, newest first."""
+    if viewer is None:
+        return []
+    layers = [lay for lay in reversed(list(viewer.layers)) if isinstance(lay, layer_type)]
+    rank = {prefer: 0, avoid: 2} if prefer or avoid else {}
+    layers.sort(key=lambda lay: rank.get(kind_of(lay), 1))
+    return [(lay.name, lay) for lay in layers]
+
+
+def camera_pixel_size(layer) -> float | None:
+    """The pixel size (nm) an image layer states (metadata, or scale in nm), or None."""
+    return layer_pixel_size(layer.metadata, layer.scale, getattr(layer, "units", None))
+
+
+def put_layers(viewer, layer_data: list[tuple]) -> list:
+    """Add LayerData tuples, each replacing a layer of the same name in its
+    place (a re-run updates in place): all of them or, on a failure, none
+    (the layers already added are removed again and the exception re-raised)."""
+    added = []
+    try:
+        for data, kwargs, layer_type in layer_data:
+            name = kwargs["name"]
+            index = None
+            if name in viewer.layers:
+                index = viewer.layers.index(name)
+                viewer.layers.remove(name)
+            layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+            if index is not None:
+                viewer.layers.move(viewer.layers.index(layer), index)
+            added.append(layer)
+    except Exception:
+        for layer in added:
+            if layer.name in viewer.layers:
+                viewer.layers.remove(layer.name)
+        raise
+    return added

@@ -1,0 +1,249 @@
+"""Plugins > DSIR Ground Truth: load a positions file over an image, and
+Compare a localizations layer with a ground-truth layer (Jaccard, recall,
+precision, RMSE; matched points green, false positives red, misses magenta).
+
+Positions are compared in nm. A points layer made by this plugin holds nm
+(metadata ``units`` "nm"); any other is read through its world coordinates:
+nm when its units say so, else converted with the chosen image's pixel size
+(the layer is taken to be in that image's world, e.g. pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from napari.layers import Image, Points
+
+from ..errors import DSIRError, PixelSizeRequired
+from ..io import read_localizations
+from ..layers import Geometry, nm_per_world_unit, points_layer_data
+from ..locs import Localizations
+from ..run import resolve_pixel_size
+from .common import camera_pixel_size, kind_of, layer_choices, message_of, notify, put_layers, same_layer
+
+WIDGET = "DSIR Ground Truth"
+SYMBOLS = ("ring", "disc", "cross", "x", "square", "diamond", "triangle_up", "star")
+COLOURS = ("cyan", "magenta", "yellow", "lime", "red", "orange", "white", "dodgerblue")
+TP_COLOUR, FP_COLOUR, FN_COLOUR = "lime", "red", "magenta"
+
+
+def image_geometry(image, note) -> Geometry:
+    """Where ``image``'s pixels lie; its pixel size resolved as for a run
+    (``note`` is called with a message when 100 nm is assumed)."""
+    px = resolve_pixel_size(None, camera_pixel_size(image))
+    if px.assumed:
+        note(f"'{image.name}' states no pixel size; assuming {px.nm:g} nm")
+    return Geometry.from_layer(image.scale, image.translate, px.nm)
+
+
+def in_nm(layer) -> bool:
+    """Whether a points layer's positions are nm without an image's help."""
+    return (layer.metadata or {}).get("units") == "nm" or nm_per_world_unit(getattr(layer, "units", None)) is not None
+
+
+def points_nm(layer, geometry: Geometry | None) -> np.ndarray:
+    """A points layer as (frame, y, x) with y, x in nm (corner origin)."""
+    d = np.asarray(layer.data, dtype=float).reshape(len(layer.data), -1)
+    if d.shape[1] == 2:
+        d = np.column_stack([np.zeros(len(d)), d])
+    if (layer.metadata or {}).get("units") == "nm":
+        return d  # this plugin's layers hold nm
+    scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+    if len(scale) == 2:
+        scale, translate = np.r_[1.0, scale], np.r_[0.0, translate]
+    world = d * scale + translate
+    per = nm_per_world_unit(getattr(layer, "units", None))
+    if per is not None:
+        return np.column_stack([world[:, 0], world[:, 1:] * per])
+    if geometry is None:
+        raise DSIRError(f"'{layer.name}' is in pixels (its world units are not nm); choose the image it "
+                        "belongs to as Image, so that its pixel size converts it to nm")
+    return np.column_stack([world[:, 0], geometry.nm_from_world(world[:, 1:])])
+
+
+def _as_locs(a: np.ndarray) -> Localizations:
+    return Localizations(np.rint(a[:, 0]).astype(int), a[:, 2], a[:, 1])
+
+
+def colour_points(layer, labels: np.ndarray, colours: dict) -> None:
+    """Colour a points layer by match label and keep the label as a feature."""
+    if len(layer.data) == 0:
+        return
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    rgba = np.array([transform_color(colours[k])[0] for k in labels])
+    feats = layer.features.copy() if len(layer.features) == len(labels) else None
+    if feats is not None and len(feats.columns):
+        feats["match"] = labels
+        layer.features = feats
+    else:
+        layer.features = {"match": labels}
+    layer.border_color = rgba
+    face = np.asarray(layer.face_color)
+    if not (face.size and np.all(face[:, 3] == 0)):  # outlined style: keep the face transparent
+        layer.face_color = rgba
+
+
+class GroundTruthWidget(Container):
+    """Overlay ground-truth positions and compare localizations with them."""
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.metrics = None
+        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum"),
+                              tooltip="The image the positions belong to (pixel size, placement)")
+        self.positions = FileEdit(label="Positions", mode="r", filter="Positions (*.csv *.txt *.tsv *.hdf5 *.h5)",
+                                  tooltip="ThunderSTORM CSV, EPFL activations, frame,x,y (nm) or Picasso HDF5")
+        self.symbol = ComboBox(label="Symbol", choices=SYMBOLS, value="ring")
+        self.size = FloatSpinBox(label="Size (nm)", min=1.0, max=1e5, value=80.0)
+        self.colour = ComboBox(label="Colour", choices=COLOURS, value="cyan")
+        self.load_button = PushButton(text="Load ground truth")
+        self.localizations = ComboBox(
+            label="Localizations", tooltip="The localizations to score, e.g. '<image> DSIR localizations'",
+            choices=lambda _w: layer_choices(self.viewer, Points, prefer="localizations", avoid="ground_truth"))
+        self.ground_truth = ComboBox(
+            label="Ground truth", tooltip="The true positions, e.g. '<image> ground truth'",
+            choices=lambda _w: layer_choices(self.viewer, Points, prefer="ground_truth", avoid="localizations"))
+        self.radius = FloatSpinBox(label="Radius (nm)", min=1.0, max=1e4, value=250.0,
+                                   tooltip="Matching radius (one-to-one per frame, Hungarian)")
+        self.compare_button = PushButton(text="Compare")
+        self.result = Label(value="")
+        super().__init__(widgets=[
+            self.image, self.positions, self.symbol, self.size, self.colour, self.load_button,
+            self.localizations, self.ground_truth, self.radius, self.compare_button, self.result,
+        ])
+        self.result.native.setWordWrap(True)
+        self.load_button.changed.connect(lambda *_: self.load())
+        self.compare_button.changed.connect(lambda *_: self.compare())
+        for w in (self.symbol, self.size, self.colour):
+            w.changed.connect(self._restyle)
+        self.image.changed.connect(self._on_image)
+        self.reset_choices()
+        self._on_image()
+
+    def reset_choices(self, *_):
+        """Refresh the choosers; a chooser holding a layer of the other role
+        moves to one of its own when there is one (so Compare never defaults
+        to scoring the ground truth against itself)."""
+        super().reset_choices()
+        for chooser, own in ((self.localizations, "localizations"), (self.ground_truth, "ground_truth")):
+            options = [v for v in chooser.choices if kind_of(v) == own]
+            if options and kind_of(chooser.value) != own:
+                chooser.value = options[0]
+
+    def _on_image(self, *_):
+        image = self.image.value
+        px = None if image is None else camera_pixel_size(image)
+        if px is not None:
+            self.size.value = 0.8 * px
+
+    def _restyle(self, *_):
+        """Apply symbol, size and colour to the chosen ground-truth layer."""
+        layer = self.ground_truth.value
+        if layer is None or kind_of(layer) != "ground_truth":
+            return
+        symbol, colour, size = self.symbol.value, self.colour.value, float(self.size.value)
+        layer.symbol = "disc" if symbol == "ring" else symbol
+        if len(layer.data):
+            layer.size = size
+            layer.border_color = colour
+            layer.face_color = "transparent" if symbol == "ring" else colour
+        layer.current_size = size
+
+    def load(self, path=None):
+        """Add a positions file as a points layer over the chosen image; the layer or None."""
+        try:
+            return self._load(path)
+        except (DSIRError, OSError) as e:
+            notify("error", WIDGET, str(e))
+        except Exception as e:  # never a traceback
+            notify("error", WIDGET, message_of(e))
+        return None
+
+    def _load(self, path):
+        image = self.image.value
+        if image is None:
+            raise DSIRError("no image layer: open the stack the positions belong to first")
+        if image.rgb:
+            raise DSIRError(f"'{image.name}' is an RGB image; choose the camera stack")
+        path = str(path or self.positions.value or "").strip()
+        if not path or path == ".":
+            raise DSIRError("choose a positions file")
+        geo = image_geometry(image, lambda m: notify("warning", WIDGET, m))
+        name = Path(path).name
+        try:
+            locs = read_localizations(path)
+        except PixelSizeRequired:
+            locs = read_localizations(path, pixel_size=geo.pixel_size)
+            notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "
+                                      f"of '{image.name}', {geo.pixel_size:g} nm")
+        ndim = 3 if image.ndim == 3 else 2
+        if ndim == 3 and len(locs):
+            n = int(image.data.shape[0])
+            outside = locs.frame >= n  # frames < 1 are refused by the parser
+            if outside.all():
+                raise DSIRError(f"{name}: all {len(locs)} rows lie outside frames 1..{n} of '{image.name}'; "
+                                "is it the right file?")
+            if outside.any():
+                k = int(outside.sum())
+                notify("warning", WIDGET, f"{k} of {len(locs)} rows of {name} lie outside frames 1..{n} "
+                                          f"of '{image.name}' and were left out")
+                locs = locs.select(~outside)
+        (layer,) = put_layers(self.viewer, [points_layer_data(
+            locs, f"{image.name} ground truth", geometry=geo, ndim=ndim,
+            metadata={"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size},
+            size=self.size.value, symbol=self.symbol.value, color=self.colour.value,
+            units=tuple(str(u) for u in image.units))])
+        self.reset_choices()
+        self.ground_truth.value = next(v for v in self.ground_truth.choices if v.name == layer.name)
+        return layer
+
+    def compare(self):
+        """Match the localizations to the ground truth, colour both and show
+        the metrics; the `evaluate.Metrics` or None."""
+        from ..evaluate import evaluate, match
+
+        pred_layer, gt_layer = self.localizations.value, self.ground_truth.value
+        try:
+            if pred_layer is None or gt_layer is None:
+                raise DSIRError("choose a localizations layer and a ground-truth layer")
+            if same_layer(pred_layer, gt_layer):
+                raise DSIRError(f"'{gt_layer.name}' is chosen as both the localizations and the ground "
+                                "truth; choose the localizations to score (e.g. '<image> DSIR localizations')")
+            image, geo = self.image.value, None
+            if image is not None and not (in_nm(pred_layer) and in_nm(gt_layer)):
+                geo = image_geometry(image, lambda m: notify("warning", WIDGET, f"{m} to convert pixels to nm"))
+            gt, pred = _as_locs(points_nm(gt_layer, geo)), _as_locs(points_nm(pred_layer, geo))
+            span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
+            in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
+            gt = gt.select(in_span)
+            radius = float(self.radius.value)
+            gi, pi, _ = match(gt, pred, radius)
+            m = evaluate(gt, pred, radius)
+        except DSIRError as e:
+            notify("error", WIDGET, str(e))
+            return None
+        except Exception as e:  # never a traceback
+            notify("error", WIDGET, message_of(e))
+            return None
+        self.metrics = m
+        pred_tp, gt_tp = np.zeros(len(pred), bool), np.zeros(len(gt), bool)
+        pred_tp[pi], gt_tp[gi] = True, True
+        gt_labels = np.full(len(in_span), "unscored", dtype=object)  # ground truth outside the run: unscored
+        gt_labels[in_span] = np.where(gt_tp, "TP", "FN")
+        colour_points(pred_layer, np.where(pred_tp, "TP", "FP"), {"TP": TP_COLOUR, "FP": FP_COLOUR})
+        colour_points(gt_layer, gt_labels, {"TP": TP_COLOUR, "FN": FN_COLOUR, "unscored": "gray"})
+        rmse = "n/a" if math.isnan(m.rmse) else f"{m.rmse:.1f} nm"
+        self.result.value = (
+            f"<b>Jaccard</b> {m.jaccard:.3f} &nbsp; <b>recall</b> {m.recall:.3f} &nbsp; "
+            f"<b>precision</b> {m.precision:.3f} &nbsp; <b>RMSE</b> {rmse}<br>"
+            f"TP {m.tp} (<span style='color:{TP_COLOUR}'>green</span>), "
+            f"FP {m.fp} (<span style='color:{FP_COLOUR}'>red</span>), "
+            f"FN {m.fn} (<span style='color:{FN_COLOUR}'>magenta</span>) within {m.radius:g} nm<br>"
+            f"'{pred_layer.name}' vs '{gt_layer.name}'"
+            + (f", frames {span[0]}-{span[1] - 1}" if span else "")
+        )
+        return m

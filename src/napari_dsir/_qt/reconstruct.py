@@ -1,0 +1,326 @@
+"""Plugins > DSIR Reconstruct: fields -> `RunRequest` -> worker over `iter_run` -> layers.
+
+The widget only translates: its fields become one `napari_dsir.run.RunRequest`
+(the pixel size resolved by `run.resolve_pixel_size`, never here), a napari
+``thread_worker`` drives `run.iter_run` with a progress bar and a Cancel
+button, and the `Result` becomes layers from `napari_dsir.layers.result_layers`.
+``synchronous = True`` (tests) drives the same generator in the calling thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Image
+from napari.utils import progress
+from psygnal import Signal
+from qtpy.QtCore import Qt
+
+from ..errors import Cancelled, DSIRError
+from ..layers import Geometry, result_layers
+from ..run import RunRequest, iter_run
+from .camera import CameraFields
+from .common import camera_pixel_size, cuda_available, layer_choices, message_of, notify, put_layers
+
+WIDGET = "DSIR Reconstruct"
+MODELS = ("Default (shipped)", "Original DSIR weights (.pt)", "Checkpoint (.pt)")
+MODEL_DEFAULT, MODEL_LEGACY, MODEL_FILE = MODELS
+DEVICES = (("Auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+NO_CUDA_TIP = "No CUDA GPU is available to PyTorch on this machine (torch.cuda.is_available() is False)."
+
+
+def model_spec(choice: str, path) -> str | None:
+    """The `RunRequest.model` for a model choice and file: None (shipped),
+    ``"legacy:PATH"`` (original DSIR weights) or the checkpoint path."""
+    if choice == MODEL_DEFAULT:
+        return None
+    path = str(path or "").strip()
+    if not path or path == ".":
+        raise DSIRError(f"choose a model file (.pt) for \"{choice}\"")
+    return f"legacy:{path}" if choice == MODEL_LEGACY else path
+
+
+_THRESHOLDS: dict = {}
+
+
+def model_threshold(spec: str | None) -> float | None:
+    """The localization threshold calibrated for a model (its checkpoint
+    metadata, via `localize.params_for`), None when the file cannot be read
+    (the run then says why). Cached per file and modification time."""
+    from ..localize import params_for
+    from ..model import default_model_path, load_model
+
+    path = Path(spec[len("legacy:"):] if spec and spec.startswith("legacy:") else spec or default_model_path())
+    try:
+        key = (spec, path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _THRESHOLDS:
+        try:
+            _THRESHOLDS[key] = float(params_for(load_model(spec, "cpu")).threshold)
+        except (DSIRError, OSError):
+            _THRESHOLDS[key] = None
+    return _THRESHOLDS[key]
+
+
+def _work(req: RunRequest, cancel: threading.Event):
+    """`iter_run` with every failure as a `DSIRError` (a RuntimeError out of a
+    generator worker would be swallowed by superqt) or `Cancelled`."""
+    try:
+        return (yield from iter_run(req, cancel))
+    except (DSIRError, Cancelled):
+        raise
+    except MemoryError as e:
+        raise DSIRError("out of memory: choose fewer frames or fewer outputs") from e
+    except Exception as e:
+        raise DSIRError(f"reconstruction failed ({message_of(e)})") from e
+
+
+class ReconstructWidget(Container):
+    """Run DSIR on an image layer; outputs overlay it exactly."""
+
+    finished = Signal()  # a run ended (done, failed or cancelled)
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.synchronous = False
+        self.worker = None
+        self.last_result = None
+        self._cancel = threading.Event()
+        self._pbar = None
+        self._job: dict = {}
+        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum"),
+                              tooltip="The camera frames (frame, y, x) to reconstruct")
+        self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
+                                       tooltip="Camera pixel size; 0: the layer's own (metadata or nm scale)")
+        self.pixel_size.native.setSpecialValueText("from the layer")
+        self.pixel_note = Label(value="")
+        self.model = ComboBox(label="Model", choices=MODELS, value=MODEL_DEFAULT,
+                              tooltip="Default: shipped with napari-dsir. Original DSIR weights: the 2018 "
+                                      "autoencoder_model.pt. Checkpoint: a model saved by `dsir train`.")
+        self.model_file = FileEdit(label="Model file", mode="r", filter="PyTorch model (*.pt *.pth)")
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.start = SpinBox(label="First frame", min=0, max=0, tooltip="0-based")
+        self.stop = SpinBox(label="Stop frame", min=0, max=0, tooltip="0-based, excluded")
+        self.batch = SpinBox(label="Batch size", min=0, max=4096, value=0,
+                             tooltip="Frames per batch; auto: 1 on the CPU, 32 on a GPU (halved on out-of-memory)")
+        self.batch.native.setSpecialValueText("auto")
+        self.out_sum = CheckBox(text="Sum image", value=True)
+        self.out_frames = CheckBox(text="Per-frame stack", value=False)
+        self.out_locs = CheckBox(text="Localizations (points)", value=False)
+        self.use_model_threshold = CheckBox(text="use the model's threshold", value=True,
+                                            tooltip="The threshold calibrated for the model (in its checkpoint)")
+        self.threshold = FloatSpinBox(label="Threshold", min=0.0, max=1e6, step=0.0001, value=0.0,
+                                      tooltip="Peak threshold for localizations (network output units)")
+        self.threshold.native.setDecimals(6)
+        self.threshold.native.setMinimumWidth(self.threshold.native.fontMetrics().horizontalAdvance("0.000000") + 48)
+        self.camera = CameraFields()
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.image, self.pixel_size, self.pixel_note, self.model, self.model_file, self.device,
+            self.start, self.stop, self.batch, self.out_sum, self.out_frames, self.out_locs,
+            self.use_model_threshold, self.threshold, self.camera,
+            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+            self.status,
+        ])
+        self.status.native.setWordWrap(True)
+        self.pixel_note.native.setWordWrap(True)
+        self._disable_gpu_without_cuda()
+        self.image.changed.connect(self._on_image)
+        self.pixel_size.changed.connect(self._on_image)
+        self.model.changed.connect(self._on_model)
+        self.model_file.changed.connect(self._on_model)
+        self.use_model_threshold.changed.connect(self._on_model)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.reset_choices()
+        self._on_image()
+        self._on_model()
+
+    # -- fields
+
+    def _disable_gpu_without_cuda(self) -> None:
+        if cuda_available():
+            self.device.tooltip = "Auto uses the CUDA GPU when there is one"
+            return
+        combo = self.device.native
+        combo.model().item(2).setEnabled(False)
+        combo.setItemData(2, NO_CUDA_TIP, Qt.ItemDataRole.ToolTipRole)
+        self.device.tooltip = "GPU disabled: " + NO_CUDA_TIP
+
+    def _on_image(self, *_):
+        layer = self.image.value
+        if layer is None:
+            self.pixel_note.value = ""
+            return
+        n = int(layer.data.shape[0]) if layer.ndim == 3 and not layer.rgb else 1
+        self.start.max, self.stop.max = max(0, n - 1), n
+        if self._job.get("for") != layer.name:  # a new layer: all its frames
+            self.start.value, self.stop.value = 0, n
+            self._job = {"for": layer.name}
+        px = camera_pixel_size(layer)
+        if self.pixel_size.value > 0:
+            self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
+        elif px is None:
+            self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
+        else:
+            self.pixel_note.value = f"'{layer.name}': {px:g} nm"
+
+    def _on_model(self, *_):
+        self.model_file.enabled = self.model.value != MODEL_DEFAULT
+        own = self.use_model_threshold.value
+        self.threshold.enabled = not own
+        if own:
+            try:
+                thr = model_threshold(model_spec(self.model.value, self.model_file.value))
+            except DSIRError:
+                thr = None
+            if thr is not None:
+                self.threshold.value = thr
+            self.threshold.tooltip = ("the model's calibrated threshold" if thr is not None
+                                      else "the model's calibrated threshold (choose a readable model file)")
+
+    def request(self) -> RunRequest:
+        """The `RunRequest` the fields describe; `DSIRError` when they are not usable."""
+        layer = self.image.value
+        if layer is None:
+            raise DSIRError("no image layer selected: open a stack first (File > Open, or drop a TIFF)")
+        if layer.rgb:
+            raise DSIRError(f"'{layer.name}' is an RGB image; DSIR needs single-channel camera frames")
+        if layer.multiscale:
+            raise DSIRError(f"'{layer.name}' is a multiscale image; DSIR needs the camera frames")
+        if layer.ndim not in (2, 3):
+            raise DSIRError(f"'{layer.name}' has {layer.ndim} dimensions; expected (frame, y, x) or (y, x)")
+        if not (self.out_sum.value or self.out_frames.value or self.out_locs.value):
+            raise DSIRError("choose at least one output")
+        if self.device.value == "cuda" and not cuda_available():
+            raise DSIRError("GPU (CUDA) was chosen but PyTorch sees no CUDA GPU on this machine; choose Auto or CPU")
+        n = int(layer.data.shape[0]) if layer.ndim == 3 else 1
+        start, stop = int(self.start.value), min(int(self.stop.value), n)
+        if not 0 <= start < stop:
+            raise DSIRError(f"frames {start} to {stop} select none of the {n} frames of '{layer.name}'")
+        return RunRequest(
+            source=layer.data, pixel_size=self.pixel_size.value or None,
+            source_pixel_size=camera_pixel_size(layer),
+            model=model_spec(self.model.value, self.model_file.value), device=self.device.value,
+            start=start, stop=stop, batch_size=int(self.batch.value) or None,
+            keep_frames=bool(self.out_frames.value), localize=bool(self.out_locs.value),
+            threshold=None if self.use_model_threshold.value else float(self.threshold.value),
+            refine=bool(self.camera.refine.value), camera=self.camera.camera(), name=layer.name,
+        )
+
+    # -- running
+
+    def run(self, *_):
+        """Start a run of the chosen layer; the worker (None when refused or synchronous)."""
+        if self.worker is not None:
+            notify("warning", WIDGET, "already running")
+            return None
+        try:
+            req = self.request()
+        except DSIRError as e:
+            notify("error", WIDGET, str(e))
+            return None
+        layer = self.image.value
+        self._job = {"for": layer.name, "name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
+                     "translate": tuple(layer.translate), "units": tuple(str(u) for u in layer.units) or None,
+                     "sum": bool(self.out_sum.value),
+                     "frames": req.keep_frames, "locs": bool(req.localize), "cancelled": False}
+        self._cancel = threading.Event()
+        self._pbar = progress(total=req.stop - req.start, desc=f"DSIR {layer.name}")
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = "loading the model…"
+        if self.synchronous:
+            self._drive(_work(req, self._cancel))
+            return None
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(_work, req, self._cancel, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _drive(self, gen) -> None:
+        """The worker's loop in this thread, with the same handlers."""
+        try:
+            while True:
+                self._on_progress(next(gen))
+        except StopIteration as stop:
+            self._on_result(stop.value)
+        except Exception as e:
+            self._on_error(e)
+        finally:
+            self._on_finished()
+
+    def cancel(self, *_):
+        """Stop the run: between batches, and inside a batch between network layers."""
+        if self.worker is not None:
+            self._job["cancelled"] = True
+            self._cancel.set()
+            self.status.value = "cancelling…"
+
+    def _on_progress(self, p):
+        if p.kind == "warning":
+            notify("warning", WIDGET, p.message)
+        elif p.kind == "start":
+            self.status.value = f"{p.message}…"
+        elif not self._job.get("cancelled") and self._pbar is not None:
+            batch = f" (batch {p.batch_size})" if p.batch_size else ""
+            self.status.value = f"{p.done} / {p.total} frames{batch}"
+            if p.done > self._pbar.n:  # last: napari's progress may process events (and end the run)
+                self._pbar.update(p.done - self._pbar.n)
+
+    def _on_result(self, result):
+        if self._job.get("cancelled"):
+            return
+        job = self._job
+        self.last_result = result
+        info = result.info
+        loc = info.get("localize")
+        geometry = Geometry.from_layer(job["scale"], job["translate"], info["camera_pixel_size"])
+        try:
+            put_layers(self.viewer, result_layers(
+                result, geometry, job["name"], ndim=job["ndim"], sum_image=job["sum"], units=job["units"],
+                frames=job["frames"], localizations=job["locs"]))
+        except Exception as e:  # never a traceback in the viewer
+            notify("error", WIDGET, f"cannot show the result ({message_of(e)})")
+            return
+        if loc and self.use_model_threshold.value:
+            self.threshold.value = float(loc["threshold"])
+        n_locs = None if result.localizations is None else len(result.localizations)
+        if n_locs == 0:
+            notify("warning", WIDGET, f"no localizations above the threshold {loc['threshold']:.5g}; "
+                                      "untick \"use the model's threshold\" and lower the threshold")
+        self.status.value = (
+            f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
+            f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
+            + (f", {n_locs} localizations (threshold {loc['threshold']:.5g})" if n_locs is not None else ""))
+
+    def _on_error(self, exc):
+        if isinstance(exc, Cancelled) or self._job.get("cancelled"):
+            self._job["cancelled"] = True
+            return
+        notify("error", WIDGET, message_of(exc))
+        self.status.value = f"failed: {message_of(exc)}"
+
+    def _on_finished(self):
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        try:
+            if self._job.get("cancelled"):
+                self.status.value = "cancelled; no layer added"
+                notify("info", WIDGET, "cancelled; no layer added")
+            self.run_button.enabled, self.cancel_button.enabled = True, False
+        except RuntimeError:  # the Qt side was deleted with the viewer
+            pass
+        self.finished.emit()
