@@ -242,3 +242,50 @@ def test_output_folder_missing(tmp_path, capsys, tiny_checkpoint):
     tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
     _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "nope" / "o.tif"),
                                                     "--model", str(tiny_checkpoint), "-q"], "does not exist")
+
+
+# ------------------------------------------------------------------ camera
+
+CAMERA_CASES = {
+    "negative_gain": (["--em-gain", "-5"], "EM gain must be > 0"),
+    "zero_sensitivity": (["--sensitivity", "0"], "sensitivity"),
+    "qe_above_one": (["--qe", "1.5"], "quantum efficiency"),
+    "qe_zero": (["--qe", "0"], "quantum efficiency"),
+    "baseline_above_data": (["--baseline", "5000"], "baseline"),
+    "nan_baseline": (["--baseline", "nan"], "baseline"),
+    "unknown_key_in_file": ("gain_of_camera: 3\n", "unknown camera setting"),
+    "file_not_a_mapping": ("- 1\n- 2\n", "camera"),
+    "missing_file": (None, "no such"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAMERA_CASES))
+def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case):
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
+    opts, needle = CAMERA_CASES[case]
+    if not isinstance(opts, list):
+        cam = tmp_path / "camera.yaml"
+        if opts is not None:
+            cam.write_text(opts)
+        opts = ["--camera", str(cam)]
+    argv = ["localize", str(stack), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint), "-q", *opts]
+    _expect_clean_failure(capsys, tmp_path, stack, argv, needle)
+
+
+def test_camera_file_and_options_are_used_and_stored(tmp_path, capsys, tiny_checkpoint):
+    import yaml
+
+    stack = tmp_path / "ok.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(stack, rng.poisson(20, (3, 16, 16)).astype(np.uint16) + 400, photometric="minisblack")
+    cam = tmp_path / "camera.yaml"
+    cam.write_text("offset: 400\nconversion: 0.5\n")
+    out = tmp_path / "l.hdf5"
+    rc, _, err = _run_cli(["localize", str(stack), "-o", str(out), "--model", str(tiny_checkpoint), "-q",
+                           "--camera", str(cam), "--qe", "0.9", "--threshold", "0"], capsys)
+    assert rc == 0, err
+    assert "camera settings not given" not in err  # the camera was given
+    docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+    text = yaml.safe_dump(docs)
+    assert "baseline: 400.0" in text and "sensitivity: 0.5" in text and "qe: 0.9" in text
