@@ -198,7 +198,8 @@ def test_legacy_prefix_with_a_napari_dsir_file_is_refused_clearly(tmp_path, caps
     stack = tmp_path / "ok.tif"
     tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
     _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"),
-                                                    "--model", f"legacy:{tiny_checkpoint}", "-q"], "without the legacy: prefix")
+                                                    "--model", f"legacy:{tiny_checkpoint}", "-q"],
+                          "without the legacy: prefix")
 
 
 # ------------------------------------------------------------------ devices
