@@ -107,6 +107,7 @@ def test_metadata_and_resolve():
 
 
 def test_presets_are_valid():
+    assert Camera().describe() == "baseline 100 ADU, 1 e-/ADU, EM gain 1, QE 1, read noise 0 e-"
     for name, cam in PRESETS.items():
         assert cam.validate() is cam, name
     assert any(c.em_gain > 1 for c in PRESETS.values())

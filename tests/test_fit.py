@@ -257,3 +257,19 @@ def test_float32_as_on_a_gpu(isolated):
     assert np.abs(r32.locs.x[both] - r64.locs.x[both]).max() < 0.5  # nm
     np.testing.assert_allclose(r32.locs.uncertainty[both], r64.locs.uncertainty[both], rtol=1e-3)
     np.testing.assert_array_equal(r32.locs.intensity, start.intensity)
+
+
+def test_duplicate_detections_merge_into_the_strongest():
+    rng = np.random.default_rng(7)
+    one = render_emitters(np.array([1050.0]), np.array([1030.0]), np.array([2000.0]), np.array([110.0]), (20, 20), P)
+    frames = rng.poisson(one + 20, (20, 20, 20)).astype(np.float32)
+    x = np.repeat(1050.0, 40) + np.tile([-20.0, 20.0], 20)
+    strength = rng.uniform(0, 1, 40)
+    locs = Localizations(np.repeat(np.arange(20), 2), x, np.full(40, 1030.0), intensity=strength)
+    res = fit.refine(frames, locs, P, merge_px=0.5)
+    weaker = strength < np.repeat(np.maximum(strength[0::2], strength[1::2]), 2)
+    assert (res.status[weaker] == fit.DUPLICATE).all() and res.ok[~weaker].mean() > 0.9
+    assert abs(np.median(res.locs.photons[res.ok]) / 2000 - 1) < 0.05
+    np.testing.assert_array_equal(res.locs.x[weaker], x[weaker])
+    split = fit.refine(frames, locs, P)  # without merging, the copies share the photons
+    assert np.nanmedian(split.locs.photons) < 0.8 * 2000

@@ -107,6 +107,13 @@ class Camera:
             raise DSIRError(f"camera baseline must be >= 0 ADU, got {self.baseline}")
         return self
 
+    def describe(self) -> str:
+        """One line for logs and warnings: 'baseline 100 ADU, 1 e-/ADU, EM gain 1, QE 1, read noise 0 e-'."""
+        return (
+            f"baseline {self.baseline:g} ADU, {self.sensitivity:g} e-/ADU, EM gain {self.em_gain:g}, "
+            f"QE {self.qe:g}, read noise {self.read_noise:g} e-"
+        )
+
     # ---- derived quantities -------------------------------------------------
     @property
     def excess_noise(self) -> float:

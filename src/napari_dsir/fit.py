@@ -58,6 +58,7 @@ SIGMA_AT_BOUND = 3
 DIM = 4
 NOT_CONVERGED = 5
 OUTSIDE = 6
+DUPLICATE = 7
 
 #: status code -> meaning
 STATUS = {
@@ -68,6 +69,7 @@ STATUS = {
     DIM: "photons at their bound or not significant",
     NOT_CONVERGED: "not converged within max_iter",
     OUTSIDE: "initial position not finite or outside the frame",
+    DUPLICATE: "merged into a stronger detection closer than merge_px",
 }
 
 _SQRT2 = math.sqrt(2.0)
@@ -244,6 +246,29 @@ def _groups(f, xp, yp, valid, window, H):
     return np.unique(labels, return_inverse=True)[1]
 
 
+def _duplicates(f, xp, yp, valid, merge_px, H, window, strength):
+    """Detections of one frame closer than ``merge_px`` (chains included) that
+    are not the strongest of their chain (``strength``, else the first)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    out = np.zeros(len(f), bool)
+    ii = np.flatnonzero(valid)
+    if len(ii) < 2:
+        return out
+    pts = np.column_stack([yp[ii] + f[ii] * (H + 4.0 * window), xp[ii]])
+    pairs = cKDTree(pts).query_pairs(r=merge_px, output_type="ndarray")
+    if not len(pairs):
+        return out
+    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ii), len(ii)))
+    _, lab = connected_components(adj, directed=False)
+    key = np.zeros(len(ii)) if strength is None else -np.nan_to_num(strength[ii], nan=-np.inf)
+    order = np.lexsort((np.arange(len(ii)), key, lab))  # by chain, strongest first
+    first = np.r_[True, lab[order][1:] != lab[order][:-1]]
+    out[ii[order[~first]]] = True
+    return out
+
+
 # --------------------------------------------------------------------------
 # the public function
 
@@ -264,6 +289,7 @@ def refine(
     shared_sigma: bool = True,
     min_snr: float = 0.0,
     fallback_passes: int = 2,
+    merge_px: float = 0.0,
     tol: float | None = None,
     dtype: torch.dtype | None = None,
     batch_elements: int = 1 << 22,
@@ -293,6 +319,10 @@ def refine(
         pure noise, and some true emitters of < ~300 photons on a high
         background).
     fallback_passes: passes over the groups larger than ``max_group``.
+    merge_px: detections of one frame closer than this (camera px) are one
+        detection: the strongest (``locs.intensity``, else the first) is
+        fitted, the others are flagged `DUPLICATE` (0: off). A joint fit of
+        a duplicated detection splits its photons between the copies.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
         deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
@@ -385,6 +415,11 @@ def refine(
     wx0 = np.clip(np.floor(xs_).astype(np.int64) - h, 0, W - window)
     wy0 = np.clip(np.floor(ys_).astype(np.int64) - h, 0, H - window)
 
+    duplicate = np.zeros(n, bool)
+    if merge_px > 0:
+        duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, window, locs.intensity)
+        valid_start = valid
+        valid = valid & ~duplicate
     labels = _groups(fr, xp, yp, valid, window, H)
     # union boxes of the groups
     ng = labels.max() + 1
@@ -480,6 +515,8 @@ def refine(
     status[moved | at_edge] = MOVED
     status[~finite] = NON_FINITE
     status[~valid] = OUTSIDE
+    if merge_px > 0:
+        status[duplicate & valid_start] = DUPLICATE
     ok = status == OK
 
     excess = camera.excess_noise
