@@ -250,7 +250,9 @@ def test_float32_as_on_a_gpu(isolated):
     """float32 (the GPU default) gives the same fits; other columns are kept."""
     frames, truth, start = isolated
     start = Localizations(start.frame, start.x, start.y, intensity=np.arange(len(start), dtype=float))
-    r64 = fit.refine(frames, start, P)
+    before = torch.get_num_threads()
+    r64 = fit.refine(frames, start, P, threads=2)
+    assert torch.get_num_threads() == before
     r32 = fit.refine(frames.astype(np.float64), start, P, dtype=torch.float32)
     assert r32.ok.mean() > 0.97
     both = r32.ok & r64.ok

@@ -293,6 +293,7 @@ def refine(
     tol: float | None = None,
     dtype: torch.dtype | None = None,
     batch_elements: int = 1 << 22,
+    threads: int | None = 1,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -330,13 +331,37 @@ def refine(
     batch_elements: fits per batch are capped so that the Jacobian holds
         about this many numbers (memory).
 
-    On the CPU, one torch thread (``torch.set_num_threads(1)``) is often
-    faster than several: the batched operations are small.
+    threads: torch CPU threads during the call (restored after; None: leave
+        torch's setting). The batched operations are small: on a shared
+        2-core machine one thread was 5-70x faster than two
+        (benchmarks/results/fit.md).
 
     Returns a `FitResult` (locs, ok, status): x, y refined (nm), photons
     (photons), background (photons/px), sigma (nm), uncertainty (nm, per axis);
     failed fits keep their initial x, y and get NaN in those columns.
     """
+    if threads is not None and int(threads) < 1:
+        raise DSIRError(f"threads must be >= 1 (or None), got {threads}")
+    on_cpu = not (isinstance(frames_photons, torch.Tensor) and frames_photons.device.type != "cpu")
+    before = torch.get_num_threads()
+    if threads is not None and on_cpu:
+        torch.set_num_threads(int(threads))
+    try:
+        return _refine(
+            frames_photons, locs, pixel_size_nm, camera, first_frame=first_frame, window=window,
+            sigma_init_nm=sigma_init_nm, fit_sigma=fit_sigma, sigma_bounds_px=sigma_bounds_px, max_iter=max_iter,
+            max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
+            merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements,
+        )
+    finally:
+        if threads is not None and on_cpu:
+            torch.set_num_threads(before)
+
+
+def _refine(
+    frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
+    max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
+) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
         raise DSIRError(f"expected Localizations, got {type(locs).__name__}")
