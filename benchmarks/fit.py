@@ -222,6 +222,24 @@ def main() -> None:
         "",
     ]
     dense_table(args.device, lines)
+    lines += [
+        "",
+        "## Reading",
+        "",
+        "- From 500 photons up, every camera is within the targets: RMSE 0.95-1.14x the mean CRLB, "
+        "std(err/unc) 0.94-1.07, photons within 1.5%, background within 1%. At 200-500 photons on "
+        "10-50 photons/px of background the MLE is 1.2-1.3x the bound (std(err/unc) 1.16-1.18) and "
+        "photons are within 5%: the usual loss of MLE efficiency at low signal.",
+        "- The **all** rows mix bounds from 2 to 20 nm: RMSE over all is dominated by the dimmest emitters, "
+        "so RMSE / mean CRLB exceeds 1.3 there while RMSE / rms CRLB (like with like) is 1.05-1.11.",
+        "- EMCCD: uncertainties include the excess-noise factor 2 on the variance (about sqrt(2) larger than "
+        "the sCMOS-like camera at the same photons) and std(err/unc) stays about 1, so the bound holds.",
+        "- Speed: on this shared 2-core machine two torch threads were far slower than one for these small "
+        "batched operations (thread contention), hence `threads=1` by default.",
+        "- Dense frames: joint fits cut the RMSE of well-separated emitters about 3x compared with fitting each "
+        "alone, and cut the error of emitters with a neighbour closer than 300 nm; those remain hard "
+        "(std(err/unc) about 4: the bound does not cover mis-assigned close pairs).",
+    ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
