@@ -391,8 +391,8 @@ def _refine(
     s_lo, s_hi = (float(v) for v in sigma_bounds_px)
     if not (0 < s_lo < s_hi and math.isfinite(s_hi)):
         raise DSIRError(f"sigma bounds must be 0 < low < high (px), got {sigma_bounds_px}")
-    if int(max_iter) < 1 or int(max_group) < 1:
-        raise DSIRError("max_iter and max_group must be >= 1")
+    if int(max_iter) < 1 or int(max_group) < 1 or int(fallback_passes) < 1:
+        raise DSIRError("max_iter, max_group and fallback_passes must be >= 1")
 
     n = len(locs)
     out_cols = dict(locs.columns())
@@ -533,7 +533,8 @@ def _refine(
     )
     s_bound = fit_sigma & ((theta_out[:, 3] <= s_lo + 1e-3) | (theta_out[:, 3] >= s_hi - 1e-3))
     with np.errstate(invalid="ignore"):
-        dim = (theta_out[:, 2] <= _N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * np.sqrt(var_out[:, 2]))
+        sd_n = np.sqrt(camera.excess_noise * var_out[:, 2])
+        dim = (theta_out[:, 2] <= _N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * sd_n)
     status[~conv_out] = NOT_CONVERGED
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
