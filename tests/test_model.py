@@ -9,6 +9,7 @@ from napari_dsir.model import (
     DSIRModel,
     DSIRNet,
     LegacyDSIR,
+    _upsample,
     default_model_path,
     frame_stats,
     load_checkpoint,
@@ -281,3 +282,79 @@ def test_frame_stats_match_preprocess():
         full = preprocess(x, 8, norm)
         stats = frame_stats(x, 8, norm, max_pixels=20 * 30 * 64)  # one frame at a time
         np.testing.assert_allclose(preprocess(x, 8, norm, stats).numpy(), full.numpy(), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- legacy edges and forward
+
+
+def _reference_legacy_forward(net: LegacyDSIR, x: torch.Tensor) -> torch.Tensor:
+    """The original forward pass: batch-norm on a batch of one frame = instance norm."""
+    F = torch.nn.functional
+
+    def bn(t, m):
+        return F.instance_norm(t, weight=m.weight, bias=m.bias, eps=m.eps)
+
+    x = F.max_pool2d(F.relu(bn(net.conv1(x), net.bn1)), 2)
+    x = F.max_pool2d(F.relu(bn(net.conv2(x), net.bn2)), 2)
+    x = F.max_pool2d(F.relu(bn(net.conv3(x), net.bn2)), 2)
+    x = F.relu(bn(net.convt1(x), net.bn2))
+    x = F.relu(bn(net.convt2(x), net.bn1))
+    x = F.relu(bn(net.convt3(x), net.bn2))
+    return F.relu(bn(net.conv4(x), net.bn4))
+
+
+def test_legacy_upsampling_matches_scikit_image_resize():
+    """The original up-sampled with skimage's resize(frame, (8h, 8w),
+    mode='constant', preserve_range=True) (load_model.py of the original
+    repository): zeros blended in beyond the edge, then clipped to the
+    frame's range. Legacy mode does the same in torch."""
+    transform = pytest.importorskip("skimage.transform")
+    rng = np.random.default_rng(5)
+    frame = rng.poisson(rng.uniform(5, 400, (26, 30))).astype(np.float64) + 100
+    up = transform.resize(frame, (208, 240), mode="constant", preserve_range=True)
+    ref = (up - up.mean()) / up.std()
+    x = torch.from_numpy(frame)[None].float()
+    ours = preprocess(x, 8, "zscore", legacy_edges=True)[0, 0].double().numpy()
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
+    # the shipped model's up-sampling differs in the outer 4 px only (clamped edges)
+    clamped = _upsample(x, 8)[0, 0].double().numpy()
+    edge = np.ones(up.shape, bool)
+    edge[4:-4, 4:-4] = False
+    np.testing.assert_allclose(clamped[~edge], up[~edge], rtol=1e-6)
+    assert np.abs(clamped[edge] - up[edge]).min() >= 0 and np.abs(clamped - up)[edge].max() > 10
+
+
+def test_legacy_model_uses_the_original_edges():
+    torch.manual_seed(4)
+    m = DSIRModel(LegacyDSIR(), "dsir-legacy")
+    m.net.eval()
+    x = _camera_frames((2, 16, 16), 9)
+    with torch.inference_mode():
+        expect = _reference_legacy_forward(m.net, preprocess(x, 8, legacy_edges=True))[:, 0]
+        clamped = _reference_legacy_forward(m.net, preprocess(x, 8))[:, 0]
+        got = m.raw(x)
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-4)
+    assert (got - clamped).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("negative_weights", [False, True])
+def test_legacy_forward_in_place_equals_instance_norm(negative_weights):
+    """The in-place forward (per-frame affine norm, max-pool before it where
+    the batch-norm weights are positive) equals the instance-norm forward:
+    to float64 rounding, in inference and with autograd."""
+    torch.manual_seed(6)
+    net = LegacyDSIR().double()
+    with torch.no_grad():
+        for bn in (net.bn1, net.bn2, net.bn4):
+            bn.weight.uniform_(0.2, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+            if negative_weights:
+                bn.weight[::2] *= -1
+    x = torch.randn(3, 1, 64, 48, dtype=torch.float64)
+    ref = _reference_legacy_forward(net, x)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), ref, atol=1e-10, rtol=1e-8)
+    out = net(x)  # autograd: no in-place writes, gradients flow
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-8)
+    out.sum().backward()
+    assert net.conv1.weight.grad is not None and torch.isfinite(net.conv1.weight.grad).all()

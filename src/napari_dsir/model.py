@@ -35,19 +35,20 @@ LEGACY_LOCALIZE = {"threshold": 0.002367, "radius": 2, "window": 2, "blur_fwhm":
 
 
 def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore",
-                max_pixels: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+                max_pixels: int = 1 << 22, legacy_edges: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame (centre, scale) of the up-sampled frames, shape (batch,).
 
     ``zscore``: mean and standard deviation (the original DSIR). ``robust``:
     median and MAD-based standard deviation, insensitive to bright spots.
     Frames are up-sampled a few at a time (at most ``max_pixels`` up-sampled
-    pixels at once), so large frames need little memory.
+    pixels at once), so large frames need little memory. ``legacy_edges``:
+    see `_upsample`.
     """
     n, h, w = frames.shape
     step = max(1, int(max_pixels) // max(1, h * w * upsampling * upsampling))
     centres, scales = [], []
     for i in range(0, n, step):
-        c, s = _stats(_upsample(frames[i : i + step], upsampling), normalization)
+        c, s = _stats(_upsample(frames[i : i + step], upsampling, legacy_edges), normalization)
         centres.append(c)
         scales.append(s)
     return torch.cat(centres), torch.cat(scales)
@@ -65,22 +66,42 @@ def _stats(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Ten
     return centre, torch.clamp(scale, min=1e-6)
 
 
-def _upsample(frames: torch.Tensor, upsampling: int) -> torch.Tensor:
-    """(batch, y, x) -> (batch, 1, u*y, u*x) float32, bilinear (half-pixel centres)."""
+def _upsample(frames: torch.Tensor, upsampling: int, legacy_edges: bool = False) -> torch.Tensor:
+    """(batch, y, x) -> (batch, 1, u*y, u*x) float32, bilinear (half-pixel centres).
+
+    Up-sampled pixel j (either axis) samples camera coordinate (j + 0.5)/u - 0.5
+    (pixel-index units). Beyond the outer pixel centres the frame is clamped
+    (edge value). With ``legacy_edges`` it is what the original DSIR got from
+    scikit-image's ``resize(frame, (u*y, u*x), mode='constant',
+    preserve_range=True)``: zeros outside the frame blended in, then each
+    frame clipped to its own [min, max] (``clip=True``), so the outer u/2
+    up-sampled pixels each side fall towards the frame's minimum.
+    """
     x = frames.to(torch.float32).unsqueeze(1)
-    if upsampling != 1:
-        x = F.interpolate(x, scale_factor=upsampling, mode="bilinear", align_corners=False)
-    return x
+    if upsampling == 1:
+        return x
+    if not legacy_edges:
+        return F.interpolate(x, scale_factor=upsampling, mode="bilinear", align_corners=False)
+    # one camera pixel of zeros each side; the samples kept never reach
+    # beyond it, so the clamping inside interpolate plays no part
+    u = int(upsampling)
+    y = F.interpolate(F.pad(x, (1, 1, 1, 1)), scale_factor=u, mode="bilinear", align_corners=False)
+    y = y[:, :, u:-u, u:-u]
+    lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+    return torch.clamp(y, lo, hi)
 
 
 def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore",
-               stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+               stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+               legacy_edges: bool = False) -> torch.Tensor:
     """(batch, y, x) ADU -> (batch, 1, u*y, u*x) up-sampled, normalised input.
 
     Each frame is normalised by its `frame_stats` (``stats`` gives them when
     ``frames`` is a tile of larger frames, so tiles match whole frames).
+    ``legacy_edges``: the original DSIR's up-sampling at the frame's edges
+    (see `_upsample`), used for its weights only.
     """
-    x = _upsample(frames, upsampling)
+    x = _upsample(frames, upsampling, legacy_edges)
     if stats is None:
         centre, scale = _stats(x, normalization)
     else:
@@ -209,19 +230,40 @@ class LegacyDSIR(nn.Module):
         return {}
 
     @staticmethod
-    def _bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-        # per-frame batch statistics == batch-norm on a batch of one frame
-        return F.instance_norm(x, weight=bn.weight, bias=bn.bias, eps=bn.eps)
+    def _norm_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Tensor:
+        """ReLU(batch-norm of ``x`` with each frame's own statistics), then
+        max-pool 2 when ``pool``; ``x`` (batch, C, Y, X) is overwritten.
+
+        Per-frame statistics equal batch-norm on a batch of one frame. The
+        norm is applied as ``x * a + b`` per channel (as PyTorch's kernel
+        does), in place: no full-size temporaries, and no copy out of
+        channels-last (``F.instance_norm`` made three of each per stage, which
+        cost more kernel time in page faults than the network took). With
+        a > 0 (positive batch-norm weights, as in the original file) ReLU and
+        the affine map are non-decreasing, so max-pooling first gives the
+        same values (float rounding is monotonic too) on a quarter of the pixels.
+        """
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        a = bn.weight.view(1, -1, 1, 1) * torch.rsqrt(var + bn.eps)
+        b = bn.bias.view(1, -1, 1, 1) - mean * a
+        if torch.is_grad_enabled() and x.requires_grad:  # autograd: no in-place
+            y = F.relu(x * a + b)
+            return F.max_pool2d(y, 2) if pool else y
+        if pool:
+            if bool((bn.weight < 0).any()):
+                return F.max_pool2d(x.mul_(a).add_(b).relu_(), 2)
+            x = F.max_pool2d(x, 2)
+        return x.mul_(a).add_(b).relu_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn, pool = self._bn, F.max_pool2d
-        x = pool(F.relu(bn(self.conv1(x), self.bn1)), 2)
-        x = pool(F.relu(bn(self.conv2(x), self.bn2)), 2)
-        x = pool(F.relu(bn(self.conv3(x), self.bn2)), 2)
-        x = F.relu(bn(self.convt1(x), self.bn2))
-        x = F.relu(bn(self.convt2(x), self.bn1))
-        x = F.relu(bn(self.convt3(x), self.bn2))
-        return F.relu(bn(self.conv4(x), self.bn4))
+        nr = self._norm_relu
+        x = nr(self.conv1(x), self.bn1, pool=True)
+        x = nr(self.conv2(x), self.bn2, pool=True)
+        x = nr(self.conv3(x), self.bn2, pool=True)
+        x = nr(self.convt1(x), self.bn2)
+        x = nr(self.convt2(x), self.bn1)
+        x = nr(self.convt3(x), self.bn2)
+        return nr(self.conv4(x), self.bn4)
 
 
 def dsir_from_legacy(legacy: LegacyDSIR) -> DSIRNet:
@@ -283,9 +325,11 @@ class DSIRModel:
         """(batch, y, x) ADU -> (batch, u*y, u*x) network output, as trained.
 
         Frames whose up-sampled size is not a multiple of 8 are padded
-        (replicate) and cropped back. ``stats``: see `preprocess`.
+        (replicate) and cropped back. ``stats``: see `preprocess`. The
+        original weights (``legacy``) get the original's up-sampling at the
+        frame's edges (see `_upsample`).
         """
-        x = preprocess(frames, self.upsampling, self.normalization, stats)
+        x = preprocess(frames, self.upsampling, self.normalization, stats, legacy_edges=self.legacy)
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:
