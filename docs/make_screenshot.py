@@ -1,13 +1,13 @@
-"""Make docs/napari.png: napari with the Bundled Tubes HD stack, its DSIR
-reconstruction and the localizations, zoomed in.
+"""Make docs/napari.png: napari with the plugin's sample data reconstructed by
+DSIR Reconstruct and its localizations scored by DSIR Ground Truth's Compare.
 
 Run in a real (X) window, e.g. headless under Xvfb:
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshot.py
 
-The stack is ../shared/data/bundled_tubes_hd/sequence beside the repository
-(or give its path). The shipped default model is used; without it the
-original DSIR weights (../shared/data/dsir_original/autoencoder_model.pt).
+The widgets are driven as a user would (fields set, Run, Compare); the run
+goes through the widgets' synchronous mode so the script needs no event loop
+of its own. The shipped default model is used unless --model is given.
 """
 
 from __future__ import annotations
@@ -18,74 +18,52 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stack", nargs="?", default=SHARED / "bundled_tubes_hd" / "sequence", type=Path,
-                    help="TIFF stack or folder of TIFFs (default: Bundled Tubes HD from ../shared/data)")
     ap.add_argument("--out", default=HERE / "napari.png", type=Path)
-    ap.add_argument("--model", default=None, help="model file (default: shipped model, else legacy)")
-    ap.add_argument("--threshold", type=float, default=None,
-                    help="localization threshold (default: the model's calibrated one)")
-    ap.add_argument("--frame", type=int, default=180, help="frame shown with its localizations")
+    ap.add_argument("--model", default=None, help="a napari-dsir checkpoint (default: the shipped model)")
+    ap.add_argument("--frame", type=int, default=60, help="frame shown with its localizations")
     args = ap.parse_args(argv)
 
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_dsir._qt import _widgets
-    from napari_dsir.model import default_model_path
-
-    if not args.stack.exists():
-        print(f"stack not found: {args.stack}", file=sys.stderr)
-        return 2
+    from napari_dsir._qt.ground_truth import GroundTruthWidget
+    from napari_dsir._qt.models import MODEL_FILE
 
     viewer = napari.Viewer(title="napari-dsir", show=True)
-    viewer.window.resize(1500, 950)
-    (camera,) = viewer.open(args.stack, plugin="napari-dsir")
-    _, gt = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Ground Truth")
-    rec_dock, rec = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Reconstruct", tabify=True)
-    rec_dock.raise_()
-
-    legacy = SHARED / "dsir_original" / "autoencoder_model.pt"
+    viewer.window.resize(1880, 1150)
+    camera, truth = viewer.open_sample("napari-dsir", "sample_stack")
+    _, rec = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Reconstruct")
+    gt = GroundTruthWidget(viewer)  # on the left, so both widgets show
+    viewer.window.add_dock_widget(gt, name="DSIR Ground Truth", area="left")
     if args.model:
-        rec.model_combo.setCurrentIndex(_widgets.MODEL_FILE)
-        rec.model_path.setText(str(args.model))
-    elif not default_model_path().is_file():
-        print(f"note: no shipped default model ({default_model_path()}); "
-              f"using the original DSIR weights {legacy}")
-        rec.model_combo.setCurrentIndex(_widgets.MODEL_LEGACY)
-        rec.model_path.setText(str(legacy))
-    if args.threshold is not None:
-        rec.model_threshold.setChecked(False)
-        rec.threshold.setValue(args.threshold)
-    # else: "use the model's threshold" (the default), the calibrated value
-    # stored with the weights (napari_dsir.localize.params_for)
-    rec.out_locs.setChecked(True)
-    rec.batch_spin.setValue(16)
-
+        rec.model.value = MODEL_FILE
+        rec.model_file.value = args.model
+    rec.out_locs.value = True  # the model's calibrated threshold ("use the model's threshold")
+    rec.camera.set_camera.value = True  # the sample's camera: base level 100 ADU, gain 1
+    rec.synchronous = True
     t0 = time.time()
-    worker = rec.run()
-    if worker is None:
-        print("the reconstruction did not start", file=sys.stderr)
-        return 1
-    app = QApplication.instance()
-    while rec.worker is not None:
-        app.processEvents()
-        time.sleep(0.02)
-    print(f"reconstruction: {time.time() - t0:.0f} s; {rec.status.text()}")
+    rec.run()
+    print(f"reconstruction: {time.time() - t0:.0f} s; {rec.status.value}")
     name = camera.name
-    if f"{name} DSIR" not in viewer.layers:
+    if f"{name} DSIR localizations" not in viewer.layers:
         print("no reconstruction layer (see the messages above)", file=sys.stderr)
         return 1
+    # Compare: the choosers pick the localizations and the ground truth by themselves
+    m = gt.compare()
+    if m is None:
+        print("Compare failed (see the messages above)", file=sys.stderr)
+        return 1
+    print(f"Compare: Jaccard {m.jaccard:.3f}, recall {m.recall:.3f}, precision {m.precision:.3f}, "
+          f"RMSE {m.rmse:.1f} nm")
 
     pts = viewer.layers[f"{name} DSIR localizations"]
-    camera.opacity = 0.6
-    pts.size = 60.0
-    # show a frame: its camera image, the summed reconstruction and that
-    # frame's localizations; zoom on the centre of the field
+    camera.opacity = 0.5
+    pts.size, truth.size = 90.0, 150.0
+    viewer.layers[f"{name} DSIR"].visible = True
     viewer.dims.set_point(0, min(args.frame, camera.data.shape[0] - 1))
     viewer.layers.selection.active = pts
     h, w = camera.data.shape[-2:]
@@ -94,10 +72,10 @@ def main(argv=None) -> int:
     camera_model = scene.camera if scene is not None else viewer.camera
     viewer.reset_view()
     camera_model.center = (h * p / 2, w * p / 2)
-    camera_model.zoom *= 1.8
     scale_bar = viewer.canvas.overlays.scale_bar if hasattr(viewer, "canvas") else viewer.scale_bar
     scale_bar.visible = True
-    for _ in range(20):
+    app = QApplication.instance()
+    for _ in range(30):
         app.processEvents()
         time.sleep(0.05)
     args.out.parent.mkdir(parents=True, exist_ok=True)

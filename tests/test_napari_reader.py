@@ -142,6 +142,7 @@ def test_manifest_contributions():
     pm = PluginManager()
     pm.discover()
     mf = pm.get_manifest("napari-dsir")
+    assert mf.display_name == "napari-dsir"  # menus read "Plugins > napari-dsir > DSIR Reconstruct"
     widgets = {w.display_name for w in mf.contributions.widgets}
     assert widgets == {"DSIR Reconstruct", "DSIR Ground Truth"}
     assert [s.key for s in mf.contributions.sample_data] == ["sample_stack"]

@@ -17,13 +17,8 @@ pytest.importorskip("pytestqt")
 
 from napari_dsir import run as run_module  # noqa: E402
 from napari_dsir._qt.ground_truth import GroundTruthWidget  # noqa: E402
-from napari_dsir._qt.reconstruct import (  # noqa: E402
-    MODEL_FILE,
-    MODEL_LEGACY,
-    ReconstructWidget,
-    model_spec,
-    model_threshold,
-)
+from napari_dsir._qt.models import MODEL_FILE, MODEL_LEGACY, model_spec, model_threshold  # noqa: E402
+from napari_dsir._qt.reconstruct import ReconstructWidget  # noqa: E402
 from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint  # noqa: E402
 
 from .conftest import SHARED_DATA, Peaky, one_emitter_stack  # noqa: E402
@@ -385,6 +380,11 @@ def test_compare_never_scores_a_layer_against_itself(make_napari_viewer, tmp_pat
     assert w.localizations.value.name == "spot DSIR localizations"
     assert w.ground_truth.value.name == gt.name
     assert w.compare().tp == 1
+    # a layer of no known kind that the user chose stays chosen
+    other = viewer.add_points(np.array([[0, 1150, 1250]]), name="mine", units=("pixel", "nm", "nm"))
+    w.localizations.value = other
+    viewer.add_points(np.zeros((0, 3)), name="later", units=("pixel", "nm", "nm"))
+    assert w.localizations.value.name == "mine"
 
 
 def test_compare_converts_layers_in_pixels(make_napari_viewer, notes):

@@ -22,7 +22,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_dsir import run as run_module  # noqa: E402
-from napari_dsir._qt.reconstruct import MODEL_FILE, MODEL_LEGACY  # noqa: E402
+from napari_dsir._qt.models import MODEL_FILE, MODEL_LEGACY  # noqa: E402
 from napari_dsir._reader import napari_get_reader  # noqa: E402
 from napari_dsir.model import DSIRModel  # noqa: E402
 

@@ -126,12 +126,13 @@ class GroundTruthWidget(Container):
 
     def reset_choices(self, *_):
         """Refresh the choosers; a chooser holding a layer of the other role
-        moves to one of its own when there is one (so Compare never defaults
-        to scoring the ground truth against itself)."""
+        (or none) moves to one of its own when there is one, so Compare
+        never defaults to scoring the ground truth against itself."""
         super().reset_choices()
-        for chooser, own in ((self.localizations, "localizations"), (self.ground_truth, "ground_truth")):
+        for chooser, own, other in ((self.localizations, "localizations", "ground_truth"),
+                                    (self.ground_truth, "ground_truth", "localizations")):
             options = [v for v in chooser.choices if kind_of(v) == own]
-            if options and kind_of(chooser.value) != own:
+            if options and (chooser.value is None or kind_of(chooser.value) == other):
                 chooser.value = options[0]
 
     def _on_image(self, *_):

@@ -10,7 +10,6 @@ button, and the `Result` becomes layers from `napari_dsir.layers.result_layers`.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
@@ -23,46 +22,11 @@ from ..layers import Geometry, result_layers
 from ..run import RunRequest, iter_run
 from .camera import CameraFields
 from .common import camera_pixel_size, cuda_available, layer_choices, message_of, notify, put_layers
+from .models import MODEL_DEFAULT, MODELS, model_spec, model_threshold
 
 WIDGET = "DSIR Reconstruct"
-MODELS = ("Default (shipped)", "Original DSIR weights (.pt)", "Checkpoint (.pt)")
-MODEL_DEFAULT, MODEL_LEGACY, MODEL_FILE = MODELS
 DEVICES = (("Auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 NO_CUDA_TIP = "No CUDA GPU is available to PyTorch on this machine (torch.cuda.is_available() is False)."
-
-
-def model_spec(choice: str, path) -> str | None:
-    """The `RunRequest.model` for a model choice and file: None (shipped),
-    ``"legacy:PATH"`` (original DSIR weights) or the checkpoint path."""
-    if choice == MODEL_DEFAULT:
-        return None
-    path = str(path or "").strip()
-    if not path or path == ".":
-        raise DSIRError(f"choose a model file (.pt) for \"{choice}\"")
-    return f"legacy:{path}" if choice == MODEL_LEGACY else path
-
-
-_THRESHOLDS: dict = {}
-
-
-def model_threshold(spec: str | None) -> float | None:
-    """The localization threshold calibrated for a model (its checkpoint
-    metadata, via `localize.params_for`), None when the file cannot be read
-    (the run then says why). Cached per file and modification time."""
-    from ..localize import params_for
-    from ..model import default_model_path, load_model
-
-    path = Path(spec[len("legacy:"):] if spec and spec.startswith("legacy:") else spec or default_model_path())
-    try:
-        key = (spec, path.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if key not in _THRESHOLDS:
-        try:
-            _THRESHOLDS[key] = float(params_for(load_model(spec, "cpu")).threshold)
-        except (DSIRError, OSError):
-            _THRESHOLDS[key] = None
-    return _THRESHOLDS[key]
 
 
 def _work(req: RunRequest, cancel: threading.Event):
@@ -91,6 +55,7 @@ class ReconstructWidget(Container):
         self._cancel = threading.Event()
         self._pbar = None
         self._job: dict = {}
+        self._frames_for = ""
         self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum"),
                               tooltip="The camera frames (frame, y, x) to reconstruct")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
@@ -104,9 +69,8 @@ class ReconstructWidget(Container):
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.start = SpinBox(label="First frame", min=0, max=0, tooltip="0-based")
         self.stop = SpinBox(label="Stop frame", min=0, max=0, tooltip="0-based, excluded")
-        self.batch = SpinBox(label="Batch size", min=0, max=4096, value=0,
-                             tooltip="Frames per batch; auto: 1 on the CPU, 32 on a GPU (halved on out-of-memory)")
-        self.batch.native.setSpecialValueText("auto")
+        self.batch = SpinBox(label="Batch (0 = auto)", min=0, max=4096, value=0,
+                             tooltip="Frames per batch; 0, auto: 1 on the CPU, 32 on a GPU (halved on out-of-memory)")
         self.out_sum = CheckBox(text="Sum image", value=True)
         self.out_frames = CheckBox(text="Per-frame stack", value=False)
         self.out_locs = CheckBox(text="Localizations (points)", value=False)
@@ -159,16 +123,16 @@ class ReconstructWidget(Container):
             return
         n = int(layer.data.shape[0]) if layer.ndim == 3 and not layer.rgb else 1
         self.start.max, self.stop.max = max(0, n - 1), n
-        if self._job.get("for") != layer.name:  # a new layer: all its frames
+        if self._frames_for != layer.name:  # another layer: all its frames
             self.start.value, self.stop.value = 0, n
-            self._job = {"for": layer.name}
+            self._frames_for = layer.name
         px = camera_pixel_size(layer)
         if self.pixel_size.value > 0:
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
         elif px is None:
             self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
         else:
-            self.pixel_note.value = f"'{layer.name}': {px:g} nm"
+            self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
 
     def _on_model(self, *_):
         self.model_file.enabled = self.model.value != MODEL_DEFAULT
@@ -226,7 +190,7 @@ class ReconstructWidget(Container):
             notify("error", WIDGET, str(e))
             return None
         layer = self.image.value
-        self._job = {"for": layer.name, "name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
+        self._job = {"name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
                      "translate": tuple(layer.translate), "units": tuple(str(u) for u in layer.units) or None,
                      "sum": bool(self.out_sum.value),
                      "frames": req.keep_frames, "locs": bool(req.localize), "cancelled": False}
