@@ -64,7 +64,7 @@ DUPLICATE = 7
 STATUS = {
     OK: "ok",
     NON_FINITE: "non-finite result",
-    MOVED: "moved out of its window (or onto the window edge)",
+    MOVED: "moved out of its window, onto its edge or farther than max_shift_px",
     SIGMA_AT_BOUND: "PSF sigma at its bound",
     DIM: "photons at their bound or not significant",
     NOT_CONVERGED: "not converged within max_iter",
@@ -294,6 +294,7 @@ def refine(
     dtype: torch.dtype | None = None,
     batch_elements: int = 1 << 22,
     threads: int | None = 1,
+    max_shift_px: float | None = None,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -324,6 +325,10 @@ def refine(
         detection: the strongest (``locs.intensity``, else the first) is
         fitted, the others are flagged `DUPLICATE` (0: off). A joint fit of
         a duplicated detection splits its photons between the copies.
+    max_shift_px: a fit that ends farther than this (camera px) from its
+        starting position is flagged `MOVED` (None: only when it leaves its
+        window): in crowded frames such a fit has usually locked onto a
+        neighbour, and the starting position is the better one.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
         deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
@@ -351,7 +356,7 @@ def refine(
             frames_photons, locs, pixel_size_nm, camera, first_frame=first_frame, window=window,
             sigma_init_nm=sigma_init_nm, fit_sigma=fit_sigma, sigma_bounds_px=sigma_bounds_px, max_iter=max_iter,
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
-            merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements,
+            merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
         )
     finally:
         if threads is not None and on_cpu:
@@ -361,6 +366,7 @@ def refine(
 def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
+    max_shift_px=None,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -526,6 +532,9 @@ def _refine(
     status = np.full(n, OK, np.int8)
     finite = np.isfinite(theta_out).all(-1) & np.isfinite(b_out) & np.isfinite(var_out).all(-1) & (var_out >= 0).all(-1)
     moved = (np.abs(theta_out[:, 0] - xs_) > h - 0.5) | (np.abs(theta_out[:, 1] - ys_) > h - 0.5)
+    if max_shift_px is not None:
+        with np.errstate(invalid="ignore"):
+            moved |= np.hypot(theta_out[:, 0] - xs_, theta_out[:, 1] - ys_) > float(max_shift_px)
     eps = 1e-6
     at_edge = (
         (theta_out[:, 0] <= wx0 + eps) | (theta_out[:, 0] >= wx0 + window - eps)
@@ -546,7 +555,8 @@ def _refine(
     ok = status == OK
 
     excess = camera.excess_noise
-    unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
+    with np.errstate(invalid="ignore"):
+        unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
     nan = np.full(n, np.nan)
     out_cols.update(
         photons=np.where(ok, theta_out[:, 2] / camera.qe, nan),
