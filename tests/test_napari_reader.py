@@ -112,6 +112,19 @@ def test_reader_csv_points(make_napari_viewer, tmp_path):
     assert pts.metadata["kind"] == "localizations" and pts.metadata["units"] == "nm"
 
 
+def test_reader_picasso_hdf5(make_napari_viewer, tmp_path):
+    from napari_dsir.io import write_picasso
+    from napari_dsir.locs import Localizations
+
+    locs = Localizations([0, 2], [150.0, 1000.5], [250.0, 20.25], photons=[1000.0, 800.0])
+    path = write_picasso(tmp_path / "run.hdf5", locs, pixel_size=160.0, frame_shape=(32, 32), n_frames=3)
+    viewer = make_napari_viewer()
+    (pts,) = viewer.open(path, plugin="napari-dsir")
+    np.testing.assert_allclose(pts.data, [[0, 250.0, 150.0], [2, 20.25, 1000.5]], atol=1e-3)
+    np.testing.assert_allclose(pts.features["photons"], [1000, 800])
+    assert pts.name == "run"
+
+
 @pytest.mark.parametrize("kind", ["text_as_tif", "empty_dir", "bad_csv", "missing", "other_ext",
                                   "rgb_tif"])
 def test_reader_returns_none(tmp_path, kind):
@@ -143,6 +156,7 @@ def test_manifest_contributions():
     pm.discover()
     mf = pm.get_manifest("napari-dsir")
     assert mf.display_name == "napari-dsir"  # menus read "Plugins > napari-dsir > DSIR Reconstruct"
+    mf.validate_imports()  # every python_name imports (npe2 validate --imports)
     widgets = {w.display_name for w in mf.contributions.widgets}
     assert widgets == {"DSIR Reconstruct", "DSIR Ground Truth"}
     assert [s.key for s in mf.contributions.sample_data] == ["sample_stack"]

@@ -34,7 +34,7 @@ def show_info(message: str) -> None:
     _show(message)
 
 
-TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".hdf5", ".h5")  # .hdf5: Picasso (YAML beside it)
 
 
 def _is_stack_path(p: Path) -> bool:
