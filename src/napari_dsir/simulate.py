@@ -53,6 +53,7 @@ class SimulationConfig:
     base_level: Range = 100.0  # ADU, drawn per frame
     gain: Range = 1.0  # ADU per photoelectron, drawn per frame
     read_noise: float = 0.0  # e- rms
+    em_gain: Range = 1.0  # electron multiplication (EMCCD; 1: sCMOS/CCD), with its excess noise
     margin: float = 0.0  # nm outside the frame where emitters may also sit
 
     def validate(self) -> SimulationConfig:
@@ -61,10 +62,12 @@ class SimulationConfig:
             raise DSIRError(f"frame_size must be at least 4x4 px, got {self.frame_size}")
         if not self.pixel_size > 0:
             raise DSIRError(f"pixel_size must be > 0 nm, got {self.pixel_size}")
-        for name in ("fwhm", "photons", "density", "background", "base_level", "gain"):
+        for name in ("fwhm", "photons", "density", "background", "base_level", "gain", "em_gain"):
             _as_range(name, getattr(self, name))
         if _as_range("fwhm", self.fwhm)[0] <= 0 or _as_range("gain", self.gain)[0] <= 0:
             raise DSIRError("fwhm and gain must be > 0")
+        if _as_range("em_gain", self.em_gain)[0] < 1:
+            raise DSIRError("em_gain must be >= 1 (1: no electron multiplication)")
         if self.read_noise < 0:
             raise DSIRError("read_noise must be >= 0")
         return self
@@ -104,6 +107,19 @@ def render_emitters(
     return py.T @ (px * photons[:, None])
 
 
+def camera_electrons(rng: np.random.Generator, expected: np.ndarray, em_gain: float = 1.0,
+                     read_noise: float = 0.0) -> np.ndarray:
+    """Electrons a camera reads for ``expected`` photoelectrons per pixel:
+    Poisson, then (EMCCD, ``em_gain`` > 1) a gamma-distributed multiplication
+    whose excess noise doubles the variance, then Gaussian read noise (e- rms)."""
+    electrons = rng.poisson(expected).astype(np.float64)
+    if em_gain > 1:
+        electrons = rng.gamma(np.maximum(electrons, 1e-12), em_gain) * (electrons > 0)
+    if read_noise > 0:
+        electrons += rng.normal(0.0, read_noise, electrons.shape)
+    return electrons
+
+
 def simulate(
     n_frames: int,
     config: SimulationConfig | None = None,
@@ -132,9 +148,7 @@ def simulate(
         ph = _draw(rng, cfg.photons, n)
         sig = _draw(rng, cfg.fwhm, n) * FWHM_TO_SIGMA
         expected = render_emitters(x, y, ph, sig, (h, w), p) + _draw(rng, cfg.background)
-        electrons = rng.poisson(expected).astype(np.float64)
-        if cfg.read_noise > 0:
-            electrons += rng.normal(0.0, cfg.read_noise, electrons.shape)
+        electrons = camera_electrons(rng, expected, _draw(rng, cfg.em_gain), cfg.read_noise)
         adu = _draw(rng, cfg.base_level) + _draw(rng, cfg.gain) * electrons
         frames[f] = np.clip(np.round(adu), 0, 65535)
         inside = (x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)
