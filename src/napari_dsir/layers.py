@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import DEFAULT_PIXEL_SIZE_NM
-from .locs import Localizations
+from .locs import OPTIONAL_COLUMNS, Localizations
 
 DASK_CHUNK = 16  # frames per dask chunk: showing one frame reads at most this many
 GENERIC_FOLDER_NAMES = ("sequence", "frames", "images", "tiffs", "tif", "data")
@@ -362,3 +362,38 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
         )
         out.append(pts)
     return out
+
+
+def locs_from_points(data, features=None) -> Localizations:
+    """A `Localizations` from points data (frame, y, x) or (y, x) in nm (frame
+    0 for 2-D data) and their features (a mapping or DataFrame; columns named
+    as `Localizations`' optional ones are kept)."""
+    d = np.asarray(data, dtype=float).reshape(len(data), -1)
+    if d.shape[1] == 2:
+        d = np.column_stack([np.zeros(len(d)), d])
+    cols = {}
+    if features is not None and len(d):
+        for name in OPTIONAL_COLUMNS:
+            if name in features:
+                cols[name] = np.asarray(features[name], dtype=float)
+    return Localizations(np.rint(d[:, 0]).astype(np.int64), d[:, 2], d[:, 1], **cols)
+
+
+def render_layer_data(image, pixel_size_nm: float, name: str, *, points_scale=(1.0, 1.0),
+                      points_translate=(0.0, 0.0), metadata: dict | None = None, units=None) -> tuple:
+    """An image LayerData tuple for a rendering (`napari_dsir.render.render`:
+    (Y, X), or RGB (Y, X, 3)) whose pixel j spans [j p, (j+1) p) nm, placed
+    like the points layer it came from (that layer's y/x ``points_scale`` and
+    ``points_translate`` map nm to world units), so the two overlay."""
+    p = float(pixel_size_nm)
+    s = tuple(float(v) for v in points_scale[-2:])
+    t = tuple(float(v) for v in points_translate[-2:])
+    rgb = np.ndim(image) == 3
+    kwargs = dict(
+        name=name, scale=(p * s[0], p * s[1]), translate=(t[0] + p * s[0] / 2, t[1] + p * s[1] / 2),
+        rgb=rgb, blending="additive", metadata=dict(metadata or {}, kind="render", pixel_size=p),
+        **axes_kwargs(2, nm=s == (1.0, 1.0), units=units),
+    )
+    if not rgb:
+        kwargs.update(colormap="magma", contrast_limits=contrast_limits(image))
+    return (image, kwargs, "image")

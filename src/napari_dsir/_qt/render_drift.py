@@ -1,0 +1,219 @@
+"""Plugins > DSIR Render & Drift: from a localizations layer to an image, its
+resolution and a drift-corrected layer.
+
+The work is the Qt-free core's (`render.render`, `drift.estimate_drift`,
+`resolution.frc` and `resolution.nena`); this widget collects the settings,
+runs the job in a worker thread (``synchronous = True`` in tests: in the
+calling thread) and turns the result into layers placed like the chosen
+points layer, and into a plot with labelled axes inside the widget.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Points
+from psygnal import Signal
+
+from ..errors import DSIRError
+from ..figures import curves_figure
+from ..layers import locs_from_points, points_layer_data, render_layer_data
+from .common import kind_of, layer_choices, message_of, notify, put_layers
+
+WIDGET = "DSIR Render & Drift"
+MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
+
+
+def layer_locs(layer):
+    """The localizations of a points layer, in nm; refused (DSIRError) when
+    the layer's positions are not nm (a layer from another plugin in pixels)."""
+    if (layer.metadata or {}).get("units") != "nm":
+        raise DSIRError(f"'{layer.name}' does not hold positions in nm; use a layer made by napari-dsir "
+                        "(DSIR Reconstruct, or a table opened with napari-dsir)")
+    locs = locs_from_points(layer.data, layer.features)
+    if len(locs) == 0:
+        raise DSIRError(f"'{layer.name}' has no localizations")
+    return locs
+
+
+def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
+    from ..render import render
+
+    if mode == "gauss" and sigma <= 0 and locs.uncertainty is None:
+        raise DSIRError("these localizations have no uncertainty to size the Gaussians; set a sigma (nm)")
+    return render(locs, pixel_size, mode=mode, sigma_nm=sigma if sigma > 0 else None, by_frame=by_frame)
+
+
+def drift_job(locs, segments: int):
+    from ..drift import estimate_drift
+
+    drift = estimate_drift(locs, segments=segments)
+    return drift, drift.apply(locs)
+
+
+def resolution_job(locs):
+    from ..resolution import frc, nena
+
+    out = {}
+    for name, fn in (("frc", lambda: frc(locs)), ("nena", lambda: nena(locs))):
+        try:
+            out[name] = fn()
+        except DSIRError as e:
+            out[name] = e
+    return out
+
+
+class RenderDriftWidget(Container):
+    """Render a localizations layer, measure its resolution, correct its drift."""
+
+    finished = Signal()  # a job ended (done or failed)
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.synchronous = False
+        self.worker = None
+        self.last = None
+        self.points = ComboBox(label="Localizations",
+                               choices=lambda _w: layer_choices(self.viewer, Points, prefer="localizations"),
+                               tooltip="A localizations layer (DSIR Reconstruct's, or a table opened with napari-dsir)")
+        self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.5, max=1000.0, step=1.0, value=10.0,
+                                       tooltip="Pixel size of the rendered image")
+        self.mode = ComboBox(label="Mode", choices=MODES, value="gauss",
+                             tooltip="Histogram: localizations per pixel; Gaussian: one Gaussian per localization")
+        self.sigma = FloatSpinBox(label="Sigma (nm)", min=0.0, max=1000.0, step=1.0, value=0.0,
+                                  tooltip="Gaussian sigma; 0: each localization's own uncertainty")
+        self.by_frame = CheckBox(text="Colour by frame (time)", value=False)
+        self.render_button = PushButton(text="Render")
+        self.segments = SpinBox(label="Drift segments", min=2, max=500, value=10,
+                                tooltip="Time segments cross-correlated by RCC (each needs enough localizations)")
+        self.drift_button = PushButton(text="Correct drift")
+        self.resolution_button = PushButton(text="FRC and NeNA")
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.points, self.pixel_size, self.mode, self.sigma, self.by_frame, self.render_button,
+            self.segments, self.drift_button, self.resolution_button, self.status,
+        ])
+        self.status.native.setWordWrap(True)
+        self._canvas = None
+        self.render_button.changed.connect(self.render)
+        self.drift_button.changed.connect(self.correct_drift)
+        self.resolution_button.changed.connect(self.resolution)
+        self.reset_choices()
+
+    # -- jobs
+
+    def _start(self, job, args, done, what: str):
+        """Run ``job(*args)`` (a worker thread, or here when synchronous), then ``done(result)``."""
+        if self.worker is not None:
+            notify("warning", WIDGET, "already running")
+            return None
+        self.status.value = f"{what}…"
+        if self.synchronous:
+            try:
+                self._finish(done, job(*args))
+            except Exception as e:
+                self._failed(e)
+            self.finished.emit()
+            return None
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(job, *args, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result: self._finish(done, result))
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _finish(self, done, result):
+        self.last = result
+        try:
+            done(result)
+        except Exception as e:  # never a traceback in the viewer
+            self._failed(e)
+
+    def _failed(self, exc):
+        notify("error", WIDGET, message_of(exc))
+        self.status.value = f"failed: {message_of(exc)}"
+
+    def _on_finished(self):
+        self.worker = None
+        self.finished.emit()
+
+    def _chosen(self):
+        layer = self.points.value
+        if layer is None:
+            raise DSIRError("no localizations layer: run DSIR Reconstruct with localizations, or open a table")
+        return layer, layer_locs(layer)
+
+    def render(self, *_):
+        """Render the chosen layer into an image layer that overlays it."""
+        try:
+            layer, locs = self._chosen()
+        except DSIRError as e:
+            return self._failed(e)
+        p, mode, by_frame = float(self.pixel_size.value), self.mode.value, bool(self.by_frame.value)
+        suffix = f"{mode}{' by frame' if by_frame else ''}"
+
+        def done(image):
+            put_layers(self.viewer, [render_layer_data(
+                image, p, f"{layer.name} render", points_scale=tuple(layer.scale),
+                points_translate=tuple(layer.translate), metadata={"source": layer.name, "mode": suffix})])
+            self.status.value = f"rendered {len(locs)} localizations: {image.shape[1]}x{image.shape[0]} px of {p:g} nm"
+
+        return self._start(render_job, (locs, p, mode, float(self.sigma.value), by_frame), done, "rendering")
+
+    def correct_drift(self, *_):
+        """Estimate the drift by RCC, add the corrected layer and plot the drift."""
+        try:
+            layer, locs = self._chosen()
+        except DSIRError as e:
+            return self._failed(e)
+
+        def done(result):
+            drift, corrected = result
+            data, kwargs, kind = points_layer_data(
+                corrected, f"{layer.name} drift-corrected", ndim=layer.ndim,
+                metadata=dict(layer.metadata or {}, kind=kind_of(layer) or "localizations",
+                              drift={"frame": (drift.frames + 1).tolist(), "x_nm": drift.x.tolist(),
+                                     "y_nm": drift.y.tolist()}),
+                size=float(layer.size.mean()) if len(layer.data) else None, color="cyan")
+            kwargs.update(scale=tuple(layer.scale), translate=tuple(layer.translate))
+            put_layers(self.viewer, [(data, kwargs, kind)])
+            self._plot(drift.frames + 1, {"x": drift.x, "y": drift.y}, "frame", "drift (nm)",
+                       "Drift (subtracted from the positions)")
+            span = max(float(drift.x.max() - drift.x.min()), float(drift.y.max() - drift.y.min()))
+            self.status.value = f"drift spans {span:.1f} nm over {len(drift.frames)} frames; corrected layer added"
+
+        return self._start(drift_job, (locs, int(self.segments.value)), done, "estimating the drift")
+
+    def resolution(self, *_):
+        """FRC resolution and NeNA precision of the chosen layer, with the FRC curve."""
+        try:
+            _layer, locs = self._chosen()
+        except DSIRError as e:
+            return self._failed(e)
+
+        def done(out):
+            f, n = out["frc"], out["nena"]
+            parts = [f"FRC resolution {f.resolution_nm:.1f} nm" if not isinstance(f, Exception) else f"FRC: {f}",
+                     f"NeNA precision {n.precision_nm:.1f} nm" if not isinstance(n, Exception) else f"NeNA: {n}"]
+            self.status.value = "; ".join(parts)
+            if not isinstance(f, Exception):
+                self._plot(f.frequencies, {"FRC": f.curve}, "spatial frequency (1/nm)", "FRC",
+                           f"FRC resolution {f.resolution_nm:.1f} nm", hlines={"1/7": f.threshold})
+
+        return self._start(resolution_job, (locs,), done, "measuring the resolution")
+
+    def _plot(self, x, series, xlabel, ylabel, title, hlines=None):
+        """Show a figure with labelled axes in the widget (replacing the last one)."""
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+
+        fig = curves_figure(x, series, xlabel, ylabel, title, hlines, size=(4.0, 3.0), dpi=90)
+        canvas = FigureCanvasQTAgg(fig)
+        canvas.setMinimumHeight(240)
+        if self._canvas is not None:
+            self.native.layout().removeWidget(self._canvas)
+            self._canvas.deleteLater()
+        self.native.layout().addWidget(canvas)
+        self._canvas = canvas
+        canvas.draw()

@@ -1,0 +1,123 @@
+"""The "DSIR Render & Drift" dock widget, end to end on simulated structures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_dsir.layers import locs_from_points, points_layer_data  # noqa: E402
+from napari_dsir.structures import StructureConfig, simulate_structure_locs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def drifting():
+    cfg = StructureConfig(field_nm=(3200.0, 3200.0), n_structures=6, density=1.0, drift_velocity_nm=(0.1, 0.05))
+    noisy, _, truth = simulate_structure_locs(1500, cfg, precision_nm=10.0, seed=5)
+    return noisy, truth
+
+
+@pytest.fixture
+def notes():
+    from napari.utils.notifications import notification_manager
+
+    got: list[tuple[str, str]] = []
+
+    def on(event):
+        got.append((str(event.severity), str(event.message)))
+
+    notification_manager.notification_ready.connect(on)
+    yield got
+    notification_manager.notification_ready.disconnect(on)
+
+
+def _widget(viewer, locs, name="sim DSIR localizations"):
+    data, kwargs, _ = points_layer_data(locs, name, metadata={"kind": "localizations"})
+    viewer.add_points(data, **kwargs)
+    _, w = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Render & Drift")
+    w.synchronous = True
+    w.reset_choices()
+    return w
+
+
+def test_points_layer_round_trip_keeps_columns(drifting):
+    locs, _ = drifting
+    data, kwargs, _ = points_layer_data(locs, "x")
+    back = locs_from_points(data, kwargs["features"])
+    np.testing.assert_array_equal(back.frame, locs.frame)
+    np.testing.assert_allclose(back.x, locs.x)
+    np.testing.assert_allclose(back.uncertainty, locs.uncertainty)
+
+
+def test_render_overlays_the_points(make_napari_viewer, drifting, notes):
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    w.pixel_size.value = 20.0
+    w.mode.value = "hist"
+    w.render()
+    img = viewer.layers["sim DSIR localizations render"]
+    assert img.data.sum() == pytest.approx(np.sum((locs.x >= 0) & (locs.y >= 0)), abs=1)
+    # the brightest pixel's centre in world coordinates lies where localizations are densest
+    j = np.unravel_index(np.argmax(img.data), img.data.shape)
+    world = np.asarray(img.data_to_world(j))
+    near = np.hypot(locs.y - world[0], locs.x - world[1]) < 20.0
+    assert near.sum() >= img.data.max() * 0.9
+    w.mode.value, w.by_frame.value = "gauss", True
+    w.render()
+    assert viewer.layers["sim DSIR localizations render"].rgb
+    assert not [m for lv, m in notes if lv == "error"]
+
+
+def test_drift_layer_and_plot(make_napari_viewer, drifting, notes):
+    locs, truth = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    w.segments.value = 6
+    w.correct_drift()
+    corrected = viewer.layers["sim DSIR localizations drift-corrected"]
+    drift, _ = w.last
+    err = (drift.x - drift.x[0]) - (truth.drift.x[drift.frames] - truth.drift.x[0])
+    assert np.sqrt(np.mean(err**2)) < 15.0  # nm, of a 150 nm drift
+    assert len(corrected.data) == len(locs)
+    assert corrected.metadata["drift"]["frame"][0] == 1  # 1-based, as in drift tables
+    assert w._canvas is not None and w._canvas.figure.axes[0].get_xlabel() == "frame"
+    assert "drift spans" in w.status.value
+
+
+def test_resolution_and_bad_layers(make_napari_viewer, drifting, notes):
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    w.resolution()
+    assert "FRC resolution" in w.status.value and "NeNA precision" in w.status.value
+    nena = float(w.status.value.split("NeNA precision ")[1].split()[0])
+    assert nena == pytest.approx(10.0, rel=0.25)
+    # a points layer in pixels from elsewhere is refused with a message, not a traceback
+    viewer.add_points(np.array([[0, 1.0, 2.0]]), name="foreign")
+    w.reset_choices()
+    w.points.value = viewer.layers["foreign"]
+    w.render()
+    assert any(lv == "error" and m.startswith("DSIR Render & Drift: 'foreign' does not hold positions in nm")
+               for lv, m in notes)
+    # too few localizations for the drift segments: a clear message
+    few = locs.select(locs.frame < 20)
+    data, kwargs, _ = points_layer_data(few, "few", metadata={"kind": "localizations"})
+    viewer.add_points(data, **kwargs)
+    w.reset_choices()
+    w.points.value = viewer.layers["few"]
+    w.correct_drift()
+    assert "few drift-corrected" not in viewer.layers
+    assert w.status.value.startswith("failed:")
+
+
+def test_threaded_render(make_napari_viewer, drifting, qtbot):
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    w.synchronous = False
+    with qtbot.waitSignal(w.finished, timeout=60_000):
+        assert w.render() is not None
+    assert "sim DSIR localizations render" in viewer.layers and w.worker is None
