@@ -7,7 +7,6 @@ corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
 (Picasso HDF5 + YAML), `files` (atomic writes, TIFF images).
 """
 
-from ..locs import Localizations
 from .files import atomic_output, write_tiff
 from .picasso import read_picasso, write_picasso
 from .stacks import (
@@ -17,12 +16,11 @@ from .stacks import (
     is_folder_tiff,
     natural_key,
     open_stack,
-    resolve_pixel_size,
 )
 from .tables import read_localizations, write_localizations
 
 __all__ = [
-    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Localizations", "Stack", "atomic_output", "is_folder_tiff",
-    "natural_key", "open_stack", "read_localizations", "read_picasso", "resolve_pixel_size", "write_localizations",
+    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff",
+    "natural_key", "open_stack", "read_localizations", "read_picasso", "write_localizations",
     "write_picasso", "write_tiff",
 ]

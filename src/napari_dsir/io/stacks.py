@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import warnings
 import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -418,17 +417,3 @@ def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stac
             raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
         stack.pixel_size = float(pixel_size)
     return stack
-
-
-
-def resolve_pixel_size(stack: Stack, warn: bool = True) -> float:
-    """The stack's pixel size in nm, or the 100 nm default (with a warning)."""
-    if stack.pixel_size is None:
-        if warn:
-            warnings.warn(
-                f"{stack.path}: no pixel size in the file; assuming "
-                f"{DEFAULT_PIXEL_SIZE_NM:g} nm (set it with --pixel-size)",
-                stacklevel=2,
-            )
-        return DEFAULT_PIXEL_SIZE_NM
-    return float(stack.pixel_size)
