@@ -108,3 +108,13 @@ def test_bad_inputs():
     with pytest.raises(DSIRError, match="too large"):
         render(_locs([1e9], [1e9]), 1.0)
     assert render(Localizations.empty(), 10.0, shape=(3, 3)).sum() == 0
+
+
+def test_gauss_draws_localizations_without_uncertainty_with_the_median():
+    """Flagged fits (NaN uncertainty) are drawn, not dropped."""
+    locs = Localizations([0, 0, 0], [105.0, 305.0, 505.0], [105.0, 105.0, 105.0],
+                         uncertainty=[10.0, np.nan, 30.0])
+    img = render(locs, 10.0, mode="gauss", shape=(30, 60))
+    assert img.sum() == pytest.approx(3.0, rel=1e-3)
+    with pytest.raises(DSIRError, match="no localization has an uncertainty"):
+        render(locs.select(np.array([1])), 10.0, mode="gauss", shape=(30, 60))

@@ -105,7 +105,8 @@ def render(
 
     mode: ``"hist"`` (counts per pixel) or ``"gauss"`` (each localization a
     pixel-integrated Gaussian of ``sigma_nm``: a number, one value per
-    localization, or None for each localization's own ``uncertainty``).
+    localization, or None for each localization's own ``uncertainty``; those
+    without one, e.g. flagged fits, get the median uncertainty).
     The area: see `render_extent` (default: from 0 to the largest position;
     localizations outside it, or with non-finite values, are left out).
 
@@ -175,7 +176,14 @@ def _sigmas(locs: Localizations, sigma_nm) -> np.ndarray:
                 "gauss rendering without sigma_nm uses each localization's uncertainty, "
                 "and this table has no uncertainty column: give sigma_nm (nm)"
             )
-        return locs.uncertainty
+        unc = locs.uncertainty
+        missing = ~(np.isfinite(unc) & (unc > 0))
+        if missing.all():
+            raise DSIRError("no localization has an uncertainty (all fits failed?): give sigma_nm (nm)")
+        if missing.any():
+            # flagged fits have no uncertainty: they are drawn, with the typical one
+            unc = np.where(missing, np.median(unc[~missing]), unc)
+        return unc
     try:
         s = np.asarray(sigma_nm, dtype=np.float64)
     except (TypeError, ValueError):
