@@ -177,7 +177,7 @@ def main(argv=None) -> int:
             results.append((m.name, *m.run(val, test)))
         if picasso is not None:
             results.append((picasso.name, *picasso.run(val, test, camera)))
-        for mname, locs, tuned, secs, val_j in results:
+        for mname, locs, tuned, _secs, val_j in results:
             a, b = evaluate(test[1], locs, 250), evaluate(test[1], locs, 100)
             rows.append(f"| {name} | {mname} | {a.jaccard:.3f} | {b.jaccard:.3f} | {a.rmse:.1f} | {b.rmse:.1f} | "
                         f"{a.efficiency:.1f} | {a.recall:.3f} | {a.precision:.3f} | {tuned} (val. J {val_j:.3f}) |")

@@ -198,7 +198,7 @@ def load_movie(path: str) -> np.ndarray:
         try:
             import tifffile
         except ImportError as e:  # pragma: no cover
-            raise SystemExit(f"reading {path} needs tifffile: {e}")
+            raise SystemExit(f"reading {path} needs tifffile: {e}") from e
         movie = tifffile.imread(path)
     else:
         raise SystemExit(f"unsupported movie file {path!r} (use .npy or .tif)")
