@@ -66,7 +66,7 @@ STATUS = {
     NON_FINITE: "non-finite result",
     MOVED: "moved out of its window, onto its edge or farther than max_shift_px",
     SIGMA_AT_BOUND: "PSF sigma at its bound",
-    DIM: "photons at their bound or not significant",
+    DIM: "photons at their bound or not significant, or no precision within the window",
     NOT_CONVERGED: "not converged within max_iter",
     OUTSIDE: "initial position not finite or outside the frame",
     DUPLICATE: "merged into a stronger detection closer than merge_px",
@@ -541,9 +541,13 @@ def _refine(
         | (theta_out[:, 1] <= wy0 + eps) | (theta_out[:, 1] >= wy0 + window - eps)
     )
     s_bound = fit_sigma & ((theta_out[:, 3] <= s_lo + 1e-3) | (theta_out[:, 3] >= s_hi - 1e-3))
+    excess = camera.excess_noise
     with np.errstate(invalid="ignore"):
-        sd_n = np.sqrt(camera.excess_noise * var_out[:, 2])
+        sd_n = np.sqrt(excess * var_out[:, 2])
+        unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
         dim = (theta_out[:, 2] <= _N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * sd_n)
+        # a precision wider than half the window: the data do not locate a spot
+        dim |= unc_px > h
     status[~conv_out] = NOT_CONVERGED
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
@@ -554,9 +558,6 @@ def _refine(
         status[duplicate & valid_start] = DUPLICATE
     ok = status == OK
 
-    excess = camera.excess_noise
-    with np.errstate(invalid="ignore"):
-        unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
     nan = np.full(n, np.nan)
     out_cols.update(
         photons=np.where(ok, theta_out[:, 2] / camera.qe, nan),
