@@ -230,7 +230,7 @@ class LegacyDSIR(nn.Module):
         return {}
 
     @staticmethod
-    def _mean_var(x: torch.Tensor, block_bytes: int = 1 << 21) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mean_var(x: torch.Tensor, block_bytes: int = 1 << 23) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (frame, channel) mean and biased variance over y, x; (batch, C, 1, 1).
 
         Two passes (the mean, then the squared deviations, cascade sums): as
