@@ -15,14 +15,25 @@ accumulates and milliseconds per layer, which is what limits the frame rate.
 Each is run ``--repeats`` times; medians are reported with the ratio to the
 baseline, and the peak RSS of the process. Writes benchmarks/results/speed.md.
 
+``--legacy-cpu`` measures only the original weights' run in fresh child
+processes (wall, user and system CPU seconds, page faults: the kernel's
+share of the time) and compares its sum image with the original pipeline's;
+``--src DIR`` runs the children on another copy of the package (e.g. an
+older commit's ``src``, for a before/after figure).
+
     python benchmarks/speed.py [--repeats 3] [--device cpu]
+    python benchmarks/speed.py --legacy-cpu [--src DIR] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +66,75 @@ def baseline(model) -> np.ndarray:
             out = model.net(torch.as_tensor(up, dtype=torch.float32).view(1, 1, *up.shape))[0, 0].numpy()
             acc = out if acc is None else acc + out
     return acc
+
+
+_LEGACY_CHILD = """
+import sys
+import numpy as np
+import torch
+from napari_dsir.io import open_stack
+from napari_dsir.model import load_model
+from napari_dsir.progress import drive
+from napari_dsir.reconstruct import iter_reconstruct
+
+if int(sys.argv[4]) > 0:
+    torch.set_num_threads(int(sys.argv[4]))
+model = load_model("legacy:" + sys.argv[1])
+res = drive(iter_reconstruct(open_stack(sys.argv[2]), model, pixel_size=100.0))
+np.save(sys.argv[3], res.sum_image)
+"""
+
+
+def legacy_cpu(repeats: int, src: Path | None = None, threads: int = 0) -> tuple[list[dict], np.ndarray]:
+    """Original weights on the whole movie, each run in a fresh process
+    (allocator state and page faults as a user's run sees them).
+
+    ``threads``: torch intra-op threads of the child (0: torch's default).
+    Returns per run: wall, user and system CPU seconds and minor page faults
+    of the child; and the last run's sum image (512, 512)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(Path(src).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
+    runs, img = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sum.npy"
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", _LEGACY_CHILD, str(LEGACY), str(SEQ), str(out), str(threads)],
+                           env=env, check=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs.append({"wall": wall, "user": after.ru_utime - before.ru_utime,
+                         "sys": after.ru_stime - before.ru_stime,
+                         "faults": after.ru_minflt - before.ru_minflt})
+        img = np.load(out)
+    return runs, img
+
+
+def legacy_cpu_report(repeats: int, src: Path | None = None, threads: int = 0) -> list[str]:
+    """Markdown lines: CPU time of the original weights' run, and how its sum
+    image compares with the original pipeline's (whole image, and without
+    the outer 8 super-resolved pixels)."""
+    import napari_dsir
+
+    runs, ours = legacy_cpu(repeats, src, threads)
+    ref = baseline(load_model(f"legacy:{LEGACY}", device="cpu"))
+    inner = (slice(8, -8), slice(8, -8))
+    r_all = np.corrcoef(ours.ravel(), ref.ravel())[0, 1]
+    r_in = np.corrcoef(ours[inner].ravel(), ref[inner].ravel())[0, 1]
+    rel = np.abs(ours - ref).max() / np.abs(ref).max()
+    code = Path(src).resolve() if src else Path(napari_dsir.__file__).resolve().parents[1]
+    lines = [f"Original weights, `iter_reconstruct` on all {len(open_stack(SEQ))} frames, each run in a fresh "
+             f"process ({threads or 'default'} torch threads); package from `{code}`:", "",
+             "| run | wall s | user s | system s | minor page faults |", "|---|---|---|---|---|"]
+    for i, r in enumerate(runs, 1):
+        lines.append(f"| {i} | {r['wall']:.1f} | {r['user']:.1f} | {r['sys']:.1f} | {r['faults']:,} |")
+    med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "user", "sys")}
+    lines += ["", f"Median: wall {med['wall']:.1f} s, user {med['user']:.1f} s, system {med['sys']:.1f} s.",
+              f"Sum image vs the original pipeline's: r = {r_all:.5f} (whole), {r_in:.5f} (without the outer 8 px); "
+              f"max |difference| / max = {rel:.2e}."]
+    return lines
 
 
 def _per_call_ms(fn, n=30) -> float:
@@ -94,7 +174,7 @@ def network_profile(model, device) -> list[str]:
                     mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels * m.kernel_size[0] ** 2
                 elif isinstance(m, torch.nn.ConvTranspose2d):
                     mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels
-            ms = _per_call_ms(lambda: layer(inp))
+            ms = _per_call_ms(lambda layer=layer, inp=inp: layer(inp))
             name = " + ".join(type(m).__name__ for m in flat)
             lines.append(f"| {name} | {tuple(out.shape[1:])} | {mac / 1e6:.1f} | {ms:.2f} |")
             total_ms += ms
@@ -139,7 +219,14 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the package's (1 on the CPU)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed.md")
+    ap.add_argument("--legacy-cpu", action="store_true", help="only the original weights' CPU time (printed)")
+    ap.add_argument("--src", type=Path, default=None, help="with --legacy-cpu: the package copy to run")
+    ap.add_argument("--threads", type=int, default=0, help="with --legacy-cpu: torch threads (0: default)")
     args = ap.parse_args()
+    if args.legacy_cpu:
+        print(f"{describe()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
+        print("\n".join(legacy_cpu_report(args.repeats, args.src, args.threads)))
+        return
     device = resolve_device(args.device)
     legacy = load_model(f"legacy:{LEGACY}", device="cpu")
     shipped = load_model(device=device)
@@ -159,7 +246,7 @@ def main():
                  timed(lambda: ours(shipped, True), args.repeats)))
     for bs in (1, 8, 32):
         rows.append((f"reconstruct, shipped model, batch {bs} ({device})",
-                     timed(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, batch_size=bs),
+                     timed(lambda bs=bs: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, batch_size=bs),
                            args.repeats)))
     try:
         from dask.distributed import Client, LocalCluster
