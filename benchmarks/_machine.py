@@ -1,9 +1,11 @@
-"""The machine a benchmark ran on, for its report."""
+"""The machine a benchmark ran on, for its report, and how its timings are taken."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 
 
 def cpu_name() -> str:
@@ -21,3 +23,13 @@ def cpu_name() -> str:
 def describe() -> str:
     """'x86_64, 2 cores (AMD EPYC)'."""
     return f"{platform.machine()}, {os.cpu_count()} cores ({cpu_name()})"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

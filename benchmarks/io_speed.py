@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _machine import describe
+from _machine import describe, median_seconds
 
 from napari_dsir.io import open_stack, read_localizations, write_localizations
 from napari_dsir.locs import Localizations
@@ -38,15 +38,6 @@ from napari_dsir.locs import Localizations
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (500, 1000, 2000, 4000)
 N_ROWS = 200_000
-
-
-def _median_s(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _make_stack(path: Path, n: int, rng) -> None:
@@ -124,22 +115,22 @@ def bench_tables(tmp: Path, repeats: int, before: str) -> list[str]:
     old = _old_tables(before)
     csv_path = tmp / "l.csv"
     if old is not None:
-        w = _median_s(lambda: old.write_localizations(csv_path, basic, overwrite=True), repeats)
-        r = _median_s(lambda: old.read_localizations(csv_path), repeats)
+        w = median_seconds(lambda: old.write_localizations(csv_path, basic, overwrite=True), repeats)
+        r = median_seconds(lambda: old.read_localizations(csv_path), repeats)
         rows.append(f"| CSV frame, x, y, intensity: before ({before}, row by row) | {w:.2f} | {r:.2f} | "
                     f"{csv_path.stat().st_size / 1e6:.1f} |")
-    w = _median_s(lambda: write_localizations(csv_path, basic, overwrite=True), repeats)
-    r = _median_s(lambda: read_localizations(csv_path), repeats)
+    w = median_seconds(lambda: write_localizations(csv_path, basic, overwrite=True), repeats)
+    r = median_seconds(lambda: read_localizations(csv_path), repeats)
     rows.append(f"| CSV frame, x, y, intensity: now (vectorised) | {w:.2f} | {r:.2f} | "
                 f"{csv_path.stat().st_size / 1e6:.1f} |")
-    w = _median_s(lambda: write_localizations(csv_path, full, overwrite=True), repeats)
-    r = _median_s(lambda: read_localizations(csv_path), repeats)
+    w = median_seconds(lambda: write_localizations(csv_path, full, overwrite=True), repeats)
+    r = median_seconds(lambda: read_localizations(csv_path), repeats)
     rows.append(f"| CSV, every ThunderSTORM column (10 columns) | {w:.2f} | {r:.2f} | "
                 f"{csv_path.stat().st_size / 1e6:.1f} |")
     h5 = tmp / "l.hdf5"
     kw = dict(pixel_size=100.0, frame_shape=(128, 128), overwrite=True)
-    w = _median_s(lambda: write_localizations(h5, full, **kw), repeats)
-    r = _median_s(lambda: read_localizations(h5), repeats)
+    w = median_seconds(lambda: write_localizations(h5, full, **kw), repeats)
+    r = median_seconds(lambda: read_localizations(h5), repeats)
     rows.append(f"| Picasso HDF5 + YAML, every column | {w:.2f} | {r:.2f} | {h5.stat().st_size / 1e6:.1f} |")
     return rows
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import describe
+from _machine import describe, median_seconds
 
 from napari_dsir.io import open_stack
 from napari_dsir.localize import params_for
@@ -204,15 +204,6 @@ def network_profile(model, device) -> list[str]:
     return lines
 
 
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -239,22 +230,22 @@ def main():
                            localize=params_for(model) if localize else None)
 
     rows = [("baseline: original pipeline (skimage resize, legacy, 1 frame at a time, CPU)",
-             timed(lambda: baseline(legacy), args.repeats))]
-    rows.append((f"reconstruct, original weights ({device})", timed(lambda: ours(legacy_dev), args.repeats)))
-    rows.append((f"reconstruct, shipped model ({device})", timed(lambda: ours(shipped), args.repeats)))
+             median_seconds(lambda: baseline(legacy), args.repeats))]
+    rows.append((f"reconstruct, original weights ({device})", median_seconds(lambda: ours(legacy_dev), args.repeats)))
+    rows.append((f"reconstruct, shipped model ({device})", median_seconds(lambda: ours(shipped), args.repeats)))
     rows.append((f"reconstruct + localize, shipped model ({device})",
-                 timed(lambda: ours(shipped, True), args.repeats)))
+                 median_seconds(lambda: ours(shipped, True), args.repeats)))
     for bs in (1, 8, 32):
         rows.append((f"reconstruct, shipped model, batch {bs} ({device})",
-                     timed(lambda bs=bs: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, batch_size=bs),
-                           args.repeats)))
+                     median_seconds(lambda bs=bs: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0,
+                                                              batch_size=bs), args.repeats)))
     try:
         from dask.distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl) as client:
             rows.append(("reconstruct + localize, shipped model, 2-worker LocalCluster (chunks of 64 frames)",
-                         timed(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, client=client,
+                         median_seconds(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, client=client,
                                                    chunk=64, localize=params_for(shipped)), args.repeats)))
     except ImportError:
         pass

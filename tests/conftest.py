@@ -120,3 +120,18 @@ class Peaky(torch.nn.Module):
         if self.delay:
             time.sleep(self.delay)
         return torch.relu(x) * self.w
+
+
+@pytest.fixture
+def notes():
+    """Every napari notification shown during the test: (severity, message)."""
+    from napari.utils.notifications import notification_manager
+
+    got: list[tuple[str, str]] = []
+
+    def on(event):
+        got.append((str(event.severity), str(event.message)))
+
+    notification_manager.notification_ready.connect(on)
+    yield got
+    notification_manager.notification_ready.disconnect(on)

@@ -19,20 +19,6 @@ def drifting():
     return noisy, truth
 
 
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    got: list[tuple[str, str]] = []
-
-    def on(event):
-        got.append((str(event.severity), str(event.message)))
-
-    notification_manager.notification_ready.connect(on)
-    yield got
-    notification_manager.notification_ready.disconnect(on)
-
-
 def _widget(viewer, locs, name="sim DSIR localizations"):
     data, kwargs, _ = points_layer_data(locs, name, metadata={"kind": "localizations"})
     viewer.add_points(data, **kwargs)

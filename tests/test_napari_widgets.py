@@ -28,21 +28,6 @@ P = 100.0  # camera pixel, nm
 EMITTER_YX = (1160.0, 1243.0)  # nm, near the centre of camera pixel (11, 12)
 
 
-@pytest.fixture
-def notes():
-    """Every napari notification shown during the test: (severity, message)."""
-    from napari.utils.notifications import notification_manager
-
-    got: list[tuple[str, str]] = []
-
-    def on(event):
-        got.append((str(event.severity), str(event.message)))
-
-    notification_manager.notification_ready.connect(on)
-    yield got
-    notification_manager.notification_ready.disconnect(on)
-
-
 def _texts(notes, level=None):
     return [m for lv, m in notes if level is None or lv == level]
 

@@ -37,20 +37,11 @@ PREFIXES = ("DSIR Reconstruct: ", "DSIR Ground Truth: ", "napari-dsir")
 
 
 @pytest.fixture
-def notes():
-    """Every napari notification shown during the test: (severity, message);
-    each of the plugin's starts with its widget's name (or napari-dsir)."""
-    from napari.utils.notifications import notification_manager
-
-    got: list[tuple[str, str]] = []
-
-    def on(event):
-        got.append((str(event.severity), str(event.message)))
-
-    notification_manager.notification_ready.connect(on)
-    yield got
-    notification_manager.notification_ready.disconnect(on)
-    assert all(m.startswith(PREFIXES) for _, m in got), got
+def notes(notes):
+    """conftest's notifications, each of which must start with its widget's
+    name (or napari-dsir)."""
+    yield notes
+    assert all(m.startswith(PREFIXES) for _, m in notes), notes
 
 
 def _texts(notes, level=None):
