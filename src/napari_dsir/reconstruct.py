@@ -177,6 +177,11 @@ FIT_EVERY = 32  # frames whose detections are refined in one call
 # fits raise the RMSE of the matched pairs); it is flagged and the detection
 # keeps the network's position.
 MAX_SHIFT_PX = 1.0
+# Detections closer than the fitting window are fitted jointly in groups of
+# up to this many (larger groups one by one, neighbours held fixed). On the
+# ThunderSTORM demo 3 costs 1 nm of RMSE against 5 and runs 2.4x faster;
+# on Bundled Tubes HD (about 160 detections per frame) 2.4x as well.
+FIT_MAX_GROUP = 3
 
 
 class _PendingFits:
@@ -199,7 +204,8 @@ class _PendingFits:
         found = Localizations.concatenate(self.locs)
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
-                            window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX)
+                            window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
+                            max_group=FIT_MAX_GROUP)
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
