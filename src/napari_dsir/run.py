@@ -135,7 +135,7 @@ def _first_frames(src, start: int, n: int = 4):
     return np.asarray(data[start : start + n])
 
 
-def open_source(source, pixel_size: float | None = None):
+def open_source(source):
     """``source`` as something `iter_reconstruct` reads: a path becomes a `Stack`."""
     if isinstance(source, (str, os.PathLike)):
         return open_stack(Path(source))
@@ -198,7 +198,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
 
         client, own_client = connect(req.scheduler), True
     if client is not None and req.keep_frames:
-        raise DSIRError("the per-frame images cannot be kept with a dask scheduler (the frames stay on the workers)")
+        raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "
+                        "(the frames stay on the workers)")
     camera = None
     if params is not None and req.refine:
         camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
