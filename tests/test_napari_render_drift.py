@@ -107,3 +107,23 @@ def test_threaded_render(make_napari_viewer, drifting, qtbot):
     with qtbot.waitSignal(w.finished, timeout=60_000):
         assert w.render() is not None
     assert "sim DSIR localizations render" in viewer.layers and w.worker is None
+
+
+def test_chooser_follows_new_localizations_until_the_user_picks(make_napari_viewer, drifting):
+    """Regression (new-user session): docked before DSIR Reconstruct ran, the
+    widget stayed on the ground-truth layer it first saw."""
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    data, kwargs, _ = points_layer_data(locs, "truth", metadata={"kind": "ground_truth"})
+    viewer.add_points(data, **kwargs)
+    _, w = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Render & Drift")
+    assert w.points.value.name == "truth"
+    data, kwargs, _ = points_layer_data(locs, "run DSIR localizations", metadata={"kind": "localizations"})
+    viewer.add_points(data, **kwargs)
+    w.reset_choices()
+    assert w.points.value.name == "run DSIR localizations"
+    w.points.value = viewer.layers["truth"]  # the user's own choice stays
+    data, kwargs, _ = points_layer_data(locs, "run2 DSIR localizations", metadata={"kind": "localizations"})
+    viewer.add_points(data, **kwargs)
+    w.reset_choices()
+    assert w.points.value.name == "truth"

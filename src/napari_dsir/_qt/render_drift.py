@@ -94,10 +94,30 @@ class RenderDriftWidget(Container):
         ])
         self.status.native.setWordWrap(True)
         self._canvas = None
+        self._user_choice = False  # the user picked the layer: refreshing keeps it
+        self._refreshing = False
+        self.points.changed.connect(self._on_pick)
         self.render_button.changed.connect(self.render)
         self.drift_button.changed.connect(self.correct_drift)
         self.resolution_button.changed.connect(self.resolution)
         self.reset_choices()
+
+    def reset_choices(self, *_):
+        """Refresh the layer choices. Unless the user picked a layer, follow the
+        newest localizations layer (e.g. one DSIR Reconstruct just added)."""
+        self._refreshing = True
+        try:
+            super().reset_choices()
+            if not self._user_choice:
+                choices = layer_choices(self.viewer, Points, prefer="localizations")
+                if choices and kind_of(choices[0][1]) == "localizations":
+                    self.points.value = choices[0][1]
+        finally:
+            self._refreshing = False
+
+    def _on_pick(self, *_):
+        if not self._refreshing:
+            self._user_choice = True
 
     # -- jobs
 
@@ -195,8 +215,8 @@ class RenderDriftWidget(Container):
 
         def done(out):
             f, n = out["frc"], out["nena"]
-            parts = [f"FRC resolution {f.resolution_nm:.1f} nm" if not isinstance(f, Exception) else f"FRC: {f}",
-                     f"NeNA precision {n.precision_nm:.1f} nm" if not isinstance(n, Exception) else f"NeNA: {n}"]
+            parts = [f"FRC resolution {f.resolution_nm:.1f} nm" if not isinstance(f, Exception) else str(f),
+                     f"NeNA precision {n.precision_nm:.1f} nm" if not isinstance(n, Exception) else str(n)]
             self.status.value = "; ".join(parts)
             if not isinstance(f, Exception):
                 self._plot(f.frequencies, {"FRC": f.curve}, "spatial frequency (1/nm)", "FRC",
