@@ -22,7 +22,8 @@ Range = Union[float, tuple[float, float]]
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
-def _as_range(name: str, value: Range) -> tuple[float, float]:
+def as_range(name: str, value: Range) -> tuple[float, float]:
+    """A number or a (min, max) pair as (lo, hi), finite and >= 0; DSIRError naming ``name`` otherwise."""
     if isinstance(value, (int, float, np.floating, np.integer)):
         lo = hi = float(value)
     else:
@@ -63,10 +64,10 @@ class SimulationConfig:
         if not self.pixel_size > 0:
             raise DSIRError(f"pixel_size must be > 0 nm, got {self.pixel_size}")
         for name in ("fwhm", "photons", "density", "background", "base_level", "gain", "em_gain"):
-            _as_range(name, getattr(self, name))
-        if _as_range("fwhm", self.fwhm)[0] <= 0 or _as_range("gain", self.gain)[0] <= 0:
+            as_range(name, getattr(self, name))
+        if as_range("fwhm", self.fwhm)[0] <= 0 or as_range("gain", self.gain)[0] <= 0:
             raise DSIRError("fwhm and gain must be > 0")
-        if _as_range("em_gain", self.em_gain)[0] < 1:
+        if as_range("em_gain", self.em_gain)[0] < 1:
             raise DSIRError("em_gain must be >= 1 (1: no electron multiplication)")
         if self.read_noise < 0:
             raise DSIRError("read_noise must be >= 0")
@@ -80,9 +81,10 @@ class SimulationConfig:
 DSIR_PRESET = SimulationConfig()
 
 
-def _draw(rng: np.random.Generator, r: Range, size=None):
-    lo, hi = _as_range("range", r)
-    return rng.uniform(lo, hi, size) if hi > lo else (np.full(size, lo) if size else lo)
+def draw(rng: np.random.Generator, r: Range, size=None):
+    """A uniform draw from a number or (min, max) range: one value, or ``size`` of them."""
+    lo, hi = as_range("range", r)
+    return rng.uniform(lo, hi, size) if hi > lo else (lo if size is None else np.full(size, lo))
 
 
 def render_emitters(
@@ -141,15 +143,15 @@ def simulate(
     frames = np.empty((n_frames, h, w), dtype=np.float32)
     parts = []
     for f in range(n_frames):
-        dens = _draw(rng, cfg.density)
+        dens = draw(rng, cfg.density)
         n = rng.poisson(dens * area_um2)
         x = rng.uniform(-m, w * p + m, n)
         y = rng.uniform(-m, h * p + m, n)
-        ph = _draw(rng, cfg.photons, n)
-        sig = _draw(rng, cfg.fwhm, n) * FWHM_TO_SIGMA
-        expected = render_emitters(x, y, ph, sig, (h, w), p) + _draw(rng, cfg.background)
-        electrons = camera_electrons(rng, expected, _draw(rng, cfg.em_gain), cfg.read_noise)
-        adu = _draw(rng, cfg.base_level) + _draw(rng, cfg.gain) * electrons
+        ph = draw(rng, cfg.photons, n)
+        sig = draw(rng, cfg.fwhm, n) * FWHM_TO_SIGMA
+        expected = render_emitters(x, y, ph, sig, (h, w), p) + draw(rng, cfg.background)
+        electrons = camera_electrons(rng, expected, draw(rng, cfg.em_gain), cfg.read_noise)
+        adu = draw(rng, cfg.base_level) + draw(rng, cfg.gain) * electrons
         frames[f] = np.clip(np.round(adu), 0, 65535)
         inside = (x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)
         parts.append(Localizations(np.full(inside.sum(), f), x[inside], y[inside], ph[inside]))

@@ -24,7 +24,7 @@ import numpy as np
 from .drift import Drift
 from .errors import DSIRError
 from .locs import Localizations
-from .simulate import FWHM_TO_SIGMA, SimulationConfig, render_emitters
+from .simulate import FWHM_TO_SIGMA, SimulationConfig, as_range, camera_electrons, draw, render_emitters
 
 
 @dataclass
@@ -73,7 +73,7 @@ class StructureConfig:
             raise DSIRError("density must be > 0 and mean_on_frames >= 1")
         if self.drift_walk_nm < 0 or self.label_jitter_nm < 0 or self.filament_persistence_nm <= 0:
             raise DSIRError("drift_walk_nm, label_jitter_nm must be >= 0, filament_persistence_nm > 0")
-        if _range(self.photons)[0] <= 0:
+        if as_range("photons", self.photons)[0] <= 0:
             raise DSIRError(f"photons must be > 0, got {self.photons}")
         return self
 
@@ -87,27 +87,6 @@ class StructureTruth:
     label_y: np.ndarray
     drift: Drift
     extra: dict = field(default_factory=dict)
-
-
-def _range(r) -> tuple[float, float]:
-    if isinstance(r, (int, float, np.integer, np.floating)):
-        lo = hi = float(r)
-    else:
-        try:
-            lo, hi = (float(v) for v in r)
-        except (TypeError, ValueError):
-            raise DSIRError(f"expected a number or a (min, max) pair, got {r!r}") from None
-    if not (0 <= lo <= hi and math.isfinite(hi)):
-        raise DSIRError(f"invalid range ({lo}, {hi})")
-    return lo, hi
-
-
-def _uniform(rng, r, size=None):
-    """A uniform draw from a number or (min, max) range: one float, or ``size`` of them."""
-    lo, hi = _range(r)
-    if size is None:
-        return float(rng.uniform(lo, hi)) if hi > lo else lo
-    return rng.uniform(lo, hi, size) if hi > lo else np.full(size, lo)
 
 
 def filaments(n: int, field_nm, rng, persistence_nm=2000.0, step_nm=2.0) -> list[np.ndarray]:
@@ -219,7 +198,7 @@ def _events(cfg: StructureConfig, n_frames: int, seed, labels=None) -> tuple[Loc
         )
     label, frame = blink(len(lx), int(n_frames), duty, cfg.mean_on_frames, rng)
     drift = drift_trajectory(int(n_frames), cfg.drift_velocity_nm, cfg.drift_walk_nm, rng)
-    photons = _uniform(rng, cfg.photons, len(label))
+    photons = draw(rng, cfg.photons, len(label))
     on = Localizations(frame, lx[label] + drift.x[frame], ly[label] + drift.y[frame], photons=photons)
     return on, StructureTruth(lx, ly, drift, {"label": label, "duty": duty})
 
@@ -290,17 +269,15 @@ def simulate_structure(
     cfg = StructureConfig(**{**cfg.__dict__, "field_nm": (h * p, w * p)})
     on, truth = _events(cfg, n_frames, seed)
     rng = np.random.default_rng(None if seed is None else seed + 1)
-    sig = _uniform(rng, cam.fwhm, len(on)) * FWHM_TO_SIGMA
+    sig = draw(rng, cam.fwhm, len(on)) * FWHM_TO_SIGMA
     frames = np.empty((int(n_frames), h, w), dtype=np.float32)
     bounds = np.searchsorted(on.frame, np.arange(int(n_frames) + 1))
     for f in range(int(n_frames)):
         a, b = bounds[f], bounds[f + 1]
         expected = render_emitters(on.x[a:b], on.y[a:b], on.photons[a:b], sig[a:b], (h, w), p)
-        expected += _uniform(rng, cam.background)
-        electrons = rng.poisson(expected).astype(np.float64)
-        if cam.read_noise > 0:
-            electrons += rng.normal(0.0, cam.read_noise, electrons.shape)
-        adu = _uniform(rng, cam.base_level) + _uniform(rng, cam.gain) * electrons
+        expected += draw(rng, cam.background)
+        electrons = camera_electrons(rng, expected, draw(rng, cam.em_gain), cam.read_noise)
+        adu = draw(rng, cam.base_level) + draw(rng, cam.gain) * electrons
         frames[f] = np.clip(np.round(adu), 0, 65535)
     inside = (on.x >= 0) & (on.x < w * p) & (on.y >= 0) & (on.y < h * p)
     gt = on.select(inside)
