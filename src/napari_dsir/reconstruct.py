@@ -18,7 +18,6 @@ import torch
 
 from .camera import Camera
 from .errors import DSIRError, OutOfMemory
-from .fit import refine
 from .io import Stack
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
@@ -201,6 +200,9 @@ class _PendingFits:
         self.locs.append(found)
 
     def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict) -> Localizations:
+        # imported here: scipy.spatial (0.3 s) is only needed when refining
+        from .fit import refine
+
         found = Localizations.concatenate(self.locs)
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
