@@ -43,6 +43,17 @@ def tiny_checkpoint(tmp_path):
     return path
 
 
+@pytest.fixture
+def tiny_shuffle_checkpoint(tmp_path):
+    """A small untrained checkpoint of the fast camera-resolution network."""
+    from napari_dsir.model import DSIRModel, ShuffleNet, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny_shuffle.pt"
+    save_checkpoint(path, DSIRModel(ShuffleNet(4, 4), "shuffle", normalization="movie"))
+    return path
+
+
 def digest(path) -> object:
     """Content hash of a file, or of every file in a folder: inputs are never modified."""
     path = Path(path)

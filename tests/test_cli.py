@@ -195,3 +195,33 @@ def test_thunderstorm_demo_end_to_end(tmp_path, capsys):
     m = json.loads(capsys.readouterr().out)["metrics"][0]
     # benchmarks/results/accuracy.md: Jaccard 0.777 on frames 11-20 of this set
     assert m["jaccard"] > 0.74 and m["recall"] > 0.74
+
+
+def test_train_the_fast_network_on_movies(tmp_path, capsys):
+    out = tmp_path / "fast.pt"
+    rc = main(["train", "-o", str(out), "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
+               "--epochs", "1", "--n-train", "16", "--n-val", "16", "--batch-size", "8", "--lr-decay",
+               "--png-every", "0", "--device", "cpu", "-q"])
+    assert rc == 0
+    from napari_dsir.model import load_checkpoint
+
+    m = load_checkpoint(out)
+    assert m.arch == "shuffle" and m.normalization == "movie"
+    t = m.metadata["training"]
+    assert t["kernel_width"] == 7 and t["lr_decay"] and t["movies"] is not None
+    assert "--movies" in m.metadata["command"]
+
+
+def test_movies_refuse_single_frame_simulation_options(tmp_path, capsys):
+    rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movies", "--density", "1:2", "-q"])
+    assert rc != 0 and "--density applies to single-frame training only" in capsys.readouterr().err
+
+
+def test_the_fast_network_cannot_change_its_upsampling(small_stack, tiny_shuffle_checkpoint, tmp_path, capsys):
+    rc = main(["reconstruct", str(small_stack), "-o", str(tmp_path / "o.tif"), "--model",
+               str(tiny_shuffle_checkpoint), "--upsampling", "4", "-q"])
+    assert rc != 0 and "up-sampling 4 is not possible" in capsys.readouterr().err
+    rc = main(["reconstruct", str(small_stack), "-o", str(tmp_path / "o.tif"), "--model",
+               str(tiny_shuffle_checkpoint), "-q"])
+    assert rc == 0
+    assert open_stack(tmp_path / "o.tif").shape[1:] == (128, 128)

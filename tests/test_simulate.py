@@ -73,3 +73,42 @@ def test_density_range_is_drawn_per_frame():
 def test_bad_config(bad):
     with pytest.raises(DSIRError):
         simulate(1, SimulationConfig(**bad))
+
+
+# --------------------------------------------------------------------------- training movies
+
+
+def test_movies_cover_the_ranges_and_are_reproducible():
+    from napari_dsir.simulate import MovieConfig, simulate_movies
+
+    cfg = MovieConfig(frame_size=(16, 16), frames_per_movie=4)
+    frames, locs, movie, settings = simulate_movies(60, cfg, seed=5)
+    assert frames.shape == (240, 16, 16) and frames.dtype == np.float32
+    assert np.array_equal(movie, np.repeat(np.arange(60), 4)) and len(settings) == 60
+    again = simulate_movies(60, cfg, seed=5)
+    assert np.array_equal(frames, again[0]) and np.array_equal(locs.x, again[1].x)
+    dens = np.array([s["density"] for s in settings])
+    assert dens.min() >= cfg.sparse_density[0] and dens.max() <= cfg.density[1]
+    assert {s["emccd"] for s in settings} == {True, False}
+    for s in settings:
+        assert cfg.fwhm[0] <= s["fwhm"] <= cfg.fwhm[1] and cfg.background[0] <= s["background"] <= cfg.background[1]
+        if s["emccd"]:
+            assert s["em_gain"] > 1
+    # inside the frame only, photons within the per-movie ranges
+    assert (locs.x >= 0).all() and (locs.x < 1600).all() and (locs.intensity <= cfg.photons_max).all()
+    counts = np.bincount(locs.frame.astype(int), minlength=len(frames))
+    assert (counts == 0).any() and counts.max() > 10  # empty and crowded frames both occur
+
+
+def test_emccd_movies_are_brighter_per_photon_and_noisier():
+    from napari_dsir.simulate import MovieConfig, simulate_movies
+
+    base = dict(frame_size=(24, 24), density=0.0, sparse_fraction=0.0, empty_fraction=1.0, background=(50, 50),
+                background_gradient=0.0, background_jitter=0.0,
+                base_level=(100, 100))
+    scmos = MovieConfig(**base, emccd_fraction=0.0, gain=(1.0, 1.0), read_noise=(0.0, 0.0))
+    emccd = MovieConfig(**base, emccd_fraction=1.0, emccd_adu_per_photon=(1.0, 1.0), emccd_read_noise=(0, 0))
+    a = simulate_movies(4, scmos, seed=1)[0]
+    b = simulate_movies(4, emccd, seed=1)[0]
+    assert a.mean() == pytest.approx(150, abs=1) and b.mean() == pytest.approx(150, abs=1)
+    assert b.var() / a.var() == pytest.approx(2.0, rel=0.15)  # EM excess noise doubles the variance

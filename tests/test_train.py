@@ -8,7 +8,7 @@ from napari_dsir.errors import DSIRError
 from napari_dsir.localize import gauss_kernel
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint
-from napari_dsir.simulate import SimulationConfig
+from napari_dsir.simulate import MovieConfig, SimulationConfig
 from napari_dsir.train import EpochLog, TrainConfig, TrainStatus, iter_train, render_labels, show_epoch, train
 
 
@@ -110,8 +110,8 @@ def test_label_scale_scales_the_target(tmp_path):
     from napari_dsir.train import _Data
 
     d = _Data(4, SimulationConfig(frame_size=(8, 8), density=20.0), 1, 8)
-    _, y1 = d.batch(np.arange(4), "cpu")
-    _, y100 = d.batch(np.arange(4), "cpu", 100.0)
+    _, y1, _ = d.batch(np.arange(4), "cpu")
+    _, y100, _ = d.batch(np.arange(4), "cpu", 100.0)
     assert y1.sum() == len(d.locs) and torch.equal(y100, 100 * y1)
 
 
@@ -167,3 +167,57 @@ def test_bar_shows_each_stage():
     show_epoch(bar, TrainStatus("done", "trained, validation Jaccard (250 nm) 0.812", 10, 10))
     assert str(bar).startswith("trained, validation Jaccard (250 nm) 0.812: 100%")
     bar.close()
+
+
+# --------------------------------------------------------------------------- the fast network on movies
+
+
+def _movie_cfg(**kw):
+    base = dict(arch="shuffle", channels=8, context=8, normalization="movie", epochs=2, n_train=64, n_val=32,
+                batch_size=16, lr=3e-3, label_scale=100.0, kernel_width=7, png_every=0, seed=3,
+                movies=MovieConfig(frame_size=(16, 16), frames_per_movie=4, density=(1.0, 4.0),
+                                   photons_low=(1500.0, 2000.0)))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path):
+    logs = list(iter_train(_movie_cfg(), tmp_path / "f.pt"))
+    epochs = [r for r in logs if isinstance(r, EpochLog)]
+    assert len(epochs) == 2 and epochs[-1].train_loss < epochs[0].train_loss
+    m = load_checkpoint(tmp_path / "f.pt")
+    assert m.arch == "shuffle" and m.normalization == "movie" and m.output_blur is None
+    loc = m.metadata["localize"]
+    assert loc["threshold"] > 0 and loc["blur_fwhm"] == 0.0 and loc["radius"] in (2, 3)
+    report = m.metadata["calibration"]
+    assert set(report) >= {"bands", "empty_frame_fp", "mean_jaccard", "constraints_met"}
+    assert m.metadata["simulation"]["frames_per_movie"] == 4  # the movie ranges, stored
+    assert m.metadata["training"]["movies"]["density"] == [1.0, 4.0]
+
+
+def test_movie_data_carry_one_noise_level_per_movie():
+    from napari_dsir.model import movie_scale
+    from napari_dsir.train import _Data
+
+    d = _Data(16, SimulationConfig(), 2, 8, MovieConfig(frame_size=(16, 16), frames_per_movie=4))
+    assert d.frames.shape == (16, 16, 16) and d.shape == (128, 128)
+    assert np.allclose(d.scales[:4], d.scales[0]) and d.scales[0] == pytest.approx(
+        movie_scale(torch.from_numpy(d.frames[:4])))
+    x, y, sc = d.batch(np.arange(8), "cpu", rng=np.random.default_rng(0), jitter=0.1)
+    assert sc.shape == (8,) and not torch.allclose(sc, torch.from_numpy(d.scales[:8]))  # jittered
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(arch="unet"), "unknown architecture"),
+    (dict(normalization="zscore"), "needs normalization 'movie'"),
+    (dict(movies=None), "needs training movies"),
+])
+def test_bad_movie_settings(kw, msg):
+    with pytest.raises(DSIRError, match=msg):
+        next(iter_train(_movie_cfg(**kw), save=False))
+
+
+def test_fine_tuning_keeps_the_models_normalisation(tmp_path):
+    train(_movie_cfg(epochs=1, calibrate=False), tmp_path / "f.pt")
+    with pytest.raises(DSIRError, match="normalises its input by 'movie'"):
+        train(_cfg(epochs=1, calibrate=False, init=str(tmp_path / "f.pt")), tmp_path / "g.pt")

@@ -95,10 +95,12 @@ def _check_output(path: Path, overwrite: bool) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", type=Path, help="multi-page TIFF or folder of single-frame TIFFs")
     p.add_argument("--model", default=None,
-                   help="checkpoint (.pt); default: the shipped model; legacy:PATH for an original DSIR file")
+                   help="a shipped model by name (default: the fast network; dsir: the DSIR auto-encoder "
+                        "retrained), a checkpoint (.pt), or legacy:PATH for an original DSIR file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="frames per batch (default: 1 on the CPU, where it is fastest; 32 on a GPU)")
+                   help="frames per batch (default on the CPU, where it is fastest: 8 for the fast network, "
+                        "1 for the DSIR auto-encoder; 32 on a GPU)")
     p.add_argument("--frames", default=None, help="START:STOP, 0-based, stop excluded (default: all)")
     p.add_argument("--pixel-size", type=_positive_float, default=None,
                    help="camera pixel size in nm (overrides the file; default 100 when the file has none)")
@@ -250,18 +252,23 @@ def _sim_config(args):
     ).validate()
 
 
+_SIM_DEFAULTS = {"sim_pixel_size": 100.0, "fwhm": (200.0, 300.0), "photons": (80.0, 2050.0), "density": 2.0,
+                 "background": 20.0, "base_level": 100.0, "gain": 1.0, "read_noise": 0.0}
+
+
 def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
     g = p.add_argument_group("simulation (a number or MIN:MAX; defaults: the original DSIR preset)")
+    d = _SIM_DEFAULTS
     g.add_argument("--size", type=_positive_int, nargs=2, default=list(size_default), metavar=("H", "W"),
                    help="frame size in px")
-    g.add_argument("--sim-pixel-size", type=_positive_float, default=100.0, help="pixel size, nm")
-    g.add_argument("--fwhm", type=_range, default=(200.0, 300.0), help="PSF FWHM, nm")
-    g.add_argument("--photons", type=_range, default=(80.0, 2050.0), help="photons per emitter")
-    g.add_argument("--density", type=_range, default=2.0, help="emitters per um^2")
-    g.add_argument("--background", type=_range, default=20.0, help="background, photons per px")
-    g.add_argument("--base-level", type=_range, default=100.0, help="camera offset, ADU")
-    g.add_argument("--gain", type=_range, default=1.0, help="ADU per photoelectron")
-    g.add_argument("--read-noise", type=float, default=0.0, help="read noise, e- rms")
+    g.add_argument("--sim-pixel-size", type=_positive_float, default=d["sim_pixel_size"], help="pixel size, nm")
+    g.add_argument("--fwhm", type=_range, default=d["fwhm"], help="PSF FWHM, nm")
+    g.add_argument("--photons", type=_range, default=d["photons"], help="photons per emitter")
+    g.add_argument("--density", type=_range, default=d["density"], help="emitters per um^2")
+    g.add_argument("--background", type=_range, default=d["background"], help="background, photons per px")
+    g.add_argument("--base-level", type=_range, default=d["base_level"], help="camera offset, ADU")
+    g.add_argument("--gain", type=_range, default=d["gain"], help="ADU per photoelectron")
+    g.add_argument("--read-noise", type=float, default=d["read_noise"], help="read noise, e- rms")
 
 
 def cmd_simulate(args) -> int:
@@ -287,12 +294,26 @@ def cmd_train(args) -> int:
     path = args.output or default_model_path()
     if Path(path).exists() and not (args.overwrite or args.resume):
         raise DSIRError(f"{path}: already exists (use --overwrite, or --resume to continue)")
+    movies = None
+    if args.movies:
+        from .simulate import MovieConfig
+
+        changed = [k for k, v in _SIM_DEFAULTS.items() if getattr(args, k) != v] + (
+            ["size"] if tuple(args.size) != (26, 26) else [])
+        if changed:
+            raise DSIRError(f"--movies draws its own ranges (the shipped model's, see the model card); "
+                            f"--{changed[0].replace('_', '-')} applies to single-frame training only")
+        movies = MovieConfig()
+    norm = args.normalization or ("movie" if movies is not None else "zscore")
+    if args.kernel_width is None:
+        args.kernel_width = 7 if args.arch == "shuffle" else 5
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         kernel_width=args.kernel_width, kernel_fwhm=args.kernel_fwhm, seed=args.seed,
-        n_train=args.n_train, n_val=args.n_val, normalization=args.normalization,
+        n_train=args.n_train, n_val=args.n_val, normalization=norm,
         encoder=tuple(args.encoder), decoder=tuple(args.decoder), head_norm=args.head_norm, head_relu=args.head_relu,
-        simulation=_sim_config(args),
+        simulation=_sim_config(args), arch=args.arch, channels=args.channels, context=args.context,
+        movies=movies, lr_decay=args.lr_decay,
         init=args.init, device=args.device, png_every=args.png_every, label_scale=args.label_scale, l1=args.l1,
     )
     from tqdm import tqdm
@@ -415,13 +436,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32, help="frames per training batch")
     p.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-5, help="L2 weight decay")
-    p.add_argument("--kernel-width", type=_positive_int, default=5, help="width of the loss blur kernel, SR px")
+    p.add_argument("--kernel-width", type=_positive_int, default=None,
+                   help="width of the loss blur kernel, SR px (default: 5 for dsir, 7 for shuffle)")
     p.add_argument("--kernel-fwhm", type=_positive_float, default=3.0, help="FWHM of the loss blur kernel, SR px")
     p.add_argument("--seed", type=int, default=99, help="random seed of the simulation and the weights")
     p.add_argument("--n-train", type=_positive_int, default=3500, help="simulated training frames")
     p.add_argument("--n-val", type=_positive_int, default=1500, help="simulated validation frames")
-    p.add_argument("--normalization", choices=["zscore", "robust"], default="zscore",
-                   help="per-frame input normalisation")
+    p.add_argument("--arch", choices=["dsir", "shuffle"], default="dsir",
+                   help="dsir: the 2018 auto-encoder on the x8 up-sampled frame; shuffle: camera-resolution "
+                        "features and a pixel-shuffle output (the shipped model's)")
+    p.add_argument("--channels", type=_positive_int, default=24, help="shuffle: channels at camera resolution")
+    p.add_argument("--context", type=_positive_int, default=32, help="shuffle: channels at half resolution")
+    p.add_argument("--movies", action="store_true",
+                   help="train on short movies drawn over wide ranges (densities 0-9 /um^2 with empty frames, "
+                        "FWHM 170-370 nm, 120-10,000 photons, background 3-130, sCMOS and EMCCD cameras), "
+                        "each normalised by its own noise level: the shipped model's data")
+    p.add_argument("--lr-decay", action="store_true", help="cosine decay of the learning rate to 5%%")
+    p.add_argument("--normalization", choices=["zscore", "robust", "movie"], default=None,
+                   help="input normalisation: per frame (zscore, robust) or by the movie's noise level "
+                        "(movie; default with --movies, zscore otherwise)")
     p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8],
                    help="channels of the 3 encoder stages")
     p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8],

@@ -21,7 +21,7 @@ from .localize import LocalizeParams
 from .locs import Localizations
 from .model import DSIRModel
 from .progress import drive
-from .reconstruct import Progress, Result, check_args, iter_reconstruct
+from .reconstruct import Progress, Result, check_args, iter_reconstruct, movie_noise_scale
 
 
 def connect(address: str):
@@ -90,14 +90,26 @@ class _Block:
         return self.frames[key.start - self.first : key.stop - self.first]
 
 
+class _DaskFrames:
+    """The frames ``idx`` of a dask array in one compute (each block read
+    once), for the noise-level sample."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    def take(self, idx) -> np.ndarray:
+        return np.asarray(self.arr[np.asarray(idx)].compute())
+
+
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
-                      batch_size, localize: dict | None, tile, camera: dict | None = None, fit_window: int = 7):
+                      batch_size, localize: dict | None, tile, camera: dict | None = None, fit_window: int = 7,
+                      noise_scale: float | None = None):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
-                                 camera=cam, fit_window=fit_window))
+                                 camera=cam, fit_window=fit_window, noise_scale=noise_scale))
     return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit")
 
 
@@ -119,6 +131,8 @@ def iter_reconstruct_distributed(
     h, w = arr.shape[1:]
     total = stop - start
     model.net.eval()
+    # one noise level for the whole movie (movie-normalised models), as in one process
+    noise_scale = movie_noise_scale(_DaskFrames(arr), model, 0, total)
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
@@ -134,7 +148,8 @@ def iter_reconstruct_distributed(
         blk, first, n = nxt
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
                             float(pixel_size), batch_size, params, tile,
-                            camera.to_dict() if camera is not None else None, fit_window, pure=False)
+                            camera.to_dict() if camera is not None else None, fit_window, noise_scale,
+                            pure=False)
         futures[fut] = int(n)
         return fut
 

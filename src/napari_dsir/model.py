@@ -20,10 +20,16 @@ import torch.nn.functional as F
 
 from . import __version__
 from .errors import DSIRError
+from .networks import ARCHITECTURES, DSIRNet, LegacyDSIR, ShuffleNet, dsir_from_legacy
+
+__all__ = ["ARCHITECTURES", "DSIRModel", "DSIRNet", "LegacyDSIR", "ShuffleNet", "dsir_from_legacy",
+           "load_checkpoint", "load_model", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "napari-dsir-checkpoint"
 CHECKPOINT_VERSION = 1
-NORMALIZATIONS = ("zscore", "robust")
+# zscore / robust: per frame, on the up-sampled frame (DSIR); movie: each
+# frame's median subtracted, divided by the movie's noise level (`movie_scale`)
+NORMALIZATIONS = ("zscore", "robust", "movie")
 DEFAULT_MODEL_NAME = "dsir_default.pt"
 
 # Localizer for the original weights, from benchmarks/calibrate_legacy.py
@@ -40,10 +46,13 @@ def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = 
 
     ``zscore``: mean and standard deviation (the original DSIR). ``robust``:
     median and MAD-based standard deviation, insensitive to bright spots.
-    Frames are up-sampled a few at a time (at most ``max_pixels`` up-sampled
-    pixels at once), so large frames need little memory. ``legacy_edges``:
-    see `_upsample`.
+    ``movie``: the median of the camera frame, and NaN for the scale (the
+    movie's, `movie_scale`, is given separately). Frames are up-sampled a
+    few at a time (at most ``max_pixels`` up-sampled pixels at once), so
+    large frames need little memory. ``legacy_edges``: see `_upsample`.
     """
+    if normalization == "movie":
+        return _stats(frames.to(torch.float32).unsqueeze(1), normalization)
     n, h, w = frames.shape
     step = max(1, int(max_pixels) // max(1, h * w * upsampling * upsampling))
     centres, scales = [], []
@@ -54,10 +63,41 @@ def frame_stats(frames: torch.Tensor, upsampling: int = 8, normalization: str = 
     return torch.cat(centres), torch.cat(scales)
 
 
+def noise_level(frames: torch.Tensor) -> torch.Tensor:
+    """Robust standard deviation of each frame's pixel noise, shape (batch,).
+
+    From the differences of neighbouring pixels (both axes): 1.4826 x their
+    median absolute value / sqrt(2), which background pixels dominate. Bright
+    spots raise it somewhat at high density, in training as in use.
+    """
+    x = frames.to(torch.float32)
+    dx = (x[:, :, 1:] - x[:, :, :-1]).flatten(1)
+    dy = (x[:, 1:, :] - x[:, :-1, :]).flatten(1)
+    return torch.cat([dx, dy], 1).abs().median(dim=1).values * (1.4826 / math.sqrt(2.0))
+
+
+def movie_scale(frames: torch.Tensor) -> float:
+    """The noise level of a movie from a sample of its frames (frame, y, x):
+    the median of `noise_level` over frames. Frames without measurable noise
+    (synthetic; under 0.1% of their peak height above the median) use 1% of
+    that height instead."""
+    if frames.ndim != 3 or frames.shape[0] < 1 or min(frames.shape[1:]) < 2:
+        raise DSIRError(f"need frames (frame, y, x) of at least 2x2 px, got shape {tuple(frames.shape)}")
+    x = frames.to(torch.float32)
+    s = float(noise_level(x).median())
+    flat = x.flatten(1)
+    spread = float((flat.amax(1) - flat.median(1).values).median())
+    if s <= 1e-3 * spread:  # no measurable noise: a synthetic movie
+        s = 0.01 * spread
+    return max(s, 1e-6)
+
+
 def _stats(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
     if normalization not in NORMALIZATIONS:
         raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
     flat = x.flatten(1)
+    if normalization == "movie":
+        return flat.median(dim=1).values, torch.full((len(flat),), float("nan"), device=x.device)
     if normalization == "zscore":
         centre, scale = flat.mean(dim=1), flat.std(dim=1, unbiased=False)
     else:
@@ -93,214 +133,28 @@ def _upsample(frames: torch.Tensor, upsampling: int, legacy_edges: bool = False)
 
 def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "zscore",
                stats: tuple[torch.Tensor, torch.Tensor] | None = None,
-               legacy_edges: bool = False) -> torch.Tensor:
+               legacy_edges: bool = False, scale: float | None = None) -> torch.Tensor:
     """(batch, y, x) ADU -> (batch, 1, u*y, u*x) up-sampled, normalised input.
 
     Each frame is normalised by its `frame_stats` (``stats`` gives them when
     ``frames`` is a tile of larger frames, so tiles match whole frames).
-    ``legacy_edges``: the original DSIR's up-sampling at the frame's edges
-    (see `_upsample`), used for its weights only.
+    ``movie`` normalisation divides by ``scale``, the movie's noise level
+    (`movie_scale`; a number, one per frame, or None: measured on these frames). ``legacy_edges``: the
+    original DSIR's up-sampling at the frame's edges (see `_upsample`), used
+    for its weights only.
     """
+    if normalization == "movie":
+        if stats is None:
+            stats = frame_stats(frames, upsampling, normalization)
+        s = movie_scale(frames) if scale is None else scale
+        c = stats[0].to(torch.float32)
+        stats = (c, torch.as_tensor(s, dtype=torch.float32, device=c.device).expand_as(c))
     x = _upsample(frames, upsampling, legacy_edges)
     if stats is None:
-        centre, scale = _stats(x, normalization)
+        centre, scale_ = _stats(x, normalization)
     else:
-        centre, scale = (t.to(x.device, torch.float32) for t in stats)
-    return (x - centre[:, None, None, None]) / scale[:, None, None, None]
-
-
-# --------------------------------------------------------------------------- networks
-
-
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-def _up_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 2, stride=2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class DSIRNet(nn.Module):
-    """DSIR auto-encoder with its own batch-norm per stage.
-
-    Encoder: 3 x [conv 3x3 + BN + ReLU + max-pool 2] (``encoder`` channels,
-    16, 8, 8 by default); decoder: 3 x [transposed conv x2 + BN + ReLU]
-    (``decoder`` channels, 8, 16, 8); a final conv 3x3 to one channel, then
-    BN (``head_norm``) and ReLU (``head_relu``), both as the original. Without
-    the final ReLU the output is linear while training (no dead output units)
-    and `DSIRModel.predict` clips it at 0 in eval mode. Input height and width must be multiples of 8.
-    """
-
-    def __init__(self, encoder=(16, 8, 8), decoder=(8, 16, 8), head_norm: bool = True,
-                 head_relu: bool = True):
-        super().__init__()
-        encoder, decoder = tuple(int(c) for c in encoder), tuple(int(c) for c in decoder)
-        if len(encoder) != 3 or len(decoder) != 3 or min(encoder + decoder) < 1:
-            raise DSIRError(f"encoder and decoder need 3 positive channel counts, got {encoder}, {decoder}")
-        self.encoder_channels, self.decoder_channels = encoder, decoder
-        enc, cin = [], 1
-        for c in encoder:
-            enc += [_conv_block(cin, c), nn.MaxPool2d(2, 2)]
-            cin = c
-        self.encoder = nn.Sequential(*enc)
-        dec = []
-        for c in decoder:
-            dec.append(_up_block(cin, c))
-            cin = c
-        self.decoder = nn.Sequential(*dec)
-        self.head_norm, self.head_relu = bool(head_norm), bool(head_relu)
-        head = [nn.Conv2d(cin, 1, 3, padding=1)] + ([nn.BatchNorm2d(1)] if head_norm else [])
-        self.head = nn.Sequential(*head, *([nn.ReLU()] if head_relu else []))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.xavier_normal_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def fused(self) -> nn.Module:
-        """An inference-only copy with each batch-norm folded into the
-        convolution before it (eval-mode statistics): same output, less work."""
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-        def fold(seq: nn.Sequential) -> nn.Sequential:
-            mods, out, i = list(seq), [], 0
-            while i < len(mods):
-                m = mods[i]
-                nxt = mods[i + 1] if i + 1 < len(mods) else None
-                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(nxt, nn.BatchNorm2d):
-                    out.append(fuse_conv_bn_eval(m, nxt, transpose=isinstance(m, nn.ConvTranspose2d)))
-                    i += 2
-                else:
-                    out.append(fold(m) if isinstance(m, nn.Sequential) else m)
-                    i += 1
-            return nn.Sequential(*out)
-
-        def pool_first(seq: nn.Sequential) -> nn.Sequential:
-            # [conv, ReLU], max-pool -> conv, max-pool, ReLU: the same values
-            # (ReLU is monotonic) with a quarter of the ReLU work
-            mods, out, i = list(seq), [], 0
-            while i < len(mods):
-                m = mods[i]
-                nxt = mods[i + 1] if i + 1 < len(mods) else None
-                if isinstance(m, nn.Sequential) and isinstance(nxt, nn.MaxPool2d) and isinstance(m[-1], nn.ReLU):
-                    out += list(m)[:-1] + [nxt, nn.ReLU(inplace=True)]
-                    i += 2
-                else:
-                    out.append(m)
-                    i += 1
-            return nn.Sequential(*out)
-
-        was_training = self.training
-        self.eval()
-        try:
-            return nn.Sequential(pool_first(fold(self.encoder)), fold(self.decoder), fold(self.head)).eval()
-        finally:
-            self.train(was_training)
-
-    def arch_params(self) -> dict:
-        return {"encoder": list(self.encoder_channels), "decoder": list(self.decoder_channels),
-                "head_norm": self.head_norm, "head_relu": self.head_relu}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decoder(self.encoder(x)))
-
-
-class LegacyDSIR(nn.Module):
-    """The original 2018 DSIR network, reproducing its behaviour exactly.
-
-    Layer names match the original state dict. Its forward pass shares bn2
-    between four stages and bn1 between two, and normalises with the
-    statistics of each frame (the original never called ``eval()`` and ran
-    one frame at a time), so frames can be batched without changing results.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.conv2 = nn.Conv2d(16, 8, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
-        self.conv4 = nn.Conv2d(8, 1, 3, padding=1)
-        self.bn4 = nn.BatchNorm2d(1)
-        self.convt1 = nn.ConvTranspose2d(8, 8, 2, stride=2)
-        self.convt2 = nn.ConvTranspose2d(8, 16, 2, stride=2)
-        self.convt3 = nn.ConvTranspose2d(16, 8, 2, stride=2)
-
-    def arch_params(self) -> dict:
-        return {}
-
-    @staticmethod
-    def _mean_var(x: torch.Tensor, block_bytes: int = 1 << 23) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per (frame, channel) mean and biased variance over y, x; (batch, C, 1, 1).
-
-        Two passes (the mean, then the squared deviations, cascade sums): as
-        accurate as `torch.var_mean` here and several times faster than its
-        Welford loop. The deviations are formed a block of rows at a time
-        (``block_bytes`` per frame), never as a full-size temporary; the blocks
-        do not depend on the batch size, so neither does a frame's result."""
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        _, c, h, w = x.shape
-        rows = max(1, block_bytes // max(1, c * w * x.element_size()))
-        ss = sum((x[:, :, r : r + rows] - mean).square_().sum(dim=(2, 3), keepdim=True) for r in range(0, h, rows))
-        return mean, ss / (h * w)
-
-    @staticmethod
-    def _norm_relu(x: torch.Tensor, bn: nn.BatchNorm2d, pool: bool = False) -> torch.Tensor:
-        """ReLU(batch-norm of ``x`` with each frame's own statistics), then
-        max-pool 2 when ``pool``; ``x`` (batch, C, Y, X) is overwritten.
-
-        Per-frame statistics equal batch-norm on a batch of one frame. The
-        norm is applied as ``x * a + b`` per channel (as PyTorch's kernel
-        does), in place: no full-size temporaries, and no copy out of
-        channels-last (``F.instance_norm`` made three of each per stage, which
-        cost more kernel time in page faults than the network took). With
-        a > 0 (positive batch-norm weights, as in the original file) ReLU and
-        the affine map are non-decreasing, so max-pooling first gives the
-        same values (float rounding is monotonic too) on a quarter of the pixels.
-        """
-        mean, var = LegacyDSIR._mean_var(x)
-        a = bn.weight.view(1, -1, 1, 1) * torch.rsqrt(var + bn.eps)
-        b = bn.bias.view(1, -1, 1, 1) - mean * a
-        if torch.is_grad_enabled() and x.requires_grad:  # autograd: no in-place
-            y = F.relu(x * a + b)
-            return F.max_pool2d(y, 2) if pool else y
-        if pool:
-            if bool((bn.weight < 0).any()):
-                return F.max_pool2d(x.mul_(a).add_(b).relu_(), 2)
-            x = F.max_pool2d(x, 2)
-        return x.mul_(a).add_(b).relu_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nr = self._norm_relu
-        x = nr(self.conv1(x), self.bn1, pool=True)
-        x = nr(self.conv2(x), self.bn2, pool=True)
-        x = nr(self.conv3(x), self.bn2, pool=True)
-        x = nr(self.convt1(x), self.bn2)
-        x = nr(self.convt2(x), self.bn1)
-        x = nr(self.convt3(x), self.bn2)
-        return nr(self.conv4(x), self.bn4)
-
-
-def dsir_from_legacy(legacy: LegacyDSIR) -> DSIRNet:
-    """A `DSIRNet` initialised from the original weights: each stage gets its
-    own copy of the batch-norm the original shared there (bn1, bn2, bn2 in
-    the encoder; bn2, bn1, bn2 in the decoder; bn4 in the head). Its running
-    statistics are meaningless (the original trained them shared), so train
-    (fine-tune) it before use in eval mode."""
-    net = DSIRNet((16, 8, 8), (8, 16, 8), head_norm=True, head_relu=True)
-    convs = [legacy.conv1, legacy.conv2, legacy.conv3, legacy.convt1, legacy.convt2, legacy.convt3]
-    bns = [legacy.bn1, legacy.bn2, legacy.bn2, legacy.bn2, legacy.bn1, legacy.bn2]
-    blocks = [net.encoder[0], net.encoder[2], net.encoder[4], net.decoder[0], net.decoder[1], net.decoder[2]]
-    with torch.no_grad():
-        for blk, conv, bn in zip(blocks, convs, bns):
-            blk[0].load_state_dict(conv.state_dict())
-            blk[1].load_state_dict(bn.state_dict())
-        net.head[0].load_state_dict(legacy.conv4.state_dict())
-        net.head[1].load_state_dict(legacy.bn4.state_dict())
-    return net
-
-
-ARCHITECTURES = {"dsir": DSIRNet, "dsir-legacy": LegacyDSIR}
+        centre, scale_ = (t.to(x.device, torch.float32) for t in stats)
+    return (x - centre[:, None, None, None]) / scale_[:, None, None, None]
 
 
 # --------------------------------------------------------------------------- model + metadata
@@ -321,6 +175,9 @@ class DSIRModel:
     output_blur: tuple[int, float] | None = None  # (width, fwhm) SR px, see predict
 
     def __post_init__(self):
+        if self.camera_resolution and int(getattr(self.net, "upsampling", self.upsampling)) != int(self.upsampling):
+            raise DSIRError(f"this network's output is fixed at up-sampling {self.net.upsampling}, "
+                            f"not {self.upsampling}")
         # channels-last is 1.5-3x faster for these convolutions on CPU
         self.net.to(memory_format=torch.channels_last)
 
@@ -336,21 +193,38 @@ class DSIRModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def raw(self, frames: torch.Tensor, stats=None) -> torch.Tensor:
+    @property
+    def camera_resolution(self) -> bool:
+        """The network takes camera frames (no up-sampling before it)."""
+        return bool(getattr(self.net, "camera_resolution", False))
+
+    def movie_scale(self, frames) -> float | None:
+        """The movie noise level for ``movie`` normalisation from a sample of
+        frames (frame, y, x), None for per-frame normalisations."""
+        if self.normalization != "movie":
+            return None
+        return movie_scale(torch.as_tensor(frames, dtype=torch.float32))
+
+    def raw(self, frames: torch.Tensor, stats=None, scale=None) -> torch.Tensor:
         """(batch, y, x) ADU -> (batch, u*y, u*x) network output, as trained.
 
-        Frames whose up-sampled size is not a multiple of 8 are padded
-        (replicate) and cropped back. ``stats``: see `preprocess`. The
-        original weights (``legacy``) get the original's up-sampling at the
-        frame's edges (see `_upsample`).
+        Frames whose size does not fit the network's pooling grid are padded
+        (replicate) and cropped back. ``stats``, ``scale``: see `preprocess`.
+        The original weights (``legacy``) get the original's up-sampling at
+        the frame's edges (see `_upsample`).
         """
-        x = preprocess(frames, self.upsampling, self.normalization, stats, legacy_edges=self.legacy)
+        u = int(self.upsampling)
+        up = 1 if self.camera_resolution else u
+        x = preprocess(frames, up, self.normalization, stats, legacy_edges=self.legacy, scale=scale)
         h, w = x.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
+        m = int(getattr(self.net, "stride", 8))
+        ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         net = self.net if self.net.training else self._inference_net()
-        return net(x.contiguous(memory_format=torch.channels_last))[:, 0, :h, :w]
+        out = net(x.contiguous(memory_format=torch.channels_last))
+        k = u // up
+        return out[:, 0, : h * k, : w * k]
 
     def _inference_net(self) -> nn.Module:
         """The eval-mode network, with batch-norm folded where the architecture
@@ -365,7 +239,8 @@ class DSIRModel:
             self._fused_key = key
         return self._fused
 
-    def predict(self, frames: torch.Tensor, tile: int | str | None = "auto") -> torch.Tensor:
+    def predict(self, frames: torch.Tensor, tile: int | str | None = "auto",
+                scale: float | None = None) -> torch.Tensor:
         """(batch, y, x) ADU -> (batch, u*y, u*x) localization images (>= 0).
 
         Models trained with a linear output (``output_blur`` set) are judged
@@ -377,13 +252,17 @@ class DSIRModel:
         normalised with the whole frame's statistics and stitched: the same
         result as whole frames (to float rounding) in a fraction of the
         memory. ``"auto"``: `AUTO_TILE` px; None or 0: never tile.
+        ``scale``: the movie's noise level (``movie`` normalisation; None:
+        measured on these frames, see `movie_scale`).
         """
+        if self.normalization == "movie" and scale is None:
+            scale = movie_scale(frames)
         if tile == "auto":
             tile = AUTO_TILE
         h, w = frames.shape[-2:]
         if tile and not self.legacy and max(h, w) > int(tile):
-            return self._predict_tiled(frames, int(tile))
-        return self._finish(self.raw(frames))
+            return self._predict_tiled(frames, int(tile), scale)
+        return self._finish(self.raw(frames, scale=scale))
 
     def _finish(self, y: torch.Tensor) -> torch.Tensor:
         if self.output_blur:
@@ -394,32 +273,37 @@ class DSIRModel:
 
     def tile_halo(self) -> int:
         """Camera pixels of context each side of a tile that make tiles
-        match whole frames: the network's receptive field (3 x max-pool 2
-        + 3x3 convs, < 32 up-sampled px each side), the output blur, the
+        match whole frames: the network's receptive field (DSIR: 3 x max-pool
+        2 + 3x3 convs, < 32 up-sampled px each side), the output blur, the
         bilinear up-sampling (1 px), rounded up to the pooling grid."""
         u = int(self.upsampling)
         blur_r = int(self.output_blur[0]) // 2 if self.output_blur else 0
-        halo = -(-(32 + blur_r) // u) + 1
+        if self.camera_resolution:
+            halo = int(self.net.field) + -(-blur_r // u)
+        else:
+            halo = -(-(32 + blur_r) // u) + 1
         a = self._tile_align()
         return -(-halo // a) * a
 
     def _tile_align(self) -> int:
-        # tile origins in camera px must map onto the 8-px pooling grid
+        # tile origins in camera px must map onto the network's pooling grid
+        if self.camera_resolution:
+            return int(self.net.stride)
         return 8 // math.gcd(int(self.upsampling), 8)
 
-    def _predict_tiled(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+    def _predict_tiled(self, frames: torch.Tensor, tile: int, scale: float | None = None) -> torch.Tensor:
         u, a = int(self.upsampling), self._tile_align()
         tile = max(a, -(-tile // a) * a)
         halo = self.tile_halo()
         n, h, w = frames.shape
-        stats = frame_stats(frames, u, self.normalization)
+        stats = frame_stats(frames, 1 if self.camera_resolution else u, self.normalization)
         out = torch.empty((n, h * u, w * u), dtype=torch.float32, device=frames.device)
         for y0 in range(0, h, tile):
             for x0 in range(0, w, tile):
                 y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
                 ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                 yb, xb = min(h, y1 + halo), min(w, x1 + halo)
-                sr = self._finish(self.raw(frames[:, ya:yb, xa:xb], stats))
+                sr = self._finish(self.raw(frames[:, ya:yb, xa:xb], stats, scale))
                 out[:, y0 * u : y1 * u, x0 * u : x1 * u] = sr[
                     :, (y0 - ya) * u : (y1 - ya) * u, (x0 - xa) * u : (x1 - xa) * u
                 ]
@@ -528,26 +412,40 @@ def load_checkpoint(path) -> DSIRModel:
     if norm not in NORMALIZATIONS:
         raise DSIRError(f"{path}: unknown normalization {norm!r}")
     blur = ckpt.get("output_blur")
-    return DSIRModel(
-        net, arch, int(ckpt.get("upsampling", 8)), norm, float(ckpt.get("pixel_size", 100.0)),
-        dict(ckpt.get("metadata", {})), source=str(path),
-        output_blur=(int(blur[0]), float(blur[1])) if blur else None,
-    )
+    try:
+        return DSIRModel(
+            net, arch, int(ckpt.get("upsampling", 8)), norm, float(ckpt.get("pixel_size", 100.0)),
+            dict(ckpt.get("metadata", {})), source=str(path),
+            output_blur=(int(blur[0]), float(blur[1])) if blur else None,
+        )
+    except DSIRError as e:
+        raise DSIRError(f"{path}: {e}") from e
 
 
-def default_model_path() -> Path:
-    """Path of the model shipped inside the package."""
-    return Path(str(resources.files("napari_dsir") / "data" / DEFAULT_MODEL_NAME))
+# The models shipped in the package, by name: file and a line for menus.
+SHIPPED_MODELS = {
+    "default": ("dsir_default.pt", "fast camera-resolution network, any density and camera (2026)"),
+    "dsir": ("dsir_autoencoder.pt", "the DSIR auto-encoder on the x8 frame, retrained (2026)"),
+}
+
+
+def default_model_path(name: str = "default") -> Path:
+    """Path of a model shipped inside the package (`SHIPPED_MODELS`)."""
+    if name not in SHIPPED_MODELS:
+        raise DSIRError(f"no shipped model named {name!r} (shipped: {', '.join(SHIPPED_MODELS)})")
+    return Path(str(resources.files("napari_dsir") / "data" / SHIPPED_MODELS[name][0]))
 
 
 def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> DSIRModel:
-    """Load a model: ``None``/``"default"`` (shipped), ``"legacy:PATH"``
-    (original DSIR weights) or a checkpoint path; moved to ``device``."""
-    if spec is None or str(spec) in ("", "default"):
-        model = load_checkpoint(default_model_path())
-        model.source = "default"
-    elif str(spec).startswith("legacy:"):
-        model = load_legacy(str(spec)[len("legacy:"):])
+    """Load a model: ``None``/``"default"`` or another name of
+    `SHIPPED_MODELS`, ``"legacy:PATH"`` (original DSIR weights) or a
+    checkpoint path; moved to ``device``."""
+    name = "default" if spec is None or str(spec) == "" else str(spec)
+    if isinstance(spec, (str, type(None))) and name in SHIPPED_MODELS:
+        model = load_checkpoint(default_model_path(name))
+        model.source = name
+    elif name.startswith("legacy:"):
+        model = load_legacy(name[len("legacy:"):])
     else:
         model = load_checkpoint(spec)
     return model.to(device)

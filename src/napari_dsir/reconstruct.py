@@ -117,11 +117,17 @@ def parse_frames(spec: str | None, n: int) -> tuple[int, int]:
     return start, stop
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Frames per batch when none is given: 1 on the CPU, where small batches
-    stay in cache (1.8x the frame rate of 32 on 2 cores, benchmarks/speed.py),
-    32 on a GPU."""
-    return 1 if torch.device(device).type == "cpu" else 32
+def default_batch_size(device: torch.device, model: DSIRModel | None = None) -> int:
+    """Frames per batch when none is given: 32 on a GPU; on the CPU 1 for
+    networks on the up-sampled frame, where small batches stay in cache
+    (1.8x the frame rate of 32 on 2 cores, benchmarks/speed.py), and
+    `CPU_BATCH_CAMERA_RES` for camera-resolution networks."""
+    if torch.device(device).type != "cpu":
+        return 32
+    return CPU_BATCH_CAMERA_RES if model is not None and model.camera_resolution else 1
+
+
+CPU_BATCH_CAMERA_RES = 8
 
 
 def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pixel_size: float,
@@ -131,7 +137,7 @@ def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pix
     if not 0 <= start < stop:
         raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
     if batch_size is None:
-        batch_size = default_batch_size(model.device)
+        batch_size = default_batch_size(model.device, model)
     if int(batch_size) < 1:
         raise DSIRError(f"batch size must be >= 1, got {batch_size}")
     if not (np.isfinite(pixel_size) and pixel_size > 0):
@@ -168,6 +174,22 @@ def _is_oom(err: BaseException) -> bool:
     """A device out-of-memory error (torch raises a typed one for CUDA)."""
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     return oom is not None and isinstance(err, oom)
+
+
+def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "") -> float | None:
+    """The noise level (ADU) a movie-normalised model divides frames
+    ``start:stop`` of ``src`` by, from up to 64 frames spread over them
+    (`napari_dsir.model.movie_scale`); None for per-frame normalisations."""
+    if model.normalization != "movie":
+        return None
+    idx = start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, 64)).round().astype(int))
+    if hasattr(src, "take"):  # one read of all the sample frames (dask)
+        sample = np.asarray(src.take(idx))
+    else:
+        sample = np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
+    if sample.dtype.kind not in "uif" or (sample.dtype.kind == "f" and not np.isfinite(sample).all()):
+        raise DSIRError(f"{where}frames contain NaN, infinite or non-numeric values")
+    return model.movie_scale(sample)
 
 
 FIT_EVERY = 32  # frames whose detections are refined in one call
@@ -230,6 +252,7 @@ def iter_reconstruct(
     camera: Camera | None = None,
     fit_window: int = 7,
     where: str = "",
+    noise_scale: float | None = None,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -247,6 +270,10 @@ def iter_reconstruct(
     has photons, background, sigma and uncertainty; failed fits keep the
     network's position with NaN in those columns and are counted in
     ``Result.info["fit"]``. None: the network's positions only.
+
+    Models normalised per movie (``normalization == "movie"``) divide every
+    frame by one noise level: ``noise_scale``, or measured once on up to 64
+    frames spread over ``start:stop`` (`movie_noise_scale`).
     """
     src = _source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -265,6 +292,8 @@ def iter_reconstruct(
     fit_counts: dict[str, int] = {}
     pending = _PendingFits(start)
     model.net.eval()
+    if noise_scale is None:
+        noise_scale = movie_noise_scale(src, model, start, stop, where)
     yield Progress(0, total, bs, "reconstructing", kind="start")
     while done < total:
         b0 = start + done
@@ -278,7 +307,7 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                sr = model.predict(x, tile=tile)
+                sr = model.predict(x, tile=tile, scale=noise_scale)
                 acc += sr.sum(0, dtype=torch.float64)
                 if localize is not None:
                     found = find_peaks(sr, sr_px, localize, first_frame=b0)
@@ -318,5 +347,6 @@ def iter_reconstruct(
         frames=frames_out,
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source,
-              "fit": fit_counts if camera is not None and localize is not None else None},
+              "fit": fit_counts if camera is not None and localize is not None else None,
+              "noise_scale": noise_scale},
     )

@@ -182,6 +182,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
     model = load_request_model(req.model, req.device)
+    if req.upsampling is not None and int(req.upsampling) != model.upsampling and model.camera_resolution:
+        raise DSIRError(f"the model {model.source or ''} produces its x{model.upsampling} grid itself "
+                        f"(a {model.arch} network); up-sampling {req.upsampling} is not possible with it")
     if req.upsampling is not None and int(req.upsampling) != model.upsampling:
         yield Progress(0, total, req.batch_size or 0,
                        f"the model was trained at up-sampling {model.upsampling}; using {req.upsampling}",

@@ -156,3 +156,117 @@ def simulate(
         inside = (x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)
         parts.append(Localizations(np.full(inside.sum(), f), x[inside], y[inside], ph[inside]))
     return frames, Localizations.concatenate(parts) if parts else Localizations.empty()
+
+
+@dataclass
+class MovieConfig:
+    """The training distribution of the shipped model: short movies whose
+    settings are drawn per movie, so that one network and one threshold hold
+    from empty frames to crowded ones, on any camera.
+
+    Per movie: density (emitters/um^2; a fraction ``sparse_fraction`` drawn
+    log-uniform in ``sparse_density``, the rest uniform in ``density``),
+    PSF FWHM (nm, each emitter within +-``fwhm_jitter`` of it), photons
+    (each emitter log-uniform between a low level drawn log-uniform in
+    ``photons_low`` and ``photon_spread`` times it, capped at ``photons_max``),
+    background (photons/px, log-uniform, +-``background_jitter`` per frame,
+    a linear gradient up to +-``background_gradient`` across the frame), and
+    the camera: EMCCD-like with probability ``emccd_fraction`` (EM gain,
+    ``emccd_adu_per_photon`` ADU per photoelectron overall, read noise in
+    electrons after it), otherwise sCMOS/CCD-like (``gain`` ADU per photoelectron, read noise
+    ``read_noise`` e- rms). Per frame: the density varies by
+    +-``density_jitter``, and a fraction ``empty_fraction`` of frames has no
+    emitter at all. Emitters within ``margin`` nm outside the frame shine in.
+    """
+
+    frame_size: tuple[int, int] = (32, 32)  # (y, x) px
+    pixel_size: float = 100.0  # nm
+    frames_per_movie: int = 8
+    density: Range = (0.5, 9.0)
+    sparse_density: Range = (0.02, 1.0)
+    sparse_fraction: float = 0.2
+    density_jitter: float = 0.4
+    empty_fraction: float = 0.08
+    fwhm: Range = (170.0, 370.0)
+    fwhm_jitter: float = 0.1
+    photons_low: Range = (120.0, 2000.0)
+    photon_spread: Range = (1.5, 12.0)
+    photons_max: float = 10000.0
+    background: Range = (3.0, 130.0)
+    background_jitter: float = 0.15
+    background_gradient: float = 0.3
+    base_level: Range = (0.0, 600.0)  # ADU
+    gain: Range = (0.3, 5.0)  # ADU per photoelectron (sCMOS/CCD)
+    read_noise: Range = (0.0, 8.0)  # e- rms (sCMOS/CCD)
+    emccd_fraction: float = 0.35
+    emccd_em_gain: Range = (20.0, 300.0)
+    emccd_adu_per_photon: Range = (1.0, 20.0)  # EM gain x ADU per electron after it
+    emccd_read_noise: Range = (5.0, 80.0)  # e- rms after multiplication
+    margin: float = 400.0  # nm
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _log_draw(rng: np.random.Generator, r: Range, size=None):
+    lo, hi = as_range("range", r)
+    if hi <= lo or lo <= 0:
+        return draw(rng, r, size)
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
+
+
+def simulate_movies(n_movies: int, config: MovieConfig | None = None,
+                    seed: int | None = 0) -> tuple[np.ndarray, Localizations, np.ndarray, list[dict]]:
+    """Simulate ``n_movies`` short movies drawn from ``config``'s ranges.
+
+    Returns frames (frame, y, x) float32 ADU (``frames_per_movie`` per movie,
+    movie after movie), the ground truth (nm, photons), the movie index of
+    each frame, and each movie's drawn settings (plain types).
+    """
+    cfg = config or MovieConfig()
+    if int(n_movies) < 1:
+        raise DSIRError(f"n_movies must be >= 1, got {n_movies}")
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in cfg.frame_size)
+    p, m, k = float(cfg.pixel_size), float(cfg.margin), int(cfg.frames_per_movie)
+    area_um2 = (h * p + 2 * m) * (w * p + 2 * m) / 1e6
+    frames = np.empty((n_movies * k, h, w), dtype=np.float32)
+    movie = np.repeat(np.arange(n_movies), k)
+    parts, settings = [], []
+    yy = (np.arange(h)[:, None] + 0.5) / h - 0.5
+    xx = (np.arange(w)[None, :] + 0.5) / w - 0.5
+    for mv in range(n_movies):
+        sparse = rng.random() < cfg.sparse_fraction
+        dens = float(_log_draw(rng, cfg.sparse_density) if sparse else draw(rng, cfg.density))
+        fwhm = float(draw(rng, cfg.fwhm))
+        lo = float(_log_draw(rng, cfg.photons_low))
+        hi = min(lo * float(_log_draw(rng, cfg.photon_spread)), cfg.photons_max)
+        bg = float(_log_draw(rng, cfg.background))
+        gy, gx = rng.uniform(-cfg.background_gradient, cfg.background_gradient, 2)
+        emccd = rng.random() < cfg.emccd_fraction
+        if emccd:
+            em = float(_log_draw(rng, cfg.emccd_em_gain))
+            gain = float(_log_draw(rng, cfg.emccd_adu_per_photon)) / em
+            rn = float(draw(rng, cfg.emccd_read_noise))
+        else:
+            em, gain, rn = 1.0, float(_log_draw(rng, cfg.gain)), float(draw(rng, cfg.read_noise))
+        base = float(draw(rng, cfg.base_level))
+        settings.append({"density": dens, "fwhm": fwhm, "photons": [lo, hi], "background": bg,
+                         "emccd": bool(emccd), "em_gain": em, "gain": gain, "read_noise": rn, "base_level": base})
+        for j in range(k):
+            f = mv * k + j
+            lam = 0.0 if rng.random() < cfg.empty_fraction else dens * area_um2 * rng.uniform(
+                1 - cfg.density_jitter, 1 + cfg.density_jitter)
+            n = rng.poisson(lam)
+            x = rng.uniform(-m, w * p + m, n)
+            y = rng.uniform(-m, h * p + m, n)
+            ph = np.exp(rng.uniform(np.log(lo), np.log(max(hi, lo)), n)) if hi > lo else np.full(n, lo)
+            sig = fwhm * rng.uniform(1 - cfg.fwhm_jitter, 1 + cfg.fwhm_jitter, n) * FWHM_TO_SIGMA
+            b = bg * rng.uniform(1 - cfg.background_jitter, 1 + cfg.background_jitter)
+            expected = render_emitters(x, y, ph, sig, (h, w), p) + b * (1 + gy * yy + gx * xx)
+            electrons = camera_electrons(rng, expected, em, rn)
+            frames[f] = np.clip(np.round(base + gain * electrons), 0, 65535)
+            inside = (x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)
+            parts.append(Localizations(np.full(inside.sum(), f), x[inside], y[inside], ph[inside]))
+    return frames, Localizations.concatenate(parts), movie, settings

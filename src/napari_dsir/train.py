@@ -18,22 +18,32 @@ import os
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibrate import calibrate_localizer, calibrate_movies
 from .errors import DSIRError
-from .evaluate import evaluate
 from .figures import montage, plot_loss_curves, write_png
-from .localize import LocalizeParams, find_peaks, gauss_kernel
-from .localize import blur as blur_images
+from .localize import gauss_kernel
 from .locs import Localizations
-from .model import DSIRModel, DSIRNet, dsir_from_legacy, load_checkpoint, load_legacy, save_checkpoint
+from .model import (
+    DSIRModel,
+    DSIRNet,
+    ShuffleNet,
+    dsir_from_legacy,
+    load_checkpoint,
+    load_legacy,
+    movie_scale,
+    save_checkpoint,
+)
 from .progress import drive
-from .simulate import SimulationConfig, simulate
+from .simulate import MovieConfig, SimulationConfig, simulate, simulate_movies
+
+ARCHS = ("dsir", "shuffle")
 
 
 def user_data_dir() -> Path:
@@ -53,7 +63,17 @@ def default_model_path() -> Path:
 
 @dataclass
 class TrainConfig:
-    """All training settings; defaults are the original DSIR's."""
+    """All training settings; defaults are the original DSIR's.
+
+    ``arch``: ``"dsir"`` (the DSIR auto-encoder on the up-sampled frame,
+    ``encoder``/``decoder`` channels) or ``"shuffle"`` (`ShuffleNet`:
+    camera-resolution features, ``channels``/``context``, a pixel-shuffle
+    output trained to equal the blurred label directly). ``movies``: train
+    on short movies drawn from these ranges (`simulate_movies`), each
+    normalised by its own noise level (``normalization="movie"``) instead of
+    frames from ``simulation``; ``scale_jitter``: the log-normal spread
+    applied to that level while training (robustness to its estimate).
+    """
 
     epochs: int = 100
     batch_size: int = 32
@@ -73,6 +93,12 @@ class TrainConfig:
     head_norm: bool = True
     head_relu: bool = True
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    arch: str = "dsir"
+    channels: int = 24
+    context: int = 32
+    movies: MovieConfig | None = None
+    scale_jitter: float = 0.1
+    lr_decay: bool = False  # cosine decay of the learning rate to 5% over the epochs
     init: str | None = None  # checkpoint to fine-tune from, or legacy:PATH (original weights)
     device: str = "cpu"
     png_every: int = 10  # epochs between validation PNGs (0: never)
@@ -81,6 +107,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["simulation"] = self.simulation.to_dict()
+        d["movies"] = self.movies.to_dict() if self.movies is not None else None
         d["encoder"], d["decoder"] = list(self.encoder), list(self.decoder)
         return d
 
@@ -128,23 +155,54 @@ def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int
 
 
 class _Data:
-    def __init__(self, n: int, sim: SimulationConfig, seed: int, upsampling: int):
-        self.frames, self.locs = simulate(n, sim, seed=seed)
-        self.sr_pixel = sim.pixel_size / upsampling
-        self.shape = (sim.frame_size[0] * upsampling, sim.frame_size[1] * upsampling)
+    """Simulated frames and their labels: single frames from a
+    `SimulationConfig`, or short movies from a `MovieConfig` with each
+    movie's noise level (``scales``, one per frame) for ``movie`` normalisation."""
+
+    def __init__(self, n: int, sim: SimulationConfig, seed: int, upsampling: int,
+                 movies: MovieConfig | None = None):
+        self.scales = None
+        if movies is not None:
+            k = int(movies.frames_per_movie)
+            self.frames, self.locs, movie, self.settings = simulate_movies(max(1, -(-n // k)), movies, seed=seed)
+            per_movie = np.array([movie_scale(torch.from_numpy(self.frames[i * k : (i + 1) * k]))
+                                  for i in range(len(self.settings))], np.float32)
+            self.scales = per_movie[movie]
+            pixel, size = movies.pixel_size, movies.frame_size
+        else:
+            self.frames, self.locs = simulate(n, sim, seed=seed)
+            pixel, size = sim.pixel_size, sim.frame_size
+        self.sr_pixel = pixel / upsampling
+        self.shape = (size[0] * upsampling, size[1] * upsampling)
 
     def __len__(self):
         return len(self.frames)
 
-    def batch(self, idx: np.ndarray, device, label_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: np.ndarray, device, label_scale: float = 1.0, rng: np.random.Generator | None = None,
+              jitter: float = 0.0):
+        """(frames, labels, scales): scales None without movies; ``rng`` and
+        ``jitter`` spread each scale log-normally (training only)."""
         x = torch.from_numpy(self.frames[idx]).to(device)
         y = render_labels(self.locs, idx, self.shape, self.sr_pixel).to(device)
-        return x, (y * label_scale if label_scale != 1 else y)
+        scale = None
+        if self.scales is not None:
+            sc = self.scales[idx]
+            if rng is not None and jitter > 0:
+                sc = sc * np.exp(rng.normal(0.0, jitter, len(sc)))
+            scale = torch.from_numpy(np.ascontiguousarray(sc, np.float32)).to(device)
+        return x, (y * label_scale if label_scale != 1 else y), scale
 
 
-def _loss(model: DSIRModel, x, y, kernel, pad, l1: float = 0.0) -> torch.Tensor:
-    pred = model.raw(x).unsqueeze(1)
-    loss = F.mse_loss(F.conv2d(pred, kernel, padding=pad), F.conv2d(y, kernel, padding=pad))
+def _loss(model: DSIRModel, x, y, kernel, pad, l1: float = 0.0, scale=None) -> torch.Tensor:
+    """MSE of the blurred prediction against the blurred label (DSIR), or of
+    the prediction itself for networks trained to output the blurred label
+    (no ``output_blur``, camera-resolution networks)."""
+    pred = model.raw(x, scale=scale).unsqueeze(1)
+    target = F.conv2d(y, kernel, padding=pad)
+    if model.camera_resolution:
+        loss = F.mse_loss(pred, target)
+    else:
+        loss = F.mse_loss(F.conv2d(pred, kernel, padding=pad), target)
     if l1:
         loss = loss + l1 * pred.abs().mean()
     return loss
@@ -156,42 +214,14 @@ def _val_loss(model, data, cfg, kernel, pad, device) -> float:
     with torch.inference_mode():
         for s in range(0, len(data), cfg.batch_size):
             idx = np.arange(s, min(s + cfg.batch_size, len(data)))
-            x, y = data.batch(idx, device, cfg.label_scale)
-            tot += float(_loss(model, x, y, kernel, pad, cfg.l1)) * len(idx)
+            x, y, sc = data.batch(idx, device, cfg.label_scale)
+            tot += float(_loss(model, x, y, kernel, pad, cfg.l1, sc)) * len(idx)
             n += len(idx)
     return tot / max(n, 1)
 
 
-def calibrate_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizations, sr_pixel: float,
-                        batch_size: int = 32, radius_nm: float = 250.0,
-                        blur: tuple[int, float] = (5, 3.0)) -> tuple[LocalizeParams, float]:
-    """Localizer settings maximising Jaccard on validation frames.
-
-    Searched: an extra blur (none, the loss's Gaussian, twice as wide; the
-    local-maximum radius grows with it) and the threshold on a log grid.
-    ``frames`` (frame, y, x) ADU with ``truth`` in nm; ``sr_pixel`` nm.
-    Returns the best `LocalizeParams` and its Jaccard at ``radius_nm``."""
-    model.net.eval()
-    outs = []
-    with torch.inference_mode():
-        for s in range(0, len(frames), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(frames[s : s + batch_size], np.float32)).to(model.device)
-            outs.append(model.predict(x).cpu())
-    sr = torch.cat(outs)
-    best = (LocalizeParams(), -1.0)
-    # (width, fwhm) of the extra blur before peak finding; fwhm 0: none
-    blurs = [(blur[0], 0.0), (blur[0], blur[1]), (2 * math.ceil(2 * blur[1]) + 1, 2 * blur[1])]
-    for width, fwhm in blurs:
-        rad = max(2, math.ceil(fwhm / 2))
-        sb = blur_images(sr, width, fwhm)  # once per blur, not once per threshold
-        top = float(sb.max()) if sb.numel() else 1.0
-        for t in np.geomspace(top * 2e-3, top * 0.9, 15):
-            p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=width, blur_fwhm=fwhm)
-            found = find_peaks(sb, sr_pixel, replace(p, blur_fwhm=0.0))
-            jac = evaluate(truth, found, radius_nm).jaccard
-            if jac > best[1]:
-                best = (p, jac)
-    return best
+def _pixel_size(cfg: TrainConfig) -> float:
+    return float(cfg.movies.pixel_size if cfg.movies is not None else cfg.simulation.pixel_size)
 
 
 def _last_path(model_path: Path) -> Path:
@@ -216,6 +246,12 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         raise DSIRError("epochs, batch size, n_train and n_val must all be >= 1")
     if not (cfg.lr > 0):
         raise DSIRError(f"learning rate must be > 0, got {cfg.lr}")
+    if cfg.arch not in ARCHS:
+        raise DSIRError(f"unknown architecture {cfg.arch!r} (use {', '.join(ARCHS)})")
+    if cfg.movies is not None and cfg.normalization != "movie":
+        raise DSIRError("training on movies needs normalization 'movie' (each movie's noise level)")
+    if cfg.normalization == "movie" and cfg.movies is None:
+        raise DSIRError("normalization 'movie' needs training movies (TrainConfig.movies)")
     from .model import resolve_device
 
     device = resolve_device(cfg.device)
@@ -236,22 +272,34 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         model = load_checkpoint(cfg.init)
         if model.legacy:
             raise DSIRError(f"{cfg.init}: an original DSIR file: fine-tune it with init legacy:PATH")
+        if model.normalization != cfg.normalization:
+            raise DSIRError(f"{cfg.init}: the model normalises its input by {model.normalization!r}; fine-tune it "
+                            f"with the same normalization" + (" (--movies)" if model.normalization == "movie" else ""))
         if model.output_blur:  # linear output: judged through this run's loss kernel from now on
             model.output_blur = (cfg.kernel_width, cfg.kernel_fwhm)
+    elif cfg.arch == "shuffle":
+        model = DSIRModel(ShuffleNet(cfg.channels, cfg.context, cfg.upsampling), "shuffle", cfg.upsampling,
+                          cfg.normalization, _pixel_size(cfg))
     else:
         model = DSIRModel(DSIRNet(cfg.encoder, cfg.decoder, cfg.head_norm, cfg.head_relu), "dsir", cfg.upsampling,
-                          cfg.normalization, cfg.simulation.pixel_size,
+                          cfg.normalization, _pixel_size(cfg),
                           output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
     model.to(device)
     if resume and not _last_path(model_path).is_file():
         raise DSIRError(f"{_last_path(model_path)}: nothing to resume from")
     yield TrainStatus("simulating", f"simulating {cfg.n_train} training and {cfg.n_val} validation frames",
                       0, cfg.epochs)
-    train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling)
-    val_data = _Data(cfg.n_val, cfg.simulation, cfg.seed + 1_000_003, model.upsampling)
+    train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling, cfg.movies)
+    val_data = _Data(cfg.n_val, cfg.simulation, cfg.seed + 1_000_003, model.upsampling, cfg.movies)
     kernel = gauss_kernel(cfg.kernel_width, cfg.kernel_fwhm).to(device)
     pad = cfg.kernel_width // 2
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_steps = cfg.epochs * -(-len(train_data) // cfg.batch_size)
+
+    def lr_at(step: int) -> float:
+        if not cfg.lr_decay:
+            return cfg.lr
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, n_steps)))))
     history: dict[str, list[float]] = {"train": [], "val": []}
     best, start_epoch = math.inf, 0
     last = _last_path(model_path)
@@ -264,7 +312,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         start_epoch, best = int(state["epoch"]), float(state["best"])
         history = {k: list(v) for k, v in state["history"].items()}
         rng = np.random.default_rng(cfg.seed + start_epoch)
-    model.metadata.update({"simulation": cfg.simulation.to_dict(), **(metadata or {})})
+    sim_meta = cfg.movies.to_dict() if cfg.movies is not None else cfg.simulation.to_dict()
+    model.metadata.update({"simulation": sim_meta, **(metadata or {})})
     training_meta = cfg.to_dict()
 
     def save_last(epoch: int):
@@ -286,9 +335,13 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
             model.net.train()
             order = rng.permutation(len(train_data))
             losses = []
-            for s in range(0, len(order), cfg.batch_size):
-                x, y = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale)
-                loss = _loss(model, x, y, kernel, pad, cfg.l1)
+            step0 = (epoch - 1) * -(-len(order) // cfg.batch_size)
+            for k, s in enumerate(range(0, len(order), cfg.batch_size)):
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step0 + k)
+                x, y, sc = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale,
+                                            rng, cfg.scale_jitter)
+                loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -325,8 +378,16 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if cfg.calibrate:
         yield TrainStatus("calibrating", f"calibrating the localizer on {len(val_data)} validation frames",
                           epoch, cfg.epochs)
-        params, jac = calibrate_localizer(model, val_data.frames, val_data.locs, val_data.sr_pixel,
-                                          cfg.batch_size, blur=(cfg.kernel_width, cfg.kernel_fwhm))
+        if cfg.movies is not None:
+            dens = np.array([st["density"] for st in val_data.settings])[
+                np.repeat(np.arange(len(val_data.settings)), cfg.movies.frames_per_movie)][: len(val_data)]
+            params, report = calibrate_movies(model, val_data.frames, val_data.locs, val_data.sr_pixel,
+                                              val_data.scales, dens, cfg.batch_size)
+            jac = report["mean_jaccard"]
+            model.metadata["calibration"] = report
+        else:
+            params, jac = calibrate_localizer(model, val_data.frames, val_data.locs, val_data.sr_pixel,
+                                              cfg.batch_size, blur=(cfg.kernel_width, cfg.kernel_fwhm))
         model.metadata["localize"] = params.to_dict()
         model.metadata["validation_jaccard_250nm"] = jac
     if save:
@@ -341,11 +402,11 @@ def _write_panel(path, model, data, kernel, pad, device):
     """4 validation frames, one a row: input, blurred prediction, blurred
     ground truth (what the loss compares), each scaled to its own range."""
     idx = np.arange(min(4, len(data)))
-    x, y = data.batch(idx, device)
+    x, y, sc = data.batch(idx, device)
     model.net.eval()
     with torch.inference_mode():
-        pred = model.raw(x).unsqueeze(1)  # what the loss sees: raw output, blurred
-        pb = F.conv2d(pred, kernel, padding=pad)[:, 0].cpu().numpy()
+        pred = model.raw(x, scale=sc).unsqueeze(1)  # what the loss sees: raw output, blurred (DSIR)
+        pb = (pred if model.camera_resolution else F.conv2d(pred, kernel, padding=pad))[:, 0].cpu().numpy()
         yb = F.conv2d(y, kernel, padding=pad)[:, 0].cpu().numpy()
     rows = [[data.frames[i], pb[k], yb[k]] for k, i in enumerate(idx)]
     write_png(path, montage(rows, size=160))

@@ -4,6 +4,7 @@ modifies its input. The napari side of the catalogue is in test_napari.py
 beside this file; the property and fuzz tests in tests/test_properties.py."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,79 @@ def test_legacy_prefix_with_a_napari_dsir_file_is_refused_clearly(tmp_path, caps
     _expect_clean_failure(capsys, tmp_path, stack, ["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"),
                                                     "--model", f"legacy:{tiny_checkpoint}", "-q"],
                           "without the legacy: prefix")
+
+
+# ------------------------------------------------------------------ each architecture, the wrong loader
+
+
+def _arch_file(tmp_path, arch, dsir_ckpt, shuffle_ckpt):
+    """A file of each architecture: napari-dsir checkpoints of the DSIR
+    auto-encoder and of the fast network, and an original (2018) state dict."""
+    if arch == "dsir":
+        return dsir_ckpt
+    if arch == "shuffle":
+        return shuffle_ckpt
+    from napari_dsir.model import LegacyDSIR
+
+    p = tmp_path / "original.pt"
+    torch.save(LegacyDSIR().state_dict(), p)
+    return p
+
+
+WRONG_LOADER = {
+    # (architecture of the file, how it is given): the one-line error
+    ("dsir", "legacy"): "without the legacy: prefix",
+    ("shuffle", "legacy"): "without the legacy: prefix",
+    ("dsir", "as_shuffle"): "bad architecture parameters",
+    ("shuffle", "as_dsir"): "bad architecture parameters",
+    ("shuffle", "other_upsampling"): "fixed at up-sampling 8",
+    ("shuffle", "no_metadata"): "not a napari-dsir checkpoint",
+    ("original", "as_shuffle_state"): "not a napari-dsir checkpoint",
+}
+
+
+@pytest.mark.parametrize("arch, how", sorted(WRONG_LOADER))
+def test_checkpoint_of_each_architecture_given_to_the_wrong_loader(tmp_path, capsys, tiny_checkpoint,
+                                                                    tiny_shuffle_checkpoint, arch, how):
+    work = tmp_path / "work"
+    work.mkdir()
+    stack = work / "ok.tif"
+    tifffile.imwrite(stack, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    src = _arch_file(tmp_path, arch, tiny_checkpoint, tiny_shuffle_checkpoint)
+    spec = str(src)
+    if how == "legacy":
+        spec = f"legacy:{src}"
+    elif how in ("as_shuffle", "as_dsir", "other_upsampling", "no_metadata", "as_shuffle_state"):
+        ck = torch.load(src, weights_only=True)
+        if how == "as_shuffle":
+            ck["arch"] = "shuffle"
+        elif how == "as_dsir":
+            ck["arch"] = "dsir"
+        elif how == "other_upsampling":
+            ck["upsampling"] = 4
+        elif how == "no_metadata":
+            ck = ck["state_dict"]
+        else:  # an original file's weights in a fast-network checkpoint
+            shuffle = torch.load(tiny_shuffle_checkpoint, weights_only=True)
+            ck = {**shuffle, "state_dict": ck, "format": "other"}
+        spec = str(work / f"{how}.pt")
+        torch.save(ck, spec)
+    err = _expect_clean_failure(capsys, work, stack,
+                                ["reconstruct", str(stack), "-o", str(work / "o.tif"), "--model", spec, "-q"],
+                                WRONG_LOADER[(arch, how)])
+    assert Path(spec.removeprefix("legacy:")).name in err
+
+
+def test_original_weights_given_without_the_prefix_load_as_the_original(tmp_path, capsys):
+    from napari_dsir.model import LegacyDSIR
+
+    p = tmp_path / "original.pt"
+    torch.save(LegacyDSIR().state_dict(), p)
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.random.default_rng(0).poisson(100, (2, 16, 16)).astype(np.uint16))
+    rc, _, err = _run_cli(["reconstruct", str(stack), "-o", str(tmp_path / "o.tif"), "--model", str(p), "-q"],
+                          capsys)
+    assert rc == 0, err
 
 
 # ------------------------------------------------------------------ devices

@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DSIRError
+from ..model import SHIPPED_MODELS
 
-MODELS = ("Default (shipped)", "Original DSIR weights (.pt)", "Checkpoint (.pt)")
-MODEL_DEFAULT, MODEL_LEGACY, MODEL_FILE = MODELS
+# the shipped models by name, then the two that need a file
+SHIPPED = tuple(f"{name}: {text}" for name, (_, text) in SHIPPED_MODELS.items())
+MODEL_LEGACY, MODEL_FILE = "Original DSIR weights (.pt)", "Checkpoint (.pt)"
+MODELS = SHIPPED + (MODEL_LEGACY, MODEL_FILE)
+MODEL_DEFAULT = SHIPPED[0]
 
 
 def model_spec(choice: str, path) -> str | None:
-    """The `RunRequest.model` for a model choice and file: None (shipped),
-    ``"legacy:PATH"`` (original DSIR weights) or the checkpoint path."""
-    if choice == MODEL_DEFAULT:
-        return None
+    """The `RunRequest.model` for a model choice and file: a shipped model's
+    name, ``"legacy:PATH"`` (original DSIR weights) or the checkpoint path."""
+    if choice in SHIPPED:
+        return choice.split(":", 1)[0]
     path = str(path or "").strip()
     if not path or path == ".":
         raise DSIRError(f"choose a model file (.pt) for \"{choice}\"")
@@ -31,7 +35,10 @@ def model_threshold(spec: str | None) -> float | None:
     from ..localize import params_for
     from ..model import default_model_path, load_model
 
-    path = Path(spec[len("legacy:"):] if spec and spec.startswith("legacy:") else spec or default_model_path())
+    if spec is None or spec in SHIPPED_MODELS:
+        path = default_model_path(spec or "default")
+    else:
+        path = Path(spec[len("legacy:"):] if spec.startswith("legacy:") else spec)
     try:
         key = (spec, path.stat().st_mtime_ns)
     except OSError:

@@ -22,7 +22,7 @@ from ..layers import Geometry, result_layers
 from ..run import RunRequest, iter_run
 from .camera import CameraFields
 from .common import camera_pixel_size, cuda_available, layer_choices, message_of, notify, put_layers
-from .models import MODEL_DEFAULT, MODELS, model_spec, model_threshold
+from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
 
 WIDGET = "DSIR Reconstruct"
 DEVICES = (("Auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
@@ -135,7 +135,7 @@ class ReconstructWidget(Container):
             self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
 
     def _on_model(self, *_):
-        self.model_file.enabled = self.model.value != MODEL_DEFAULT
+        self.model_file.enabled = self.model.value not in SHIPPED
         own = self.use_model_threshold.value
         self.threshold.enabled = not own
         if own:
