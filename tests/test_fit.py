@@ -278,3 +278,66 @@ def test_duplicate_detections_merge_into_the_strongest():
     np.testing.assert_array_equal(res.locs.x[weaker], x[weaker])
     split = fit.refine(frames, locs, P)  # without merging, the copies share the photons
     assert np.nanmedian(split.locs.photons) < 0.8 * 2000
+
+
+def _scmos_scene(seed, n_frames=40, photons=(500, 5000)):
+    """The calibrated benchmark's sCMOS camera (baseline 400 ADU, 0.5 e-/ADU,
+    read noise 1.5 e-), FWHM 250-350 nm, background 35 photons/px; isolated emitters."""
+    mu, truth, start, rng = _grid_scene(seed, n_frames=n_frames, photons=photons, bg=(35, 35), fwhm=(250, 350))
+    cam = Camera(baseline=400, sensitivity=0.5, read_noise=1.5)
+    electrons = rng.poisson(mu) + rng.normal(0, 1.5, mu.shape)
+    adu = np.round(cam.baseline + electrons / cam.sensitivity)
+    return torch.as_tensor(cam.to_photons(adu).astype(np.float32)), truth, start, cam
+
+
+def test_calibrated_on_isolated_emitters_with_reconstructs_settings():
+    """As reconstruct calls it (float32, max_shift_px=1, max_group=3): few
+    flags, RMSE at the Cramer-Rao bound, err / uncertainty of unit spread."""
+    frames, truth, start, cam = _scmos_scene(8)
+    res = fit.refine(frames, start, P, cam, window=7, dtype=torch.float32, max_shift_px=1.0, max_group=3)
+    assert res.ok.mean() > 0.97, res.summary()
+    ex, ey, u = _errors(res, truth)
+    z = np.concatenate([ex / u, ey / u])
+    assert 0.8 < z.std() < 1.25
+    rmse = np.sqrt(np.mean(np.r_[ex, ey] ** 2))
+    assert rmse < 1.2 * np.sqrt(np.mean(u**2))
+    bright = truth["photons"] > 1000
+    assert np.sqrt(np.mean(np.r_[ex, ey][np.r_[bright[res.ok], bright[res.ok]]] ** 2)) < 10.0  # nm per axis
+    assert abs(np.median(res.locs.photons[res.ok] / truth["photons"][res.ok]) - 1) < 0.05
+
+
+def test_cramer_rao_bound_matches_the_scatter_over_noise_realisations():
+    """One emitter, many noise draws: the reported uncertainty is the
+    observed standard deviation of x and y (and the Mortensen-type bound)."""
+    rng = np.random.default_rng(9)
+    n, N, b, s = 400, 1500.0, 35.0, 130.0
+    mu = render_emitters(np.array([1030.0]), np.array([1070.0]), np.array([N]), np.array([s]), (21, 21), P) + b
+    frames = torch.as_tensor(rng.poisson(mu, (n, 21, 21)).astype(np.float32))
+    start = Localizations(np.arange(n), 1030.0 + rng.normal(0, 25, n), 1070.0 + rng.normal(0, 25, n))
+    res = fit.refine(frames, start, P, dtype=torch.float32, max_shift_px=1.0, max_group=3)
+    assert res.ok.mean() > 0.99
+    sd = np.sqrt(0.5 * (np.var(res.locs.x[res.ok]) + np.var(res.locs.y[res.ok])))
+    unc = np.median(res.locs.uncertainty[res.ok])
+    assert abs(sd / unc - 1) < 0.12
+    # Mortensen et al. 2010 (MLE, Poisson): sa^2 / N (16/9 + 8 pi sa^2 b / (N a^2)), sa^2 = s^2 + a^2/12;
+    # the integrated-Gaussian Fisher bound is a little below it (no 16/9 excess for the fitted sigma)
+    sa2 = s**2 + P**2 / 12
+    mortensen = np.sqrt(sa2 / N * (16 / 9 + 8 * np.pi * sa2 * b / (N * P**2)))
+    assert 0.8 < unc / mortensen < 1.2
+
+
+def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged():
+    """A bright emitter 500 nm away that was not detected pulls the fit; the
+    chi-square of the residuals flags it (max_chi2_sigma) but not lone emitters."""
+    rng = np.random.default_rng(10)
+    n = 60
+    xs = np.array([1000.0, 1500.0])
+    mu = render_emitters(xs, np.array([1000.0, 1000.0]), np.array([1500.0, 3000.0]), np.full(2, 130.0), (20, 20), P)
+    lone = render_emitters(xs[:1], np.array([1000.0]), np.array([1500.0]), np.full(1, 130.0), (20, 20), P)
+    start = Localizations(np.arange(n), 1000.0 + rng.normal(0, 25, n), 1000.0 + rng.normal(0, 25, n))
+    pair = torch.as_tensor(rng.poisson(mu + 35, (n, 20, 20)).astype(np.float32))
+    alone = torch.as_tensor(rng.poisson(lone + 35, (n, 20, 20)).astype(np.float32))
+    assert fit.refine(pair, start, P).ok.mean() > 0.5  # off by default
+    flagged = fit.refine(pair, start, P, max_chi2_sigma=4)
+    assert (flagged.status == fit.BAD_FIT).mean() > 0.5
+    assert fit.refine(alone, start, P, max_chi2_sigma=4).ok.mean() > 0.95

@@ -59,6 +59,7 @@ DIM = 4
 NOT_CONVERGED = 5
 OUTSIDE = 6
 DUPLICATE = 7
+BAD_FIT = 8
 
 #: status code -> meaning
 STATUS = {
@@ -70,6 +71,7 @@ STATUS = {
     NOT_CONVERGED: "not converged within max_iter",
     OUTSIDE: "initial position not finite or outside the frame",
     DUPLICATE: "merged into a stronger detection closer than merge_px",
+    BAD_FIT: "residuals not explained by the model (chi-square above max_chi2_sigma): e.g. an undetected neighbour",
 }
 
 _SQRT2 = math.sqrt(2.0)
@@ -220,7 +222,10 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
     mu, J = _model(theta_out, K, ns, s_fixed, ex_lo, ey_lo, extra)
     mv = torch.clamp(mu + v, min=1e-9)
     fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
-    return theta_out, conv, fisher
+    # goodness of fit: Pearson chi-square of the residuals (data and model
+    # offset by the read-noise variance, as in the likelihood)
+    chi2 = (mask * (d_all - mv) ** 2 / mv).sum(-1)
+    return theta_out, conv, fisher, chi2
 
 
 # --------------------------------------------------------------------------
@@ -284,7 +289,7 @@ def refine(
     sigma_init_nm: float | None = None,
     fit_sigma: bool = True,
     sigma_bounds_px: tuple[float, float] = (0.5, 3.0),
-    max_iter: int = 50,
+    max_iter: int = 30,
     max_group: int = 5,
     shared_sigma: bool = True,
     min_snr: float = 0.0,
@@ -295,6 +300,7 @@ def refine(
     batch_elements: int = 1 << 22,
     threads: int | None = 1,
     max_shift_px: float | None = None,
+    max_chi2_sigma: float | None = None,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -329,6 +335,14 @@ def refine(
         starting position is flagged `MOVED` (None: only when it leaves its
         window): in crowded frames such a fit has usually locked onto a
         neighbour, and the starting position is the better one.
+    max_chi2_sigma: flag `BAD_FIT` the fits whose Pearson chi-square of the
+        residuals (over the fitted box, variances as in the likelihood, EMCCD
+        excess noise included) exceeds its degrees of freedom by more than
+        this many standard deviations (sqrt(2 dof)); None: off. Such fits
+        usually sit next to an emitter that was not detected, whose light
+        pulls them (measured: errors of 3-15x the Cramer-Rao bound); 4 keeps
+        ~99% of fits of fully modelled isolated emitters. On real data a PSF
+        that is not Gaussian raises the chi-square of very bright emitters.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
         deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
@@ -357,6 +371,7 @@ def refine(
             sigma_init_nm=sigma_init_nm, fit_sigma=fit_sigma, sigma_bounds_px=sigma_bounds_px, max_iter=max_iter,
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
+            max_chi2_sigma=max_chi2_sigma,
         )
     finally:
         if threads is not None and on_cpu:
@@ -366,7 +381,7 @@ def refine(
 def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
-    max_shift_px=None,
+    max_shift_px=None, max_chi2_sigma=None,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -469,6 +484,7 @@ def _refine(
     b_out = np.full(n, np.nan)
     var_out = np.full((n, 3), np.nan)  # var x, var y (px^2), var N
     conv_out = np.zeros(n, bool)
+    fit_out = np.full((n, 2), np.nan)  # chi-square of the residuals, degrees of freedom
 
     fit_kw = dict(
         data_e=data_e, H=H, W=W, window=window, fit_sigma=fit_sigma, s_lo=s_lo, s_hi=s_hi,
@@ -492,7 +508,7 @@ def _refine(
             gl = lab[gs]
             box = np.column_stack([gy0[gl], gx0[gl], gy1[gl] - gy0[gl], gx1[gl] - gx0[gl]])
             res = _fit_groups(fr[members[:, 0]], box, members, init_xy, s0, wx0, wy0, None, **fit_kw)
-            _store(res, members, theta_out, b_out, var_out, conv_out)
+            _store(res, members, theta_out, b_out, var_out, conv_out, fit_out)
 
     # ---- large groups: each emitter with its nearest neighbours free and
     # the rest of its group held fixed at the current estimates -------------
@@ -519,10 +535,11 @@ def _refine(
                 members = rows[nb[which, :K]]  # (G, K), the emitter first
                 gy, gx = wy0[members].min(1), wx0[members].min(1)
                 box = np.column_stack([gy, gx, wy0[members].max(1) + window - gy, wx0[members].max(1) + window - gx])
-                theta, bb, var, conv = _fit_groups(
+                theta, bb, var, conv, gof = _fit_groups(
                     fr[members[:, 0]], box, members, start, s_start, wx0, wy0, fixed, **fit_kw
                 )
-                _store((theta[:, :1], bb, var[:, :1], conv), members[:, :1], theta_out, b_out, var_out, conv_out)
+                own = (theta[:, :1], bb, var[:, :1], conv, gof)
+                _store(own, members[:, :1], theta_out, b_out, var_out, conv_out, fit_out)
             good = np.isfinite(theta_out[rows]).all(-1)
             estimate[rows[good]] = theta_out[rows[good]]
             start = np.where(np.isfinite(estimate[:, :2]), estimate[:, :2], init_xy)
@@ -549,6 +566,10 @@ def _refine(
         # a precision wider than half the window: the data do not locate a spot
         dim |= unc_px > h
     status[~conv_out] = NOT_CONVERGED
+    if max_chi2_sigma is not None:
+        chi2, dof = fit_out[:, 0] / excess, fit_out[:, 1]
+        with np.errstate(invalid="ignore"):
+            status[chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))] = BAD_FIT
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
     status[moved | at_edge] = MOVED
@@ -574,12 +595,13 @@ def _refine(
     return FitResult(out, ok, status)
 
 
-def _store(res, members, theta_out, b_out, var_out, conv_out):
-    theta, b, var, conv = res
+def _store(res, members, theta_out, b_out, var_out, conv_out, fit_out):
+    theta, b, var, conv, gof = res
     theta_out[members] = theta
     b_out[members] = b[:, None]
     var_out[members] = var
     conv_out[members] = conv[:, None]
+    fit_out[members] = gof[:, None, :]
 
 
 class _Fixed:
@@ -657,6 +679,7 @@ def _fit_groups(
     b_all = np.full(G, np.nan)
     var_all = np.full((G, K, 3), np.nan)
     conv_all = np.zeros(G, bool)
+    fit_all = np.full((G, 2), np.nan)  # chi-square, degrees of freedom
     order = np.lexsort((box[:, 3], box[:, 2]))
     for lo_i in range(0, G, max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))):
         bi = order[lo_i : lo_i + max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))]
@@ -722,7 +745,7 @@ def _fit_groups(
         hi = torch.cat(hi_p + [torch.full((g, 1), float("inf"), dtype=dt, device=dev)], dim=1)
         init = torch.minimum(torch.maximum(init, lo), hi)
 
-        theta, conv, fisher = _fit_batch(
+        theta, conv, fisher, chi2 = _fit_batch(
             flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
             None if ns else ss, v, max_iter, tol,
         )
@@ -742,4 +765,7 @@ def _fit_groups(
         var_all[bi, :, 1] = crn[:, K : 2 * K]
         var_all[bi, :, 2] = crn[:, 2 * K : 3 * K]
         conv_all[bi] = conv.cpu().numpy()
-    return theta_all, b_all, var_all, conv_all
+        dof = mask.reshape(g, -1).sum(-1) - P
+        fit_all[bi, 0] = chi2.cpu().numpy()
+        fit_all[bi, 1] = dof.cpu().numpy()
+    return theta_all, b_all, var_all, conv_all, fit_all
