@@ -17,7 +17,14 @@ median ratios; then fits per second (CPU threads, float64/float32), and a
 dense scene (DSIR preset density, 2 emitters/um^2) fitted jointly vs one by
 one. Writes benchmarks/results/fit.md.
 
-    python benchmarks/fit.py [--emitters 1008] [--device cpu] [--repeats 3]
+Also, with the keywords `reconstruct` passes (float32, max_shift_px=1,
+max_group=3) on the calibrated benchmark's sCMOS camera (baseline 400 ADU,
+0.5 e-/ADU, read noise 1.5 e-; FWHM 250-350 nm, background 35 photons/px,
+200-5,000 photons, starts truth + 25 nm): flag rate, RMSE vs CRLB,
+std(err/unc), photons, and microseconds per detection, against a baseline
+fit.py (``--baseline``, e.g. the previous commit's, timed in the same process).
+
+    python benchmarks/fit.py [--emitters 1008] [--device cpu] [--repeats 3] [--baseline OLD_FIT_PY]
 """
 
 from __future__ import annotations
@@ -149,6 +156,61 @@ def speed_table(mu, truth, device, repeats, lines: list[str]) -> None:
             lines.append(f"| {device} | {threads or '-'} | {dname} | {n / t:.0f} | {1000 * t / n:.2f} |")
 
 
+def load_baseline(path: Path):
+    """Import another version of fit.py as a module of the package (relative imports work)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("napari_dsir._fit_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "napari_dsir"
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def reconstruct_settings_table(device, baseline, repeats, lines: list[str]) -> None:
+    from napari_dsir import fit as current
+
+    cam = Camera(400.0, 0.5, 1.0, 1.0, read_noise=1.5)
+    rng = np.random.default_rng(5)
+    mu, truth = scene(1008, seed=5)
+    # same grid, wider PSFs and the calibrated benchmark's background
+    n_frames = mu.shape[0]
+    sig = rng.uniform(250, 350, len(truth["x"])) * FWHM_TO_SIGMA
+    nph = rng.uniform(200, 5000, len(truth["x"]))
+    mu = np.stack([
+        render_emitters(truth["x"][truth["frame"] == f], truth["y"][truth["frame"] == f], nph[truth["frame"] == f],
+                        sig[truth["frame"] == f], mu.shape[1:], P) + 35.0 for f in range(n_frames)
+    ])
+    truth = {**truth, "photons": nph, "sigma": sig, "bg": np.full(len(nph), 35.0)}
+    e = rng.poisson(mu) + rng.normal(0, 1.5, mu.shape)
+    frames = torch.as_tensor(cam.to_photons(np.round(400 + e / 0.5)).astype(np.float32), device=device)
+    n = len(nph)
+    start = Localizations(truth["frame"], truth["x"] + rng.normal(0, 25, n), truth["y"] + rng.normal(0, 25, n))
+    kw = dict(window=7, dtype=torch.float32, max_shift_px=1.0, max_group=3)
+    lines += [
+        "| fit.py | photons | emitters | flagged | RMSE/axis (nm) | mean CRLB (nm) | RMSE / mean CRLB "
+        "| RMSE / rms CRLB | std(err/unc) | photons ratio | us per detection (median of repeats) |",
+        "|---" * 11 + "|",
+    ]
+    mods = [("this commit", current)] + ([("baseline", baseline)] if baseline is not None else [])
+    times = {name: [] for name, _ in mods}
+    for _ in range(max(1, repeats)):  # interleaved: both see the same load
+        for name, mod in mods:
+            t0 = time.perf_counter()
+            mod.refine(frames, start, P, cam, **kw)
+            times[name].append(time.perf_counter() - t0)
+    for name, mod in mods:
+        res = mod.refine(frames, start, P, cam, **kw)
+        us = 1e6 * statistics.median(times[name]) / n
+        for lo, hi in [(200, 1000), (1000, 5000), (200, 5000)]:
+            sel = (truth["photons"] >= lo) & (truth["photons"] < hi)
+            m = metrics(res, truth, sel)
+            lines.append(
+                f"| {name} | {lo}-{hi} | {m['n']} | {m['flagged']} | {m['rmse']:.1f} | {m['crlb']:.1f} "
+                f"| {m['ratio']:.2f} | {m['ratio_rms']:.2f} | {m['z']:.2f} | {m['photons']:.3f} | {us:.0f} |"
+            )
+
+
 def dense_table(device, lines: list[str]) -> None:
     cfg = SimulationConfig(frame_size=(32, 32), density=2.0, photons=(1000, 3000), background=20)
     frames, gt = simulate(150, cfg, seed=2)
@@ -186,6 +248,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--baseline", type=Path, default=None, help="another fit.py to compare with")
+    ap.add_argument("--note", default="", help="a sentence on the machine's load (e.g. a training run)")
     args = ap.parse_args()
     mu, truth = scene(args.emitters)
     cams = {
@@ -201,7 +265,7 @@ def main() -> None:
         "",
         f"Run on {time.strftime('%Y-%m-%d')} with `{cmd}` on {describe()}, torch {torch.__version__}, "
         f"device {args.device}; load average at the start {os.getloadavg()[0]:.1f} (the machine is shared: "
-        "timings are indicative).",
+        "timings are indicative). " + args.note,
         "",
         f"## Isolated emitters ({len(truth['x'])}, FWHM 200-300 nm, 200-5,000 photons, background 10-50 photons/px)",
         "",
@@ -211,6 +275,10 @@ def main() -> None:
         "",
     ]
     accuracy_table(cams, mu, truth, args.device, lines)
+    lines += ["", "## With reconstruct's keywords (float32, max_shift_px=1, max_group=3), sCMOS 400 ADU, 0.5 e-/ADU, "
+              "read noise 1.5 e-, FWHM 250-350 nm, background 35 photons/px, isolated, starts truth + 25 nm", ""]
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    reconstruct_settings_table(args.device, baseline, args.repeats, lines)
     lines += ["", f"## Speed ({len(truth['x'])} isolated emitters, 48x48 px frames, whole refine call)", ""]
     speed_table(mu, truth, args.device, args.repeats, lines)
     lines += [
@@ -239,6 +307,16 @@ def main() -> None:
         "- Dense frames: joint fits cut the RMSE of well-separated emitters about 3x compared with fitting each "
         "alone, and cut the error of emitters with a neighbour closer than 300 nm; those remain hard "
         "(std(err/unc) about 4: the bound does not cover mis-assigned close pairs).",
+        "- With reconstruct's keywords, isolated emitters on the calibrated benchmark's sCMOS camera are "
+        'within every target (flags ~0.1%, RMSE / rms CRLB 1.0, std(err/unc) 1.0-1.06, photons within 1%) at '
+        'about 20 us per detection, for the baseline as for this commit: the fitter, its CRLB (checked '
+        'against the scatter over 400 noise draws and the Mortensen bound in tests/test_fit.py) and its flags'
+        ' are not what fails in benchmarks/results/calibrated.md.',
+        '- What fails there are fits next to emitters the network did not detect (recall ~0.53 at 1 /um^2 in '
+        'the working tree, bright emitters included; and emitters in the 200 nm margin outside the frame): '
+        'their light pulls the fit (errors 3-15x the bound). `max_chi2_sigma=4` flags most such fits '
+        '(BAD_FIT, off by default) but costs many flags; the cure is detecting them (or fitting the residual '
+        'peaks).',
     ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
