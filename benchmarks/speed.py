@@ -1,17 +1,18 @@
 """Reconstruction speed on the EPFL Bundled Tubes HD set (361 frames, 64x64).
 
 Measures, in one process, end to end from the TIFF files:
-- baseline: the original DSIR pipeline (per-frame bilinear x8 resize on the
-  CPU with scikit-image, per-frame z-score, the legacy model one frame at a
-  time);
-- napari-dsir `reconstruct` (sum image), with the shipped model and with the
-  original weights;
-- napari-dsir `reconstruct` + `localize` (shipped model);
+- baseline: the original DSIR pipeline as its own script ran it
+  (benchmarks/original_pipeline.py: the plain 2018 `nn.Module`, scikit-image
+  bilinear x8 resize, per-frame z-score, one frame at a time);
+- napari-dsir `reconstruct` (sum image) with the original weights (legacy
+  mode), the DSIR auto-encoder (``dsir``) and the default fast network;
+- `reconstruct` + localization (network positions, and with the MLE
+  refinement) with the default model; batch sizes 1, 8 and 32;
 - the same on a 2-worker dask.distributed LocalCluster (one thread each),
-  to show the cost of scale-out on one machine;
-- batch sizes 1, 8 and 32, and the network alone eager vs `torch.compile`.
-Then a per-stage profile of the shipped network on one 64x64 frame: multiply-
-accumulates and milliseconds per layer, which is what limits the frame rate.
+  to show the cost of scale-out on one machine.
+Then a per-stage profile of the default model on 64x64 frames: multiply-
+accumulates per layer and milliseconds per frame of each stage.
+Whole-process timings on a longer movie: benchmarks/speed_processes.py.
 Each is run ``--repeats`` times; medians are reported with the ratio to the
 baseline, and the peak RSS of the process. Writes benchmarks/results/speed.md.
 
@@ -38,11 +39,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import original_pipeline
 import torch
 from _machine import describe, median_seconds
 
 from napari_dsir.io import open_stack
-from napari_dsir.localize import params_for
 from napari_dsir.model import load_model, resolve_device
 from napari_dsir.run import reconstruct
 
@@ -148,59 +149,52 @@ def _per_call_ms(fn, n=30) -> float:
     return statistics.median(times) * 1000
 
 
-def network_profile(model, device) -> list[str]:
-    """Per-layer MACs and median ms of the inference network on one frame."""
-    from napari_dsir.localize import blur
+def network_profile(model, device, batch: int = 8) -> list[str]:
+    """Multiply-accumulates per layer and median milliseconds per frame of
+    each stage of the default model's run on 64x64 frames (batch ``batch``)."""
+    from napari_dsir.localize import find_peaks, params_for
     from napari_dsir.model import preprocess
 
-    x = torch.from_numpy(open_stack(SEQ).read(0, 1).astype(np.float32)).to(device)
+    x = torch.from_numpy(open_stack(SEQ).read(0, batch).astype(np.float32)).to(device)
     net = model._inference_net()
-    lines = ["## Where the time goes (shipped model, one 64x64 frame, batch 1)", "",
-             "| stage | output (C, Y, X) | MMAC | ms (median of 30) |", "|---|---|---|---|"]
-    total_ms = total_mac = 0.0
+    macs: list[tuple[str, tuple, float]] = []
+
+    def hook(mod, inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        per_px = mod.in_channels * k // (mod.groups if isinstance(mod, torch.nn.Conv2d) else 1)
+        if isinstance(mod, torch.nn.ConvTranspose2d):
+            per_px = mod.in_channels * k // (mod.stride[0] * mod.stride[1])
+        macs.append((type(mod).__name__ + f" {mod.kernel_size[0]}x{mod.kernel_size[1]}", tuple(out.shape[1:]),
+                     out.shape[-2] * out.shape[-1] * mod.out_channels * per_px))
+
+    up = 1 if model.camera_resolution else model.upsampling
+    scale = model.movie_scale(x.cpu().numpy())
     with torch.inference_mode():
-        h = preprocess(x, model.upsampling, model.normalization).contiguous(memory_format=torch.channels_last)
-        ms = _per_call_ms(lambda: preprocess(x, model.upsampling, model.normalization))
-        lines.append(f"| bilinear x8 up-sampling + z-score | {tuple(h.shape[1:])} | 0 | {ms:.2f} |")
-        total_ms += ms
-        layers = list(net[0]) + list(net[1]) + list(net[2])
-        for layer in layers:
-            flat = list(layer) if isinstance(layer, torch.nn.Sequential) else [layer]
-            inp = h
-            out = layer(inp)
-            mac = 0.0
-            for m in flat:
-                if isinstance(m, torch.nn.Conv2d):
-                    mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels * m.kernel_size[0] ** 2
-                elif isinstance(m, torch.nn.ConvTranspose2d):
-                    mac = out.shape[-2] * out.shape[-1] * m.out_channels * m.in_channels
-            ms = _per_call_ms(lambda layer=layer, inp=inp: layer(inp))
-            name = " + ".join(type(m).__name__ for m in flat)
-            lines.append(f"| {name} | {tuple(out.shape[1:])} | {mac / 1e6:.1f} | {ms:.2f} |")
-            total_ms += ms
-            total_mac += mac
-            h = out
-        if model.output_blur:
-            y = h[:, 0]
-            ms = _per_call_ms(lambda: blur(y, *model.output_blur))
-            mac = y.numel() * model.output_blur[0] ** 2
-            lines.append(f"| output blur {model.output_blur[0]}x{model.output_blur[0]} | (1, {y.shape[-2]}, "
-                         f"{y.shape[-1]}) | {mac / 1e6:.1f} | {ms:.2f} |")
-            total_ms += ms
-            total_mac += mac
-        lines.append(f"| **total** | | **{total_mac / 1e6:.0f}** | **{total_ms:.1f}** |")
-        inp = preprocess(x).contiguous(memory_format=torch.channels_last)
-        eager = _per_call_ms(lambda: net(inp))
-        t0 = time.perf_counter()
-        try:
-            compiled = torch.compile(net)
-            compiled(inp)
-            compile_s = time.perf_counter() - t0
-            comp = _per_call_ms(lambda: compiled(inp))
-            lines += ["", f"Network alone: eager {eager:.1f} ms/frame; `torch.compile` (inductor) {comp:.1f} "
-                      f"ms/frame after {compile_s:.0f} s of compilation."]
-        except Exception as e:  # no compiler on this machine
-            lines += ["", f"Network alone: eager {eager:.1f} ms/frame; torch.compile failed: {type(e).__name__}."]
+        inp = preprocess(x, up, model.normalization, scale=scale).contiguous(memory_format=torch.channels_last)
+        hooks = [m.register_forward_hook(hook) for m in net.modules()
+                 if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        net(inp)
+        for h in hooks:
+            h.remove()
+        pre_ms = _per_call_ms(lambda: preprocess(x, up, model.normalization, scale=scale)) / batch
+        net_ms = _per_call_ms(lambda: net(inp)) / batch
+        sr = model.predict(x, tile=None, scale=scale)
+        pred_ms = _per_call_ms(lambda: model.predict(x, tile=None, scale=scale)) / batch
+        params = params_for(model)
+        peaks_ms = _per_call_ms(lambda: find_peaks(sr, 12.5, params)) / batch
+        sum_ms = _per_call_ms(lambda: sr.sum(0, dtype=torch.float64)) / batch
+    lines = [f"## Where the time goes ({model.source} model, {model.arch}, 64x64 frames, batch {batch})", "",
+             "| layer | output (C, Y, X) | MMAC per frame |", "|---|---|---|"]
+    for name, shape, mac in macs:
+        lines.append(f"| {name} | {shape} | {mac / 1e6:.1f} |")
+    total = sum(m for _, _, m in macs)
+    lines += [f"| **total** | | **{total / 1e6:.0f}** |", "",
+              "| stage | ms per frame (median of 30 calls) |", "|---|---|",
+              f"| normalisation ({model.normalization}) | {pre_ms:.2f} |",
+              f"| network | {net_ms:.2f} |",
+              f"| `predict` (normalisation, network, crop, clip) | {pred_ms:.2f} |",
+              f"| local maxima + centroids (`find_peaks`) | {peaks_ms:.2f} |",
+              f"| sum image | {sum_ms:.2f} |"]
     return lines
 
 
@@ -208,7 +202,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the package's (1 on the CPU)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the package's for each model")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed.md")
     ap.add_argument("--legacy-cpu", action="store_true", help="only the original weights' CPU time (printed)")
     ap.add_argument("--src", type=Path, default=None, help="with --legacy-cpu: the package copy to run")
@@ -219,38 +213,40 @@ def main():
         print("\n".join(legacy_cpu_report(args.repeats, args.src, args.threads)))
         return
     device = resolve_device(args.device)
-    legacy = load_model(f"legacy:{LEGACY}", device="cpu")
-    shipped = load_model(device=device)
     legacy_dev = load_model(f"legacy:{LEGACY}", device=device)
+    default = load_model("default", device=device)
+    dsir = load_model("dsir", device=device)
     n = len(open_stack(SEQ))
 
-    def ours(model, localize=False):
-        s = open_stack(SEQ)  # from the files, every time
-        return reconstruct(s, model, pixel_size=100.0, batch_size=args.batch_size,
-                           localize=params_for(model) if localize else None)
+    def ours(model, localize=False, refine=False, batch_size=args.batch_size, **kw):
+        # from the files every time, through the run path a user's run takes
+        return reconstruct(open_stack(SEQ), model, pixel_size=100.0, batch_size=batch_size, localize=localize,
+                           refine=refine, **kw)
 
-    rows = [("baseline: original pipeline (skimage resize, legacy, 1 frame at a time, CPU)",
-             median_seconds(lambda: baseline(legacy), args.repeats))]
-    rows.append((f"reconstruct, original weights ({device})", median_seconds(lambda: ours(legacy_dev), args.repeats)))
-    rows.append((f"reconstruct, shipped model ({device})", median_seconds(lambda: ours(shipped), args.repeats)))
-    rows.append((f"reconstruct + localize, shipped model ({device})",
-                 median_seconds(lambda: ours(shipped, True), args.repeats)))
+    rows = [("baseline: original pipeline (plain 2018 nn.Module, skimage resize, 1 frame at a time, CPU)",
+             median_seconds(lambda: original_pipeline.reconstruct(LEGACY, SEQ), args.repeats))]
+    rows.append((f"reconstruct, original weights, legacy mode ({device})",
+                 median_seconds(lambda: ours(legacy_dev), args.repeats)))
+    rows.append((f"reconstruct, dsir model ({device})", median_seconds(lambda: ours(dsir), args.repeats)))
+    rows.append((f"reconstruct, default model ({device})", median_seconds(lambda: ours(default), args.repeats)))
+    rows.append((f"reconstruct + localize, default model, network positions ({device})",
+                 median_seconds(lambda: ours(default, True), args.repeats)))
+    rows.append((f"reconstruct + localize + MLE refinement, default model ({device})",
+                 median_seconds(lambda: ours(default, True, True), args.repeats)))
     for bs in (1, 8, 32):
-        rows.append((f"reconstruct, shipped model, batch {bs} ({device})",
-                     median_seconds(lambda bs=bs: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0,
-                                                              batch_size=bs), args.repeats)))
+        rows.append((f"reconstruct, default model, batch {bs} ({device})",
+                     median_seconds(lambda bs=bs: ours(default, batch_size=bs), args.repeats)))
     try:
         from dask.distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl) as client:
-            rows.append(("reconstruct + localize, shipped model, 2-worker LocalCluster (chunks of 64 frames)",
-                         median_seconds(lambda: reconstruct(open_stack(SEQ), shipped, pixel_size=100.0, client=client,
-                                                   chunk=64, localize=params_for(shipped)), args.repeats)))
+            rows.append(("reconstruct + localize, default model, 2-worker LocalCluster (chunks of 64 frames)",
+                         median_seconds(lambda: ours(default, True, client=client, chunk=64), args.repeats)))
     except ImportError:
         pass
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    extra = network_profile(shipped, device)
+    extra = network_profile(default, device)
     base = rows[0][1]
     lines = [
         "# Reconstruction speed: Bundled Tubes HD (361 frames of 64x64 -> 512x512)",

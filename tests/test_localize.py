@@ -67,3 +67,28 @@ def test_plateau_gives_one_peak():
     assert len(locs) == 2
     xs = sorted(locs.x / 12.5)
     assert xs[0] == pytest.approx(11.0) and xs[1] == pytest.approx(21.0)
+
+
+def test_many_candidates_give_the_same_peaks_as_few():
+    """Above 2% of the pixels over the threshold, non-maxima are dropped by a
+    separable box maximum first: the peaks (plateau ties included) are those
+    of the direct neighbourhood comparison."""
+    import torch
+
+    from napari_dsir.localize import _box_max, local_maxima
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 40, 50, generator=g).round(decimals=1)  # many exact ties
+    for r in (1, 2, 3):
+        b, yy, xx = local_maxima(x, 0.05, r)  # most pixels are candidates: the prefiltered path
+        ref = []
+        pad = torch.nn.functional.pad(x, (r, r, r, r), value=float("-inf"))
+        for i, y0, x0 in torch.nonzero(x > 0.05).tolist():
+            win = pad[i, y0 : y0 + 2 * r + 1, x0 : x0 + 2 * r + 1].flatten()
+            c = x[i, y0, x0]
+            later = win[(2 * r + 1) * r + r + 1 :]
+            if (win <= c).all() and not (later == c).any():
+                ref.append((i, y0, x0))
+        assert sorted(zip(b.tolist(), yy.tolist(), xx.tolist())) == sorted(ref)
+        m = torch.nn.functional.max_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+        assert torch.equal(_box_max(x, r), m)

@@ -17,7 +17,14 @@ pytest.importorskip("pytestqt")
 
 from napari_dsir import run as run_module  # noqa: E402
 from napari_dsir._qt.ground_truth import GroundTruthWidget  # noqa: E402
-from napari_dsir._qt.models import MODEL_FILE, MODEL_LEGACY, model_spec, model_threshold  # noqa: E402
+from napari_dsir._qt.models import (  # noqa: E402
+    MODEL_DEFAULT,
+    MODEL_FILE,
+    MODEL_LEGACY,
+    SHIPPED,
+    model_spec,
+    model_threshold,
+)
 from napari_dsir._qt.reconstruct import ReconstructWidget  # noqa: E402
 from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint  # noqa: E402
 
@@ -102,13 +109,26 @@ def test_threshold_shows_the_models_before_a_run(make_napari_viewer, tmp_path):
     w.use_model_threshold.value = False
     assert w.threshold.enabled
     w.threshold.value = 0.5
-    w.model.value = "Default (shipped)"
+    w.model.value = MODEL_DEFAULT
     assert w.threshold.value == 0.5
 
 
-def test_model_choices():
-    """Regression: the original weights are chosen as such (model spec legacy:PATH)."""
-    assert model_spec("Default (shipped)", None) is None
+def test_model_choices(make_napari_viewer):
+    """The shipped models are offered by name, each with its own threshold;
+    the original weights are chosen as such (model spec legacy:PATH)."""
+    from napari_dsir.localize import params_for
+    from napari_dsir.model import SHIPPED_MODELS, load_model
+
+    assert [c.split(":")[0] for c in SHIPPED] == list(SHIPPED_MODELS) and SHIPPED[0] == MODEL_DEFAULT
+    assert model_spec(MODEL_DEFAULT, None) == "default" and model_spec(SHIPPED[1], None) == "dsir"
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Reconstruct")
+    assert list(w.model.choices)[: len(SHIPPED)] == list(SHIPPED)
+    w.model.value = SHIPPED[1]
+    assert not w.model_file.enabled
+    assert w.threshold.value == pytest.approx(params_for(load_model("dsir")).threshold, abs=1e-6)
+    w.model.value = MODEL_DEFAULT
+    assert w.threshold.value == pytest.approx(params_for(load_model("default")).threshold, abs=1e-6)
     assert model_spec(MODEL_LEGACY, "/w/autoencoder_model.pt") == "legacy:/w/autoencoder_model.pt"
     assert model_spec(MODEL_FILE, "/w/mine.pt") == "/w/mine.pt"
 
