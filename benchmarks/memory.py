@@ -32,7 +32,7 @@ from _machine import cpu_name
 from napari_dsir.io import open_stack, write_localizations, write_tiff
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model
-from napari_dsir.reconstruct import iter_reconstruct
+from napari_dsir.reconstruct import default_batch_size, iter_reconstruct
 from napari_dsir.simulate import SimulationConfig, simulate
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
             "",
             f"Run on {time.strftime('%Y-%m-%d')} with `python benchmarks/memory.py --frames {args.frames}` on "
             f"{platform.machine()} ({os.cpu_count()} cores, {cpu_name()}), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads, shipped model, batch 1 (CPU default), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, default model ({model.arch}), "
+            f"batch {default_batch_size(model.device, model)} (CPU default), "
             "sum image + localization table (what `dsir localize --image` keeps).",
             "",
             f"RSS after loading the model and opening the movie: {start_rss:.0f} MB.",

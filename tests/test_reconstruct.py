@@ -200,3 +200,22 @@ def test_cancel_event_stops_a_run(tiny_checkpoint, rng):
 
     with pytest.raises(Cancelled):
         run(RunRequest(rng.integers(90, 300, (20, 8, 8)), model=m, batch_size=2), cancel_after_first_batch, event)
+
+
+def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_shuffle_checkpoint):
+    """The noise level is measured once, on frames spread over the movie, and
+    every batch is divided by it: a frame's output does not depend on the
+    batch it is in, nor on which frames are processed with it."""
+    from napari_dsir.model import load_model, movie_scale
+    from napari_dsir.progress import drive
+    from napari_dsir.reconstruct import iter_reconstruct
+
+    model = load_model(str(tiny_shuffle_checkpoint))
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(40, (20, 24, 24)).astype(np.float32) + 100
+    frames[10:, 8:12, 8:12] += 3000  # bright frames in the second half
+    res = drive(iter_reconstruct(frames, model, pixel_size=100.0, batch_size=3, keep_frames=True))
+    assert res.info["noise_scale"] == pytest.approx(movie_scale(torch.from_numpy(frames)), rel=1e-6)
+    one = drive(iter_reconstruct(frames, model, pixel_size=100.0, batch_size=1, keep_frames=True,
+                                 start=2, stop=3, noise_scale=res.info["noise_scale"]))
+    np.testing.assert_allclose(one.frames[0], res.frames[2], atol=1e-5)
