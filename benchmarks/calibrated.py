@@ -117,6 +117,8 @@ def timings(repeats: int) -> list[str]:
     seq = SHARED / "bundled_tubes_hd" / "sequence"
     if not seq.is_dir():
         return ["(Bundled Tubes HD not found: no timings)"]
+    if repeats < 1:
+        return ["(timings not run: `--repeats 0`; see benchmarks/results/speed_processes.md)"]
     out = Path("/tmp/dsir_calibrated_bench.csv")
     times = {"none": [], "mle": []}
     for _ in range(repeats):
@@ -140,7 +142,7 @@ def main() -> None:
     lines = [
         "# Calibrated localizations (`python benchmarks/calibrated.py`)", "",
         f"Run on {time.strftime('%Y-%m-%d')}, {cpu_name()}, {args.frames} test frames per simulated set, "
-        "the shipped model with its own threshold (no tuning), camera as given.", "",
+        "the default model with its own threshold (no tuning), camera as given.", "",
         "| set | J250 none | RMSE250 none | RMSE100 none | J250 mle | RMSE250 mle | RMSE100 mle | "
         "RMSE/axis (100 nm pairs) | median CRLB | RMSE / CRLB | photons fitted/true | std(err/unc), isolated (n) | "
         "flagged fits |",

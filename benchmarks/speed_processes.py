@@ -48,7 +48,8 @@ def make_movie(path: Path, copies: int) -> int:
 
 
 def commands(movie: Path, tmp: Path) -> dict[str, list[str]]:
-    dsir = [shutil.which("dsir") or "dsir"]
+    beside = Path(sys.executable).parent / "dsir"  # this environment's, even when not activated
+    dsir = [str(beside) if beside.is_file() else shutil.which("dsir") or "dsir"]
     common = [str(movie), "--pixel-size", "100", "--device", "cpu", "-q", "--overwrite"]
     return {
         "original pipeline (baseline)": [sys.executable, str(HERE / "original_pipeline.py"), str(LEGACY), str(movie)],
@@ -57,7 +58,6 @@ def commands(movie: Path, tmp: Path) -> dict[str, list[str]]:
         "dsir localize (MLE refinement)": dsir + ["localize"] + common + ["-o", str(tmp / "b.csv")],
         "dsir reconstruct --model dsir": dsir + ["reconstruct"] + common + ["-o", str(tmp / "sum2.tif"),
                                                                             "--model", "dsir"],
-        "dsir localize --model dsir": dsir + ["localize"] + common + ["-o", str(tmp / "c.csv"), "--model", "dsir"],
     }
 
 

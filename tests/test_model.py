@@ -112,9 +112,11 @@ def test_devices():
 
 def test_shipped_model_loads():
     m = load_model()
-    assert default_model_path().is_file()
-    assert m.arch == "dsir" and m.upsampling == 8 and "localize" in m.metadata
-    assert "command" in m.metadata
+    assert default_model_path().is_file() and default_model_path("dsir").is_file()
+    assert m.arch == "shuffle" and m.upsampling == 8 and m.normalization == "movie" and "localize" in m.metadata
+    assert "command" in m.metadata and m.metadata["calibration"]["constraints_met"]
+    with pytest.raises(DSIRError, match="no shipped model named"):
+        default_model_path("fastest")
 
 
 # ------------------------------------------------------------------ legacy

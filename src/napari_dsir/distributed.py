@@ -94,11 +94,11 @@ class _DaskFrames:
     """The frames ``idx`` of a dask array in one compute (each block read
     once), for the noise-level sample."""
 
-    def __init__(self, arr):
-        self.arr = arr
+    def __init__(self, arr, first: int = 0):
+        self.arr, self.first = arr, first  # arr[0] is the movie's frame ``first``
 
     def take(self, idx) -> np.ndarray:
-        return np.asarray(self.arr[np.asarray(idx)].compute())
+        return np.asarray(self.arr[np.asarray(idx) - self.first].compute())
 
 
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
@@ -132,7 +132,7 @@ def iter_reconstruct_distributed(
     total = stop - start
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
-    noise_scale = movie_noise_scale(_DaskFrames(arr), model, 0, total)
+    noise_scale = movie_noise_scale(_DaskFrames(arr, start), model, start, stop)
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)

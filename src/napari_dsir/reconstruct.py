@@ -187,8 +187,11 @@ def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str =
         sample = np.asarray(src.take(idx))
     else:
         sample = np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
-    if sample.dtype.kind not in "uif" or (sample.dtype.kind == "f" and not np.isfinite(sample).all()):
-        raise DSIRError(f"{where}frames contain NaN, infinite or non-numeric values")
+    if sample.dtype.kind not in "uif":
+        raise DSIRError(f"{where}pixel type {sample.dtype} is not supported")
+    if sample.dtype.kind == "f" and not np.isfinite(sample).all():
+        bad = int(idx[np.flatnonzero(~np.isfinite(sample).reshape(len(sample), -1).all(1))[0]])
+        raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
     return model.movie_scale(sample)
 
 
