@@ -92,3 +92,22 @@ def test_many_candidates_give_the_same_peaks_as_few():
         assert sorted(zip(b.tolist(), yy.tolist(), xx.tolist())) == sorted(ref)
         m = torch.nn.functional.max_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
         assert torch.equal(_box_max(x, r), m)
+
+
+def test_gaussian_subpixel_positions_are_unbiased_where_the_centroid_is_pulled_to_the_pixel_centre():
+    import torch
+
+    from napari_dsir.localize import LocalizeParams, find_peaks
+
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    true = [(20.5 + d, 15.5 + d / 2) for d in (0.0, 0.2, 0.35, -0.3)]  # pixel centres at .5
+    sig = 3.0 / 2.3548  # the shipped model's output: FWHM 3 px
+    imgs = torch.stack([torch.exp(-((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2) / (2 * sig**2)) for x, y in true])
+    base = dict(threshold=0.1, radius=2, window=2, blur_fwhm=0.0, blur_width=1)
+    gauss = find_peaks(imgs, 1.0, LocalizeParams(**base, subpixel="gauss"))
+    cent = find_peaks(imgs, 1.0, LocalizeParams(**base))
+    tx = np.array([x for x, _ in true])
+    assert np.abs(gauss.x - tx).max() < 1e-3
+    assert np.abs(cent.x - tx).max() > 0.03  # truncated 5x5 window: pulled towards the centre
+    with pytest.raises(DSIRError, match="subpixel"):
+        LocalizeParams(subpixel="fit").validate()

@@ -74,7 +74,8 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     are at most `MAX_EMPTY_FP`; when none meets both, the one with the
     highest worst-band precision less empty-frame false positives. Peaks are
     found in the output itself (trained to be the blurred label), local-maximum
-    radius and centroid window 2 or 3 SR px. Returns the parameters and a
+    radius and intensity window 2 or 3 SR px, positions by log-parabola
+    (``subpixel="gauss"``: the output's peaks are Gaussian). Returns the parameters and a
     report (per band: Jaccard, precision; empty-frame false positives).
     """
     sr = _predict(model, frames, batch_size, scales)
@@ -91,7 +92,8 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
         every = centroids(sr, b, yy, xx, rad, sr_pixel)
         value = sr[b, yy, xx].numpy()
         for t in thresholds:
-            p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=1, blur_fwhm=0.0)
+            p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=1, blur_fwhm=0.0,
+                               subpixel="gauss")
             found = every.select(value > t)
             rows = {}
             for i, (lo, hi) in enumerate(bands):
