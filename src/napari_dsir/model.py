@@ -1,8 +1,10 @@
-"""The DSIR auto-encoder, its checkpoints and the original (legacy) model.
+"""A network with what it needs to be applied (`DSIRModel`), its input
+normalisation and its checkpoints; the networks themselves are in `networks`.
 
 Input frames are (batch, y, x) camera ADU; `preprocess` up-samples them x u
-(bilinear) and normalises each frame; the network maps that to a
-(batch, 1, u*y, u*x) localization image on a grid of pixel size p/u nm.
+(bilinear; not for camera-resolution networks) and normalises them; the
+network maps that to a (batch, 1, u*y, u*x) localization image on a grid of
+pixel size p/u nm.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ CHECKPOINT_VERSION = 1
 # zscore / robust: per frame, on the up-sampled frame (DSIR); movie: each
 # frame's median subtracted, divided by the movie's noise level (`movie_scale`)
 NORMALIZATIONS = ("zscore", "robust", "movie")
-DEFAULT_MODEL_NAME = "dsir_default.pt"
 
 # Localizer for the original weights, from benchmarks/calibrate_legacy.py
 # (best Jaccard at 250 nm, 0.637, on simulated 64x64 frames at 1-6 emitters/um^2).
@@ -139,9 +140,9 @@ def preprocess(frames: torch.Tensor, upsampling: int = 8, normalization: str = "
     Each frame is normalised by its `frame_stats` (``stats`` gives them when
     ``frames`` is a tile of larger frames, so tiles match whole frames).
     ``movie`` normalisation divides by ``scale``, the movie's noise level
-    (`movie_scale`; a number, one per frame, or None: measured on these frames). ``legacy_edges``: the
-    original DSIR's up-sampling at the frame's edges (see `_upsample`), used
-    for its weights only.
+    (`movie_scale`; a number, one per frame, or None: measured on these
+    frames). ``legacy_edges``: the original DSIR's up-sampling at the
+    frame's edges (see `_upsample`), used for its weights only.
     """
     if normalization == "movie":
         if stats is None:

@@ -43,7 +43,8 @@ class RunRequest:
     nm given by the user (None: from ``source_pixel_size`` or the file, else
     100 nm). ``source_pixel_size``: the pixel size the source's own metadata
     states (a napari layer's), used when ``pixel_size`` is None.
-    ``model``: None (the shipped model), ``"legacy:PATH"``, a checkpoint
+    ``model``: None (the default model), a shipped model's name
+    (`napari_dsir.model.SHIPPED_MODELS`), ``"legacy:PATH"``, a checkpoint
     path or a loaded `DSIRModel`. ``start``/``stop``: 0-based frame range,
     stop excluded. ``localize``: also find localizations (``threshold`` and
     ``radius`` override the model's calibrated localizer; ``refine``: fit
