@@ -62,8 +62,6 @@ def calibrate_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizatio
     return best
 
 
-
-
 def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations, sr_pixel: float,
                      scales: np.ndarray, densities: np.ndarray, batch_size: int = 32,
                      radius_nm: float = 250.0) -> tuple[LocalizeParams, dict]:
@@ -75,8 +73,9 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     highest worst-band precision less empty-frame false positives. Peaks are
     found in the output itself (trained to be the blurred label), local-maximum
     radius and intensity window 2 or 3 SR px, positions by log-parabola
-    (``subpixel="gauss"``: the output's peaks are Gaussian). Returns the parameters and a
-    report (per band: Jaccard, precision; empty-frame false positives).
+    (``subpixel="gauss"``: the output's peaks are Gaussian). Returns the
+    parameters and a report (per band: Jaccard, precision; empty-frame false
+    positives).
     """
     sr = _predict(model, frames, batch_size, scales)
     bands = [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0), (6.0, math.inf)]
@@ -89,7 +88,7 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     for rad in (2, 3):
         # peaks at the lowest threshold once; a higher threshold keeps those above it
         b, yy, xx = local_maxima(sr, float(thresholds[0]), rad)
-        every = centroids(sr, b, yy, xx, rad, sr_pixel)
+        every = centroids(sr, b, yy, xx, rad, sr_pixel, subpixel="gauss")
         value = sr[b, yy, xx].numpy()
         for t in thresholds:
             p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=1, blur_fwhm=0.0,
