@@ -49,6 +49,7 @@ from scipy.spatial import cKDTree
 
 from .camera import Camera
 from .errors import DSIRError
+from .io import check_pixel_size
 from .locs import Localizations
 
 OK = 0
@@ -397,12 +398,7 @@ def _refine(
         frames = frames[None]
     if frames.ndim != 3:
         raise DSIRError(f"frames must be (frame, y, x), got shape {tuple(frames_photons.shape)}")
-    try:
-        p = float(pixel_size_nm)
-    except (TypeError, ValueError):
-        raise DSIRError(f"pixel size must be a number of nm, got {pixel_size_nm!r}") from None
-    if not (math.isfinite(p) and p > 0):
-        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size_nm}")
+    p = check_pixel_size(pixel_size_nm)
     if int(window) != window or window < 3 or window % 2 == 0:
         raise DSIRError(f"fitting window must be an odd number of pixels >= 3, got {window}")
     window = int(window)

@@ -18,7 +18,7 @@ import torch
 
 from .camera import Camera
 from .errors import DSIRError, OutOfMemory
-from .io import Stack
+from .io import Stack, check_pixel_size
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
 from .model import DSIRModel
@@ -140,8 +140,7 @@ def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pix
         batch_size = default_batch_size(model.device, model)
     if int(batch_size) < 1:
         raise DSIRError(f"batch size must be >= 1, got {batch_size}")
-    if not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
+    check_pixel_size(pixel_size)
     return int(start), int(stop), int(batch_size)
 
 

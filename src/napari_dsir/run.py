@@ -29,7 +29,7 @@ import numpy as np
 
 from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
-from .io import DEFAULT_PIXEL_SIZE_NM, Stack, open_stack
+from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
 from .reconstruct import Progress, Result, iter_reconstruct
 
@@ -94,15 +94,8 @@ def resolve_pixel_size(explicit: float | None, from_metadata: float | None) -> P
     """The camera pixel size: ``explicit`` first, then ``from_metadata``,
     then `DEFAULT_PIXEL_SIZE_NM` (origin ``"default"``: the caller warns)."""
     for value, origin in ((explicit, "given"), (from_metadata, "metadata")):
-        if value is None:
-            continue
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise DSIRError(f"pixel size must be a number of nm, got {value!r}") from None
-        if not (v > 0 and v < float("inf")):
-            raise DSIRError(f"pixel size must be a positive number of nm, got {value}")
-        return PixelSize(v, origin)
+        if value is not None:
+            return PixelSize(check_pixel_size(value), origin)
     return PixelSize(DEFAULT_PIXEL_SIZE_NM, "default")
 
 

@@ -13,6 +13,7 @@ from .stacks import (
     DEFAULT_PIXEL_SIZE_NM,
     TIFF_SUFFIXES,
     Stack,
+    check_pixel_size,
     is_folder_tiff,
     natural_key,
     open_stack,
@@ -20,7 +21,7 @@ from .stacks import (
 from .tables import read_localizations, write_localizations
 
 __all__ = [
-    "DEFAULT_PIXEL_SIZE_NM", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff",
+    "DEFAULT_PIXEL_SIZE_NM", "check_pixel_size", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff",
     "natural_key", "open_stack", "read_localizations", "read_picasso", "write_localizations",
     "write_picasso", "write_tiff",
 ]

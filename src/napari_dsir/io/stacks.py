@@ -22,6 +22,19 @@ from ..errors import DSIRError
 DEFAULT_PIXEL_SIZE_NM = 100.0
 TIFF_SUFFIXES = (".tif", ".tiff")
 
+
+def check_pixel_size(value) -> float:
+    """``value`` as a camera pixel size in nm: a finite number > 0, else a
+    `DSIRError` that says so (the one check of the CLI, the run path, the
+    reader and the fitter)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DSIRError(f"pixel size must be a number of nm, got {value!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise DSIRError(f"pixel size must be a positive number of nm, got {value}")
+    return v
+
 UNIT_TO_NM =  {
     "nm": 1.0,
     "nanometer": 1.0,
@@ -413,7 +426,5 @@ def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stac
             raise DSIRError(f"{p}: permission denied")
         stack = _open_tiff(p)
     if pixel_size is not None:
-        if not (np.isfinite(pixel_size) and pixel_size > 0):
-            raise DSIRError(f"pixel size must be a positive number of nm, got {pixel_size}")
-        stack.pixel_size = float(pixel_size)
+        stack.pixel_size = check_pixel_size(pixel_size)
     return stack
