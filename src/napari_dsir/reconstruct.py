@@ -186,12 +186,20 @@ def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str =
         sample = np.asarray(src.take(idx))
     else:
         sample = np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
-    if sample.dtype.kind not in "uif":
-        raise DSIRError(f"{where}pixel type {sample.dtype} is not supported")
-    if sample.dtype.kind == "f" and not np.isfinite(sample).all():
-        bad = int(idx[np.flatnonzero(~np.isfinite(sample).reshape(len(sample), -1).all(1))[0]])
-        raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
+    check_frames(sample, idx, where)
     return model.movie_scale(sample)
+
+
+def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:
+    """Refuse frames (frame, y, x) that are not numbers or hold NaN or
+    infinite values; ``numbers`` are their frame numbers, for the message."""
+    numbers = np.asarray(numbers)
+    if frames.dtype.kind not in "uif":
+        what = f"frames {numbers[0]}-{numbers[-1]}: " if len(numbers) else ""
+        raise DSIRError(f"{where}{what}pixel type {frames.dtype} is not supported")
+    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+        bad = int(numbers[np.flatnonzero(~np.isfinite(frames).reshape(len(frames), -1).all(1))[0]])
+        raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
 
 
 FIT_EVERY = 32  # frames whose detections are refined in one call
@@ -308,11 +316,7 @@ def iter_reconstruct(
         b0 = start + done
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
-        if raw.dtype.kind not in "uif":
-            raise DSIRError(f"{where}frames {b0}-{b1 - 1}: pixel type {raw.dtype} is not supported")
-        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-            bad = b0 + int(np.flatnonzero(~np.isfinite(raw).reshape(len(raw), -1).all(1))[0])
-            raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
+        check_frames(raw, np.arange(b0, b1), where)
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)

@@ -164,10 +164,11 @@ class _Data:
         self.scales = None
         if movies is not None:
             k = int(movies.frames_per_movie)
-            self.frames, self.locs, movie, self.settings = simulate_movies(max(1, -(-n // k)), movies, seed=seed)
+            self.frames, self.locs, self.movie, self.settings = simulate_movies(max(1, -(-n // k)), movies,
+                                                                                seed=seed)
             per_movie = np.array([movie_scale(torch.from_numpy(self.frames[i * k : (i + 1) * k]))
                                   for i in range(len(self.settings))], np.float32)
-            self.scales = per_movie[movie]
+            self.scales = per_movie[self.movie]
             pixel, size = movies.pixel_size, movies.frame_size
         else:
             self.frames, self.locs = simulate(n, sim, seed=seed)
@@ -379,8 +380,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         yield TrainStatus("calibrating", f"calibrating the localizer on {len(val_data)} validation frames",
                           epoch, cfg.epochs)
         if cfg.movies is not None:
-            dens = np.array([st["density"] for st in val_data.settings])[
-                np.repeat(np.arange(len(val_data.settings)), cfg.movies.frames_per_movie)][: len(val_data)]
+            dens = np.array([st["density"] for st in val_data.settings])[val_data.movie]
             params, report = calibrate_movies(model, val_data.frames, val_data.locs, val_data.sr_pixel,
                                               val_data.scales, dens, cfg.batch_size)
             jac = report["mean_jaccard"]
