@@ -341,7 +341,9 @@ def _check_cancelled(w, viewer, n_layers, returned, notes):
 
 
 def test_cancel_between_batches(make_napari_viewer, qtbot, monkeypatch, notes):
-    _use_model(monkeypatch, Peaky)
+    # 20 ms a frame: the status is polled while it still reads "1-3 / 200"
+    # (without a delay the 200 frames could finish between two polls)
+    _use_model(monkeypatch, lambda: Peaky(delay=0.02))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=200, size=16))
     w = _dock(viewer, "DSIR Reconstruct", synchronous=False)
