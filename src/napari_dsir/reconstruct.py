@@ -214,10 +214,11 @@ MAX_SHIFT_PX = 1.0
 # on Bundled Tubes HD (about 160 detections per frame) 2.4x as well.
 FIT_MAX_GROUP = 3
 # Iterations and passes over the larger groups: 20 and 1 instead of refine's
-# 30 and 2 ran 2.2x faster at 6 /um^2 (1.8x at 1 /um^2) on the network's
-# detections with the same RMSE of the kept fits (benchmarks/fit.py, the
-# calibrated benchmark's sCMOS sets); the long tail of iterations is mostly
-# fits pulled by emitters the network missed, which are flagged anyway.
+# 30 and 2 ran 2.4x faster at 6 /um^2 and 1.9x at 1 /um^2 on the default
+# model's detections; the RMSE of the kept fits is the same at 1 /um^2 and
+# 3 nm higher at 6 /um^2 (43.0 against 40.0 nm), with 5 % more flagged
+# (benchmarks/fit_settings.py). The long tail of iterations is mostly fits
+# pulled by emitters the network missed.
 FIT_MAX_ITER = 20
 FIT_FALLBACK_PASSES = 1
 
