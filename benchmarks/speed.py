@@ -207,7 +207,22 @@ def main():
     ap.add_argument("--legacy-cpu", action="store_true", help="only the original weights' CPU time (printed)")
     ap.add_argument("--src", type=Path, default=None, help="with --legacy-cpu: the package copy to run")
     ap.add_argument("--threads", type=int, default=0, help="with --legacy-cpu: torch threads (0: default)")
+    ap.add_argument("--profile-only", nargs="+", default=None, metavar="MODEL",
+                    help="only the per-stage profile of these models (names or files), to benchmarks/results/"
+                         "speed_profile.md")
     args = ap.parse_args()
+    if args.profile_only:
+        device = resolve_device(args.device)
+        lines = [f"# Per-stage profile (`python benchmarks/speed.py --profile-only {' '.join(args.profile_only)}`)",
+                 "", f"Run on {time.strftime('%Y-%m-%d')} on {describe()}, {torch.get_num_threads()} CPU threads, "
+                 f"torch {torch.__version__}.", ""]
+        for spec in args.profile_only:
+            model = load_model(spec, device=device)
+            lines += network_profile(model, device, batch=8 if model.camera_resolution else 1) + [""]
+        out = args.out.with_name("speed_profile.md")
+        out.write_text("\n".join(lines))
+        print("\n".join(lines))
+        return
     if args.legacy_cpu:
         print(f"{describe()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
         print("\n".join(legacy_cpu_report(args.repeats, args.src, args.threads)))
