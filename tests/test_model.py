@@ -219,6 +219,22 @@ def test_folded_batchnorm_inference_matches_and_follows_weight_changes():
     assert not torch.allclose(ref, ref2)
 
 
+@pytest.mark.parametrize("arch", ["dsir", "shuffle"])
+def test_folded_network_is_built_where_the_network_is(arch):
+    """The folded copy lives on the network's device and in its dtype (a
+    copy built on the CPU broke every GPU run of the shuffle net: weights on
+    the CPU, input on the GPU). Checked with float64, which needs no GPU."""
+    from napari_dsir.networks import ShuffleNet
+
+    net = DSIRNet((4, 4, 4), (4, 4, 4)) if arch == "dsir" else ShuffleNet(4, 4)
+    net = net.double().eval()
+    fused = net.fused()
+    assert {p.dtype for p in fused.parameters()} == {torch.float64}
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x))
+
+
 def test_dsir_net_initialised_from_original_weights():
     """Independent batch-norms initialised from the shared ones: in training
     mode on one frame the network equals the original."""

@@ -257,7 +257,8 @@ class ShuffleNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = ShuffleNet(self.channels, self.context, self.upsampling)
+            p = next(self.parameters())  # built where (and as) this one is: a GPU net stays on the GPU
+            out = ShuffleNet(self.channels, self.context, self.upsampling).to(device=p.device, dtype=p.dtype)
             out.load_state_dict(self.state_dict())
             out.eval()
             out.stem, out.down, out.fuse = fold(out.stem), fold(out.down), fold(out.fuse)
