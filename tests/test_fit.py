@@ -291,10 +291,15 @@ def _scmos_scene(seed, n_frames=40, photons=(500, 5000)):
 
 
 def test_calibrated_on_isolated_emitters_with_reconstructs_settings():
-    """As reconstruct calls it (float32, max_shift_px=1, max_group=3): few
-    flags, RMSE at the Cramer-Rao bound, err / uncertainty of unit spread."""
+    """As reconstruct calls it (float32, its shift, group, iteration and
+    isolation settings): few flags, RMSE at the Cramer-Rao bound, err /
+    uncertainty of unit spread."""
+    from napari_dsir import reconstruct as R
+
     frames, truth, start, cam = _scmos_scene(8)
-    res = fit.refine(frames, start, P, cam, window=7, dtype=torch.float32, max_shift_px=1.0, max_group=3)
+    res = fit.refine(frames, start, P, cam, window=7, dtype=torch.float32, max_shift_px=R.MAX_SHIFT_PX,
+                     max_group=R.FIT_MAX_GROUP, max_iter=R.FIT_MAX_ITER, fallback_passes=R.FIT_FALLBACK_PASSES,
+                     isolation_px=R.FIT_ISOLATION_PX)
     assert res.ok.mean() > 0.97, res.summary()
     ex, ey, u = _errors(res, truth)
     z = np.concatenate([ex / u, ey / u])
@@ -341,3 +346,32 @@ def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged():
     flagged = fit.refine(pair, start, P, max_chi2_sigma=4)
     assert (flagged.status == fit.BAD_FIT).mean() > 0.5
     assert fit.refine(alone, start, P, max_chi2_sigma=4).ok.mean() > 0.95
+
+
+def test_crowded_detections_keep_their_start_position_with_photons_fitted_there():
+    """isolation_px: a pair 300 nm apart keeps its starting positions (status
+    CROWDED) with photons, background and bound fitted there; a lone emitter
+    in the same frames is fitted freely."""
+    rng = np.random.default_rng(11)
+    n = 30
+    x = np.array([1000.0, 1300.0, 2500.0])
+    y = np.array([1000.0, 1000.0, 2000.0])
+    mu = render_emitters(x, y, np.full(3, 2000.0), np.full(3, 120.0), (35, 35), P) + 20
+    frames = torch.as_tensor(rng.poisson(mu, (n, 35, 35)).astype(np.float32))
+    jitter = rng.normal(0, 20, (2, 3 * n))
+    start = Localizations(np.repeat(np.arange(n), 3), np.tile(x, n) + jitter[0], np.tile(y, n) + jitter[1])
+    res = fit.refine(frames, start, P, max_group=1, isolation_px=5.0)
+    st = res.status.reshape(n, 3)
+    assert (st[:, :2] == fit.CROWDED).mean() > 0.9 and (st[:, 2] == fit.OK).mean() > 0.9, res.summary()
+    crowded = res.status == fit.CROWDED
+    assert np.array_equal(res.locs.x[crowded], start.x[crowded])
+    assert np.array_equal(res.locs.y[crowded], start.y[crowded])
+    assert np.isfinite(res.locs.uncertainty[crowded]).all()
+    assert abs(np.median(res.locs.photons[crowded]) / 2000 - 1) < 0.1  # the neighbour's light is modelled
+    assert res.n_failed == int((~np.isin(res.status, fit.REPORTED)).sum()) < 0.1 * len(start)
+    lone = res.ok & (np.arange(3 * n) % 3 == 2)
+    assert np.sqrt(np.mean((res.locs.x[lone] - 2500) ** 2)) < 0.6 * np.sqrt(np.mean(jitter[0][lone] ** 2))
+    # without the option every position is fitted
+    assert not (fit.refine(frames, start, P, max_group=1).status == fit.CROWDED).any()
+    with pytest.raises(DSIRError, match="isolation_px"):
+        fit.refine(frames, start, P, isolation_px=-1)

@@ -210,7 +210,13 @@ def cmd_localize(args) -> int:
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
     fit = res.info.get("fit")
     if fit:
-        failed = {k: v for k, v in fit.items() if k != "ok"}
+        from .fit import CROWDED, OK, STATUS
+
+        failed = {k: v for k, v in fit.items() if k not in (STATUS[OK], STATUS[CROWDED])}
+        crowded = fit.get(STATUS[CROWDED], 0)
+        if crowded:
+            print(f"{crowded} of {sum(fit.values())} detections have a neighbour closer than the isolation distance: "
+                  "they keep the network's position, with photons and uncertainty fitted there")
         if failed:
             _warn(f"{sum(failed.values())} of {sum(fit.values())} fits failed and keep the network's "
                   f"position with no photons or uncertainty ({', '.join(f'{v} {k}' for k, v in failed.items())})")

@@ -24,6 +24,14 @@ the start values, then ``fallback_passes`` passes, each from the previous
 one's results). Still batched; it costs about ``max_group`` times a joint fit
 per emitter, and only dense clusters go there.
 
+Crowding. With ``isolation_px``, a detection that has another one closer
+than that in its frame keeps its starting position (x and y held, the
+rest fitted with the neighbours' light modelled): in crowded frames the
+network places overlapping emitters better than a fit whose model misses
+their undetected neighbours (benchmarks/results/calibrated.md). Such rows
+have status `CROWDED`; their photons, background, sigma and uncertainty
+(the bound of a fit at that position) are reported.
+
 Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
 Fisher information of the Poisson model at the fitted parameters (x and y
 averaged, per axis, in nm). Read noise (sCMOS) enters as in Huang et al. 2013:
@@ -61,6 +69,7 @@ NOT_CONVERGED = 5
 OUTSIDE = 6
 DUPLICATE = 7
 BAD_FIT = 8
+CROWDED = 9
 
 #: status code -> meaning
 STATUS = {
@@ -73,7 +82,12 @@ STATUS = {
     OUTSIDE: "initial position not finite or outside the frame",
     DUPLICATE: "merged into a stronger detection closer than merge_px",
     BAD_FIT: "residuals not explained by the model (chi-square above max_chi2_sigma): e.g. an undetected neighbour",
+    CROWDED: "a neighbour closer than isolation_px: position held at the start, photons and bound fitted there",
 }
+
+#: statuses whose photons, background, sigma and uncertainty are reported
+#: (the others get NaN); only `OK` fits move the position
+REPORTED = (OK, CROWDED)
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -82,8 +96,8 @@ _N_MIN = 1.0  # photoelectrons, lower bound of N
 
 class FitResult(NamedTuple):
     """``locs``: refined localizations (same rows and order as the input);
-    ``ok``: bool mask of the successful fits; ``status``: int8 code per row
-    (`STATUS`)."""
+    ``ok``: bool mask of the successful free fits; ``status``: int8 code per
+    row (`STATUS`); rows in `REPORTED` carry photons and uncertainty."""
 
     locs: Localizations
     ok: np.ndarray
@@ -96,7 +110,8 @@ class FitResult(NamedTuple):
 
     @property
     def n_failed(self) -> int:
-        return int((~self.ok).sum())
+        """Fits that failed (NaN photons and uncertainty): neither OK nor CROWDED."""
+        return int((~np.isin(self.status, REPORTED)).sum())
 
 
 # --------------------------------------------------------------------------
@@ -275,6 +290,18 @@ def _duplicates(f, xp, yp, valid, merge_px, H, window, strength):
     return out
 
 
+def _crowded(f, xp, yp, valid, radius, H, window):
+    """Valid detections with another valid one of their frame closer than ``radius`` px."""
+    out = np.zeros(len(f), bool)
+    ii = np.flatnonzero(valid)
+    if len(ii) < 2 or radius <= 0:
+        return out
+    pts = np.column_stack([yp[ii] + f[ii] * (H + 4.0 * window + radius), xp[ii]])
+    pairs = cKDTree(pts).query_pairs(r=radius, output_type="ndarray")
+    out[ii[pairs.ravel()]] = True
+    return out
+
+
 # --------------------------------------------------------------------------
 # the public function
 
@@ -302,6 +329,7 @@ def refine(
     threads: int | None = 1,
     max_shift_px: float | None = None,
     max_chi2_sigma: float | None = None,
+    isolation_px: float | None = None,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -351,6 +379,11 @@ def refine(
     batch_elements: fits per batch are capped so that the Jacobian holds
         about this many numbers (memory).
 
+    isolation_px: detections with another valid detection of their frame
+        closer than this (camera px) keep their starting position (status
+        `CROWDED`, photons, background, sigma and bound fitted there); None:
+        every position is fitted.
+
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
         2-core machine one thread was 5-70x faster than two
@@ -372,7 +405,7 @@ def refine(
             sigma_init_nm=sigma_init_nm, fit_sigma=fit_sigma, sigma_bounds_px=sigma_bounds_px, max_iter=max_iter,
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
-            max_chi2_sigma=max_chi2_sigma,
+            max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px,
         )
     finally:
         if threads is not None and on_cpu:
@@ -382,7 +415,7 @@ def refine(
 def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
-    max_shift_px=None, max_chi2_sigma=None,
+    max_shift_px=None, max_chi2_sigma=None, isolation_px=None,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -462,6 +495,11 @@ def _refine(
         duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, window, locs.intensity)
         valid_start = valid
         valid = valid & ~duplicate
+    held = np.zeros(n, bool)
+    if isolation_px is not None:
+        if not (float(isolation_px) >= 0):
+            raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
+        held = _crowded(fr, xp, yp, valid, float(isolation_px), H, window)
     labels = _groups(fr, xp, yp, valid, window, H)
     # union boxes of the groups
     ng = labels.max() + 1
@@ -485,7 +523,7 @@ def _refine(
     fit_kw = dict(
         data_e=data_e, H=H, W=W, window=window, fit_sigma=fit_sigma, s_lo=s_lo, s_hi=s_hi,
         v=v, max_iter=int(max_iter), tol=float(tol), batch_elements=int(batch_elements),
-        shared_sigma=bool(shared_sigma),
+        shared_sigma=bool(shared_sigma), held=held,
     )
     init_xy = np.column_stack([xs_, ys_])
 
@@ -573,14 +611,16 @@ def _refine(
     status[~valid] = OUTSIDE
     if merge_px > 0:
         status[duplicate & valid_start] = DUPLICATE
+    status[(status == OK) & held] = CROWDED
     ok = status == OK
+    rep = np.isin(status, REPORTED)
 
     nan = np.full(n, np.nan)
     out_cols.update(
-        photons=np.where(ok, theta_out[:, 2] / camera.qe, nan),
-        background=np.where(ok, b_out / camera.qe, nan),
-        sigma=np.where(ok, theta_out[:, 3] * p, nan),
-        uncertainty=np.where(ok, unc_px * p, nan),
+        photons=np.where(rep, theta_out[:, 2] / camera.qe, nan),
+        background=np.where(rep, b_out / camera.qe, nan),
+        sigma=np.where(rep, theta_out[:, 3] * p, nan),
+        uncertainty=np.where(rep, unc_px * p, nan),
     )
     out = Localizations(
         locs.frame.copy(),
@@ -661,7 +701,7 @@ class _Fixed:
 
 def _fit_groups(
     f, box, members, start_xy, s0, wx0, wy0, extra, *, data_e, H, W, window, fit_sigma, s_lo, s_hi,
-    v, max_iter, tol, batch_elements, shared_sigma,
+    v, max_iter, tol, batch_elements, shared_sigma, held,
 ):
     """Fit G groups of K emitters (members (G, K) row indices) on union boxes
     box (G, 4) = (y0, x0, height, width). Returns per member arrays:
@@ -737,6 +777,9 @@ def _fit_groups(
         inf = torch.full((g, K), float("inf"), dtype=dt, device=dev)
         lo_p = [wx, wy, torch.full_like(xs, _N_MIN)] + ([torch.full_like(s_init, s_lo)] if ns else [])
         hi_p = [wx + window, wy + window, inf] + ([torch.full_like(s_init, s_hi)] if ns else [])
+        hold = torch.as_tensor(held[mb], device=dev)  # positions held at the start
+        lo_p[0], hi_p[0] = torch.where(hold, xs, lo_p[0]), torch.where(hold, xs, hi_p[0])
+        lo_p[1], hi_p[1] = torch.where(hold, ys, lo_p[1]), torch.where(hold, ys, hi_p[1])
         lo = torch.cat(lo_p + [torch.zeros((g, 1), dtype=dt, device=dev)], dim=1)
         hi = torch.cat(hi_p + [torch.full((g, 1), float("inf"), dtype=dt, device=dev)], dim=1)
         init = torch.minimum(torch.maximum(init, lo), hi)

@@ -208,19 +208,20 @@ FIT_EVERY = 32  # frames whose detections are refined in one call
 # fits raise the RMSE of the matched pairs); it is flagged and the detection
 # keeps the network's position.
 MAX_SHIFT_PX = 1.0
-# Detections closer than the fitting window are fitted jointly in groups of
-# up to this many (larger groups one by one, neighbours held fixed). On the
-# ThunderSTORM demo 3 costs 1 nm of RMSE against 5 and runs 2.4x faster;
-# on Bundled Tubes HD (about 160 detections per frame) 2.4x as well.
-FIT_MAX_GROUP = 3
-# Iterations and passes over the larger groups: 20 and 1 instead of refine's
-# 30 and 2 ran 2.4x faster at 6 /um^2 and 1.9x at 1 /um^2 on the default
-# model's detections; the RMSE of the kept fits is the same at 1 /um^2 and
-# 3 nm higher at 6 /um^2 (43.0 against 40.0 nm), with 5 % more flagged
-# (benchmarks/fit_settings.py). The long tail of iterations is mostly fits
-# pulled by emitters the network missed.
-FIT_MAX_ITER = 20
-FIT_FALLBACK_PASSES = 1
+# Each detection is fitted alone in its window, the light of the detections
+# around it held at their current estimates (max_group 1), estimates updated
+# over two passes of at most 8 iterations each. A detection with another one
+# closer than 5 camera px keeps the network's position (status CROWDED; its
+# photons, background, sigma and bound are fitted there): in crowded frames the
+# fits, pulled by emitters the network missed, placed emitters worse than the
+# network (benchmarks/fit_settings.py: at 4 /um^2 the joint fits of up to 3
+# emitters raised the RMSE from 38.7 to 44.8 nm). Against the previous joint
+# fits (groups of 3, 20 iterations, 1 pass) this runs ~4x faster per
+# detection; the measured figures are in benchmarks/results/fit_settings.md.
+FIT_MAX_GROUP = 1
+FIT_MAX_ITER = 8
+FIT_FALLBACK_PASSES = 2
+FIT_ISOLATION_PX = 5.0
 
 
 class _PendingFits:
@@ -247,7 +248,8 @@ class _PendingFits:
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
                             window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
-                            max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES)
+                            max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
+                            isolation_px=FIT_ISOLATION_PX)
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -285,9 +287,11 @@ def iter_reconstruct(
     ``camera``: with ``localize``, each detection is refined on its raw
     frame, converted to photons with this camera model, by Poisson maximum
     likelihood (`napari_dsir.fit.refine`, ``fit_window`` px): the table then
-    has photons, background, sigma and uncertainty; failed fits keep the
-    network's position with NaN in those columns and are counted in
-    ``Result.info["fit"]``. None: the network's positions only.
+    has photons, background, sigma and uncertainty; detections with a
+    neighbour closer than `FIT_ISOLATION_PX` keep the network's position
+    (status "crowded", values fitted there); failed fits keep it with NaN
+    in those columns. Counts per status are in ``Result.info["fit"]``.
+    None: the network's positions only.
 
     Models normalised per movie (``normalization == "movie"``) divide every
     frame by one noise level: ``noise_scale``, or measured once on up to 64
