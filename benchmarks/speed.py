@@ -47,7 +47,7 @@ from napari_dsir.io import open_stack
 from napari_dsir.model import load_model, resolve_device
 from napari_dsir.run import reconstruct
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("DSIR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SEQ = SHARED / "bundled_tubes_hd" / "sequence"
 LEGACY = SHARED / "dsir_original" / "autoencoder_model.pt"
 
