@@ -372,6 +372,7 @@ def refine(
         pulls them (measured: errors of 3-15x the Cramer-Rao bound); 4 keeps
         ~99% of fits of fully modelled isolated emitters. On real data a PSF
         that is not Gaussian raises the chi-square of very bright emitters.
+        Not applied to the fits held by ``isolation_px``.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
         deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
@@ -603,7 +604,9 @@ def _refine(
     if max_chi2_sigma is not None:
         chi2, dof = fit_out[:, 0] / excess, fit_out[:, 1]
         with np.errstate(invalid="ignore"):
-            status[chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))] = BAD_FIT
+            bad = chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))
+        # held (crowded) fits model their neighbours only roughly: the test is for free fits
+        status[bad & ~held] = BAD_FIT
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
     status[moved | at_edge] = MOVED
@@ -748,9 +751,12 @@ def _fit_groups(
         ss = torch.as_tensor(s0[mb], dtype=dt, device=dev)
         flat = data.reshape(g, -1)
         big = torch.where(mask.reshape(g, -1) > 0, flat, torch.full_like(flat, float("inf")))
-        srt = torch.sort(big, dim=1).values
         cnt = mask.reshape(g, -1).sum(-1).long()
-        b0 = torch.clamp(srt.gather(1, (cnt // 4)[:, None])[:, 0], min=0.0)
+        if bool((cnt == cnt[0]).all()):  # one box size: the quartile by kthvalue (a full sort is 3x slower)
+            b0 = torch.kthvalue(big, int(cnt[0]) // 4 + 1, dim=1).values
+        else:
+            b0 = torch.sort(big, dim=1).values.gather(1, (cnt // 4)[:, None])[:, 0]
+        b0 = torch.clamp(b0, min=0.0)
         if ex_t is not None:
             b0 = torch.clamp(b0 - ex_t.reshape(g, -1).amin(-1), min=0.0)
         # N0: light of a 3x3 box around each emitter over the PSF's share of it
@@ -784,6 +790,12 @@ def _fit_groups(
         hi = torch.cat(hi_p + [torch.full((g, 1), float("inf"), dtype=dt, device=dev)], dim=1)
         init = torch.minimum(torch.maximum(init, lo), hi)
 
+        if max_iter == 0:  # start values only (first estimates of the neighbours' light)
+            th = init.cpu().numpy()
+            theta_all[bi, :, 0], theta_all[bi, :, 1] = th[:, 0:K], th[:, K : 2 * K]
+            theta_all[bi, :, 2], b_all[bi] = th[:, 2 * K : 3 * K], th[:, -1]
+            theta_all[bi, :, 3] = th[:, 3 * K : 3 * K + ns] if ns else s0[mb]
+            continue
         theta, conv, fisher, chi2 = _fit_batch(
             flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
             None if ns else ss, v, max_iter, tol,

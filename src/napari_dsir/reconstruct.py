@@ -209,19 +209,26 @@ FIT_EVERY = 32  # frames whose detections are refined in one call
 # keeps the network's position.
 MAX_SHIFT_PX = 1.0
 # Each detection is fitted alone in its window, the light of the detections
-# around it held at their current estimates (max_group 1), estimates updated
-# over two passes of at most 8 iterations each. A detection with another one
-# closer than 5 camera px keeps the network's position (status CROWDED; its
-# photons, background, sigma and bound are fitted there): in crowded frames the
-# fits, pulled by emitters the network missed, placed emitters worse than the
-# network (benchmarks/fit_settings.py: at 4 /um^2 the joint fits of up to 3
-# emitters raised the RMSE from 38.7 to 44.8 nm). Against the previous joint
-# fits (groups of 3, 20 iterations, 1 pass) this runs ~4x faster per
-# detection; the measured figures are in benchmarks/results/fit_settings.md.
+# around it held at first estimates (max_group 1, one pass of at most 8
+# iterations). A detection with another one closer than 5 camera px keeps the
+# network's position (status CROWDED; photons, background, sigma and bound are
+# fitted there): in crowded frames fits pulled by emitters the network missed
+# placed emitters worse than the network (joint fits of up to 3 emitters
+# raised the RMSE at 4 /um^2 from 38.7 to 44.8 nm). A free fit whose residuals
+# the model does not explain (chi-square more than 4 standard deviations
+# above its degrees of freedom: an emitter that was not detected, or one
+# outside the frame shining in) is flagged BAD_FIT and keeps the network's
+# position, with no photons or uncertainty. Figures against the previous
+# settings: benchmarks/results/fit_settings.md.
 FIT_MAX_GROUP = 1
 FIT_MAX_ITER = 8
-FIT_FALLBACK_PASSES = 2
+FIT_FALLBACK_PASSES = 1
 FIT_ISOLATION_PX = 5.0
+FIT_MAX_CHI2_SIGMA = 4.0
+# torch threads for the fits (at most torch's own setting): a block of 32
+# frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
+# threads than with one on the 2-core benchmark machine.
+FIT_THREADS = 2
 
 
 class _PendingFits:
@@ -249,7 +256,8 @@ class _PendingFits:
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
                             window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
                             max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
-                            isolation_px=FIT_ISOLATION_PX)
+                            isolation_px=FIT_ISOLATION_PX, max_chi2_sigma=FIT_MAX_CHI2_SIGMA,
+                            threads=min(FIT_THREADS, torch.get_num_threads()))
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
