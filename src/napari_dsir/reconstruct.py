@@ -209,19 +209,21 @@ FIT_EVERY = 32  # frames whose detections are refined in one call
 # keeps the network's position.
 MAX_SHIFT_PX = 1.0
 # Each detection is fitted alone in its window, the light of the detections
-# around it held at first estimates (max_group 1, one pass of at most 8
-# iterations). A detection with another one closer than 5 camera px keeps the
-# network's position (status CROWDED; photons, background, sigma and bound are
-# fitted there): in crowded frames fits pulled by emitters the network missed
-# placed emitters worse than the network (joint fits of up to 3 emitters
-# raised the RMSE at 4 /um^2 from 38.7 to 44.8 nm). A free fit whose residuals
-# the model does not explain (chi-square more than 4 standard deviations
-# above its degrees of freedom: an emitter that was not detected, or one
-# outside the frame shining in) is flagged BAD_FIT and keeps the network's
-# position, with no photons or uncertainty. Figures against the previous
-# settings: benchmarks/results/fit_settings.md.
+# around it held at first estimates (max_group 1, one pass of at most 15
+# iterations; the first estimates share the light of overlapping detections
+# among them, `fit._deblend`). A detection with another one closer than 5
+# camera px keeps the network's position (status CROWDED; photons, background
+# and bound are fitted there, with the PSF sigma of the free fits): in crowded
+# frames fits pulled by emitters the network missed placed emitters worse
+# than the network (joint fits of up to 3 emitters raised the RMSE at 4 /um^2
+# from 38.7 to 44.8 nm). A free fit whose residuals the model does not explain
+# (chi-square more than 4 standard deviations above its degrees of freedom:
+# an emitter that was not detected, or one outside the frame shining in) is
+# flagged BAD_FIT and keeps the network's position, with no photons or
+# uncertainty. Figures against the previous settings:
+# benchmarks/results/fit_settings.md.
 FIT_MAX_GROUP = 1
-FIT_MAX_ITER = 8
+FIT_MAX_ITER = 15
 FIT_FALLBACK_PASSES = 1
 FIT_ISOLATION_PX = 5.0
 FIT_MAX_CHI2_SIGMA = 4.0
