@@ -397,6 +397,14 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     assert res.n_failed == int((~np.isin(res.status, fit.REPORTED)).sum()) < 0.1 * len(start)
     lone = res.ok & (np.arange(3 * n) % 3 == 2)
     assert np.sqrt(np.mean((res.locs.x[lone] - 2500) ** 2)) < 0.6 * np.sqrt(np.mean(jitter[0][lone] ** 2))
+    # the network's own error in crowds, added in quadrature to the bound of the held rows only
+    extra = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3))
+    assert np.array_equal(extra.status, res.status)
+    held = extra.status == fit.CROWDED  # one neighbour each: the first entry
+    np.testing.assert_allclose(extra.locs.uncertainty[held], np.hypot(res.locs.uncertainty[held], 20.0), rtol=1e-6)
+    np.testing.assert_array_equal(extra.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    with pytest.raises(DSIRError, match="crowded_error_px"):
+        fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(-1.0,))
     # without the option every position is fitted
     assert not (fit.refine(frames, start, P, max_group=1).status == fit.CROWDED).any()
     with pytest.raises(DSIRError, match="isolation_px"):

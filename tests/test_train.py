@@ -190,7 +190,9 @@ def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path
     loc = m.metadata["localize"]
     assert loc["threshold"] > 0 and loc["blur_fwhm"] == 0.0 and loc["radius"] in (2, 3)
     report = m.metadata["calibration"]
-    assert set(report) >= {"bands", "empty_frame_fp", "mean_jaccard", "constraints_met"}
+    assert set(report) >= {"bands", "empty_frame_fp", "mean_jaccard", "constraints_met", "crowded_error"}
+    # the network's own error where the refinement keeps its positions, per neighbour class
+    assert len(loc["crowded_error_px"]) == 4 and min(loc["crowded_error_px"]) >= 0
     assert m.metadata["simulation"]["frames_per_movie"] == 4  # the movie ranges, stored
     assert m.metadata["training"]["movies"]["density"] == [1.0, 4.0]
 

@@ -111,3 +111,108 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
                 best, best_key = p, key
                 report = {"bands": rows, "empty_frame_fp": efp, "mean_jaccard": jac, "constraints_met": ok}
     return best, report
+
+
+#: neighbour classes of `crowded_error`: 1, 2, 3 and >= 4 neighbours
+CROWDED_CLASSES = 4
+
+
+def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
+                  settings: list[dict], pixel_size: float, params: LocalizeParams | None = None,
+                  match_nm: float = 100.0) -> tuple[tuple[float, ...], dict]:
+    """The network's own position error for the detections the refinement
+    keeps at the network's position (status CROWDED), beyond their
+    Cramer-Rao bound, on validation movies (`simulate.simulate_movies`:
+    frames in ADU, truth in nm, the movie of each frame and each movie's
+    drawn camera). Each movie is run as `reconstruct` runs it (its own noise
+    level, its own camera, reconstruct's fit settings); crowded detections
+    matched to the truth within ``match_nm`` give, per class of 1, 2, 3 and
+    >= 4 neighbours, sqrt(mean squared error per axis - mean squared bound)
+    in camera px. Returns that tuple (`LocalizeParams.crowded_error_px`) and
+    a report (per class: count, RMSE and RMS bound per axis in px)."""
+    from scipy.spatial import cKDTree
+
+    from .camera import Camera
+    from .evaluate import match
+    from .fit import CROWDED, refine
+    from .reconstruct import (
+        FIT_FALLBACK_PASSES,
+        FIT_ISOLATION_PX,
+        FIT_MAX_CHI2_SIGMA,
+        FIT_MAX_GROUP,
+        FIT_MAX_ITER,
+        MAX_SHIFT_PX,
+    )
+    from .run import reconstruct
+
+    p = float(pixel_size)
+    params = replace(params or LocalizeParams(), crowded_error_px=())
+    err2 = [[] for _ in range(CROWDED_CLASSES)]
+    bound2 = [[] for _ in range(CROWDED_CLASSES)]
+    for mv in np.unique(movie):
+        idx = np.flatnonzero(movie == mv)
+        st = settings[int(mv)]
+        cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
+        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False).localizations
+        if len(found) < 2:
+            continue
+        photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
+        res = refine(photons, found, p, cam, window=7, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
+                     max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
+                     isolation_px=FIT_ISOLATION_PX, max_chi2_sigma=FIT_MAX_CHI2_SIGMA)
+        locs = res.locs
+        pts = np.column_stack([locs.y / p + locs.frame * 1e4, locs.x / p])
+        pairs = cKDTree(pts).query_pairs(r=FIT_ISOLATION_PX, output_type="ndarray")
+        k = np.bincount(pairs.ravel(), minlength=len(locs))
+        gt = truth.select(np.isin(truth.frame, idx))
+        gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
+        gi, pi, _ = match(gt, locs, match_nm)
+        sel = res.status[pi] == CROWDED
+        gi, pi = gi[sel], pi[sel]
+        for g, q in zip(gi, pi):
+            c = min(int(k[q]), CROWDED_CLASSES) - 1
+            err2[c] += [((locs.x[q] - gt.x[g]) / p) ** 2, ((locs.y[q] - gt.y[g]) / p) ** 2]
+            bound2[c] += [(locs.uncertainty[q] / p) ** 2] * 2
+    out, report = [], {}
+    for c in range(CROWDED_CLASSES):
+        e, b = np.asarray(err2[c]), np.asarray(bound2[c])
+        if len(e) < 20:  # too few to say: the previous class's (none: no extra)
+            out.append(out[-1] if out else 0.0)
+            report[f"{c + 1}{'+' if c == CROWDED_CLASSES - 1 else ''}"] = {"n": len(e) // 2}
+            continue
+        out.append(float(np.sqrt(max(np.mean(e) - np.mean(b), 0.0))))
+        report[f"{c + 1}{'+' if c == CROWDED_CLASSES - 1 else ''}"] = {
+            "n": len(e) // 2, "rmse_px": float(np.sqrt(np.mean(e))), "rms_bound_px": float(np.sqrt(np.mean(b))),
+            "extra_px": out[-1]}
+    return tuple(out), report
+
+
+def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device: str = "cpu") -> dict:
+    """Measure `crowded_error` for the checkpoint at ``path`` on ``n_movies``
+    validation movies of the training distribution (`MovieConfig()`, its
+    pixel size) and store it in the checkpoint's localizer settings (and the
+    report under ``metadata["calibration"]["crowded_error"]``)."""
+    from .localize import params_for
+    from .model import load_checkpoint, save_checkpoint
+    from .simulate import MovieConfig, simulate_movies
+
+    model = load_checkpoint(path).to(device)
+    cfg = MovieConfig()
+    frames, truth, movie, settings = simulate_movies(int(n_movies), cfg, seed=seed)
+    err, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    model.metadata["localize"] = {**model.metadata.get("localize", {}), "crowded_error_px": list(err)}
+    cal = dict(model.metadata.get("calibration", {}))
+    cal["crowded_error"] = {"movies": int(n_movies), "seed": int(seed), "classes": report}
+    model.metadata["calibration"] = cal
+    save_checkpoint(path, model)
+    return {"crowded_error_px": list(err), **cal["crowded_error"]}
+
+
+if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]
+    import json
+    import sys
+
+    a = sys.argv[1:]
+    if not a:
+        sys.exit("usage: python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]")
+    print(json.dumps(calibrate_crowded_error(a[0], *(int(v) for v in a[1:3])), indent=1))

@@ -290,15 +290,15 @@ def _duplicates(f, xp, yp, valid, merge_px, H, window, strength):
     return out
 
 
-def _crowded(f, xp, yp, valid, radius, H, window):
-    """Valid detections with another valid one of their frame closer than ``radius`` px."""
-    out = np.zeros(len(f), bool)
+def _neighbours(f, xp, yp, valid, radius, H, window):
+    """Number of other valid detections of its frame closer than ``radius`` px, per detection."""
+    out = np.zeros(len(f), np.int64)
     ii = np.flatnonzero(valid)
     if len(ii) < 2 or radius <= 0:
         return out
     pts = np.column_stack([yp[ii] + f[ii] * (H + 4.0 * window + radius), xp[ii]])
     pairs = cKDTree(pts).query_pairs(r=radius, output_type="ndarray")
-    out[ii[pairs.ravel()]] = True
+    np.add.at(out, ii[pairs.ravel()], 1)
     return out
 
 
@@ -330,6 +330,7 @@ def refine(
     max_shift_px: float | None = None,
     max_chi2_sigma: float | None = None,
     isolation_px: float | None = None,
+    crowded_error_px=(),
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -384,6 +385,10 @@ def refine(
         closer than this (camera px) keep their starting position (status
         `CROWDED`, photons, background, sigma and bound fitted there); None:
         every position is fitted.
+    crowded_error_px: per-axis error (px) of the starting positions of
+        CROWDED rows with 1, 2, 3, ... neighbours closer than
+        ``isolation_px`` (the last entry for that many or more), added in
+        quadrature to their bound (`LocalizeParams.crowded_error_px`).
 
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
@@ -406,7 +411,7 @@ def refine(
             sigma_init_nm=sigma_init_nm, fit_sigma=fit_sigma, sigma_bounds_px=sigma_bounds_px, max_iter=max_iter,
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
-            max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px,
+            max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
         )
     finally:
         if threads is not None and on_cpu:
@@ -416,7 +421,7 @@ def refine(
 def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
-    max_shift_px=None, max_chi2_sigma=None, isolation_px=None,
+    max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(),
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -496,11 +501,15 @@ def _refine(
         duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, window, locs.intensity)
         valid_start = valid
         valid = valid & ~duplicate
-    held = np.zeros(n, bool)
+    neighbours = np.zeros(n, np.int64)
     if isolation_px is not None:
         if not (float(isolation_px) >= 0):
             raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
-        held = _crowded(fr, xp, yp, valid, float(isolation_px), H, window)
+        neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, window)
+    held = neighbours > 0
+    crowded_error = np.asarray(crowded_error_px, dtype=float).ravel() if len(crowded_error_px) else np.zeros(0)
+    if not (np.isfinite(crowded_error).all() and (crowded_error >= 0).all()):
+        raise DSIRError(f"crowded_error_px must be numbers >= 0 (px), got {crowded_error_px}")
     labels = _groups(fr, xp, yp, valid, window, H)
     # union boxes of the groups
     ng = labels.max() + 1
@@ -639,6 +648,10 @@ def _refine(
     status[(status == OK) & held] = CROWDED
     ok = status == OK
     rep = np.isin(status, REPORTED)
+    if len(crowded_error):
+        k = np.clip(neighbours, 1, len(crowded_error)) - 1
+        extra = np.where(status == CROWDED, crowded_error[k], 0.0)
+        unc_px = np.sqrt(unc_px**2 + extra**2)
 
     nan = np.full(n, np.nan)
     out_cols.update(

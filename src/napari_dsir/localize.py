@@ -26,7 +26,13 @@ class LocalizeParams:
     ``blur_fwhm``/``blur_width``: the Gaussian the training loss compares
     outputs through (peaks are found in the output blurred by it);
     ``subpixel``: how a peak's position within its pixel is estimated
-    (`centroids`)."""
+    (`centroids`); ``crowded_error_px``: the network's own position error
+    (per axis, camera px) for detections with 1, 2, 3 and >= 4 neighbours
+    closer than the refinement's isolation distance, beyond their
+    Cramer-Rao bound, measured on validation movies
+    (`napari_dsir.calibrate.crowded_error`): the refinement adds it in
+    quadrature to the bound of the detections it keeps at the network's
+    position (empty: the bound alone)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -34,6 +40,7 @@ class LocalizeParams:
     blur_fwhm: float = 3.0  # SR px; 0: no blur
     blur_width: int = 5  # SR px
     subpixel: str = "centroid"  # or "gauss": log-parabola through the peak and its 4 neighbours
+    crowded_error_px: tuple = ()
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -42,12 +49,17 @@ class LocalizeParams:
             raise DSIRError("radius and window must be >= 1 super-resolved pixel")
         if self.blur_fwhm < 0 or int(self.blur_width) < 1 or int(self.blur_width) % 2 == 0:
             raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
+        err = np.asarray(self.crowded_error_px, dtype=float).ravel() if len(self.crowded_error_px) else np.zeros(0)
+        if not (np.isfinite(err).all() and (err >= 0).all()):
+            raise DSIRError(f"crowded_error_px must be numbers >= 0 (px), got {self.crowded_error_px}")
         if self.subpixel not in SUBPIXEL:
             raise DSIRError(f"subpixel must be one of {', '.join(SUBPIXEL)}, got {self.subpixel!r}")
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["crowded_error_px"] = [float(v) for v in self.crowded_error_px]
+        return d
 
 
 def params_for(model, **overrides) -> LocalizeParams:
@@ -55,6 +67,8 @@ def params_for(model, **overrides) -> LocalizeParams:
     base = dict(getattr(model, "metadata", {}).get("localize", {}))
     base.update({k: v for k, v in overrides.items() if v is not None})
     known = LocalizeParams.__dataclass_fields__
+    if "crowded_error_px" in base:
+        base["crowded_error_px"] = tuple(float(v) for v in base["crowded_error_px"])
     return LocalizeParams(**{k: v for k, v in base.items() if k in known}).validate()
 
 

@@ -249,7 +249,8 @@ class _PendingFits:
         self.frames.append(photons)
         self.locs.append(found)
 
-    def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict) -> Localizations:
+    def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict,
+            crowded_error_px=()) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import refine
 
@@ -259,7 +260,7 @@ class _PendingFits:
                             window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
                             max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
                             isolation_px=FIT_ISOLATION_PX, max_chi2_sigma=FIT_MAX_CHI2_SIGMA,
-                            threads=min(FIT_THREADS, torch.get_num_threads()))
+                            threads=min(FIT_THREADS, torch.get_num_threads()), crowded_error_px=crowded_error_px)
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -344,7 +345,8 @@ def iter_reconstruct(
                     else:  # fitted in blocks of frames: one batched call for many detections
                         pending.add(camera.to_photons(x), found)
                         if pending.n_frames >= FIT_EVERY or b1 == stop:
-                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts))
+                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts,
+                                                    localize.crowded_error_px))
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:

@@ -18,14 +18,14 @@ import os
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibrate import calibrate_localizer, calibrate_movies
+from .calibrate import calibrate_localizer, calibrate_movies, crowded_error
 from .errors import DSIRError
 from .figures import montage, plot_loss_curves, write_png
 from .localize import gauss_kernel
@@ -383,6 +383,10 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
             dens = np.array([st["density"] for st in val_data.settings])[val_data.movie]
             params, report = calibrate_movies(model, val_data.frames, val_data.locs, val_data.sr_pixel,
                                               val_data.scales, dens, cfg.batch_size)
+            # the network's position error where the refinement keeps it
+            err, report["crowded_error"] = crowded_error(model, val_data.frames, val_data.locs, val_data.movie,
+                                                         val_data.settings, cfg.movies.pixel_size, params)
+            params = replace(params, crowded_error_px=err)
             jac = report["mean_jaccard"]
             model.metadata["calibration"] = report
         else:
