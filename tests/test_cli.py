@@ -38,6 +38,9 @@ def test_reconstruct_and_localize(small_stack, tiny_checkpoint, tmp_path, capsys
     rc = main(["localize", str(small_stack), "-o", str(locs), "--model", str(tiny_checkpoint), "-q",
                "--threshold", "0", "--frames", "1:3"])
     assert rc == 0 and locs.is_file()
+    # the fit summary (refinement is the default): medians, then fits per kind
+    out = capsys.readouterr().out
+    assert "median" in out and "free fits" in out and "failed" in out
     # CSV frames are 1-based: frames 1 and 2 (0-based) are written as 2 and 3
     assert set(read_localizations(locs).frame) == {1, 2}
     assert open(locs).read().splitlines()[1].split(",")[1] == "2"

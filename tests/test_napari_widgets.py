@@ -162,6 +162,8 @@ def test_reconstruct_overlay_nm(make_napari_viewer, peaky, notes):
     assert pts.metadata["kind"] == "localizations" and pts.metadata["units"] == "nm"
     assert w.threshold.value == pytest.approx(1.0)  # the model's, shown after the run
     assert w.last_result.info["pixel_size_origin"] == "metadata"
+    # the fit summary: medians, then fits per kind
+    assert "median" in w.status.value and "photons" in w.status.value and "free fits" in w.status.value
     # a re-run replaces the outputs instead of piling up copies
     n_layers = len(viewer.layers)
     w.run()

@@ -208,24 +208,18 @@ def cmd_localize(args) -> int:
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
-    fit = res.info.get("fit")
-    if fit:
-        from .fit import CROWDED, OK, STATUS
+    from .fit import fit_report, fit_summary
 
-        failed = {k: v for k, v in fit.items() if k not in (STATUS[OK], STATUS[CROWDED])}
-        crowded = fit.get(STATUS[CROWDED], 0)
-        if crowded:
-            print(f"{crowded} of {sum(fit.values())} detections have a neighbour closer than the isolation distance: "
-                  "they keep the network's position, with photons and uncertainty fitted there")
+    report = fit_report(res.info.get("fit"), res.localizations)
+    if report:
+        print(fit_summary(report))
+        if report["crowded"]:
+            print(f"{report['crowded']} of {report['total']} detections have a neighbour closer than the isolation "
+                  "distance: they keep the network's position, with photons and uncertainty fitted there")
+        failed = report["failed"]
         if failed:
-            _warn(f"{sum(failed.values())} of {sum(fit.values())} fits failed and keep the network's "
+            _warn(f"{sum(failed.values())} of {report['total']} fits failed and keep the network's "
                   f"position with no photons or uncertainty ({', '.join(f'{v} {k}' for k, v in failed.items())})")
-        loc = res.localizations
-        if len(loc) and loc.photons is not None:
-            import numpy as np
-
-            print(f"median photons {np.nanmedian(loc.photons):.0f}, median uncertainty "
-                  f"{np.nanmedian(loc.uncertainty):.1f} nm")
     return 0
 
 

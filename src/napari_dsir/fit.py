@@ -24,13 +24,20 @@ the start values, then ``fallback_passes`` passes, each from the previous
 one's results). Still batched; it costs about ``max_group`` times a joint fit
 per emitter, and only dense clusters go there.
 
+Neighbours held fixed start from first estimates of their photons that
+share the light of overlapping detections among them (`_deblend`), and
+their light is rendered 2 px past their own windows.
+
 Crowding. With ``isolation_px``, a detection that has another one closer
 than that in its frame keeps its starting position (x and y held, the
 rest fitted with the neighbours' light modelled): in crowded frames the
 network places overlapping emitters better than a fit whose model misses
 their undetected neighbours (benchmarks/results/calibrated.md). Such rows
-have status `CROWDED`; their photons, background, sigma and uncertainty
-(the bound of a fit at that position) are reported.
+have status `CROWDED`; they are fitted after the free ones, with the PSF
+sigma of the free fits (one PSF per call), and their photons, background,
+sigma and uncertainty (the bound of a fit at that position, plus
+``crowded_error_px`` in quadrature: the network's own error there) are
+reported.
 
 Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
 Fisher information of the Poisson model at the fitted parameters (x and y
@@ -112,6 +119,35 @@ class FitResult(NamedTuple):
     def n_failed(self) -> int:
         """Fits that failed (NaN photons and uncertainty): neither OK nor CROWDED."""
         return int((~np.isin(self.status, REPORTED)).sum())
+
+
+def fit_report(counts: dict[str, int] | None, locs: Localizations | None) -> dict | None:
+    """What a refined table holds, for the CLI and the widget: fits per kind
+    (``counts``: per `STATUS` name, as `FitResult.summary` and
+    ``Result.info["fit"]``) and the median photons and uncertainty (nm) of
+    the rows that have them. None when nothing was refined."""
+    if not counts:
+        return None
+    failed = {k: v for k, v in counts.items() if k not in (STATUS[OK], STATUS[CROWDED])}
+
+    def median(col):
+        col = None if col is None else col[np.isfinite(col)]
+        return float(np.median(col)) if col is not None and len(col) else float("nan")
+
+    return {
+        "total": int(sum(counts.values())), "free": int(counts.get(STATUS[OK], 0)),
+        "crowded": int(counts.get(STATUS[CROWDED], 0)), "failed": failed,
+        "median_photons": median(None if locs is None else locs.photons),
+        "median_uncertainty_nm": median(None if locs is None else locs.uncertainty),
+    }
+
+
+def fit_summary(report: dict) -> str:
+    """One line of `fit_report`: medians, then the fits per kind."""
+    n_failed = sum(report["failed"].values())
+    return (f"median {report['median_photons']:.0f} photons, median uncertainty "
+            f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
+            f"at the network's position (crowded), {n_failed} failed")
 
 
 # --------------------------------------------------------------------------

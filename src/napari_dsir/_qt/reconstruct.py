@@ -263,10 +263,14 @@ class ReconstructWidget(Container):
         if n_locs == 0:
             notify("warning", WIDGET, f"no localizations above the threshold {loc['threshold']:.5g}; "
                                       "untick \"use the model's threshold\" and lower the threshold")
+        from ..fit import fit_report, fit_summary  # scipy.spatial: only once there is a result
+
+        report = fit_report(info.get("fit"), result.localizations)
         self.status.value = (
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
-            + (f", {n_locs} localizations (threshold {loc['threshold']:.5g})" if n_locs is not None else ""))
+            + (f", {n_locs} localizations (threshold {loc['threshold']:.5g})" if n_locs is not None else "")
+            + (f"\n{fit_summary(report)}" if report else ""))
 
     def _on_error(self, exc):
         if isinstance(exc, Cancelled) or self._job.get("cancelled"):
