@@ -280,6 +280,59 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
     return theta_out, conv, fisher, chi2
 
 
+def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter, tol):
+    """Photons and background of G single emitters whose position and sigma
+    are held (theta = [x, y, N, b]): the expected counts are linear in N and
+    b, so Fisher scoring (iteratively reweighted least squares, a 2x2 solve
+    per fit, halving a step that would raise the negative log-likelihood)
+    reaches the Poisson MLE in a few iterations, for a fraction of the cost
+    of `_fit_batch`. Returns what `_fit_batch` returns, the Fisher
+    information over all four parameters (for the position's bound)."""
+    G = init.shape[0]
+    unit = init.clone()
+    unit[:, 2], unit[:, 3] = 1.0, 0.0
+    psf, _ = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None, jac=False)  # (G, npix), sums to <= 1
+    ext = 0.0 if extra is None else extra.reshape(G, -1)
+    d = torch.clamp(data + v, min=0.0)
+    n_ph, b = init[:, 2].clone(), init[:, 3].clone()
+    conv = torch.zeros(G, dtype=torch.bool, device=init.device)
+
+    def nll(n_, b_):
+        return _nll(n_[:, None] * psf + b_[:, None] + ext, d, mask, v)
+
+    cur = nll(n_ph, b)
+    for _ in range(max_iter):
+        m = torch.clamp(n_ph[:, None] * psf + b[:, None] + ext + v, min=1e-9)
+        r = mask * (1.0 - d / m)
+        w = mask / m
+        g_n, g_b = (r * psf).sum(-1), r.sum(-1)
+        h_nn, h_nb, h_bb = (w * psf * psf).sum(-1), (w * psf).sum(-1), w.sum(-1)
+        det = torch.clamp(h_nn * h_bb - h_nb * h_nb, min=1e-30)
+        step_n = -(h_bb * g_n - h_nb * g_b) / det
+        step_b = -(h_nn * g_b - h_nb * g_n) / det
+        for _half in range(2):
+            new_n = torch.clamp(n_ph + step_n, min=_N_MIN)
+            new_b = torch.clamp(b + step_b, min=0.0)
+            new = nll(new_n, new_b)
+            better = torch.isfinite(new) & (new <= cur)
+            if bool(better.all()):
+                break
+            step_n, step_b = torch.where(better, step_n, 0.5 * step_n), torch.where(better, step_b, 0.5 * step_b)
+        decrement = -(g_n * (new_n - n_ph) + g_b * (new_b - b))
+        n_ph, b = torch.where(better, new_n, n_ph), torch.where(better, new_b, b)
+        cur = torch.where(better, new, cur)
+        conv |= (decrement <= tol) | ~better
+        if bool(conv.all()):
+            break
+    theta = init.clone()
+    theta[:, 2], theta[:, 3] = n_ph, b
+    mu, J = _model(theta, 1, 0, s_fixed, ex_lo, ey_lo, extra)
+    mv = torch.clamp(mu + v, min=1e-9)
+    fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
+    chi2 = (mask * (d - mv) ** 2 / mv).sum(-1)
+    return theta, conv, fisher, chi2
+
+
 # --------------------------------------------------------------------------
 # grouping
 
@@ -936,10 +989,14 @@ def _fit_groups(
             theta_all[bi, :, 2], b_all[bi] = th[:, 2 * K : 3 * K], th[:, -1]
             theta_all[bi, :, 3] = th[:, 3 * K : 3 * K + ns] if ns else s0[mb]
             continue
-        theta, conv, fisher, chi2 = _fit_batch(
-            flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
-            None if ns else ss, v, max_iter, tol,
-        )
+        if K == 1 and ns == 0 and bool(hold.all()):  # position and sigma held: a linear model
+            theta, conv, fisher, chi2 = _fit_amplitudes(flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, ss,
+                                                         v, max_iter, tol)
+        else:
+            theta, conv, fisher, chi2 = _fit_batch(
+                flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
+                None if ns else ss, v, max_iter, tol,
+            )
         # Cramer-Rao: diagonal of the inverse Fisher information
         eye = torch.eye(P, dtype=dt, device=dev)
         inv, info = torch.linalg.inv_ex(fisher + 1e-12 * eye)
