@@ -449,3 +449,22 @@ def test_amplitude_fit_equals_the_general_fit_with_position_and_sigma_held():
     torch.testing.assert_close(bound[0], bound[1], rtol=0.05, atol=0.0)
     # and both near the truth the frames were drawn from
     assert abs(np.median(a[0][:, 2].numpy() / n_true) - 1) < 0.02
+
+
+def test_a_block_with_no_free_fits_takes_its_psf_from_the_crowded_ones():
+    """Every detection crowded (pairs 300 nm apart, none alone): the PSF
+    sigma comes from sigma-free fits of the crowded detections themselves,
+    not from the starting guess (1 px here, the truth 1.4 px)."""
+    rng = np.random.default_rng(15)
+    n, N, s = 30, 3000.0, 140.0
+    cx = np.array([1000.0, 1300.0, 2600.0, 2900.0])
+    cy = np.array([1000.0, 1000.0, 2600.0, 2600.0])
+    mu = render_emitters(cx, cy, np.full(4, N), np.full(4, s), (36, 36), P) + 20
+    frames = torch.as_tensor(rng.poisson(mu, (n, 36, 36)).astype(np.float32))
+    j = rng.normal(0, 15, (2, 4 * n))
+    start = Localizations(np.repeat(np.arange(n), 4), np.tile(cx, n) + j[0], np.tile(cy, n) + j[1])
+    res = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, fallback_passes=1)
+    held = res.status == fit.CROWDED
+    assert held.mean() > 0.9, res.summary()
+    assert abs(np.median(res.locs.sigma[held]) / s - 1) < 0.05
+    assert abs(np.median(res.locs.photons[held]) / N - 1) < 0.05

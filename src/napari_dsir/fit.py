@@ -669,13 +669,41 @@ def _refine(
         # fitted beside neighbours whose light is only estimated drifted to
         # its bounds in a third of Bundled Tubes HD's crowded fits
         stages = [~held[rows], held[rows]] if held[rows].any() else [np.ones(len(rows), bool)]
+
+        def fit_stage(stage, kw, s_use, fixed, store=True):
+            """Fit the rows of ``stage`` (each with its nearest neighbours, K
+            of them); store their results or return their sigma and convergence."""
+            sig, cv = [], []
+            for K in np.unique(nk[stage]):
+                which = np.flatnonzero((nk == K) & stage)
+                members = rows[nb[which, :K]]  # (G, K), the emitter first
+                gy, gx = wy0[members].min(1), wx0[members].min(1)
+                box = np.column_stack([gy, gx, wy0[members].max(1) + window - gy,
+                                       wx0[members].max(1) + window - gx])
+                theta, bb, var, conv, gof = _fit_groups(
+                    fr[members[:, 0]], box, members, start, s_use, wx0, wy0, fixed, **kw
+                )
+                if store:
+                    own = (theta[:, :1], bb, var[:, :1], conv, gof)
+                    _store(own, members[:, :1], theta_out, b_out, var_out, conv_out, fit_out)
+                sig.append(theta[:, 0, 3])
+                cv.append(conv)
+            return np.concatenate(sig), np.concatenate(cv)
+
         for _ in range(fallback_passes):
             for si, stage in enumerate(stages):
                 if not stage.any():
                     continue
                 kw, s_use = fit_kw, s_start
                 if si == 1 and fit_sigma:
-                    s_psf = _psf_sigma(theta_out, conv_out, held, s_lo, s_hi, s_start[held])
+                    s_free = theta_out[:, 3][conv_out & ~held]
+                    s_psf = _psf_sigma(s_free, s_lo, s_hi)
+                    if s_psf is None:  # too few free fits (a crowded block): the held ones' own sigma
+                        held_s, held_conv = fit_stage(stage, fit_kw, s_start,
+                                                      _Fixed(estimate, rows, fr, wx0, wy0, window, data_e), False)
+                        s_psf = _psf_sigma(held_s[held_conv], s_lo, s_hi)
+                    if s_psf is None:
+                        s_psf = float(np.median(s_start[held]))
                     s_use = np.where(held, s_psf, s_start)
                     kw = {**fit_kw, "fit_sigma": False}
                     sigma_held[rows[stage]] = True
@@ -683,18 +711,7 @@ def _refine(
                     # photons shared again with it, the free fits' kept
                     estimate[rows[stage], 3] = s_psf
                     _deblend(estimate, b_first, rows, fr, data_e, update=held[rows])
-                fixed = _Fixed(estimate, rows, fr, wx0, wy0, window, data_e)
-                for K in np.unique(nk[stage]):
-                    which = np.flatnonzero((nk == K) & stage)
-                    members = rows[nb[which, :K]]  # (G, K), the emitter first
-                    gy, gx = wy0[members].min(1), wx0[members].min(1)
-                    box = np.column_stack([gy, gx, wy0[members].max(1) + window - gy,
-                                           wx0[members].max(1) + window - gx])
-                    theta, bb, var, conv, gof = _fit_groups(
-                        fr[members[:, 0]], box, members, start, s_use, wx0, wy0, fixed, **kw
-                    )
-                    own = (theta[:, :1], bb, var[:, :1], conv, gof)
-                    _store(own, members[:, :1], theta_out, b_out, var_out, conv_out, fit_out)
+                fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e))
                 good = np.isfinite(theta_out[rows]).all(-1)
                 estimate[rows[good]] = theta_out[rows[good]]
             start = np.where(np.isfinite(estimate[:, :2]), estimate[:, :2], init_xy)
@@ -806,15 +823,16 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None):
     estimate[rows, 2] = n_e
 
 
-def _psf_sigma(theta_out, conv_out, held, s_lo, s_hi, fallback):
-    """PSF sigma (px) for the held fits: the median of the converged free
-    fits' sigma inside its bounds, else the median of ``fallback``."""
-    s = theta_out[:, 3]
+#: fits whose sigma says what the PSF of a block of frames is
+MIN_PSF_FITS = 20
+
+
+def _psf_sigma(sigmas, s_lo, s_hi):
+    """The PSF sigma (px) of a block of frames: the median of converged fits'
+    ``sigmas`` inside their bounds, None when fewer than `MIN_PSF_FITS`."""
     with np.errstate(invalid="ignore"):
-        good = conv_out & ~held & np.isfinite(s) & (s > s_lo + 1e-3) & (s < s_hi - 1e-3)
-    if good.any():
-        return float(np.median(s[good]))
-    return float(np.median(fallback)) if len(fallback) else 1.0
+        s = sigmas[np.isfinite(sigmas) & (sigmas > s_lo + 1e-3) & (sigmas < s_hi - 1e-3)]
+    return float(np.median(s)) if len(s) >= MIN_PSF_FITS else None
 
 
 def _store(res, members, theta_out, b_out, var_out, conv_out, fit_out):
