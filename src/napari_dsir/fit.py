@@ -34,8 +34,9 @@ rest fitted with the neighbours' light modelled): in crowded frames the
 network places overlapping emitters better than a fit whose model misses
 their undetected neighbours (benchmarks/results/calibrated.md). Such rows
 have status `CROWDED`; they are fitted after the free ones, with the PSF
-sigma of the free fits (one PSF per call), and their photons, background,
-sigma and uncertainty (the bound of a fit at that position, plus
+sigma of the free fits (one PSF per call; with fewer than `MIN_PSF_FITS`
+free fits, that of sigma-free fits of the crowded ones), and their photons,
+background, sigma and uncertainty (the bound of a fit at that position, plus
 ``crowded_error_px`` in quadrature: the network's own error there) are
 reported.
 
