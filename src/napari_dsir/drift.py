@@ -28,7 +28,7 @@ from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter
 
 from .errors import DSIRError
-from .io import atomic_output
+from .io import atomic_output, check_pixel_size
 from .locs import Localizations
 
 
@@ -126,9 +126,7 @@ def estimate_drift(
 
     Returns a `Drift` for frames 0 .. n_frames-1, relative to frame 0.
     """
-    p = float(pixel_size_nm)
-    if not (math.isfinite(p) and p > 0):
-        raise DSIRError(f"pixel_size_nm must be > 0 nm, got {pixel_size_nm!r}")
+    p = check_pixel_size(pixel_size_nm, "pixel_size_nm")
     if not (blur_px >= 0 and max_drift_nm > 0):
         raise DSIRError("blur_px must be >= 0 and max_drift_nm > 0")
     if interpolation not in ("cubic", "linear"):

@@ -25,6 +25,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import erf
 
 from .errors import DSIRError
+from .io import check_pixel_size
 from .locs import Localizations
 
 #: largest image rendered, in pixels (a 4 GB float32 image)
@@ -51,7 +52,7 @@ def render_extent(
     pixels from (0, 0); a camera frame ``camera_shape`` (H, W) of
     ``camera_pixel_size_nm``; else from 0 to the largest position.
     """
-    p = _check_pixel_size(pixel_size_nm)
+    p = check_pixel_size(pixel_size_nm, "pixel_size_nm")
     if extent is not None:
         try:
             y0, x0, y1, x1 = (float(v) for v in extent)
@@ -117,7 +118,7 @@ def render(
     """
     if mode not in ("hist", "gauss"):
         raise DSIRError(f"mode: expected 'hist' or 'gauss', got {mode!r}")
-    p = _check_pixel_size(pixel_size_nm)
+    p = check_pixel_size(pixel_size_nm, "pixel_size_nm")
     (y0, x0), (ny, nx) = render_extent(
         locs, p, extent=extent, shape=shape, camera_shape=camera_shape, camera_pixel_size_nm=camera_pixel_size_nm
     )
@@ -146,16 +147,6 @@ def render(
     if not by_frame:
         return acc[0].astype(np.float32)
     return _colour_image(acc, vmax)
-
-
-def _check_pixel_size(pixel_size_nm) -> float:
-    try:
-        p = float(pixel_size_nm)
-    except (TypeError, ValueError):
-        raise DSIRError(f"pixel_size_nm: expected a number of nm, got {pixel_size_nm!r}") from None
-    if not (math.isfinite(p) and p > 0):
-        raise DSIRError(f"pixel_size_nm must be > 0 nm, got {pixel_size_nm!r}")
-    return p
 
 
 def _check_shape(name, shape) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from scipy.signal.windows import tukey
 from scipy.spatial import cKDTree
 
 from .errors import DSIRError
+from .io import check_pixel_size
 from .locs import Localizations
 from .render import render, render_extent
 
@@ -69,8 +70,7 @@ def frc_images(
         raise DSIRError(f"FRC needs images of at least 8 x 8 pixels, got {a.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise DSIRError("FRC: the images hold non-finite values")
-    if not pixel_size_nm > 0:
-        raise DSIRError(f"pixel_size_nm must be > 0 nm, got {pixel_size_nm!r}")
+    pixel_size_nm = check_pixel_size(pixel_size_nm, "pixel_size_nm")
     win = np.outer(tukey(a.shape[0], window), tukey(a.shape[1], window))
     a = (a - a.mean()) * win  # the mean (DC) carries no resolution and leaks through the window
     b = (b - b.mean()) * win

@@ -23,16 +23,18 @@ DEFAULT_PIXEL_SIZE_NM = 100.0
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def check_pixel_size(value) -> float:
-    """``value`` as a camera pixel size in nm: a finite number > 0, else a
-    `DSIRError` that says so (the one check of the CLI, the run path, the
-    reader and the fitter)."""
+def check_pixel_size(value, name: str | None = None) -> float:
+    """``value`` as a pixel size in nm: a finite number > 0, else a
+    `DSIRError` that says so, after ``name`` (the argument's) when given
+    (the one check of the CLI, the run path, the reader, the fitter,
+    rendering, drift and FRC)."""
+    where = f"{name}: " if name else ""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise DSIRError(f"pixel size must be a number of nm, got {value!r}") from None
+        raise DSIRError(f"{where}pixel size must be a number of nm, got {value!r}") from None
     if not (np.isfinite(v) and v > 0):
-        raise DSIRError(f"pixel size must be a positive number of nm, got {value}")
+        raise DSIRError(f"{where}pixel size must be a positive number of nm, got {value}")
     return v
 
 UNIT_TO_NM =  {
