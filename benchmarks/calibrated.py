@@ -53,7 +53,7 @@ from scipy.spatial import cKDTree
 from napari_dsir import reconstruct as R
 from napari_dsir.camera import Camera
 from napari_dsir.evaluate import evaluate, match
-from napari_dsir.fit import CROWDED, OK, STATUS
+from napari_dsir.fit import OK, REPORTED, fit_report
 from napari_dsir.fit import refine as refine_fits
 from napari_dsir.io import open_stack, read_localizations
 from napari_dsir.locs import Localizations
@@ -136,10 +136,9 @@ def run_set(frames, gt, cam) -> list[str]:
             found = locs
             continue
         c = calibration(gt, locs)
-        fit = res.info["fit"] or {}
-        total = max(1, sum(fit.values()))
-        held = fit.get(STATUS[CROWDED], 0) / total
-        failed = 1 - fit.get(STATUS[OK], 0) / total - held
+        report = fit_report(res.info["fit"], locs)
+        total = max(1, report["total"])
+        held, failed = report["crowded"] / total, sum(report["failed"].values()) / total
         # the same fits with their status and the bare Cramer-Rao bound
         # (no network error added to the crowded rows)
         camera = cam or Camera()
@@ -148,7 +147,7 @@ def run_set(frames, gt, cam) -> list[str]:
                            max_group=R.FIT_MAX_GROUP, max_iter=R.FIT_MAX_ITER,
                            fallback_passes=R.FIT_FALLBACK_PASSES, isolation_px=R.FIT_ISOLATION_PX,
                            max_chi2_sigma=R.FIT_MAX_CHI2_SIGMA, threads=2)
-        reported = np.isin(bare.status, (OK, CROWDED))
+        reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)
         cells += [f"{ra:.1f} / {crms:.1f} = {ra / crms:.2f} (mean bound {cmean:.1f})",
