@@ -143,10 +143,7 @@ def run_set(frames, gt, cam) -> list[str]:
         # (no network error added to the crowded rows)
         camera = cam or Camera()
         bare = refine_fits(camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32))), found, 100.0,
-                           camera, window=7, dtype=torch.float32, max_shift_px=R.MAX_SHIFT_PX,
-                           max_group=R.FIT_MAX_GROUP, max_iter=R.FIT_MAX_ITER,
-                           fallback_passes=R.FIT_FALLBACK_PASSES, isolation_px=R.FIT_ISOLATION_PX,
-                           max_chi2_sigma=R.FIT_MAX_CHI2_SIGMA, threads=2)
+                           camera, window=7, threads=2, **R.fit_settings())
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)

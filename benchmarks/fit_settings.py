@@ -41,12 +41,12 @@ from napari_dsir.fit import CROWDED, refine
 from napari_dsir.run import reconstruct
 
 HERE = Path(__file__).resolve().parent
-RECONSTRUCTS = {"max_group": R.FIT_MAX_GROUP, "max_iter": R.FIT_MAX_ITER, "fallback_passes": R.FIT_FALLBACK_PASSES,
-                "max_chi2_sigma": R.FIT_MAX_CHI2_SIGMA}
+RECONSTRUCTS = R.fit_settings()
 SETTINGS = {"previous: joint groups of 3, 20 iterations, 1 pass":
-            {"max_group": 3, "max_iter": 20, "fallback_passes": 1},
-            f"reconstruct's, isolation {R.FIT_ISOLATION_PX:g} px": {**RECONSTRUCTS, "isolation_px": R.FIT_ISOLATION_PX},
-            "reconstruct's, every position fitted": RECONSTRUCTS}
+            {**RECONSTRUCTS, "max_group": 3, "max_iter": 20, "fallback_passes": 1, "isolation_px": None,
+             "max_chi2_sigma": None},
+            f"reconstruct's, isolation {R.FIT_ISOLATION_PX:g} px": RECONSTRUCTS,
+            "reconstruct's, every position fitted": {**RECONSTRUCTS, "isolation_px": None}}
 
 
 def main(argv=None) -> int:
@@ -67,8 +67,7 @@ def main(argv=None) -> int:
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                fit = refine(photons, found, 100.0, camera, window=7, dtype=torch.float32,
-                             max_shift_px=R.MAX_SHIFT_PX, **kw)
+                fit = refine(photons, found, 100.0, camera, window=7, **kw)
                 times.append(time.perf_counter() - t0)
             a, b = evaluate(gt, fit.locs, 250), evaluate(gt, fit.locs, 100)
             us = 1e6 * statistics.median(times) / max(1, len(found))

@@ -299,9 +299,7 @@ def test_calibrated_on_isolated_emitters_with_reconstructs_settings():
     from napari_dsir import reconstruct as R
 
     frames, truth, start, cam = _scmos_scene(8)
-    res = fit.refine(frames, start, P, cam, window=7, dtype=torch.float32, max_shift_px=R.MAX_SHIFT_PX,
-                     max_group=R.FIT_MAX_GROUP, max_iter=R.FIT_MAX_ITER, fallback_passes=R.FIT_FALLBACK_PASSES,
-                     isolation_px=R.FIT_ISOLATION_PX, max_chi2_sigma=R.FIT_MAX_CHI2_SIGMA)
+    res = fit.refine(frames, start, P, cam, window=7, **R.fit_settings())
     assert res.ok.mean() > 0.97, res.summary()
     ex, ey, u = _errors(res, truth)
     z = np.concatenate([ex / u, ey / u])

@@ -130,19 +130,10 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     >= 4 neighbours, sqrt(mean squared error per axis - mean squared bound)
     in camera px. Returns that tuple (`LocalizeParams.crowded_error_px`) and
     a report (per class: count, RMSE and RMS bound per axis in px)."""
-    from scipy.spatial import cKDTree
-
     from .camera import Camera
     from .evaluate import match
-    from .fit import CROWDED, refine
-    from .reconstruct import (
-        FIT_FALLBACK_PASSES,
-        FIT_ISOLATION_PX,
-        FIT_MAX_CHI2_SIGMA,
-        FIT_MAX_GROUP,
-        FIT_MAX_ITER,
-        MAX_SHIFT_PX,
-    )
+    from .fit import CROWDED, _neighbours, refine
+    from .reconstruct import FIT_ISOLATION_PX, fit_settings
     from .run import reconstruct
 
     p = float(pixel_size)
@@ -157,13 +148,13 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         if len(found) < 2:
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        res = refine(photons, found, p, cam, window=7, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
-                     max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
-                     isolation_px=FIT_ISOLATION_PX, max_chi2_sigma=FIT_MAX_CHI2_SIGMA)
+        res = refine(photons, found, p, cam, window=7, **fit_settings())
         locs = res.locs
-        pts = np.column_stack([locs.y / p + locs.frame * 1e4, locs.x / p])
-        pairs = cKDTree(pts).query_pairs(r=FIT_ISOLATION_PX, output_type="ndarray")
-        k = np.bincount(pairs.ravel(), minlength=len(locs))
+        # the neighbour counts refine held the crowded rows by
+        h, w = frames.shape[1:]
+        xp, yp = locs.x / p, locs.y / p
+        valid = np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp < w) & (yp >= 0) & (yp < h)
+        k = _neighbours(locs.frame, xp, yp, valid, FIT_ISOLATION_PX, h, 7)
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, match_nm)

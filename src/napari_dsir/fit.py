@@ -66,6 +66,7 @@ from scipy.spatial import cKDTree
 from .camera import Camera
 from .errors import DSIRError
 from .io import check_pixel_size
+from .localize import check_crowded_error
 from .locs import Localizations
 
 OK = 0
@@ -597,9 +598,7 @@ def _refine(
             raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
         neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, window)
     held = neighbours > 0
-    crowded_error = np.asarray(crowded_error_px, dtype=float).ravel() if len(crowded_error_px) else np.zeros(0)
-    if not (np.isfinite(crowded_error).all() and (crowded_error >= 0).all()):
-        raise DSIRError(f"crowded_error_px must be numbers >= 0 (px), got {crowded_error_px}")
+    crowded_error = check_crowded_error(crowded_error_px)
     labels = _groups(fr, xp, yp, valid, window, H)
     # union boxes of the groups
     ng = labels.max() + 1

@@ -18,6 +18,18 @@ from .errors import DSIRError
 from .locs import Localizations
 
 
+def check_crowded_error(values) -> np.ndarray:
+    """``crowded_error_px`` (camera px per neighbour class) as an array of
+    numbers >= 0, else a `DSIRError` that says so."""
+    try:
+        err = np.asarray(values, dtype=float).ravel() if len(values) else np.zeros(0)
+    except (TypeError, ValueError):
+        err = np.array([np.nan])
+    if not (np.isfinite(err).all() and (err >= 0).all()):
+        raise DSIRError(f"crowded_error_px must be numbers >= 0 (px), got {values}")
+    return err
+
+
 @dataclass
 class LocalizeParams:
     """``threshold``: minimum peak value of the network output (its units);
@@ -49,9 +61,7 @@ class LocalizeParams:
             raise DSIRError("radius and window must be >= 1 super-resolved pixel")
         if self.blur_fwhm < 0 or int(self.blur_width) < 1 or int(self.blur_width) % 2 == 0:
             raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
-        err = np.asarray(self.crowded_error_px, dtype=float).ravel() if len(self.crowded_error_px) else np.zeros(0)
-        if not (np.isfinite(err).all() and (err >= 0).all()):
-            raise DSIRError(f"crowded_error_px must be numbers >= 0 (px), got {self.crowded_error_px}")
+        check_crowded_error(self.crowded_error_px)
         if self.subpixel not in SUBPIXEL:
             raise DSIRError(f"subpixel must be one of {', '.join(SUBPIXEL)}, got {self.subpixel!r}")
         return self

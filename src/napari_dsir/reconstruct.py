@@ -237,6 +237,16 @@ FIT_MAX_CHI2_SIGMA = 4.0
 FIT_THREADS = 2
 
 
+def fit_settings() -> dict:
+    """The keywords `reconstruct` gives `napari_dsir.fit.refine` (besides the
+    window, the threads and the model's ``crowded_error_px``), read from the
+    constants above at each call: the one place for benchmarks, calibration
+    and tests that refine as reconstruct does."""
+    return dict(dtype=torch.float32, max_shift_px=MAX_SHIFT_PX, max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
+                fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_PX,
+                max_chi2_sigma=FIT_MAX_CHI2_SIGMA)
+
+
 class _PendingFits:
     """Consecutive frames (in photons) and their detections, waiting to be
     refined together: one `fit.refine` call per block of frames instead of
@@ -261,9 +271,7 @@ class _PendingFits:
         found = Localizations.concatenate(self.locs)
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
-                            window=window, dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
-                            max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER, fallback_passes=FIT_FALLBACK_PASSES,
-                            isolation_px=FIT_ISOLATION_PX, max_chi2_sigma=FIT_MAX_CHI2_SIGMA,
+                            window=window, **fit_settings(),
                             threads=min(FIT_THREADS, torch.get_num_threads()), crowded_error_px=crowded_error_px)
             found = fitted.locs
             for k, v in fitted.summary().items():
