@@ -447,6 +447,61 @@ def test_amplitude_fit_equals_the_general_fit_with_position_and_sigma_held():
     torch.testing.assert_close(bound[0], bound[1], rtol=0.05, atol=0.0)
     # and both near the truth the frames were drawn from
     assert abs(np.median(a[0][:, 2].numpy() / n_true) - 1) < 0.02
+    # pixels outside the mask (a box cut by the frame's edge) do not count, in either fit
+    cut = mask.clone().reshape(G, w, w)
+    cut[: G // 2, :, -2:] = 0.0
+    cut = cut.reshape(G, -1)
+    ac = fit._fit_amplitudes(data, cut, ex, ex, extra, init, sf, 0.0, 30, 1e-8)
+    bc = fit._fit_batch(data, cut, ex, ex, extra, init, lo, hi, 1, 0, sf, 0.0, 100, 1e-8)
+    mc, _ = fit._model(ac[0], 1, 0, sf, ex, ex, extra, jac=False)
+    mb_, _ = fit._model(bc[0], 1, 0, sf, ex, ex, extra, jac=False)
+    assert ac[1].all() and (fit._nll(mc, data, cut, 0.0) <= fit._nll(mb_, data, cut, 0.0) + 1e-9).all()
+    torch.testing.assert_close(ac[0], bc[0], rtol=0.1, atol=0.0)
+    assert not torch.allclose(ac[0][: G // 2], a[0][: G // 2], rtol=1e-3)
+    torch.testing.assert_close(ac[0][G // 2 :], a[0][G // 2 :], rtol=1e-3, atol=0.0)
+
+
+def test_one_neighbour_search_serves_grouping_isolation_and_deblending():
+    """_pairs (one tree search per call of refine) finds the pairs of one
+    frame a brute-force search finds; the groups, neighbour counts and the
+    deblended photons built from it equal those of their own searches; the
+    held light rendered only around the rows that ask for it (``near``)
+    equals the full canvas's there."""
+    rng = np.random.default_rng(16)
+    n, H = 400, 32
+    f = rng.integers(0, 5, n)
+    xp, yp = rng.uniform(0, H, n), rng.uniform(0, H, n)
+    valid = rng.random(n) > 0.05
+    pairs, dist = fit._pairs(f, xp, yp, valid, 7.0, H)
+    d = np.hypot(xp[:, None] - xp, yp[:, None] - yp)
+    brute = np.argwhere(np.triu(d <= 7.0, 1) & (f[:, None] == f) & valid[:, None] & valid)
+    assert {tuple(p) for p in np.sort(pairs, 1)} == {tuple(p) for p in brute}
+    np.testing.assert_allclose(dist, d[pairs[:, 0], pairs[:, 1]])
+    np.testing.assert_array_equal(fit._neighbours(f, xp, yp, valid, 5.0, H),
+                                  fit._neighbours(f, xp, yp, valid, 5.0, H, pairs=(pairs, dist)))
+    np.testing.assert_array_equal(fit._neighbours(f, xp, yp, valid, 5.0, H),
+                                  (np.triu(d <= 5.0, 1) & (f[:, None] == f) & valid[:, None] & valid).sum(0)
+                                  + (np.triu(d <= 5.0, 1) & (f[:, None] == f) & valid[:, None] & valid).sum(1))
+    a, b = fit._groups(f, xp, yp, valid, 7, H), fit._groups(f, xp, yp, valid, 7, H, pairs=(pairs, dist))
+    assert len(np.unique(a)) == len(np.unique(b)) and (np.unique(a[:, None] == a) == np.unique(b[:, None] == b)).all()
+    assert ((a[:, None] == a) == (b[:, None] == b)).all()
+    # deblending with the shared search equals its own search
+    frames = torch.as_tensor(rng.poisson(30.0, (5, H, H)).astype(np.float64))
+    est = np.column_stack([xp, yp, rng.uniform(100, 2000, n), np.full(n, 1.2)])
+    rows = np.flatnonzero(valid)
+    e1, e2 = est.copy(), est.copy()
+    fit._deblend(e1, np.full(len(rows), 20.0), rows, f, frames)
+    fit._deblend(e2, np.full(len(rows), 20.0), rows, f, frames, pairs=pairs)
+    np.testing.assert_allclose(e1, e2)
+    # light held fixed: the canvas of the rows near the asking ones suffices
+    wx0 = np.clip(np.floor(xp).astype(int) - 3, 0, H - 7)
+    wy0 = np.clip(np.floor(yp).astype(int) - 3, 0, H - 7)
+    ask = rows[:30]
+    full = fit._Fixed(est, rows, f, wx0, wy0, 7, frames)
+    near = fit._Fixed(est, rows, f, wx0, wy0, 7, frames, near=ask)
+    args = (f[ask], ask[:, None], wy0[ask], wx0[ask], 7, 7, frames.device, frames.dtype)
+    torch.testing.assert_close(near.light(*args), full.light(*args))
+    assert near.canvas.count_nonzero() < full.canvas.count_nonzero()
 
 
 def test_a_block_with_no_free_fits_takes_its_psf_from_the_crowded_ones():
