@@ -348,6 +348,39 @@ def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged():
     assert fit.refine(alone, start, P, max_chi2_sigma=4).ok.mean() > 0.95
 
 
+def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error():
+    """hold_pulled: the fits pulled by an undetected neighbour (flagged
+    BAD_FIT or MOVED without it) keep their start, with photons fitted there
+    and the crowded error in their bound (status PULLED, reported, not
+    failed); lone emitters stay free fits; the other rows are placed as
+    without the option (to 0.1 nm)."""
+    rng = np.random.default_rng(10)
+    n = 60
+    xs = np.array([1000.0, 1500.0])
+    mu = render_emitters(xs, np.array([1000.0, 1000.0]), np.array([1500.0, 3000.0]), np.full(2, 130.0), (20, 20), P)
+    lone = render_emitters(xs[:1], np.array([1000.0]), np.array([1500.0]), np.full(1, 130.0), (20, 20), P)
+    start = Localizations(np.arange(n), 1000.0 + rng.normal(0, 25, n), 1000.0 + rng.normal(0, 25, n))
+    pair = torch.as_tensor(rng.poisson(mu + 35, (n, 20, 20)).astype(np.float32))
+    alone = torch.as_tensor(rng.poisson(lone + 35, (n, 20, 20)).astype(np.float32))
+    kw = dict(max_group=1, max_chi2_sigma=4, max_shift_px=1.0, crowded_error_px=(0.2,))
+    plain = fit.refine(pair, start, P, **kw)
+    held = fit.refine(pair, start, P, hold_pulled=True, **kw)
+    was = np.isin(plain.status, (fit.BAD_FIT, fit.MOVED))
+    assert was.mean() > 0.5
+    np.testing.assert_array_equal(held.status == fit.PULLED, was)
+    assert held.n_failed == plain.n_failed - was.sum()
+    np.testing.assert_array_equal(held.locs.x[was], start.x[was])
+    assert np.isfinite(held.locs.photons[was]).all()
+    assert (held.locs.uncertainty[was] > 20.0).all()  # the network's 0.2 px, in quadrature
+    # held at the start, their photons are those of the emitter there (its neighbour's light is not modelled)
+    assert abs(np.median(held.locs.photons[was]) / 1500 - 1) < 0.5
+    np.testing.assert_allclose(held.locs.x[plain.ok], plain.locs.x[plain.ok], atol=0.1)
+    assert "pulled" in fit.fit_summary(fit.fit_report(held.summary(), held.locs))
+    assert fit.fit_report(held.summary(), held.locs)["pulled"] == was.sum()
+    lone_fit = fit.refine(alone, start, P, hold_pulled=True, **kw)
+    assert lone_fit.ok.mean() > 0.95
+
+
 def test_crowded_fits_use_the_free_fits_psf_and_deblended_starts():
     """A tight cluster of 4 detections 2 px apart (held by isolation_px) next
     to lone emitters: the held fits take the lone fits' PSF sigma (none at

@@ -138,14 +138,18 @@ def test_dask_input_is_read_chunk_by_chunk(tiny_checkpoint, rng):
     np.testing.assert_allclose(r.sum_image, ref.sum_image, rtol=1e-5, atol=1e-5)
 
 
-def test_memory_stays_bounded_over_many_frames(tiny_checkpoint, tmp_path, rng):
+def test_memory_stays_bounded_over_many_frames(tiny_checkpoint, tmp_path, rng, monkeypatch):
     """The numpy memory held at the peak of a 300-frame run is that of a
     128-frame run plus the localization table: frames stream through (keeping
     the 300 output frames would take 20 MB). Both runs refine whole blocks
-    of `FIT_EVERY` frames, whose transient memory does not depend on the
-    movie's length. tracemalloc counts numpy's allocations exactly, so this
-    does not depend on the machine's load."""
+    of `FIT_EVERY` frames (128 here), whose transient memory does not depend
+    on the movie's length. tracemalloc counts numpy's allocations exactly,
+    so this does not depend on the machine's load."""
     import tracemalloc
+
+    from napari_dsir import reconstruct as rec
+
+    monkeypatch.setattr(rec, "FIT_EVERY", 128)
 
     from napari_dsir.io import write_tiff
 

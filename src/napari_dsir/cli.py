@@ -213,9 +213,10 @@ def cmd_localize(args) -> int:
     report = fit_report(res.info.get("fit"), res.localizations)
     if report:
         print(fit_summary(report))
-        if report["crowded"]:
+        if report["crowded"] or report["pulled"]:
             print(f"{report['crowded']} of {report['total']} detections have a neighbour closer than the isolation "
-                  "distance: they keep the network's position, with photons and uncertainty fitted there")
+                  f"distance and {report['pulled']} were pulled away by light the fit did not model (an undetected "
+                  "neighbour): they keep the network's position, with photons and uncertainty fitted there")
         failed = report["failed"]
         if failed:
             _warn(f"{sum(failed.values())} of {report['total']} fits failed and keep the network's "

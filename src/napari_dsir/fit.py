@@ -40,6 +40,13 @@ background, sigma and uncertainty (the bound of a fit at that position, plus
 ``crowded_error_px`` in quadrature: the network's own error there) are
 reported.
 
+Pulled fits. With ``hold_pulled``, a free fit that moved (``max_shift_px``,
+the window's edge) or whose residuals its model does not explain
+(``max_chi2_sigma``) was pulled by light the model misses: an emitter that
+was not detected, or one outside the frame. It is fitted again as a crowded
+one, at its starting position (status `PULLED`; its bound plus the first
+entry of ``crowded_error_px``), instead of failing.
+
 Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
 Fisher information of the Poisson model at the fitted parameters (x and y
 averaged, per axis, in nm). Read noise (sCMOS) enters as in Huang et al. 2013:
@@ -79,6 +86,7 @@ OUTSIDE = 6
 DUPLICATE = 7
 BAD_FIT = 8
 CROWDED = 9
+PULLED = 10
 
 #: status code -> meaning
 STATUS = {
@@ -92,11 +100,13 @@ STATUS = {
     DUPLICATE: "merged into a stronger detection closer than merge_px",
     BAD_FIT: "residuals not explained by the model (chi-square above max_chi2_sigma): e.g. an undetected neighbour",
     CROWDED: "a neighbour closer than isolation_px: position held at the start, photons and bound fitted there",
+    PULLED: "free fit pulled away (it moved or its residuals were not explained, as for MOVED and BAD_FIT: "
+            "e.g. an undetected neighbour): position held at the start, photons and bound fitted there",
 }
 
 #: statuses whose photons, background, sigma and uncertainty are reported
 #: (the others get NaN); only `OK` fits move the position
-REPORTED = (OK, CROWDED)
+REPORTED = (OK, CROWDED, PULLED)
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -130,7 +140,7 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None) -> dic
     the rows that have them. None when nothing was refined."""
     if not counts:
         return None
-    failed = {k: v for k, v in counts.items() if k not in (STATUS[OK], STATUS[CROWDED])}
+    failed = {k: v for k, v in counts.items() if k not in (STATUS[c] for c in REPORTED)}
 
     def median(col):
         col = None if col is None else col[np.isfinite(col)]
@@ -138,7 +148,8 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None) -> dic
 
     return {
         "total": int(sum(counts.values())), "free": int(counts.get(STATUS[OK], 0)),
-        "crowded": int(counts.get(STATUS[CROWDED], 0)), "failed": failed,
+        "crowded": int(counts.get(STATUS[CROWDED], 0)), "pulled": int(counts.get(STATUS[PULLED], 0)),
+        "failed": failed,
         "median_photons": median(None if locs is None else locs.photons),
         "median_uncertainty_nm": median(None if locs is None else locs.uncertainty),
     }
@@ -149,7 +160,8 @@ def fit_summary(report: dict) -> str:
     n_failed = sum(report["failed"].values())
     return (f"median {report['median_photons']:.0f} photons, median uncertainty "
             f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
-            f"at the network's position (crowded), {n_failed} failed")
+            f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
+            f"(fit pulled away), {n_failed} failed")
 
 
 # --------------------------------------------------------------------------
@@ -466,6 +478,7 @@ def refine(
     max_chi2_sigma: float | None = None,
     isolation_px: float | None = None,
     crowded_error_px=(),
+    hold_pulled: bool = False,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -524,6 +537,11 @@ def refine(
         CROWDED rows with 1, 2, 3, ... neighbours closer than
         ``isolation_px`` (the last entry for that many or more), added in
         quadrature to their bound (`LocalizeParams.crowded_error_px`).
+    hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
+        their starting position and are fitted there with the crowded ones
+        (status `PULLED`, reported; the first entry of ``crowded_error_px``
+        added to their bound). With ``max_group=1`` every detection is then
+        fitted alone with its neighbours' light held (none joint).
 
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
@@ -547,6 +565,7 @@ def refine(
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
+            hold_pulled=hold_pulled,
         )
     finally:
         if threads is not None and on_cpu:
@@ -556,7 +575,7 @@ def refine(
 def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
-    max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(),
+    max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -645,6 +664,7 @@ def _refine(
     if isolation_px is not None:
         neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
     held = neighbours > 0
+    pulled = np.zeros(n, bool)  # free fits pulled away, then held (hold_pulled)
     crowded_error = check_crowded_error(crowded_error_px)
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
     # union boxes of the groups
@@ -659,6 +679,8 @@ def _refine(
     np.maximum.at(gx1, labels, wx0 + window)
     joint = (np.bincount(labels) <= max_group) & ((gy1 - gy0) <= 3 * window) & ((gx1 - gx0) <= 3 * window)
     joint = joint[labels]
+    if hold_pulled and max_group == 1:  # every fit alone: all in the staged path below, where pulled ones are held
+        joint[:] = False
 
     theta_out = np.full((n, 4), np.nan)  # x, y (px), N (e-), s (px)
     b_out = np.full(n, np.nan)
@@ -722,7 +744,6 @@ def _refine(
         # PSF sigma of the free fits (one PSF per block of frames): a sigma
         # fitted beside neighbours whose light is only estimated drifted to
         # its bounds in a third of Bundled Tubes HD's crowded fits
-        stages = [~held[rows], held[rows]] if held[rows].any() else [np.ones(len(rows), bool)]
 
         def fit_stage(stage, kw, s_use, fixed, store=True):
             """Fit the rows of ``stage`` (each with its nearest neighbours, K
@@ -745,16 +766,23 @@ def _refine(
             return np.concatenate(sig), np.concatenate(cv)
 
         for _ in range(fallback_passes):
-            for si, stage in enumerate(stages):
+            stages = [~held[rows], held[rows]]
+            for si in range(2):
+                stage = stages[si]
                 if not stage.any():
                     continue
                 kw, s_use = fit_kw, s_start
                 if si == 1 and fit_sigma:
                     s_free = theta_out[:, 3][conv_out & ~held]
                     s_psf = _psf_sigma(s_free, s_lo, s_hi)
-                    if s_psf is None:  # too few free fits (a crowded block): the held ones' own sigma
-                        held_s, held_conv = fit_stage(stage, fit_kw, s_start,
-                                                      _Fixed(estimate, rows, fr, wx0, wy0, window, data_e), False)
+                    if s_psf is None:  # too few free fits (a crowded block): the held ones' own sigma,
+                        # from the least crowded and brightest few hundred of them
+                        cand = np.flatnonzero(stage)
+                        cand = cand[np.lexsort((-np.nan_to_num(estimate[rows[cand], 2]), neighbours[rows[cand]]))]
+                        sub = np.zeros_like(stage)
+                        sub[cand[:PSF_FITS]] = True
+                        held_s, held_conv = fit_stage(sub, fit_kw, s_start, _Fixed(
+                            estimate, rows, fr, wx0, wy0, window, data_e, rows[np.unique(nb[sub][nb_ok[sub]])]), False)
                         s_psf = _psf_sigma(held_s[held_conv], s_lo, s_hi)
                     if s_psf is None:
                         s_psf = float(np.median(s_start[held]))
@@ -768,6 +796,17 @@ def _refine(
                 # the rows whose fits ask for light: the stage's and their neighbours in its groups
                 near = rows[np.unique(nb[stage][nb_ok[stage]])]
                 fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
+                if si == 0 and hold_pulled:
+                    # free fits pulled away (by an undetected neighbour,
+                    # light from outside the frame): held at their start
+                    # with the crowded ones
+                    r0 = rows[stage]
+                    bad = _moved(theta_out[r0], xs_[r0], ys_[r0], wx0[r0], wy0[r0], window, max_shift_px)
+                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma)
+                    bad &= np.isfinite(theta_out[r0]).all(-1)
+                    held[r0[bad]] = pulled[r0[bad]] = True
+                    theta_out[r0[bad]] = np.nan
+                    stages[1] = held[rows]
                 good = np.isfinite(theta_out[rows]).all(-1)
                 estimate[rows[good]] = theta_out[rows[good]]
             start = np.where(np.isfinite(estimate[:, :2]), estimate[:, :2], init_xy)
@@ -776,15 +815,7 @@ def _refine(
     # ---- status ------------------------------------------------------------
     status = np.full(n, OK, np.int8)
     finite = np.isfinite(theta_out).all(-1) & np.isfinite(b_out) & np.isfinite(var_out).all(-1) & (var_out >= 0).all(-1)
-    moved = (np.abs(theta_out[:, 0] - xs_) > h - 0.5) | (np.abs(theta_out[:, 1] - ys_) > h - 0.5)
-    if max_shift_px is not None:
-        with np.errstate(invalid="ignore"):
-            moved |= np.hypot(theta_out[:, 0] - xs_, theta_out[:, 1] - ys_) > float(max_shift_px)
-    eps = 1e-6
-    at_edge = (
-        (theta_out[:, 0] <= wx0 + eps) | (theta_out[:, 0] >= wx0 + window - eps)
-        | (theta_out[:, 1] <= wy0 + eps) | (theta_out[:, 1] >= wy0 + window - eps)
-    )
+    moved = _moved(theta_out, xs_, ys_, wx0, wy0, window, max_shift_px)
     s_bound = fit_sigma & ~sigma_held & ((theta_out[:, 3] <= s_lo + 1e-3) | (theta_out[:, 3] >= s_hi - 1e-3))
     excess = camera.excess_noise
     with np.errstate(invalid="ignore"):
@@ -794,25 +825,22 @@ def _refine(
         # a precision wider than half the window: the data do not locate a spot
         dim |= unc_px > h
     status[~conv_out] = NOT_CONVERGED
-    if max_chi2_sigma is not None:
-        chi2, dof = fit_out[:, 0] / excess, fit_out[:, 1]
-        with np.errstate(invalid="ignore"):
-            bad = chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))
-        # held (crowded) fits model their neighbours only roughly: the test is for free fits
-        status[bad & ~held] = BAD_FIT
+    # held (crowded) fits model their neighbours only roughly: the test is for free fits
+    status[_unexplained(fit_out, excess, max_chi2_sigma) & ~held] = BAD_FIT
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
-    status[moved | at_edge] = MOVED
+    status[moved] = MOVED
     status[~finite] = NON_FINITE
     status[~valid] = OUTSIDE
     if merge_px > 0:
         status[duplicate & valid_start] = DUPLICATE
     status[(status == OK) & held] = CROWDED
+    status[(status == CROWDED) & pulled] = PULLED
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
         k = np.clip(neighbours, 1, len(crowded_error)) - 1
-        extra = np.where(status == CROWDED, crowded_error[k], 0.0)
+        extra = np.where(np.isin(status, (CROWDED, PULLED)), crowded_error[k], 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 
     nan = np.full(n, np.nan)
@@ -829,6 +857,30 @@ def _refine(
         **out_cols,
     )
     return FitResult(out, ok, status)
+
+
+def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):
+    """Fits (theta: x, y, ... px) that left their window, ended on its edge
+    or farther than ``max_shift_px`` from their start (xs, ys)."""
+    h, eps = window // 2, 1e-6
+    with np.errstate(invalid="ignore"):
+        out = (np.abs(theta[:, 0] - xs) > h - 0.5) | (np.abs(theta[:, 1] - ys) > h - 0.5)
+        if max_shift_px is not None:
+            out |= np.hypot(theta[:, 0] - xs, theta[:, 1] - ys) > float(max_shift_px)
+        out |= ((theta[:, 0] <= wx0 + eps) | (theta[:, 0] >= wx0 + window - eps)
+                | (theta[:, 1] <= wy0 + eps) | (theta[:, 1] >= wy0 + window - eps))
+    return out
+
+
+def _unexplained(gof, excess, max_chi2_sigma):
+    """Fits whose Pearson chi-square (``gof``: chi-square, degrees of freedom)
+    exceeds its degrees of freedom by more than ``max_chi2_sigma`` standard
+    deviations (none when it is None)."""
+    if max_chi2_sigma is None:
+        return np.zeros(len(gof), bool)
+    chi2, dof = gof[:, 0] / excess, gof[:, 1]
+    with np.errstate(invalid="ignore"):
+        return chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))
 
 
 #: detections closer than this (px) share their light in `_deblend`
@@ -898,6 +950,9 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
 
 #: fits whose sigma says what the PSF of a block of frames is
 MIN_PSF_FITS = 20
+#: crowded detections fitted with a free sigma for a block's PSF when it has
+#: fewer than `MIN_PSF_FITS` free fits (the least crowded, brightest first)
+PSF_FITS = 200
 
 
 def _psf_sigma(sigmas, s_lo, s_hi):

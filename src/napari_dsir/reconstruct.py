@@ -202,15 +202,19 @@ def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:
         raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
 
 
-# frames whose detections are refined in one call: Bundled Tubes HD's
-# 48,000 detections were refined in 0.72-0.78 s in blocks of 128 frames
-# against 0.96-0.98 s in blocks of 32 (each call's fixed cost, mostly the
-# few free fits' iterations); a block of 128 frames of 64x64 px is 2 MB
-FIT_EVERY = 128
+# frames whose detections are refined in one call: at most FIT_EVERY frames
+# and FIT_BLOCK_PIXELS pixels (8 MB of photons in float32; 512 frames of
+# 64x64 px, 8 of 512x512). Each call has a fixed cost (the few free fits'
+# iterations, a PSF fit per block where there are none): Bundled Tubes HD's
+# 48,000 detections were refined in 0.52 s in one block of 361 frames,
+# 0.57 s in blocks of 192 and 0.62 s in blocks of 128 (0.96-0.98 s in
+# blocks of 32 before)
+FIT_EVERY = 512
+FIT_BLOCK_PIXELS = 1 << 21
 # A fit that ends more than a camera pixel from the network's detection has
 # locked onto a neighbour (measured on the ThunderSTORM demo, ~6 /um^2: such
-# fits raise the RMSE of the matched pairs); it is flagged and the detection
-# keeps the network's position.
+# fits raise the RMSE of the matched pairs); the detection keeps the
+# network's position (status PULLED, below).
 MAX_SHIFT_PX = 1.0
 # Each detection is fitted alone in its window, the light of the detections
 # around it held at first estimates (max_group 1, one pass of at most 15
@@ -222,15 +226,20 @@ MAX_SHIFT_PX = 1.0
 # than the network (joint fits of up to 3 emitters raised the RMSE at 4 /um^2
 # from 38.7 to 44.8 nm). A free fit whose residuals the model does not explain
 # (chi-square more than 4 standard deviations above its degrees of freedom:
-# an emitter that was not detected, or one outside the frame shining in) is
-# flagged BAD_FIT and keeps the network's position, with no photons or
-# uncertainty. Figures against the previous settings:
+# an emitter that was not detected, or one outside the frame shining in),
+# or that moved as above, was pulled away: it keeps the network's position
+# and is fitted there as a crowded one (status PULLED; its uncertainty holds
+# the network's calibrated error), instead of failing with no photons or
+# uncertainty (failed fits at 1 /um^2: 11% -> 1.5%; std(error/uncertainty)
+# of isolated emitters at 4 /um^2: 1.45 -> 1.12, benchmarks/results/
+# calibrated.md). Figures against the previous settings:
 # benchmarks/results/fit_settings.md.
 FIT_MAX_GROUP = 1
 FIT_MAX_ITER = 15
 FIT_FALLBACK_PASSES = 1
 FIT_ISOLATION_PX = 5.0
 FIT_MAX_CHI2_SIGMA = 4.0
+FIT_HOLD_PULLED = True
 # torch threads for the fits (at most torch's own setting): a block of 32
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
 # threads than with one on the 2-core benchmark machine.
@@ -244,7 +253,7 @@ def fit_settings() -> dict:
     and tests that refine as reconstruct does."""
     return dict(dtype=torch.float32, max_shift_px=MAX_SHIFT_PX, max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
                 fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_PX,
-                max_chi2_sigma=FIT_MAX_CHI2_SIGMA)
+                max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED)
 
 
 class _PendingFits:
@@ -258,6 +267,12 @@ class _PendingFits:
     @property
     def n_frames(self) -> int:
         return sum(len(f) for f in self.frames)
+
+    @property
+    def full(self) -> bool:
+        """The block holds `FIT_EVERY` frames or `FIT_BLOCK_PIXELS` pixels."""
+        n = self.n_frames
+        return n >= FIT_EVERY or (n > 0 and n * self.frames[0][0].numel() >= FIT_BLOCK_PIXELS)
 
     def add(self, photons: torch.Tensor, found: Localizations) -> None:
         self.frames.append(photons)
@@ -311,10 +326,11 @@ def iter_reconstruct(
     frame, converted to photons with this camera model, by Poisson maximum
     likelihood (`napari_dsir.fit.refine`, ``fit_window`` px): the table then
     has photons, background, sigma and uncertainty; detections with a
-    neighbour closer than `FIT_ISOLATION_PX` keep the network's position
-    (status "crowded", values fitted there); failed fits keep it with NaN
-    in those columns. Counts per status are in ``Result.info["fit"]``.
-    None: the network's positions only.
+    neighbour closer than `FIT_ISOLATION_PX`, and those whose free fit was
+    pulled away, keep the network's position (status "crowded" or "pulled",
+    values fitted there); failed fits keep it with NaN in those columns.
+    Counts per status are in ``Result.info["fit"]``. None: the network's
+    positions only.
 
     Models normalised per movie (``normalization == "movie"``) divide every
     frame by one noise level: ``noise_scale``, or measured once on up to 64
@@ -356,7 +372,7 @@ def iter_reconstruct(
                         locs.append(found)
                     else:  # fitted in blocks of frames: one batched call for many detections
                         pending.add(camera.to_photons(x), found)
-                        if pending.n_frames >= FIT_EVERY or b1 == stop:
+                        if pending.full or b1 == stop:
                             locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts,
                                                     localize.crowded_error_px))
                 if frames_out is not None:
