@@ -9,7 +9,16 @@ from napari_dsir.localize import gauss_kernel
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint
 from napari_dsir.simulate import MovieConfig, SimulationConfig
-from napari_dsir.train import EpochLog, TrainConfig, TrainStatus, iter_train, render_labels, show_epoch, train
+from napari_dsir.train import (
+    EpochLog,
+    TrainConfig,
+    TrainStatus,
+    frame_starts,
+    iter_train,
+    render_labels,
+    show_epoch,
+    train,
+)
 
 
 def _cfg(**kw):
@@ -32,6 +41,17 @@ def test_labels_bin_positions_on_the_upsampled_grid():
     lab = render_labels(locs, np.array([0, 1]), (16, 16), 12.5)
     assert lab.shape == (2, 1, 16, 16) and lab.sum() == 3
     assert lab[0, 0, 0, 0] == 1 and lab[0, 0, 1, 0] == 1 and lab[1, 0, 7, 2] == 1
+    # with the frames' start rows (the training batches'): the same for any batch of frames, empty ones too
+    rng = np.random.default_rng(3)
+    many = Localizations(np.sort(rng.integers(0, 40, 300)), rng.uniform(0, 200, 300), rng.uniform(0, 200, 300))
+    starts = frame_starts(many, 50)
+    for idx in (np.array([0, 1]), np.array([45, 3, 17]), np.arange(50), np.array([49])):
+        torch.testing.assert_close(render_labels(many, idx, (16, 16), 12.5, starts),
+                                   render_labels(many, idx, (16, 16), 12.5))
+    twice = render_labels(many, np.array([3, 3]), (16, 16), 12.5, starts)  # a frame twice: labelled twice
+    assert twice[0].sum() == (many.frame == 3).sum() > 0 and torch.equal(twice[0], twice[1])
+    with pytest.raises(DSIRError, match="sorted"):
+        frame_starts(Localizations([1, 0], [0.0, 0.0], [0.0, 0.0]), 2)
 
 
 def test_gauss_kernel():

@@ -141,13 +141,33 @@ class TrainStatus:
     epochs: int
 
 
-def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int], sr_pixel: float) -> torch.Tensor:
-    """Emitter counts per super-resolved pixel: (len(frames), 1, Y, X)."""
+def frame_starts(locs: Localizations, n_frames: int) -> np.ndarray:
+    """Row where each frame's localizations start in ``locs`` (sorted by
+    frame), and the end: (n_frames + 1,), for `render_labels`."""
+    if len(locs) and (np.diff(locs.frame) < 0).any():
+        raise DSIRError("localizations must be sorted by frame")
+    return np.searchsorted(locs.frame, np.arange(n_frames + 1))
+
+
+def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int], sr_pixel: float,
+                  starts: np.ndarray | None = None) -> torch.Tensor:
+    """Emitter counts per super-resolved pixel: (len(frames), 1, Y, X).
+    ``starts``: `frame_starts` of ``locs`` (sorted by frame): the rows of a
+    batch are then found without a pass over the whole table (a training
+    set of 64,000 frames took 2x longer per frame than one of 8,000)."""
     lab = torch.zeros((len(frames), 1) + shape)
-    pos = {int(f): i for i, f in enumerate(frames)}
-    sel = np.isin(locs.frame, frames)
-    if sel.any():
-        b = torch.as_tensor([pos[int(f)] for f in locs.frame[sel]])
+    frames = np.asarray(frames, np.int64)
+    if starts is None:
+        pos = {int(f): i for i, f in enumerate(frames)}
+        sel = np.flatnonzero(np.isin(locs.frame, frames))
+        b = np.array([pos[int(f)] for f in locs.frame[sel]], np.int64)
+    else:
+        counts = starts[frames + 1] - starts[frames]
+        b = np.repeat(np.arange(len(frames)), counts)
+        first = np.repeat(starts[frames] - (np.cumsum(counts) - counts), counts)  # row minus its place in the batch
+        sel = first + np.arange(counts.sum())
+    if len(sel):
+        b = torch.as_tensor(b)
         iy = torch.as_tensor(np.floor(locs.y[sel] / sr_pixel).astype(np.int64)).clamp(0, shape[0] - 1)
         ix = torch.as_tensor(np.floor(locs.x[sel] / sr_pixel).astype(np.int64)).clamp(0, shape[1] - 1)
         lab.index_put_((b, torch.zeros_like(b), iy, ix), torch.ones(len(b)), accumulate=True)
@@ -175,6 +195,10 @@ class _Data:
             pixel, size = sim.pixel_size, sim.frame_size
         self.sr_pixel = pixel / upsampling
         self.shape = (size[0] * upsampling, size[1] * upsampling)
+        order = np.argsort(self.locs.frame, kind="stable")
+        if (order != np.arange(len(order))).any():
+            self.locs = self.locs.select(order)
+        self.starts = frame_starts(self.locs, len(self.frames))
 
     def __len__(self):
         return len(self.frames)
@@ -184,7 +208,7 @@ class _Data:
         """(frames, labels, scales): scales None without movies; ``rng`` and
         ``jitter`` spread each scale log-normally (training only)."""
         x = torch.from_numpy(self.frames[idx]).to(device)
-        y = render_labels(self.locs, idx, self.shape, self.sr_pixel).to(device)
+        y = render_labels(self.locs, idx, self.shape, self.sr_pixel, self.starts).to(device)
         scale = None
         if self.scales is not None:
             sc = self.scales[idx]
