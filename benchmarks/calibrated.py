@@ -30,8 +30,9 @@ and within 100 nm; for the refined ones also:
   (no other emitter within 500 nm in that frame); for the crowded rows the
   reported uncertainty holds the network's calibrated error too;
 - the share of detections that keep the network's position (a neighbour
-  closer than 5 px: status "crowded", photons and bound fitted there) and
-  the share of failed fits (NaN photons and uncertainty).
+  closer than 5 px: status "crowded"; or a free fit pulled away: "pulled";
+  photons and bound fitted there) and the share of failed fits (NaN
+  photons and uncertainty).
 
 Timings: `dsir localize` with and without
 refinement, whole processes, on the Bundled Tubes HD movie when it exists.
@@ -138,7 +139,7 @@ def run_set(frames, gt, cam) -> list[str]:
         c = calibration(gt, locs)
         report = fit_report(res.info["fit"], locs)
         total = max(1, report["total"])
-        held, failed = report["crowded"] / total, sum(report["failed"].values()) / total
+        held, failed = (report["crowded"] + report["pulled"]) / total, sum(report["failed"].values()) / total
         # the same fits with their status and the bare Cramer-Rao bound
         # (no network error added to the crowded rows)
         camera = cam or Camera()

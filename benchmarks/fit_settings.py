@@ -8,10 +8,14 @@ On the accuracy benchmark's sCMOS sets at 1, 4 and 6 emitters/um^2
 
 - the previous settings: joint fits of groups of up to 3 detections, 20
   iterations, 1 pass over larger groups, every position fitted;
-- reconstruct's: every detection alone with its neighbours' light held at
-  first estimates, 8 iterations, 1 pass, detections with a neighbour closer
-  than 5 px keeping the network's position (status CROWDED) and free fits
-  with a chi-square 4 standard deviations too high flagged (BAD_FIT);
+- reconstruct's (`reconstruct.fit_settings()`): every detection alone with
+  its neighbours' light held at first estimates, 15 iterations, 1 pass,
+  detections with a neighbour closer than 5 px keeping the network's
+  position (status CROWDED), free fits pulled away (moved more than 1 px,
+  or a chi-square 4 standard deviations too high) held at the network's
+  position too (status PULLED);
+- reconstruct's with the pulled fits failing instead (MOVED, BAD_FIT: NaN
+  photons and uncertainty), as before;
 - reconstruct's without the isolation rule (every position fitted).
 
 Reports the fit time per detection (median of 3, one torch thread, as
@@ -37,15 +41,16 @@ from _machine import describe
 from napari_dsir import reconstruct as R
 from napari_dsir.camera import Camera
 from napari_dsir.evaluate import evaluate
-from napari_dsir.fit import CROWDED, refine
+from napari_dsir.fit import CROWDED, PULLED, refine
 from napari_dsir.run import reconstruct
 
 HERE = Path(__file__).resolve().parent
 RECONSTRUCTS = R.fit_settings()
 SETTINGS = {"previous: joint groups of 3, 20 iterations, 1 pass":
             {**RECONSTRUCTS, "max_group": 3, "max_iter": 20, "fallback_passes": 1, "isolation_px": None,
-             "max_chi2_sigma": None},
+             "max_chi2_sigma": None, "hold_pulled": False},
             f"reconstruct's, isolation {R.FIT_ISOLATION_PX:g} px": RECONSTRUCTS,
+            "reconstruct's, pulled fits failing": {**RECONSTRUCTS, "hold_pulled": False},
             "reconstruct's, every position fitted": {**RECONSTRUCTS, "isolation_px": None}}
 
 
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
                 times.append(time.perf_counter() - t0)
             a, b = evaluate(gt, fit.locs, 250), evaluate(gt, fit.locs, 100)
             us = 1e6 * statistics.median(times) / max(1, len(found))
-            held = np.mean(fit.status == CROWDED)
+            held = np.mean(np.isin(fit.status, (CROWDED, PULLED)))
             rows.append(f"| {name} | {label} | {len(found)} | {us:.0f} | {100 * fit.n_failed / len(found):.0f}% | "
                         f"{100 * held:.0f}% | {a.rmse:.1f} | {b.rmse:.1f} |")
             print(rows[-1], flush=True)

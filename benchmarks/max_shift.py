@@ -4,12 +4,13 @@
 
 Runs `reconstruct(..., localize=True, refine=True)` with the default model on
 the ThunderSTORM demo and the accuracy benchmark's sCMOS sets at 1, 4 and 8
-emitters/um^2 (benchmarks/accuracy.py), flagging fits that end more than 1,
-0.5 or 0.35 camera px from their detection (flagged fits keep the network's
-position and have no photons or uncertainty). Reports Jaccard at 100 nm,
-lateral RMSE of the pairs within 250 and 100 nm and the share of failed fits
-(`napari_dsir.fit.fit_report`: crowded detections, which keep the network's
-position with photons fitted there, are not failures).
+emitters/um^2 (benchmarks/accuracy.py), holding fits that end more than 1,
+0.5 or 0.35 camera px from their detection at the network's position
+(status "pulled": photons and uncertainty fitted there). Reports Jaccard at
+100 nm, lateral RMSE of the pairs within 250 and 100 nm and the share of
+failed fits (`napari_dsir.fit.fit_report`: crowded and pulled detections,
+which keep the network's position with photons fitted there, are not
+failures).
 """
 
 from __future__ import annotations
