@@ -313,7 +313,8 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     G = init.shape[0]
     unit = init.clone()
     unit[:, 2], unit[:, 3] = 1.0, 0.0
-    psf_all, _ = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None, jac=False)  # (G, npix), sums to <= 1
+    # (G, npix), sums to <= 1; and the derivatives of mu by x, y, N, b for N = 1 (x and y scale with N)
+    psf_all, j_unit = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None)
     d_all = torch.clamp(data + v, min=0.0)
     n_out, b_out = init[:, 2].clone(), init[:, 3].clone()
     conv_out = torch.zeros(G, dtype=torch.bool, device=init.device)
@@ -375,7 +376,10 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     conv_out[ids] = conv
     theta = init.clone()
     theta[:, 2], theta[:, 3] = n_out, b_out
-    mu, J = _model(theta, 1, 0, s_fixed, ex_lo, ey_lo, extra)
+    J = torch.cat([j_unit[:, :2] * n_out[:, None, None], j_unit[:, 2:]], dim=1)
+    mu = torch.addcmul(b_out[:, None], n_out[:, None], psf_all)
+    if extra is not None:
+        mu = mu + extra.reshape(G, -1)
     mv = torch.clamp(mu + v, min=1e-9)
     fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
     chi2 = (mask * (d_all - mv) ** 2 / mv).sum(-1)
