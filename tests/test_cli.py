@@ -228,3 +228,21 @@ def test_the_fast_network_cannot_change_its_upsampling(small_stack, tiny_shuffle
                str(tiny_shuffle_checkpoint), "-q"])
     assert rc == 0
     assert open_stack(tmp_path / "o.tif").shape[1:] == (128, 128)
+
+
+def test_localize_warns_when_the_fits_disagree_with_the_camera(tmp_path, capsys):
+    """A sparse movie recorded at 1 e-/ADU: with the right sensitivity no
+    warning; told 3 e-/ADU (photons 3x too many), the lone free fits'
+    residuals are ~3x the predicted variance and the CLI says so."""
+    movie = tmp_path / "sparse.tif"
+    assert main(["simulate", "-o", str(movie), "-n", "40", "--density", "0.1", "--photons", "1000:3000",
+                 "--gain", "1", "--base-level", "100", "--seed", "4"]) == 0
+    capsys.readouterr()
+    for sensitivity, warned in (("1", False), ("3", True)):
+        out = tmp_path / f"locs_{sensitivity}.csv"
+        assert main(["localize", str(movie), "-o", str(out), "-q", "--baseline", "100",
+                     "--sensitivity", sensitivity]) == 0
+        err = capsys.readouterr().err
+        assert ("variance the camera settings predict" in err) is warned, err
+        if warned:
+            assert "overestimated" in err

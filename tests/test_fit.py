@@ -114,6 +114,35 @@ def test_emccd_excess_noise_doubles_the_variance():
     assert abs(np.median(r_em.locs.photons[r_em.ok] / truth["photons"][r_em.ok]) - 1) < 0.05
 
 
+def test_lone_free_fits_chi_square_checks_the_camera_model(isolated):
+    """The reduced chi-square of lone free fits is about 1 with the right
+    camera; photons counted 3x too high (a sensitivity set 3x too high) or
+    3x too low make it about 3 or 1/3, and `fit_report` / `camera_doubt`
+    say so."""
+    frames, truth, start = isolated
+
+    def check(scale):
+        res = fit.refine(torch.as_tensor(frames * scale), start, P)
+        hist = fit.chi2_histogram(res.free_chi2)
+        return fit.fit_report(res.summary(), res.locs, hist)
+
+    right = check(1.0)
+    assert right["n_free_chi2"] > 200 and 0.85 < right["median_free_chi2"] < 1.15
+    assert not right["camera_doubtful"] and fit.camera_doubt(right) is None
+    high, low = check(3.0), check(1 / 3)
+    assert 2.5 < high["median_free_chi2"] < 3.5 and "overestimated" in fit.camera_doubt(high)
+    assert 0.25 < low["median_free_chi2"] < 0.4 and "underestimated" in fit.camera_doubt(low)
+    # too few fits to tell: no verdict
+    few = fit.fit_report({"ok": 5}, None, fit.chi2_histogram(np.full(fit.CHI2_MIN_FITS - 1, 3.0)))
+    assert few["median_free_chi2"] == pytest.approx(3.0, rel=0.06) and fit.camera_doubt(few) is None
+    # the histogram adds up over blocks and keeps the median to its bin
+    v = np.random.default_rng(2).lognormal(0.2, 0.3, 1000)
+    h = fit.chi2_histogram(v[:400]) + fit.chi2_histogram(v[400:]) + fit.chi2_histogram([np.nan, -1.0])
+    assert fit.chi2_median(h)[1] == 1000
+    assert fit.chi2_median(h)[0] == pytest.approx(np.median(v), rel=0.06)
+    assert np.isnan(fit.chi2_median(np.zeros(80))[0])
+
+
 def test_read_noise_enters_the_bound():
     mu, truth, start, rng = _grid_scene(2, photons=(500, 2000), bg=(2, 4))
     cam = Camera(baseline=100, sensitivity=1.0, read_noise=4.0)

@@ -208,11 +208,13 @@ def cmd_localize(args) -> int:
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
-    from .fit import fit_report, fit_summary
+    from .fit import camera_doubt, fit_report, fit_summary
 
-    report = fit_report(res.info.get("fit"), res.localizations)
+    report = fit_report(res.info.get("fit"), res.localizations, res.info.get("fit_chi2"))
     if report:
         print(fit_summary(report))
+        if camera_doubt(report):
+            _warn(camera_doubt(report))
         if report["crowded"] or report["pulled"]:
             print(f"{report['crowded']} of {report['total']} detections have a neighbour closer than the isolation "
                   f"distance and {report['pulled']} were pulled away by light the fit did not model (an undetected "

@@ -110,7 +110,7 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
                                  camera=cam, fit_window=fit_window, noise_scale=noise_scale))
-    return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit")
+    return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
 
 
 def iter_reconstruct_distributed(
@@ -158,12 +158,13 @@ def iter_reconstruct_distributed(
     acc = np.zeros((h * u, w * u), np.float64)
     locs: list[Localizations] = []
     fit_counts: dict[str, int] = {}
+    chi2_hist = None
     done = 0
     yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
         for fut in pending:
             try:
-                sum_image, block_locs, block_fit = fut.result()
+                sum_image, block_locs, block_fit, block_chi2 = fut.result()
             except DSIRError:
                 raise
             except Exception as e:
@@ -173,6 +174,8 @@ def iter_reconstruct_distributed(
                 locs.append(block_locs)
             for k, v in (block_fit or {}).items():
                 fit_counts[k] = fit_counts.get(k, 0) + v
+            if block_chi2 is not None:
+                chi2_hist = block_chi2 if chi2_hist is None else chi2_hist + block_chi2
             done += futures.pop(fut)
             nxt = submit()
             if nxt is not None:
@@ -193,6 +196,6 @@ def iter_reconstruct_distributed(
         stop=stop,
         localizations=loc_table,
         info={"batch_size": batch_size, "device": "dask", "model": model.source,
-              "fit": fit_counts if camera is not None and localize is not None else None,
+              "fit": fit_counts if camera is not None and localize is not None else None, "fit_chi2": chi2_hist,
               "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

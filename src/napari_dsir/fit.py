@@ -121,6 +121,11 @@ class FitResult(NamedTuple):
     locs: Localizations
     ok: np.ndarray
     status: np.ndarray
+    #: per row, the reduced chi-square of its free fit (Pearson chi-square /
+    #: degrees of freedom, an EMCCD's excess noise divided out) where no
+    #: other detection is within 7 px (NaN elsewhere, and where no free fit
+    #: converged): about 1 where the camera model is right
+    free_chi2: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
         """Count of fits per status name (only the statuses that occur)."""
@@ -133,7 +138,40 @@ class FitResult(NamedTuple):
         return int((~np.isin(self.status, REPORTED)).sum())
 
 
-def fit_report(counts: dict[str, int] | None, locs: Localizations | None) -> dict | None:
+#: bins of `chi2_histogram`: log10 of the reduced chi-square, 0.1 to 10
+_CHI2_EDGES = np.linspace(-1.0, 1.0, 81)
+#: median reduced chi-square of the lone free fits (no other detection
+#: within 7 px) outside which the camera settings are reported as doubtful
+#: (`fit_report`), and the fits it needs. Measured on the calibrated
+#: benchmark's sets with the right camera: 0.97-1.09 up to 2 /um^2, 1.45 at
+#: 4 /um^2 (undetected neighbours), too few lone fits above; photons
+#: overestimated k-fold (sensitivity set k times too high) give about k
+CHI2_DOUBT = (0.6, 2.0)
+CHI2_MIN_FITS = 30
+
+
+def chi2_histogram(values) -> np.ndarray:
+    """Counts of reduced chi-square values in 80 log-spaced bins from 0.1 to
+    10 (those outside in the end bins): a summary that adds up over blocks
+    of frames and dask chunks (`chi2_median`)."""
+    v = np.asarray(values, float)
+    v = np.log10(v[np.isfinite(v) & (v > 0)])
+    idx = np.clip(np.searchsorted(_CHI2_EDGES, v, side="right") - 1, 0, len(_CHI2_EDGES) - 2)
+    return np.bincount(idx, minlength=len(_CHI2_EDGES) - 1).astype(np.int64)
+
+
+def chi2_median(hist) -> tuple[float, int]:
+    """Median reduced chi-square (to the bin, ~6 %) and the number of fits
+    of a `chi2_histogram`; NaN for none."""
+    hist = np.asarray(hist)
+    n = int(hist.sum())
+    if n == 0:
+        return float("nan"), 0
+    k = int(np.searchsorted(np.cumsum(hist), 0.5 * n))
+    return float(10 ** (0.5 * (_CHI2_EDGES[k] + _CHI2_EDGES[k + 1]))), n
+
+
+def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_hist=None) -> dict | None:
     """What a refined table holds, for the CLI and the widget: fits per kind
     (``counts``: per `STATUS` name, as `FitResult.summary` and
     ``Result.info["fit"]``) and the median photons and uncertainty (nm) of
@@ -146,7 +184,10 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None) -> dic
         col = None if col is None else col[np.isfinite(col)]
         return float(np.median(col)) if col is not None and len(col) else float("nan")
 
+    chi2, n_chi2 = chi2_median(chi2_hist) if chi2_hist is not None else (float("nan"), 0)
     return {
+        "median_free_chi2": chi2, "n_free_chi2": n_chi2,
+        "camera_doubtful": bool(n_chi2 >= CHI2_MIN_FITS and not CHI2_DOUBT[0] <= chi2 <= CHI2_DOUBT[1]),
         "total": int(sum(counts.values())), "free": int(counts.get(STATUS[OK], 0)),
         "crowded": int(counts.get(STATUS[CROWDED], 0)), "pulled": int(counts.get(STATUS[PULLED], 0)),
         "failed": failed,
@@ -162,6 +203,21 @@ def fit_summary(report: dict) -> str:
             f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
             f"(fit pulled away), {n_failed} failed")
+
+
+def camera_doubt(report: dict) -> str | None:
+    """A warning when the free fits' residuals disagree with the camera
+    model (`fit_report`'s median reduced chi-square outside `CHI2_DOUBT`),
+    else None."""
+    if not report.get("camera_doubtful"):
+        return None
+    c = report["median_free_chi2"]
+    which = ("higher: the photons are probably overestimated (sensitivity in e-/ADU set too high, or an EMCCD's "
+             "EM gain not given)" if c > 1 else
+             "lower: the photons are probably underestimated (sensitivity in e-/ADU set too low)")
+    return (f"the residuals of {report['n_free_chi2']} lone free fits are {c:.1f}x the variance the camera "
+            f"settings predict (median reduced chi-square; about 1 when they are right), {which}; photons and "
+            "uncertainties rest on the camera settings: check them (a PSF far from a Gaussian raises it too)")
 
 
 # --------------------------------------------------------------------------
@@ -613,7 +669,8 @@ def _refine(
     if n == 0:
         for c in ("photons", "background", "sigma", "uncertainty"):
             out_cols[c] = np.zeros(0)
-        return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8))
+        return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8),
+                         np.zeros(0))
 
     fr = locs.frame - int(first_frame)
     if fr.min() < 0 or fr.max() >= F:
@@ -669,6 +726,19 @@ def _refine(
         neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
     held = neighbours > 0
     pulled = np.zeros(n, bool)  # free fits pulled away, then held (hold_pulled)
+    free_chi2 = np.full(n, np.nan)  # reduced chi-square of each free fit
+
+    # the camera check counts free fits with no other detection within the
+    # pair search's radius (7 px): the others' chi-square also grows with
+    # the density (light of undetected neighbours)
+    lonely = valid.copy()
+    lonely[pairs[0].ravel()] = False
+
+    def record_free(r):
+        """Keep the reduced chi-square of the converged free fits of lonely rows ``r``."""
+        r = r[conv_out[r] & ~held[r] & lonely[r] & np.isfinite(theta_out[r]).all(-1)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            free_chi2[r] = fit_out[r, 0] / camera.excess_noise / fit_out[r, 1]
     crowded_error = check_crowded_error(crowded_error_px)
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
     # union boxes of the groups
@@ -716,6 +786,7 @@ def _refine(
             box = np.column_stack([gy0[gl], gx0[gl], gy1[gl] - gy0[gl], gx1[gl] - gx0[gl]])
             res = _fit_groups(fr[members[:, 0]], box, members, init_xy, s0, wx0, wy0, None, **fit_kw)
             _store(res, members, theta_out, b_out, var_out, conv_out, fit_out)
+            record_free(members.ravel())
 
     # ---- large groups: each emitter with its nearest neighbours free and
     # the rest of its group held fixed at the current estimates -------------
@@ -800,6 +871,8 @@ def _refine(
                 # the rows whose fits ask for light: the stage's and their neighbours in its groups
                 near = rows[np.unique(nb[stage][nb_ok[stage]])]
                 fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
+                if si == 0:
+                    record_free(rows[stage])
                 if si == 0 and hold_pulled:
                     # free fits pulled away (by an undetected neighbour,
                     # light from outside the frame): held at their start
@@ -860,7 +933,7 @@ def _refine(
         np.where(ok, theta_out[:, 1] * p, locs.y),
         **out_cols,
     )
-    return FitResult(out, ok, status)
+    return FitResult(out, ok, status, free_chi2)
 
 
 def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):

@@ -263,6 +263,7 @@ class _PendingFits:
 
     def __init__(self, first: int):
         self.first, self.frames, self.locs = first, [], []
+        self.chi2_hist = None  # the free fits' reduced chi-square (`fit.chi2_histogram`), over all blocks
 
     @property
     def n_frames(self) -> int:
@@ -281,7 +282,7 @@ class _PendingFits:
     def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict,
             crowded_error_px=()) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
-        from .fit import refine
+        from .fit import chi2_histogram, refine
 
         found = Localizations.concatenate(self.locs)
         if len(found):
@@ -291,6 +292,8 @@ class _PendingFits:
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
+            hist = chi2_histogram(fitted.free_chi2)
+            self.chi2_hist = hist if self.chi2_hist is None else self.chi2_hist + hist
         self.first += self.n_frames
         self.frames, self.locs = [], []
         return found
@@ -329,8 +332,9 @@ def iter_reconstruct(
     neighbour closer than `FIT_ISOLATION_PX`, and those whose free fit was
     pulled away, keep the network's position (status "crowded" or "pulled",
     values fitted there); failed fits keep it with NaN in those columns.
-    Counts per status are in ``Result.info["fit"]``. None: the network's
-    positions only.
+    Counts per status are in ``Result.info["fit"]``, the free fits' reduced
+    chi-square (a check of the camera model) in ``Result.info["fit_chi2"]``
+    (`napari_dsir.fit.chi2_histogram`). None: the network's positions only.
 
     Models normalised per movie (``normalization == "movie"``) divide every
     frame by one noise level: ``noise_scale``, or measured once on up to 64
@@ -406,5 +410,5 @@ def iter_reconstruct(
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source,
               "fit": fit_counts if camera is not None and localize is not None else None,
-              "noise_scale": noise_scale},
+              "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale},
     )
