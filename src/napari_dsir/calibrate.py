@@ -154,7 +154,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         h, w = frames.shape[1:]
         xp, yp = locs.x / p, locs.y / p
         valid = np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp < w) & (yp >= 0) & (yp < h)
-        k = _neighbours(locs.frame, xp, yp, valid, FIT_ISOLATION_PX, h, 7)
+        k = _neighbours(locs.frame, xp, yp, valid, FIT_ISOLATION_PX, h)
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, match_nm)

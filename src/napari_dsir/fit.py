@@ -134,7 +134,7 @@ class FitResult(NamedTuple):
 
     @property
     def n_failed(self) -> int:
-        """Fits that failed (NaN photons and uncertainty): neither OK nor CROWDED."""
+        """Fits that failed (NaN photons and uncertainty): status not in `REPORTED`."""
         return int((~np.isin(self.status, REPORTED)).sum())
 
 
@@ -497,7 +497,7 @@ def _duplicates(f, xp, yp, valid, merge_px, H, window, strength):
     return out
 
 
-def _neighbours(f, xp, yp, valid, radius, H, window=None, pairs=None):
+def _neighbours(f, xp, yp, valid, radius, H, pairs=None):
     """Number of other valid detections of its frame closer than ``radius``
     px, per detection. ``pairs``: `_pairs` of these detections at a radius
     >= ``radius``."""
@@ -729,8 +729,8 @@ def _refine(
     free_chi2 = np.full(n, np.nan)  # reduced chi-square of each free fit
 
     # the camera check counts free fits with no other detection within the
-    # pair search's radius (7 px): the others' chi-square also grows with
-    # the density (light of undetected neighbours)
+    # pair search's radius (the window, 7 px by default): the others'
+    # chi-square also grows with the density (undetected neighbours)
     lonely = valid.copy()
     lonely[pairs[0].ravel()] = False
 

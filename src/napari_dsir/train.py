@@ -153,8 +153,8 @@ def render_labels(locs: Localizations, frames: np.ndarray, shape: tuple[int, int
                   starts: np.ndarray | None = None) -> torch.Tensor:
     """Emitter counts per super-resolved pixel: (len(frames), 1, Y, X).
     ``starts``: `frame_starts` of ``locs`` (sorted by frame): the rows of a
-    batch are then found without a pass over the whole table (a training
-    set of 64,000 frames took 2x longer per frame than one of 8,000)."""
+    batch are then found without a pass over the whole table (0.18 against
+    8.5 ms per batch of 32 frames of a 64,000-frame set)."""
     lab = torch.zeros((len(frames), 1) + shape)
     frames = np.asarray(frames, np.int64)
     if starts is None:
