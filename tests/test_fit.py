@@ -360,9 +360,11 @@ def test_cramer_rao_bound_matches_the_scatter_over_noise_realisations():
     assert 0.8 < unc / mortensen < 1.2
 
 
-def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged():
-    """A bright emitter 500 nm away that was not detected pulls the fit; the
-    chi-square of the residuals flags it (max_chi2_sigma) but not lone emitters."""
+@pytest.fixture(scope="module")
+def undetected_neighbour():
+    """60 frames of an emitter (1,500 photons) with a brighter one 500 nm
+    away that was not detected (``pair``), the same emitter alone
+    (``alone``), and the detections: the first emitter, 25 nm off."""
     rng = np.random.default_rng(10)
     n = 60
     xs = np.array([1000.0, 1500.0])
@@ -371,26 +373,26 @@ def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged():
     start = Localizations(np.arange(n), 1000.0 + rng.normal(0, 25, n), 1000.0 + rng.normal(0, 25, n))
     pair = torch.as_tensor(rng.poisson(mu + 35, (n, 20, 20)).astype(np.float32))
     alone = torch.as_tensor(rng.poisson(lone + 35, (n, 20, 20)).astype(np.float32))
+    return pair, alone, start
+
+
+def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged(undetected_neighbour):
+    """A bright emitter 500 nm away that was not detected pulls the fit; the
+    chi-square of the residuals flags it (max_chi2_sigma) but not lone emitters."""
+    pair, alone, start = undetected_neighbour
     assert fit.refine(pair, start, P).ok.mean() > 0.5  # off by default
     flagged = fit.refine(pair, start, P, max_chi2_sigma=4)
     assert (flagged.status == fit.BAD_FIT).mean() > 0.5
     assert fit.refine(alone, start, P, max_chi2_sigma=4).ok.mean() > 0.95
 
 
-def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error():
+def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(undetected_neighbour):
     """hold_pulled: the fits pulled by an undetected neighbour (flagged
     BAD_FIT or MOVED without it) keep their start, with photons fitted there
     and the crowded error in their bound (status PULLED, reported, not
     failed); lone emitters stay free fits; the other rows are placed as
     without the option (to 0.1 nm)."""
-    rng = np.random.default_rng(10)
-    n = 60
-    xs = np.array([1000.0, 1500.0])
-    mu = render_emitters(xs, np.array([1000.0, 1000.0]), np.array([1500.0, 3000.0]), np.full(2, 130.0), (20, 20), P)
-    lone = render_emitters(xs[:1], np.array([1000.0]), np.array([1500.0]), np.full(1, 130.0), (20, 20), P)
-    start = Localizations(np.arange(n), 1000.0 + rng.normal(0, 25, n), 1000.0 + rng.normal(0, 25, n))
-    pair = torch.as_tensor(rng.poisson(mu + 35, (n, 20, 20)).astype(np.float32))
-    alone = torch.as_tensor(rng.poisson(lone + 35, (n, 20, 20)).astype(np.float32))
+    pair, alone, start = undetected_neighbour
     kw = dict(max_group=1, max_chi2_sigma=4, max_shift_px=1.0, crowded_error_px=(0.2,))
     plain = fit.refine(pair, start, P, **kw)
     held = fit.refine(pair, start, P, hold_pulled=True, **kw)
