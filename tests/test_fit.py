@@ -254,6 +254,16 @@ def test_outside_and_nonfinite_starts_and_bad_input():
     locs = Localizations([0, 1, 1], [float("nan"), -50.0, 600.0], [600.0, 600.0, 600.0])
     res = fit.refine(frames, locs, P)
     assert list(res.status[:2]) == [fit.OUTSIDE, fit.OUTSIDE]
+    # on the far edge (the localizer's offsets reach it) is inside; beyond it is not
+    edge = fit.refine(frames, Localizations([0, 0, 0], [1200.0, 1200.5, 600.0], [600.0, 600.0, 1200.0]), P)
+    assert list(edge.status == fit.OUTSIDE) == [False, True, False]
+    # held there (a neighbour within isolation_px), the position on the edge is no failure
+    mu = render_emitters(np.array([1190.0, 1000.0]), np.array([600.0, 600.0]), np.full(2, 3000.0),
+                         np.full(2, 110.0), (12, 12), P) + 20
+    spots = torch.as_tensor(np.random.default_rng(7).poisson(mu, (3, 12, 12)).astype(np.float32))
+    held = fit.refine(spots, Localizations([0, 0, 1, 1, 2, 2], [1200.0, 1000.0] * 3, [600.0] * 6), P,
+                      isolation_px=5.0)
+    assert (held.status == fit.CROWDED).all(), held.summary()
     empty = fit.refine(frames, Localizations.empty(), P)
     assert len(empty.locs) == 0 and empty.locs.photons is not None
     with pytest.raises(DSIRError, match="frames"):

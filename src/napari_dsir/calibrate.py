@@ -132,7 +132,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     a report (per class: count, RMSE and RMS bound per axis in px)."""
     from .camera import Camera
     from .evaluate import match
-    from .fit import CROWDED, _neighbours, refine
+    from .fit import CROWDED, _inside, _neighbours, refine
     from .reconstruct import FIT_ISOLATION_PX, fit_settings
     from .run import reconstruct
 
@@ -153,7 +153,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         # the neighbour counts refine held the crowded rows by
         h, w = frames.shape[1:]
         xp, yp = locs.x / p, locs.y / p
-        valid = np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp < w) & (yp >= 0) & (yp < h)
+        valid = _inside(xp, yp, h, w)
         k = _neighbours(locs.frame, xp, yp, valid, FIT_ISOLATION_PX, h)
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)

@@ -446,6 +446,13 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
 # grouping
 
 
+def _inside(xp, yp, H, W):
+    """Positions (px) that are finite and in the frame; its far edge counts
+    as inside (the localizer's sub-pixel offsets reach it from the last pixel)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp <= W) & (yp >= 0) & (yp <= H)
+
+
 def _pairs(f, xp, yp, valid, radius, H):
     """The pairs of valid detections of one frame at most ``radius`` px
     apart: (m, 2) row indices (first < second) and their distances (m,)."""
@@ -705,7 +712,7 @@ def _refine(
     h = window // 2
 
     xp, yp = locs.x / p, locs.y / p
-    valid = np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp < W) & (yp >= 0) & (yp < H)
+    valid = _inside(xp, yp, H, W)
     xs_ = np.where(valid, xp, 0.0)
     ys_ = np.where(valid, yp, 0.0)
     wx0 = np.clip(np.floor(xs_).astype(np.int64) - h, 0, W - window)
@@ -906,7 +913,7 @@ def _refine(
     status[_unexplained(fit_out, excess, max_chi2_sigma) & ~held] = BAD_FIT
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
-    status[moved] = MOVED
+    status[moved & ~held] = MOVED  # held positions are their starts (on the window's edge at the frame's)
     status[~finite] = NON_FINITE
     status[~valid] = OUTSIDE
     if merge_px > 0:
