@@ -54,6 +54,9 @@ def test_cluster_matches_single_process(client):
     close = np.abs(many.localizations.x - one.localizations.x) < 0.1
     assert close.mean() > 0.9 and many.localizations.photons is not None
     assert sum(many.info["fit"].values()) == sum(one.info["fit"].values()) == len(one.localizations)
+    # the free fits' chi-square histogram (the camera check) adds up over the chunks
+    assert many.info["fit_chi2"].shape == one.info["fit_chi2"].shape
+    assert abs(int(many.info["fit_chi2"].sum()) - int(one.info["fit_chi2"].sum())) <= 2
 
 
 def test_cluster_reads_a_stack_by_path_and_frame_range(client, tmp_path):
