@@ -213,8 +213,9 @@ def cmd_localize(args) -> int:
     report = fit_report(res.info.get("fit"), res.localizations, res.info.get("fit_chi2"))
     if report:
         print(fit_summary(report))
-        if camera_doubt(report):
-            _warn(camera_doubt(report))
+        doubt = camera_doubt(report)
+        if doubt:
+            _warn(doubt)
         if report["crowded"] or report["pulled"]:
             print(f"{report['crowded']} of {report['total']} detections have a neighbour closer than the isolation "
                   f"distance and {report['pulled']} were pulled away by light the fit did not model (an undetected "

@@ -1008,14 +1008,14 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     measured = np.maximum(box - 9.0 * bg, 1.0)
     # share[k]: the part of detection j[k]'s light in detection i[k]'s box
     if pairs is None:
-        pairs = cKDTree(np.column_stack([y + fr[rows] * (H + 20.0), x])).query_pairs(
-            r=_DEBLEND_PX, output_type="ndarray").reshape(-1, 2)
-    else:
-        local = np.full(len(estimate), -1)
-        local[rows] = np.arange(m)
-        pairs = local[pairs]
-        pairs = pairs[(pairs >= 0).all(1)]
-        pairs = pairs[np.hypot(x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]) <= _DEBLEND_PX]
+        sel = np.zeros(len(estimate), bool)
+        sel[rows] = True
+        pairs = _pairs(fr, estimate[:, 0], estimate[:, 1], sel, _DEBLEND_PX, H)[0]
+    local = np.full(len(estimate), -1)
+    local[rows] = np.arange(m)
+    pairs = local[pairs]
+    pairs = pairs[(pairs >= 0).all(1)]
+    pairs = pairs[np.hypot(x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]) <= _DEBLEND_PX]
     i = np.concatenate([np.arange(m), pairs[:, 0], pairs[:, 1]])
     j = np.concatenate([np.arange(m), pairs[:, 1], pairs[:, 0]])
     # (torch's ndtr: ~9x scipy's on these arrays)

@@ -266,8 +266,9 @@ class ReconstructWidget(Container):
         from ..fit import camera_doubt, fit_report, fit_summary  # scipy.spatial: only once there is a result
 
         report = fit_report(info.get("fit"), result.localizations, info.get("fit_chi2"))
-        if report and camera_doubt(report):
-            notify("warning", WIDGET, camera_doubt(report))
+        doubt = camera_doubt(report) if report else None
+        if doubt:
+            notify("warning", WIDGET, doubt)
         self.status.value = (
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
