@@ -24,6 +24,18 @@ def test_simulate_writes_stack_and_ground_truth(small_stack, capsys):
     assert s.shape == (4, 16, 16) and s.dtype == np.uint16 and s.pixel_size == pytest.approx(100)
     gt = read_localizations(small_stack.with_suffix(".csv"))
     assert len(gt) > 0 and gt.frame.max() <= 3
+    # each emitter's PSF sigma (nm) in the truth: FWHM 200-300 nm by default
+    assert gt.sigma is not None and (gt.sigma > 84).all() and (gt.sigma < 128).all()
+
+
+def test_simulate_an_airy_psf(tmp_path):
+    args = ["simulate", "-n", "2", "--size", "16", "16", "--density", "2", "--seed", "1"]
+    assert main(args + ["-o", str(tmp_path / "g.tif")]) == 0
+    assert main(args + ["-o", str(tmp_path / "a.tif"), "--psf", "airy"]) == 0
+    g, a = open_stack(tmp_path / "g.tif").read(), open_stack(tmp_path / "a.tif").read()
+    assert g.shape == a.shape and not np.array_equal(g, a)
+    with pytest.raises(SystemExit):
+        main(args + ["-o", str(tmp_path / "b.tif"), "--psf", "astigmatic"])
 
 
 def test_reconstruct_and_localize(small_stack, tiny_checkpoint, tmp_path, capsys):
@@ -218,6 +230,22 @@ def test_train_the_fast_network_on_movies(tmp_path, capsys):
 def test_movies_refuse_single_frame_simulation_options(tmp_path, capsys):
     rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movies", "--density", "1:2", "-q"])
     assert rc != 0 and "--density applies to single-frame training only" in capsys.readouterr().err
+    rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movie-airy-fraction", "0.3", "-q"])
+    assert rc != 0 and "apply to --movies" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "-o", str(tmp_path / "x.pt"), "--movies", "--movie-airy-fraction", "1.5"])
+
+
+def test_movies_with_airy_psfs_and_brighter_emitters(tmp_path):
+    out = tmp_path / "airy.pt"
+    rc = main(["train", "-o", str(out), "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
+               "--movie-airy-fraction", "0.5", "--movie-photons-max", "20000", "--epochs", "1", "--n-train", "16",
+               "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu", "-q"])
+    assert rc == 0
+    from napari_dsir.model import load_checkpoint
+
+    movies = load_checkpoint(out).metadata["training"]["movies"]
+    assert movies["airy_fraction"] == 0.5 and movies["photons_max"] == 20000.0
 
 
 def test_the_fast_network_cannot_change_its_upsampling(small_stack, tiny_shuffle_checkpoint, tmp_path, capsys):

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from napari_dsir.errors import DSIRError
-from napari_dsir.simulate import DSIR_PRESET, SimulationConfig, render_emitters, simulate
+from napari_dsir.simulate import (
+    DSIR_PRESET,
+    FWHM_TO_SIGMA,
+    SimulationConfig,
+    render_airy,
+    render_emitters,
+    simulate,
+)
 
 
 def test_dsir_preset_defaults():
@@ -22,6 +29,8 @@ def test_positions_inside_frame_at_intended_density(density):
     assert per_um2 == pytest.approx(density, rel=0.05)
     assert set(np.unique(locs.frame)) <= set(range(200))
     assert ((80 <= locs.intensity) & (locs.intensity <= 2050)).all()
+    # each emitter's PSF sigma (nm) comes with the truth: FWHM 200-300 nm
+    assert ((200 * FWHM_TO_SIGMA <= locs.sigma) & (locs.sigma <= 300 * FWHM_TO_SIGMA)).all()
 
 
 def test_seeded_and_camera_model():
@@ -42,6 +51,40 @@ def test_integrated_gaussian_conserves_photons_and_centre():
     cx = ((xx + 0.5) * 100 * img).sum() / img.sum()
     cy = ((yy + 0.5) * 100 * img).sum() / img.sum()
     assert cx == pytest.approx(1650.0, abs=0.5) and cy == pytest.approx(1250.0, abs=0.5)
+
+
+def test_airy_psf_half_maximum_centre_and_photons():
+    """An Airy pattern of FWHM 300 nm (3 px): half its peak 150 nm from the
+    centre, centred where the emitter is, and its photons (less the rings
+    beyond 10 px: ~5 %) in the frame; rings where the Gaussian of that FWHM
+    has no light left (a dark one, then light again)."""
+    x, y = np.array([3250.0]), np.array([3210.0])
+    img = render_airy(x, y, np.array([1000.0]), np.array([300.0]), (64, 64), 100.0, radius_px=10)
+    assert 0.93 < img.sum() / 1000 < 0.97
+    yy, xx = np.mgrid[:64, :64]
+    assert ((xx + 0.5) * 100 * img).sum() / img.sum() == pytest.approx(3250.0, abs=1.0)
+    assert ((yy + 0.5) * 100 * img).sum() / img.sum() == pytest.approx(3210.0, abs=1.0)
+    fine = render_airy(np.array([650.0]), np.array([650.0]), np.array([1e6]), np.array([300.0]), (130, 130), 10.0,
+                       oversample=1, radius_px=60)  # 10 nm pixels: the profile itself
+    profile = fine[65, 65:]
+    core = profile[:30]  # to the first dark ring, falling
+    half = np.interp(0.5, core[::-1] / core[0], np.arange(30)[::-1] * 10.0)
+    assert half == pytest.approx(150.0, abs=6.0)
+    gauss = render_emitters(x, y, np.array([1000.0]), np.array([300.0 * FWHM_TO_SIGMA]), (64, 64), 100.0)
+    assert img[32, 38] > 10 * gauss[32, 38]  # the rings: light 600 nm out that the Gaussian has not
+    dark = profile[30:42].min()  # the first dark ring 355 nm from the centre, the next bright one 477 nm
+    assert dark < 0.001 * profile[0] and profile[44:52].max() > 0.01 * profile[0]
+
+
+def test_airy_frames_and_bad_psf():
+    cfg = SimulationConfig(frame_size=(32, 32), density=2.0, psf="airy")
+    frames, locs = simulate(3, cfg, seed=4)
+    gauss, locs_g = simulate(3, SimulationConfig(frame_size=(32, 32), density=2.0), seed=4)
+    # the first frame's emitters drawn alike (the noise then takes draws in numbers that depend on the light)
+    np.testing.assert_array_equal(locs.x[locs.frame == 0], locs_g.x[locs_g.frame == 0])
+    assert frames.shape == gauss.shape and not np.array_equal(frames, gauss)
+    with pytest.raises(DSIRError, match="psf must be one of"):
+        simulate(1, SimulationConfig(psf="astigmatic"))
 
 
 def test_background_range_and_read_noise():
@@ -98,6 +141,14 @@ def test_movies_cover_the_ranges_and_are_reproducible():
     assert (locs.x >= 0).all() and (locs.x < 1600).all() and (locs.intensity <= cfg.photons_max).all()
     counts = np.bincount(locs.frame.astype(int), minlength=len(frames))
     assert (counts == 0).any() and counts.max() > 10  # empty and crowded frames both occur
+    # a share of the movies has an Airy PSF; without any, the movies are drawn as before Airy ones existed
+    # the shipped model's movies have a Gaussian PSF; a share of Airy ones may be asked for, and the
+    # Gaussian ones are then drawn as without
+    assert {s["psf"] for s in settings} == {"gaussian"} and cfg.airy_fraction == 0.0
+    mixed = simulate_movies(60, MovieConfig(frame_size=(16, 16), frames_per_movie=4, airy_fraction=0.3), seed=5)
+    airy = np.array([s["psf"] == "airy" for s in mixed[3]])
+    assert 0.1 < airy.mean() < 0.5
+    assert not np.array_equal(mixed[0][np.repeat(airy, 4)], frames[np.repeat(airy, 4)])
 
 
 def test_emccd_movies_are_brighter_per_photon_and_noisier():

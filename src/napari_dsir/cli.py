@@ -60,6 +60,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return v
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless it says it already."""
 
@@ -252,12 +262,12 @@ def _sim_config(args):
     return SimulationConfig(
         frame_size=(args.size[0], args.size[1]), pixel_size=args.sim_pixel_size, fwhm=args.fwhm,
         photons=args.photons, density=args.density, background=args.background,
-        base_level=args.base_level, gain=args.gain, read_noise=args.read_noise,
+        base_level=args.base_level, gain=args.gain, read_noise=args.read_noise, psf=args.psf,
     ).validate()
 
 
 _SIM_DEFAULTS = {"sim_pixel_size": 100.0, "fwhm": (200.0, 300.0), "photons": (80.0, 2050.0), "density": 2.0,
-                 "background": 20.0, "base_level": 100.0, "gain": 1.0, "read_noise": 0.0}
+                 "background": 20.0, "base_level": 100.0, "gain": 1.0, "read_noise": 0.0, "psf": "gaussian"}
 
 
 def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
@@ -273,6 +283,8 @@ def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
     g.add_argument("--base-level", type=_range, default=d["base_level"], help="camera offset, ADU")
     g.add_argument("--gain", type=_range, default=d["gain"], help="ADU per photoelectron")
     g.add_argument("--read-noise", type=float, default=d["read_noise"], help="read noise, e- rms")
+    g.add_argument("--psf", choices=("gaussian", "airy"), default=d["psf"],
+                   help="PSF shape: integrated Gaussian, or an in-focus objective's Airy pattern of that FWHM")
 
 
 def cmd_simulate(args) -> int:
@@ -307,7 +319,9 @@ def cmd_train(args) -> int:
         if changed:
             raise DSIRError(f"--movies draws its own ranges (the shipped model's, see the model card); "
                             f"--{changed[0].replace('_', '-')} applies to single-frame training only")
-        movies = MovieConfig()
+        movies = MovieConfig(airy_fraction=args.movie_airy_fraction, photons_max=args.movie_photons_max)
+    elif args.movie_airy_fraction != 0.0 or args.movie_photons_max != 10000.0:
+        raise DSIRError("--movie-airy-fraction and --movie-photons-max apply to --movies")
     norm = args.normalization or ("movie" if movies is not None else "zscore")
     if args.kernel_width is None:
         args.kernel_width = 7 if args.arch == "shuffle" else 5
@@ -455,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on short movies drawn over wide ranges (densities 0-9 /um^2 with empty frames, "
                         "FWHM 170-370 nm, 120-10,000 photons, background 3-130, sCMOS and EMCCD cameras), "
                         "each normalised by its own noise level: the shipped model's data")
+    p.add_argument("--movie-airy-fraction", type=_fraction, default=0.0,
+                   help="--movies: share of the movies whose PSF is an Airy pattern (rings) instead of a Gaussian")
+    p.add_argument("--movie-photons-max", type=_positive_float, default=10000.0,
+                   help="--movies: most photons per emitter")
     p.add_argument("--lr-decay", action="store_true", help="cosine decay of the learning rate to 5%%")
     p.add_argument("--normalization", choices=["zscore", "robust", "movie"], default=None,
                    help="input normalisation: per frame (zscore, robust) or by the movie's noise level "
