@@ -1,6 +1,6 @@
 """Calibrated localizations: the shipped model with and without refinement on the raw frames.
 
-    python benchmarks/calibrated.py [--frames 30] [--out benchmarks/results/calibrated.md]
+    python benchmarks/calibrated.py [--frames 100] [--out benchmarks/results/calibrated.md]
 
 Test sets: the project's simulator (seeds 91001+, never used in training),
 64x64 px of 100 nm, PSF FWHM 250-350 nm (training: 200-300), background 35
@@ -25,10 +25,19 @@ and within 100 nm; for the refined ones also:
   fits only (the isolated detections whose position comes from the fit);
   these come from `napari_dsir.fit.refine` called with reconstruct's
   settings on the same detections, which gives each row's status;
+- the per-axis RMSE of all refined pairs within 100 nm against the true
+  Cramer-Rao bound of their emitters: that of a joint fit of each emitter
+  and its neighbours within 7 px (x, y, photons of each, one background;
+  PSF sigma known), at the true parameters, with the light of every emitter
+  of the frame; the bound of the estimation problem itself, where the bare
+  bound above treats the neighbours as known (mean and root mean square);
 - the median ratio fitted / true photons;
 - the std of (error / reported uncertainty) per axis over isolated emitters
   (no other emitter within 500 nm in that frame); for the crowded rows the
-  reported uncertainty holds the network's calibrated error too;
+  reported uncertainty holds the network's calibrated error too; then the
+  same over the isolated emitters at least 500 nm from the frame's edges
+  (the truth lists no emitter outside the frame, where the simulator puts
+  some within 200 nm: near the edges "isolated" is not known);
 - the share of detections that keep the network's position (a neighbour
   closer than 5 px: status "crowded"; or a free fit pulled away: "pulled";
   photons and bound fitted there) and the share of failed fits (NaN
@@ -50,6 +59,7 @@ import numpy as np
 import torch
 from _machine import cpu_name
 from scipy.spatial import cKDTree
+from scipy.special import erf
 
 from napari_dsir import reconstruct as R
 from napari_dsir.camera import Camera
@@ -85,31 +95,93 @@ def sets(n_frames: int):
         yield "ThunderSTORM demo (~6 /um^2)", 6.0, frames, read_localizations(demo / "positions_demo1.csv"), None
 
 
-def isolated(gt: Localizations, radius: float = 500.0) -> np.ndarray:
-    """Mask of the ground-truth emitters with no other one within ``radius`` nm in their frame."""
+def isolated(gt: Localizations, size_nm: tuple[float, float] | None = None, radius: float = 500.0) -> np.ndarray:
+    """Mask of the ground-truth emitters with no other one within ``radius``
+    nm in their frame and, given the frame's ``size_nm`` (height, width), at
+    least ``radius`` nm from its edges: the truth lists no emitter outside the
+    frame, and the simulator's emitters up to 200 nm outside shine in."""
     out = np.zeros(len(gt), bool)
     for f in np.unique(gt.frame):
         idx = np.flatnonzero(gt.frame == f)
         pts = np.column_stack([gt.x[idx], gt.y[idx]])
         d, _ = cKDTree(pts).query(pts, k=2) if len(idx) > 1 else (np.full((1, 2), np.inf), None)
         out[idx] = d[:, 1] > radius
+    if size_nm is not None:
+        h, w = size_nm
+        out &= (gt.x >= radius) & (gt.x <= w - radius) & (gt.y >= radius) & (gt.y <= h - radius)
     return out
 
 
-def calibration(gt: Localizations, locs: Localizations) -> dict:
-    """Reported localizations against the truth (pairs within 100 nm with an uncertainty)."""
+def calibration(gt: Localizations, locs: Localizations, size_nm=None) -> dict:
+    """Reported localizations against the truth (pairs within 100 nm with an
+    uncertainty); ``size_nm``: the frame's (height, width), see `isolated`."""
     gi, pi, _ = match(gt, locs, 100.0)
     ok = np.isfinite(locs.uncertainty[pi])
     gi, pi = gi[ok], pi[ok]
     dx, dy = locs.x[pi] - gt.x[gi], locs.y[pi] - gt.y[gi]
     unc = locs.uncertainty[pi]
-    iso = isolated(gt)[gi]
+    iso = isolated(gt, size_nm)[gi]
     z = np.concatenate([dx[iso] / unc[iso], dy[iso] / unc[iso]])
     return {
         "photons": float(np.median(locs.photons[pi] / gt.intensity[gi])) if gt.intensity is not None else np.nan,
         "z_std": float(np.std(z)) if len(z) > 10 else np.nan,
         "n_iso": int(iso.sum()),
     }
+
+
+def _axis(edges, c, s):
+    """Integrated Gaussian over pixels [e, e + 1) (px) and its derivative by the centre."""
+    u0 = (edges - c) / s
+    u1 = u0 + 1.0 / s
+    a = 0.5 * (erf(u1 / np.sqrt(2.0)) - erf(u0 / np.sqrt(2.0)))
+    return a, (np.exp(-0.5 * u0**2) - np.exp(-0.5 * u1**2)) / (s * np.sqrt(2.0 * np.pi))
+
+
+def true_crlb(gt: Localizations, shape: tuple[int, int], background: float, camera: Camera,
+              pixel: float = 100.0, window: int = 7) -> np.ndarray:
+    """Per-axis Cramer-Rao bound (nm) of each true emitter (needs ``gt.sigma``):
+    joint Fisher information of it and its (up to 7 nearest) neighbours
+    within ``window`` px (x, y, photons each, one background) over the union
+    of their windows, at the true parameters, with every emitter's light."""
+    H, W = shape
+    h = window // 2
+    out = np.full(len(gt), np.nan)
+    for f in np.unique(gt.frame):
+        idx = np.flatnonzero(gt.frame == f)
+        x, y, n, s = gt.x[idx] / pixel, gt.y[idx] / pixel, gt.intensity[idx] * camera.qe, gt.sigma[idx] / pixel
+        tree = cKDTree(np.column_stack([x, y]))
+        for a in range(len(idx)):
+            d, nb = tree.query([x[a], y[a]], k=min(8, len(idx)), distance_upper_bound=window)
+            nb = np.atleast_1d(nb)[np.isfinite(np.atleast_1d(d))]
+            fx, fy = np.floor(x[nb]).astype(int), np.floor(y[nb]).astype(int)
+            ex = np.arange(max(0, fx.min() - h), min(W, fx.max() + h + 1), dtype=float)
+            ey = np.arange(max(0, fy.min() - h), min(H, fy.max() + h + 1), dtype=float)
+            lit = tree.query_ball_point([ex.mean() + 0.5, ey.mean() + 0.5], 0.75 * (len(ex) + len(ey)) + 12)
+            mu = np.full((len(ey), len(ex)), background * camera.qe + camera.read_variance_e)
+            for j in lit:
+                mu += n[j] * np.outer(_axis(ey, y[j], s[j])[0], _axis(ex, x[j], s[j])[0])
+            jac = []
+            for j in nb:
+                ax, dax = _axis(ex, x[j], s[j])
+                ay, day = _axis(ey, y[j], s[j])
+                jac += [n[j] * np.outer(ay, dax), n[j] * np.outer(day, ax), np.outer(ay, ax)]
+            jac = np.array([q.ravel() for q in jac + [np.ones_like(mu)]])
+            fisher = (jac / mu.ravel()) @ jac.T / camera.excess_noise
+            try:
+                inv = np.linalg.inv(fisher)
+            except np.linalg.LinAlgError:
+                continue
+            out[idx[a]] = np.sqrt(0.5 * (inv[0, 0] + inv[1, 1])) * pixel
+    return out
+
+
+def true_ratio(gt: Localizations, locs: Localizations, crlb: np.ndarray) -> str:
+    """Per-axis RMSE of the pairs within 100 nm against their emitters' true bound."""
+    gi, pi, _ = match(gt, locs, 100.0)
+    e = np.concatenate([locs.x[pi] - gt.x[gi], locs.y[pi] - gt.y[gi]])
+    c = crlb[gi]
+    rmse, mean, rms = np.sqrt(np.mean(e**2)), np.nanmean(c), np.sqrt(np.nanmean(c**2))
+    return f"{rmse:.1f} / {mean:.1f} = {rmse / mean:.2f}; / {rms:.1f} = {rmse / rms:.2f}"
 
 
 def crlb_ratio(gt: Localizations, fit, rows) -> tuple[float, float, float, int]:
@@ -137,6 +209,7 @@ def run_set(frames, gt, cam) -> list[str]:
             found = locs
             continue
         c = calibration(gt, locs)
+        ci = calibration(gt, locs, (frames.shape[1] * 100.0, frames.shape[2] * 100.0))
         report = fit_report(res.info["fit"], locs)
         total = max(1, report["total"])
         held, failed = (report["crowded"] + report["pulled"]) / total, sum(report["failed"].values()) / total
@@ -150,7 +223,10 @@ def run_set(frames, gt, cam) -> list[str]:
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)
         cells += [f"{ra:.1f} / {crms:.1f} = {ra / crms:.2f} (mean bound {cmean:.1f})",
                   f"{rf:.1f} / {frms:.1f} = {rf / frms:.2f} ({nf})",
-                  f"{c['photons']:.3f}", f"{c['z_std']:.2f} ({c['n_iso']})", f"{100 * held:.0f}%",
+                  true_ratio(gt, locs, true_crlb(gt, frames.shape[1:], 35.0, camera)) if cam is not None
+                  else "-",
+                  f"{c['photons']:.3f}", f"{c['z_std']:.2f} ({c['n_iso']}); {ci['z_std']:.2f} ({ci['n_iso']})",
+                  f"{100 * held:.0f}%",
                   f"{100 * failed:.0f}%"]
     return cells
 
@@ -177,7 +253,7 @@ def timings(repeats: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibrated.md")
     args = ap.parse_args()
@@ -186,17 +262,22 @@ def main() -> None:
         f"Run on {time.strftime('%Y-%m-%d')}, {cpu_name()}, {args.frames} test frames per simulated set, "
         "the default model with its own threshold (no tuning), camera as given.", "",
         "| set | J250 none | RMSE250 none | RMSE100 none | J250 mle | RMSE250 mle | RMSE100 mle | "
-        "RMSE / rms CRLB per axis, all fitted (100 nm pairs) | same, free fits only (n) | photons fitted/true | "
-        "std(err/unc), isolated (n) | network position kept | failed fits |",
-        "|---" * 13 + "|",
+        "RMSE / rms CRLB per axis, all fitted (100 nm pairs) | same, free fits only (n) | "
+        "RMSE / true CRLB per axis (mean; rms), all matched | photons fitted/true | "
+        "std(err/unc), isolated (n); away from the edges (n) | network position kept | failed fits |",
+        "|---" * 14 + "|",
     ]
     for name, _d, frames, gt, cam in sets(args.frames):
         cells = run_set(frames, gt, cam)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The RMSE / CRLB columns are per "
-              "axis and use the bare Cramer-Rao bound of each fit (the reported uncertainty of crowded rows also "
-              "holds the network's calibrated error); std(err/unc) uses the reported uncertainty.", ""]
+    lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The first two RMSE / CRLB columns "
+              "are per axis and use the bare Cramer-Rao bound of each fit (the reported uncertainty of crowded rows "
+              "also holds the network's calibrated error); the third, the true bound of each matched emitter (the "
+              "simulated sets only: the ThunderSTORM demo's background and camera are not known; at 4-6 /um^2 the "
+              "true bound of emitters a few tens of nm apart runs to hundreds of nm while the pairs' errors stop "
+              "at the 100 nm of the matching: ratios below 1 there say that, not that an estimator beats the "
+              "bound); std(err/unc) uses the reported uncertainty.", ""]
     lines += timings(args.repeats)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
