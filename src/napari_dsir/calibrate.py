@@ -23,6 +23,12 @@ from .model import DSIRModel
 # movies (issue 12): precision, and false positives per empty frame
 MIN_PRECISION = 0.93
 MAX_EMPTY_FP = 0.03
+# thresholds tried by `calibrate_movies`, log-spaced from 0.5 % to 90 % of
+# the validation output's maximum: 96 (5.6 % apart). With 24 (25 % apart)
+# the threshold that keeps the precision lands up to a step above where it
+# could: an Airy-tuned model's validation Jaccard 0.754 at 10.5 against
+# 0.765 at 9.1 on the finer grid
+THRESHOLD_STEPS = 96
 
 
 def _predict(model: DSIRModel, frames: np.ndarray, batch_size: int, scales=None) -> torch.Tensor:
@@ -83,7 +89,7 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     counts = np.bincount(truth.frame.astype(int), minlength=len(frames))
     empty = np.flatnonzero(counts == 0)
     top = float(sr.max()) if sr.numel() else 1.0
-    thresholds = np.geomspace(top * 5e-3, top * 0.9, 24)
+    thresholds = np.geomspace(top * 5e-3, top * 0.9, THRESHOLD_STEPS)
     best, best_key, report = None, None, {}
     for rad in (2, 3):
         # peaks at the lowest threshold once; a higher threshold keeps those above it
