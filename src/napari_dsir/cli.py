@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--movies", action="store_true",
                    help="train on short movies drawn over wide ranges (densities 0-9 /um^2 with empty frames, "
                         "FWHM 170-370 nm, 120-10,000 photons, background 3-130, sCMOS and EMCCD cameras), "
-                        "each normalised by its own noise level: the shipped model's data")
+                        "each normalised by its own noise level: the shipped model's data (its fine-tuning added "
+                        "--movie-airy-fraction 0.3 --movie-photons-max 20000)")
     p.add_argument("--movie-airy-fraction", type=_fraction, default=0.0,
                    help="--movies: share of the movies whose PSF is an Airy pattern (rings) instead of a Gaussian")
     p.add_argument("--movie-photons-max", type=_positive_float, default=10000.0,
