@@ -8,7 +8,7 @@ from napari_dsir import fit
 from napari_dsir.camera import Camera
 from napari_dsir.errors import DSIRError
 from napari_dsir.locs import Localizations
-from napari_dsir.simulate import FWHM_TO_SIGMA, render_emitters
+from napari_dsir.simulate import FWHM_TO_SIGMA, render_airy, render_emitters
 
 P = 100.0  # nm per camera pixel
 
@@ -420,6 +420,71 @@ def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(
     assert fit.fit_report(held.summary(), held.locs)["pulled"] == was.sum()
     lone_fit = fit.refine(alone, start, P, hold_pulled=True, **kw)
     assert lone_fit.ok.mean() > 0.95
+
+
+def _airy_grid(seed, n_frames=30):
+    """Isolated emitters of an Airy PSF (FWHM 280 nm), 300-20,000 photons
+    (log-uniform), a 3x3 grid per 40x40 frame, background 30; starts 10 nm off."""
+    rng = np.random.default_rng(seed)
+    g = np.arange(3) * 11 + 9.5
+    gx, gy = (a.ravel() for a in np.meshgrid(g, g))
+    frames, rows = [], []
+    for f in range(n_frames):
+        x, y = (gx + rng.uniform(-0.5, 0.5, 9)) * P, (gy + rng.uniform(-0.5, 0.5, 9)) * P
+        n = np.exp(rng.uniform(np.log(300), np.log(20000), 9))
+        frames.append(rng.poisson(render_airy(x, y, n, np.full(9, 280.0), (40, 40), P) + 30.0))
+        rows.append(np.column_stack([np.full(9, f), x, y]))
+    t = np.concatenate(rows)
+    start = Localizations(t[:, 0].astype(int), t[:, 1] + rng.normal(0, 10, len(t)), t[:, 2] + rng.normal(0, 10, len(t)))
+    return torch.as_tensor(np.stack(frames).astype(np.float32)), t, start
+
+
+def test_a_psf_that_is_not_gaussian_is_not_taken_for_a_neighbour(isolated, monkeypatch):
+    """An Airy PSF's residuals grow with the light: without `_psf_mismatch`
+    the chi-square test holds many bright isolated fits at their start as
+    if a neighbour pulled them; with it, few, and their uncertainty still
+    covers their error. Gaussian emitters show no mismatch."""
+    frames, t, start = _airy_grid(3)
+    kw = dict(max_group=1, max_chi2_sigma=4.0, max_shift_px=1.0, isolation_px=5.0, hold_pulled=True,
+              crowded_error_px=(0.15,))
+    res = fit.refine(frames, start, P, **kw)
+    assert (res.status == fit.PULLED).mean() < 0.05 and res.ok.mean() > 0.9
+    ok = res.ok
+    z = np.concatenate([(res.locs.x[ok] - t[ok, 1]) / res.locs.uncertainty[ok],
+                        (res.locs.y[ok] - t[ok, 2]) / res.locs.uncertainty[ok]])
+    assert 0.8 < np.std(z) < 1.3
+    # the lone fits the PSF leaves alone still check the camera: no false alarm
+    report = fit.fit_report(res.summary(), res.locs, fit.chi2_histogram(res.free_chi2))
+    assert fit.camera_doubt(report) is None
+    monkeypatch.setattr(fit, "MISMATCH_FITS", 10**9)  # never measured: the test as before
+    before = fit.refine(frames, start, P, **kw)
+    assert (before.status == fit.PULLED).mean() > 0.15
+    # on Gaussian emitters the slope is noise: no mismatch, the same fits
+    monkeypatch.undo()
+    g_frames, _, g_start = isolated
+    gauss = fit.refine(torch.as_tensor(g_frames), g_start, P, **kw)
+    monkeypatch.setattr(fit, "MISMATCH_FITS", 10**9)
+    plain = fit.refine(torch.as_tensor(g_frames), g_start, P, **kw)
+    np.testing.assert_array_equal(gauss.status, plain.status)
+    np.testing.assert_array_equal(gauss.locs.x, plain.locs.x)
+
+
+def test_psf_mismatch_is_the_slope_of_the_excess_with_the_signal():
+    """`_psf_mismatch`: excess = mismatch x signal is measured; an excess
+    common to all fits (a camera's variance off, neighbours' light) or fits
+    all of one brightness give none; too few fits give none."""
+    rng = np.random.default_rng(0)
+    n, dof = 300, 44.0
+    signal = np.exp(rng.uniform(np.log(100), np.log(20000), n))
+    noise = rng.normal(0, np.sqrt(2 * dof), n)
+    gof = np.column_stack([dof + 1e-3 * signal + noise, np.full(n, dof), signal])
+    assert fit._psf_mismatch(gof, 1.0) == pytest.approx(1e-3, rel=0.3)
+    common = np.column_stack([3 * dof + noise, np.full(n, dof), signal])
+    assert fit._psf_mismatch(common, 1.0) == 0.0
+    same = np.column_stack([dof + 1e-3 * 5000 + noise, np.full(n, dof), np.full(n, 5000.0)])
+    assert fit._psf_mismatch(same, 1.0) == 0.0
+    assert fit._psf_mismatch(gof[: fit.MISMATCH_FITS - 1], 1.0) == 0.0
+    assert fit._psf_mismatch(np.full((50, 3), np.nan), 1.0) == 0.0
 
 
 def test_crowded_fits_use_the_free_fits_psf_and_deblended_starts():

@@ -43,7 +43,10 @@ reported.
 Pulled fits. With ``hold_pulled``, a free fit that moved (``max_shift_px``,
 the window's edge) or whose residuals its model does not explain
 (``max_chi2_sigma``) was pulled by light the model misses: an emitter that
-was not detected, or one outside the frame. It is fitted again as a crowded
+was not detected, or one outside the frame. A PSF that is not Gaussian (an
+objective's Airy rings) leaves residuals that grow with each fit's light:
+that share, measured per call from the lone free fits (`_psf_mismatch`), is
+taken out of the chi-square before the test. It is fitted again as a crowded
 one, at its starting position (status `PULLED`; its bound plus the first
 entry of ``crowded_error_px``), instead of failing.
 
@@ -123,8 +126,10 @@ class FitResult(NamedTuple):
     status: np.ndarray
     #: per row, the reduced chi-square of its free fit (Pearson chi-square /
     #: degrees of freedom, an EMCCD's excess noise divided out) where no
-    #: other detection is within 7 px (NaN elsewhere, and where no free fit
-    #: converged): about 1 where the camera model is right
+    #: other detection is within 7 px (NaN elsewhere, where no free fit
+    #: converged, and where a PSF that is not Gaussian adds more than half
+    #: its standard deviation to it: `_psf_mismatch`): about 1 where the
+    #: camera model is right
     free_chi2: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
@@ -586,9 +591,11 @@ def refine(
         this many standard deviations (sqrt(2 dof)); None: off. Such fits
         usually sit next to an emitter that was not detected, whose light
         pulls them (measured: errors of 3-15x the Cramer-Rao bound); 4 keeps
-        ~99% of fits of fully modelled isolated emitters. On real data a PSF
-        that is not Gaussian raises the chi-square of very bright emitters.
-        Not applied to the fits held by ``isolation_px``.
+        ~99% of fits of fully modelled isolated emitters. A PSF that is not
+        Gaussian raises the chi-square of bright emitters: the share that
+        grows with the light (`_psf_mismatch`, from 30 lone free fits of a
+        3x span of brightness) is taken out first. Not applied to the fits
+        held by ``isolation_px``.
     tol: convergence when the next step would lower the negative
         log-likelihood by less than ``tol`` (moves of ~sqrt(2 tol) standard
         deviations); default 1e-5 in float64, 1e-3 in float32 (its rounding).
@@ -733,7 +740,7 @@ def _refine(
         neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
     held = neighbours > 0
     pulled = np.zeros(n, bool)  # free fits pulled away, then held (hold_pulled)
-    free_chi2 = np.full(n, np.nan)  # reduced chi-square of each free fit
+    free_gof = np.full((n, 3), np.nan)  # the lone free fits' chi-square, dof, signal
 
     # the camera check counts free fits with no other detection within the
     # pair search's radius (the window, 7 px by default): the others'
@@ -742,10 +749,9 @@ def _refine(
     lonely[pairs[0].ravel()] = False
 
     def record_free(r):
-        """Keep the reduced chi-square of the converged free fits of lonely rows ``r``."""
+        """Keep the goodness of fit of the converged free fits of lonely rows ``r``."""
         r = r[conv_out[r] & ~held[r] & lonely[r] & np.isfinite(theta_out[r]).all(-1)]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            free_chi2[r] = fit_out[r, 0] / camera.excess_noise / fit_out[r, 1]
+        free_gof[r] = fit_out[r]
     crowded_error = check_crowded_error(crowded_error_px)
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
     # union boxes of the groups
@@ -767,7 +773,7 @@ def _refine(
     b_out = np.full(n, np.nan)
     var_out = np.full((n, 3), np.nan)  # var x, var y (px^2), var N
     conv_out = np.zeros(n, bool)
-    fit_out = np.full((n, 2), np.nan)  # chi-square of the residuals, degrees of freedom
+    fit_out = np.full((n, 3), np.nan)  # chi-square of the residuals, degrees of freedom, signal
     sigma_held = np.zeros(n, bool)  # fitted with the free fits' PSF sigma
 
     fit_kw = dict(
@@ -886,7 +892,8 @@ def _refine(
                     # with the crowded ones
                     r0 = rows[stage]
                     bad = _moved(theta_out[r0], xs_[r0], ys_[r0], wx0[r0], wy0[r0], window, max_shift_px)
-                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma)
+                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma,
+                                        _psf_mismatch(free_gof, camera.excess_noise))
                     bad &= np.isfinite(theta_out[r0]).all(-1)
                     held[r0[bad]] = pulled[r0[bad]] = True
                     theta_out[r0[bad]] = np.nan
@@ -910,7 +917,8 @@ def _refine(
         dim |= unc_px > h
     status[~conv_out] = NOT_CONVERGED
     # held (crowded) fits model their neighbours only roughly: the test is for free fits
-    status[_unexplained(fit_out, excess, max_chi2_sigma) & ~held] = BAD_FIT
+    mismatch = _psf_mismatch(free_gof, excess)
+    status[_unexplained(fit_out, excess, max_chi2_sigma, mismatch) & ~held] = BAD_FIT
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
     status[moved & ~held] = MOVED  # held positions are their starts (on the window's edge at the frame's)
@@ -940,6 +948,10 @@ def _refine(
         np.where(ok, theta_out[:, 1] * p, locs.y),
         **out_cols,
     )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        free_chi2 = free_gof[:, 0] / excess / free_gof[:, 1]
+        # the camera check counts the fits that a PSF's mismatch leaves alone
+        free_chi2[mismatch * free_gof[:, 2] > 0.5 * np.sqrt(2 * free_gof[:, 1])] = np.nan
     return FitResult(out, ok, status, free_chi2)
 
 
@@ -956,15 +968,59 @@ def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):
     return out
 
 
-def _unexplained(gof, excess, max_chi2_sigma):
-    """Fits whose Pearson chi-square (``gof``: chi-square, degrees of freedom)
-    exceeds its degrees of freedom by more than ``max_chi2_sigma`` standard
-    deviations (none when it is None)."""
+def _unexplained(gof, excess, max_chi2_sigma, mismatch=0.0):
+    """Fits whose Pearson chi-square (``gof``: chi-square, degrees of freedom,
+    signal), less the PSF's share (``mismatch`` times the signal,
+    `_psf_mismatch`), exceeds its degrees of freedom by more than
+    ``max_chi2_sigma`` standard deviations (none when it is None)."""
     if max_chi2_sigma is None:
         return np.zeros(len(gof), bool)
-    chi2, dof = gof[:, 0] / excess, gof[:, 1]
+    lam = mismatch * gof[:, 2]  # the PSF's share: a non-central chi-square, variance 2 (dof + 2 lam)
+    chi2, dof = gof[:, 0] / excess - lam, gof[:, 1]
     with np.errstate(invalid="ignore"):
-        return chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0))
+        return chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0) + 4.0 * lam)
+
+
+#: lone free fits `_psf_mismatch` needs, and the span of their signals
+#: (median of the brightest third / median of the dimmest third)
+MISMATCH_FITS = 30
+MISMATCH_SPAN = 3.0
+
+
+def _psf_mismatch(gof, excess) -> float:
+    """How far the PSF is from the model's Gaussian: the growth of the
+    chi-square excess with the signal (``gof``: chi-square, degrees of
+    freedom, signal per row, NaN where none), >= 0; 0 with fewer than
+    `MISMATCH_FITS` fits or where their signals span less than
+    `MISMATCH_SPAN`.
+
+    A PSF that is not Gaussian (a real objective's Airy pattern, aberrations)
+    leaves residuals in proportion to the light: chi-square excess = mismatch
+    x signal (signal: sum of light^2 / variance over the box), about 10x the
+    degrees of freedom in fits of 20,000 photons of an Airy PSF. The slope
+    between the dimmest and the brightest third of the fits (medians, less
+    twice the noise of their difference) measures it; a camera whose
+    variance is off (a wrong sensitivity) raises every fit's excess alike,
+    and so does an undetected neighbour on average: neither has a slope."""
+    g = gof[np.isfinite(gof).all(-1) & (gof[:, 2] > 0) & (gof[:, 1] > 0)]
+    if len(g) < MISMATCH_FITS:
+        return 0.0
+    g = g[np.argsort(g[:, 2])]
+    third = len(g) // 3
+    dim, bright = g[:third], g[-third:]
+    s_dim, s_bright = np.median(dim[:, 2]), np.median(bright[:, 2])
+    if s_bright < MISMATCH_SPAN * s_dim:
+        return 0.0
+    e_dim, e_bright = (t[:, 0] / excess - t[:, 1] for t in (dim, bright))
+    # the difference of the medians less twice its noise (the standard error
+    # of a median: 1.25 sd / sqrt(n), the sd from the MAD): no slope from noise
+    rise = np.median(e_bright) - np.median(e_dim)
+    noise = 1.25 * 1.4826 / math.sqrt(third) * math.hypot(_mad(e_dim), _mad(e_bright))
+    return max(0.0, float((rise - 2.0 * noise) / (s_bright - s_dim)))
+
+
+def _mad(x):
+    return float(np.median(np.abs(x - np.median(x))))
 
 
 #: detections closer than this (px) share their light in `_deblend`
@@ -1154,7 +1210,7 @@ def _fit_groups(
     b_all = np.full(G, np.nan)
     var_all = np.full((G, K, 3), np.nan)
     conv_all = np.zeros(G, bool)
-    fit_all = np.full((G, 2), np.nan)  # chi-square, degrees of freedom
+    fit_all = np.full((G, 3), np.nan)  # chi-square, degrees of freedom, signal (`_psf_mismatch`)
     order = np.lexsort((box[:, 3], box[:, 2]))
     for lo_i in range(0, G, max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))):
         bi = order[lo_i : lo_i + max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))]
@@ -1263,4 +1319,8 @@ def _fit_groups(
         dof = mask.reshape(g, -1).sum(-1) - P
         fit_all[bi, 0] = chi2.cpu().numpy()
         fit_all[bi, 1] = dof.cpu().numpy()
+        # signal: sum over the box of (the emitters' light)^2 / variance, i.e.
+        # N^2 times N's Fisher information, summed over the members
+        f_nn = torch.diagonal(fisher, dim1=1, dim2=2)[:, 2 * K : 3 * K]
+        fit_all[bi, 2] = (theta[:, 2 * K : 3 * K] ** 2 * f_nn).sum(-1).cpu().numpy()
     return theta_all, b_all, var_all, conv_all, fit_all
