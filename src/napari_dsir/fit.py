@@ -486,22 +486,19 @@ def _groups(f, xp, yp, valid, window, H, pairs=None):
     return connected_components(adj, directed=False)[1]
 
 
-def _duplicates(f, xp, yp, valid, merge_px, H, window, strength):
+def _duplicates(f, xp, yp, valid, merge_px, H, strength):
     """Detections of one frame closer than ``merge_px`` (chains included) that
     are not the strongest of their chain (``strength``, else the first)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     out = np.zeros(len(f), bool)
-    ii = np.flatnonzero(valid)
-    if len(ii) < 2:
-        return out
-    pts = np.column_stack([yp[ii] + f[ii] * (H + 4.0 * window), xp[ii]])
-    pairs = cKDTree(pts).query_pairs(r=merge_px, output_type="ndarray")
+    pairs, _ = _pairs(f, xp, yp, valid, merge_px, H)
     if not len(pairs):
         return out
-    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ii), len(ii)))
-    _, lab = connected_components(adj, directed=False)
+    ii = np.flatnonzero(valid)
+    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(f), len(f)))
+    lab = connected_components(adj, directed=False)[1][ii]
     key = np.zeros(len(ii)) if strength is None else -np.nan_to_num(strength[ii], nan=-np.inf)
     order = np.lexsort((np.arange(len(ii)), key, lab))  # by chain, strongest first
     first = np.r_[True, lab[order][1:] != lab[order][:-1]]
@@ -727,7 +724,7 @@ def _refine(
 
     duplicate = np.zeros(n, bool)
     if merge_px > 0:
-        duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, window, locs.intensity)
+        duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, locs.intensity)
         valid_start = valid
         valid = valid & ~duplicate
     if isolation_px is not None and not (float(isolation_px) >= 0):
