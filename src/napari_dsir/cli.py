@@ -319,8 +319,9 @@ def cmd_train(args) -> int:
         if changed:
             raise DSIRError(f"--movies draws its own ranges (the shipped model's, see the model card); "
                             f"--{changed[0].replace('_', '-')} applies to single-frame training only")
-        movies = MovieConfig(airy_fraction=args.movie_airy_fraction, photons_max=args.movie_photons_max)
-    elif args.movie_airy_fraction != 0.0 or args.movie_photons_max != 10000.0:
+        movies = MovieConfig(airy_fraction=args.movie_airy_fraction,
+                             photons_max=args.movie_photons_max or MovieConfig.photons_max)
+    elif args.movie_airy_fraction != 0.0 or args.movie_photons_max is not None:
         raise DSIRError("--movie-airy-fraction and --movie-photons-max apply to --movies")
     norm = args.normalization or ("movie" if movies is not None else "zscore")
     if args.kernel_width is None:
@@ -472,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--movie-airy-fraction 0.3 --movie-photons-max 20000)")
     p.add_argument("--movie-airy-fraction", type=_fraction, default=0.0,
                    help="--movies: share of the movies whose PSF is an Airy pattern (rings) instead of a Gaussian")
-    p.add_argument("--movie-photons-max", type=_positive_float, default=10000.0,
-                   help="--movies: most photons per emitter")
+    p.add_argument("--movie-photons-max", type=_positive_float, default=None,
+                   help="--movies: most photons per emitter (default: the shipped model's first training, 10,000)")
     p.add_argument("--lr-decay", action="store_true", help="cosine decay of the learning rate to 5%%")
     p.add_argument("--normalization", choices=["zscore", "robust", "movie"], default=None,
                    help="input normalisation: per frame (zscore, robust) or by the movie's noise level "
