@@ -40,9 +40,9 @@ def main() -> None:
     dens = np.array([st["density"] for st in val.settings])[val.movie]
     params, report = calibrate_movies(model, val.frames, val.locs, val.sr_pixel, val.scales, dens,
                                       training["batch_size"])
-    err, report["crowded_error"] = crowded_error(model, val.frames, val.locs, val.movie, val.settings,
+    err, power, report["crowded_error"] = crowded_error(model, val.frames, val.locs, val.movie, val.settings,
                                                  movies.pixel_size, params)
-    params = replace(params, crowded_error_px=err)
+    params = replace(params, crowded_error_px=err, crowded_error_power=power)
     model.metadata["calibration"] = report
     model.metadata["localize"] = params.to_dict()
     model.metadata["validation_jaccard_250nm"] = report["mean_jaccard"]

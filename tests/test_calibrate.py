@@ -1,12 +1,13 @@
 """Calibration of the network's own position error in crowds (calibrate.crowded_error)."""
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from napari_dsir.calibrate import CROWDED_CLASSES, calibrate_crowded_error, crowded_error
-from napari_dsir.localize import LocalizeParams, params_for
+from napari_dsir.calibrate import CROWDED_CLASSES, calibrate_crowded_error, crowded_error, fit_crowded_error
+from napari_dsir.localize import CROWDED_BOUND_REF_PX, LocalizeParams, params_for
 from napari_dsir.model import default_model_path, load_model
 from napari_dsir.simulate import MovieConfig, simulate_movies
 
@@ -18,10 +19,41 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
     cfg = MovieConfig(frame_size=(32, 32), frames_per_movie=4, density=(4.0, 6.0), sparse_fraction=0.0,
                       empty_fraction=0.0, emccd_fraction=0.0)
     frames, truth, movie, settings = simulate_movies(6, cfg, seed=5)
-    err, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    err, power, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
     assert len(err) == CROWDED_CLASSES and all(0 < e < 0.6 for e in err), report
-    for c in report.values():
-        assert c["n"] >= 10 and c["rmse_px"] >= c["extra_px"]
+    assert 0 <= power <= 1 and report["power"] == power
+    for k in range(CROWDED_CLASSES):
+        c = report[f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"]
+        assert c["n"] >= 10 and c["extra_px"] == err[k]
+
+
+def _crowded_rows(c, power, n=4000, seed=0):
+    """Squared errors per axis of rows whose error is the bound plus
+    c[k] * (bound / 0.07) ** power in quadrature."""
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, len(c), n)
+    bound = np.exp(rng.uniform(np.log(0.02), np.log(0.4), n))
+    sd = np.hypot(bound, np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power)
+    e = rng.normal(0, sd[:, None], (n, 2))
+    return 0.5 * (e**2).sum(1), bound**2, cls
+
+
+@pytest.mark.parametrize("power", [0.0, 0.3, 0.6])
+def test_fit_crowded_error_finds_how_the_error_grows_with_the_bound(power):
+    c = (0.15, 0.2, 0.25, 0.3)
+    got, p, report = fit_crowded_error(*_crowded_rows(c, power))
+    assert abs(p - power) < 0.08, (got, p)
+    np.testing.assert_allclose(got, c, rtol=0.12)
+    assert report["power"] == p and report["1"]["n"] > 500
+
+
+def test_fit_crowded_error_with_few_rows():
+    e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
+    got, p, report = fit_crowded_error(e2, b2, cls)  # 60 rows: too few for the power
+    assert p == 0.0 and all(g >= 0 for g in got)
+    e2, b2, cls = e2[cls == 1], b2[cls == 1], cls[cls == 1]  # one class only, too few
+    got, p, report = fit_crowded_error(e2, b2, cls)
+    assert got == (0.0,) * CROWDED_CLASSES and p == 0.0 and report["2"] == {"n": len(e2)}
 
 
 def test_calibration_is_stored_in_the_checkpoint(tmp_path):
@@ -31,6 +63,7 @@ def test_calibration_is_stored_in_the_checkpoint(tmp_path):
     model = load_model(str(path))
     stored = params_for(model).crowded_error_px
     assert np.allclose(stored, out["crowded_error_px"]) and len(stored) == CROWDED_CLASSES
+    assert params_for(model).crowded_error_power == out["crowded_error_power"]
     assert model.metadata["calibration"]["crowded_error"]["movies"] == 3
     # the rest of the localizer is kept
     assert params_for(model).threshold == params_for(load_model("default")).threshold
@@ -41,3 +74,12 @@ def test_bad_crowded_error_is_refused():
 
     with pytest.raises(DSIRError, match="crowded_error_px"):
         LocalizeParams(crowded_error_px=(0.1, float("nan"))).validate()
+    for bad in (-0.5, 2.5, float("nan")):
+        with pytest.raises(DSIRError, match="crowded_error_power"):
+            LocalizeParams(crowded_error_px=(0.1,), crowded_error_power=bad).validate()
+    # stored and read back with the checkpoint's localizer settings
+    p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25)
+    assert params_for(SimpleNamespace(metadata={"localize": p.to_dict()})) == p
+    # a checkpoint from before the power: the error the same at every brightness
+    old = {k: v for k, v in p.to_dict().items() if k != "crowded_error_power"}
+    assert params_for(SimpleNamespace(metadata={"localize": old})).crowded_error_power == 0.0

@@ -540,8 +540,18 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     held = extra.status == fit.CROWDED  # one neighbour each: the first entry
     np.testing.assert_allclose(extra.locs.uncertainty[held], np.hypot(res.locs.uncertainty[held], 20.0), rtol=1e-6)
     np.testing.assert_array_equal(extra.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    # an error that grows with the bound: (bound / 0.07 px) ** power times the entry
+    grown = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
+                       crowded_error_power=0.5)
+    bound = res.locs.uncertainty[held]
+    np.testing.assert_allclose(grown.locs.uncertainty[held],
+                               np.hypot(bound, 20.0 * np.sqrt(bound / P / 0.07)), rtol=1e-6)
+    np.testing.assert_array_equal(grown.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
     with pytest.raises(DSIRError, match="crowded_error_px"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(-1.0,))
+    for bad in (-0.1, 3.0, float("nan")):
+        with pytest.raises(DSIRError, match="crowded_error_power"):
+            fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_power=bad)
     # without the option every position is fitted
     assert not (fit.refine(frames, start, P, max_group=1).status == fit.CROWDED).any()
     with pytest.raises(DSIRError, match="isolation_px"):

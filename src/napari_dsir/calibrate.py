@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .evaluate import evaluate
-from .localize import LocalizeParams, centroids, find_peaks, local_maxima
+from .localize import CROWDED_BOUND_REF_PX, LocalizeParams, centroids, find_peaks, local_maxima
 from .localize import blur as blur_images
 from .locs import Localizations
 from .model import DSIRModel
@@ -125,17 +125,18 @@ CROWDED_CLASSES = 4
 
 def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
                   settings: list[dict], pixel_size: float, params: LocalizeParams | None = None,
-                  match_nm: float = 100.0) -> tuple[tuple[float, ...], dict]:
+                  match_nm: float = 100.0) -> tuple[tuple[float, ...], float, dict]:
     """The network's own position error for the detections the refinement
     keeps at the network's position (status CROWDED), beyond their
     Cramer-Rao bound, on validation movies (`simulate.simulate_movies`:
     frames in ADU, truth in nm, the movie of each frame and each movie's
     drawn camera). Each movie is run as `reconstruct` runs it (its own noise
     level, its own camera, reconstruct's fit settings); crowded detections
-    matched to the truth within ``match_nm`` give, per class of 1, 2, 3 and
-    >= 4 neighbours, sqrt(mean squared error per axis - mean squared bound)
-    in camera px. Returns that tuple (`LocalizeParams.crowded_error_px`) and
-    a report (per class: count, RMSE and RMS bound per axis in px)."""
+    matched to the truth within ``match_nm`` give the mean squared error per
+    axis against the model ``bound^2 + (c_k (bound / CROWDED_BOUND_REF_PX) **
+    power)^2`` (`localize.crowded_extra`), per class k of 1, 2, 3 and >= 4
+    neighbours: `fit_crowded_error`. Returns (c_1..c_4 in camera px, power,
+    a report: per class count, RMSE and RMS bound per axis in px, c_k)."""
     from .camera import Camera
     from .evaluate import match
     from .fit import CROWDED, _inside, _neighbours, refine
@@ -143,9 +144,8 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     from .run import reconstruct
 
     p = float(pixel_size)
-    params = replace(params or LocalizeParams(), crowded_error_px=())
-    err2 = [[] for _ in range(CROWDED_CLASSES)]
-    bound2 = [[] for _ in range(CROWDED_CLASSES)]
+    params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0)
+    err2, bound2, cls = [], [], []
     for mv in np.unique(movie):
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
@@ -166,22 +166,73 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         gi, pi, _ = match(gt, locs, match_nm)
         sel = res.status[pi] == CROWDED
         gi, pi = gi[sel], pi[sel]
-        for g, q in zip(gi, pi):
-            c = min(int(k[q]), CROWDED_CLASSES) - 1
-            err2[c] += [((locs.x[q] - gt.x[g]) / p) ** 2, ((locs.y[q] - gt.y[g]) / p) ** 2]
-            bound2[c] += [(locs.uncertainty[q] / p) ** 2] * 2
-    out, report = [], {}
-    for c in range(CROWDED_CLASSES):
-        e, b = np.asarray(err2[c]), np.asarray(bound2[c])
-        if len(e) < 20:  # too few to say: the previous class's (none: no extra)
-            out.append(out[-1] if out else 0.0)
-            report[f"{c + 1}{'+' if c == CROWDED_CLASSES - 1 else ''}"] = {"n": len(e) // 2}
+        err2.append(0.5 * (((locs.x[pi] - gt.x[gi]) / p) ** 2 + ((locs.y[pi] - gt.y[gi]) / p) ** 2))
+        bound2.append((locs.uncertainty[pi] / p) ** 2)
+        cls.append(np.minimum(k[pi], CROWDED_CLASSES) - 1)
+    e2, b2, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, cls))
+    return fit_crowded_error(e2, b2, c.astype(int))
+
+
+#: bound classes per neighbour class in `fit_crowded_error` (equal counts)
+BOUND_BINS = 6
+
+
+def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[float, ...], float, dict]:
+    """Fit ``err2 ~ bound2 + (c_k (bound / CROWDED_BOUND_REF_PX) ** power)^2``
+    to crowded rows: their squared error per axis (the mean of x and y, px^2),
+    their bare bound squared and their neighbour class ``cls`` (0-based). The
+    rows of each class are cut into `BOUND_BINS` bins of equal count by
+    their bound; the log of each bin's mean squared error is fitted (each
+    bin weighted by its count), with one power for every class (0..1). A
+    class with fewer than ``min_rows`` rows takes the previous class's c
+    (none before it: 0); with fewer than ``BOUND_BINS * min_rows`` rows in
+    all the power is 0 and c_k = sqrt(mean err2 - mean bound2) per class, as
+    before the power. Returns (c_1.., power, report)."""
+    from scipy.optimize import least_squares
+
+    err2, bound2, cls = (np.asarray(v) for v in (err2, bound2, cls))
+    bound = np.sqrt(bound2)
+    bins = []  # (class, rows) of each bin
+    for k in range(CROWDED_CLASSES):
+        rows = np.flatnonzero(cls == k)
+        if len(rows) < min_rows:
             continue
-        out.append(float(np.sqrt(max(np.mean(e) - np.mean(b), 0.0))))
-        report[f"{c + 1}{'+' if c == CROWDED_CLASSES - 1 else ''}"] = {
-            "n": len(e) // 2, "rmse_px": float(np.sqrt(np.mean(e))), "rms_bound_px": float(np.sqrt(np.mean(b))),
-            "extra_px": out[-1]}
-    return tuple(out), report
+        rows = rows[np.argsort(bound[rows], kind="stable")]
+        bins += [(k, r) for r in np.array_split(rows, min(BOUND_BINS, max(1, len(rows) // min_rows)))]
+    present = sorted({k for k, _ in bins})
+    power = 0.0
+    c = np.zeros(CROWDED_CLASSES)
+    for k in present:
+        rows = np.flatnonzero(cls == k)
+        c[k] = math.sqrt(max(float(np.mean(err2[rows]) - np.mean(bound2[rows])), 0.0))
+    if len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present):
+        def resid(q):
+            ck, pw = q[:-1], q[-1]
+            out = []
+            for k, r in bins:
+                extra = ck[present.index(k)] ** 2 * (np.maximum(bound[r], 1e-6) / CROWDED_BOUND_REF_PX) ** (2 * pw)
+                out.append(math.sqrt(len(r)) * (math.log(np.mean(err2[r]) + 1e-12)
+                                                  - math.log(np.mean(bound2[r] + extra) + 1e-12)))
+            return np.array(out)
+
+        q0 = np.r_[np.maximum(c[present], 0.05), 0.25]
+        lo = np.r_[np.zeros(len(present)), 0.0]
+        hi = np.r_[np.full(len(present), np.inf), 1.0]
+        q = least_squares(resid, q0, bounds=(lo, hi)).x
+        c[present], power = q[:-1], float(q[-1])
+    out, report = [], {}
+    for k in range(CROWDED_CLASSES):
+        name = f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"
+        rows = np.flatnonzero(cls == k)
+        if k not in present:  # too few to say: the previous class's (none: no extra)
+            out.append(out[-1] if out else 0.0)
+            report[name] = {"n": len(rows)}
+            continue
+        out.append(float(c[k]))
+        report[name] = {"n": len(rows), "rmse_px": float(np.sqrt(np.mean(err2[rows]))),
+                        "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1]}
+    report["power"] = power
+    return tuple(out), power, report
 
 
 def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device: str = "cpu") -> dict:
@@ -196,13 +247,14 @@ def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device:
     model = load_checkpoint(path).to(device)
     cfg = MovieConfig()
     frames, truth, movie, settings = simulate_movies(int(n_movies), cfg, seed=seed)
-    err, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
-    model.metadata["localize"] = {**model.metadata.get("localize", {}), "crowded_error_px": list(err)}
+    err, power, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    model.metadata["localize"] = {**model.metadata.get("localize", {}), "crowded_error_px": list(err),
+                                  "crowded_error_power": power}
     cal = dict(model.metadata.get("calibration", {}))
     cal["crowded_error"] = {"movies": int(n_movies), "seed": int(seed), "classes": report}
     model.metadata["calibration"] = cal
     save_checkpoint(path, model)
-    return {"crowded_error_px": list(err), **cal["crowded_error"]}
+    return {"crowded_error_px": list(err), "crowded_error_power": power, **cal["crowded_error"]}
 
 
 if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]

@@ -37,8 +37,8 @@ have status `CROWDED`; they are fitted after the free ones, with the PSF
 sigma of the free fits (one PSF per call; with fewer than `MIN_PSF_FITS`
 free fits, that of sigma-free fits of the crowded ones), and their photons,
 background, sigma and uncertainty (the bound of a fit at that position, plus
-``crowded_error_px`` in quadrature: the network's own error there) are
-reported.
+``crowded_error_px`` in quadrature: the network's own error there, larger
+for dim emitters by ``crowded_error_power``) are reported.
 
 Pulled fits. With ``hold_pulled``, a free fit that moved (``max_shift_px``,
 the window's edge) or whose residuals its model does not explain
@@ -76,7 +76,7 @@ from scipy.spatial import cKDTree
 from .camera import Camera
 from .errors import DSIRError
 from .io import check_pixel_size
-from .localize import check_crowded_error
+from .localize import check_crowded_error, crowded_extra
 from .locs import Localizations
 
 OK = 0
@@ -548,6 +548,7 @@ def refine(
     isolation_px: float | None = None,
     crowded_error_px=(),
     hold_pulled: bool = False,
+    crowded_error_power: float = 0.0,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -608,6 +609,8 @@ def refine(
         CROWDED rows with 1, 2, 3, ... neighbours closer than
         ``isolation_px`` (the last entry for that many or more), added in
         quadrature to their bound (`LocalizeParams.crowded_error_px`).
+    crowded_error_power: that error scales as (bound /
+        `localize.CROWDED_BOUND_REF_PX`) ** power (`localize.crowded_extra`).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; the first entry of ``crowded_error_px``
@@ -636,7 +639,7 @@ def refine(
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
-            hold_pulled=hold_pulled,
+            hold_pulled=hold_pulled, crowded_error_power=crowded_error_power,
         )
     finally:
         if threads is not None and on_cpu:
@@ -647,6 +650,7 @@ def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
+    crowded_error_power=0.0,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -750,6 +754,8 @@ def _refine(
         r = r[conv_out[r] & ~held[r] & lonely[r] & np.isfinite(theta_out[r]).all(-1)]
         free_gof[r] = fit_out[r]
     crowded_error = check_crowded_error(crowded_error_px)
+    if not (0.0 <= float(crowded_error_power) <= 2.0):
+        raise DSIRError(f"crowded_error_power must be within 0..2, got {crowded_error_power}")
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
     # union boxes of the groups
     ng = labels.max() + 1
@@ -928,8 +934,8 @@ def _refine(
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
-        k = np.clip(neighbours, 1, len(crowded_error)) - 1
-        extra = np.where(np.isin(status, (CROWDED, PULLED)), crowded_error[k], 0.0)
+        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px)
+        extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 
     nan = np.full(n, np.nan)

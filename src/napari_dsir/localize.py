@@ -17,6 +17,23 @@ import torch.nn.functional as F
 from .errors import DSIRError
 from .locs import Localizations
 
+#: the bound (per axis, camera px) at which a crowded row's extra error is
+#: ``crowded_error_px`` itself; it scales as (bound / this) ** ``crowded_error_power``
+CROWDED_BOUND_REF_PX = 0.07
+
+
+def crowded_extra(errors, power: float, neighbours, bound_px) -> np.ndarray:
+    """The network's own error (per axis, camera px) of detections with
+    ``neighbours`` (>= 1) neighbours and a bare Cramer-Rao bound of
+    ``bound_px``: ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power``
+    (`LocalizeParams`)."""
+    errors = check_crowded_error(errors)
+    k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
+    if not power:
+        return errors[k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return errors[k] * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
+
 
 def check_crowded_error(values) -> np.ndarray:
     """``crowded_error_px`` (camera px per neighbour class) as an array of
@@ -44,7 +61,10 @@ class LocalizeParams:
     Cramer-Rao bound, measured on validation movies
     (`napari_dsir.calibrate.crowded_error`): the refinement adds it in
     quadrature to the bound of the detections it keeps at the network's
-    position (empty: the bound alone)."""
+    position (empty: the bound alone); ``crowded_error_power``: that error
+    grows with the bound itself (a dim emitter's position is found less well
+    by the network too), as (bound / `CROWDED_BOUND_REF_PX`) ** power (0:
+    the same for every brightness, as checkpoints before it)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -53,6 +73,7 @@ class LocalizeParams:
     blur_width: int = 5  # SR px
     subpixel: str = "centroid"  # or "gauss": log-parabola through the peak and its 4 neighbours
     crowded_error_px: tuple = ()
+    crowded_error_power: float = 0.0
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -62,6 +83,8 @@ class LocalizeParams:
         if self.blur_fwhm < 0 or int(self.blur_width) < 1 or int(self.blur_width) % 2 == 0:
             raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
         check_crowded_error(self.crowded_error_px)
+        if not (0.0 <= float(self.crowded_error_power) <= 2.0):
+            raise DSIRError(f"crowded_error_power must be within 0..2, got {self.crowded_error_power}")
         if self.subpixel not in SUBPIXEL:
             raise DSIRError(f"subpixel must be one of {', '.join(SUBPIXEL)}, got {self.subpixel!r}")
         return self
@@ -69,6 +92,7 @@ class LocalizeParams:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["crowded_error_px"] = [float(v) for v in self.crowded_error_px]
+        d["crowded_error_power"] = float(self.crowded_error_power)
         return d
 
 

@@ -280,7 +280,7 @@ class _PendingFits:
         self.locs.append(found)
 
     def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict,
-            crowded_error_px=()) -> Localizations:
+            crowded_error_px=(), crowded_error_power=0.0) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import chi2_histogram, refine
 
@@ -288,7 +288,8 @@ class _PendingFits:
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
                             window=window, **fit_settings(),
-                            threads=min(FIT_THREADS, torch.get_num_threads()), crowded_error_px=crowded_error_px)
+                            threads=min(FIT_THREADS, torch.get_num_threads()), crowded_error_px=crowded_error_px,
+                            crowded_error_power=crowded_error_power)
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -378,7 +379,7 @@ def iter_reconstruct(
                         pending.add(camera.to_photons(x), found)
                         if pending.full or b1 == stop:
                             locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts,
-                                                    localize.crowded_error_px))
+                                                    localize.crowded_error_px, localize.crowded_error_power))
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:
