@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .evaluate import evaluate
-from .localize import CROWDED_BOUND_REF_PX, LocalizeParams, centroids, find_peaks, local_maxima
+from .localize import CROWDED_BOUND_REF_PX, LocalizeParams, centroids, crowded_extra, find_peaks, local_maxima
 from .localize import blur as blur_images
 from .locs import Localizations
 from .model import DSIRModel
@@ -230,7 +230,11 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[floa
             continue
         out.append(float(c[k]))
         report[name] = {"n": len(rows), "rmse_px": float(np.sqrt(np.mean(err2[rows]))),
-                        "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1]}
+                        "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1],
+                        # per bin (by bound): rms bound, RMSE and the modelled RMSE, px
+                        "bins": [[float(np.sqrt(np.mean(bound2[r]))), float(np.sqrt(np.mean(err2[r]))),
+                                  float(np.sqrt(np.mean(bound2[r] + crowded_extra(out, power, k + 1, bound[r]) ** 2)))]
+                                 for kk, r in bins if kk == k]}
     report["power"] = power
     return tuple(out), power, report
 
