@@ -244,8 +244,7 @@ def run_set(frames, gt, cam) -> list[str]:
         # the rows kept at the network's position, with their reported uncertainty
         lp = params_for(load_model())
         full = refine_fits(camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32))), found, 100.0,
-                           camera, window=7, threads=2, **R.fit_settings(), crowded_error_px=lp.crowded_error_px,
-                           crowded_error_power=lp.crowded_error_power)
+                           camera, window=7, threads=2, **R.fit_settings(), **R.network_error(lp))
         kept = np.isin(full.status, (CROWDED, PULLED))
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)
         cells += [f"{ra:.1f} / {crms:.1f} = {ra / crms:.2f} (mean bound {cmean:.1f})",

@@ -40,9 +40,9 @@ def main() -> None:
     dens = np.array([st["density"] for st in val.settings])[val.movie]
     params, report = calibrate_movies(model, val.frames, val.locs, val.sr_pixel, val.scales, dens,
                                       training["batch_size"])
-    err, power, report["crowded_error"] = crowded_error(model, val.frames, val.locs, val.movie, val.settings,
+    fields, report["crowded_error"] = crowded_error(model, val.frames, val.locs, val.movie, val.settings,
                                                  movies.pixel_size, params)
-    params = replace(params, crowded_error_px=err, crowded_error_power=power)
+    params = replace(params, **fields)
     model.metadata["calibration"] = report
     model.metadata["localize"] = params.to_dict()
     model.metadata["validation_jaccard_250nm"] = report["mean_jaccard"]
@@ -52,7 +52,9 @@ def main() -> None:
         model.metadata["command"] = args.command
     save_checkpoint(args.output, model, training=training)
     print(f"{args.output}: threshold {params.threshold:.3f}, radius {params.radius}, "
-          f"validation Jaccard {report['mean_jaccard']:.3f}, crowded error {np.round(err, 3).tolist()} px")
+          f"validation Jaccard {report['mean_jaccard']:.3f}, crowded error "
+          f"{np.round(params.crowded_error_px, 3).tolist()} px, power {params.crowded_error_power:.3f}, "
+          f"pulled {params.pulled_error_px}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,14 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
     cfg = MovieConfig(frame_size=(32, 32), frames_per_movie=4, density=(4.0, 6.0), sparse_fraction=0.0,
                       empty_fraction=0.0, emccd_fraction=0.0)
     frames, truth, movie, settings = simulate_movies(6, cfg, seed=5)
-    err, power, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    fields, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    err, power = fields["crowded_error_px"], fields["crowded_error_power"]
     assert len(err) == CROWDED_CLASSES and all(0 < e < 0.6 for e in err), report
     assert 0 <= power <= 1 and report["power"] == power
+    # the pulled rows: their own error (with the same power) or, too few, none
+    pulled = fields["pulled_error_px"]
+    assert (pulled is None and report["pulled"].get("extra_px") is None) or pulled == report["pulled"]["extra_px"]
+    LocalizeParams(**fields).validate()
     for k in range(CROWDED_CLASSES):
         c = report[f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"]
         assert c["n"] >= 10 and c["extra_px"] == err[k]
@@ -47,6 +52,15 @@ def test_fit_crowded_error_finds_how_the_error_grows_with_the_bound(power):
     assert report["power"] == p and report["1"]["n"] > 500
 
 
+def test_fit_crowded_error_with_a_given_power():
+    """The pulled rows' own error, with the crowded rows' power held."""
+    e2, b2, _ = _crowded_rows((0.25,), 0.4, n=2000, seed=3)
+    got, p, report = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
+    assert p == 0.4 and abs(got[0] / 0.25 - 1) < 0.1 and report["1"]["n"] == 2000
+    got, p, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
+    assert got[0] == 0.0 and p == 0.4
+
+
 def test_fit_crowded_error_with_few_rows():
     e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
     got, p, report = fit_crowded_error(e2, b2, cls)  # 60 rows: too few for the power
@@ -64,6 +78,7 @@ def test_calibration_is_stored_in_the_checkpoint(tmp_path):
     stored = params_for(model).crowded_error_px
     assert np.allclose(stored, out["crowded_error_px"]) and len(stored) == CROWDED_CLASSES
     assert params_for(model).crowded_error_power == out["crowded_error_power"]
+    assert params_for(model).pulled_error_px == out["pulled_error_px"]
     assert model.metadata["calibration"]["crowded_error"]["movies"] == 3
     # the rest of the localizer is kept
     assert params_for(model).threshold == params_for(load_model("default")).threshold
@@ -74,12 +89,15 @@ def test_bad_crowded_error_is_refused():
 
     with pytest.raises(DSIRError, match="crowded_error_px"):
         LocalizeParams(crowded_error_px=(0.1, float("nan"))).validate()
+    with pytest.raises(DSIRError, match="crowded_error_px"):
+        LocalizeParams(crowded_error_px=(0.1,), pulled_error_px=-0.2).validate()
     for bad in (-0.5, 2.5, float("nan")):
         with pytest.raises(DSIRError, match="crowded_error_power"):
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_power=bad).validate()
     # stored and read back with the checkpoint's localizer settings
-    p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25)
+    p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25, pulled_error_px=0.3)
     assert params_for(SimpleNamespace(metadata={"localize": p.to_dict()})) == p
     # a checkpoint from before the power: the error the same at every brightness
-    old = {k: v for k, v in p.to_dict().items() if k != "crowded_error_power"}
-    assert params_for(SimpleNamespace(metadata={"localize": old})).crowded_error_power == 0.0
+    old = {k: v for k, v in p.to_dict().items() if k not in ("crowded_error_power", "pulled_error_px")}
+    before = params_for(SimpleNamespace(metadata={"localize": old}))
+    assert before.crowded_error_power == 0.0 and before.pulled_error_px is None

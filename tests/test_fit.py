@@ -418,6 +418,13 @@ def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(
     np.testing.assert_allclose(held.locs.x[plain.ok], plain.locs.x[plain.ok], atol=0.1)
     assert "pulled" in fit.fit_summary(fit.fit_report(held.summary(), held.locs))
     assert fit.fit_report(held.summary(), held.locs)["pulled"] == was.sum()
+    # their own calibrated error when the model has one (and the power too)
+    own = fit.refine(pair, start, P, hold_pulled=True, **kw, pulled_error_px=0.4, crowded_error_power=0.5)
+    np.testing.assert_array_equal(own.status, held.status)
+    bare = np.sqrt(held.locs.uncertainty[was] ** 2 - 20.0**2)
+    np.testing.assert_allclose(own.locs.uncertainty[was], np.hypot(bare, 40.0 * np.sqrt(bare / P / 0.07)), rtol=1e-5)
+    with pytest.raises(DSIRError, match="crowded_error_px"):
+        fit.refine(pair, start, P, hold_pulled=True, **kw, pulled_error_px=float("inf"))
     lone_fit = fit.refine(alone, start, P, hold_pulled=True, **kw)
     assert lone_fit.ok.mean() > 0.95
 

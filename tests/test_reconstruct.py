@@ -225,3 +225,31 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
     one = drive(iter_reconstruct(frames, model, pixel_size=100.0, batch_size=1, keep_frames=True,
                                  start=2, stop=3, noise_scale=res.info["noise_scale"]))
     np.testing.assert_allclose(one.frames[0], res.frames[2], atol=1e-5)
+
+
+def test_refinement_reports_the_models_own_error_in_crowds():
+    """The run path gives the refinement the checkpoint's network error
+    (per neighbour class, growing with the bound, its own for pulled rows):
+    the rows it keeps at the network's position carry what
+    `fit.refine` gives them with those settings, and more than their bound."""
+    from dataclasses import replace
+
+    from napari_dsir import fit
+    from napari_dsir.camera import Camera
+    from napari_dsir.localize import params_for
+    from napari_dsir.reconstruct import fit_settings, network_error
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=3.0, photons=(500.0, 5000.0)), seed=4)
+    cam = Camera(100.0, 1.0)
+    model = load_model("default")
+    params = replace(params_for(model), crowded_error_power=0.5, pulled_error_px=0.3)
+    model.metadata["localize"] = params.to_dict()
+    got = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam).localizations
+    found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
+    photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
+    want = fit.refine(photons, found, 100.0, cam, window=7, **fit_settings(), **network_error(params))
+    bare = fit.refine(photons, found, 100.0, cam, window=7, **fit_settings())
+    np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
+    kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
+    assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()

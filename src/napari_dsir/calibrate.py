@@ -125,9 +125,9 @@ CROWDED_CLASSES = 4
 
 def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
                   settings: list[dict], pixel_size: float, params: LocalizeParams | None = None,
-                  match_nm: float = 100.0) -> tuple[tuple[float, ...], float, dict]:
+                  match_nm: float = 100.0) -> tuple[dict, dict]:
     """The network's own position error for the detections the refinement
-    keeps at the network's position (status CROWDED), beyond their
+    keeps at the network's position (status CROWDED and PULLED), beyond their
     Cramer-Rao bound, on validation movies (`simulate.simulate_movies`:
     frames in ADU, truth in nm, the movie of each frame and each movie's
     drawn camera). Each movie is run as `reconstruct` runs it (its own noise
@@ -135,17 +135,21 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     matched to the truth within ``match_nm`` give the mean squared error per
     axis against the model ``bound^2 + (c_k (bound / CROWDED_BOUND_REF_PX) **
     power)^2`` (`localize.crowded_extra`), per class k of 1, 2, 3 and >= 4
-    neighbours: `fit_crowded_error`. Returns (c_1..c_4 in camera px, power,
-    a report: per class count, RMSE and RMS bound per axis in px, c_k)."""
+    neighbours: `fit_crowded_error`; the pulled rows (isolated detections
+    whose free fit was pulled away) get their own c with that power.
+    Returns the `LocalizeParams` fields (``crowded_error_px``: c_1..c_4 in
+    camera px, ``crowded_error_power``, ``pulled_error_px``: None with fewer
+    than 20 pulled rows) and a report (per class count, RMSE and RMS bound
+    per axis in px, c, bins; the same for "pulled")."""
     from .camera import Camera
     from .evaluate import match
-    from .fit import CROWDED, _inside, _neighbours, refine
+    from .fit import CROWDED, PULLED, _inside, _neighbours, refine
     from .reconstruct import FIT_ISOLATION_PX, fit_settings
     from .run import reconstruct
 
     p = float(pixel_size)
-    params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0)
-    err2, bound2, cls = [], [], []
+    params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None)
+    err2, bound2, cls = [], [], []  # class -1: pulled
     for mv in np.unique(movie):
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
@@ -164,20 +168,28 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, match_nm)
-        sel = res.status[pi] == CROWDED
+        sel = np.isin(res.status[pi], (CROWDED, PULLED))
         gi, pi = gi[sel], pi[sel]
         err2.append(0.5 * (((locs.x[pi] - gt.x[gi]) / p) ** 2 + ((locs.y[pi] - gt.y[gi]) / p) ** 2))
         bound2.append((locs.uncertainty[pi] / p) ** 2)
-        cls.append(np.minimum(k[pi], CROWDED_CLASSES) - 1)
+        cls.append(np.where(res.status[pi] == PULLED, -1, np.minimum(k[pi], CROWDED_CLASSES) - 1))
     e2, b2, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, cls))
-    return fit_crowded_error(e2, b2, c.astype(int))
+    c = c.astype(int)
+    crowded = c >= 0
+    errors, power, report = fit_crowded_error(e2[crowded], b2[crowded], c[crowded])
+    pulled, _, rep = fit_crowded_error(e2[~crowded], b2[~crowded], np.zeros((~crowded).sum(), int), power=power)
+    report["pulled"] = rep["1"]
+    fields = {"crowded_error_px": errors, "crowded_error_power": power,
+              "pulled_error_px": pulled[0] if "extra_px" in rep["1"] else None}
+    return fields, report
 
 
 #: bound classes per neighbour class in `fit_crowded_error` (equal counts)
 BOUND_BINS = 6
 
 
-def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[float, ...], float, dict]:
+def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None = None
+                      ) -> tuple[tuple[float, ...], float, dict]:
     """Fit ``err2 ~ bound2 + (c_k (bound / CROWDED_BOUND_REF_PX) ** power)^2``
     to crowded rows: their squared error per axis (the mean of x and y, px^2),
     their bare bound squared and their neighbour class ``cls`` (0-based). The
@@ -187,7 +199,8 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[floa
     class with fewer than ``min_rows`` rows takes the previous class's c
     (none before it: 0); with fewer than ``BOUND_BINS * min_rows`` rows in
     all the power is 0 and c_k = sqrt(mean err2 - mean bound2) per class, as
-    before the power. Returns (c_1.., power, report)."""
+    before the power. ``power``: given, it is held and only the c_k are
+    fitted. Returns (c_1.., power, report)."""
     from scipy.optimize import least_squares
 
     err2, bound2, cls = (np.asarray(v) for v in (err2, bound2, cls))
@@ -200,14 +213,15 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[floa
         rows = rows[np.argsort(bound[rows], kind="stable")]
         bins += [(k, r) for r in np.array_split(rows, min(BOUND_BINS, max(1, len(rows) // min_rows)))]
     present = sorted({k for k, _ in bins})
-    power = 0.0
+    fixed = power is not None
+    power = float(power) if fixed else 0.0
     c = np.zeros(CROWDED_CLASSES)
     for k in present:
         rows = np.flatnonzero(cls == k)
         c[k] = math.sqrt(max(float(np.mean(err2[rows]) - np.mean(bound2[rows])), 0.0))
-    if len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present):
+    if (fixed and power > 0 and present) or (len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)):
         def resid(q):
-            ck, pw = q[:-1], q[-1]
+            ck, pw = (q, power) if fixed else (q[:-1], q[-1])
             out = []
             for k, r in bins:
                 extra = ck[present.index(k)] ** 2 * (np.maximum(bound[r], 1e-6) / CROWDED_BOUND_REF_PX) ** (2 * pw)
@@ -215,11 +229,15 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20) -> tuple[tuple[floa
                                                   - math.log(np.mean(bound2[r] + extra) + 1e-12)))
             return np.array(out)
 
-        q0 = np.r_[np.maximum(c[present], 0.05), 0.25]
-        lo = np.r_[np.zeros(len(present)), 0.0]
-        hi = np.r_[np.full(len(present), np.inf), 1.0]
+        q0 = np.maximum(c[present], 0.05)
+        lo, hi = np.zeros(len(present)), np.full(len(present), np.inf)
+        if not fixed:
+            q0, lo, hi = np.r_[q0, 0.25], np.r_[lo, 0.0], np.r_[hi, 1.0]
         q = least_squares(resid, q0, bounds=(lo, hi)).x
-        c[present], power = q[:-1], float(q[-1])
+        if fixed:
+            c[present] = q
+        else:
+            c[present], power = q[:-1], float(q[-1])
     out, report = [], {}
     for k in range(CROWDED_CLASSES):
         name = f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"
@@ -251,14 +269,14 @@ def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device:
     model = load_checkpoint(path).to(device)
     cfg = MovieConfig()
     frames, truth, movie, settings = simulate_movies(int(n_movies), cfg, seed=seed)
-    err, power, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
-    model.metadata["localize"] = {**model.metadata.get("localize", {}), "crowded_error_px": list(err),
-                                  "crowded_error_power": power}
+    fields, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
+    params = replace(params_for(model), **fields)
+    model.metadata["localize"] = {**model.metadata.get("localize", {}), **params.to_dict()}
     cal = dict(model.metadata.get("calibration", {}))
     cal["crowded_error"] = {"movies": int(n_movies), "seed": int(seed), "classes": report}
     model.metadata["calibration"] = cal
     save_checkpoint(path, model)
-    return {"crowded_error_px": list(err), "crowded_error_power": power, **cal["crowded_error"]}
+    return {k: params.to_dict()[k] for k in fields} | cal["crowded_error"]
 
 
 if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]

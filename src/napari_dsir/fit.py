@@ -47,8 +47,8 @@ was not detected, or one outside the frame. A PSF that is not Gaussian (an
 objective's Airy rings) leaves residuals that grow with each fit's light:
 that share, measured per call from the lone free fits (`_psf_mismatch`), is
 taken out of the chi-square before the test. It is fitted again as a crowded
-one, at its starting position (status `PULLED`; its bound plus the first
-entry of ``crowded_error_px``), instead of failing.
+one, at its starting position (status `PULLED`; its bound plus
+``pulled_error_px``, the network's error there), instead of failing.
 
 Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
 Fisher information of the Poisson model at the fitted parameters (x and y
@@ -549,6 +549,7 @@ def refine(
     crowded_error_px=(),
     hold_pulled: bool = False,
     crowded_error_power: float = 0.0,
+    pulled_error_px: float | None = None,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -611,6 +612,8 @@ def refine(
         quadrature to their bound (`LocalizeParams.crowded_error_px`).
     crowded_error_power: that error scales as (bound /
         `localize.CROWDED_BOUND_REF_PX`) ** power (`localize.crowded_extra`).
+    pulled_error_px: that error for PULLED rows (None: the first entry of
+        ``crowded_error_px``).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; the first entry of ``crowded_error_px``
@@ -639,7 +642,7 @@ def refine(
             max_group=max_group, shared_sigma=shared_sigma, min_snr=min_snr, fallback_passes=fallback_passes,
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
-            hold_pulled=hold_pulled, crowded_error_power=crowded_error_power,
+            hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
         )
     finally:
         if threads is not None and on_cpu:
@@ -650,7 +653,7 @@ def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
-    crowded_error_power=0.0,
+    crowded_error_power=0.0, pulled_error_px=None,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -756,6 +759,8 @@ def _refine(
     crowded_error = check_crowded_error(crowded_error_px)
     if not (0.0 <= float(crowded_error_power) <= 2.0):
         raise DSIRError(f"crowded_error_power must be within 0..2, got {crowded_error_power}")
+    if pulled_error_px is not None:
+        check_crowded_error((pulled_error_px,))
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
     # union boxes of the groups
     ng = labels.max() + 1
@@ -935,6 +940,9 @@ def _refine(
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
         extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px)
+        if pulled_error_px is not None:
+            extra[status == PULLED] = crowded_extra((pulled_error_px,), crowded_error_power, 1,
+                                                    unc_px[status == PULLED])
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 

@@ -64,7 +64,10 @@ class LocalizeParams:
     position (empty: the bound alone); ``crowded_error_power``: that error
     grows with the bound itself (a dim emitter's position is found less well
     by the network too), as (bound / `CROWDED_BOUND_REF_PX`) ** power (0:
-    the same for every brightness, as checkpoints before it)."""
+    the same for every brightness, as checkpoints before it);
+    ``pulled_error_px``: the same error for isolated detections whose free
+    fit was pulled away (status "pulled"; None: the first entry of
+    ``crowded_error_px``, as checkpoints before it)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -74,6 +77,7 @@ class LocalizeParams:
     subpixel: str = "centroid"  # or "gauss": log-parabola through the peak and its 4 neighbours
     crowded_error_px: tuple = ()
     crowded_error_power: float = 0.0
+    pulled_error_px: float | None = None
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -85,6 +89,8 @@ class LocalizeParams:
         check_crowded_error(self.crowded_error_px)
         if not (0.0 <= float(self.crowded_error_power) <= 2.0):
             raise DSIRError(f"crowded_error_power must be within 0..2, got {self.crowded_error_power}")
+        if self.pulled_error_px is not None:
+            check_crowded_error((self.pulled_error_px,))
         if self.subpixel not in SUBPIXEL:
             raise DSIRError(f"subpixel must be one of {', '.join(SUBPIXEL)}, got {self.subpixel!r}")
         return self
@@ -93,6 +99,7 @@ class LocalizeParams:
         d = asdict(self)
         d["crowded_error_px"] = [float(v) for v in self.crowded_error_px]
         d["crowded_error_power"] = float(self.crowded_error_power)
+        d["pulled_error_px"] = None if self.pulled_error_px is None else float(self.pulled_error_px)
         return d
 
 

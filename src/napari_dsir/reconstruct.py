@@ -256,6 +256,16 @@ def fit_settings() -> dict:
                 max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED)
 
 
+def network_error(params) -> dict:
+    """The keywords of `napari_dsir.fit.refine` for the network's own error
+    (`LocalizeParams` ``crowded_error_px``, ``crowded_error_power``,
+    ``pulled_error_px``; none without ``params``)."""
+    if params is None:
+        return {}
+    return dict(crowded_error_px=params.crowded_error_px, crowded_error_power=params.crowded_error_power,
+                pulled_error_px=params.pulled_error_px)
+
+
 class _PendingFits:
     """Consecutive frames (in photons) and their detections, waiting to be
     refined together: one `fit.refine` call per block of frames instead of
@@ -280,7 +290,7 @@ class _PendingFits:
         self.locs.append(found)
 
     def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict,
-            crowded_error_px=(), crowded_error_power=0.0) -> Localizations:
+            localize=None) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import chi2_histogram, refine
 
@@ -288,8 +298,7 @@ class _PendingFits:
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
                             window=window, **fit_settings(),
-                            threads=min(FIT_THREADS, torch.get_num_threads()), crowded_error_px=crowded_error_px,
-                            crowded_error_power=crowded_error_power)
+                            threads=min(FIT_THREADS, torch.get_num_threads()), **network_error(localize))
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -378,8 +387,7 @@ def iter_reconstruct(
                     else:  # fitted in blocks of frames: one batched call for many detections
                         pending.add(camera.to_photons(x), found)
                         if pending.full or b1 == stop:
-                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts,
-                                                    localize.crowded_error_px, localize.crowded_error_power))
+                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize))
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:

@@ -408,9 +408,9 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
             params, report = calibrate_movies(model, val_data.frames, val_data.locs, val_data.sr_pixel,
                                               val_data.scales, dens, cfg.batch_size)
             # the network's position error where the refinement keeps it
-            err, power, report["crowded_error"] = crowded_error(model, val_data.frames, val_data.locs, val_data.movie,
+            fields, report["crowded_error"] = crowded_error(model, val_data.frames, val_data.locs, val_data.movie,
                                                          val_data.settings, cfg.movies.pixel_size, params)
-            params = replace(params, crowded_error_px=err, crowded_error_power=power)
+            params = replace(params, **fields)
             jac = report["mean_jaccard"]
             model.metadata["calibration"] = report
         else:
