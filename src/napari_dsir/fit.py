@@ -616,8 +616,8 @@ def refine(
         ``crowded_error_px``).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
-        (status `PULLED`, reported; the first entry of ``crowded_error_px``
-        added to their bound). With ``max_group=1`` every detection is then
+        (status `PULLED`, reported; ``pulled_error_px`` added to their
+        bound). With ``max_group=1`` every detection is then
         fitted alone with its neighbours' light held (none joint).
 
     threads: torch CPU threads during the call (restored after; None: leave
