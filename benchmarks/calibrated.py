@@ -205,8 +205,8 @@ def crlb_ratio(gt: Localizations, fit, rows) -> tuple[float, float, float, int]:
 
 def kept_z(gt: Localizations, fit, rows) -> str:
     """std of (error / reported uncertainty) per axis of ``rows`` matched
-    within 100 nm, over all of them and over the brightest and dimmest
-    third by their bound: "all (n); bright / dim"."""
+    within 100 nm, over all of them and over the third with the smallest
+    and the largest uncertainty: "all (n); bright / dim"."""
     locs = fit.locs
     gi, pi, _ = match(gt, locs, 100.0)
     keep = rows[pi] & np.isfinite(locs.uncertainty[pi])

@@ -91,7 +91,7 @@ def test_bad_crowded_error_is_refused():
         LocalizeParams(crowded_error_px=(0.1, float("nan"))).validate()
     with pytest.raises(DSIRError, match="crowded_error_px"):
         LocalizeParams(crowded_error_px=(0.1,), pulled_error_px=-0.2).validate()
-    for bad in (-0.5, 2.5, float("nan")):
+    for bad in (-0.5, 2.5, float("nan"), "a", None):
         with pytest.raises(DSIRError, match="crowded_error_power"):
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_power=bad).validate()
     # stored and read back with the checkpoint's localizer settings

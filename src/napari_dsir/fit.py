@@ -76,7 +76,7 @@ from scipy.spatial import cKDTree
 from .camera import Camera
 from .errors import DSIRError
 from .io import check_pixel_size
-from .localize import check_crowded_error, crowded_extra
+from .localize import check_crowded_error, check_crowded_error_power, crowded_extra
 from .locs import Localizations
 
 OK = 0
@@ -757,8 +757,7 @@ def _refine(
         r = r[conv_out[r] & ~held[r] & lonely[r] & np.isfinite(theta_out[r]).all(-1)]
         free_gof[r] = fit_out[r]
     crowded_error = check_crowded_error(crowded_error_px)
-    if not (0.0 <= float(crowded_error_power) <= 2.0):
-        raise DSIRError(f"crowded_error_power must be within 0..2, got {crowded_error_power}")
+    crowded_error_power = check_crowded_error_power(crowded_error_power)
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)

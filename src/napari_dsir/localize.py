@@ -35,6 +35,17 @@ def crowded_extra(errors, power: float, neighbours, bound_px) -> np.ndarray:
         return errors[k] * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
 
 
+def check_crowded_error_power(power) -> float:
+    """``crowded_error_power`` as a float within 0..2, else a `DSIRError`."""
+    try:
+        value = float(power)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (0.0 <= value <= 2.0):
+        raise DSIRError(f"crowded_error_power must be a number within 0..2, got {power}")
+    return value
+
+
 def check_crowded_error(values) -> np.ndarray:
     """``crowded_error_px`` (camera px per neighbour class) as an array of
     numbers >= 0, else a `DSIRError` that says so."""
@@ -87,8 +98,7 @@ class LocalizeParams:
         if self.blur_fwhm < 0 or int(self.blur_width) < 1 or int(self.blur_width) % 2 == 0:
             raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
         check_crowded_error(self.crowded_error_px)
-        if not (0.0 <= float(self.crowded_error_power) <= 2.0):
-            raise DSIRError(f"crowded_error_power must be within 0..2, got {self.crowded_error_power}")
+        check_crowded_error_power(self.crowded_error_power)
         if self.pulled_error_px is not None:
             check_crowded_error((self.pulled_error_px,))
         if self.subpixel not in SUBPIXEL:
