@@ -219,7 +219,9 @@ def kept_z(gt: Localizations, fit, rows) -> str:
     return f"{np.std(z):.2f} ({len(pi)}); {np.std(z[u <= lo]):.2f} / {np.std(z[u >= hi]):.2f}"
 
 
-def run_set(frames, gt, cam) -> list[str]:
+def run_set(frames, gt, cam, params) -> list[str]:
+    """The table's cells for one set; ``params``: the default model's
+    localizer settings (its network error for the reported uncertainty)."""
     cells = []
     for refine in (False, True):
         res = reconstruct(frames, None, pixel_size=100.0, localize=True, refine=refine, camera=cam)
@@ -237,14 +239,13 @@ def run_set(frames, gt, cam) -> list[str]:
         # the same fits with their status and the bare Cramer-Rao bound
         # (no network error added to the crowded rows)
         camera = cam or Camera()
-        bare = refine_fits(camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32))), found, 100.0,
-                           camera, window=7, threads=2, **R.fit_settings())
+        photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
+        bare = refine_fits(photons, found, 100.0, camera, window=7, threads=2, **R.fit_settings())
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         # the rows kept at the network's position, with their reported uncertainty
-        lp = params_for(load_model())
-        full = refine_fits(camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32))), found, 100.0,
-                           camera, window=7, threads=2, **R.fit_settings(), **R.network_error(lp))
+        full = refine_fits(photons, found, 100.0, camera, window=7, threads=2, **R.fit_settings(),
+                           **R.network_error(params))
         kept = np.isin(full.status, (CROWDED, PULLED))
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)
         cells += [f"{ra:.1f} / {crms:.1f} = {ra / crms:.2f} (mean bound {cmean:.1f})",
@@ -296,8 +297,9 @@ def main() -> None:
         "failed fits |",
         "|---" * 15 + "|",
     ]
+    params = params_for(load_model())
     for name, _d, frames, gt, cam in sets(args.frames):
-        cells = run_set(frames, gt, cam)
+        cells = run_set(frames, gt, cam, params)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The first two RMSE / CRLB columns "

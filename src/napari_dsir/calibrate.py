@@ -269,8 +269,9 @@ def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device:
     model = load_checkpoint(path).to(device)
     cfg = MovieConfig()
     frames, truth, movie, settings = simulate_movies(int(n_movies), cfg, seed=seed)
-    fields, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params_for(model))
-    params = replace(params_for(model), **fields)
+    params = params_for(model)
+    fields, report = crowded_error(model, frames, truth, movie, settings, cfg.pixel_size, params)
+    params = replace(params, **fields)
     model.metadata["localize"] = {**model.metadata.get("localize", {}), **params.to_dict()}
     cal = dict(model.metadata.get("calibration", {}))
     cal["crowded_error"] = {"movies": int(n_movies), "seed": int(seed), "classes": report}
