@@ -5,9 +5,9 @@
 For a checkpoint trained before a change to the calibration
 (`napari_dsir.calibrate`): the validation movies are simulated again from
 the checkpoint's own training settings (its `MovieConfig`, its seed) exactly
-as `dsir train` simulates them, then the threshold (`calibrate_movies`) and
-the network's error in crowds (`crowded_error`) are found again and stored;
-the weights are not touched. The checkpoint's metadata keeps its training
+as `dsir train` simulates them, then the threshold and the network's error
+in crowds (`calibrate_movie_localizer`) are found again and stored; the
+weights are not touched. The checkpoint's metadata keeps its training
 command and records the recalibration.
 """
 
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 
-from napari_dsir.calibrate import calibrate_movies, crowded_error
+from napari_dsir.calibrate import ERROR_MOVIES, calibrate_movie_localizer
 from napari_dsir.model import load_checkpoint, save_checkpoint
 from napari_dsir.simulate import MovieConfig, SimulationConfig
 from napari_dsir.train import _Data
@@ -37,12 +36,9 @@ def main() -> None:
     training = model.metadata["training"]
     movies = MovieConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in training["movies"].items()})
     val = _Data(training["n_val"], SimulationConfig(), training["seed"] + 1_000_003, model.upsampling, movies)
-    dens = np.array([st["density"] for st in val.settings])[val.movie]
-    params, report = calibrate_movies(model, val.frames, val.locs, val.sr_pixel, val.scales, dens,
-                                      training["batch_size"])
-    fields, report["crowded_error"] = crowded_error(model, val.frames, val.locs, val.movie, val.settings,
-                                                 movies.pixel_size, params)
-    params = replace(params, **fields)
+    params, report = calibrate_movie_localizer(model, val.frames, val.locs, val.sr_pixel, val.scales, val.movie,
+                                               val.settings, movies, training["seed"], training["batch_size"],
+                                               training.get("error_movies", ERROR_MOVIES))
     model.metadata["calibration"] = report
     model.metadata["localize"] = params.to_dict()
     model.metadata["validation_jaccard_250nm"] = report["mean_jaccard"]
@@ -54,7 +50,7 @@ def main() -> None:
     print(f"{args.output}: threshold {params.threshold:.3f}, radius {params.radius}, "
           f"validation Jaccard {report['mean_jaccard']:.3f}, crowded error "
           f"{np.round(params.crowded_error_px, 3).tolist()} px, power {params.crowded_error_power:.3f}, "
-          f"pulled {params.pulled_error_px}")
+          f"density factors {np.round(params.crowded_error_density, 3).tolist()}, pulled {params.pulled_error_px}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from napari_dsir.calibrate import CROWDED_CLASSES, calibrate_crowded_error, crowded_error, fit_crowded_error
-from napari_dsir.localize import CROWDED_BOUND_REF_PX, LocalizeParams, params_for
+from napari_dsir.localize import (
+    CROWDED_BOUND_REF_PX,
+    CROWDED_DENSITY_KNOTS,
+    CROWDED_DENSITY_REF,
+    LocalizeParams,
+    density_factor,
+    params_for,
+)
 from napari_dsir.model import default_model_path, load_model
 from napari_dsir.simulate import MovieConfig, simulate_movies
 
@@ -23,6 +30,9 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
     err, power = fields["crowded_error_px"], fields["crowded_error_power"]
     assert len(err) == CROWDED_CLASSES and all(0 < e < 0.6 for e in err), report
     assert 0 <= power <= 1 and report["power"] == power
+    f = fields["crowded_error_density"]
+    assert len(f) == len(CROWDED_DENSITY_KNOTS) and all(0.05 < v < 20 for v in f)
+    assert report["density_factors"] == list(f)
     # the pulled rows: their own error (with the same power) or, too few, none
     pulled = fields["pulled_error_px"]
     assert (pulled is None and report["pulled"].get("extra_px") is None) or pulled == report["pulled"]["extra_px"]
@@ -46,27 +56,64 @@ def _crowded_rows(c, power, n=4000, seed=0):
 @pytest.mark.parametrize("power", [0.0, 0.3, 0.6])
 def test_fit_crowded_error_finds_how_the_error_grows_with_the_bound(power):
     c = (0.15, 0.2, 0.25, 0.3)
-    got, p, report = fit_crowded_error(*_crowded_rows(c, power))
-    assert abs(p - power) < 0.08, (got, p)
+    got, p, f, report = fit_crowded_error(*_crowded_rows(c, power))
+    assert abs(p - power) < 0.08 and f == (), (got, p)
     np.testing.assert_allclose(got, c, rtol=0.12)
     assert report["power"] == p and report["1"]["n"] > 500
+
+
+def test_fit_crowded_error_finds_how_the_error_changes_with_the_density():
+    """Rows whose network error also has a factor f(density) that rises and
+    falls again (as the shipped model's does): f at the knots, the bound's
+    power and c are recovered; held, f is kept."""
+    c, power = (0.15, 0.2, 0.25, 0.3), 0.3
+    truth_f = (0.6, 0.75, 1.0, 1.3, 1.0)
+    rng = np.random.default_rng(7)
+    n = 20000
+    cls = rng.integers(0, len(c), n)
+    bound = np.exp(rng.uniform(np.log(0.02), np.log(0.4), n))
+    density = np.exp(rng.uniform(np.log(0.3), np.log(10.0), n))
+    extra = np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power * density_factor(truth_f, density)
+    e = rng.normal(0, np.hypot(bound, extra)[:, None], (n, 2))
+    e2 = 0.5 * (e**2).sum(1)
+    got, p, f, report = fit_crowded_error(e2, bound**2, cls, density=density)
+    assert abs(p - power) < 0.08, (got, p, f)
+    np.testing.assert_allclose(f, truth_f, rtol=0.15)
+    np.testing.assert_allclose(got, c, rtol=0.15)
+    assert report["density_factors"] == list(f) and report["density_knots"] == list(CROWDED_DENSITY_KNOTS)
+    assert f[CROWDED_DENSITY_KNOTS.index(CROWDED_DENSITY_REF)] == 1.0
+    # without densities: no factors
+    assert fit_crowded_error(e2, bound**2, cls).density_factors == ()
+    # held: kept (the pulled rows' fit)
+    held = (0.5, 0.7, 1.0, 1.2, 1.1)
+    _, p1, f1, _ = fit_crowded_error(e2, bound**2, cls, density=density, power=0.3, density_factors=held)
+    assert p1 == 0.3 and f1 == held
+
+
+def test_fit_crowded_error_with_rows_at_one_density_only():
+    """Every row at ~4 /um^2: the other knots take their neighbours' factor
+    (tied), the reference stays 1 and c * f(4) is the error there."""
+    e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.0, n=4000, seed=2)
+    got, _, f, _ = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 4.0))
+    assert f[2] == 1.0 and abs(f[4] / f[3] - 1) < 0.02 and abs(f[0] / f[1] - 1) < 0.02
+    assert abs(got[0] * f[3] / 0.2 - 1) < 0.15
 
 
 def test_fit_crowded_error_with_a_given_power():
     """The pulled rows' own error, with the crowded rows' power held."""
     e2, b2, _ = _crowded_rows((0.25,), 0.4, n=2000, seed=3)
-    got, p, report = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
+    got, p, _, report = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
     assert p == 0.4 and abs(got[0] / 0.25 - 1) < 0.1 and report["1"]["n"] == 2000
-    got, p, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
+    got, p, _, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
     assert got[0] == 0.0 and p == 0.4
 
 
 def test_fit_crowded_error_with_few_rows():
     e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
-    got, p, report = fit_crowded_error(e2, b2, cls)  # 60 rows: too few for the power
-    assert p == 0.0 and all(g >= 0 for g in got)
+    got, p, f, report = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 3.0))  # too few: no power, no f
+    assert p == 0.0 and f == () and all(g >= 0 for g in got)
     e2, b2, cls = e2[cls == 1], b2[cls == 1], cls[cls == 1]  # one class only, too few
-    got, p, report = fit_crowded_error(e2, b2, cls)
+    got, p, _, report = fit_crowded_error(e2, b2, cls)
     assert got == (0.0,) * CROWDED_CLASSES and p == 0.0 and report["2"] == {"n": len(e2)}
 
 
@@ -79,6 +126,7 @@ def test_calibration_is_stored_in_the_checkpoint(tmp_path):
     assert np.allclose(stored, out["crowded_error_px"]) and len(stored) == CROWDED_CLASSES
     assert params_for(model).crowded_error_power == out["crowded_error_power"]
     assert params_for(model).pulled_error_px == out["pulled_error_px"]
+    assert params_for(model).crowded_error_density == tuple(out["crowded_error_density"])
     assert model.metadata["calibration"]["crowded_error"]["movies"] == 3
     # the rest of the localizer is kept
     assert params_for(model).threshold == params_for(load_model("default")).threshold
@@ -94,10 +142,16 @@ def test_bad_crowded_error_is_refused():
     for bad in (-0.5, 2.5, float("nan"), "a", None):
         with pytest.raises(DSIRError, match="crowded_error_power"):
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_power=bad).validate()
+    for bad in ((1.0, 2.0), (0.5, 0.7, 1.0, -1.0, 1.0), (0.5, 0.7, 1.0, float("nan"), 1.0), ("a",) * 5):
+        with pytest.raises(DSIRError, match="crowded_error_density"):
+            LocalizeParams(crowded_error_px=(0.1,), crowded_error_density=bad).validate()
     # stored and read back with the checkpoint's localizer settings
-    p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25, pulled_error_px=0.3)
+    p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25, pulled_error_px=0.3,
+                       crowded_error_density=(0.6, 0.8, 1.0, 1.2, 1.0))
     assert params_for(SimpleNamespace(metadata={"localize": p.to_dict()})) == p
     # a checkpoint from before the power: the error the same at every brightness
-    old = {k: v for k, v in p.to_dict().items() if k not in ("crowded_error_power", "pulled_error_px")}
+    old = {k: v for k, v in p.to_dict().items()
+           if k not in ("crowded_error_power", "pulled_error_px", "crowded_error_density")}
     before = params_for(SimpleNamespace(metadata={"localize": old}))
     assert before.crowded_error_power == 0.0 and before.pulled_error_px is None
+    assert before.crowded_error_density == ()

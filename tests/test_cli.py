@@ -216,14 +216,15 @@ def test_train_the_fast_network_on_movies(tmp_path, capsys):
     out = tmp_path / "fast.pt"
     rc = main(["train", "-o", str(out), "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
                "--epochs", "1", "--n-train", "16", "--n-val", "16", "--batch-size", "8", "--lr-decay",
-               "--png-every", "0", "--device", "cpu", "-q"])
+               "--png-every", "0", "--device", "cpu", "--movie-error-movies", "3", "-q"])
     assert rc == 0
     from napari_dsir.model import load_checkpoint
 
     m = load_checkpoint(out)
     assert m.arch == "shuffle" and m.normalization == "movie"
     t = m.metadata["training"]
-    assert t["kernel_width"] == 7 and t["lr_decay"] and t["movies"] is not None
+    assert t["kernel_width"] == 7 and t["lr_decay"] and t["movies"] is not None and t["error_movies"] == 3
+    assert m.metadata["calibration"]["crowded_error"]["movies"] == 16 // 8 + 3
     assert "--movies" in m.metadata["command"]
 
 
@@ -232,6 +233,10 @@ def test_movies_refuse_single_frame_simulation_options(tmp_path, capsys):
     assert rc != 0 and "--density applies to single-frame training only" in capsys.readouterr().err
     rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movie-airy-fraction", "0.3", "-q"])
     assert rc != 0 and "apply to --movies" in capsys.readouterr().err
+    rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movie-error-movies", "10", "-q"])
+    assert rc != 0 and "apply to --movies" in capsys.readouterr().err
+    rc = main(["train", "-o", str(tmp_path / "x.pt"), "--movies", "--movie-error-movies", "-1", "-q"])
+    assert rc != 0 and "--movie-error-movies must be >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "-o", str(tmp_path / "x.pt"), "--movies", "--movie-airy-fraction", "1.5"])
 
@@ -240,7 +245,8 @@ def test_movies_with_airy_psfs_and_brighter_emitters(tmp_path):
     out = tmp_path / "airy.pt"
     rc = main(["train", "-o", str(out), "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
                "--movie-airy-fraction", "0.5", "--movie-photons-max", "20000", "--epochs", "1", "--n-train", "16",
-               "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu", "-q"])
+               "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu",
+               "--movie-error-movies", "0", "-q"])
     assert rc == 0
     from napari_dsir.model import load_checkpoint
 

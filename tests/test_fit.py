@@ -7,6 +7,7 @@ import torch
 from napari_dsir import fit
 from napari_dsir.camera import Camera
 from napari_dsir.errors import DSIRError
+from napari_dsir.localize import density_factor
 from napari_dsir.locs import Localizations
 from napari_dsir.simulate import FWHM_TO_SIGMA, render_airy, render_emitters
 
@@ -554,6 +555,17 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     np.testing.assert_allclose(grown.locs.uncertainty[held],
                                np.hypot(bound, 20.0 * np.sqrt(bound / P / 0.07)), rtol=1e-6)
     np.testing.assert_array_equal(grown.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    # and with the density of detections around (3 per frame within ~1 um of
+    # the pair's rows: 2 other per frame in the disc)
+    assert np.array_equal(res.neighbours[held], np.ones(held.sum())) and (res.density > 0).all()
+    factors = (0.5, 0.7, 1.0, 1.5, 1.2)
+    dense = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
+                       crowded_error_power=0.5, crowded_error_density=factors)
+    np.testing.assert_allclose(dense.locs.uncertainty[held], np.hypot(
+        bound, 20.0 * np.sqrt(bound / P / 0.07) * density_factor(factors, res.density[held])), rtol=1e-6)
+    np.testing.assert_array_equal(dense.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    with pytest.raises(DSIRError, match="crowded_error_density"):
+        fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_density=(1.0, -1.0))
     with pytest.raises(DSIRError, match="crowded_error_px"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(-1.0,))
     for bad in (-0.1, 3.0, float("nan")):

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from napari_dsir.errors import DSIRError
-from napari_dsir.localize import LocalizeParams, localize_image, params_for
+from napari_dsir.localize import (
+    CROWDED_DENSITY_KNOTS,
+    LocalizeParams,
+    crowded_extra,
+    density_factor,
+    local_density,
+    localize_image,
+    params_for,
+)
 
 
 def test_peaks_with_subpixel_centroid():
@@ -111,3 +119,35 @@ def test_gaussian_subpixel_positions_are_unbiased_where_the_centroid_is_pulled_t
     assert np.abs(cent.x - tx).max() > 0.03  # truncated 5x5 window: pulled towards the centre
     with pytest.raises(DSIRError, match="subpixel"):
         LocalizeParams(subpixel="fit").validate()
+
+
+def test_local_density_counts_the_other_detections_around_per_frame_and_um2():
+    """Uniform detections: the density is recovered in the middle and at the
+    edges (the disc's part inside the frame); a lone one sees none; the
+    detection itself is not counted; outside the frame: NaN."""
+    rng = np.random.default_rng(3)
+    n_frames, size, p, density = 200, 40, 100.0, 2.0  # 16 um^2 frames
+    n = rng.poisson(density * 16.0 * n_frames)
+    x, y = rng.uniform(0, size * p, (2, n))
+    d = local_density(x, y, n_frames, (size, size), p)
+    middle = (np.abs(x - 2000) < 500) & (np.abs(y - 2000) < 500)
+    corner = (x < 200) & (y < 200)
+    assert abs(np.median(d[middle]) / density - 1) < 0.1
+    assert abs(np.median(d[corner]) / density - 1) < 0.15  # not halved or quartered by the edges
+    lone = local_density(np.array([2000.0, 9000.0]), np.array([2000.0, 500.0]), 1, (40, 40), p)
+    assert lone[0] == 0.0 and np.isnan(lone[1])
+    pair = local_density(np.array([2000.0, 2300.0]), np.array([2000.0, 2000.0]), 1, (40, 40), p)
+    np.testing.assert_allclose(pair, 1 / (21 * 21 * 0.01))  # um^2 of the square of +-10 px
+
+
+def test_crowded_extra_scales_with_bound_and_density():
+    factors = (0.5, 0.7, 1.0, 1.5, 1.2)
+    e = crowded_extra((0.2, 0.3), 0.5, np.array([1, 2, 5, 1]), np.array([0.07, 0.28, 0.07, 0.07]),
+                      np.array([2.0, 4.0, 0.01, np.sqrt(2.0 * 4.0)]), factors)
+    # at knots: the factor; below the first: held; between: log-log
+    np.testing.assert_allclose(e, [0.2, 0.3 * 2 * 1.5, 0.3 * 0.5, 0.2 * np.sqrt(1.5)])
+    assert density_factor(factors, np.nan) == 1.0 and density_factor((), 5.0) == 1.0
+    np.testing.assert_allclose(density_factor(factors, CROWDED_DENSITY_KNOTS), factors)
+    np.testing.assert_allclose(crowded_extra((0.2,), 0.0, 1, 0.5), [0.2])  # no powers: the entry
+    with pytest.raises(DSIRError, match="density"):
+        crowded_extra((0.2,), 0.0, 1, 0.5, None, factors)

@@ -229,7 +229,8 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
 
 def test_refinement_reports_the_models_own_error_in_crowds():
     """The run path gives the refinement the checkpoint's network error
-    (per neighbour class, growing with the bound, its own for pulled rows):
+    (per neighbour class, growing with the bound and the density, its own
+    for pulled rows):
     the rows it keeps at the network's position carry what
     `fit.refine` gives them with those settings, and more than their bound."""
     from dataclasses import replace
@@ -243,7 +244,8 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=3.0, photons=(500.0, 5000.0)), seed=4)
     cam = Camera(100.0, 1.0)
     model = load_model("default")
-    params = replace(params_for(model), crowded_error_power=0.5, pulled_error_px=0.3)
+    params = replace(params_for(model), crowded_error_power=0.5, pulled_error_px=0.3,
+                     crowded_error_density=(0.5, 0.7, 1.0, 1.5, 1.2))
     model.metadata["localize"] = params.to_dict()
     got = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam).localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations

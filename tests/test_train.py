@@ -194,7 +194,7 @@ def test_bar_shows_each_stage():
 
 def _movie_cfg(**kw):
     base = dict(arch="shuffle", channels=8, context=8, normalization="movie", epochs=2, n_train=64, n_val=32,
-                batch_size=16, lr=3e-3, label_scale=100.0, kernel_width=7, png_every=0, seed=3,
+                batch_size=16, lr=3e-3, label_scale=100.0, kernel_width=7, png_every=0, seed=3, error_movies=6,
                 movies=MovieConfig(frame_size=(16, 16), frames_per_movie=4, density=(1.0, 4.0),
                                    photons_low=(1500.0, 2000.0)))
     base.update(kw)
@@ -213,6 +213,7 @@ def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path
     assert set(report) >= {"bands", "empty_frame_fp", "mean_jaccard", "constraints_met", "crowded_error"}
     # the network's own error where the refinement keeps its positions, per neighbour class
     assert len(loc["crowded_error_px"]) == 4 and min(loc["crowded_error_px"]) >= 0
+    assert report["crowded_error"]["movies"] == 32 // 4 + 6  # the validation movies and 6 more
     assert m.metadata["simulation"]["frames_per_movie"] == 4  # the movie ranges, stored
     assert m.metadata["training"]["movies"]["density"] == [1.0, 4.0]
 

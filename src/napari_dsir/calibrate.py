@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .evaluate import evaluate
-from .localize import CROWDED_BOUND_REF_PX, LocalizeParams, centroids, crowded_extra, find_peaks, local_maxima
+from .localize import (
+    CROWDED_BOUND_REF_PX,
+    CROWDED_DENSITY_KNOTS,
+    CROWDED_DENSITY_REF,
+    LocalizeParams,
+    centroids,
+    check_density_factors,
+    crowded_extra,
+    find_peaks,
+    local_maxima,
+)
 from .localize import blur as blur_images
 from .locs import Localizations
 from .model import DSIRModel
+from .simulate import MovieConfig, simulate_movies
 
 # what the shipped threshold must hold at every density of the validation
 # movies (issue 12): precision, and false positives per empty frame
@@ -119,6 +131,41 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     return best, report
 
 
+#: movies simulated beyond the validation movies for `crowded_error` (the
+#: network's error is measured on both): its factors at low densities rest
+#: on the few crowded detections of sparse movies (300 movies: the factor at
+#: 1 /um^2 came out 0.97; 1,200 movies of three other seeds: 0.69-0.82)
+ERROR_MOVIES = 1500
+#: their seed: the training seed plus this (the validation's: plus 1,000,003)
+ERROR_SEED_OFFSET = 2_000_003
+
+
+def calibrate_movie_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizations, sr_pixel: float,
+                              scales: np.ndarray, movie: np.ndarray, settings: list[dict], movies: MovieConfig,
+                              seed: int, batch_size: int = 32, error_movies: int = ERROR_MOVIES
+                              ) -> tuple[LocalizeParams, dict]:
+    """The localizer settings a movie-trained model ships, from its
+    validation movies (`simulate.simulate_movies` of the training's
+    ``movies`` config: frames in ADU, truth in nm, each frame's movie, each
+    movie's drawn settings): the threshold (`calibrate_movies`), then the
+    network's own error where the refinement keeps its positions
+    (`crowded_error`), on those movies and ``error_movies`` more (seed:
+    the training ``seed`` + `ERROR_SEED_OFFSET`). Returns the parameters and
+    the report (``report["crowded_error"]``: the latter's)."""
+    dens = np.array([st["density"] for st in settings])[movie]
+    params, report = calibrate_movies(model, frames, truth, sr_pixel, scales, dens, batch_size)
+    if int(error_movies) > 0:
+        more, more_truth, more_movie, more_settings = simulate_movies(int(error_movies), movies,
+                                                                      seed=int(seed) + ERROR_SEED_OFFSET)
+        truth = Localizations.concatenate([Localizations(truth.frame, truth.x, truth.y),
+                                           Localizations(more_truth.frame + len(frames), more_truth.x, more_truth.y)])
+        movie = np.r_[movie, more_movie + int(movie.max()) + 1]
+        frames, settings = np.concatenate([frames, more]), list(settings) + list(more_settings)
+    fields, report["crowded_error"] = crowded_error(model, frames, truth, movie, settings, movies.pixel_size, params)
+    report["crowded_error"]["movies"] = len(settings)
+    return replace(params, **fields), report
+
+
 #: neighbour classes of `crowded_error`: 1, 2, 3 and >= 4 neighbours
 CROWDED_CLASSES = 4
 
@@ -131,25 +178,29 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     Cramer-Rao bound, on validation movies (`simulate.simulate_movies`:
     frames in ADU, truth in nm, the movie of each frame and each movie's
     drawn camera). Each movie is run as `reconstruct` runs it (its own noise
-    level, its own camera, reconstruct's fit settings); crowded detections
-    matched to the truth within ``match_nm`` give the mean squared error per
-    axis against the model ``bound^2 + (c_k (bound / CROWDED_BOUND_REF_PX) **
-    power)^2`` (`localize.crowded_extra`), per class k of 1, 2, 3 and >= 4
-    neighbours: `fit_crowded_error`; the pulled rows (isolated detections
-    whose free fit was pulled away) get their own c with that power.
-    Returns the `LocalizeParams` fields (``crowded_error_px``: c_1..c_4 in
-    camera px, ``crowded_error_power``, ``pulled_error_px``: None with fewer
-    than 20 pulled rows) and a report (per class count, RMSE and RMS bound
-    per axis in px, c, bins; the same for "pulled")."""
+    level, its own camera, reconstruct's fit settings, one `refine` call per
+    movie); crowded detections matched to the truth within ``match_nm`` give
+    the mean squared error per axis against the model ``bound^2 + (c_k
+    (bound / CROWDED_BOUND_REF_PX) ** power * f(density))^2``
+    (`localize.crowded_extra`; density: the refine call's
+    `FitResult.density`, f: factors at `localize.CROWDED_DENSITY_KNOTS`),
+    per class k of 1, 2, 3 and >= 4 neighbours: `fit_crowded_error`; the
+    pulled rows (isolated detections whose free fit was pulled away) get
+    their own c with that power and f. Returns the `LocalizeParams` fields
+    (``crowded_error_px``: c_1..c_4 in camera px, ``crowded_error_power``,
+    ``crowded_error_density``, ``pulled_error_px``: None with fewer than 20
+    pulled rows) and a report (per class count, RMSE and RMS bound per axis
+    in px, c, bins; the same for "pulled"; the power and the factors)."""
     from .camera import Camera
     from .evaluate import match
-    from .fit import CROWDED, PULLED, _inside, _neighbours, refine
-    from .reconstruct import FIT_ISOLATION_PX, fit_settings
+    from .fit import CROWDED, PULLED, refine
+    from .reconstruct import fit_settings
     from .run import reconstruct
 
     p = float(pixel_size)
-    params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None)
-    err2, bound2, cls = [], [], []  # class -1: pulled
+    params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None,
+                     crowded_error_density=())
+    err2, bound2, dens, cls = [], [], [], []  # class -1: pulled
     for mv in np.unique(movie):
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
@@ -160,11 +211,6 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
         res = refine(photons, found, p, cam, window=7, **fit_settings())
         locs = res.locs
-        # the neighbour counts refine held the crowded rows by
-        h, w = frames.shape[1:]
-        xp, yp = locs.x / p, locs.y / p
-        valid = _inside(xp, yp, h, w)
-        k = _neighbours(locs.frame, xp, yp, valid, FIT_ISOLATION_PX, h)
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, match_nm)
@@ -172,72 +218,121 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         gi, pi = gi[sel], pi[sel]
         err2.append(0.5 * (((locs.x[pi] - gt.x[gi]) / p) ** 2 + ((locs.y[pi] - gt.y[gi]) / p) ** 2))
         bound2.append((locs.uncertainty[pi] / p) ** 2)
-        cls.append(np.where(res.status[pi] == PULLED, -1, np.minimum(k[pi], CROWDED_CLASSES) - 1))
-    e2, b2, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, cls))
+        dens.append(res.density[pi])
+        # the neighbour counts refine held the crowded rows by
+        cls.append(np.where(res.status[pi] == PULLED, -1, np.minimum(res.neighbours[pi], CROWDED_CLASSES) - 1))
+    e2, b2, d, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, dens, cls))
     c = c.astype(int)
     crowded = c >= 0
-    errors, power, report = fit_crowded_error(e2[crowded], b2[crowded], c[crowded])
-    pulled, _, rep = fit_crowded_error(e2[~crowded], b2[~crowded], np.zeros((~crowded).sum(), int), power=power)
-    report["pulled"] = rep["1"]
-    fields = {"crowded_error_px": errors, "crowded_error_power": power,
-              "pulled_error_px": pulled[0] if "extra_px" in rep["1"] else None}
+    fit = fit_crowded_error(e2[crowded], b2[crowded], c[crowded], density=d[crowded])
+    pulled = fit_crowded_error(e2[~crowded], b2[~crowded], np.zeros((~crowded).sum(), int), power=fit.power,
+                               density=d[~crowded], density_factors=fit.density_factors)
+    report = dict(fit.report)
+    report["pulled"] = pulled.report["1"]
+    fields = {"crowded_error_px": fit.errors, "crowded_error_power": fit.power,
+              "crowded_error_density": fit.density_factors,
+              "pulled_error_px": pulled.errors[0] if "extra_px" in pulled.report["1"] else None}
     return fields, report
 
 
-#: bound classes per neighbour class in `fit_crowded_error` (equal counts)
+#: bound classes per neighbour class and density range in
+#: `fit_crowded_error` (equal counts)
 BOUND_BINS = 6
+#: weight (as rows) that ties the log density factors of neighbouring knots
+#: (where no rows say otherwise, a knot takes its neighbours' factor)
+DENSITY_TIE_ROWS = 20
 
 
-def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None = None
-                      ) -> tuple[tuple[float, ...], float, dict]:
-    """Fit ``err2 ~ bound2 + (c_k (bound / CROWDED_BOUND_REF_PX) ** power)^2``
-    to crowded rows: their squared error per axis (the mean of x and y, px^2),
-    their bare bound squared and their neighbour class ``cls`` (0-based). The
-    rows of each class are cut into `BOUND_BINS` bins of equal count by
-    their bound; the log of each bin's mean squared error is fitted (each
-    bin weighted by its count), with one power for every class (0..1). A
-    class with fewer than ``min_rows`` rows takes the previous class's c
+class CrowdedErrorFit(NamedTuple):
+    """`fit_crowded_error`'s result: c_1.. (camera px), the power of the
+    bound, the density factors (at `localize.CROWDED_DENSITY_KNOTS`; empty:
+    none) and a report."""
+
+    errors: tuple
+    power: float
+    density_factors: tuple
+    report: dict
+
+
+def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None = None, density=None,
+                      density_factors=None) -> CrowdedErrorFit:
+    """Fit ``err2 ~ bound2 + extra^2``, ``extra = c_k (bound /
+    CROWDED_BOUND_REF_PX) ** power * f(density)`` (`localize.crowded_extra`)
+    to crowded rows: their squared error per axis (the mean of x and y,
+    px^2), their bare bound squared, their neighbour class ``cls``
+    (0-based) and, optionally, their local ``density`` (detections per
+    frame and um^2); f: factors at `CROWDED_DENSITY_KNOTS`, 1 at
+    `CROWDED_DENSITY_REF`, interpolated in log-log (`localize.density_factor`;
+    without densities, none). The rows of each class are cut by density
+    into the ranges of the knots (edges halfway between them, in log), each
+    range into up to `BOUND_BINS` bins of equal count by their bound; the
+    log of each bin's mean squared error is fitted (each bin weighted by its
+    count), with one power (0..1) and one f for every class; neighbouring
+    knots' log factors are tied with the weight of `DENSITY_TIE_ROWS` rows.
+    A class with fewer than ``min_rows`` rows takes the previous class's c
     (none before it: 0); with fewer than ``BOUND_BINS * min_rows`` rows in
-    all the power is 0 and c_k = sqrt(mean err2 - mean bound2) per class, as
-    before the power. ``power``: given, it is held and only the c_k are
-    fitted. Returns (c_1.., power, report)."""
+    all the power is 0, f none and c_k = sqrt(mean err2 - mean bound2) per
+    class. ``power``, ``density_factors``: given, they are held."""
     from scipy.optimize import least_squares
 
     err2, bound2, cls = (np.asarray(v) for v in (err2, bound2, cls))
     bound = np.sqrt(bound2)
+    knots = np.log(CROWDED_DENSITY_KNOTS)
+    ref = int(np.argmin(np.abs(knots - math.log(CROWDED_DENSITY_REF))))
+    with_density = density is not None and len(err2) > 0
+    dens = np.asarray(density, float) if with_density else np.full(len(err2), CROWDED_DENSITY_REF)
+    dens = np.where(np.isfinite(dens), np.maximum(dens, 1e-3), CROWDED_DENSITY_REF)
+    drange = np.digitize(np.log(dens), 0.5 * (knots[1:] + knots[:-1])) if with_density else np.zeros(len(err2), int)
     bins = []  # (class, rows) of each bin
     for k in range(CROWDED_CLASSES):
         rows = np.flatnonzero(cls == k)
         if len(rows) < min_rows:
             continue
-        rows = rows[np.argsort(bound[rows], kind="stable")]
-        bins += [(k, r) for r in np.array_split(rows, min(BOUND_BINS, max(1, len(rows) // min_rows)))]
+        for j in np.unique(drange[rows]):
+            r = rows[drange[rows] == j]
+            if len(r) < min_rows and len(bins) and bins[-1][0] == k:  # too few: with the previous range's last bin
+                bins[-1] = (k, np.r_[bins[-1][1], r])
+                continue
+            r = r[np.argsort(bound[r], kind="stable")]
+            bins += [(k, q) for q in np.array_split(r, min(BOUND_BINS, max(1, len(r) // min_rows)))]
     present = sorted({k for k, _ in bins})
-    fixed = power is not None
-    power = float(power) if fixed else 0.0
+    fit_power, fit_density = power is None, density_factors is None and with_density
+    power = 0.0 if power is None else float(power)
+    held_f = check_density_factors(density_factors if density_factors is not None else ())
+    logf = np.log(held_f) if len(held_f) else np.zeros(len(knots))
     c = np.zeros(CROWDED_CLASSES)
     for k in present:
         rows = np.flatnonzero(cls == k)
         c[k] = math.sqrt(max(float(np.mean(err2[rows]) - np.mean(bound2[rows])), 0.0))
-    if (fixed and power > 0 and present) or (len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)):
+    enough = len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)
+    fit_power, fit_density = fit_power and enough, fit_density and enough
+    free_knots = [i for i in range(len(knots)) if i != ref] if fit_density else []
+    if present and (enough or power > 0 or len(held_f)):
+        def unpack(q):
+            ck, pw, lf, i = q[: len(present)], power, logf.copy(), len(present)
+            if fit_power:
+                pw, i = float(q[i]), i + 1
+            lf[free_knots] = q[i:]
+            return ck, pw, lf
+
         def resid(q):
-            ck, pw = (q, power) if fixed else (q[:-1], q[-1])
+            ck, pw, lf = unpack(q)
+            f2 = np.exp(2 * np.interp(np.log(dens), knots, lf))
             out = []
             for k, r in bins:
                 extra = ck[present.index(k)] ** 2 * (np.maximum(bound[r], 1e-6) / CROWDED_BOUND_REF_PX) ** (2 * pw)
                 out.append(math.sqrt(len(r)) * (math.log(np.mean(err2[r]) + 1e-12)
-                                                  - math.log(np.mean(bound2[r] + extra) + 1e-12)))
+                                                  - math.log(np.mean(bound2[r] + extra * f2[r]) + 1e-12)))
+            if fit_density:
+                out += list(math.sqrt(DENSITY_TIE_ROWS) * np.diff(lf))
             return np.array(out)
 
-        q0 = np.maximum(c[present], 0.05)
-        lo, hi = np.zeros(len(present)), np.full(len(present), np.inf)
-        if not fixed:
-            q0, lo, hi = np.r_[q0, 0.25], np.r_[lo, 0.0], np.r_[hi, 1.0]
-        q = least_squares(resid, q0, bounds=(lo, hi)).x
-        if fixed:
-            c[present] = q
-        else:
-            c[present], power = q[:-1], float(q[-1])
+        q0 = np.r_[np.maximum(c[present], 0.05), [0.25] * fit_power, np.zeros(len(free_knots))]
+        lo = np.r_[np.zeros(len(present)), [0.0] * fit_power, np.full(len(free_knots), -3.0)]
+        hi = np.r_[np.full(len(present), np.inf), [1.0] * fit_power, np.full(len(free_knots), 3.0)]
+        c_fit, power, logf = unpack(least_squares(resid, q0, bounds=(lo, hi)).x)
+        c[present] = c_fit
+    factors = tuple(float(v) for v in np.exp(logf)) if (fit_density or len(held_f)) else ()
     out, report = [], {}
     for k in range(CROWDED_CLASSES):
         name = f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"
@@ -247,17 +342,22 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
             report[name] = {"n": len(rows)}
             continue
         out.append(float(c[k]))
+        mine = [r for kk, r in bins if kk == k]
         report[name] = {"n": len(rows), "rmse_px": float(np.sqrt(np.mean(err2[rows]))),
                         "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1],
-                        # per bin (by bound): rms bound, RMSE and the modelled RMSE, px
+                        # per bin (by density range, then bound): rms bound, RMSE and
+                        # the modelled RMSE (px), median density (/um^2)
                         "bins": [[float(np.sqrt(np.mean(bound2[r]))), float(np.sqrt(np.mean(err2[r]))),
-                                  float(np.sqrt(np.mean(bound2[r] + crowded_extra(out, power, k + 1, bound[r]) ** 2)))]
-                                 for kk, r in bins if kk == k]}
+                                  float(np.sqrt(np.mean(bound2[r] + crowded_extra(out, power, k + 1, bound[r], dens[r],
+                                                                                  factors) ** 2))),
+                                  float(np.median(dens[r]))] for r in mine]}
     report["power"] = power
-    return tuple(out), power, report
+    report["density_factors"] = list(factors)
+    report["density_knots"] = list(CROWDED_DENSITY_KNOTS)
+    return CrowdedErrorFit(tuple(out), power, factors, report)
 
 
-def calibrate_crowded_error(path, n_movies: int = 300, seed: int = 2026, device: str = "cpu") -> dict:
+def calibrate_crowded_error(path, n_movies: int = 300 + ERROR_MOVIES, seed: int = 2026, device: str = "cpu") -> dict:
     """Measure `crowded_error` for the checkpoint at ``path`` on ``n_movies``
     validation movies of the training distribution (`MovieConfig()`, its
     pixel size) and store it in the checkpoint's localizer settings (and the

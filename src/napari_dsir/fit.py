@@ -38,7 +38,8 @@ sigma of the free fits (one PSF per call; with fewer than `MIN_PSF_FITS`
 free fits, that of sigma-free fits of the crowded ones), and their photons,
 background, sigma and uncertainty (the bound of a fit at that position, plus
 ``crowded_error_px`` in quadrature: the network's own error there, larger
-for dim emitters by ``crowded_error_power``) are reported.
+for dim emitters by ``crowded_error_power`` and where the detections around
+are dense by ``crowded_error_density``) are reported.
 
 Pulled fits. With ``hold_pulled``, a free fit that moved (``max_shift_px``,
 the window's edge) or whose residuals its model does not explain
@@ -76,7 +77,13 @@ from scipy.spatial import cKDTree
 from .camera import Camera
 from .errors import DSIRError
 from .io import check_pixel_size
-from .localize import check_crowded_error, check_crowded_error_power, crowded_extra
+from .localize import (
+    check_crowded_error,
+    check_crowded_error_power,
+    check_density_factors,
+    crowded_extra,
+    local_density,
+)
 from .locs import Localizations
 
 OK = 0
@@ -131,6 +138,12 @@ class FitResult(NamedTuple):
     #: its standard deviation to it: `_psf_mismatch`): about 1 where the
     #: camera model is right
     free_chi2: np.ndarray | None = None
+    #: per row, the other detections of its frame closer than
+    #: ``isolation_px`` (what CROWDED rows are classed by; zeros without it)
+    neighbours: np.ndarray | None = None
+    #: per row, detections per frame and um^2 around it over the frames of
+    #: the call (`localize.local_density`)
+    density: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
         """Count of fits per status name (only the statuses that occur)."""
@@ -550,6 +563,7 @@ def refine(
     hold_pulled: bool = False,
     crowded_error_power: float = 0.0,
     pulled_error_px: float | None = None,
+    crowded_error_density=(),
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -614,6 +628,11 @@ def refine(
         `localize.CROWDED_BOUND_REF_PX`) ** power (`localize.crowded_extra`).
     pulled_error_px: that error for PULLED rows (None: the first entry of
         ``crowded_error_px``).
+    crowded_error_density: both change with the local density of
+        detections (per frame and um^2 within +-1 um, over all the frames
+        of the call: `localize.local_density`, `FitResult.density`) by these
+        factors at `localize.CROWDED_DENSITY_KNOTS` (`localize.density_factor`;
+        none: the same at every density).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; ``pulled_error_px`` added to their
@@ -643,6 +662,7 @@ def refine(
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
+            crowded_error_density=crowded_error_density,
         )
     finally:
         if threads is not None and on_cpu:
@@ -653,7 +673,7 @@ def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
-    crowded_error_power=0.0, pulled_error_px=None,
+    crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(),
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -688,7 +708,7 @@ def _refine(
         for c in ("photons", "background", "sigma", "uncertainty"):
             out_cols[c] = np.zeros(0)
         return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8),
-                         np.zeros(0))
+                         np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
 
     fr = locs.frame - int(first_frame)
     if fr.min() < 0 or fr.max() >= F:
@@ -758,6 +778,8 @@ def _refine(
         free_gof[r] = fit_out[r]
     crowded_error = check_crowded_error(crowded_error_px)
     crowded_error_power = check_crowded_error_power(crowded_error_power)
+    density_factors = check_density_factors(crowded_error_density)
+    density = local_density(locs.x, locs.y, F, (H, W), p)
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
@@ -938,10 +960,11 @@ def _refine(
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
-        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px)
+        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px, density, density_factors)
         if pulled_error_px is not None:
-            extra[status == PULLED] = crowded_extra((pulled_error_px,), crowded_error_power, 1,
-                                                    unc_px[status == PULLED])
+            pl = status == PULLED
+            extra[pl] = crowded_extra((pulled_error_px,), crowded_error_power, 1, unc_px[pl], density[pl],
+                                      density_factors)
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 
@@ -962,7 +985,7 @@ def _refine(
         free_chi2 = free_gof[:, 0] / excess / free_gof[:, 1]
         # the camera check counts the fits that a PSF's mismatch leaves alone
         free_chi2[mismatch * free_gof[:, 2] > 0.5 * np.sqrt(2 * free_gof[:, 1])] = np.nan
-    return FitResult(out, ok, status, free_chi2)
+    return FitResult(out, ok, status, free_chi2, neighbours, density)
 
 
 def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):

@@ -20,19 +20,92 @@ from .locs import Localizations
 #: the bound (per axis, camera px) at which a crowded row's extra error is
 #: ``crowded_error_px`` itself; it scales as (bound / this) ** ``crowded_error_power``
 CROWDED_BOUND_REF_PX = 0.07
+#: the local densities of detections (per frame and um^2, within
+#: `DENSITY_RADIUS_NM`: `local_density`) at which ``crowded_error_density``
+#: gives the factor of the network's error; the factor is 1 at the
+#: reference, `CROWDED_DENSITY_REF`, and interpolated linearly in log-log
+#: between them (the end values held beyond)
+CROWDED_DENSITY_KNOTS = (0.5, 1.0, 2.0, 4.0, 8.0)
+CROWDED_DENSITY_REF = 2.0
+#: radius (nm) of `local_density`
+DENSITY_RADIUS_NM = 1000.0
 
 
-def crowded_extra(errors, power: float, neighbours, bound_px) -> np.ndarray:
+def density_factor(factors, density) -> np.ndarray:
+    """The factor of the network's error at local ``density`` (detections per
+    frame and um^2; NaN: the reference's): ``factors`` at
+    `CROWDED_DENSITY_KNOTS`, interpolated in log-log, held beyond the ends;
+    no factors: 1."""
+    d = np.asarray(density, float)
+    f = check_density_factors(factors)
+    if not len(f):
+        return np.ones(d.shape)
+    d = np.where(np.isfinite(d), np.maximum(d, 1e-3), CROWDED_DENSITY_REF)
+    return np.exp(np.interp(np.log(d), np.log(CROWDED_DENSITY_KNOTS), np.log(np.maximum(f, 1e-6))))
+
+
+def crowded_extra(errors, power: float, neighbours, bound_px, density=None, density_factors=()) -> np.ndarray:
     """The network's own error (per axis, camera px) of detections with
-    ``neighbours`` (>= 1) neighbours and a bare Cramer-Rao bound of
-    ``bound_px``: ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power``
-    (`LocalizeParams`)."""
+    ``neighbours`` (>= 1) neighbours, a bare Cramer-Rao bound of
+    ``bound_px`` and a `local_density` of ``density`` (detections per frame
+    and um^2): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
+    density_factor(density_factors, density)`` (`LocalizeParams`)."""
     errors = check_crowded_error(errors)
     k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
-    if not power:
-        return errors[k]
+    out = errors[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return errors[k] * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
+        if power:
+            out = out * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
+    if len(density_factors):
+        if density is None:
+            raise DSIRError("crowded_error_density needs the local density of the detections")
+        out = out * density_factor(density_factors, density)
+    return out
+
+
+def local_density(x_nm, y_nm, n_frames: int, shape: tuple[int, int], pixel_size_nm: float,
+                  radius_nm: float = DENSITY_RADIUS_NM) -> np.ndarray:
+    """Detections per frame and um^2 around each detection: the other
+    detections of the ``n_frames`` frames (of ``shape`` (y, x) camera px)
+    in the square of camera pixels within ``radius_nm`` of its own pixel
+    (+-r px, r = radius / pixel size rounded), over the part of that square
+    inside the frame. Counted per camera pixel over all frames and summed by
+    an integral image: the cost does not grow with the density or the
+    radius. Positions outside the frame (its far edges count as inside, as in
+    the refinement) get NaN."""
+    H, W = (int(v) for v in shape)
+    p = float(pixel_size_nm)
+    out = np.full(len(np.asarray(x_nm)), np.nan)
+    with np.errstate(invalid="ignore"):
+        xf, yf = np.asarray(x_nm, float) / p, np.asarray(y_nm, float) / p
+        inside = np.isfinite(xf) & np.isfinite(yf) & (xf >= 0) & (xf <= W) & (yf >= 0) & (yf <= H)
+    if not inside.any() or n_frames < 1:
+        return out
+    xi = np.minimum(np.floor(xf[inside]), W - 1).astype(np.int64)
+    yi = np.minimum(np.floor(yf[inside]), H - 1).astype(np.int64)
+    counts = np.bincount(yi * W + xi, minlength=H * W).reshape(H, W)
+    integral = np.zeros((H + 1, W + 1), np.int64)
+    integral[1:, 1:] = counts.cumsum(0).cumsum(1)
+    r = max(1, round(float(radius_nm) / p))
+    y0, y1 = np.maximum(yi - r, 0), np.minimum(yi + r + 1, H)
+    x0, x1 = np.maximum(xi - r, 0), np.minimum(xi + r + 1, W)
+    near = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0] - 1  # not itself
+    area = (y1 - y0) * (x1 - x0) * (p / 1000.0) ** 2
+    out[inside] = near / (int(n_frames) * area)
+    return out
+
+
+def check_density_factors(values) -> np.ndarray:
+    """``crowded_error_density``: none, or one factor > 0 per
+    `CROWDED_DENSITY_KNOTS`, else a `DSIRError`."""
+    try:
+        f = np.asarray(values, dtype=float).ravel() if len(values) else np.zeros(0)
+    except (TypeError, ValueError):
+        f = np.array([np.nan])
+    if len(f) and (len(f) != len(CROWDED_DENSITY_KNOTS) or not (np.isfinite(f).all() and (f > 0).all())):
+        raise DSIRError(f"crowded_error_density must be {len(CROWDED_DENSITY_KNOTS)} factors > 0 (at "
+                        f"{', '.join(f'{k:g}' for k in CROWDED_DENSITY_KNOTS)} /um^2) or none, got {values}")
+    return f
 
 
 def check_crowded_error_power(power) -> float:
@@ -78,7 +151,12 @@ class LocalizeParams:
     the same for every brightness, as checkpoints before it);
     ``pulled_error_px``: the same error for isolated detections whose free
     fit was pulled away (status "pulled"; None: the first entry of
-    ``crowded_error_px``, as checkpoints before it)."""
+    ``crowded_error_px``, as checkpoints before it);
+    ``crowded_error_density``: both change with the density of detections
+    around (`local_density`: where more emitters go undetected, they pull
+    the network's positions): the factors at `CROWDED_DENSITY_KNOTS`
+    (`density_factor`; empty: the same at every density, as checkpoints
+    before it)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -89,6 +167,7 @@ class LocalizeParams:
     crowded_error_px: tuple = ()
     crowded_error_power: float = 0.0
     pulled_error_px: float | None = None
+    crowded_error_density: tuple = ()
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -99,6 +178,7 @@ class LocalizeParams:
             raise DSIRError("blur_fwhm must be >= 0 and blur_width an odd number of pixels")
         check_crowded_error(self.crowded_error_px)
         check_crowded_error_power(self.crowded_error_power)
+        check_density_factors(self.crowded_error_density)
         if self.pulled_error_px is not None:
             check_crowded_error((self.pulled_error_px,))
         if self.subpixel not in SUBPIXEL:
@@ -109,6 +189,7 @@ class LocalizeParams:
         d = asdict(self)
         d["crowded_error_px"] = [float(v) for v in self.crowded_error_px]
         d["crowded_error_power"] = float(self.crowded_error_power)
+        d["crowded_error_density"] = [float(v) for v in self.crowded_error_density]
         d["pulled_error_px"] = None if self.pulled_error_px is None else float(self.pulled_error_px)
         return d
 
@@ -118,8 +199,9 @@ def params_for(model, **overrides) -> LocalizeParams:
     base = dict(getattr(model, "metadata", {}).get("localize", {}))
     base.update({k: v for k, v in overrides.items() if v is not None})
     known = LocalizeParams.__dataclass_fields__
-    if "crowded_error_px" in base:
-        base["crowded_error_px"] = tuple(float(v) for v in base["crowded_error_px"])
+    for key in ("crowded_error_px", "crowded_error_density"):
+        if key in base:
+            base[key] = tuple(float(v) for v in base[key])
     return LocalizeParams(**{k: v for k, v in base.items() if k in known}).validate()
 
 

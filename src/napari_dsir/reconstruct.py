@@ -259,11 +259,13 @@ def fit_settings() -> dict:
 def network_error(params) -> dict:
     """The keywords of `napari_dsir.fit.refine` for the network's own error
     (`LocalizeParams` ``crowded_error_px``, ``crowded_error_power``,
-    ``pulled_error_px``; none without ``params``)."""
+    ``pulled_error_px``, ``crowded_error_density``; none without
+    ``params``)."""
     if params is None:
         return {}
     return dict(crowded_error_px=params.crowded_error_px, crowded_error_power=params.crowded_error_power,
-                pulled_error_px=params.pulled_error_px)
+                pulled_error_px=params.pulled_error_px,
+                crowded_error_density=params.crowded_error_density)
 
 
 class _PendingFits:

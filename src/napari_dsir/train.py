@@ -18,14 +18,14 @@ import os
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibrate import calibrate_localizer, calibrate_movies, crowded_error
+from .calibrate import ERROR_MOVIES, calibrate_localizer, calibrate_movie_localizer
 from .errors import DSIRError
 from .figures import montage, plot_loss_curves, write_png
 from .localize import gauss_kernel
@@ -103,6 +103,9 @@ class TrainConfig:
     device: str = "cpu"
     png_every: int = 10  # epochs between validation PNGs (0: never)
     calibrate: bool = True  # tune the localization threshold on validation data
+    # movies simulated beyond the validation movies to measure the network's
+    # own error in crowds (`calibrate.calibrate_movie_localizer`)
+    error_movies: int = ERROR_MOVIES
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -401,16 +404,13 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if save and model_path.is_file():
         model = load_checkpoint(model_path).to(device)
     if cfg.calibrate:
-        yield TrainStatus("calibrating", f"calibrating the localizer on {len(val_data)} validation frames",
+        more = f" and {cfg.error_movies} more movies" if cfg.movies is not None and cfg.error_movies else ""
+        yield TrainStatus("calibrating", f"calibrating the localizer on {len(val_data)} validation frames{more}",
                           epoch, cfg.epochs)
         if cfg.movies is not None:
-            dens = np.array([st["density"] for st in val_data.settings])[val_data.movie]
-            params, report = calibrate_movies(model, val_data.frames, val_data.locs, val_data.sr_pixel,
-                                              val_data.scales, dens, cfg.batch_size)
-            # the network's position error where the refinement keeps it
-            fields, report["crowded_error"] = crowded_error(model, val_data.frames, val_data.locs, val_data.movie,
-                                                         val_data.settings, cfg.movies.pixel_size, params)
-            params = replace(params, **fields)
+            params, report = calibrate_movie_localizer(model, val_data.frames, val_data.locs, val_data.sr_pixel,
+                                                       val_data.scales, val_data.movie, val_data.settings,
+                                                       cfg.movies, cfg.seed, cfg.batch_size, cfg.error_movies)
             jac = report["mean_jaccard"]
             model.metadata["calibration"] = report
         else:
