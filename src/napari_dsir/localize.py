@@ -83,9 +83,10 @@ def local_density(x_nm, y_nm, n_frames: int, shape: tuple[int, int], pixel_size_
         return out
     xi = np.minimum(np.floor(xf[inside]), W - 1).astype(np.int64)
     yi = np.minimum(np.floor(yf[inside]), H - 1).astype(np.int64)
-    counts = np.bincount(yi * W + xi, minlength=H * W).reshape(H, W)
-    integral = np.zeros((H + 1, W + 1), np.int64)
-    integral[1:, 1:] = counts.cumsum(0).cumsum(1)
+    integral = np.zeros((H + 1, W + 1), np.int32)  # counts, then their sums (in place)
+    np.add.at(integral, (yi + 1, xi + 1), 1)
+    np.cumsum(integral, 0, out=integral)
+    np.cumsum(integral, 1, out=integral)
     r = max(1, round(float(radius_nm) / p))
     y0, y1 = np.maximum(yi - r, 0), np.minimum(yi + r + 1, H)
     x0, x1 = np.maximum(xi - r, 0), np.minimum(xi + r + 1, W)
