@@ -309,7 +309,8 @@ def main() -> None:
               "true bound of emitters a few tens of nm apart runs to hundreds of nm while the pairs' errors stop "
               "at the 100 nm of the matching: ratios below 1 there say that, not that an estimator beats the "
               "bound); std(err/unc) uses the reported uncertainty (for the rows kept at the network's position: "
-              "their bound and the network's calibrated error, which grows with the bound, in quadrature; "
+              "their bound and the network's calibrated error, which grows with the bound and changes with the "
+              "density of detections around, in quadrature; "
               "thirds by that uncertainty).", ""]
     lines += timings(args.repeats)
     args.out.write_text("\n".join(lines) + "\n")
