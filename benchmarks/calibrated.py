@@ -3,12 +3,16 @@
     python benchmarks/calibrated.py [--frames 100] [--out benchmarks/results/calibrated.md]
 
 Test sets: the project's simulator (seeds 91001+, never used in training),
-64x64 px of 100 nm, PSF FWHM 250-350 nm (training: 200-300), background 35
+64x64 px of 100 nm (of 160 nm for the last camera), PSF FWHM 250-350 nm, background 35
 photons/px, at 0.1, 0.5, 1, 2, 4 and 6 emitters/um^2, on
 
 - an sCMOS-like camera: baseline 400 ADU, 0.5 e-/ADU (2 ADU per e-), read noise 1.5 e-;
 - an EMCCD: baseline 100 ADU, EM gain 100, 4.8 e-/ADU (an Andor iXon-like
-  camera), gamma-distributed multiplication (excess noise),
+  camera), gamma-distributed multiplication (excess noise), at 0.5, 2 and
+  6 /um^2;
+- an sCMOS with 160 nm pixels (baseline 100 ADU, 0.46 e-/ADU, read noise
+  1.6 e-; the same PSFs in nm, so 0.66-0.93 camera px of sigma against the
+  network's 100 nm training pixels), at 0.5, 1 and 4 /um^2,
 
 and the ThunderSTORM demo (camera assumed: baseline 100 ADU, 1 e-/ADU).
 Every run uses the defaults a user gets: the model's own threshold (never
@@ -83,21 +87,27 @@ CAMERAS = {
     "sCMOS 400 ADU, 0.5 e-/ADU": (dict(base_level=400.0, gain=2.0, read_noise=1.5),
                                   Camera(400.0, 0.5, 1.0, 1.0, read_noise=1.5)),
     "EMCCD gain 100": (dict(base_level=100.0, gain=1 / 4.8, em_gain=100.0), Camera(100.0, 4.8, 100.0, 1.0)),
+    "sCMOS 160 nm px": (dict(base_level=100.0, gain=1 / 0.46, read_noise=1.6, pixel_size=160.0),
+                        Camera(100.0, 0.46, 1.0, 1.0, read_noise=1.6)),
 }
+#: densities per camera (the first: all of DENSITIES)
+CAMERA_DENSITIES = {"EMCCD gain 100": (0.5, 2.0, 6.0), "sCMOS 160 nm px": (0.5, 1.0, 4.0)}
 
 
 def sets(n_frames: int):
+    """(name, density, frames, truth, camera, pixel size nm) of each test set."""
     for ci, (cname, (sim, cam)) in enumerate(CAMERAS.items()):
-        dens = DENSITIES if ci == 0 else (0.5, 2.0, 6.0)
+        dens = CAMERA_DENSITIES.get(cname, DENSITIES)
         for i, d in enumerate(dens):
             cfg = SimulationConfig(frame_size=(64, 64), density=d, fwhm=(250.0, 350.0), background=35.0,
                                    photons=(200.0, 5000.0), margin=200.0, **sim)
             frames, gt = simulate(n_frames, cfg, seed=91001 + 10 * ci + i)
-            yield f"{cname}, {d:g} /um^2", d, frames, gt, cam
+            yield f"{cname}, {d:g} /um^2", d, frames, gt, cam, cfg.pixel_size
     demo = SHARED / "thunderstorm_demo"
     if demo.is_dir():
         frames = open_stack(demo / "ArtificialDataset_demo1.tif").read().astype(np.float32)
-        yield "ThunderSTORM demo (~6 /um^2)", 6.0, frames, read_localizations(demo / "positions_demo1.csv"), None
+        yield ("ThunderSTORM demo (~6 /um^2)", 6.0, frames, read_localizations(demo / "positions_demo1.csv"), None,
+               100.0)
 
 
 def isolated(gt: Localizations, size_nm: tuple[float, float] | None = None, radius: float = 500.0) -> np.ndarray:
@@ -219,12 +229,13 @@ def kept_z(gt: Localizations, fit, rows) -> str:
     return f"{np.std(z):.2f} ({len(pi)}); {np.std(z[u <= lo]):.2f} / {np.std(z[u >= hi]):.2f}"
 
 
-def run_set(frames, gt, cam, params) -> list[str]:
-    """The table's cells for one set; ``params``: the default model's
-    localizer settings (its network error for the reported uncertainty)."""
+def run_set(frames, gt, cam, params, px: float = 100.0) -> list[str]:
+    """The table's cells for one set of ``px`` nm camera pixels; ``params``:
+    the default model's localizer settings (its network error for the
+    reported uncertainty)."""
     cells = []
     for refine in (False, True):
-        res = reconstruct(frames, None, pixel_size=100.0, localize=True, refine=refine, camera=cam)
+        res = reconstruct(frames, None, pixel_size=px, localize=True, refine=refine, camera=cam)
         locs = res.localizations
         a, b = evaluate(gt, locs, 250.0), evaluate(gt, locs, 100.0)
         cells += [f"{a.jaccard:.3f}", f"{a.rmse:.1f}", f"{b.rmse:.1f}"]
@@ -232,7 +243,7 @@ def run_set(frames, gt, cam, params) -> list[str]:
             found = locs
             continue
         c = calibration(gt, locs)
-        ci = calibration(gt, locs, (frames.shape[1] * 100.0, frames.shape[2] * 100.0))
+        ci = calibration(gt, locs, (frames.shape[1] * px, frames.shape[2] * px))
         report = fit_report(res.info["fit"], locs)
         total = max(1, report["total"])
         held, failed = (report["crowded"] + report["pulled"]) / total, sum(report["failed"].values()) / total
@@ -240,17 +251,17 @@ def run_set(frames, gt, cam, params) -> list[str]:
         # (no network error added to the crowded rows)
         camera = cam or Camera()
         photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-        bare = refine_fits(photons, found, 100.0, camera, window=7, threads=2, **R.fit_settings())
+        bare = refine_fits(photons, found, px, camera, window=7, threads=2, **R.fit_settings(px))
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         # the rows kept at the network's position, with their reported uncertainty
-        full = refine_fits(photons, found, 100.0, camera, window=7, threads=2, **R.fit_settings(),
+        full = refine_fits(photons, found, px, camera, window=7, threads=2, **R.fit_settings(px),
                            **R.network_error(params))
         kept = np.isin(full.status, (CROWDED, PULLED))
         rf, frms, _, nf = crlb_ratio(gt, bare, bare.status == OK)
         cells += [f"{ra:.1f} / {crms:.1f} = {ra / crms:.2f} (mean bound {cmean:.1f})",
                   f"{rf:.1f} / {frms:.1f} = {rf / frms:.2f} ({nf})",
-                  true_ratio(gt, locs, true_crlb(gt, frames.shape[1:], 35.0, camera)) if cam is not None
+                  true_ratio(gt, locs, true_crlb(gt, frames.shape[1:], 35.0, camera, pixel=px)) if cam is not None
                   else "-",
                   f"{c['photons']:.3f}", f"{c['z_std']:.2f} ({c['n_iso']}); {ci['z_std']:.2f} ({ci['n_iso']})",
                   kept_z(gt, full, kept),
@@ -298,8 +309,8 @@ def main() -> None:
         "|---" * 15 + "|",
     ]
     params = params_for(load_model())
-    for name, _d, frames, gt, cam in sets(args.frames):
-        cells = run_set(frames, gt, cam, params)
+    for name, _d, frames, gt, cam, px in sets(args.frames):
+        cells = run_set(frames, gt, cam, params, px)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The first two RMSE / CRLB columns "

@@ -1,4 +1,4 @@
-"""The refinement settings of `reconstruct` (FIT_MAX_GROUP, FIT_MAX_ITER, FIT_FALLBACK_PASSES, FIT_ISOLATION_PX).
+"""The refinement settings of `reconstruct` (FIT_MAX_GROUP, FIT_MAX_ITER, FIT_FALLBACK_PASSES, FIT_ISOLATION_NM).
 
     python benchmarks/fit_settings.py [--out benchmarks/results/fit_settings.md]
 
@@ -49,7 +49,7 @@ RECONSTRUCTS = R.fit_settings()
 SETTINGS = {"previous: joint groups of 3, 20 iterations, 1 pass":
             {**RECONSTRUCTS, "max_group": 3, "max_iter": 20, "fallback_passes": 1, "isolation_px": None,
              "max_chi2_sigma": None, "hold_pulled": False},
-            f"reconstruct's, isolation {R.FIT_ISOLATION_PX:g} px": RECONSTRUCTS,
+            f"reconstruct's, isolation {R.FIT_ISOLATION_NM / 100:g} px": RECONSTRUCTS,
             "reconstruct's, pulled fits failing": {**RECONSTRUCTS, "hold_pulled": False},
             "reconstruct's, every position fitted": {**RECONSTRUCTS, "isolation_px": None}}
 

@@ -7,7 +7,7 @@ import torch
 from napari_dsir import fit
 from napari_dsir.camera import Camera
 from napari_dsir.errors import DSIRError
-from napari_dsir.localize import density_factor
+from napari_dsir.localize import CROWDED_SIGMA_REF_PX, density_factor
 from napari_dsir.locs import Localizations
 from napari_dsir.simulate import FWHM_TO_SIGMA, render_airy, render_emitters
 
@@ -566,6 +566,14 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     np.testing.assert_array_equal(dense.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
     with pytest.raises(DSIRError, match="crowded_error_density"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_density=(1.0, -1.0))
+    # and with the PSF's width (the rows' fitted sigma, camera px)
+    wide = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
+                      crowded_error_sigma_power=1.5)
+    sigma_px = res.locs.sigma[held] / P
+    np.testing.assert_allclose(wide.locs.uncertainty[held], np.hypot(
+        bound, 20.0 * (sigma_px / CROWDED_SIGMA_REF_PX) ** 1.5), rtol=1e-6)
+    with pytest.raises(DSIRError, match="crowded_error_sigma_power"):
+        fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_sigma_power=-1)
     with pytest.raises(DSIRError, match="crowded_error_px"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(-1.0,))
     for bad in (-0.1, 3.0, float("nan")):

@@ -151,3 +151,8 @@ def test_crowded_extra_scales_with_bound_and_density():
     np.testing.assert_allclose(crowded_extra((0.2,), 0.0, 1, 0.5), [0.2])  # no powers: the entry
     with pytest.raises(DSIRError, match="density"):
         crowded_extra((0.2,), 0.0, 1, 0.5, None, factors)
+    # a PSF twice the reference width (camera px): the error 2 ** power as large; NaN: the reference's
+    wide = crowded_extra((0.2,), 0.0, np.ones(3, int), 0.07, None, (), np.array([2.2, 1.1, np.nan]), 1.5)
+    np.testing.assert_allclose(wide, [0.2 * 2**1.5, 0.2, 0.2])
+    with pytest.raises(DSIRError, match="sigma"):
+        crowded_extra((0.2,), 0.0, 1, 0.5, sigma_power=1.0)

@@ -116,13 +116,13 @@ def test_shipped_model_loads():
     assert m.arch == "shuffle" and m.upsampling == 8 and m.normalization == "movie" and "localize" in m.metadata
     assert "command" in m.metadata and m.metadata["calibration"]["constraints_met"]
     # the network's own error where the refinement keeps its positions: per
-    # neighbour class, growing with the bound, changing with the density
-    # (the dsir model's calibration has no density factors: docs/model_card.md)
+    # neighbour class, growing with the bound and the PSF's width, changing
+    # with the density (the dsir model's calibration has no density factors: docs/model_card.md)
     from napari_dsir.localize import CROWDED_DENSITY_KNOTS, params_for
 
     loc = params_for(m)
     assert len(loc.crowded_error_px) == 4 and 0 < loc.crowded_error_power < 1 and loc.pulled_error_px > 0
-    assert len(loc.crowded_error_density) == len(CROWDED_DENSITY_KNOTS)
+    assert len(loc.crowded_error_density) == len(CROWDED_DENSITY_KNOTS) and loc.crowded_error_sigma_power > 0
     assert params_for(load_model("dsir")).crowded_error_density == ()
     with pytest.raises(DSIRError, match="no shipped model named"):
         default_model_path("fastest")

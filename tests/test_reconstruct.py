@@ -229,8 +229,8 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
 
 def test_refinement_reports_the_models_own_error_in_crowds():
     """The run path gives the refinement the checkpoint's network error
-    (per neighbour class, growing with the bound and the density, its own
-    for pulled rows):
+    (per neighbour class, growing with the bound, the density and the PSF's
+    width, its own for pulled rows):
     the rows it keeps at the network's position carry what
     `fit.refine` gives them with those settings, and more than their bound."""
     from dataclasses import replace
@@ -245,7 +245,7 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     cam = Camera(100.0, 1.0)
     model = load_model("default")
     params = replace(params_for(model), crowded_error_power=0.5, pulled_error_px=0.3,
-                     crowded_error_density=(0.5, 0.7, 1.0, 1.5, 1.2))
+                     crowded_error_density=(0.5, 0.7, 1.0, 1.5, 1.2), crowded_error_sigma_power=1.2)
     model.metadata["localize"] = params.to_dict()
     got = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam).localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
@@ -255,3 +255,12 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
     kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
     assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()
+
+
+def test_isolation_is_a_distance_in_nm():
+    """A neighbour closer than 500 nm makes a detection crowded, whatever
+    the camera's pixel: 5 px of 100 nm, 3.125 px of 160 nm."""
+    from napari_dsir.reconstruct import FIT_ISOLATION_NM, fit_settings
+
+    assert FIT_ISOLATION_NM == 500.0
+    assert fit_settings()["isolation_px"] == 5.0 and fit_settings(160.0)["isolation_px"] == 3.125

@@ -19,6 +19,7 @@ from .localize import (
     CROWDED_BOUND_REF_PX,
     CROWDED_DENSITY_KNOTS,
     CROWDED_DENSITY_REF,
+    CROWDED_SIGMA_REF_PX,
     LocalizeParams,
     centroids,
     check_density_factors,
@@ -181,16 +182,19 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     level, its own camera, reconstruct's fit settings, one `refine` call per
     movie); crowded detections matched to the truth within ``match_nm`` give
     the mean squared error per axis against the model ``bound^2 + (c_k
-    (bound / CROWDED_BOUND_REF_PX) ** power * f(density))^2``
-    (`localize.crowded_extra`; density: the refine call's
-    `FitResult.density`, f: factors at `localize.CROWDED_DENSITY_KNOTS`),
-    per class k of 1, 2, 3 and >= 4 neighbours: `fit_crowded_error`; the
-    pulled rows (isolated detections whose free fit was pulled away) get
-    their own c with that power and f. Returns the `LocalizeParams` fields
-    (``crowded_error_px``: c_1..c_4 in camera px, ``crowded_error_power``,
-    ``crowded_error_density``, ``pulled_error_px``: None with fewer than 20
-    pulled rows) and a report (per class count, RMSE and RMS bound per axis
-    in px, c, bins; the same for "pulled"; the power and the factors)."""
+    (bound / CROWDED_BOUND_REF_PX) ** power * f(density) * (sigma /
+    CROWDED_SIGMA_REF_PX) ** sigma_power)^2`` (`localize.crowded_extra`;
+    density: the refine call's `FitResult.density`, f: factors at
+    `localize.CROWDED_DENSITY_KNOTS`, sigma: the row's PSF sigma in camera
+    px), per class k of 1, 2, 3 and >= 4 neighbours: `fit_crowded_error`;
+    the pulled rows (isolated detections whose free fit was pulled away)
+    get their own c with those powers and f. Returns the `LocalizeParams`
+    fields (``crowded_error_px``: c_1..c_4 in camera px,
+    ``crowded_error_power``, ``crowded_error_density``,
+    ``crowded_error_sigma_power``, ``pulled_error_px``: None with fewer
+    than 20 pulled rows) and a report (per class count, RMSE and RMS bound
+    per axis in px, c, bins; the same for "pulled"; the powers and the
+    factors)."""
     from .camera import Camera
     from .evaluate import match
     from .fit import CROWDED, PULLED, refine
@@ -199,8 +203,8 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
 
     p = float(pixel_size)
     params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None,
-                     crowded_error_density=())
-    err2, bound2, dens, cls = [], [], [], []  # class -1: pulled
+                     crowded_error_density=(), crowded_error_sigma_power=0.0)
+    err2, bound2, dens, sigma, cls = [], [], [], [], []  # class -1: pulled
     for mv in np.unique(movie):
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
@@ -209,7 +213,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         if len(found) < 2:
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        res = refine(photons, found, p, cam, window=7, **fit_settings())
+        res = refine(photons, found, p, cam, window=7, **fit_settings(p))
         locs = res.locs
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
@@ -219,25 +223,28 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         err2.append(0.5 * (((locs.x[pi] - gt.x[gi]) / p) ** 2 + ((locs.y[pi] - gt.y[gi]) / p) ** 2))
         bound2.append((locs.uncertainty[pi] / p) ** 2)
         dens.append(res.density[pi])
+        sigma.append(locs.sigma[pi] / p)
         # the neighbour counts refine held the crowded rows by
         cls.append(np.where(res.status[pi] == PULLED, -1, np.minimum(res.neighbours[pi], CROWDED_CLASSES) - 1))
-    e2, b2, d, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, dens, cls))
+    e2, b2, d, s, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, dens, sigma, cls))
     c = c.astype(int)
     crowded = c >= 0
-    fit = fit_crowded_error(e2[crowded], b2[crowded], c[crowded], density=d[crowded])
+    fit = fit_crowded_error(e2[crowded], b2[crowded], c[crowded], density=d[crowded], sigma=s[crowded])
     pulled = fit_crowded_error(e2[~crowded], b2[~crowded], np.zeros((~crowded).sum(), int), power=fit.power,
-                               density=d[~crowded], density_factors=fit.density_factors)
+                               density=d[~crowded], density_factors=fit.density_factors, sigma=s[~crowded],
+                               sigma_power=fit.sigma_power)
     report = dict(fit.report)
     report["pulled"] = pulled.report["1"]
     fields = {"crowded_error_px": fit.errors, "crowded_error_power": fit.power,
-              "crowded_error_density": fit.density_factors,
+              "crowded_error_density": fit.density_factors, "crowded_error_sigma_power": fit.sigma_power,
               "pulled_error_px": pulled.errors[0] if "extra_px" in pulled.report["1"] else None}
     return fields, report
 
 
 #: bound classes per neighbour class and density range in
-#: `fit_crowded_error` (equal counts)
+#: `fit_crowded_error` (equal counts), and PSF-sigma classes in each
 BOUND_BINS = 6
+SIGMA_BINS = 3
 #: weight (as rows) that ties the log density factors of neighbouring knots
 #: (where no rows say otherwise, a knot takes its neighbours' factor)
 DENSITY_TIE_ROWS = 20
@@ -246,33 +253,38 @@ DENSITY_TIE_ROWS = 20
 class CrowdedErrorFit(NamedTuple):
     """`fit_crowded_error`'s result: c_1.. (camera px), the power of the
     bound, the density factors (at `localize.CROWDED_DENSITY_KNOTS`; empty:
-    none) and a report."""
+    none), the power of the PSF sigma and a report."""
 
     errors: tuple
     power: float
     density_factors: tuple
+    sigma_power: float
     report: dict
 
 
 def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None = None, density=None,
-                      density_factors=None) -> CrowdedErrorFit:
+                      density_factors=None, sigma=None, sigma_power: float | None = None) -> CrowdedErrorFit:
     """Fit ``err2 ~ bound2 + extra^2``, ``extra = c_k (bound /
-    CROWDED_BOUND_REF_PX) ** power * f(density)`` (`localize.crowded_extra`)
-    to crowded rows: their squared error per axis (the mean of x and y,
-    px^2), their bare bound squared, their neighbour class ``cls``
-    (0-based) and, optionally, their local ``density`` (detections per
-    frame and um^2); f: factors at `CROWDED_DENSITY_KNOTS`, 1 at
-    `CROWDED_DENSITY_REF`, interpolated in log-log (`localize.density_factor`;
-    without densities, none). The rows of each class are cut by density
-    into the ranges of the knots (edges halfway between them, in log), each
-    range into up to `BOUND_BINS` bins of equal count by their bound; the
-    log of each bin's mean squared error is fitted (each bin weighted by its
-    count), with one power (0..1) and one f for every class; neighbouring
+    CROWDED_BOUND_REF_PX) ** power * f(density) * (sigma /
+    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`localize.crowded_extra`) to
+    crowded rows: their squared error per axis (the mean of x and y, px^2),
+    their bare bound squared, their neighbour class ``cls`` (0-based) and,
+    optionally, their local ``density`` (detections per frame and um^2) and
+    their PSF ``sigma`` (camera px); f: factors at `CROWDED_DENSITY_KNOTS`,
+    1 at `CROWDED_DENSITY_REF`, interpolated in log-log
+    (`localize.density_factor`; without densities, none; without sigmas,
+    no sigma power). The rows of each class are cut by density into the
+    ranges of the knots (edges halfway between them, in log), each range
+    into up to `BOUND_BINS` bins of equal count by their bound, and each of
+    those into up to `SIGMA_BINS` by their sigma; the log of each bin's mean
+    squared error is fitted (each bin weighted by its count), with one
+    power of each kind (0..2) and one f for every class; neighbouring
     knots' log factors are tied with the weight of `DENSITY_TIE_ROWS` rows.
     A class with fewer than ``min_rows`` rows takes the previous class's c
     (none before it: 0); with fewer than ``BOUND_BINS * min_rows`` rows in
-    all the power is 0, f none and c_k = sqrt(mean err2 - mean bound2) per
-    class. ``power``, ``density_factors``: given, they are held."""
+    all the powers are 0, f none and c_k = sqrt(mean err2 - mean bound2) per
+    class. ``power``, ``density_factors``, ``sigma_power``: given, they are
+    held."""
     from scipy.optimize import least_squares
 
     err2, bound2, cls = (np.asarray(v) for v in (err2, bound2, cls))
@@ -283,6 +295,10 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
     dens = np.asarray(density, float) if with_density else np.full(len(err2), CROWDED_DENSITY_REF)
     dens = np.where(np.isfinite(dens), np.maximum(dens, 1e-3), CROWDED_DENSITY_REF)
     drange = np.digitize(np.log(dens), 0.5 * (knots[1:] + knots[:-1])) if with_density else np.zeros(len(err2), int)
+    with_sigma = sigma is not None and len(err2) > 0
+    sg = np.asarray(sigma, float) if with_sigma else np.full(len(err2), CROWDED_SIGMA_REF_PX)
+    sg = np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
+    log_s = np.log(sg / CROWDED_SIGMA_REF_PX)
     bins = []  # (class, rows) of each bin
     for k in range(CROWDED_CLASSES):
         rows = np.flatnonzero(cls == k)
@@ -294,43 +310,53 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
                 bins[-1] = (k, np.r_[bins[-1][1], r])
                 continue
             r = r[np.argsort(bound[r], kind="stable")]
-            bins += [(k, q) for q in np.array_split(r, min(BOUND_BINS, max(1, len(r) // min_rows)))]
+            for q in np.array_split(r, min(BOUND_BINS, max(1, len(r) // min_rows))):
+                if with_sigma:
+                    q = q[np.argsort(sg[q], kind="stable")]
+                    bins += [(k, t) for t in np.array_split(q, min(SIGMA_BINS, max(1, len(q) // min_rows)))]
+                else:
+                    bins.append((k, q))
     present = sorted({k for k, _ in bins})
-    fit_power, fit_density = power is None, density_factors is None and with_density
+    enough = len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)
+    fit_power = power is None and enough
+    fit_sigma = sigma_power is None and with_sigma and enough
+    fit_density = density_factors is None and with_density and enough
     power = 0.0 if power is None else float(power)
+    sigma_power = 0.0 if sigma_power is None else float(sigma_power)
     held_f = check_density_factors(density_factors if density_factors is not None else ())
     logf = np.log(held_f) if len(held_f) else np.zeros(len(knots))
     c = np.zeros(CROWDED_CLASSES)
     for k in present:
         rows = np.flatnonzero(cls == k)
         c[k] = math.sqrt(max(float(np.mean(err2[rows]) - np.mean(bound2[rows])), 0.0))
-    enough = len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)
-    fit_power, fit_density = fit_power and enough, fit_density and enough
     free_knots = [i for i in range(len(knots)) if i != ref] if fit_density else []
-    if present and (enough or power > 0 or len(held_f)):
+    if present and (enough or power > 0 or sigma_power > 0 or len(held_f)):
         def unpack(q):
-            ck, pw, lf, i = q[: len(present)], power, logf.copy(), len(present)
+            ck, pw, sp, lf, i = q[: len(present)], power, sigma_power, logf.copy(), len(present)
             if fit_power:
                 pw, i = float(q[i]), i + 1
+            if fit_sigma:
+                sp, i = float(q[i]), i + 1
             lf[free_knots] = q[i:]
-            return ck, pw, lf
+            return ck, pw, sp, lf
 
         def resid(q):
-            ck, pw, lf = unpack(q)
-            f2 = np.exp(2 * np.interp(np.log(dens), knots, lf))
+            ck, pw, sp, lf = unpack(q)
+            scale2 = np.exp(2 * np.interp(np.log(dens), knots, lf) + 2 * sp * log_s)
             out = []
             for k, r in bins:
                 extra = ck[present.index(k)] ** 2 * (np.maximum(bound[r], 1e-6) / CROWDED_BOUND_REF_PX) ** (2 * pw)
                 out.append(math.sqrt(len(r)) * (math.log(np.mean(err2[r]) + 1e-12)
-                                                  - math.log(np.mean(bound2[r] + extra * f2[r]) + 1e-12)))
+                                                  - math.log(np.mean(bound2[r] + extra * scale2[r]) + 1e-12)))
             if fit_density:
                 out += list(math.sqrt(DENSITY_TIE_ROWS) * np.diff(lf))
             return np.array(out)
 
-        q0 = np.r_[np.maximum(c[present], 0.05), [0.25] * fit_power, np.zeros(len(free_knots))]
-        lo = np.r_[np.zeros(len(present)), [0.0] * fit_power, np.full(len(free_knots), -3.0)]
-        hi = np.r_[np.full(len(present), np.inf), [1.0] * fit_power, np.full(len(free_knots), 3.0)]
-        c_fit, power, logf = unpack(least_squares(resid, q0, bounds=(lo, hi)).x)
+        n_pow = int(fit_power) + int(fit_sigma)
+        q0 = np.r_[np.maximum(c[present], 0.05), [0.25] * n_pow, np.zeros(len(free_knots))]
+        lo = np.r_[np.zeros(len(present)), [0.0] * n_pow, np.full(len(free_knots), -3.0)]
+        hi = np.r_[np.full(len(present), np.inf), [2.0] * n_pow, np.full(len(free_knots), 3.0)]
+        c_fit, power, sigma_power, logf = unpack(least_squares(resid, q0, bounds=(lo, hi)).x)
         c[present] = c_fit
     factors = tuple(float(v) for v in np.exp(logf)) if (fit_density or len(held_f)) else ()
     out, report = [], {}
@@ -345,16 +371,17 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
         mine = [r for kk, r in bins if kk == k]
         report[name] = {"n": len(rows), "rmse_px": float(np.sqrt(np.mean(err2[rows]))),
                         "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1],
-                        # per bin (by density range, then bound): rms bound, RMSE and
-                        # the modelled RMSE (px), median density (/um^2)
+                        # per bin (by density range, bound, sigma): rms bound, RMSE and
+                        # the modelled RMSE (px), median density (/um^2), median sigma (px)
                         "bins": [[float(np.sqrt(np.mean(bound2[r]))), float(np.sqrt(np.mean(err2[r]))),
-                                  float(np.sqrt(np.mean(bound2[r] + crowded_extra(out, power, k + 1, bound[r], dens[r],
-                                                                                  factors) ** 2))),
-                                  float(np.median(dens[r]))] for r in mine]}
+                                  float(np.sqrt(np.mean(bound2[r] + crowded_extra(
+                                      out, power, k + 1, bound[r], dens[r], factors, sg[r], sigma_power) ** 2))),
+                                  float(np.median(dens[r])), float(np.median(sg[r]))] for r in mine]}
     report["power"] = power
     report["density_factors"] = list(factors)
     report["density_knots"] = list(CROWDED_DENSITY_KNOTS)
-    return CrowdedErrorFit(tuple(out), power, factors, report)
+    report["sigma_power"] = sigma_power
+    return CrowdedErrorFit(tuple(out), power, factors, sigma_power, report)
 
 
 def calibrate_crowded_error(path, n_movies: int = 300 + ERROR_MOVIES, seed: int = 2026, device: str = "cpu") -> dict:

@@ -38,8 +38,9 @@ sigma of the free fits (one PSF per call; with fewer than `MIN_PSF_FITS`
 free fits, that of sigma-free fits of the crowded ones), and their photons,
 background, sigma and uncertainty (the bound of a fit at that position, plus
 ``crowded_error_px`` in quadrature: the network's own error there, larger
-for dim emitters by ``crowded_error_power`` and where the detections around
-are dense by ``crowded_error_density``) are reported.
+for dim emitters by ``crowded_error_power``, where the detections around
+are dense by ``crowded_error_density`` and for a wide PSF by
+``crowded_error_sigma_power``) are reported.
 
 Pulled fits. With ``hold_pulled``, a free fit that moved (``max_shift_px``,
 the window's edge) or whose residuals its model does not explain
@@ -564,6 +565,7 @@ def refine(
     crowded_error_power: float = 0.0,
     pulled_error_px: float | None = None,
     crowded_error_density=(),
+    crowded_error_sigma_power: float = 0.0,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -633,6 +635,8 @@ def refine(
         of the call: `localize.local_density`, `FitResult.density`) by these
         factors at `localize.CROWDED_DENSITY_KNOTS` (`localize.density_factor`;
         none: the same at every density).
+    crowded_error_sigma_power: and scale as (the row's PSF sigma /
+        `localize.CROWDED_SIGMA_REF_PX`) ** power (sigma in camera px).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; ``pulled_error_px`` added to their
@@ -662,7 +666,7 @@ def refine(
             merge_px=merge_px, tol=tol, dtype=dtype, batch_elements=batch_elements, max_shift_px=max_shift_px,
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
-            crowded_error_density=crowded_error_density,
+            crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
         )
     finally:
         if threads is not None and on_cpu:
@@ -673,7 +677,7 @@ def _refine(
     frames_photons, locs, pixel_size_nm, camera, *, first_frame, window, sigma_init_nm, fit_sigma, sigma_bounds_px,
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
-    crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(),
+    crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -779,6 +783,7 @@ def _refine(
     crowded_error = check_crowded_error(crowded_error_px)
     crowded_error_power = check_crowded_error_power(crowded_error_power)
     density_factors = check_density_factors(crowded_error_density)
+    sigma_power = check_crowded_error_power(crowded_error_sigma_power, "crowded_error_sigma_power")
     density = local_density(locs.x, locs.y, F, (H, W), p)
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
@@ -960,11 +965,13 @@ def _refine(
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
-        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px, density, density_factors)
+        sg = theta_out[:, 3]
+        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px, density, density_factors, sg,
+                              sigma_power)
         if pulled_error_px is not None:
             pl = status == PULLED
             extra[pl] = crowded_extra((pulled_error_px,), crowded_error_power, 1, unc_px[pl], density[pl],
-                                      density_factors)
+                                      density_factors, sg[pl], sigma_power)
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 

@@ -20,6 +20,11 @@ from .locs import Localizations
 #: the bound (per axis, camera px) at which a crowded row's extra error is
 #: ``crowded_error_px`` itself; it scales as (bound / this) ** ``crowded_error_power``
 CROWDED_BOUND_REF_PX = 0.07
+#: the PSF sigma (camera px) at which that error is ``crowded_error_px``
+#: itself; it scales as (sigma / this) ** ``crowded_error_sigma_power`` (the
+#: network's error is a share of the PSF's width: a wider PSF in pixels, a
+#: larger error in pixels)
+CROWDED_SIGMA_REF_PX = 1.1
 #: the local densities of detections (per frame and um^2, within
 #: `DENSITY_RADIUS_NM`: `local_density`) at which ``crowded_error_density``
 #: gives the factor of the network's error; the factor is 1 at the
@@ -44,18 +49,27 @@ def density_factor(factors, density) -> np.ndarray:
     return np.exp(np.interp(np.log(d), np.log(CROWDED_DENSITY_KNOTS), np.log(np.maximum(f, 1e-6))))
 
 
-def crowded_extra(errors, power: float, neighbours, bound_px, density=None, density_factors=()) -> np.ndarray:
+def crowded_extra(errors, power: float, neighbours, bound_px, density=None, density_factors=(), sigma_px=None,
+                  sigma_power: float = 0.0) -> np.ndarray:
     """The network's own error (per axis, camera px) of detections with
     ``neighbours`` (>= 1) neighbours, a bare Cramer-Rao bound of
-    ``bound_px`` and a `local_density` of ``density`` (detections per frame
-    and um^2): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
-    density_factor(density_factors, density)`` (`LocalizeParams`)."""
+    ``bound_px``, a `local_density` of ``density`` (detections per frame
+    and um^2) and a PSF sigma of ``sigma_px`` (camera px; NaN: the
+    reference's): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
+    density_factor(density_factors, density) * (sigma /
+    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`LocalizeParams`)."""
     errors = check_crowded_error(errors)
     k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
     out = errors[k]
     with np.errstate(invalid="ignore", divide="ignore"):
         if power:
             out = out * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
+        if sigma_power:
+            if sigma_px is None:
+                raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
+            sg = np.asarray(sigma_px, float)
+            sg = np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
+            out = out * (sg / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
     if len(density_factors):
         if density is None:
             raise DSIRError("crowded_error_density needs the local density of the detections")
@@ -109,14 +123,15 @@ def check_density_factors(values) -> np.ndarray:
     return f
 
 
-def check_crowded_error_power(power) -> float:
-    """``crowded_error_power`` as a float within 0..2, else a `DSIRError`."""
+def check_crowded_error_power(power, name: str = "crowded_error_power") -> float:
+    """A power of the network's error model (``name``) as a float within
+    0..2, else a `DSIRError`."""
     try:
         value = float(power)
     except (TypeError, ValueError):
         value = math.nan
     if not (0.0 <= value <= 2.0):
-        raise DSIRError(f"crowded_error_power must be a number within 0..2, got {power}")
+        raise DSIRError(f"{name} must be a number within 0..2, got {power}")
     return value
 
 
@@ -157,7 +172,9 @@ class LocalizeParams:
     around (`local_density`: where more emitters go undetected, they pull
     the network's positions): the factors at `CROWDED_DENSITY_KNOTS`
     (`density_factor`; empty: the same at every density, as checkpoints
-    before it)."""
+    before it); ``crowded_error_sigma_power``: both grow with the PSF's
+    width in camera pixels, as (sigma / `CROWDED_SIGMA_REF_PX`) ** power
+    (0: as checkpoints before it)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -169,6 +186,7 @@ class LocalizeParams:
     crowded_error_power: float = 0.0
     pulled_error_px: float | None = None
     crowded_error_density: tuple = ()
+    crowded_error_sigma_power: float = 0.0
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -180,6 +198,7 @@ class LocalizeParams:
         check_crowded_error(self.crowded_error_px)
         check_crowded_error_power(self.crowded_error_power)
         check_density_factors(self.crowded_error_density)
+        check_crowded_error_power(self.crowded_error_sigma_power, "crowded_error_sigma_power")
         if self.pulled_error_px is not None:
             check_crowded_error((self.pulled_error_px,))
         if self.subpixel not in SUBPIXEL:
@@ -191,6 +210,7 @@ class LocalizeParams:
         d["crowded_error_px"] = [float(v) for v in self.crowded_error_px]
         d["crowded_error_power"] = float(self.crowded_error_power)
         d["crowded_error_density"] = [float(v) for v in self.crowded_error_density]
+        d["crowded_error_sigma_power"] = float(self.crowded_error_sigma_power)
         d["pulled_error_px"] = None if self.pulled_error_px is None else float(self.pulled_error_px)
         return d
 

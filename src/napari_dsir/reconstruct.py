@@ -219,8 +219,9 @@ MAX_SHIFT_PX = 1.0
 # Each detection is fitted alone in its window, the light of the detections
 # around it held at first estimates (max_group 1, one pass of at most 15
 # iterations; the first estimates share the light of overlapping detections
-# among them, `fit._deblend`). A detection with another one closer than 5
-# camera px keeps the network's position (status CROWDED; photons, background
+# among them, `fit._deblend`). A detection with another one closer than
+# 500 nm (5 camera px of 100 nm; a distance in nm, as the PSF's width is
+# set by the optics, not by the camera's pixels) keeps the network's position (status CROWDED; photons, background
 # and bound are fitted there, with the PSF sigma of the free fits): in crowded
 # frames fits pulled by emitters the network missed placed emitters worse
 # than the network (joint fits of up to 3 emitters raised the RMSE at 4 /um^2
@@ -237,7 +238,7 @@ MAX_SHIFT_PX = 1.0
 FIT_MAX_GROUP = 1
 FIT_MAX_ITER = 15
 FIT_FALLBACK_PASSES = 1
-FIT_ISOLATION_PX = 5.0
+FIT_ISOLATION_NM = 500.0
 FIT_MAX_CHI2_SIGMA = 4.0
 FIT_HOLD_PULLED = True
 # torch threads for the fits (at most torch's own setting): a block of 32
@@ -246,26 +247,28 @@ FIT_HOLD_PULLED = True
 FIT_THREADS = 2
 
 
-def fit_settings() -> dict:
-    """The keywords `reconstruct` gives `napari_dsir.fit.refine` (besides the
-    window, the threads and the model's ``crowded_error_px``), read from the
-    constants above at each call: the one place for benchmarks, calibration
-    and tests that refine as reconstruct does."""
+def fit_settings(pixel_size_nm: float = 100.0) -> dict:
+    """The keywords `reconstruct` gives `napari_dsir.fit.refine` for frames
+    of ``pixel_size_nm`` camera pixels (besides the window, the threads and
+    the model's ``crowded_error_px``), read from the constants above at each
+    call: the one place for benchmarks, calibration and tests that refine as
+    reconstruct does."""
     return dict(dtype=torch.float32, max_shift_px=MAX_SHIFT_PX, max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
-                fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_PX,
+                fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_NM / float(pixel_size_nm),
                 max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED)
 
 
 def network_error(params) -> dict:
     """The keywords of `napari_dsir.fit.refine` for the network's own error
     (`LocalizeParams` ``crowded_error_px``, ``crowded_error_power``,
-    ``pulled_error_px``, ``crowded_error_density``; none without
-    ``params``)."""
+    ``pulled_error_px``, ``crowded_error_density``,
+    ``crowded_error_sigma_power``; none without ``params``)."""
     if params is None:
         return {}
     return dict(crowded_error_px=params.crowded_error_px, crowded_error_power=params.crowded_error_power,
                 pulled_error_px=params.pulled_error_px,
-                crowded_error_density=params.crowded_error_density)
+                crowded_error_density=params.crowded_error_density,
+                crowded_error_sigma_power=params.crowded_error_sigma_power)
 
 
 class _PendingFits:
@@ -299,7 +302,7 @@ class _PendingFits:
         found = Localizations.concatenate(self.locs)
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
-                            window=window, **fit_settings(),
+                            window=window, **fit_settings(pixel_size),
                             threads=min(FIT_THREADS, torch.get_num_threads()), **network_error(localize))
             found = fitted.locs
             for k, v in fitted.summary().items():
@@ -341,7 +344,7 @@ def iter_reconstruct(
     frame, converted to photons with this camera model, by Poisson maximum
     likelihood (`napari_dsir.fit.refine`, ``fit_window`` px): the table then
     has photons, background, sigma and uncertainty; detections with a
-    neighbour closer than `FIT_ISOLATION_PX`, and those whose free fit was
+    neighbour closer than `FIT_ISOLATION_NM`, and those whose free fit was
     pulled away, keep the network's position (status "crowded" or "pulled",
     values fitted there); failed fits keep it with NaN in those columns.
     Counts per status are in ``Result.info["fit"]``, the free fits' reduced
