@@ -181,3 +181,7 @@ def test_bad_crowded_error_is_refused():
     before = params_for(SimpleNamespace(metadata={"localize": old}))
     assert before.crowded_error_power == 0.0 and before.pulled_error_px is None
     assert before.crowded_error_density == () and before.crowded_error_sigma_power == 0.0
+    # a checkpoint whose stored settings are not numbers: a clear error
+    for key, bad in (("crowded_error_density", ["a", 1, 1, 1, 1]), ("crowded_error_px", 3.0)):
+        with pytest.raises(DSIRError, match=key):
+            params_for(SimpleNamespace(metadata={"localize": {**p.to_dict(), key: bad}}))

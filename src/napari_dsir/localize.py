@@ -222,7 +222,10 @@ def params_for(model, **overrides) -> LocalizeParams:
     known = LocalizeParams.__dataclass_fields__
     for key in ("crowded_error_px", "crowded_error_density"):
         if key in base:
-            base[key] = tuple(float(v) for v in base[key])
+            try:
+                base[key] = tuple(float(v) for v in base[key])
+            except (TypeError, ValueError):
+                raise DSIRError(f"{key} of the model's localizer settings must be numbers, got {base[key]!r}") from None
     return LocalizeParams(**{k: v for k, v in base.items() if k in known}).validate()
 
 
