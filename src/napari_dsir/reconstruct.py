@@ -221,8 +221,9 @@ MAX_SHIFT_PX = 1.0
 # iterations; the first estimates share the light of overlapping detections
 # among them, `fit._deblend`). A detection with another one closer than
 # 500 nm (5 camera px of 100 nm; a distance in nm, as the PSF's width is
-# set by the optics, not by the camera's pixels) keeps the network's position (status CROWDED; photons, background
-# and bound are fitted there, with the PSF sigma of the free fits): in crowded
+# set by the optics, not by the camera's pixels) keeps the network's
+# position (status CROWDED; photons, background and bound are fitted there,
+# with the PSF sigma of the free fits): in crowded
 # frames fits pulled by emitters the network missed placed emitters worse
 # than the network (joint fits of up to 3 emitters raised the RMSE at 4 /um^2
 # from 38.7 to 44.8 nm). A free fit whose residuals the model does not explain
