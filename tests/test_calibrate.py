@@ -45,21 +45,24 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
         assert c["n"] >= 10 and c["extra_px"] == err[k]
 
 
-def _crowded_rows(c, power, n=4000, seed=0):
+def _crowded_rows(c, power, n=4000, seed=0, covariate=None):
     """Squared errors per axis of rows whose error is the bound plus
-    c[k] * (bound / 0.07) ** power in quadrature."""
+    c[k] * (bound / 0.07) ** power * factor in quadrature, their bound
+    squared, their class and their covariate: ``covariate(rng, n)`` draws
+    (values, factor) after the bound (None: factor 1, values None)."""
     rng = np.random.default_rng(seed)
     cls = rng.integers(0, len(c), n)
     bound = np.exp(rng.uniform(np.log(0.02), np.log(0.4), n))
-    sd = np.hypot(bound, np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power)
+    values, factor = covariate(rng, n) if covariate else (None, 1.0)
+    sd = np.hypot(bound, np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power * factor)
     e = rng.normal(0, sd[:, None], (n, 2))
-    return 0.5 * (e**2).sum(1), bound**2, cls
+    return 0.5 * (e**2).sum(1), bound**2, cls, values
 
 
 @pytest.mark.parametrize("power", [0.0, 0.3, 0.6])
 def test_fit_crowded_error_finds_how_the_error_grows_with_the_bound(power):
     c = (0.15, 0.2, 0.25, 0.3)
-    got, p, f, _, report = fit_crowded_error(*_crowded_rows(c, power))
+    got, p, f, _, report = fit_crowded_error(*_crowded_rows(c, power)[:3])
     assert abs(p - power) < 0.08 and f == (), (got, p)
     np.testing.assert_allclose(got, c, rtol=0.12)
     assert report["power"] == p and report["1"]["n"] > 500
@@ -71,25 +74,23 @@ def test_fit_crowded_error_finds_how_the_error_changes_with_the_density():
     power and c are recovered; held, f is kept."""
     c, power = (0.15, 0.2, 0.25, 0.3), 0.3
     truth_f = (0.6, 0.75, 1.0, 1.3, 1.0)
-    rng = np.random.default_rng(7)
-    n = 20000
-    cls = rng.integers(0, len(c), n)
-    bound = np.exp(rng.uniform(np.log(0.02), np.log(0.4), n))
-    density = np.exp(rng.uniform(np.log(0.3), np.log(10.0), n))
-    extra = np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power * density_factor(truth_f, density)
-    e = rng.normal(0, np.hypot(bound, extra)[:, None], (n, 2))
-    e2 = 0.5 * (e**2).sum(1)
-    got, p, f, _, report = fit_crowded_error(e2, bound**2, cls, density=density)
+
+    def draw(rng, n):
+        density = np.exp(rng.uniform(np.log(0.3), np.log(10.0), n))
+        return density, density_factor(truth_f, density)
+
+    e2, b2, cls, density = _crowded_rows(c, power, n=20000, seed=7, covariate=draw)
+    got, p, f, _, report = fit_crowded_error(e2, b2, cls, density=density)
     assert abs(p - power) < 0.08, (got, p, f)
     np.testing.assert_allclose(f, truth_f, rtol=0.15)
     np.testing.assert_allclose(got, c, rtol=0.15)
     assert report["density_factors"] == list(f) and report["density_knots"] == list(CROWDED_DENSITY_KNOTS)
     assert f[CROWDED_DENSITY_KNOTS.index(CROWDED_DENSITY_REF)] == 1.0
     # without densities: no factors
-    assert fit_crowded_error(e2, bound**2, cls).density_factors == ()
+    assert fit_crowded_error(e2, b2, cls).density_factors == ()
     # held: kept (the pulled rows' fit)
     held = (0.5, 0.7, 1.0, 1.2, 1.1)
-    _, p1, f1, _, _ = fit_crowded_error(e2, bound**2, cls, density=density, power=0.3, density_factors=held)
+    _, p1, f1, _, _ = fit_crowded_error(e2, b2, cls, density=density, power=0.3, density_factors=held)
     assert p1 == 0.3 and f1 == held
 
 
@@ -97,26 +98,24 @@ def test_fit_crowded_error_finds_how_the_error_grows_with_the_psf_width():
     """Rows whose network error also scales as (sigma / 1.1 px) ** s: s is
     recovered with c and the bound's power; without sigmas there is none."""
     c, power, s_power = (0.15, 0.2, 0.25, 0.3), 0.2, 1.2
-    rng = np.random.default_rng(8)
-    n = 12000
-    cls = rng.integers(0, len(c), n)
-    bound = np.exp(rng.uniform(np.log(0.02), np.log(0.4), n))
-    sigma = rng.uniform(0.7, 1.6, n)
-    extra = np.asarray(c)[cls] * (bound / CROWDED_BOUND_REF_PX) ** power * (sigma / CROWDED_SIGMA_REF_PX) ** s_power
-    e = rng.normal(0, np.hypot(bound, extra)[:, None], (n, 2))
-    e2 = 0.5 * (e**2).sum(1)
-    got, p, f, s, report = fit_crowded_error(e2, bound**2, cls, sigma=sigma)
+
+    def draw(rng, n):
+        sigma = rng.uniform(0.7, 1.6, n)
+        return sigma, (sigma / CROWDED_SIGMA_REF_PX) ** s_power
+
+    e2, b2, cls, sigma = _crowded_rows(c, power, n=12000, seed=8, covariate=draw)
+    got, p, f, s, report = fit_crowded_error(e2, b2, cls, sigma=sigma)
     assert abs(s - s_power) < 0.12 and abs(p - power) < 0.08 and f == (), (got, p, s)
     np.testing.assert_allclose(got, c, rtol=0.15)
     assert report["sigma_power"] == s and len(report["1"]["bins"]) == 18 and len(report["1"]["bins"][0]) == 5
-    assert fit_crowded_error(e2, bound**2, cls).sigma_power == 0.0
-    assert fit_crowded_error(e2, bound**2, cls, sigma=sigma, sigma_power=0.7).sigma_power == 0.7
+    assert fit_crowded_error(e2, b2, cls).sigma_power == 0.0
+    assert fit_crowded_error(e2, b2, cls, sigma=sigma, sigma_power=0.7).sigma_power == 0.7
 
 
 def test_fit_crowded_error_with_rows_at_one_density_only():
     """Every row at ~4 /um^2: the other knots take their neighbours' factor
     (tied), the reference stays 1 and c * f(4) is the error there."""
-    e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.0, n=4000, seed=2)
+    e2, b2, cls, _ = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.0, n=4000, seed=2)
     got, _, f, _, _ = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 4.0))
     assert f[2] == 1.0 and abs(f[4] / f[3] - 1) < 0.02 and abs(f[0] / f[1] - 1) < 0.02
     assert abs(got[0] * f[3] / 0.2 - 1) < 0.15
@@ -124,7 +123,7 @@ def test_fit_crowded_error_with_rows_at_one_density_only():
 
 def test_fit_crowded_error_with_a_given_power():
     """The pulled rows' own error, with the crowded rows' power held."""
-    e2, b2, _ = _crowded_rows((0.25,), 0.4, n=2000, seed=3)
+    e2, b2, _, _ = _crowded_rows((0.25,), 0.4, n=2000, seed=3)
     got, p, _, _, report = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
     assert p == 0.4 and abs(got[0] / 0.25 - 1) < 0.1 and report["1"]["n"] == 2000
     got, p, _, _, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
@@ -132,7 +131,7 @@ def test_fit_crowded_error_with_a_given_power():
 
 
 def test_fit_crowded_error_with_few_rows():
-    e2, b2, cls = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
+    e2, b2, cls, _ = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
     got, p, f, _, report = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 3.0))  # too few: no power, no f
     assert p == 0.0 and f == () and all(g >= 0 for g in got)
     e2, b2, cls = e2[cls == 1], b2[cls == 1], cls[cls == 1]  # one class only, too few
