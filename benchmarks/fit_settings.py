@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                fit = refine(photons, found, 100.0, camera, window=7, **kw)
+                fit = refine(photons, found, 100.0, camera, **kw)
                 times.append(time.perf_counter() - t0)
             a, b = evaluate(gt, fit.locs, 250), evaluate(gt, fit.locs, 100)
             us = 1e6 * statistics.median(times) / max(1, len(found))

@@ -339,7 +339,7 @@ def test_calibrated_on_isolated_emitters_with_reconstructs_settings():
     from napari_dsir import reconstruct as R
 
     frames, truth, start, cam = _scmos_scene(8)
-    res = fit.refine(frames, start, P, cam, window=7, **R.fit_settings())
+    res = fit.refine(frames, start, P, cam, **R.fit_settings())
     assert res.ok.mean() > 0.97, res.summary()
     ex, ey, u = _errors(res, truth)
     z = np.concatenate([ex / u, ey / u])
@@ -558,6 +558,15 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     # and with the density of detections around (3 per frame within ~1 um of
     # the pair's rows: 2 other per frame in the disc)
     assert np.array_equal(res.neighbours[held], np.ones(held.sum())) and (res.density > 0).all()
+    # counted in camera pixels (what the network sees): the same detections
+    # on pixels 1.6x as large have the same density per 100 px^2
+    wide = fit.refine(frames, Localizations(start.frame, start.x * 1.6, start.y * 1.6), 1.6 * P, max_group=1,
+                      isolation_px=5.0)
+    np.testing.assert_allclose(wide.density, res.density)
+    # the pair's two detections in +-10 px (clipped at the edge: 20-21 px a
+    # side, by the jitter) in each of the n frames, less the row itself
+    pair = (2 * n - 1) / n * 100
+    assert (res.density[held] >= pair / 21**2 - 1e-9).all() and (res.density[held] <= pair / 20**2 + 1e-9).all()
     factors = (0.5, 0.7, 1.0, 1.5, 1.2)
     dense = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
                        crowded_error_power=0.5, crowded_error_density=factors)

@@ -121,23 +121,25 @@ def test_gaussian_subpixel_positions_are_unbiased_where_the_centroid_is_pulled_t
         LocalizeParams(subpixel="fit").validate()
 
 
-def test_local_density_counts_the_other_detections_around_per_frame_and_um2():
+def test_local_density_counts_the_other_detections_around_per_frame_and_100_px2():
     """Uniform detections: the density is recovered in the middle and at the
-    edges (the disc's part inside the frame); a lone one sees none; the
+    edges (the square's part inside the frame); a lone one sees none; the
     detection itself is not counted; outside the frame: NaN."""
     rng = np.random.default_rng(3)
-    n_frames, size, p, density = 200, 40, 100.0, 2.0  # 16 um^2 frames
+    n_frames, size, density = 200, 40, 2.0  # per 100 px^2: 32 per 1600 px^2 frame
     n = rng.poisson(density * 16.0 * n_frames)
-    x, y = rng.uniform(0, size * p, (2, n))
-    d = local_density(x, y, n_frames, (size, size), p)
-    middle = (np.abs(x - 2000) < 500) & (np.abs(y - 2000) < 500)
-    corner = (x < 200) & (y < 200)
+    x, y = rng.uniform(0, size, (2, n))
+    d = local_density(x, y, n_frames, (size, size))
+    middle = (np.abs(x - 20) < 5) & (np.abs(y - 20) < 5)
+    corner = (x < 2) & (y < 2)
     assert abs(np.median(d[middle]) / density - 1) < 0.1
     assert abs(np.median(d[corner]) / density - 1) < 0.15  # not halved or quartered by the edges
-    lone = local_density(np.array([2000.0, 9000.0]), np.array([2000.0, 500.0]), 1, (40, 40), p)
+    lone = local_density(np.array([20.0, 90.0]), np.array([20.0, 5.0]), 1, (40, 40))
     assert lone[0] == 0.0 and np.isnan(lone[1])
-    pair = local_density(np.array([2000.0, 2300.0]), np.array([2000.0, 2000.0]), 1, (40, 40), p)
-    np.testing.assert_allclose(pair, 1 / (21 * 21 * 0.01))  # um^2 of the square of +-10 px
+    pair = local_density(np.array([20.0, 23.0]), np.array([20.0, 20.0]), 1, (40, 40))
+    np.testing.assert_allclose(pair, 100 / (21 * 21))  # one in the square of +-10 px
+    narrow = [local_density(np.array([20.0, 23.0]), np.array([20.0, 20.0]), 1, (40, 40), r) for r in (2, 3)]
+    np.testing.assert_allclose(narrow, [[0, 0], [100 / 49] * 2])  # 3 px apart: outside +-2 px, inside +-3
 
 
 def test_crowded_extra_scales_with_bound_and_density():

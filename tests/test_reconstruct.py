@@ -250,8 +250,8 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     got = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam).localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    want = fit.refine(photons, found, 100.0, cam, window=7, **fit_settings(), **network_error(params))
-    bare = fit.refine(photons, found, 100.0, cam, window=7, **fit_settings())
+    want = fit.refine(photons, found, 100.0, cam, **fit_settings(), **network_error(params))
+    bare = fit.refine(photons, found, 100.0, cam, **fit_settings())
     np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
     kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
     assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()
@@ -264,3 +264,31 @@ def test_isolation_is_a_distance_in_nm():
 
     assert FIT_ISOLATION_NM == 500.0
     assert fit_settings()["isolation_px"] == 5.0 and fit_settings(160.0)["isolation_px"] == 3.125
+
+
+def test_fit_window_is_about_700_nm_whatever_the_pixel():
+    """The fitting window is the odd number of camera pixels nearest to
+    700 nm, at least 5; reconstruct refines in it unless given one."""
+    from napari_dsir import fit
+    from napari_dsir.camera import Camera
+    from napari_dsir.localize import params_for
+    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_window, network_error
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    assert FIT_WINDOW_NM == 700.0
+    assert [fit_window(p) for p in (65.0, 80.0, 100.0, 110.0, 130.0, 160.0, 400.0)] == [11, 9, 7, 7, 5, 5, 5]
+    assert fit_settings(160.0)["window"] == 5 and fit_settings()["window"] == 7
+    cfg = SimulationConfig(frame_size=(24, 24), density=1.5, photons=(800.0, 4000.0), pixel_size=160.0)
+    frames, _ = simulate(4, cfg, seed=8)
+    cam = Camera(100.0, 1.0)
+    model = load_model("default")
+    got = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam).localizations
+    found = reconstruct(frames, model, pixel_size=160.0, localize=True, refine=False).localizations
+    photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
+    settings = fit_settings(160.0)
+    want = fit.refine(photons, found, 160.0, cam, **settings, **network_error(params_for(model)))
+    np.testing.assert_allclose(got.photons, want.locs.photons, rtol=1e-5)
+    seven = fit.refine(photons, found, 160.0, cam, **{**settings, "window": 7}, **network_error(params_for(model)))
+    assert not np.allclose(seven.locs.photons, want.locs.photons, rtol=1e-5, equal_nan=True)
+    given = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam, fit_window=7).localizations
+    np.testing.assert_allclose(given.photons, seven.locs.photons, rtol=1e-5)

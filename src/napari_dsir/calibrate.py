@@ -213,7 +213,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         if len(found) < 2:
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        res = refine(photons, found, p, cam, window=7, **fit_settings(p))
+        res = refine(photons, found, p, cam, **fit_settings(p))
         locs = res.locs
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
@@ -269,7 +269,7 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
     CROWDED_SIGMA_REF_PX) ** sigma_power`` (`localize.crowded_extra`) to
     crowded rows: their squared error per axis (the mean of x and y, px^2),
     their bare bound squared, their neighbour class ``cls`` (0-based) and,
-    optionally, their local ``density`` (detections per frame and um^2) and
+    optionally, their local ``density`` (detections per frame and 100 px^2) and
     their PSF ``sigma`` (camera px); f: factors at `CROWDED_DENSITY_KNOTS`,
     1 at `CROWDED_DENSITY_REF`, interpolated in log-log
     (`localize.density_factor`; without densities, none; without sigmas,
@@ -372,7 +372,7 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
         report[name] = {"n": len(rows), "rmse_px": float(np.sqrt(np.mean(err2[rows]))),
                         "rms_bound_px": float(np.sqrt(np.mean(bound2[rows]))), "extra_px": out[-1],
                         # per bin (by density range, bound, sigma): rms bound, RMSE and
-                        # the modelled RMSE (px), median density (/um^2), median sigma (px)
+                        # the modelled RMSE (px), median density (per 100 px^2), median sigma (px)
                         "bins": [[float(np.sqrt(np.mean(bound2[r]))), float(np.sqrt(np.mean(err2[r]))),
                                   float(np.sqrt(np.mean(bound2[r] + crowded_extra(
                                       out, power, k + 1, bound[r], dens[r], factors, sg[r], sigma_power) ** 2))),

@@ -102,8 +102,8 @@ class _DaskFrames:
 
 
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
-                      batch_size, localize: dict | None, tile, camera: dict | None = None, fit_window: int = 7,
-                      noise_scale: float | None = None):
+                      batch_size, localize: dict | None, tile, camera: dict | None = None,
+                      fit_window: int | None = None, noise_scale: float | None = None):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
@@ -116,7 +116,7 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
 def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
-    tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int = 7,
+    tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`."""

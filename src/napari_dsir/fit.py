@@ -142,8 +142,8 @@ class FitResult(NamedTuple):
     #: per row, the other detections of its frame closer than
     #: ``isolation_px`` (what CROWDED rows are classed by; zeros without it)
     neighbours: np.ndarray | None = None
-    #: per row, detections per frame and um^2 around it over the frames of
-    #: the call (`localize.local_density`)
+    #: per row, detections per frame and 100 camera px^2 around it over the
+    #: frames of the call (`localize.local_density`)
     density: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
@@ -631,8 +631,8 @@ def refine(
     pulled_error_px: that error for PULLED rows (None: the first entry of
         ``crowded_error_px``).
     crowded_error_density: both change with the local density of
-        detections (per frame and um^2 within +-1 um, over all the frames
-        of the call: `localize.local_density`, `FitResult.density`) by these
+        detections (per frame and 100 camera px^2 within +-10 px, over all
+        the frames of the call: `localize.local_density`, `FitResult.density`) by these
         factors at `localize.CROWDED_DENSITY_KNOTS` (`localize.density_factor`;
         none: the same at every density).
     crowded_error_sigma_power: and scale as (the row's PSF sigma /
@@ -784,7 +784,7 @@ def _refine(
     crowded_error_power = check_crowded_error_power(crowded_error_power)
     density_factors = check_density_factors(crowded_error_density)
     sigma_power = check_crowded_error_power(crowded_error_sigma_power, "crowded_error_sigma_power")
-    density = local_density(locs.x, locs.y, F, (H, W), p)
+    density = local_density(locs.x / p, locs.y / p, F, (H, W))
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
     labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)

@@ -25,20 +25,23 @@ CROWDED_BOUND_REF_PX = 0.07
 #: network's error is a share of the PSF's width: a wider PSF in pixels, a
 #: larger error in pixels)
 CROWDED_SIGMA_REF_PX = 1.1
-#: the local densities of detections (per frame and um^2, within
-#: `DENSITY_RADIUS_NM`: `local_density`) at which ``crowded_error_density``
+#: the local densities of detections (per frame and 100 camera px^2, within
+#: `DENSITY_RADIUS_PX`: `local_density`) at which ``crowded_error_density``
 #: gives the factor of the network's error; the factor is 1 at the
 #: reference, `CROWDED_DENSITY_REF`, and interpolated linearly in log-log
-#: between them (the end values held beyond)
+#: between them (the end values held beyond). Counted in the camera pixels
+#: the network sees, not in um^2: with 160 nm pixels 4 /um^2 is 10 per
+#: 100 px^2, as crowded for the network as 10 /um^2 on its 100 nm training
+#: pixels (at 100 nm the two are the same number)
 CROWDED_DENSITY_KNOTS = (0.5, 1.0, 2.0, 4.0, 8.0)
 CROWDED_DENSITY_REF = 2.0
-#: radius (nm) of `local_density`
-DENSITY_RADIUS_NM = 1000.0
+#: radius (camera px) of `local_density`
+DENSITY_RADIUS_PX = 10
 
 
 def density_factor(factors, density) -> np.ndarray:
     """The factor of the network's error at local ``density`` (detections per
-    frame and um^2; NaN: the reference's): ``factors`` at
+    frame and 100 camera px^2; NaN: the reference's): ``factors`` at
     `CROWDED_DENSITY_KNOTS`, interpolated in log-log, held beyond the ends;
     no factors: 1."""
     d = np.asarray(density, float)
@@ -54,7 +57,7 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
     """The network's own error (per axis, camera px) of detections with
     ``neighbours`` (>= 1) neighbours, a bare Cramer-Rao bound of
     ``bound_px``, a `local_density` of ``density`` (detections per frame
-    and um^2) and a PSF sigma of ``sigma_px`` (camera px; NaN: the
+    and 100 camera px^2) and a PSF sigma of ``sigma_px`` (camera px; NaN: the
     reference's): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
     density_factor(density_factors, density) * (sigma /
     CROWDED_SIGMA_REF_PX) ** sigma_power`` (`LocalizeParams`)."""
@@ -77,21 +80,20 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
     return out
 
 
-def local_density(x_nm, y_nm, n_frames: int, shape: tuple[int, int], pixel_size_nm: float,
-                  radius_nm: float = DENSITY_RADIUS_NM) -> np.ndarray:
-    """Detections per frame and um^2 around each detection: the other
-    detections of the ``n_frames`` frames (of ``shape`` (y, x) camera px)
-    in the square of camera pixels within ``radius_nm`` of its own pixel
-    (+-r px, r = radius / pixel size rounded), over the part of that square
-    inside the frame. Counted per camera pixel over all frames and summed by
-    an integral image: the cost does not grow with the density or the
-    radius. Positions outside the frame (its far edges count as inside, as in
-    the refinement) get NaN."""
+def local_density(x_px, y_px, n_frames: int, shape: tuple[int, int], radius_px: int = DENSITY_RADIUS_PX
+                  ) -> np.ndarray:
+    """Detections per frame and 100 camera px^2 around each detection at
+    (``x_px``, ``y_px``) camera px (origin: the corner of pixel (0, 0)): the
+    other detections of the ``n_frames`` frames (of ``shape`` (y, x) px) in
+    the square of pixels within ``radius_px`` of its own pixel, over the part
+    of that square inside the frame (per um^2 at 100 nm pixels). Counted per
+    pixel over all frames and summed by an integral image: the cost does not
+    grow with the density or the radius. Positions outside the frame (its far
+    edges count as inside, as in the refinement) get NaN."""
     H, W = (int(v) for v in shape)
-    p = float(pixel_size_nm)
-    out = np.full(len(np.asarray(x_nm)), np.nan)
+    out = np.full(len(np.asarray(x_px)), np.nan)
     with np.errstate(invalid="ignore"):
-        xf, yf = np.asarray(x_nm, float) / p, np.asarray(y_nm, float) / p
+        xf, yf = np.asarray(x_px, float), np.asarray(y_px, float)
         inside = np.isfinite(xf) & np.isfinite(yf) & (xf >= 0) & (xf <= W) & (yf >= 0) & (yf <= H)
     if not inside.any() or n_frames < 1:
         return out
@@ -101,11 +103,11 @@ def local_density(x_nm, y_nm, n_frames: int, shape: tuple[int, int], pixel_size_
     np.add.at(integral, (yi + 1, xi + 1), 1)
     np.cumsum(integral, 0, out=integral)
     np.cumsum(integral, 1, out=integral)
-    r = max(1, round(float(radius_nm) / p))
+    r = max(1, int(radius_px))
     y0, y1 = np.maximum(yi - r, 0), np.minimum(yi + r + 1, H)
     x0, x1 = np.maximum(xi - r, 0), np.minimum(xi + r + 1, W)
     near = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0] - 1  # not itself
-    area = (y1 - y0) * (x1 - x0) * (p / 1000.0) ** 2
+    area = (y1 - y0) * (x1 - x0) / 100.0
     out[inside] = near / (int(n_frames) * area)
     return out
 
@@ -119,7 +121,7 @@ def check_density_factors(values) -> np.ndarray:
         f = np.array([np.nan])
     if len(f) and (len(f) != len(CROWDED_DENSITY_KNOTS) or not (np.isfinite(f).all() and (f > 0).all())):
         raise DSIRError(f"crowded_error_density must be {len(CROWDED_DENSITY_KNOTS)} factors > 0 (at "
-                        f"{', '.join(f'{k:g}' for k in CROWDED_DENSITY_KNOTS)} /um^2) or none, got {values}")
+                        f"{', '.join(f'{k:g}' for k in CROWDED_DENSITY_KNOTS)} per 100 px^2) or none, got {values}")
     return f
 
 

@@ -242,19 +242,37 @@ FIT_FALLBACK_PASSES = 1
 FIT_ISOLATION_NM = 500.0
 FIT_MAX_CHI2_SIGMA = 4.0
 FIT_HOLD_PULLED = True
+# The fitting window is about 700 nm wide whatever the camera pixel (7 px of
+# 100 nm): the odd number of pixels nearest to FIT_WINDOW_NM / pixel size,
+# at least 5 (`fit_window`). Fixed at 7 px it covered 2.6x the area with
+# 160 nm pixels, with more undetected neighbours' light in it: there 32 % of
+# the isolated free fits failed the chi-square test (6 % at 100 nm) and the
+# isolated emitters' std(error / uncertainty) was 0.61-0.95 at 0.5-4 /um^2;
+# with 5 px, 14-19 % and 0.86-1.04 (validation movies of 130 and 160 nm
+# pixels, seeds apart from the benchmarks').
+FIT_WINDOW_NM = 700.0
 # torch threads for the fits (at most torch's own setting): a block of 32
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
 # threads than with one on the 2-core benchmark machine.
 FIT_THREADS = 2
 
 
+def fit_window(pixel_size_nm: float = 100.0) -> int:
+    """The fitting window (camera px, odd, >= 5) for ``pixel_size_nm``
+    pixels: the odd number nearest to `FIT_WINDOW_NM` / pixel size (7 at
+    100 nm, 5 at 130-160 nm, 9 at 80 nm)."""
+    n = FIT_WINDOW_NM / float(pixel_size_nm)
+    return max(5, 2 * round((n - 1) / 2) + 1)
+
+
 def fit_settings(pixel_size_nm: float = 100.0) -> dict:
     """The keywords `reconstruct` gives `napari_dsir.fit.refine` for frames
-    of ``pixel_size_nm`` camera pixels (besides the window, the threads and
-    the model's ``crowded_error_px``), read from the constants above at each
+    of ``pixel_size_nm`` camera pixels (besides the threads and the model's
+    network error, `network_error`), read from the constants above at each
     call: the one place for benchmarks, calibration and tests that refine as
     reconstruct does."""
-    return dict(dtype=torch.float32, max_shift_px=MAX_SHIFT_PX, max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
+    return dict(window=fit_window(pixel_size_nm), dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
+                max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
                 fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_NM / float(pixel_size_nm),
                 max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED)
 
@@ -295,15 +313,17 @@ class _PendingFits:
         self.frames.append(photons)
         self.locs.append(found)
 
-    def fit(self, pixel_size: float, camera: Camera, window: int, counts: dict,
+    def fit(self, pixel_size: float, camera: Camera, window: int | None, counts: dict,
             localize=None) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import chi2_histogram, refine
 
         found = Localizations.concatenate(self.locs)
         if len(found):
-            fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
-                            window=window, **fit_settings(pixel_size),
+            settings = fit_settings(pixel_size)
+            if window is not None:
+                settings["window"] = window
+            fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first, **settings,
                             threads=min(FIT_THREADS, torch.get_num_threads()), **network_error(localize))
             found = fitted.locs
             for k, v in fitted.summary().items():
@@ -327,7 +347,7 @@ def iter_reconstruct(
     localize: LocalizeParams | None = None,
     tile: int | str | None = "auto",
     camera: Camera | None = None,
-    fit_window: int = 7,
+    fit_window: int | None = None,
     where: str = "",
     noise_scale: float | None = None,
 ) -> Generator[Progress, None, Result]:
@@ -343,7 +363,8 @@ def iter_reconstruct(
 
     ``camera``: with ``localize``, each detection is refined on its raw
     frame, converted to photons with this camera model, by Poisson maximum
-    likelihood (`napari_dsir.fit.refine`, ``fit_window`` px): the table then
+    likelihood (`napari_dsir.fit.refine`, ``fit_window`` px; None: about
+    700 nm, `fit_window`): the table then
     has photons, background, sigma and uncertainty; detections with a
     neighbour closer than `FIT_ISOLATION_NM`, and those whose free fit was
     pulled away, keep the network's position (status "crowded" or "pulled",

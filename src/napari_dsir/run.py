@@ -49,7 +49,9 @@ class RunRequest:
     stop excluded. ``localize``: also find localizations (``threshold`` and
     ``radius`` override the model's calibrated localizer; ``refine``: fit
     each detection on its raw frame, in photons of ``camera``, for photons,
-    background, sigma and uncertainty: `napari_dsir.fit`). ``keep_frames``:
+    background, sigma and uncertainty: `napari_dsir.fit`; ``fit_window``:
+    its window in camera px, None: about 700 nm, `reconstruct.fit_window`).
+    ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
     """
@@ -70,7 +72,7 @@ class RunRequest:
     radius: int | None = None
     refine: bool = True
     camera: Any = None  # Camera, a dict of its settings, or None (file metadata, else assumed defaults)
-    fit_window: int = 7
+    fit_window: int | None = None
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
