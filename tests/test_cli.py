@@ -142,6 +142,7 @@ def test_existing_output_is_refused_without_overwrite(small_stack, tiny_checkpoi
         (["--model", "nope.pt"], "no such model file"),
         (["--scheduler", "local:0"], "local:N"),
         (["--scheduler", "local", "--frames-output", "f.tif"], "--frames-output cannot be used"),
+        (["--binning", "5"], "invalid choice"),
     ],
 )
 def test_bad_input_exit_2_with_one_line(small_stack, tmp_path, capsys, argv_tail, needle):
@@ -280,3 +281,16 @@ def test_localize_warns_when_the_fits_disagree_with_the_camera(tmp_path, capsys)
         assert ("variance the camera settings predict" in err) is warned, err
         if warned:
             assert "overestimated" in err
+
+
+def test_localize_binning_reaches_the_run_and_its_metadata(small_stack, tiny_checkpoint, tmp_path):
+    """--binning N: the network sees NxN-binned frames; the Picasso YAML
+    records it (auto measures the PSF: too few spots here, so 1)."""
+    import yaml
+
+    for value, want in (("2", 2), ("auto", 1)):
+        out = tmp_path / f"b{value}.hdf5"
+        assert main(["localize", str(small_stack), "-o", str(out), "--model", str(tiny_checkpoint), "-q",
+                     "--frames", "0:2", "--binning", value]) == 0
+        docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+        assert any(d.get("network_binning") == want for d in docs), docs

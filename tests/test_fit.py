@@ -7,7 +7,7 @@ import torch
 from napari_dsir import fit
 from napari_dsir.camera import Camera
 from napari_dsir.errors import DSIRError
-from napari_dsir.localize import CROWDED_SIGMA_REF_PX, density_factor
+from napari_dsir.localize import CROWDED_SIGMA_REF_PX, crowded_extra, density_factor
 from napari_dsir.locs import Localizations
 from napari_dsir.simulate import FWHM_TO_SIGMA, render_airy, render_emitters
 
@@ -560,9 +560,9 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
     assert np.array_equal(res.neighbours[held], np.ones(held.sum())) and (res.density > 0).all()
     # counted in camera pixels (what the network sees): the same detections
     # on pixels 1.6x as large have the same density per 100 px^2
-    wide = fit.refine(frames, Localizations(start.frame, start.x * 1.6, start.y * 1.6), 1.6 * P, max_group=1,
-                      isolation_px=5.0)
-    np.testing.assert_allclose(wide.density, res.density)
+    coarse = fit.refine(frames, Localizations(start.frame, start.x * 1.6, start.y * 1.6), 1.6 * P, max_group=1,
+                        isolation_px=5.0)
+    np.testing.assert_allclose(coarse.density, res.density)
     # the pair's two detections in +-10 px (clipped at the edge: 20-21 px a
     # side, by the jitter) in each of the n frames, less the row itself
     pair = (2 * n - 1) / n * 100
@@ -583,6 +583,18 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
         bound, 20.0 * (sigma_px / CROWDED_SIGMA_REF_PX) ** 1.5), rtol=1e-6)
     with pytest.raises(DSIRError, match="crowded_error_sigma_power"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_sigma_power=-1)
+    # a network that saw the frames binned 2x2: its error model read in its
+    # own pixels (bound and sigma halved, density per 100 of its px^2 4x),
+    # the error back in camera px
+    model = dict(crowded_error_px=(0.2, 0.3), crowded_error_power=0.5, crowded_error_density=factors,
+                 crowded_error_sigma_power=1.5)
+    binned = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, network_binning=2, **model)
+    want = 2 * crowded_extra((0.2, 0.3), 0.5, 1, bound / P / 2, res.density[held] * 4, factors, sigma_px / 2, 1.5)
+    np.testing.assert_allclose(binned.locs.uncertainty[held], np.hypot(bound, want * P), rtol=1e-6)
+    np.testing.assert_array_equal(binned.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    for bad in (0, 1.5):
+        with pytest.raises(DSIRError, match="network_binning"):
+            fit.refine(frames, start, P, isolation_px=5.0, network_binning=bad, **model)
     with pytest.raises(DSIRError, match="crowded_error_px"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(-1.0,))
     for bad in (-0.1, 3.0, float("nan")):

@@ -90,8 +90,14 @@ def test_memory_stays_bounded_when_streaming(tiny_checkpoint, tmp_path, rng):
     sizes = []
     real = s._read
     s._read = lambda a, b: (sizes.append(b - a), real(a, b))[1]
-    reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4)
+    reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4, binning=1)
     assert max(sizes) == 4 and sum(sizes) == 40
+    # measuring the PSF for the network's binning reads a sample of frames, one by one
+    from napari_dsir.reconstruct import PSF_SAMPLE_FRAMES
+
+    sizes.clear()
+    reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4)
+    assert max(sizes) == 4 and sum(sizes) == 40 + min(40, PSF_SAMPLE_FRAMES)
 
 
 def test_legacy_on_bundled_tubes_gives_tube_like_sum():

@@ -209,7 +209,8 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
         cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
-        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False).localizations
+        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False,
+                            binning=1).localizations
         if len(found) < 2:
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))

@@ -116,6 +116,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="camera pixel size in nm (overrides the file; default 100 when the file has none)")
     p.add_argument("--upsampling", type=_positive_int, default=None,
                    help="up-sampling factor (default: the model's, 8)")
+    p.add_argument("--binning", choices=["auto", "1", "2", "3", "4"], default="auto",
+                   help="the network sees the frames binned NxN camera px (auto: 1 unless the PSF measured "
+                        "on the movie is wider in pixels than the model's training, which a warning says; "
+                        "the fits always use the camera's pixels)")
     p.add_argument("--tile", type=_nonnegative_int, default=None,
                    help="process frames larger than this many camera px in overlapping tiles "
                         "(same result, less memory; default 128; 0: never)")
@@ -144,6 +148,7 @@ def _request(args, localize: bool, keep_frames: bool = False):
         localize=localize, threshold=getattr(args, "threshold", None), radius=getattr(args, "radius", None),
         scheduler=args.scheduler, chunk=args.chunk, name=str(args.stack),
         refine=getattr(args, "refine", "none") == "mle", camera=_camera(args),
+        binning=None if args.binning == "auto" else int(args.binning),
     )
 
 
@@ -210,7 +215,8 @@ def cmd_localize(args) -> int:
     u = res.upsampling
     meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
             "camera": res.info.get("camera"), "localize": res.info.get("localize"),
-            "pixel_size_origin": res.info.get("pixel_size_origin")}
+            "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
+            "psf_fwhm_nm": res.info.get("psf_fwhm_nm")}
     write_localizations(args.output, res.localizations, overwrite=args.overwrite,
                         pixel_size=res.info["camera_pixel_size"],
                         frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),
@@ -371,7 +377,7 @@ def cmd_demo(args) -> int:
     args.upsampling = None
     args.threshold = None
     args.radius = None
-    args.tile, args.scheduler, args.chunk = None, None, 256
+    args.tile, args.scheduler, args.chunk, args.binning = None, None, 256, "auto"
     # the sample's camera (docs/make_sample_data.py): 100 ADU offset, 1 e-/ADU
     args.refine, args.camera, args.baseline, args.sensitivity = "mle", None, 100.0, 1.0
     out.mkdir(parents=True, exist_ok=True)

@@ -103,13 +103,13 @@ class _DaskFrames:
 
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
                       batch_size, localize: dict | None, tile, camera: dict | None = None,
-                      fit_window: int | None = None, noise_scale: float | None = None):
+                      fit_window: int | None = None, noise_scale: float | None = None, binning: int = 1):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
-                                 camera=cam, fit_window=fit_window, noise_scale=noise_scale))
+                                 camera=cam, fit_window=fit_window, noise_scale=noise_scale, binning=binning))
     return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
 
 
@@ -117,6 +117,7 @@ def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
+    binning: int = 1,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`."""
@@ -132,7 +133,7 @@ def iter_reconstruct_distributed(
     total = stop - start
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
-    noise_scale = movie_noise_scale(_DaskFrames(arr, start), model, start, stop)
+    noise_scale = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning)
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
@@ -149,7 +150,7 @@ def iter_reconstruct_distributed(
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
                             float(pixel_size), batch_size, params, tile,
                             camera.to_dict() if camera is not None else None, fit_window, noise_scale,
-                            pure=False)
+                            binning, pure=False)
         futures[fut] = int(n)
         return fut
 
@@ -197,5 +198,6 @@ def iter_reconstruct_distributed(
         localizations=loc_table,
         info={"batch_size": batch_size, "device": "dask", "model": model.source,
               "fit": fit_counts if camera is not None and localize is not None else None, "fit_chi2": chi2_hist,
+              "binning": binning,
               "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

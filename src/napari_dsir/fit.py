@@ -566,6 +566,7 @@ def refine(
     pulled_error_px: float | None = None,
     crowded_error_density=(),
     crowded_error_sigma_power: float = 0.0,
+    network_binning: int = 1,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -637,6 +638,10 @@ def refine(
         none: the same at every density).
     crowded_error_sigma_power: and scale as (the row's PSF sigma /
         `localize.CROWDED_SIGMA_REF_PX`) ** power (sigma in camera px).
+    network_binning: the network saw the frames binned this many camera
+        px a side (`napari_dsir.psf`): its error model is read in its own
+        pixels (bound and sigma / b, density per 100 of its px^2) and the
+        error converted back (x b).
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; ``pulled_error_px`` added to their
@@ -667,6 +672,7 @@ def refine(
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
+            network_binning=network_binning,
         )
     finally:
         if threads is not None and on_cpu:
@@ -678,6 +684,7 @@ def _refine(
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
+    network_binning=1,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -697,6 +704,8 @@ def _refine(
     if int(window) != window or window < 3 or window % 2 == 0:
         raise DSIRError(f"fitting window must be an odd number of pixels >= 3, got {window}")
     window = int(window)
+    if not (int(network_binning) == network_binning and network_binning >= 1):
+        raise DSIRError(f"network_binning must be an integer >= 1, got {network_binning}")
     F, H, W = frames.shape
     if H < window or W < window:
         raise DSIRError(f"frames of {H}x{W} px are smaller than the {window}x{window} px fitting window")
@@ -965,13 +974,15 @@ def _refine(
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if len(crowded_error):
-        sg = theta_out[:, 3]
-        extra = crowded_extra(crowded_error, crowded_error_power, neighbours, unc_px, density, density_factors, sg,
-                              sigma_power)
+        # the network's error model in its own pixels (b camera px a side)
+        nb = float(network_binning)
+        sg, bound, dens = theta_out[:, 3] / nb, unc_px / nb, density * nb**2
+        extra = nb * crowded_extra(crowded_error, crowded_error_power, neighbours, bound, dens, density_factors, sg,
+                                   sigma_power)
         if pulled_error_px is not None:
             pl = status == PULLED
-            extra[pl] = crowded_extra((pulled_error_px,), crowded_error_power, 1, unc_px[pl], density[pl],
-                                      density_factors, sg[pl], sigma_power)
+            extra[pl] = nb * crowded_extra((pulled_error_px,), crowded_error_power, 1, bound[pl], dens[pl],
+                                           density_factors, sg[pl], sigma_power)
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 

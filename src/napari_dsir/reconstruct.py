@@ -22,6 +22,7 @@ from .io import Stack, check_pixel_size
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
 from .model import DSIRModel
+from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_fwhm_px
 
 
 @dataclass
@@ -90,7 +91,7 @@ class _ArraySource:
 
 
 def _source(data):
-    if isinstance(data, Stack):
+    if isinstance(data, (Stack, _ArraySource)):
         return data
     if hasattr(data, "ndim") and hasattr(data, "shape"):
         return _ArraySource(data)
@@ -175,19 +176,56 @@ def _is_oom(err: BaseException) -> bool:
     return oom is not None and isinstance(err, oom)
 
 
-def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "") -> float | None:
-    """The noise level (ADU) a movie-normalised model divides frames
-    ``start:stop`` of ``src`` by, from up to 64 frames spread over them
-    (`napari_dsir.model.movie_scale`); None for per-frame normalisations."""
-    if model.normalization != "movie":
-        return None
-    idx = start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, 64)).round().astype(int))
+def _sample(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
+    """Up to ``n`` frames spread over ``start:stop`` of ``src`` (checked)."""
+    idx = start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, n)).round().astype(int))
     if hasattr(src, "take"):  # one read of all the sample frames (dask)
         sample = np.asarray(src.take(idx))
     else:
         sample = np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
     check_frames(sample, idx, where)
-    return model.movie_scale(sample)
+    return sample
+
+
+def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "",
+                      binning: int = 1) -> float | None:
+    """The noise level (ADU) a movie-normalised model divides frames
+    ``start:stop`` of ``src`` (binned ``binning`` px a side for the network)
+    by, from up to 64 frames spread over them
+    (`napari_dsir.model.movie_scale`); None for per-frame normalisations."""
+    if model.normalization != "movie":
+        return None
+    sample = _sample(src, start, stop, 64, where)
+    return model.movie_scale(bin_frames(torch.from_numpy(sample.astype(np.float32)), binning))
+
+
+#: frames `movie_binning` measures the PSF on
+PSF_SAMPLE_FRAMES = 32
+
+
+def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: float, camera: Camera | None = None,
+                  where: str = "") -> tuple[int, dict]:
+    """The binning the network needs for frames ``start:stop`` of ``src``
+    (`napari_dsir.psf.network_binning`: 1 unless the PSF, measured on up to
+    `PSF_SAMPLE_FRAMES` frames spread over them (over the first chunk of a
+    dask array), is wider in camera pixels than the model's training) and
+    what was measured (``psf_fwhm_nm``: the
+    median, ``psf_fwhm_q25_nm``: the lower quartile, ``psf_fits``; None
+    where too few spots could be fitted)."""
+    src = _source(src)
+    chunks = getattr(getattr(src, "data", None), "chunks", None)
+    if isinstance(src, _ArraySource) and chunks is not None:
+        # a dask array: the frames of the range's first chunk, which the run
+        # then reads from the source's cache (each chunk is computed once)
+        bounds = np.cumsum((0,) + tuple(chunks[0]))
+        stop = min(stop, int(bounds[np.searchsorted(bounds, start, side="right")]))
+    sample = _sample(src, start, stop, PSF_SAMPLE_FRAMES, where)
+    measured = measure_fwhm(sample, pixel_size, camera)
+    if measured is None:
+        return 1, {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0}
+    median, q25, n = measured
+    b = network_binning(q25 / float(pixel_size), training_fwhm_px(model))
+    return b, {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n}
 
 
 def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:
@@ -314,7 +352,7 @@ class _PendingFits:
         self.locs.append(found)
 
     def fit(self, pixel_size: float, camera: Camera, window: int | None, counts: dict,
-            localize=None) -> Localizations:
+            localize=None, binning: int = 1) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import chi2_histogram, refine
 
@@ -324,7 +362,8 @@ class _PendingFits:
             if window is not None:
                 settings["window"] = window
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first, **settings,
-                            threads=min(FIT_THREADS, torch.get_num_threads()), **network_error(localize))
+                            threads=min(FIT_THREADS, torch.get_num_threads()), network_binning=binning,
+                            **network_error(localize))
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -350,6 +389,7 @@ def iter_reconstruct(
     fit_window: int | None = None,
     where: str = "",
     noise_scale: float | None = None,
+    binning: int = 1,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -376,6 +416,12 @@ def iter_reconstruct(
     Models normalised per movie (``normalization == "movie"``) divide every
     frame by one noise level: ``noise_scale``, or measured once on up to 64
     frames spread over ``start:stop`` (`movie_noise_scale`).
+
+    ``binning``: the network sees the frames summed over ``binning`` x
+    ``binning`` camera pixels (a PSF wider in pixels than its training's:
+    `movie_binning`, `napari_dsir.psf`); its output is spread back over the
+    camera grid (the sum image keeps its shape and total), its detections
+    are placed on its own grid, and the fits use the camera's pixels.
     """
     src = _source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -394,8 +440,11 @@ def iter_reconstruct(
     fit_counts: dict[str, int] = {}
     pending = _PendingFits(start)
     model.net.eval()
+    if not (int(binning) == binning and 1 <= binning <= MAX_BINNING):
+        raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING}, got {binning}")
+    nb = int(binning)
     if noise_scale is None:
-        noise_scale = movie_noise_scale(src, model, start, stop, where)
+        noise_scale = movie_noise_scale(src, model, start, stop, where, nb)
     yield Progress(0, total, bs, "reconstructing", kind="start")
     while done < total:
         b0 = start + done
@@ -405,16 +454,21 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                sr = model.predict(x, tile=tile, scale=noise_scale)
+                sr = model.predict(bin_frames(x, nb), tile=tile, scale=noise_scale)
+                if localize is not None:
+                    found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
+                    if nb > 1:  # none in the padding of the binned frames' far edges
+                        found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
+                if nb > 1:  # back on the camera's x u grid, the same total
+                    sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 acc += sr.sum(0, dtype=torch.float64)
                 if localize is not None:
-                    found = find_peaks(sr, sr_px, localize, first_frame=b0)
                     if camera is None:
                         locs.append(found)
                     else:  # fitted in blocks of frames: one batched call for many detections
                         pending.add(camera.to_photons(x), found)
                         if pending.full or b1 == stop:
-                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize))
+                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb))
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:
@@ -446,5 +500,5 @@ def iter_reconstruct(
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source,
               "fit": fit_counts if camera is not None and localize is not None else None,
-              "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale},
+              "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb},
     )

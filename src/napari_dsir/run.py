@@ -31,7 +31,7 @@ from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
-from .reconstruct import Progress, Result, iter_reconstruct
+from .reconstruct import Progress, Result, _source, iter_reconstruct
 
 
 @dataclass
@@ -51,6 +51,9 @@ class RunRequest:
     each detection on its raw frame, in photons of ``camera``, for photons,
     background, sigma and uncertainty: `napari_dsir.fit`; ``fit_window``:
     its window in camera px, None: about 700 nm, `reconstruct.fit_window`).
+    ``binning``: the network sees frames binned this many camera px a side
+    (None: 1 unless the PSF measured on the movie is wider in pixels than
+    the model's training, `reconstruct.movie_binning`; a warning says so).
     ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
@@ -73,6 +76,7 @@ class RunRequest:
     refine: bool = True
     camera: Any = None  # Camera, a dict of its settings, or None (file metadata, else assumed defaults)
     fit_window: int | None = None
+    binning: int | None = None  # the network's: None measures the PSF (`reconstruct.movie_binning`)
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
@@ -205,6 +209,11 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         if assumed:
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
         camera.check_data(_first_frames(src, req.start))
+    if client is None:
+        src = _source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
+    binning, psf = _binning(req, src, model, px.nm, camera, total, name)
+    if binning > 1:
+        yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     hooks = _cancel_hooks(model.net, cancel)
     try:
         if client is not None:
@@ -213,12 +222,12 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window)
+                fit_window=req.fit_window, binning=binning)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
-                fit_window=req.fit_window, where=name)
+                fit_window=req.fit_window, where=name, binning=binning)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -232,7 +241,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, **psf,
     )
     return result
 
@@ -248,6 +257,31 @@ def _cancellable(gen, cancel: threading.Event | None):
         except StopIteration as stop:
             return stop.value
         yield item
+
+
+def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int, name: str) -> tuple[int, dict]:
+    """The request's network binning (checked) or, when it gives none, the
+    one the movie's PSF needs, with what was measured."""
+    from .psf import MAX_BINNING
+    from .reconstruct import movie_binning
+
+    if req.binning is not None:
+        b = req.binning
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BINNING:
+            raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING} (or None: from the PSF), got {b!r}")
+        return int(b), {}
+    if total < 1:
+        return 1, {}
+    return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, name)
+
+
+def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
+    """What the user is told when the network sees binned frames."""
+    q = psf.get("psf_fwhm_q25_nm") or float("nan")
+    return (f"the PSF is wide for the network in these pixels (FWHM {psf.get('psf_fwhm_nm') or float('nan'):.0f} nm, "
+            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px, from {psf.get('psf_fits', 0)} fits): "
+            f"the network sees the frames binned {binning}x{binning}; the fits use the camera's pixels "
+            f"(binning=1 / --binning 1 turns this off)")
 
 
 def _n_frames(src, req: RunRequest) -> int:

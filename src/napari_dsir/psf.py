@@ -1,0 +1,128 @@
+"""The PSF's width in a movie, and the binning that brings it to the network.
+
+A network sees the PSF in camera pixels: trained on 100 nm pixels with a
+FWHM of 170-370 nm (the default model), it finds few emitters where the PSF
+is wider in pixels (small camera pixels, or a wide PSF: on 65 nm pixels
+with a FWHM of 300-380 nm, Jaccard 0.42 against 0.92 on the same frames
+binned 2x2; `benchmarks/results/psf_width.md`). The width is measured on
+the movie's own bright, isolated spots (a Poisson fit of each,
+`napari_dsir.fit.refine`), and frames whose PSF is wider than the
+training's widest are binned for the network only (`network_binning`): the
+fits still use the camera's own pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .camera import Camera
+from .locs import Localizations
+from .simulate import FWHM_TO_SIGMA
+
+#: the widest PSF (FWHM, camera px) a model without a recorded training
+#: simulation was trained on (the original DSIR: 200-300 nm at 100 nm)
+LEGACY_FWHM_PX = 3.0
+#: spots per frame and in all that `measure_fwhm` fits at most, and the
+#: free fits it needs
+SPOTS_PER_FRAME = 64
+MAX_SPOTS = 4000
+MIN_FITS = 20
+#: the spots whose fits measure the width: this many times the noise high
+#: (`find_spots`; the dimmer ones count as neighbours)
+BRIGHT_SNR = 8.0
+#: the largest binning `network_binning` gives
+MAX_BINNING = 4
+
+
+def training_fwhm_px(model) -> float:
+    """The widest PSF (FWHM, camera px) in ``model``'s training simulation
+    (its ``metadata["simulation"]``: FWHM range in nm over its pixel size);
+    `LEGACY_FWHM_PX` when not recorded."""
+    sim = (getattr(model, "metadata", None) or {}).get("simulation") or {}
+    try:
+        fwhm = sim["fwhm"]
+        hi = float(fwhm[1] if isinstance(fwhm, (list, tuple)) else fwhm)
+        return hi / float(sim.get("pixel_size", 100.0))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return LEGACY_FWHM_PX
+
+
+def network_binning(fwhm_px: float | None, max_fwhm_px: float) -> int:
+    """The smallest binning b (1..`MAX_BINNING`) that brings a PSF of
+    ``fwhm_px`` camera px (the lower quartile of `measure_fwhm`) within
+    ``max_fwhm_px`` network px (`training_fwhm_px`; 1 when the width is not
+    known)."""
+    if fwhm_px is None or not math.isfinite(fwhm_px) or fwhm_px <= max_fwhm_px:
+        return 1
+    return int(min(MAX_BINNING, math.ceil(fwhm_px / max_fwhm_px)))
+
+
+def bin_frames(frames: torch.Tensor, b: int) -> torch.Tensor:
+    """Sum (frame, y, x) frames over ``b`` x ``b`` pixel blocks (the far
+    edges padded by replicating their last row and column first)."""
+    if b == 1:
+        return frames
+    h, w = frames.shape[-2:]
+    ph, pw = (-h) % b, (-w) % b
+    x = frames.to(torch.float32)
+    if ph or pw:
+        x = F.pad(x[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
+    n, hh, ww = x.shape
+    return x.reshape(n, hh // b, b, ww // b, b).sum((2, 4))
+
+
+def find_spots(photons: torch.Tensor, per_frame: int = SPOTS_PER_FRAME
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Spots of (frame, y, x) frames in photons: local maxima (+-2 px) of
+    the 3x3 mean more than 3 times its Poisson noise above the frame's median
+    (at most ``per_frame`` per frame, the brightest). Returns (frame, y, x)
+    of their pixels and their height over that noise."""
+    x = photons.to(torch.float32)
+    med = x.flatten(1).median(1).values[:, None, None]
+    s = F.avg_pool2d((x - med)[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    noise = med.clamp(min=1.0).sqrt() / 3.0  # of a 3x3 mean of the background
+    snr = s / noise
+    peak = (s == F.max_pool2d(s[:, None], 5, 1, 2)[:, 0]) & (snr > 3.0)
+    f, y, xx = (t.cpu().numpy() for t in torch.nonzero(peak, as_tuple=True))
+    v = snr[peak].cpu().numpy()
+    order = np.lexsort((-v, f))  # by frame, brightest first
+    f, y, xx, v = f[order], y[order], xx[order], v[order]
+    keep = np.arange(len(f)) - np.searchsorted(f, f) < per_frame
+    return f[keep], y[keep], xx[keep], v[keep]
+
+
+def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None
+                 ) -> tuple[float, float, int] | None:
+    """The PSF's FWHM (nm) in (frame, y, x) camera frames (ADU), from the
+    free Poisson fits (`napari_dsir.fit.refine`, reconstruct's settings
+    without the chi-square test) of their bright spots (`BRIGHT_SNR`) that
+    have no other spot within 500 nm: (median, lower quartile, number of
+    fits); None with fewer than `MIN_FITS`. Undetected neighbours widen
+    some fits in crowded frames: the lower quartile is the steadier figure
+    (on simulated movies 0.88-0.98x the true median FWHM from 0.05 to 8
+    emitters/um^2, against 1.00-1.18x for the median)."""
+    from .fit import OK, refine
+    from .reconstruct import fit_settings
+
+    cam = camera or Camera()
+    photons = cam.to_photons(torch.as_tensor(np.asarray(frames_adu, np.float32)))
+    f, y, x, snr = find_spots(photons)
+    if len(f) > MAX_SPOTS:  # the first frames' spots
+        f, y, x, snr = f[:MAX_SPOTS], y[:MAX_SPOTS], x[:MAX_SPOTS], snr[:MAX_SPOTS]
+    if (snr > BRIGHT_SNR).sum() < MIN_FITS:
+        return None
+    p = float(pixel_size_nm)
+    spots = Localizations(f.astype(np.int64), (x + 0.5) * p, (y + 0.5) * p)
+    # the chi-square test is left out: a camera whose sensitivity is not known
+    # (assumed) scales the variances, not the PSF
+    settings = {**fit_settings(p), "max_chi2_sigma": None, "hold_pulled": False}
+    res = refine(photons, spots, p, cam, threads=1, **settings)
+    sigma = res.locs.sigma[(res.status == OK) & (snr > BRIGHT_SNR)]
+    fwhm = sigma[np.isfinite(sigma)] / FWHM_TO_SIGMA
+    if len(fwhm) < MIN_FITS:
+        return None
+    return float(np.median(fwhm)), float(np.quantile(fwhm, 0.25)), len(fwhm)

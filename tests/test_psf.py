@@ -1,0 +1,99 @@
+"""The PSF's width measured on a movie, and the network's binning for wide PSFs."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dsir import psf
+from napari_dsir.camera import Camera
+from napari_dsir.errors import DSIRError
+from napari_dsir.evaluate import evaluate
+from napari_dsir.model import load_model
+from napari_dsir.run import reconstruct
+from napari_dsir.simulate import SimulationConfig, simulate
+
+CAM = Camera(100.0, 0.5, 1.0, 1.0, read_noise=1.5)
+
+
+def _movie(n, px, fwhm, density, size=48, seed=3):
+    cfg = SimulationConfig(frame_size=(size, size), density=density, fwhm=fwhm, background=30.0,
+                           photons=(500.0, 4000.0), margin=200.0, base_level=100.0, gain=2.0, read_noise=1.5,
+                           pixel_size=px)
+    return simulate(n, cfg, seed=seed)
+
+
+@pytest.mark.parametrize("px, fwhm", [(100.0, (270.0, 330.0)), (65.0, (320.0, 380.0)), (100.0, (450.0, 550.0))])
+def test_measure_fwhm_recovers_the_simulated_width(px, fwhm):
+    frames, _ = _movie(16, px, fwhm, 1.0)
+    median, q25, n = psf.measure_fwhm(frames, px, CAM)
+    assert n >= psf.MIN_FITS
+    assert abs(median / np.mean(fwhm) - 1) < 0.06
+    assert 0.8 * median < q25 <= median
+    # an assumed camera (the sensitivity 2x off) scales variances, not the width
+    assert abs(psf.measure_fwhm(frames, px)[0] / median - 1) < 0.03
+
+
+def test_measure_fwhm_needs_spots():
+    rng = np.random.default_rng(0)
+    noise = rng.poisson(30.0, (8, 32, 32)).astype(np.float32) + 100
+    assert psf.measure_fwhm(noise, 100.0, Camera(100.0, 1.0)) is None
+    assert psf.measure_fwhm(np.full((4, 32, 32), 100.0, np.float32), 100.0) is None
+
+
+def test_binning_rule_and_training_range():
+    assert psf.network_binning(3.5, 3.7) == 1 and psf.network_binning(None, 3.7) == 1
+    assert psf.network_binning(float("nan"), 3.7) == 1
+    assert [psf.network_binning(w, 3.7) for w in (3.8, 7.4, 7.5, 40.0)] == [2, 2, 3, psf.MAX_BINNING]
+    assert psf.training_fwhm_px(load_model("default")) == pytest.approx(3.7)
+    assert psf.training_fwhm_px(load_model("dsir")) == pytest.approx(3.0)
+    assert psf.training_fwhm_px(object()) == psf.LEGACY_FWHM_PX
+
+
+def test_bin_frames_sums_blocks_and_pads_the_far_edges():
+    x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
+    b = psf.bin_frames(x, 2)
+    assert b.shape == (2, 2, 3) and float(b.sum()) == float(x.sum())
+    assert float(b[0, 0, 0]) == 0 + 1 + 6 + 7
+    odd = psf.bin_frames(x[:, :3, :5], 2)  # the last row and column repeated
+    assert odd.shape == (2, 2, 3) and float(odd[0, 1, 2]) == 4 * float(x[0, 2, 4])
+    assert psf.bin_frames(x, 1) is x
+
+
+def test_a_wide_psf_is_binned_for_the_network_and_found():
+    """65 nm pixels and a 320-380 nm PSF (5.4 px, beyond the training's 3.7):
+    the run measures it, warns, and the binned network finds the emitters
+    the unbinned one misses; the sum image keeps the camera's x8 grid and
+    its total; the positions stay within the frame."""
+    frames, gt = _movie(12, 65.0, (320.0, 380.0), 0.7, size=50)
+    seen = []
+    auto = reconstruct(frames, pixel_size=65.0, localize=True, camera=CAM, progress=seen.append)
+    assert auto.info["binning"] == 2 and abs(auto.info["psf_fwhm_nm"] / 350 - 1) < 0.06
+    assert any("binned 2x2" in p.message for p in seen if p.kind == "warning")
+    plain = reconstruct(frames, pixel_size=65.0, localize=True, camera=CAM, binning=1)
+    assert plain.info["binning"] == 1 and "psf_fwhm_nm" not in plain.info
+    j_auto, j_plain = evaluate(gt, auto.localizations, 250.0).jaccard, evaluate(gt, plain.localizations, 250.0).jaccard
+    assert j_auto > 0.8 and j_auto > j_plain + 0.2, (j_auto, j_plain)
+    assert auto.sum_image.shape == plain.sum_image.shape == (400, 400)
+    locs = auto.localizations
+    assert (locs.x < 50 * 65.0).all() and (locs.y < 50 * 65.0).all()
+    # the network's total over the frames is spread over the camera grid, not scaled
+    model = load_model("default")
+    x = torch.from_numpy(frames.astype(np.float32))
+    scale = model.movie_scale(psf.bin_frames(x, 2))
+    want = float(model.predict(psf.bin_frames(x, 2), scale=scale).sum())
+    assert float(auto.sum_image.sum()) == pytest.approx(want, rel=1e-4)
+
+
+def test_a_psf_within_the_training_is_not_binned():
+    frames, _ = _movie(12, 100.0, (250.0, 330.0), 1.0)
+    seen = []
+    res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAM, progress=seen.append)
+    assert res.info["binning"] == 1 and 250 < res.info["psf_fwhm_nm"] < 330
+    assert not any("binned" in p.message for p in seen)
+
+
+@pytest.mark.parametrize("value", [0, 5, 2.5, "2", True])
+def test_bad_binning_is_refused(value):
+    frames, _ = _movie(2, 100.0, (250.0, 330.0), 1.0, size=16)
+    with pytest.raises(DSIRError, match="binning"):
+        reconstruct(frames, pixel_size=100.0, binning=value)
