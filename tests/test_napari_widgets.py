@@ -270,6 +270,28 @@ def test_reconstruct_trained_model(make_napari_viewer, notes, which):
     assert set(pts.data[near, 0].astype(int)) == {0, 1, 2, 3}
 
 
+def test_a_wide_psf_is_binned_and_said(make_napari_viewer, notes):
+    """65 nm pixels with a 300-380 nm PSF: the run bins the frames for the
+    network, a warning says so, the status names it, the sum image stays on
+    the layer's x8 grid."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    cfg = SimulationConfig(frame_size=(40, 40), density=1.0, fwhm=(300.0, 380.0), photons=(800.0, 4000.0),
+                           background=30.0, base_level=100.0, gain=1.0, pixel_size=65.0)
+    frames, _ = simulate(12, cfg, seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(frames, name="wide", scale=(1, 65.0, 65.0), translate=(0, 32.5, 32.5),
+                     metadata={"pixel_size": 65.0}, units=("pixel", "nm", "nm"))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    assert any("binned 2x2" in m for m in _texts(notes, "warning")), notes
+    assert w.last_result.info["binning"] == 2 and "network binning 2x2" in w.status.value
+    assert viewer.layers["wide DSIR"].data.shape == (320, 320)
+
+
 def test_reconstruct_checkpoint_file(make_napari_viewer, tmp_path, notes):
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pt"

@@ -3,7 +3,7 @@
 A network sees the PSF in camera pixels: trained on 100 nm pixels with a
 FWHM of 170-370 nm (the default model), it finds few emitters where the PSF
 is wider in pixels (small camera pixels, or a wide PSF: on 65 nm pixels
-with a FWHM of 300-380 nm, Jaccard 0.42 against 0.92 on the same frames
+with a FWHM of 300-380 nm, Jaccard 0.45 against 0.88 on the same frames
 binned 2x2; `benchmarks/results/psf_width.md`). The width is measured on
 the movie's own bright, isolated spots (a Poisson fit of each,
 `napari_dsir.fit.refine`), and frames whose PSF is wider than the

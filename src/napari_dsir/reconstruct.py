@@ -90,7 +90,10 @@ class _ArraySource:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _source(data):
+def frame_source(data):
+    """``data`` (a `Stack`, an array (frame, y, x) or (y, x), or a source
+    this made) as something frames are read from in ranges; one source
+    serves the PSF's sample and the run (a dask array's chunk cache)."""
     if isinstance(data, (Stack, _ArraySource)):
         return data
     if hasattr(data, "ndim") and hasattr(data, "shape"):
@@ -209,10 +212,9 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     (`napari_dsir.psf.network_binning`: 1 unless the PSF, measured on up to
     `PSF_SAMPLE_FRAMES` frames spread over them (over the first chunk of a
     dask array), is wider in camera pixels than the model's training) and
-    what was measured (``psf_fwhm_nm``: the
-    median, ``psf_fwhm_q25_nm``: the lower quartile, ``psf_fits``; None
-    where too few spots could be fitted)."""
-    src = _source(src)
+    what was measured (``psf_fwhm_nm``: the median, ``psf_fwhm_q25_nm``:
+    the lower quartile, ``psf_fits``; None where too few spots were fitted)."""
+    src = frame_source(src)
     chunks = getattr(getattr(src, "data", None), "chunks", None)
     if isinstance(src, _ArraySource) and chunks is not None:
         # a dask array: the frames of the range's first chunk, which the run
@@ -286,8 +288,8 @@ FIT_HOLD_PULLED = True
 # 160 nm pixels, with more undetected neighbours' light in it: there 32 % of
 # the isolated free fits failed the chi-square test (6 % at 100 nm) and the
 # isolated emitters' std(error / uncertainty) was 0.61-0.95 at 0.5-4 /um^2;
-# with 5 px, 14-19 % and 0.86-1.04 (validation movies of 130 and 160 nm
-# pixels, seeds apart from the benchmarks').
+# with 5 px, 14-19 % and 0.86-1.04 (validation movies of 160 nm pixels,
+# seeds apart from the benchmarks': benchmarks/results/pixel_size.md).
 FIT_WINDOW_NM = 700.0
 # torch threads for the fits (at most torch's own setting): a block of 32
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
@@ -423,7 +425,7 @@ def iter_reconstruct(
     camera grid (the sum image keeps its shape and total), its detections
     are placed on its own grid, and the fits use the camera's pixels.
     """
-    src = _source(data)
+    src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
     start, stop, batch_size = check_args(len(src), start, stop, batch_size, pixel_size, model)
     u = int(model.upsampling)

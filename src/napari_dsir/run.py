@@ -31,7 +31,7 @@ from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
-from .reconstruct import Progress, Result, _source, iter_reconstruct
+from .reconstruct import Progress, Result, frame_source, iter_reconstruct
 
 
 @dataclass
@@ -210,7 +210,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
         camera.check_data(_first_frames(src, req.start))
     if client is None:
-        src = _source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
+        src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
     binning, psf = _binning(req, src, model, px.nm, camera, total, name)
     if binning > 1:
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
@@ -272,7 +272,7 @@ def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int,
         return int(b), {}
     if total < 1:
         return 1, {}
-    return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, name)
+    return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
