@@ -44,6 +44,11 @@ def test_binning_rule_and_training_range():
     assert psf.network_binning(3.5, 3.7) == 1 and psf.network_binning(None, 3.7) == 1
     assert psf.network_binning(float("nan"), 3.7) == 1
     assert [psf.network_binning(w, 3.7) for w in (3.8, 7.4, 7.5, 40.0)] == [2, 2, 3, psf.MAX_BINNING]
+    # binned frames as crowded for the network as beyond its training: not binned
+    assert psf.network_binning(4.5, 3.7, 2.0, 9.0) == 2 and psf.network_binning(4.5, 3.7, 2.5, 9.0) == 1
+    assert psf.network_binning(8.0, 3.7, 0.9, 9.0) == 3 and psf.network_binning(8.0, 3.7, 1.1, 9.0) == 1
+    assert psf.training_density(load_model("default")) == pytest.approx(9.0)
+    assert psf.training_density(object()) == psf.LEGACY_DENSITY
     assert psf.training_fwhm_px(load_model("default")) == pytest.approx(3.7)
     assert psf.training_fwhm_px(load_model("dsir")) == pytest.approx(3.0)
     assert psf.training_fwhm_px(object()) == psf.LEGACY_FWHM_PX
@@ -90,6 +95,18 @@ def test_a_psf_within_the_training_is_not_binned():
     res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAM, progress=seen.append)
     assert res.info["binning"] == 1 and 250 < res.info["psf_fwhm_nm"] < 330
     assert not any("binned" in p.message for p in seen)
+
+
+def test_a_wide_psf_in_crowded_frames_is_not_binned():
+    """8 /um^2 with a 3.6-4.0 px PSF: binned 2x2 the network would see 32
+    emitters per 100 of its px^2 (trained to 9) and find fewer; the run
+    keeps the frames and says why."""
+    frames, _ = _movie(10, 100.0, (360.0, 400.0), 8.0, size=40)
+    seen = []
+    res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAM, progress=seen.append)
+    assert res.info["binning"] == 1 and res.info["network_density"] * 4 > 9.0
+    assert res.info["psf_fwhm_q25_nm"] > 370.0  # wide: binning was considered
+    assert any("too crowded to bin" in p.message for p in seen if p.kind == "warning")
 
 
 @pytest.mark.parametrize("value", [0, 5, 2.5, "2", True])

@@ -36,6 +36,10 @@ MIN_FITS = 20
 BRIGHT_SNR = 8.0
 #: the largest binning `network_binning` gives
 MAX_BINNING = 4
+#: the densest frames (detections per 100 network px^2) a model without a
+#: recorded training simulation was trained on (the original DSIR: 2 /um^2
+#: on 100 nm pixels)
+LEGACY_DENSITY = 2.0
 
 
 def training_fwhm_px(model) -> float:
@@ -51,14 +55,34 @@ def training_fwhm_px(model) -> float:
         return LEGACY_FWHM_PX
 
 
-def network_binning(fwhm_px: float | None, max_fwhm_px: float) -> int:
+def training_density(model) -> float:
+    """The densest frames in ``model``'s training simulation, in emitters
+    per frame and 100 of its pixels^2 (`LEGACY_DENSITY` when not recorded)."""
+    sim = (getattr(model, "metadata", None) or {}).get("simulation") or {}
+    try:
+        dens = sim["density"]
+        hi = float(dens[1] if isinstance(dens, (list, tuple)) else dens)
+        return hi * (float(sim.get("pixel_size", 100.0)) / 100.0) ** 2
+    except (KeyError, TypeError, ValueError, IndexError):
+        return LEGACY_DENSITY
+
+
+def network_binning(fwhm_px: float | None, max_fwhm_px: float, density: float | None = None,
+                    max_density: float = math.inf) -> int:
     """The smallest binning b (1..`MAX_BINNING`) that brings a PSF of
     ``fwhm_px`` camera px (the lower quartile of `measure_fwhm`) within
-    ``max_fwhm_px`` network px (`training_fwhm_px`; 1 when the width is not
-    known)."""
+    ``max_fwhm_px`` network px (`training_fwhm_px`); 1 when the width is not
+    known, or when the binned frames would be denser than ``max_density``
+    (per 100 network px^2, `training_density`) at ``density`` detections
+    per frame and 100 camera px^2: binning 2x2 quadruples the crowding the
+    network sees, and beyond its training it finds fewer emitters than
+    in the unbinned frames."""
     if fwhm_px is None or not math.isfinite(fwhm_px) or fwhm_px <= max_fwhm_px:
         return 1
-    return int(min(MAX_BINNING, math.ceil(fwhm_px / max_fwhm_px)))
+    b = int(min(MAX_BINNING, math.ceil(fwhm_px / max_fwhm_px)))
+    if density is not None and density * b**2 > max_density:
+        return 1
+    return b
 
 
 def bin_frames(frames: torch.Tensor, b: int) -> torch.Tensor:
@@ -103,8 +127,9 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None
     have no other spot within 500 nm: (median, lower quartile, number of
     fits); None with fewer than `MIN_FITS`. Undetected neighbours widen
     some fits in crowded frames: the lower quartile is the steadier figure
-    (on simulated movies 0.88-0.98x the true median FWHM from 0.05 to 8
-    emitters/um^2, against 1.00-1.18x for the median)."""
+    (`benchmarks/results/psf_width.md`: 0.87-1.02x the middle of the
+    simulated FWHM range from 0.5 to 8 emitters/um^2, the median
+    0.97-1.21x)."""
     from .fit import OK, refine
     from .reconstruct import fit_settings
 

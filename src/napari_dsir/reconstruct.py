@@ -22,7 +22,7 @@ from .io import Stack, check_pixel_size
 from .localize import LocalizeParams, find_peaks
 from .locs import Localizations
 from .model import DSIRModel
-from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_fwhm_px
+from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_density, training_fwhm_px
 
 
 @dataclass
@@ -213,7 +213,10 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     `PSF_SAMPLE_FRAMES` frames spread over them (over the first chunk of a
     dask array), is wider in camera pixels than the model's training) and
     what was measured (``psf_fwhm_nm``: the median, ``psf_fwhm_q25_nm``:
-    the lower quartile, ``psf_fits``; None where too few spots were fitted)."""
+    the lower quartile, ``psf_fits``; None where too few spots were fitted;
+    where the PSF is wide, ``network_density``: the network's detections
+    per frame and 100 camera px^2 on the sample, unbinned, which keeps
+    crowded movies unbinned: `napari_dsir.psf.network_binning`)."""
     src = frame_source(src)
     chunks = getattr(getattr(src, "data", None), "chunks", None)
     if isinstance(src, _ArraySource) and chunks is not None:
@@ -227,7 +230,23 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
         return 1, {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0}
     median, q25, n = measured
     b = network_binning(q25 / float(pixel_size), training_fwhm_px(model))
-    return b, {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n}
+    info = {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n}
+    if b > 1:  # would the binned frames be too crowded for the network?
+        info["network_density"] = density = _detection_density(model, sample)
+        b = network_binning(q25 / float(pixel_size), training_fwhm_px(model), density, training_density(model))
+    return b, info
+
+
+def _detection_density(model: DSIRModel, frames: np.ndarray) -> float:
+    """The network's detections per frame and 100 camera px^2 in (frame, y,
+    x) ``frames`` (ADU), unbinned, at the model's own threshold."""
+    from .localize import params_for
+
+    x = torch.from_numpy(np.asarray(frames, np.float32)).to(model.device)
+    with torch.inference_mode():
+        sr = model.predict(x, scale=model.movie_scale(x))
+        n = len(find_peaks(sr, 1.0, params_for(model)))
+    return n / (len(frames) * frames.shape[1] * frames.shape[2] / 100.0)
 
 
 def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:

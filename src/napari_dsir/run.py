@@ -212,7 +212,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if client is None:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
     binning, psf = _binning(req, src, model, px.nm, camera, total, name)
-    if binning > 1:
+    if binning > 1 or psf.get("network_density") is not None:
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     hooks = _cancel_hooks(model.net, cancel)
     try:
@@ -276,12 +276,16 @@ def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int,
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
-    """What the user is told when the network sees binned frames."""
+    """What the user is told when the PSF is wide for the network: the
+    frames are binned for it, or they are too crowded to be."""
     q = psf.get("psf_fwhm_q25_nm") or float("nan")
-    return (f"the PSF is wide for the network in these pixels (FWHM {psf.get('psf_fwhm_nm') or float('nan'):.0f} nm, "
-            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px, from {psf.get('psf_fits', 0)} fits): "
-            f"the network sees the frames binned {binning}x{binning}; the fits use the camera's pixels "
-            f"(binning=1 / --binning 1 turns this off)")
+    wide = (f"the PSF is wide for the network in these pixels (FWHM {psf.get('psf_fwhm_nm') or float('nan'):.0f} nm, "
+            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px, from {psf.get('psf_fits', 0)} fits)")
+    if binning > 1:
+        return (f"{wide}: the network sees the frames binned {binning}x{binning}; the fits use the camera's pixels "
+                f"(binning=1 / --binning 1 turns this off)")
+    return (f"{wide}, but the frames are too crowded to bin for it ({psf['network_density']:.1f} detections per "
+            f"100 px^2): it may miss emitters (binning=2 / --binning 2 forces it)")
 
 
 def _n_frames(src, req: RunRequest) -> int:
