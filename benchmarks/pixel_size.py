@@ -57,6 +57,14 @@ DENSITIES = (0.5, 1.0, 2.0, 4.0)
 CAMERA = Camera(100.0, 0.46, 1.0, 1.0, read_noise=1.6)
 
 
+def validation_movie(n_frames: int, pixel_size: float, fwhm: tuple[float, float], density: float, seed: int):
+    """(frames, truth) of 64x64 px on `CAMERA` (simulated: baseline 100 ADU,
+    0.46 e-/ADU, read noise 1.6 e-), 300-4,000 photons, background 30."""
+    cfg = SimulationConfig(frame_size=(64, 64), density=density, fwhm=fwhm, background=30.0, photons=(300.0, 4000.0),
+                           margin=200.0, base_level=100.0, gain=1 / 0.46, read_noise=1.6, pixel_size=pixel_size)
+    return simulate(n_frames, cfg, seed=seed)
+
+
 def _density_per_um2(pixel_size: float):
     """The previous density measure for ``pixel_size`` nm pixels: detections
     per frame and um^2 within +-1 um (its radius rounded to camera px)."""
@@ -98,10 +106,7 @@ def main() -> None:
     rows = []
     for px in PIXELS:
         for i, d in enumerate(DENSITIES):
-            cfg = SimulationConfig(frame_size=(64, 64), density=d, fwhm=(220.0, 380.0), background=30.0,
-                                   photons=(300.0, 4000.0), margin=200.0, base_level=100.0, gain=1 / 0.46,
-                                   read_noise=1.6, pixel_size=px)
-            frames, gt = simulate(args.frames, cfg, seed=71001 + 10 * i + int(px))
+            frames, gt = validation_movie(args.frames, px, (220.0, 380.0), d, 71001 + 10 * i + int(px))
             variants = ("current",) if px == 100.0 else ("previous", "7 px window", "current")
             for v in variants:
                 rows.append(run(frames, gt, px, params, v).replace("| ", f"| {d:g} /um^2, ", 1))

@@ -44,18 +44,16 @@ import numpy as np
 import torch
 from _machine import describe, median_seconds
 from calibrated import calibration, kept_z
+from pixel_size import CAMERA, validation_movie
 
 from napari_dsir import fit
 from napari_dsir import reconstruct as R
-from napari_dsir.camera import Camera
 from napari_dsir.evaluate import evaluate
 from napari_dsir.io import open_stack
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model
 from napari_dsir.run import reconstruct
-from napari_dsir.simulate import SimulationConfig, simulate
 
-CAMERA = Camera(100.0, 0.46, 1.0, 1.0, read_noise=1.6)
 BUNDLED_TUBES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bundled_tubes_hd" / "sequence"
 #: (pixel nm, FWHM range nm, density /um^2)
 SETS = [
@@ -86,9 +84,7 @@ def main() -> None:
     params = params_for(load_model())
     rows = []
     for i, (px, fwhm, d) in enumerate(SETS):
-        cfg = SimulationConfig(frame_size=(64, 64), density=d, fwhm=fwhm, background=30.0, photons=(300.0, 4000.0),
-                               margin=200.0, base_level=100.0, gain=1 / 0.46, read_noise=1.6, pixel_size=px)
-        frames, gt = simulate(args.frames, cfg, seed=74001 + i)
+        frames, gt = validation_movie(args.frames, px, fwhm, d, 74001 + i)
         cells = [f"{px:g} nm, FWHM {fwhm[0]:g}-{fwhm[1]:g} nm ({fwhm[0] / px:.1f}-{fwhm[1] / px:.1f} px), {d:g} /um^2"]
         chosen = None
         for binning in (None, "other"):
