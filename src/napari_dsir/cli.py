@@ -118,8 +118,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="up-sampling factor (default: the model's, 8)")
     p.add_argument("--binning", choices=["auto", "1", "2", "3", "4"], default="auto",
                    help="the network sees the frames binned NxN camera px (auto: 1 unless the PSF measured "
-                        "on the movie is wider in pixels than the model's training, which a warning says; "
-                        "the fits always use the camera's pixels)")
+                        "on the movie is wider in pixels than the model's training and the binned frames are "
+                        "not more crowded than it, which a warning says; the fits always use the camera's pixels)")
     p.add_argument("--tile", type=_nonnegative_int, default=None,
                    help="process frames larger than this many camera px in overlapping tiles "
                         "(same result, less memory; default 128; 0: never)")
