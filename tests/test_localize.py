@@ -158,3 +158,21 @@ def test_crowded_extra_scales_with_bound_and_density():
     np.testing.assert_allclose(wide, [0.2 * 2**1.5, 0.2, 0.2])
     with pytest.raises(DSIRError, match="sigma"):
         crowded_extra((0.2,), 0.0, 1, 0.5, sigma_power=1.0)
+
+
+def test_suppress_echoes_leaves_out_weak_detections_beside_strong_ones():
+    from napari_dsir.localize import ECHO_RATIO, suppress_echoes
+    from napari_dsir.locs import Localizations
+
+    frame = np.array([0, 0, 0, 0, 1, 2, 2])
+    x = np.array([1000.0, 1200.0, 1600.0, 3000.0, 1200.0, 5000.0, 5150.0])
+    y = np.full(7, 1000.0)
+    inten = np.array([10.0, 1.5, 1.0, 0.5, 1.5, 10.0, 3.0])
+    locs = Localizations(frame, x, y, intensity=inten)
+    kept = suppress_echoes(locs, 320.0)
+    # the echo 200 nm from the strong one goes; one 600 nm away, a lone weak
+    # one, the same spot in another frame and a pair of comparable ones stay
+    assert list(kept.x) == [1000.0, 1600.0, 3000.0, 1200.0, 5000.0, 5150.0]
+    assert len(suppress_echoes(locs, 320.0, ratio=0.1)) == 7 and ECHO_RATIO == 0.2
+    bare = Localizations(frame, x, y)
+    assert suppress_echoes(bare, 320.0) is bare

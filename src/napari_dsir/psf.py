@@ -23,9 +23,9 @@ from .camera import Camera
 from .locs import Localizations
 from .simulate import FWHM_TO_SIGMA
 
-#: the widest PSF (FWHM, camera px) a model without a recorded training
+#: the PSFs (FWHM, camera px) a model without a recorded training
 #: simulation was trained on (the original DSIR: 200-300 nm at 100 nm)
-LEGACY_FWHM_PX = 3.0
+LEGACY_FWHM_RANGE_PX = (2.0, 3.0)
 #: spots per frame and in all that `measure_fwhm` fits at most, and the
 #: free fits it needs
 SPOTS_PER_FRAME = 64
@@ -42,17 +42,23 @@ MAX_BINNING = 4
 LEGACY_DENSITY = 2.0
 
 
-def training_fwhm_px(model) -> float:
-    """The widest PSF (FWHM, camera px) in ``model``'s training simulation
-    (its ``metadata["simulation"]``: FWHM range in nm over its pixel size);
-    `LEGACY_FWHM_PX` when not recorded."""
+def training_fwhm_range_px(model) -> tuple[float, float]:
+    """The narrowest and the widest PSF (FWHM, camera px) in ``model``'s
+    training simulation (its ``metadata["simulation"]``: FWHM range in nm
+    over its pixel size); `LEGACY_FWHM_RANGE_PX` when not recorded."""
     sim = (getattr(model, "metadata", None) or {}).get("simulation") or {}
     try:
         fwhm = sim["fwhm"]
-        hi = float(fwhm[1] if isinstance(fwhm, (list, tuple)) else fwhm)
-        return hi / float(sim.get("pixel_size", 100.0))
+        lo, hi = (float(fwhm[0]), float(fwhm[1])) if isinstance(fwhm, (list, tuple)) else (float(fwhm),) * 2
+        p = float(sim.get("pixel_size", 100.0))
+        return lo / p, hi / p
     except (KeyError, TypeError, ValueError, IndexError):
-        return LEGACY_FWHM_PX
+        return LEGACY_FWHM_RANGE_PX
+
+
+def training_fwhm_px(model) -> float:
+    """The widest PSF (FWHM, camera px) in ``model``'s training."""
+    return training_fwhm_range_px(model)[1]
 
 
 def training_density(model) -> float:

@@ -19,10 +19,10 @@ import torch
 from .camera import Camera
 from .errors import DSIRError, OutOfMemory
 from .io import Stack, check_pixel_size
-from .localize import LocalizeParams, find_peaks
+from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
 from .locs import Localizations
 from .model import DSIRModel
-from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_density, training_fwhm_px
+from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_density, training_fwhm_range_px
 
 
 @dataclass
@@ -214,6 +214,8 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     dask array), is wider in camera pixels than the model's training) and
     what was measured (``psf_fwhm_nm``: the median, ``psf_fwhm_q25_nm``:
     the lower quartile, ``psf_fits``; None where too few spots were fitted;
+    ``psf_narrow``: the median narrower than the training's narrowest, for
+    `iter_reconstruct`'s ``echoes``;
     where the PSF is wide, ``network_density``: the network's detections
     per frame and 100 camera px^2 on the sample, unbinned, which keeps
     crowded movies unbinned: `napari_dsir.psf.network_binning`)."""
@@ -229,11 +231,13 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     if measured is None:
         return 1, {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0}
     median, q25, n = measured
-    b = network_binning(q25 / float(pixel_size), training_fwhm_px(model))
-    info = {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n}
+    lo, hi = training_fwhm_range_px(model)
+    b = network_binning(q25 / float(pixel_size), hi)
+    # narrower than the training's narrowest: the network's echoes are left out
+    info = {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n, "psf_narrow": median / pixel_size < lo}
     if b > 1:  # would the binned frames be too crowded for the network?
         info["network_density"] = density = _detection_density(model, sample)
-        b = network_binning(q25 / float(pixel_size), training_fwhm_px(model), density, training_density(model))
+        b = network_binning(q25 / float(pixel_size), hi, density, training_density(model))
     return b, info
 
 
@@ -411,6 +415,7 @@ def iter_reconstruct(
     where: str = "",
     noise_scale: float | None = None,
     binning: int = 1,
+    echoes: bool = False,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -443,6 +448,9 @@ def iter_reconstruct(
     `movie_binning`, `napari_dsir.psf`); its output is spread back over the
     camera grid (the sum image keeps its shape and total), its detections
     are placed on its own grid, and the fits use the camera's pixels.
+    ``echoes``: leave out the weak detections beside stronger ones that a
+    network makes for a PSF narrower than its training's
+    (`napari_dsir.localize.suppress_echoes`, `ECHO_RADIUS_PX` camera px).
     """
     src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -480,6 +488,8 @@ def iter_reconstruct(
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
                         found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
+                    if echoes:
+                        found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size)
                 if nb > 1:  # back on the camera's x u grid, the same total
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 acc += sr.sum(0, dtype=torch.float64)

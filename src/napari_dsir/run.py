@@ -53,7 +53,8 @@ class RunRequest:
     its window in camera px, None: about 700 nm, `reconstruct.fit_window`).
     ``binning``: the network sees frames binned this many camera px a side
     (None: 1 unless the PSF measured on the movie is wider in pixels than
-    the model's training, `reconstruct.movie_binning`; a warning says so).
+    the model's training, `reconstruct.movie_binning`; a warning says so;
+    where it is narrower, the network's echoes are left out: None only).
     ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
@@ -214,6 +215,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     binning, psf = _binning(req, src, model, px.nm, camera, total, name)
     if binning > 1 or psf.get("network_density") is not None:
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
+    echoes = bool(psf.get("psf_narrow")) and params is not None
+    if echoes:
+        yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm), kind="warning")
     hooks = _cancel_hooks(model.net, cancel)
     try:
         if client is not None:
@@ -222,12 +226,12 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning)
+                fit_window=req.fit_window, binning=binning, echoes=echoes)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
-                fit_window=req.fit_window, where=name, binning=binning)
+                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -286,6 +290,16 @@ def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
                 f"(binning=1 / --binning 1 turns this off)")
     return (f"{wide}, but the frames are too crowded to bin for it ({psf['network_density']:.1f} detections per "
             f"100 px^2): it may miss emitters (binning=2 / --binning 2 forces it)")
+
+
+def echoes_message(psf: dict, pixel_size: float) -> str:
+    """What the user is told when the PSF is narrow for the network."""
+    from .localize import ECHO_RADIUS_PX, ECHO_RATIO
+
+    f = psf["psf_fwhm_nm"]
+    return (f"the PSF is narrow for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px): "
+            f"detections with less than {ECHO_RATIO:.0%} of the intensity of another within {ECHO_RADIUS_PX:g} px "
+            f"(its echoes) are left out (binning=1 / --binning 1 keeps them)")
 
 
 def _n_frames(src, req: RunRequest) -> int:
