@@ -196,21 +196,17 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         params = req.localize.validate()
     elif req.localize:
         params = params_for(model, threshold=req.threshold, radius=req.radius)
-    client, own_client = req.client, False
-    if req.scheduler and client is None:
-        from .distributed import connect
-
-        client, own_client = connect(req.scheduler), True
-    if client is not None and req.keep_frames:
-        raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "
-                        "(the frames stay on the workers)")
     camera = None
     if params is not None and req.refine:
         camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
         if assumed:
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
         camera.check_data(_first_frames(src, req.start))
-    if client is None:
+    distributed = req.client is not None or bool(req.scheduler)
+    if distributed and req.keep_frames:
+        raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "
+                        "(the frames stay on the workers)")
+    if not distributed:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
     binning, psf = _binning(req, src, model, px.nm, camera, total, name)
     if binning > 1 or psf.get("network_density") is not None:
@@ -218,6 +214,11 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
         yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm), kind="warning")
+    client, own_client = req.client, False
+    if req.scheduler and client is None:
+        from .distributed import connect
+
+        client, own_client = connect(req.scheduler), True
     hooks = _cancel_hooks(model.net, cancel)
     try:
         if client is not None:
