@@ -284,6 +284,8 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     assert FIT_WINDOW_NM == 700.0
     assert [fit_window(p) for p in (65.0, 80.0, 100.0, 110.0, 130.0, 160.0, 400.0)] == [11, 9, 7, 7, 5, 5, 5]
     assert fit_settings(160.0)["window"] == 5 and fit_settings()["window"] == 7
+    # the PSF sigma's bounds are distances in nm too (0.5-3 px of 100 nm)
+    assert fit_settings()["sigma_bounds_px"] == (0.5, 3.0) and fit_settings(160.0)["sigma_bounds_px"] == (0.3125, 1.875)
     cfg = SimulationConfig(frame_size=(24, 24), density=1.5, photons=(800.0, 4000.0), pixel_size=160.0)
     frames, _ = simulate(4, cfg, seed=8)
     cam = Camera(100.0, 1.0)

@@ -314,6 +314,11 @@ FIT_HOLD_PULLED = True
 # with 5 px, 14-19 % and 0.86-1.04 (validation movies of 160 nm pixels,
 # seeds apart from the benchmarks': benchmarks/results/pixel_size.md).
 FIT_WINDOW_NM = 700.0
+# The fitted PSF sigma's bounds, in nm (0.5-3 px of 100 nm, as before): with
+# 160 nm pixels and a FWHM of 180-240 nm (sigma 0.48-0.64 px) a bound of
+# 0.5 px failed 176 of 1,900 fits, one of 0.31 px 62 (the others' positions,
+# photons and uncertainties unchanged; a one-off check on validation movies)
+FIT_SIGMA_NM = (50.0, 300.0)
 # torch threads for the fits (at most torch's own setting): a block of 32
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
 # threads than with one on the 2-core benchmark machine.
@@ -337,7 +342,8 @@ def fit_settings(pixel_size_nm: float = 100.0) -> dict:
     return dict(window=fit_window(pixel_size_nm), dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
                 max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
                 fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_NM / float(pixel_size_nm),
-                max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED)
+                max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED,
+                sigma_bounds_px=(FIT_SIGMA_NM[0] / float(pixel_size_nm), FIT_SIGMA_NM[1] / float(pixel_size_nm)))
 
 
 def network_error(params) -> dict:
