@@ -7,8 +7,11 @@ with a FWHM of 300-380 nm, Jaccard 0.45 against 0.88 on the same frames
 binned 2x2; `benchmarks/results/psf_width.md`). The width is measured on
 the movie's own bright, isolated spots (a Poisson fit of each,
 `napari_dsir.fit.refine`), and frames whose PSF is wider than the
-training's widest are binned for the network only (`network_binning`): the
-fits still use the camera's own pixels.
+training's widest are binned for the network only (`network_binning`,
+unless the binned frames would be more crowded than its training): the
+fits still use the camera's own pixels. Where the PSF is narrower than the
+training's narrowest, the run leaves out the weak echoes the network adds
+beside the emitters (`napari_dsir.localize.suppress_echoes`).
 """
 
 from __future__ import annotations
