@@ -49,8 +49,8 @@ def test_binning_rule_and_training_range():
     assert psf.network_binning(8.0, 3.7, 0.9, 9.0) == 3 and psf.network_binning(8.0, 3.7, 1.1, 9.0) == 1
     assert psf.training_density(load_model("default")) == pytest.approx(9.0)
     assert psf.training_density(object()) == psf.LEGACY_DENSITY
-    assert psf.training_fwhm_px(load_model("default")) == pytest.approx(3.7)
-    assert psf.training_fwhm_px(load_model("dsir")) == pytest.approx(3.0)
+    assert psf.training_fwhm_range_px(load_model("default"))[1] == pytest.approx(3.7)
+    assert psf.training_fwhm_range_px(load_model("dsir"))[1] == pytest.approx(3.0)
     assert psf.training_fwhm_range_px(object()) == psf.LEGACY_FWHM_RANGE_PX
     assert psf.training_fwhm_range_px(load_model("default")) == pytest.approx((1.7, 3.7))
 

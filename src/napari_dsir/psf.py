@@ -59,11 +59,6 @@ def training_fwhm_range_px(model) -> tuple[float, float]:
         return LEGACY_FWHM_RANGE_PX
 
 
-def training_fwhm_px(model) -> float:
-    """The widest PSF (FWHM, camera px) in ``model``'s training."""
-    return training_fwhm_range_px(model)[1]
-
-
 def training_density(model) -> float:
     """The densest frames in ``model``'s training simulation, in emitters
     per frame and 100 of its pixels^2 (`LEGACY_DENSITY` when not recorded)."""
@@ -80,7 +75,7 @@ def network_binning(fwhm_px: float | None, max_fwhm_px: float, density: float | 
                     max_density: float = math.inf) -> int:
     """The smallest binning b (1..`MAX_BINNING`) that brings a PSF of
     ``fwhm_px`` camera px (the lower quartile of `measure_fwhm`) within
-    ``max_fwhm_px`` network px (`training_fwhm_px`); 1 when the width is not
+    ``max_fwhm_px`` network px (`training_fwhm_range_px`); 1 when the width is not
     known, or when the binned frames would be denser than ``max_density``
     (per 100 network px^2, `training_density`) at ``density`` detections
     per frame and 100 camera px^2: binning 2x2 quadruples the crowding the
