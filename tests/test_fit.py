@@ -659,7 +659,7 @@ def test_amplitude_fit_equals_the_general_fit_with_position_and_sigma_held():
 
 
 def test_one_neighbour_search_serves_grouping_isolation_and_deblending():
-    """_pairs (one tree search per call of refine) finds the pairs of one
+    """frame_pairs (one tree search per call of refine) finds the pairs of one
     frame a brute-force search finds; the groups, neighbour counts and the
     deblended photons built from it equal those of their own searches; the
     held light rendered only around the rows that ask for it (``near``)
@@ -669,7 +669,7 @@ def test_one_neighbour_search_serves_grouping_isolation_and_deblending():
     f = rng.integers(0, 5, n)
     xp, yp = rng.uniform(0, H, n), rng.uniform(0, H, n)
     valid = rng.random(n) > 0.05
-    pairs, dist = fit._pairs(f, xp, yp, valid, 7.0, H)
+    pairs, dist = fit.frame_pairs(f, xp, yp, valid, 7.0, H)
     d = np.hypot(xp[:, None] - xp, yp[:, None] - yp)
     brute = np.argwhere(np.triu(d <= 7.0, 1) & (f[:, None] == f) & valid[:, None] & valid)
     assert {tuple(p) for p in np.sort(pairs, 1)} == {tuple(p) for p in brute}

@@ -472,9 +472,11 @@ def _inside(xp, yp, H, W):
         return np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp <= W) & (yp >= 0) & (yp <= H)
 
 
-def _pairs(f, xp, yp, valid, radius, H):
-    """The pairs of valid detections of one frame at most ``radius`` px
-    apart: (m, 2) row indices (first < second) and their distances (m,)."""
+def frame_pairs(f, xp, yp, valid, radius, H):
+    """The pairs of valid detections of one frame at most ``radius`` apart
+    (frames ``f``; positions ``xp``, ``yp`` with 0 <= yp <= ``H``, in any one
+    unit, camera px here): (m, 2) row indices (first < second) and their
+    distances (m,). One tree search for all the frames."""
     ii = np.flatnonzero(valid)
     if len(ii) < 2 or not radius > 0:
         return np.zeros((0, 2), np.int64), np.zeros(0)
@@ -487,12 +489,12 @@ def _pairs(f, xp, yp, valid, radius, H):
 def _groups(f, xp, yp, valid, window, H, pairs=None):
     """Group label per detection: connected components of the valid
     detections of one frame closer than ``window`` px (each invalid one
-    alone). ``pairs``: `_pairs` of these detections at a radius >= window."""
+    alone). ``pairs``: `frame_pairs` of these detections at a radius >= window."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(f)
-    pairs, dist = _pairs(f, xp, yp, valid, window, H) if pairs is None else pairs
+    pairs, dist = frame_pairs(f, xp, yp, valid, window, H) if pairs is None else pairs
     pairs = pairs[dist < window * (1 - 1e-9)]
     if not len(pairs):
         return np.arange(n)
@@ -507,7 +509,7 @@ def _duplicates(f, xp, yp, valid, merge_px, H, strength):
     from scipy.sparse.csgraph import connected_components
 
     out = np.zeros(len(f), bool)
-    pairs, _ = _pairs(f, xp, yp, valid, merge_px, H)
+    pairs, _ = frame_pairs(f, xp, yp, valid, merge_px, H)
     if not len(pairs):
         return out
     ii = np.flatnonzero(valid)
@@ -522,12 +524,12 @@ def _duplicates(f, xp, yp, valid, merge_px, H, strength):
 
 def _neighbours(f, xp, yp, valid, radius, H, pairs=None):
     """Number of other valid detections of its frame closer than ``radius``
-    px, per detection. ``pairs``: `_pairs` of these detections at a radius
+    px, per detection. ``pairs``: `frame_pairs` of these detections at a radius
     >= ``radius``."""
     out = np.zeros(len(f), np.int64)
     if radius <= 0:
         return out
-    pairs, dist = _pairs(f, xp, yp, valid, radius, H) if pairs is None else pairs
+    pairs, dist = frame_pairs(f, xp, yp, valid, radius, H) if pairs is None else pairs
     np.add.at(out, pairs[dist <= radius].ravel(), 1)
     return out
 
@@ -771,7 +773,7 @@ def _refine(
         raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
     # one search for the pairs of neighbours that the grouping, the
     # isolation test and the deblending ask for
-    pairs = _pairs(fr, xp, yp, valid, max(window, _DEBLEND_PX, float(isolation_px or 0.0)), H)
+    pairs = frame_pairs(fr, xp, yp, valid, max(window, _DEBLEND_PX, float(isolation_px or 0.0)), H)
     neighbours = np.zeros(n, np.int64)
     if isolation_px is not None:
         neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
@@ -1087,7 +1089,7 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     detection within `_DEBLEND_PX` px) to the light measured there above its
     ``background`` (e-/px; at most the frame's lower quartile). Only the
     rows where ``update`` is True change (default: all). ``pairs``: (m, 2)
-    row indices of the candidate pairs of neighbours (`_pairs`; default:
+    row indices of the candidate pairs of neighbours (`frame_pairs`; default:
     searched here); those of ``rows`` within `_DEBLEND_PX` at the current
     estimates count."""
     dev = data_e.device
@@ -1117,7 +1119,7 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     if pairs is None:
         sel = np.zeros(len(estimate), bool)
         sel[rows] = True
-        pairs = _pairs(fr, estimate[:, 0], estimate[:, 1], sel, _DEBLEND_PX, H)[0]
+        pairs = frame_pairs(fr, estimate[:, 0], estimate[:, 1], sel, _DEBLEND_PX, H)[0]
     local = np.full(len(estimate), -1)
     local[rows] = np.arange(m)
     pairs = local[pairs]

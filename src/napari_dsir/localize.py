@@ -378,11 +378,12 @@ def suppress_echoes(locs: Localizations, radius_nm: float, ratio: float = ECHO_R
     `benchmarks/results/psf_width.md`)."""
     if len(locs) < 2 or locs.intensity is None:
         return locs
-    from scipy.spatial import cKDTree  # only for narrow PSFs
+    from .fit import frame_pairs  # scipy's tree: only for narrow PSFs
 
-    # frames far apart in a third coordinate: pairs within one frame only
-    pts = np.column_stack([locs.x, locs.y, locs.frame.astype(float) * (4.0 * radius_nm + 1.0)])
-    pairs = cKDTree(pts).query_pairs(float(radius_nm), output_type="ndarray")
+    valid = np.isfinite(locs.x) & np.isfinite(locs.y)
+    if not valid.any():
+        return locs
+    pairs, _ = frame_pairs(locs.frame, locs.x, locs.y, valid, float(radius_nm), float(locs.y[valid].max()))
     if not len(pairs):
         return locs
     a, b = pairs[:, 0], pairs[:, 1]
