@@ -24,8 +24,10 @@ from .localize import (
     centroids,
     check_density_factors,
     crowded_extra,
+    density_or_ref,
     find_peaks,
     local_maxima,
+    sigma_or_ref,
 )
 from .localize import blur as blur_images
 from .locs import Localizations
@@ -293,12 +295,10 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
     knots = np.log(CROWDED_DENSITY_KNOTS)
     ref = int(np.argmin(np.abs(knots - math.log(CROWDED_DENSITY_REF))))
     with_density = density is not None and len(err2) > 0
-    dens = np.asarray(density, float) if with_density else np.full(len(err2), CROWDED_DENSITY_REF)
-    dens = np.where(np.isfinite(dens), np.maximum(dens, 1e-3), CROWDED_DENSITY_REF)
+    dens = density_or_ref(density if with_density else np.full(len(err2), CROWDED_DENSITY_REF))
     drange = np.digitize(np.log(dens), 0.5 * (knots[1:] + knots[:-1])) if with_density else np.zeros(len(err2), int)
     with_sigma = sigma is not None and len(err2) > 0
-    sg = np.asarray(sigma, float) if with_sigma else np.full(len(err2), CROWDED_SIGMA_REF_PX)
-    sg = np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
+    sg = sigma_or_ref(sigma if with_sigma else np.full(len(err2), CROWDED_SIGMA_REF_PX))
     log_s = np.log(sg / CROWDED_SIGMA_REF_PX)
     bins = []  # (class, rows) of each bin
     for k in range(CROWDED_CLASSES):

@@ -39,6 +39,21 @@ CROWDED_DENSITY_REF = 2.0
 DENSITY_RADIUS_PX = 10
 
 
+def density_or_ref(density) -> np.ndarray:
+    """``density`` (per frame and 100 camera px^2) as the network's error
+    model reads it: at least 1e-3, and `CROWDED_DENSITY_REF` where not
+    finite (a detection outside the frame)."""
+    d = np.asarray(density, float)
+    return np.where(np.isfinite(d), np.maximum(d, 1e-3), CROWDED_DENSITY_REF)
+
+
+def sigma_or_ref(sigma_px) -> np.ndarray:
+    """PSF ``sigma_px`` (camera px) as the network's error model reads it:
+    `CROWDED_SIGMA_REF_PX` where not finite or not > 0 (a failed fit)."""
+    sg = np.asarray(sigma_px, float)
+    return np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
+
+
 def density_factor(factors, density) -> np.ndarray:
     """The factor of the network's error at local ``density`` (detections per
     frame and 100 camera px^2; NaN: the reference's): ``factors`` at
@@ -48,7 +63,7 @@ def density_factor(factors, density) -> np.ndarray:
     f = check_density_factors(factors)
     if not len(f):
         return np.ones(d.shape)
-    d = np.where(np.isfinite(d), np.maximum(d, 1e-3), CROWDED_DENSITY_REF)
+    d = density_or_ref(d)
     return np.exp(np.interp(np.log(d), np.log(CROWDED_DENSITY_KNOTS), np.log(np.maximum(f, 1e-6))))
 
 
@@ -70,9 +85,7 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
         if sigma_power:
             if sigma_px is None:
                 raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
-            sg = np.asarray(sigma_px, float)
-            sg = np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
-            out = out * (sg / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
+            out = out * (sigma_or_ref(sigma_px) / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
     if len(density_factors):
         if density is None:
             raise DSIRError("crowded_error_density needs the local density of the detections")
