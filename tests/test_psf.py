@@ -75,8 +75,13 @@ def test_a_wide_psf_is_binned_for_the_network_and_found():
     auto = reconstruct(frames, pixel_size=65.0, localize=True, camera=CAM, progress=seen.append)
     assert auto.info["binning"] == 2 and abs(auto.info["psf_fwhm_nm"] / 350 - 1) < 0.06
     assert any("binned 2x2" in p.message for p in seen if p.kind == "warning")
-    plain = reconstruct(frames, pixel_size=65.0, localize=True, camera=CAM, binning=1)
-    assert plain.info["binning"] == 1 and "psf_fwhm_nm" not in plain.info
+    seen.clear()
+    plain = reconstruct(frames, pixel_size=65.0, localize=True, camera=CAM, binning=1, progress=seen.append)
+    # a binning given: the PSF is measured only for the fits to start from
+    assert plain.info["binning"] == 1 and plain.info["psf_fwhm_nm"] == auto.info["psf_fwhm_nm"]
+    assert not any("binned" in p.message for p in seen) and "network_density" not in plain.info
+    unrefined = reconstruct(frames, pixel_size=65.0, localize=True, refine=False, binning=1)
+    assert "psf_fwhm_nm" not in unrefined.info
     j_auto, j_plain = evaluate(gt, auto.localizations, 250.0).jaccard, evaluate(gt, plain.localizations, 250.0).jaccard
     assert j_auto > 0.8 and j_auto > j_plain + 0.2, (j_auto, j_plain)
     assert auto.sum_image.shape == plain.sum_image.shape == (400, 400)

@@ -238,13 +238,14 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     (per neighbour class, growing with the bound, the density and the PSF's
     width, its own for pulled rows):
     the rows it keeps at the network's position carry what
-    `fit.refine` gives them with those settings, and more than their bound."""
+    `fit.refine` gives them with those settings, started from the PSF the
+    run measured, and more than their bound."""
     from dataclasses import replace
 
     from napari_dsir import fit
     from napari_dsir.camera import Camera
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import fit_settings, network_error
+    from napari_dsir.reconstruct import fit_settings, fit_sigma_init, network_error
     from napari_dsir.simulate import SimulationConfig, simulate
 
     frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=3.0, photons=(500.0, 5000.0)), seed=4)
@@ -253,11 +254,14 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     params = replace(params_for(model), crowded_error_power=0.5, pulled_error_px=0.3,
                      crowded_error_density=(0.5, 0.7, 1.0, 1.5, 1.2), crowded_error_sigma_power=1.2)
     model.metadata["localize"] = params.to_dict()
-    got = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam).localizations
+    run = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam)
+    got = run.localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    want = fit.refine(photons, found, 100.0, cam, **fit_settings(), **network_error(params))
-    bare = fit.refine(photons, found, 100.0, cam, **fit_settings())
+    start = fit_sigma_init(run.info["psf_fwhm_nm"])
+    assert start is not None and 80 < start < 160  # FWHM 200-300 nm simulated
+    want = fit.refine(photons, found, 100.0, cam, **fit_settings(), **network_error(params), sigma_init_nm=start)
+    bare = fit.refine(photons, found, 100.0, cam, **fit_settings(), sigma_init_nm=start)
     np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
     kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
     assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()
@@ -278,7 +282,7 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     from napari_dsir import fit
     from napari_dsir.camera import Camera
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_window, network_error
+    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_sigma_init, fit_window, network_error
     from napari_dsir.simulate import SimulationConfig, simulate
 
     assert FIT_WINDOW_NM == 700.0
@@ -290,13 +294,53 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     frames, _ = simulate(4, cfg, seed=8)
     cam = Camera(100.0, 1.0)
     model = load_model("default")
-    got = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam).localizations
+    run = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam)
+    got = run.localizations
     found = reconstruct(frames, model, pixel_size=160.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    settings = fit_settings(160.0)
+    settings = {**fit_settings(160.0), "sigma_init_nm": fit_sigma_init(run.info["psf_fwhm_nm"])}
     want = fit.refine(photons, found, 160.0, cam, **settings, **network_error(params_for(model)))
     np.testing.assert_allclose(got.photons, want.locs.photons, rtol=1e-5)
     seven = fit.refine(photons, found, 160.0, cam, **{**settings, "window": 7}, **network_error(params_for(model)))
     assert not np.allclose(seven.locs.photons, want.locs.photons, rtol=1e-5, equal_nan=True)
     given = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam, fit_window=7).localizations
     np.testing.assert_allclose(given.photons, seven.locs.photons, rtol=1e-5)
+
+
+def test_fits_start_from_the_measured_psf():
+    """Pairs of emitters 600 nm apart with a 450 nm PSF on 100 nm pixels:
+    started at 1 px, each fit's neighbour, held at its first estimate, puts
+    too little light in the tails and the fit is pulled toward it; started
+    from the PSF measured on the movie (`fit_sigma_init`), far less, and
+    fewer fits are held as pulled."""
+    from napari_dsir import fit
+    from napari_dsir.camera import Camera
+    from napari_dsir.locs import Localizations
+    from napari_dsir.psf import measure_fwhm
+    from napari_dsir.reconstruct import fit_settings, fit_sigma_init
+    from napari_dsir.simulate import render_emitters
+
+    assert fit_sigma_init(None) is None and fit_sigma_init(float("nan")) is None
+    assert fit_sigma_init(235.48) == pytest.approx(100.0, rel=1e-4)
+    rng = np.random.default_rng(3)
+    n, size = 40, 24
+    frames = np.empty((n, size, size), np.float32)
+    cx, cy = 1200 + rng.uniform(-50, 50, n), 1200 + rng.uniform(-50, 50, n)
+    xs, ys = np.column_stack([cx - 300, cx + 300]).ravel(), np.repeat(cy, 2)
+    for f in range(n):
+        mu = render_emitters(xs[2 * f : 2 * f + 2], ys[2 * f : 2 * f + 2], np.full(2, 3000.0), np.full(2, 190.0),
+                             (size, size), 100.0)
+        frames[f] = rng.poisson(mu + 30.0) + 100.0
+    found = Localizations(np.repeat(np.arange(n), 2), xs + rng.normal(0, 10, 2 * n), ys + rng.normal(0, 10, 2 * n))
+    cam = Camera(100.0, 1.0)
+    photons = cam.to_photons(torch.from_numpy(frames))
+    fwhm = measure_fwhm(frames, 100.0, cam)[0]
+    assert 420 < fwhm < 520
+    toward = np.tile([1.0, -1.0], n)  # the direction of each emitter's neighbour along x
+    pull = {}
+    for start in (None, fit_sigma_init(fwhm)):
+        res = fit.refine(photons, found, 100.0, cam, **fit_settings(), sigma_init_nm=start)
+        ok = res.status == fit.OK
+        pull[start is None] = (float(np.mean(toward[ok] * (res.locs.x[ok] - xs[ok]))), ok.mean())
+    (measured, ok_measured), (one_px, ok_one_px) = pull[False], pull[True]
+    assert one_px > 20 and abs(measured) < 15 and ok_measured > ok_one_px + 0.1, pull

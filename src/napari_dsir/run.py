@@ -227,12 +227,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes)
+                fit_window=req.fit_window, binning=binning, echoes=echoes, psf_fwhm_nm=psf.get("psf_fwhm_nm"))
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
-                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes)
+                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes,
+                psf_fwhm_nm=psf.get("psf_fwhm_nm"))
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -266,15 +267,18 @@ def _cancellable(gen, cancel: threading.Event | None):
 
 def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int, name: str) -> tuple[int, dict]:
     """The request's network binning (checked) or, when it gives none, the
-    one the movie's PSF needs, with what was measured."""
+    one the movie's PSF needs, with what was measured; with a binning given
+    the PSF is measured only for the fits to start from (``camera``)."""
     from .psf import MAX_BINNING
-    from .reconstruct import movie_binning
+    from .reconstruct import movie_binning, movie_psf
 
     if req.binning is not None:
         b = req.binning
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BINNING:
             raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING} (or None: from the PSF), got {b!r}")
-        return int(b), {}
+        if camera is None or total < 1:
+            return int(b), {}
+        return int(b), movie_psf(src, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
     if total < 1:
         return 1, {}
     return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
