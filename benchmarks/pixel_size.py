@@ -79,14 +79,13 @@ def _density_per_um2(pixel_size: float):
 def run(frames, gt, px: float, params, variant: str) -> str:
     found = reconstruct(frames, None, pixel_size=px, localize=True, refine=False, camera=CAMERA).localizations
     photons = CAMERA.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-    settings = R.fit_settings(px)
-    if variant != "current":
-        settings["window"] = 7
+    fwhm = R.movie_psf(frames, 0, len(frames), px, CAMERA)["psf_fwhm_nm"]  # as a run measures it
+    settings = R.refine_settings(px, params, fwhm, window=None if variant == "current" else 7)
     original = fit.local_density
     if variant == "previous":
         fit.local_density = _density_per_um2(px)
     try:
-        res = fit.refine(photons, found, px, CAMERA, threads=2, **settings, **R.network_error(params))
+        res = fit.refine(photons, found, px, CAMERA, threads=2, **settings)
     finally:
         fit.local_density = original
     locs = res.locs

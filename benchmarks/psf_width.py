@@ -68,12 +68,12 @@ SETS = [
 ]
 
 
-def _kept_z(frames, gt, found, px, binning, params) -> str:
+def _kept_z(frames, gt, found, px, binning, params, fwhm) -> str:
     """std(err/unc) of the rows held at the network's position (their status
-    from a refine call with reconstruct's settings on the same detections)."""
+    from a refine call with reconstruct's settings on the same detections,
+    from the PSF the run measured: ``fwhm``)."""
     photons = CAMERA.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-    res = fit.refine(photons, found, px, CAMERA, threads=2, network_binning=binning, **R.fit_settings(px),
-                     **R.network_error(params))
+    res = fit.refine(photons, found, px, CAMERA, threads=2, **R.refine_settings(px, params, fwhm, binning))
     return kept_z(gt, res.locs, np.isin(res.status, (fit.CROWDED, fit.PULLED))).split(";")[0]
 
 
@@ -90,7 +90,7 @@ def main() -> None:
         chosen = narrow = None
         for binning in (None, "other"):
             if binning == "other":  # the other choice: 2x2 where auto kept the frames, else none;
-                # for a narrow PSF, the echoes kept (an explicit binning measures no PSF)
+                # for a narrow PSF, the echoes kept (an explicit binning measures the PSF for the fits only)
                 binning = 1 if chosen > 1 or narrow else 2
             res = reconstruct(frames, pixel_size=px, localize=True, camera=CAMERA, binning=binning)
             locs, b = res.localizations, res.info["binning"]
@@ -108,7 +108,7 @@ def main() -> None:
             c = calibration(gt, locs)
             cells += [] if binning is None else [f"{b}{' (echoes kept)' if narrow else ''}"]
             cells += [f"{e.jaccard:.3f} ({e.precision:.2f})", f"{e.rmse:.1f}", f"{c['z_std']:.2f}",
-                      _kept_z(frames, gt, found, px, b, params)]
+                      _kept_z(frames, gt, found, px, b, params, res.info.get("psf_fwhm_nm"))]
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     head = [

@@ -245,7 +245,7 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     from napari_dsir import fit
     from napari_dsir.camera import Camera
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import fit_settings, fit_sigma_init, network_error
+    from napari_dsir.reconstruct import fit_sigma_init, refine_settings
     from napari_dsir.simulate import SimulationConfig, simulate
 
     frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=3.0, photons=(500.0, 5000.0)), seed=4)
@@ -258,10 +258,10 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     got = run.localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    start = fit_sigma_init(run.info["psf_fwhm_nm"])
-    assert start is not None and 80 < start < 160  # FWHM 200-300 nm simulated
-    want = fit.refine(photons, found, 100.0, cam, **fit_settings(), **network_error(params), sigma_init_nm=start)
-    bare = fit.refine(photons, found, 100.0, cam, **fit_settings(), sigma_init_nm=start)
+    fwhm = run.info["psf_fwhm_nm"]
+    assert 80 < fit_sigma_init(fwhm) < 160  # FWHM 200-300 nm simulated
+    want = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, params, fwhm))
+    bare = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, None, fwhm))
     np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
     kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
     assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()
@@ -282,7 +282,7 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     from napari_dsir import fit
     from napari_dsir.camera import Camera
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_sigma_init, fit_window, network_error
+    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_window, refine_settings
     from napari_dsir.simulate import SimulationConfig, simulate
 
     assert FIT_WINDOW_NM == 700.0
@@ -298,10 +298,11 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     got = run.localizations
     found = reconstruct(frames, model, pixel_size=160.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    settings = {**fit_settings(160.0), "sigma_init_nm": fit_sigma_init(run.info["psf_fwhm_nm"])}
-    want = fit.refine(photons, found, 160.0, cam, **settings, **network_error(params_for(model)))
+    settings = refine_settings(160.0, params_for(model), run.info["psf_fwhm_nm"])
+    assert settings["window"] == 5
+    want = fit.refine(photons, found, 160.0, cam, **settings)
     np.testing.assert_allclose(got.photons, want.locs.photons, rtol=1e-5)
-    seven = fit.refine(photons, found, 160.0, cam, **{**settings, "window": 7}, **network_error(params_for(model)))
+    seven = fit.refine(photons, found, 160.0, cam, **{**settings, "window": 7})
     assert not np.allclose(seven.locs.photons, want.locs.photons, rtol=1e-5, equal_nan=True)
     given = reconstruct(frames, model, pixel_size=160.0, localize=True, camera=cam, fit_window=7).localizations
     np.testing.assert_allclose(given.photons, seven.locs.photons, rtol=1e-5)

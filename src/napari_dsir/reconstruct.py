@@ -376,6 +376,19 @@ def fit_sigma_init(psf_fwhm_nm: float | None) -> float | None:
     return float(psf_fwhm_nm) * FWHM_TO_SIGMA
 
 
+def refine_settings(pixel_size_nm: float = 100.0, localize=None, psf_fwhm_nm: float | None = None,
+                    binning: int = 1, window: int | None = None) -> dict:
+    """Every keyword a run gives `napari_dsir.fit.refine` but the threads:
+    `fit_settings` (``window``: another fitting window), the network's error
+    of ``localize`` (`network_error`), its ``binning`` and the fits' start
+    from the movie's PSF (`fit_sigma_init`)."""
+    settings = fit_settings(pixel_size_nm)
+    if window is not None:
+        settings["window"] = window
+    return {**settings, **network_error(localize), "network_binning": binning,
+            "sigma_init_nm": fit_sigma_init(psf_fwhm_nm)}
+
+
 def network_error(params) -> dict:
     """The keywords of `napari_dsir.fit.refine` for the network's own error
     (`LocalizeParams` ``crowded_error_px``, ``crowded_error_power``,
@@ -419,12 +432,9 @@ class _PendingFits:
 
         found = Localizations.concatenate(self.locs)
         if len(found):
-            settings = fit_settings(pixel_size)
-            if window is not None:
-                settings["window"] = window
-            fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first, **settings,
-                            threads=min(FIT_THREADS, torch.get_num_threads()), network_binning=binning,
-                            sigma_init_nm=fit_sigma_init(psf_fwhm_nm), **network_error(localize))
+            fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
+                            threads=min(FIT_THREADS, torch.get_num_threads()),
+                            **refine_settings(pixel_size, localize, psf_fwhm_nm, binning, window))
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
