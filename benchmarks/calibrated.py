@@ -247,7 +247,7 @@ def run_set(frames, gt, cam, px: float = 100.0) -> list[str]:
         camera = cam or Camera()
         photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
         bare = refine_fits(photons, found, px, camera, threads=2,
-                           **R.refine_settings(px, psf_fwhm_nm=res.info.get("psf_fwhm_nm")))
+                           **R.refine_settings(px, sigma_init_nm=R.fit_sigma_init(res.info)))
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         # the rows kept at the network's position (the status of these fits;

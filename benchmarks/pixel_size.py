@@ -79,8 +79,8 @@ def _density_per_um2(pixel_size: float):
 def run(frames, gt, px: float, params, variant: str) -> str:
     found = reconstruct(frames, None, pixel_size=px, localize=True, refine=False, camera=CAMERA).localizations
     photons = CAMERA.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-    fwhm = R.movie_psf(frames, 0, len(frames), px, CAMERA)["psf_fwhm_nm"]  # as a run measures it
-    settings = R.refine_settings(px, params, fwhm, window=None if variant == "current" else 7)
+    start = R.fit_sigma_init(R.movie_psf(frames, 0, len(frames), px, CAMERA))  # as a run starts its fits
+    settings = R.refine_settings(px, params, start, window=None if variant == "current" else 7)
     original = fit.local_density
     if variant == "previous":
         fit.local_density = _density_per_um2(px)

@@ -68,12 +68,12 @@ SETS = [
 ]
 
 
-def _kept_z(frames, gt, found, px, binning, params, fwhm) -> str:
+def _kept_z(frames, gt, found, px, binning, params, start) -> str:
     """std(err/unc) of the rows held at the network's position (their status
     from a refine call with reconstruct's settings on the same detections,
-    from the PSF the run measured: ``fwhm``)."""
+    started as the run's: ``start``, nm)."""
     photons = CAMERA.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-    res = fit.refine(photons, found, px, CAMERA, threads=2, **R.refine_settings(px, params, fwhm, binning))
+    res = fit.refine(photons, found, px, CAMERA, threads=2, **R.refine_settings(px, params, start, binning))
     return kept_z(gt, res.locs, np.isin(res.status, (fit.CROWDED, fit.PULLED))).split(";")[0]
 
 
@@ -108,7 +108,7 @@ def main() -> None:
             c = calibration(gt, locs)
             cells += [] if binning is None else [f"{b}{' (echoes kept)' if narrow else ''}"]
             cells += [f"{e.jaccard:.3f} ({e.precision:.2f})", f"{e.rmse:.1f}", f"{c['z_std']:.2f}",
-                      _kept_z(frames, gt, found, px, b, params, res.info.get("psf_fwhm_nm"))]
+                      _kept_z(frames, gt, found, px, b, params, R.fit_sigma_init(res.info))]
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     head = [

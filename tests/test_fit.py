@@ -397,6 +397,28 @@ def test_bad_fits_next_to_an_undetected_emitter_can_be_flagged(undetected_neighb
     assert fit.refine(alone, start, P, max_chi2_sigma=4).ok.mean() > 0.95
 
 
+def test_chi2_scale_widens_the_uncertainty_of_fits_the_model_does_not_explain(undetected_neighbour):
+    """chi2_scale: a free fit's uncertainty is its bound times the square
+    root of its reduced chi-square where that is above 1. Next to an
+    undetected neighbour the errors then match the uncertainty better; a
+    lone emitter's barely changes; positions are the same."""
+    pair, alone, start = undetected_neighbour
+    for frames, lone in ((pair, False), (alone, True)):
+        plain = fit.refine(frames, start, P, max_group=1)
+        scaled = fit.refine(frames, start, P, max_group=1, chi2_scale=True)
+        np.testing.assert_array_equal(scaled.status, plain.status)
+        np.testing.assert_allclose(scaled.locs.x, plain.locs.x)
+        ok = plain.ok & np.isfinite(plain.free_chi2)
+        assert ok.mean() > 0.9
+        factor = scaled.locs.uncertainty[ok] / plain.locs.uncertainty[ok]
+        np.testing.assert_allclose(factor, np.sqrt(np.maximum(plain.free_chi2[ok], 1.0)), rtol=1e-6)
+        z = [np.std((r.locs.x[ok] - 1000.0) / r.locs.uncertainty[ok]) for r in (plain, scaled)]
+        if lone:
+            assert np.median(factor) < 1.06 and abs(z[1] - 1) < 0.25, (np.median(factor), z)
+        else:
+            assert np.median(factor) > 1.3 and abs(z[1] - 1) < abs(z[0] - 1), (np.median(factor), z)
+
+
 def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(undetected_neighbour):
     """hold_pulled: the fits pulled by an undetected neighbour (flagged
     BAD_FIT or MOVED without it) keep their start, with photons fitted there

@@ -258,10 +258,10 @@ def test_refinement_reports_the_models_own_error_in_crowds():
     got = run.localizations
     found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    fwhm = run.info["psf_fwhm_nm"]
-    assert 80 < fit_sigma_init(fwhm) < 160  # FWHM 200-300 nm simulated
-    want = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, params, fwhm))
-    bare = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, None, fwhm))
+    start = fit_sigma_init(run.info)
+    assert 80 < start < 160  # FWHM 200-300 nm simulated
+    want = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, params, start))
+    bare = fit.refine(photons, found, 100.0, cam, **refine_settings(100.0, None, start))
     np.testing.assert_allclose(got.uncertainty, want.locs.uncertainty, rtol=1e-6)
     kept = np.isin(want.status, (fit.CROWDED, fit.PULLED))
     assert kept.sum() > 20 and (want.locs.uncertainty[kept] > bare.locs.uncertainty[kept] + 5.0).all()
@@ -282,7 +282,7 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     from napari_dsir import fit
     from napari_dsir.camera import Camera
     from napari_dsir.localize import params_for
-    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_window, refine_settings
+    from napari_dsir.reconstruct import FIT_WINDOW_NM, fit_settings, fit_sigma_init, fit_window, refine_settings
     from napari_dsir.simulate import SimulationConfig, simulate
 
     assert FIT_WINDOW_NM == 700.0
@@ -298,7 +298,7 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     got = run.localizations
     found = reconstruct(frames, model, pixel_size=160.0, localize=True, refine=False).localizations
     photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
-    settings = refine_settings(160.0, params_for(model), run.info["psf_fwhm_nm"])
+    settings = refine_settings(160.0, params_for(model), fit_sigma_init(run.info))
     assert settings["window"] == 5
     want = fit.refine(photons, found, 160.0, cam, **settings)
     np.testing.assert_allclose(got.photons, want.locs.photons, rtol=1e-5)
@@ -321,8 +321,8 @@ def test_fits_start_from_the_measured_psf():
     from napari_dsir.reconstruct import fit_settings, fit_sigma_init
     from napari_dsir.simulate import render_emitters
 
-    assert fit_sigma_init(None) is None and fit_sigma_init(float("nan")) is None
-    assert fit_sigma_init(235.48) == pytest.approx(100.0, rel=1e-4)
+    assert fit_sigma_init(None) is None and fit_sigma_init({"psf_fwhm_q25_nm": None}) is None
+    assert fit_sigma_init({"psf_fwhm_nm": 300.0, "psf_fwhm_q25_nm": 235.48}) == pytest.approx(100.0, rel=1e-4)
     rng = np.random.default_rng(3)
     n, size = 40, 24
     frames = np.empty((n, size, size), np.float32)
@@ -335,11 +335,11 @@ def test_fits_start_from_the_measured_psf():
     found = Localizations(np.repeat(np.arange(n), 2), xs + rng.normal(0, 10, 2 * n), ys + rng.normal(0, 10, 2 * n))
     cam = Camera(100.0, 1.0)
     photons = cam.to_photons(torch.from_numpy(frames))
-    fwhm = measure_fwhm(frames, 100.0, cam)[0]
-    assert 420 < fwhm < 520
+    median, q25, _ = measure_fwhm(frames, 100.0, cam)
+    assert 420 < q25 <= median < 520
     toward = np.tile([1.0, -1.0], n)  # the direction of each emitter's neighbour along x
     pull = {}
-    for start in (None, fit_sigma_init(fwhm)):
+    for start in (None, fit_sigma_init({"psf_fwhm_q25_nm": q25})):
         res = fit.refine(photons, found, 100.0, cam, **fit_settings(), sigma_init_nm=start)
         ok = res.status == fit.OK
         pull[start is None] = (float(np.mean(toward[ok] * (res.locs.x[ok] - xs[ok]))), ok.mean())

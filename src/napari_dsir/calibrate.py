@@ -200,7 +200,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     from .camera import Camera
     from .evaluate import match
     from .fit import CROWDED, PULLED, refine
-    from .reconstruct import movie_psf, refine_settings
+    from .reconstruct import fit_sigma_init, movie_psf, refine_settings
     from .run import reconstruct
 
     p = float(pixel_size)
@@ -216,8 +216,8 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         if len(found) < 2:
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        psf = movie_psf(frames[idx], 0, len(idx), p, cam)  # the fits start from it, as in a run
-        res = refine(photons, found, p, cam, **refine_settings(p, psf_fwhm_nm=psf["psf_fwhm_nm"]))
+        start = fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam))  # as in a run
+        res = refine(photons, found, p, cam, **refine_settings(p, sigma_init_nm=start))
         locs = res.locs
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)

@@ -104,14 +104,14 @@ class _DaskFrames:
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
                       batch_size, localize: dict | None, tile, camera: dict | None = None,
                       fit_window: int | None = None, noise_scale: float | None = None, binning: int = 1,
-                      echoes: bool = False, psf_fwhm_nm: float | None = None):
+                      echoes: bool = False, fit_sigma_nm: float | None = None):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
                                  camera=cam, fit_window=fit_window, noise_scale=noise_scale, binning=binning,
-                                 echoes=echoes, psf_fwhm_nm=psf_fwhm_nm))
+                                 echoes=echoes, fit_sigma_nm=fit_sigma_nm))
     return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
 
 
@@ -119,7 +119,7 @@ def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
-    binning: int = 1, echoes: bool = False, psf_fwhm_nm: float | None = None,
+    binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`."""
@@ -152,7 +152,7 @@ def iter_reconstruct_distributed(
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
                             float(pixel_size), batch_size, params, tile,
                             camera.to_dict() if camera is not None else None, fit_window, noise_scale,
-                            binning, echoes, psf_fwhm_nm, pure=False)
+                            binning, echoes, fit_sigma_nm, pure=False)
         futures[fut] = int(n)
         return fut
 

@@ -569,6 +569,7 @@ def refine(
     crowded_error_density=(),
     crowded_error_sigma_power: float = 0.0,
     network_binning: int = 1,
+    chi2_scale: bool = False,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -650,6 +651,13 @@ def refine(
         bound). With ``max_group=1`` every detection is then
         fitted alone with its neighbours' light held (none joint).
 
+    chi2_scale: the free fits' uncertainty is scaled by the square root of
+        their reduced chi-square where it is above 1 (the PSF's share,
+        `_psf_mismatch`, taken out first; as least squares scale a covariance
+        by the Birge ratio): residuals the model does not explain, below the
+        ``max_chi2_sigma`` test, are mostly light of undetected neighbours,
+        which also moves the fit.
+
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
         2-core machine one thread was 5-70x faster than two
@@ -674,7 +682,7 @@ def refine(
             max_chi2_sigma=max_chi2_sigma, isolation_px=isolation_px, crowded_error_px=crowded_error_px,
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
-            network_binning=network_binning,
+            network_binning=network_binning, chi2_scale=chi2_scale,
         )
     finally:
         if threads is not None and on_cpu:
@@ -686,7 +694,7 @@ def _refine(
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
-    network_binning=1,
+    network_binning=1, chi2_scale=False,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -975,6 +983,8 @@ def _refine(
     status[(status == CROWDED) & pulled] = PULLED
     ok = status == OK
     rep = np.isin(status, REPORTED)
+    if chi2_scale:
+        unc_px = np.where(ok, unc_px * np.sqrt(np.maximum(_chi2_ratio(fit_out, excess, mismatch), 1.0)), unc_px)
     if len(crowded_error):
         # the network's error model in its own pixels (b camera px a side)
         nb = float(network_binning)
@@ -1032,6 +1042,13 @@ def _unexplained(gof, excess, max_chi2_sigma, mismatch=0.0):
     chi2, dof = gof[:, 0] / excess - lam, gof[:, 1]
     with np.errstate(invalid="ignore"):
         return chi2 > dof + float(max_chi2_sigma) * np.sqrt(2.0 * np.maximum(dof, 1.0) + 4.0 * lam)
+
+
+def _chi2_ratio(gof, excess, mismatch=0.0):
+    """Reduced chi-square of fits (``gof``: chi-square, degrees of freedom,
+    signal) less the PSF's share (`_unexplained`); NaN where not fitted."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (gof[:, 0] / excess - mismatch * gof[:, 2]) / gof[:, 1]
 
 
 #: lone free fits `_psf_mismatch` needs, and the span of their signals

@@ -31,7 +31,7 @@ from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
-from .reconstruct import Progress, Result, frame_source, iter_reconstruct
+from .reconstruct import Progress, Result, fit_sigma_init, frame_source, iter_reconstruct
 
 
 @dataclass
@@ -227,13 +227,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, psf_fwhm_nm=psf.get("psf_fwhm_nm"))
+                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma_init(psf))
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
                 fit_window=req.fit_window, where=name, binning=binning, echoes=echoes,
-                psf_fwhm_nm=psf.get("psf_fwhm_nm"))
+                fit_sigma_nm=fit_sigma_init(psf))
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
