@@ -28,7 +28,9 @@ and within 100 nm; for the refined ones also:
   ~5x; the mean bound is given too), over all fitted rows and over the free
   fits only (the isolated detections whose position comes from the fit);
   these come from `napari_dsir.fit.refine` called with reconstruct's
-  settings on the same detections, which gives each row's status;
+  settings on the same detections, which gives each row's status (the
+  bound without the chi-square scaling of the free fits' reported
+  uncertainty);
 - the per-axis RMSE of all refined pairs within 100 nm against the true
   Cramer-Rao bound of their emitters: that of a joint fit of each emitter
   and its neighbours within 7 px (x, y, photons of each, one background;
@@ -243,11 +245,12 @@ def run_set(frames, gt, cam, px: float = 100.0) -> list[str]:
         total = max(1, report["total"])
         held, failed = (report["crowded"] + report["pulled"]) / total, sum(report["failed"].values()) / total
         # the same fits with their status and the bare Cramer-Rao bound
-        # (no network error added to the crowded rows)
+        # (no network error added to the crowded rows, no chi-square scaling
+        # of the free fits' bound)
         camera = cam or Camera()
         photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-        bare = refine_fits(photons, found, px, camera, threads=2,
-                           **R.refine_settings(px, sigma_init_nm=R.fit_sigma_init(res.info)))
+        bare = refine_fits(photons, found, px, camera, threads=2, **{
+            **R.refine_settings(px, sigma_init_nm=R.fit_sigma_init(res.info)), "chi2_scale": False})
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         # the rows kept at the network's position (the status of these fits;
@@ -311,7 +314,8 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The first two RMSE / CRLB columns "
               "are per axis and use the bare Cramer-Rao bound of each fit (the reported uncertainty of crowded rows "
-              "also holds the network's calibrated error); the third, the true bound of each matched emitter (the "
+              "also holds the network's calibrated error, that of free fits the square root of their reduced "
+              "chi-square where above 1); the third, the true bound of each matched emitter (the "
               "simulated sets only: the ThunderSTORM demo's background and camera are not known; at 4-6 /um^2 the "
               "true bound of emitters a few tens of nm apart runs to hundreds of nm while the pairs' errors stop "
               "at the 100 nm of the matching: ratios below 1 there say that, not that an estimator beats the "
