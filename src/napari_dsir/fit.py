@@ -59,7 +59,9 @@ data and model both offset by the read-noise variance in e-^2 (Poisson
 approximation), in the fit and in the Fisher information. An EMCCD's excess
 noise (``em_gain > 1``) doubles the variances (Mortensen et al. 2010). The
 quantum efficiency is accounted for by fitting photoelectrons (photons * qe);
-the reported photons and background are photons (divided by qe again).
+the reported photons and background are photons (divided by qe again). With
+``chi2_scale`` a free fit's bound is multiplied by the square root of its
+reduced chi-square where that is above 1 (light its model misses).
 
 Failed fits are flagged, never dropped: `FitResult.status` says why (see
 `STATUS`); they keep their initial position and get NaN photons, background,

@@ -332,7 +332,8 @@ FIT_HOLD_PULLED = True
 # chi-square above 1 (`napari_dsir.fit.refine` ``chi2_scale``): in crowded
 # frames the free fits that pass the chi-square test still carry some
 # undetected neighbour's light (std(error / uncertainty) of the isolated free
-# fits 1.36-1.69 -> 1.15-1.43 at 6 /um^2, 1.01 -> 0.97 at 0.1 /um^2, on
+# fits, started from the movie's PSF with the test at 4: 1.32 / 1.69 -> 1.15
+# / 1.43 at 6 /um^2 on the sCMOS / the EMCCD, 1.01 -> 0.97 at 0.1 /um^2, on
 # validation movies of seeds 78101+).
 FIT_CHI2_SCALE = True
 # The fitting window is about 700 nm wide whatever the camera pixel (7 px of
