@@ -8,12 +8,13 @@ On the accuracy benchmark's sCMOS sets at 1, 4 and 6 emitters/um^2
 
 - the previous settings: joint fits of groups of up to 3 detections, 20
   iterations, 1 pass over larger groups, every position fitted;
-- reconstruct's (`reconstruct.fit_settings()`): every detection alone with
+- reconstruct's (`reconstruct.refine_settings()`, the fits started from the
+  PSF measured on the set as a run measures it): every detection alone with
   its neighbours' light held at first estimates, 15 iterations, 1 pass,
   detections with a neighbour closer than 5 px keeping the network's
   position (status CROWDED), free fits pulled away (moved more than 1 px,
-  or a chi-square 4 standard deviations too high) held at the network's
-  position too (status PULLED);
+  or a chi-square `reconstruct.FIT_MAX_CHI2_SIGMA` standard deviations too
+  high) held at the network's position too (status PULLED);
 - reconstruct's with the pulled fits failing instead (MOVED, BAD_FIT: NaN
   photons and uncertainty), as before;
 - reconstruct's without the isolation rule (every position fitted).
@@ -68,7 +69,10 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | network positions only | {len(found)} | - | - | - | {a.rmse:.1f} | {b.rmse:.1f} |")
         camera = Camera.from_dict(cam)
         photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
+        start = R.fit_sigma_init(R.movie_psf(frames, 0, len(frames), 100.0, camera))
         for label, kw in SETTINGS.items():
+            # the previous settings started at a PSF of 1 camera px, reconstruct's start from the movie's
+            kw = kw if label.startswith("previous") else {**kw, "sigma_init_nm": start}
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
