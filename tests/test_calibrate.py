@@ -172,7 +172,8 @@ def test_bad_crowded_error_is_refused():
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_density=bad).validate()
     # stored and read back with the checkpoint's localizer settings
     p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25, pulled_error_px=0.3,
-                       crowded_error_density=(0.6, 0.8, 1.0, 1.2, 1.0), crowded_error_sigma_power=1.2)
+                       crowded_error_density=(0.6, 0.8, 1.0, 1.2, 1.0), crowded_error_sigma_power=1.2,
+                       crowded_error_sigma_min_px=0.6)
     assert params_for(SimpleNamespace(metadata={"localize": p.to_dict()})) == p
     # a checkpoint from before the power: the error the same at every brightness
     old = {k: v for k, v in p.to_dict().items()

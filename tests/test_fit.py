@@ -605,6 +605,14 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
         bound, 20.0 * (sigma_px / CROWDED_SIGMA_REF_PX) ** 1.5), rtol=1e-6)
     with pytest.raises(DSIRError, match="crowded_error_sigma_power"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_sigma_power=-1)
+    # not below a floor (the training's narrowest PSF): these rows' sigma, 1.2 px, held at 1.5
+    floor = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
+                       crowded_error_sigma_power=1.5, crowded_error_sigma_min_px=1.5)
+    assert (sigma_px < 1.5).all()
+    np.testing.assert_allclose(floor.locs.uncertainty[held], np.hypot(
+        bound, 20.0 * (1.5 / CROWDED_SIGMA_REF_PX) ** 1.5), rtol=1e-6)
+    with pytest.raises(DSIRError, match="crowded_error_sigma_min_px"):
+        fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_sigma_min_px=-1)
     # a network that saw the frames binned 2x2: its error model read in its
     # own pixels (bound and sigma halved, density per 100 of its px^2 4x),
     # the error back in camera px

@@ -158,6 +158,26 @@ def test_crowded_extra_scales_with_bound_and_density():
     np.testing.assert_allclose(wide, [0.2 * 2**1.5, 0.2, 0.2])
     with pytest.raises(DSIRError, match="sigma"):
         crowded_extra((0.2,), 0.0, 1, 0.5, sigma_power=1.0)
+    # narrower than the floor (the training's narrowest PSF): the error stops shrinking there
+    narrow = crowded_extra((0.2,), 0.0, np.ones(3, int), 0.07, None, (), np.array([0.4, 0.55, 2.2]), 1.5, 0.55)
+    np.testing.assert_allclose(narrow, [0.2 * 0.5**1.5, 0.2 * 0.5**1.5, 0.2 * 2**1.5])
+
+
+def test_the_error_models_sigma_floor_comes_from_the_models_training():
+    """Where the checkpoint does not state it, the floor is the sigma of the
+    narrowest PSF the model was trained on (its simulation's FWHM range in
+    its pixels); a stated one (0: none) is kept; bad values are refused."""
+
+    class M:
+        metadata = {"simulation": {"fwhm": [170.0, 370.0], "pixel_size": 100.0}, "localize": {"threshold": 0.3}}
+
+    assert params_for(M()).crowded_error_sigma_min_px == pytest.approx(1.7 / (2 * np.sqrt(2 * np.log(2))))
+    M.metadata["localize"]["crowded_error_sigma_min_px"] = 0.0
+    assert params_for(M()).crowded_error_sigma_min_px == 0.0
+    assert LocalizeParams().to_dict()["crowded_error_sigma_min_px"] is None
+    for bad in (-0.1, float("nan"), "wide"):
+        with pytest.raises(DSIRError, match="crowded_error_sigma_min_px"):
+            LocalizeParams(crowded_error_sigma_min_px=bad).validate()
 
 
 def test_suppress_echoes_leaves_out_weak_detections_beside_strong_ones():

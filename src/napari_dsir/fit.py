@@ -84,6 +84,7 @@ from .localize import (
     check_crowded_error,
     check_crowded_error_power,
     check_density_factors,
+    check_sigma_min,
     crowded_extra,
     local_density,
 )
@@ -572,6 +573,7 @@ def refine(
     crowded_error_sigma_power: float = 0.0,
     network_binning: int = 1,
     chi2_scale: bool = False,
+    crowded_error_sigma_min_px: float = 0.0,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -643,6 +645,8 @@ def refine(
         none: the same at every density).
     crowded_error_sigma_power: and scale as (the row's PSF sigma /
         `localize.CROWDED_SIGMA_REF_PX`) ** power (sigma in camera px).
+    crowded_error_sigma_min_px: that sigma taken as at least this
+        (`LocalizeParams.crowded_error_sigma_min_px`).
     network_binning: the network saw the frames binned this many camera
         px a side (`napari_dsir.psf`): its error model is read in its own
         pixels (bound and sigma / b, density per 100 of its px^2) and the
@@ -685,6 +689,7 @@ def refine(
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
             network_binning=network_binning, chi2_scale=chi2_scale,
+            crowded_error_sigma_min_px=crowded_error_sigma_min_px,
         )
     finally:
         if threads is not None and on_cpu:
@@ -696,7 +701,7 @@ def _refine(
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
-    network_binning=1, chi2_scale=False,
+    network_binning=1, chi2_scale=False, crowded_error_sigma_min_px=0.0,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -805,6 +810,7 @@ def _refine(
     crowded_error_power = check_crowded_error_power(crowded_error_power)
     density_factors = check_density_factors(crowded_error_density)
     sigma_power = check_crowded_error_power(crowded_error_sigma_power, "crowded_error_sigma_power")
+    sigma_min = check_sigma_min(crowded_error_sigma_min_px)
     density = local_density(locs.x / p, locs.y / p, F, (H, W))
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
@@ -992,11 +998,11 @@ def _refine(
         nb = float(network_binning)
         sg, bound, dens = theta_out[:, 3] / nb, unc_px / nb, density * nb**2
         extra = nb * crowded_extra(crowded_error, crowded_error_power, neighbours, bound, dens, density_factors, sg,
-                                   sigma_power)
+                                   sigma_power, sigma_min)
         if pulled_error_px is not None:
             pl = status == PULLED
             extra[pl] = nb * crowded_extra((pulled_error_px,), crowded_error_power, 1, bound[pl], dens[pl],
-                                           density_factors, sg[pl], sigma_power)
+                                           density_factors, sg[pl], sigma_power, sigma_min)
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 

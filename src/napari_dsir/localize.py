@@ -68,14 +68,15 @@ def density_factor(factors, density) -> np.ndarray:
 
 
 def crowded_extra(errors, power: float, neighbours, bound_px, density=None, density_factors=(), sigma_px=None,
-                  sigma_power: float = 0.0) -> np.ndarray:
+                  sigma_power: float = 0.0, sigma_min_px: float = 0.0) -> np.ndarray:
     """The network's own error (per axis, camera px) of detections with
     ``neighbours`` (>= 1) neighbours, a bare Cramer-Rao bound of
     ``bound_px``, a `local_density` of ``density`` (detections per frame
     and 100 camera px^2) and a PSF sigma of ``sigma_px`` (camera px; NaN: the
     reference's): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
     density_factor(density_factors, density) * (sigma /
-    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`LocalizeParams`)."""
+    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`LocalizeParams`), sigma taken
+    as at least ``sigma_min_px``."""
     errors = check_crowded_error(errors)
     k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
     out = errors[k]
@@ -85,7 +86,8 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
         if sigma_power:
             if sigma_px is None:
                 raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
-            out = out * (sigma_or_ref(sigma_px) / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
+            sg = np.maximum(sigma_or_ref(sigma_px), float(sigma_min_px))
+            out = out * (sg / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
     if len(density_factors):
         if density is None:
             raise DSIRError("crowded_error_density needs the local density of the detections")
@@ -136,6 +138,17 @@ def check_density_factors(values) -> np.ndarray:
         raise DSIRError(f"crowded_error_density must be {len(CROWDED_DENSITY_KNOTS)} factors > 0 (at "
                         f"{', '.join(f'{k:g}' for k in CROWDED_DENSITY_KNOTS)} per 100 px^2) or none, got {values}")
     return f
+
+
+def check_sigma_min(value) -> float:
+    """``crowded_error_sigma_min_px`` as a float >= 0 (px), else a `DSIRError`."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise DSIRError(f"crowded_error_sigma_min_px must be a number >= 0 (px), got {value}")
+    return v
 
 
 def check_crowded_error_power(power, name: str = "crowded_error_power") -> float:
@@ -189,7 +202,12 @@ class LocalizeParams:
     (`density_factor`; empty: the same at every density, as checkpoints
     before it); ``crowded_error_sigma_power``: both grow with the PSF's
     width in camera pixels, as (sigma / `CROWDED_SIGMA_REF_PX`) ** power
-    (0: as checkpoints before it)."""
+    (0: as checkpoints before it); ``crowded_error_sigma_min_px``: but not
+    below the sigma (camera px of the network) of the narrowest PSF of the
+    model's training, on which that power law was measured: for a PSF
+    narrower than any it was trained on, the network places emitters no
+    better (None: `params_for` reads it from the model's training
+    simulation; 0: no floor)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -202,6 +220,7 @@ class LocalizeParams:
     pulled_error_px: float | None = None
     crowded_error_density: tuple = ()
     crowded_error_sigma_power: float = 0.0
+    crowded_error_sigma_min_px: float | None = None
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -214,6 +233,8 @@ class LocalizeParams:
         check_crowded_error_power(self.crowded_error_power)
         check_density_factors(self.crowded_error_density)
         check_crowded_error_power(self.crowded_error_sigma_power, "crowded_error_sigma_power")
+        if self.crowded_error_sigma_min_px is not None:
+            check_sigma_min(self.crowded_error_sigma_min_px)
         if self.pulled_error_px is not None:
             check_crowded_error((self.pulled_error_px,))
         if self.subpixel not in SUBPIXEL:
@@ -226,13 +247,22 @@ class LocalizeParams:
         d["crowded_error_power"] = float(self.crowded_error_power)
         d["crowded_error_density"] = [float(v) for v in self.crowded_error_density]
         d["crowded_error_sigma_power"] = float(self.crowded_error_sigma_power)
+        m = self.crowded_error_sigma_min_px
+        d["crowded_error_sigma_min_px"] = None if m is None else float(m)
         d["pulled_error_px"] = None if self.pulled_error_px is None else float(self.pulled_error_px)
         return d
 
 
 def params_for(model, **overrides) -> LocalizeParams:
-    """The model's calibrated parameters (checkpoint metadata) with overrides."""
+    """The model's calibrated parameters (checkpoint metadata) with overrides;
+    ``crowded_error_sigma_min_px``, where the checkpoint does not state it,
+    from its training's narrowest PSF (`napari_dsir.psf.training_fwhm_range_px`)."""
+    from .psf import training_fwhm_range_px
+    from .simulate import FWHM_TO_SIGMA
+
     base = dict(getattr(model, "metadata", {}).get("localize", {}))
+    if base.get("crowded_error_sigma_min_px") is None:
+        base["crowded_error_sigma_min_px"] = training_fwhm_range_px(model)[0] * FWHM_TO_SIGMA
     base.update({k: v for k, v in overrides.items() if v is not None})
     known = LocalizeParams.__dataclass_fields__
     for key in ("crowded_error_px", "crowded_error_density"):
