@@ -214,6 +214,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
         yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm), kind="warning")
+    fit_sigma = fit_sigma_init(psf)  # the fits start from the measured PSF
     client, own_client = req.client, False
     if req.scheduler and client is None:
         from .distributed import connect
@@ -227,13 +228,12 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma_init(psf))
+                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
-                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes,
-                fit_sigma_nm=fit_sigma_init(psf))
+                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
