@@ -140,12 +140,17 @@ def check_density_factors(values) -> np.ndarray:
     return f
 
 
+def _as_float(value) -> float:
+    """``value`` as a float, NaN where it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def check_sigma_min(value) -> float:
     """``crowded_error_sigma_min_px`` as a float >= 0 (px), else a `DSIRError`."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
+    v = _as_float(value)
     if not (math.isfinite(v) and v >= 0):
         raise DSIRError(f"crowded_error_sigma_min_px must be a number >= 0 (px), got {value}")
     return v
@@ -154,10 +159,7 @@ def check_sigma_min(value) -> float:
 def check_crowded_error_power(power, name: str = "crowded_error_power") -> float:
     """A power of the network's error model (``name``) as a float within
     0..2, else a `DSIRError`."""
-    try:
-        value = float(power)
-    except (TypeError, ValueError):
-        value = math.nan
+    value = _as_float(power)
     if not (0.0 <= value <= 2.0):
         raise DSIRError(f"{name} must be a number within 0..2, got {power}")
     return value
