@@ -1,0 +1,200 @@
+"""Fine-tune a movie model on a GPU within a time budget, with its training movies simulated on every core.
+
+    python docs/finetune_gpu.py --init src/napari_dsir/data/dsir_default.pt -o OUT.pt \
+        [--movies 12000] [--seed 102] [--lr 5e-4] [--budget-s 330] [--workers 16]
+
+What `dsir train --init ... --device cuda` does, with two changes that a
+lent GPU needs: the movies (drawn from the init checkpoint's own training
+mix, `MovieConfig`) are simulated in chunks of 250 on all cores (seed of a
+chunk: ``seed * 100_000 + chunk``; the validation movies exactly as `dsir
+train` draws them, seed + 1,000,003), and the labels are rendered on the GPU.
+The loss, optimiser and learning-rate schedule are `dsir train`'s (Adam,
+weight decay 1e-5, cosine decay to 5 %); the number of epochs is fixed after
+the first one from ``--budget-s`` (the schedule spans them). The checkpoint
+with the lowest validation loss is kept; its localizer is calibrated
+afterwards by `docs/recalibrate_model.py`, on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_dsir.locs import Localizations
+from napari_dsir.model import load_checkpoint, save_checkpoint
+from napari_dsir.simulate import MovieConfig, simulate_movies
+from napari_dsir.train import TrainConfig, _Data, _loss, _val_loss, frame_starts, gauss_kernel
+
+CHUNK = 250
+
+
+def _chunk(args):
+    n, cfg, seed = args
+    return simulate_movies(n, cfg, seed=seed)
+
+
+class GPUData(_Data):
+    """`_Data` from chunks simulated in parallel; frames kept on the device
+    and labels rendered there (the same labels as `render_labels`)."""
+
+    def __init__(self, parts, cfg: MovieConfig, upsampling: int, device):
+        k = int(cfg.frames_per_movie)
+        frames, locs, movie, settings = [], [], [], []
+        n_frames = n_movies = 0
+        for f, lc, mv, st in parts:
+            frames.append(f)
+            locs.append(Localizations(lc.frame + n_frames, lc.x, lc.y, photons=lc.photons))
+            movie.append(mv + n_movies)
+            settings += st
+            n_frames, n_movies = n_frames + len(f), n_movies + len(st)
+        self.frames = np.concatenate(frames)
+        self.locs, self.movie, self.settings = Localizations.concatenate(locs), np.concatenate(movie), settings
+        from napari_dsir.model import movie_scale
+
+        per_movie = np.array([movie_scale(torch.from_numpy(self.frames[i * k : (i + 1) * k]))
+                              for i in range(len(settings))], np.float32)
+        self.scales = per_movie[self.movie]
+        self.sr_pixel = cfg.pixel_size / upsampling
+        self.shape = (cfg.frame_size[0] * upsampling, cfg.frame_size[1] * upsampling)
+        order = np.argsort(self.locs.frame, kind="stable")
+        self.locs = self.locs.select(order)
+        self.starts = frame_starts(self.locs, len(self.frames))
+        self.device = device
+        self._x = torch.from_numpy(self.frames).to(device)
+        self._iy = torch.as_tensor(np.floor(self.locs.y / self.sr_pixel).astype(np.int64), device=device).clamp(
+            0, self.shape[0] - 1)
+        self._ix = torch.as_tensor(np.floor(self.locs.x / self.sr_pixel).astype(np.int64), device=device).clamp(
+            0, self.shape[1] - 1)
+        self._sc = torch.from_numpy(self.scales).to(device)
+
+    def batch(self, idx, device, label_scale=1.0, rng=None, jitter=0.0):
+        idx = np.asarray(idx, np.int64)
+        counts = self.starts[idx + 1] - self.starts[idx]
+        b = np.repeat(np.arange(len(idx)), counts)
+        first = np.repeat(self.starts[idx] - (np.cumsum(counts) - counts), counts)
+        sel = torch.as_tensor(first + np.arange(counts.sum()), device=self.device)
+        lab = torch.zeros((len(idx), 1) + self.shape, device=self.device)
+        bt = torch.as_tensor(b, device=self.device)
+        lab.index_put_((bt, torch.zeros_like(bt), self._iy[sel], self._ix[sel]),
+                       torch.full((len(b),), float(label_scale), device=self.device), accumulate=True)
+        it = torch.as_tensor(idx, device=self.device)
+        sc = self._sc[it]
+        if rng is not None and jitter > 0:
+            sc = sc * torch.as_tensor(np.exp(rng.normal(0.0, jitter, len(idx))), dtype=torch.float32,
+                                      device=self.device)
+        return self._x[it], lab, sc
+
+
+def simulate_parallel(n_movies: int, n_val_movies: int, cfg: MovieConfig, seed: int, workers: int):
+    """(training chunks, validation movies): the validation movies as `dsir
+    train` simulates them (one call, seed + 1,000,003), beside the chunks."""
+    jobs = [(n_val_movies, cfg, seed + 1_000_003)]
+    jobs += [(min(CHUNK, n_movies - s), cfg, seed * 100_000 + i) for i, s in enumerate(range(0, n_movies, CHUNK))]
+    with ProcessPoolExecutor(workers) as ex:
+        parts = list(ex.map(_chunk, jobs))
+    return parts[1:], parts[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--init", required=True)
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--movies", type=int, default=12000)
+    ap.add_argument("--seed", type=int, default=102)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--budget-s", type=float, default=330.0, help="training time (the epochs are fixed after one)")
+    ap.add_argument("--max-epochs", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    device = torch.device(args.device)
+    model = load_checkpoint(args.init)  # to the device after the simulation's processes are forked
+    old = model.metadata["training"]
+    movies = MovieConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in old["movies"].items()})
+    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, kernel_width=old["kernel_width"],
+                      kernel_fwhm=old["kernel_fwhm"], label_scale=old["label_scale"], seed=args.seed,
+                      n_train=args.movies * movies.frames_per_movie, n_val=old["n_val"], normalization="movie",
+                      arch=model.arch, channels=old["channels"], context=old["context"], movies=movies,
+                      lr_decay=True, init=str(args.init), device=args.device, png_every=0,
+                      scale_jitter=old["scale_jitter"])
+    chunks, val_part = simulate_parallel(args.movies, -(-cfg.n_val // movies.frames_per_movie), movies, args.seed,
+                                         args.workers)
+    model.to(device)
+    train = GPUData(chunks, movies, model.upsampling, device)
+    val = GPUData([val_part], movies, model.upsampling, device)
+    print(f"simulated {len(train)} training and {len(val)} validation frames in "
+          f"{time.perf_counter() - t_start:.0f} s", flush=True)
+    kernel = gauss_kernel(cfg.kernel_width, cfg.kernel_fwhm).to(device)
+    pad = cfg.kernel_width // 2
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    best = _val_loss(model, val, cfg, kernel, pad, device)
+    out = Path(args.output)
+    log = out.with_name(out.stem + "_log.csv")
+    rows = [[0, "", f"{best:.6g}", f"{best:.6g}", "0"]]
+    print(f"epoch 0: validation loss {best:.4f} (the init model)", flush=True)
+    epochs, epoch, n_steps = args.max_epochs, 0, None
+    while epoch < epochs:
+        epoch += 1
+        t0 = time.perf_counter()
+        model.net.train()
+        order = rng.permutation(len(train))
+        losses = []
+        for k, s in enumerate(range(0, len(order), cfg.batch_size)):
+            step = (epoch - 1) * steps_per_epoch + k
+            frac = 0.0 if n_steps is None else min(1.0, step / n_steps)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            x, y, sc = train.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng,
+                                   cfg.scale_jitter)
+            loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        tl = float(torch.stack(losses).mean())
+        vl = _val_loss(model, val, cfg, kernel, pad, device)
+        dt = time.perf_counter() - t0
+        if n_steps is None:  # the first epoch ran at the full rate; fix the schedule's length from its time
+            epochs = max(2, min(args.max_epochs, int(args.budget_s // dt)))
+            n_steps = epochs * steps_per_epoch
+        improved = vl < best
+        if improved:
+            best = vl
+            cfg.epochs = epochs
+            save_checkpoint(out, model, training={**cfg.to_dict(), "epochs_done": epoch, "best_val_loss": best,
+                                                  "simulation_chunks": f"{CHUNK} movies, seed * 100000 + chunk"})
+        last = {**cfg.to_dict(), "epochs": epochs, "epochs_done": epoch, "val_loss": vl}
+        save_checkpoint(out.with_name(out.stem + ".last.pt"), model, training=last)
+        rows.append([epoch, f"{tl:.6g}", f"{vl:.6g}", f"{best:.6g}", f"{dt:.2f}"])
+        print(f"epoch {epoch}/{epochs}: train {tl:.4f} validation {vl:.4f}{' *' if improved else ''} "
+              f"({dt:.1f} s)", flush=True)
+    with open(log, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"])
+        w.writerows(rows)
+    if out.is_file():
+        m = load_checkpoint(out)
+        m.metadata["command"] = "python " + " ".join(sys.argv)
+        m.metadata["trained_on"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        for key in ("calibration", "localize", "validation_jaccard_250nm"):
+            m.metadata.pop(key, None)  # calibrated again afterwards (docs/recalibrate_model.py)
+        save_checkpoint(out, m, training=m.metadata["training"])
+    print(f"done in {time.perf_counter() - t_start:.0f} s; best validation loss {best:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
