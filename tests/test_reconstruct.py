@@ -308,6 +308,45 @@ def test_fit_window_is_about_700_nm_whatever_the_pixel():
     np.testing.assert_allclose(given.photons, seven.locs.photons, rtol=1e-5)
 
 
+def test_window_and_isolation_grow_with_a_wide_psf():
+    """Beyond a FWHM of 350 nm the fitting window and the isolation distance
+    grow with the PSF measured on the movie (the fits' start); a run refines
+    with them, its window no larger than its frames."""
+    from napari_dsir import fit
+    from napari_dsir.camera import Camera
+    from napari_dsir.localize import params_for
+    from napari_dsir.reconstruct import FIT_PSF_REF_NM, fit_settings, fit_sigma_init, psf_scale, refine_settings
+    from napari_dsir.simulate import FWHM_TO_SIGMA, SimulationConfig, simulate
+
+    assert FIT_PSF_REF_NM == 350.0
+    assert psf_scale(None) == psf_scale(float("nan")) == psf_scale(300.0) == 1.0 and psf_scale(525.0) == 1.5
+    assert fit_settings(100.0, 300.0) == fit_settings(100.0)
+    wide = fit_settings(100.0, 525.0)
+    assert wide["window"] == 11 and wide["isolation_px"] == pytest.approx(7.5)
+    start = 525.0 * FWHM_TO_SIGMA
+    assert refine_settings(100.0, sigma_init_nm=start)["window"] == 11
+    assert refine_settings(100.0, sigma_init_nm=start, frame_shape=(10, 12))["window"] == 9
+    assert refine_settings(100.0, sigma_init_nm=start, frame_shape=(5, 5))["window"] == 7  # as before: refused
+    assert refine_settings(100.0, sigma_init_nm=start, window=5, frame_shape=(10, 12))["window"] == 5
+
+    cfg = SimulationConfig(frame_size=(24, 24), density=1.0, fwhm=(480.0, 520.0), photons=(1500.0, 4000.0))
+    frames, _ = simulate(6, cfg, seed=5)
+    cam = Camera(100.0, 1.0)
+    model = load_model("default")
+    run = reconstruct(frames, model, pixel_size=100.0, localize=True, camera=cam, binning=1)
+    start = fit_sigma_init(run.info)
+    settings = refine_settings(100.0, params_for(model), start, frame_shape=(24, 24))
+    assert settings["window"] >= 9 and settings["isolation_px"] > 6
+    found = reconstruct(frames, model, pixel_size=100.0, localize=True, refine=False, binning=1).localizations
+    photons = cam.to_photons(torch.from_numpy(frames.astype(np.float32)))
+    want = fit.refine(photons, found, 100.0, cam, **settings)
+    np.testing.assert_allclose(run.localizations.photons, want.locs.photons, rtol=1e-5)
+    np.testing.assert_array_equal(run.localizations.x, want.locs.x)
+    plain = fit.refine(photons, found, 100.0, cam, **{**settings, **fit_settings(100.0)})
+    # more detections count as crowded with the wider isolation distance
+    assert (want.status == fit.CROWDED).sum() > (plain.status == fit.CROWDED).sum()
+
+
 def test_fits_start_from_the_measured_psf():
     """Pairs of emitters 600 nm apart with a 450 nm PSF on 100 nm pixels:
     started at 1 px, each fit's neighbour, held at its first estimate, puts

@@ -350,29 +350,53 @@ FIT_WINDOW_NM = 700.0
 # 0.5 px failed 176 of 1,900 fits, one of 0.31 px 62 (the others' positions,
 # photons and uncertainties unchanged; a one-off check on validation movies)
 FIT_SIGMA_NM = (50.0, 300.0)
+# Both distances above (isolation, window) were chosen and measured on PSFs
+# of FWHM 250-350 nm, the training's. For a wider PSF, measured on the movie
+# (the lower quartile of its fitted FWHM, as the fits' start), both grow in
+# proportion beyond FIT_PSF_REF_NM (`psf_scale`): two emitters of a 450 nm
+# PSF 550 nm apart overlap as two of a 300 nm PSF 370 nm apart do. With
+# 500 / 700 nm, the isolated emitters' std(error / uncertainty) was 1.19 /
+# 1.52 / 1.44 on 100 nm pixels with FWHM 400-480 nm at 1 /um^2, 450-550 nm
+# at 2 /um^2 and 400-480 nm at 4 /um^2 (free fits beside neighbours whose
+# light the window cut or the isolation distance missed); scaled, 1.08 /
+# 0.99 / 0.94, the RMSE 0.1-1.5 nm lower and the Jaccard the same
+# (validation movies, seeds 79001+; PSFs up to 350 nm unchanged).
+FIT_PSF_REF_NM = 350.0
 # torch threads for the fits (at most torch's own setting): a block of 32
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
 # threads than with one on the 2-core benchmark machine.
 FIT_THREADS = 2
 
 
-def fit_window(pixel_size_nm: float = 100.0) -> int:
+def psf_scale(psf_fwhm_nm: float | None) -> float:
+    """How much the fits' window and isolation distance grow for a PSF of
+    FWHM ``psf_fwhm_nm`` (nm; None: not measured): FWHM / `FIT_PSF_REF_NM`,
+    at least 1."""
+    if psf_fwhm_nm is None or not math.isfinite(float(psf_fwhm_nm)):
+        return 1.0
+    return max(1.0, float(psf_fwhm_nm) / FIT_PSF_REF_NM)
+
+
+def fit_window(pixel_size_nm: float = 100.0, psf_fwhm_nm: float | None = None) -> int:
     """The fitting window (camera px, odd, >= 5) for ``pixel_size_nm``
     pixels: the odd number nearest to `FIT_WINDOW_NM` / pixel size (7 at
-    100 nm, 5 at 130-160 nm, 9 at 80 nm)."""
-    n = FIT_WINDOW_NM / float(pixel_size_nm)
+    100 nm, 5 at 130-160 nm, 9 at 80 nm), times `psf_scale` for a PSF wider
+    than `FIT_PSF_REF_NM` (9 px at 100 nm for a FWHM of 450 nm)."""
+    n = FIT_WINDOW_NM * psf_scale(psf_fwhm_nm) / float(pixel_size_nm)
     return max(5, 2 * round((n - 1) / 2) + 1)
 
 
-def fit_settings(pixel_size_nm: float = 100.0) -> dict:
+def fit_settings(pixel_size_nm: float = 100.0, psf_fwhm_nm: float | None = None) -> dict:
     """The keywords `reconstruct` gives `napari_dsir.fit.refine` for frames
-    of ``pixel_size_nm`` camera pixels (besides the threads and the model's
-    network error, `network_error`), read from the constants above at each
+    of ``pixel_size_nm`` camera pixels and a PSF of FWHM ``psf_fwhm_nm``
+    (None: not measured; see `psf_scale`), besides the threads and the
+    model's network error (`network_error`), read from the constants above at each
     call: the one place for benchmarks, calibration and tests that refine as
     reconstruct does."""
-    return dict(window=fit_window(pixel_size_nm), dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
+    scale = psf_scale(psf_fwhm_nm)
+    return dict(window=fit_window(pixel_size_nm, psf_fwhm_nm), dtype=torch.float32, max_shift_px=MAX_SHIFT_PX,
                 max_group=FIT_MAX_GROUP, max_iter=FIT_MAX_ITER,
-                fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_NM / float(pixel_size_nm),
+                fallback_passes=FIT_FALLBACK_PASSES, isolation_px=FIT_ISOLATION_NM * scale / float(pixel_size_nm),
                 max_chi2_sigma=FIT_MAX_CHI2_SIGMA, hold_pulled=FIT_HOLD_PULLED, chi2_scale=FIT_CHI2_SCALE,
                 sigma_bounds_px=(FIT_SIGMA_NM[0] / float(pixel_size_nm), FIT_SIGMA_NM[1] / float(pixel_size_nm)))
 
@@ -396,14 +420,21 @@ def fit_sigma_init(psf: dict | None) -> float | None:
 
 
 def refine_settings(pixel_size_nm: float = 100.0, localize=None, sigma_init_nm: float | None = None,
-                    binning: int = 1, window: int | None = None) -> dict:
+                    binning: int = 1, window: int | None = None,
+                    frame_shape: tuple[int, int] | None = None) -> dict:
     """Every keyword a run gives `napari_dsir.fit.refine` but the threads:
-    `fit_settings` (``window``: another fitting window), the network's error
-    of ``localize`` (`network_error`), its ``binning`` and the fits' start
-    (`fit_sigma_init`)."""
-    settings = fit_settings(pixel_size_nm)
+    `fit_settings` for the PSF the fits start from (``sigma_init_nm``,
+    `fit_sigma_init`; ``window``: another fitting window), the network's
+    error of ``localize`` (`network_error`), its ``binning`` and that start.
+    ``frame_shape`` (y, x px): a window grown for a wide PSF stays within
+    the frames."""
+    fwhm = None if sigma_init_nm is None else float(sigma_init_nm) / FWHM_TO_SIGMA
+    settings = fit_settings(pixel_size_nm, fwhm)
     if window is not None:
         settings["window"] = window
+    elif frame_shape is not None and psf_scale(fwhm) > 1:
+        fits = min(frame_shape) - (1 - min(frame_shape) % 2)  # the largest odd number of px in the frames
+        settings["window"] = max(fit_window(pixel_size_nm), min(settings["window"], fits))
     return {**settings, **network_error(localize), "network_binning": binning, "sigma_init_nm": sigma_init_nm}
 
 
@@ -454,7 +485,8 @@ class _PendingFits:
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
                             threads=min(FIT_THREADS, torch.get_num_threads()),
-                            **refine_settings(pixel_size, localize, sigma_init_nm, binning, window))
+                            **refine_settings(pixel_size, localize, sigma_init_nm, binning, window,
+                                              tuple(self.frames[0].shape[-2:])))
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
@@ -497,9 +529,10 @@ def iter_reconstruct(
     ``camera``: with ``localize``, each detection is refined on its raw
     frame, converted to photons with this camera model, by Poisson maximum
     likelihood (`napari_dsir.fit.refine`, ``fit_window`` px; None: about
-    700 nm, `fit_window`): the table then
+    700 nm, more for a PSF wider than `FIT_PSF_REF_NM`, `fit_window`): the table then
     has photons, background, sigma and uncertainty; detections with a
-    neighbour closer than `FIT_ISOLATION_NM`, and those whose free fit was
+    neighbour closer than `FIT_ISOLATION_NM` (as much more for a wider PSF,
+    `psf_scale`), and those whose free fit was
     pulled away, keep the network's position (status "crowded" or "pulled",
     values fitted there); failed fits keep it with NaN in those columns.
     Counts per status are in ``Result.info["fit"]``, the free fits' reduced

@@ -50,7 +50,8 @@ class RunRequest:
     ``radius`` override the model's calibrated localizer; ``refine``: fit
     each detection on its raw frame, in photons of ``camera``, for photons,
     background, sigma and uncertainty: `napari_dsir.fit`; ``fit_window``:
-    its window in camera px, None: about 700 nm, `reconstruct.fit_window`).
+    its window in camera px, None: about 700 nm, more for a wide PSF,
+    `reconstruct.fit_window`).
     ``binning``: the network sees frames binned this many camera px a side
     (None: 1 unless the PSF measured on the movie is wider in pixels than
     the model's training, `reconstruct.movie_binning`; a warning says so;
