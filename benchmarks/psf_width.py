@@ -6,8 +6,9 @@ The default network was trained on PSFs of FWHM 170-370 nm on 100 nm pixels
 (1.7-3.7 px). Small camera pixels (65 nm: a 6.5 um sCMOS pixel behind a 100x
 objective) or a wide PSF put it beyond that. `dsir localize` measures the
 PSF on the movie (`napari_dsir.psf.measure_fwhm`, 32 frames) and bins the
-frames for the network when the lower quartile of the fitted widths is
-beyond the training's widest (`reconstruct.movie_binning`), unless the
+frames for the network when the median of the fitted widths is beyond
+the training's widest (`reconstruct.movie_binning`; the lower quartile
+before), unless the
 network would then see more emitters per pixel^2 than in its training (its
 detections on the sample, unbinned, x 4 above 9 per 100 px^2); the fits use
 the camera's own pixels.
@@ -65,6 +66,8 @@ SETS = [
     (100.0, (250.0, 350.0), 1.0), (100.0, (300.0, 370.0), 4.0), (80.0, (220.0, 280.0), 1.0),
     # narrower than the training (not resampled)
     (130.0, (150.0, 200.0), 1.0), (160.0, (180.0, 240.0), 1.0), (160.0, (220.0, 280.0), 2.0),
+    # straddling the training's widest (3.7 px): the median beyond it, the lower quartile within
+    (100.0, (300.0, 450.0), 1.0), (80.0, (220.0, 380.0), 1.0),
 ]
 
 

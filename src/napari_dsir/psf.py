@@ -43,6 +43,16 @@ MAX_BINNING = 4
 #: recorded training simulation was trained on (the original DSIR: 2 /um^2
 #: on 100 nm pixels)
 LEGACY_DENSITY = 2.0
+# A movie whose PSFs straddle the training's widest (the median of the
+# fitted FWHM beyond it, the lower quartile within) is binned too, where the
+# binned frames hold at most this share of the training's densest
+# (`movie_binning`): unbinned, the network split the widest emitters in two
+# (100 nm pixels, FWHM 300-450 nm, and 80 nm pixels, 220-380 nm, at 1
+# /um^2: precision 0.85-0.86, 1.02-1.06 detections per emitter, Jaccard
+# 0.78; binned 2x2: 0.96, 0.94-0.98, 0.87-0.91), but at 3-4 /um^2 (80 nm,
+# 7.4-9.0 detections per 100 px^2 binned) binning raised the RMSE by 5-7
+# nm for -0.02 to +0.03 of Jaccard (validation movies, seeds 79201+).
+STRADDLE_DENSITY_SHARE = 0.5
 
 
 def training_fwhm_range_px(model) -> tuple[float, float]:

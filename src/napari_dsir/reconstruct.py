@@ -23,7 +23,15 @@ from .io import Stack, check_pixel_size
 from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
 from .locs import Localizations
 from .model import DSIRModel
-from .psf import MAX_BINNING, bin_frames, measure_fwhm, network_binning, training_density, training_fwhm_range_px
+from .psf import (
+    MAX_BINNING,
+    STRADDLE_DENSITY_SHARE,
+    bin_frames,
+    measure_fwhm,
+    network_binning,
+    training_density,
+    training_fwhm_range_px,
+)
 from .simulate import FWHM_TO_SIGMA
 
 
@@ -247,14 +255,18 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     info, sample = _measure_psf(src, start, stop, pixel_size, camera, where)
     if info["psf_fwhm_nm"] is None:
         return 1, info
-    median, q25 = info["psf_fwhm_nm"], info["psf_fwhm_q25_nm"]
+    median, q25 = info["psf_fwhm_nm"] / float(pixel_size), info["psf_fwhm_q25_nm"] / float(pixel_size)
     lo, hi = training_fwhm_range_px(model)
-    b = network_binning(q25 / float(pixel_size), hi)
+    # wider than the training's widest (the lower quartile; the median alone
+    # where the binned frames stay sparse: `STRADDLE_DENSITY_SHARE`)
+    b = max(network_binning(q25, hi), network_binning(median, hi))
     # narrower than the training's narrowest: the network's echoes are left out
-    info["psf_narrow"] = median / pixel_size < lo
+    info["psf_narrow"] = median < lo
     if b > 1:  # would the binned frames be too crowded for the network?
         info["network_density"] = density = _detection_density(model, sample)
-        b = network_binning(q25 / float(pixel_size), hi, density, training_density(model))
+        most = training_density(model)
+        b = max(network_binning(q25, hi, density, most),
+                network_binning(median, hi, density, most * STRADDLE_DENSITY_SHARE))
     return b, info
 
 

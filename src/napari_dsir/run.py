@@ -289,7 +289,8 @@ def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
     """What the user is told when the PSF is wide for the network: the
     frames are binned for it, or they are too crowded to be."""
     q = psf.get("psf_fwhm_q25_nm") or float("nan")
-    wide = (f"the PSF is wide for the network in these pixels (FWHM {psf.get('psf_fwhm_nm') or float('nan'):.0f} nm, "
+    f = psf.get("psf_fwhm_nm") or float("nan")
+    wide = (f"the PSF is wide for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px, "
             f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px, from {psf.get('psf_fits', 0)} fits)")
     if binning > 1:
         return (f"{wide}: the network sees the frames binned {binning}x{binning}; the fits use the camera's pixels "
