@@ -6,12 +6,13 @@ The default network was trained on PSFs of FWHM 170-370 nm on 100 nm pixels
 (1.7-3.7 px). Small camera pixels (65 nm: a 6.5 um sCMOS pixel behind a 100x
 objective) or a wide PSF put it beyond that. `dsir localize` measures the
 PSF on the movie (`napari_dsir.psf.measure_fwhm`, 32 frames) and bins the
-frames for the network when the median of the fitted widths is beyond
-the training's widest (`reconstruct.movie_binning`; the lower quartile
-before), unless the
+frames for the network when the lower quartile of the fitted widths is
+beyond the training's widest (`reconstruct.movie_binning`), unless the
 network would then see more emitters per pixel^2 than in its training (its
-detections on the sample, unbinned, x 4 above 9 per 100 px^2); the fits use
-the camera's own pixels.
+detections on the sample, unbinned, x 4 above 9 per 100 px^2), or when
+only the median is beyond it and the binned frames would hold at most half
+that (`psf.STRADDLE_DENSITY_SHARE`; the last two sets); the fits use the
+camera's own pixels.
 
 Sets: the project's simulator with seeds 74001+ (apart from the training's,
 the calibration's and the other benchmarks'), 64x64 px, 300-4,000 photons,

@@ -51,7 +51,8 @@ LEGACY_DENSITY = 2.0
 # /um^2: precision 0.85-0.86, 1.02-1.06 detections per emitter, Jaccard
 # 0.78; binned 2x2: 0.96, 0.94-0.98, 0.87-0.91), but at 3-4 /um^2 (80 nm,
 # 7.4-9.0 detections per 100 px^2 binned) binning raised the RMSE by 5-7
-# nm for -0.02 to +0.03 of Jaccard (validation movies, seeds 79201+).
+# nm for -0.02 to +0.03 of Jaccard (validation movies: seeds 79201+,
+# 79401+ and benchmarks/pixel_size.py's).
 STRADDLE_DENSITY_SHARE = 0.5
 
 
