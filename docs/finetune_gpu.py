@@ -32,7 +32,7 @@ import torch
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint, save_checkpoint
 from napari_dsir.simulate import MovieConfig, simulate_movies
-from napari_dsir.train import TrainConfig, _Data, _loss, _val_loss, frame_starts, gauss_kernel
+from napari_dsir.train import TrainConfig, _Data, _loss, _val_loss, gauss_kernel
 
 CHUNK = 250
 
@@ -47,7 +47,6 @@ class GPUData(_Data):
     and labels rendered there (the same labels as `render_labels`)."""
 
     def __init__(self, parts, cfg: MovieConfig, upsampling: int, device):
-        k = int(cfg.frames_per_movie)
         frames, locs, movie, settings = [], [], [], []
         n_frames = n_movies = 0
         for f, lc, mv, st in parts:
@@ -56,18 +55,8 @@ class GPUData(_Data):
             movie.append(mv + n_movies)
             settings += st
             n_frames, n_movies = n_frames + len(f), n_movies + len(st)
-        self.frames = np.concatenate(frames)
-        self.locs, self.movie, self.settings = Localizations.concatenate(locs), np.concatenate(movie), settings
-        from napari_dsir.model import movie_scale
-
-        per_movie = np.array([movie_scale(torch.from_numpy(self.frames[i * k : (i + 1) * k]))
-                              for i in range(len(settings))], np.float32)
-        self.scales = per_movie[self.movie]
-        self.sr_pixel = cfg.pixel_size / upsampling
-        self.shape = (cfg.frame_size[0] * upsampling, cfg.frame_size[1] * upsampling)
-        order = np.argsort(self.locs.frame, kind="stable")
-        self.locs = self.locs.select(order)
-        self.starts = frame_starts(self.locs, len(self.frames))
+        self._set_movies(np.concatenate(frames), Localizations.concatenate(locs), np.concatenate(movie), settings,
+                         cfg, upsampling)
         self.device = device
         self._x = torch.from_numpy(self.frames).to(device)
         self._iy = torch.as_tensor(np.floor(self.locs.y / self.sr_pixel).astype(np.int64), device=device).clamp(

@@ -184,18 +184,27 @@ class _Data:
 
     def __init__(self, n: int, sim: SimulationConfig, seed: int, upsampling: int,
                  movies: MovieConfig | None = None):
-        self.scales = None
         if movies is not None:
             k = int(movies.frames_per_movie)
-            self.frames, self.locs, self.movie, self.settings = simulate_movies(max(1, -(-n // k)), movies,
-                                                                                seed=seed)
-            per_movie = np.array([movie_scale(torch.from_numpy(self.frames[i * k : (i + 1) * k]))
-                                  for i in range(len(self.settings))], np.float32)
-            self.scales = per_movie[self.movie]
-            pixel, size = movies.pixel_size, movies.frame_size
+            self._set_movies(*simulate_movies(max(1, -(-n // k)), movies, seed=seed), movies, upsampling)
         else:
+            self.scales = None
             self.frames, self.locs = simulate(n, sim, seed=seed)
-            pixel, size = sim.pixel_size, sim.frame_size
+            self._index(sim.pixel_size, sim.frame_size, upsampling)
+
+    def _set_movies(self, frames, locs, movie, settings, movies: MovieConfig, upsampling: int) -> None:
+        """Hold movies as `simulate_movies` returns them, with each movie's
+        noise level, indexed for `batch`."""
+        k = int(movies.frames_per_movie)
+        self.frames, self.locs, self.movie, self.settings = frames, locs, movie, settings
+        per_movie = np.array([movie_scale(torch.from_numpy(frames[i * k : (i + 1) * k]))
+                              for i in range(len(settings))], np.float32)
+        self.scales = per_movie[movie]
+        self._index(movies.pixel_size, movies.frame_size, upsampling)
+
+    def _index(self, pixel: float, size, upsampling: int) -> None:
+        """The label grid (``pixel`` nm, ``size`` camera px) and the rows of
+        each frame (the table sorted by frame)."""
         self.sr_pixel = pixel / upsampling
         self.shape = (size[0] * upsampling, size[1] * upsampling)
         order = np.argsort(self.locs.frame, kind="stable")
