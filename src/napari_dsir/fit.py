@@ -246,13 +246,16 @@ def camera_doubt(report: dict) -> str | None:
 # the model
 
 
-def _axis_terms(edges_lo, centre, s):
+def _axis_terms(edges_lo, centre, s, derivatives=True):
     """Per-axis integrated Gaussian: fraction of the PSF in each pixel and its
     derivatives by the centre and by sigma. edges_lo (G, 1, n), centre and s
-    (G, K, 1) in px -> three (G, K, n)."""
+    (G, K, 1) in px -> three (G, K, n); the fraction alone when not
+    ``derivatives``."""
     inv_s = 1.0 / s
     u_lo = (edges_lo - centre) * inv_s
     u_hi = u_lo + inv_s
+    if not derivatives:
+        return 0.5 * (torch.erf(u_hi / _SQRT2) - torch.erf(u_lo / _SQRT2))
     g_lo = torch.exp(-0.5 * u_lo * u_lo)
     g_hi = torch.exp(-0.5 * u_hi * u_hi)
     a = 0.5 * (torch.erf(u_hi / _SQRT2) - torch.erf(u_lo / _SQRT2))
@@ -454,12 +457,15 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     conv_out[ids] = conv
     theta = init.clone()
     theta[:, 2], theta[:, 3] = n_out, b_out
-    J = torch.cat([j_unit[:, :2] * n_out[:, None, None], j_unit[:, 2:]], dim=1)
     mu = torch.addcmul(b_out[:, None], n_out[:, None], psf_all)
     if extra is not None:
         mu = mu + extra.reshape(G, -1)
     mv = torch.clamp(mu + v, min=1e-9)
-    fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
+    # the information of N = 1, its x and y rows and columns scaled by N after
+    fisher = (j_unit * (mask / mv)[:, None, :]) @ j_unit.transpose(1, 2)
+    scale = torch.ones_like(init)
+    scale[:, :2] = n_out[:, None]
+    fisher = fisher * scale[:, :, None] * scale[:, None, :]
     chi2 = (mask * (d_all - mv) ** 2 / mv).sum(-1)
     return theta, conv_out, fisher, chi2
 
@@ -883,7 +889,8 @@ def _refine(
         estimate = np.full((n, 4), np.nan)
         estimate[rows] = first[0][:, 0]
         b_first = first[1]
-        _deblend(estimate, b_first, rows, fr, data_e, pairs=pairs[0])
+        frame_q = _frame_quartile(data_e)
+        _deblend(estimate, b_first, rows, fr, data_e, pairs=pairs[0], frame_quartile=frame_q)
         # each window's lower quartile, for the fits of one emitter in its window
         quartile = np.full(n, np.nan)
         quartile[rows] = b_first
@@ -941,7 +948,8 @@ def _refine(
                     # the held neighbours' light too is that PSF's: their
                     # photons shared again with it, the free fits' kept
                     estimate[rows[stage], 3] = s_psf
-                    _deblend(estimate, b_first, rows, fr, data_e, update=held[rows], pairs=pairs[0])
+                    _deblend(estimate, b_first, rows, fr, data_e, update=held[rows], pairs=pairs[0],
+                             frame_quartile=frame_q)
                 # the rows whose fits ask for light: the stage's and their neighbours in its groups
                 near = rows[np.unique(nb[stage][nb_ok[stage]])]
                 fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
@@ -1105,7 +1113,13 @@ def _mad(x):
 _DEBLEND_PX = 6.0
 
 
-def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs=None):
+def _frame_quartile(data_e):
+    """The lower quartile of each frame (e-; kthvalue: no full sort) -> (F,) numpy."""
+    flat = data_e.reshape(data_e.shape[0], -1)
+    return torch.kthvalue(flat, flat.shape[1] // 4 + 1, dim=1).values.cpu().numpy()
+
+
+def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs=None, frame_quartile=None):
     """Share the light of overlapping detections among them, in place: each
     start estimate of the photons (``estimate[:, 2]``, e-) counts all the
     light of the 3x3 px around it, its neighbours' included. Multiplicative
@@ -1116,7 +1130,8 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     rows where ``update`` is True change (default: all). ``pairs``: (m, 2)
     row indices of the candidate pairs of neighbours (`frame_pairs`; default:
     searched here); those of ``rows`` within `_DEBLEND_PX` at the current
-    estimates count."""
+    estimates count. ``frame_quartile``: `_frame_quartile` of ``data_e``
+    (default: computed here)."""
     dev = data_e.device
     H, W = data_e.shape[1:]
     good = np.isfinite(estimate[rows]).all(-1) & np.isfinite(background)
@@ -1130,10 +1145,11 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     cx = np.clip(np.floor(x).astype(np.int64) - 1, 0, W - 3)
     # a window's lower quartile overestimates the background under a cluster
     # of detections: at most the lower quartile of the whole frame
-    uf, inv = np.unique(fr[rows], return_inverse=True)
-    flat = data_e[torch.as_tensor(uf, device=dev)].reshape(len(uf), -1)  # the quartile by kthvalue: no full sort
-    q = torch.kthvalue(flat, flat.shape[1] // 4 + 1, dim=1).values.cpu().numpy()
-    bg = np.minimum(bg, q[inv])
+    if frame_quartile is None:
+        uf, inv = np.unique(fr[rows], return_inverse=True)
+        bg = np.minimum(bg, _frame_quartile(data_e[torch.as_tensor(uf, device=dev)])[inv])
+    else:
+        bg = np.minimum(bg, frame_quartile[fr[rows]])
     off = torch.arange(3, device=dev)
     yi = (torch.as_tensor(cy, device=dev)[:, None, None] + off[:, None]).expand(m, 3, 3)
     xi = (torch.as_tensor(cx, device=dev)[:, None, None] + off[None, :]).expand(m, 3, 3)
@@ -1148,8 +1164,9 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     local = np.full(len(estimate), -1)
     local[rows] = np.arange(m)
     pairs = local[pairs]
-    pairs = pairs[(pairs >= 0).all(1)]
-    pairs = pairs[np.hypot(x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]) <= _DEBLEND_PX]
+    pairs = pairs[np.minimum(pairs[:, 0], pairs[:, 1]) >= 0]
+    dx, dy = x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]
+    pairs = pairs[dx * dx + dy * dy <= _DEBLEND_PX**2]
     i = np.concatenate([np.arange(m), pairs[:, 0], pairs[:, 1]])
     j = np.concatenate([np.arange(m), pairs[:, 1], pairs[:, 0]])
     # (torch's ndtr: ~9x scipy's on these arrays)
@@ -1209,9 +1226,10 @@ class _Fixed:
         self.H, self.W = data_e.shape[1:]
         good = np.isfinite(estimate[rows]).all(-1)
         rows = rows[good]
-        if near is not None and len(rows):
+        if near is not None and 0 < 2 * len(near) < len(rows):
             # windows overlap when their corners are closer than their sizes
-            # on both axes (Chebyshev distance), frames kept apart
+            # on both axes (Chebyshev distance), frames kept apart (when
+            # most rows ask, rendering all costs less than the search)
             reach = window + self.pad
             off = 4.0 * (self.H + reach)
             tree = cKDTree(np.column_stack([wy0[near] + fr[near] * off, wx0[near]]))
@@ -1229,26 +1247,25 @@ class _Fixed:
     def _render(self, rows, y0, x0, bh, bw, dev, dt, clip=False):
         """Light of emitters ``rows`` over boxes (y0, x0, bh, bw) -> (G, bh, bw),
         and the boxes' pixel indices (``clip``: clamped into the frame); zero
-        outside each emitter's widened window and outside the frame."""
+        outside each emitter's widened window and outside the frame (both
+        per axis: the window and the frame are boxes)."""
         th = torch.as_tensor(np.nan_to_num(self.estimate[rows]), dtype=dt, device=dev)
-        y0t = torch.as_tensor(y0, device=dev)
-        x0t = torch.as_tensor(x0, device=dev)
-        yi = y0t[:, None, None] + torch.arange(bh, device=dev)[None, :, None]
-        xi = x0t[:, None, None] + torch.arange(bw, device=dev)[None, None, :]
+        yi = torch.as_tensor(y0, device=dev)[:, None] + torch.arange(bh, device=dev)  # (G, bh)
+        xi = torch.as_tensor(x0, device=dev)[:, None] + torch.arange(bw, device=dev)  # (G, bw)
         s = torch.clamp(th[:, 3:4], min=0.1)[:, :, None]
-        ax, _, _ = _axis_terms(xi[:, 0, :].to(dt)[:, None, :], th[:, 0:1, None], s)
-        ay, _, _ = _axis_terms(yi[:, :, 0].to(dt)[:, None, :], th[:, 1:2, None], s)
-        light = th[:, 2, None, None] * ay[:, 0, :, None] * ax[:, 0, None, :]
-        d = self.pad
-        wy = torch.as_tensor(self.wy0[rows], device=dev)[:, None, None] - d
-        wx = torch.as_tensor(self.wx0[rows], device=dev)[:, None, None] - d
-        size = self.window + 2 * d
-        inside = (yi >= wy) & (yi < wy + size) & (xi >= wx) & (xi < wx + size)
-        inside &= (yi >= 0) & (yi < self.H) & (xi >= 0) & (xi < self.W)
-        light = torch.where(inside, light, torch.zeros_like(light))
+        ax = _axis_terms(xi.to(dt)[:, None, :], th[:, 0:1, None], s, derivatives=False)[:, 0]
+        ay = _axis_terms(yi.to(dt)[:, None, :], th[:, 1:2, None], s, derivatives=False)[:, 0]
+        d, size = self.pad, self.window + 2 * self.pad
+        wy = torch.as_tensor(self.wy0[rows], device=dev)[:, None] - d
+        wx = torch.as_tensor(self.wx0[rows], device=dev)[:, None] - d
+        in_y = (yi >= torch.clamp(wy, min=0)) & (yi < torch.clamp(wy + size, max=self.H))
+        in_x = (xi >= torch.clamp(wx, min=0)) & (xi < torch.clamp(wx + size, max=self.W))
+        ay = torch.where(in_y, th[:, 2, None] * ay, torch.zeros_like(ay))
+        ax = torch.where(in_x, ax, torch.zeros_like(ax))
+        light = ay[:, :, None] * ax[:, None, :]
         if clip:
             yi, xi = torch.clamp(yi, 0, self.H - 1), torch.clamp(xi, 0, self.W - 1)
-        return light, yi.expand_as(light), xi.expand_as(light)
+        return light, yi[:, :, None].expand_as(light), xi[:, None, :].expand_as(light)
 
     def light(self, frames, members, y0, x0, bh, bw, dev, dt):
         """(G, bh, bw) fixed light on boxes of frames ``frames`` with ``members`` (G, K)."""
