@@ -748,3 +748,35 @@ def test_a_block_with_no_free_fits_takes_its_psf_from_the_crowded_ones():
     assert held.mean() > 0.9, res.summary()
     assert abs(np.median(res.locs.sigma[held]) / s - 1) < 0.05
     assert abs(np.median(res.locs.photons[held]) / N - 1) < 0.05
+
+
+def test_held_light_is_each_emitters_psf_within_its_widened_window():
+    """The canvas of light held fixed (`_Fixed`) is, pixel by pixel, the sum
+    of each emitter's integrated Gaussian cut to its window widened by
+    `_Fixed.pad` px and to the frame (emitters on the frame's edges
+    included); `light` takes the asking emitters' own light out again."""
+    rng = np.random.default_rng(21)
+    n, H, W, window = 40, 24, 20, 7
+    f = rng.integers(0, 3, n)
+    xp = np.r_[rng.uniform(0, W, n - 4), 0.2, W - 0.1, 3.0, 10.0]
+    yp = np.r_[rng.uniform(0, H, n - 4), 5.0, 12.0, 0.3, H - 0.2]
+    est = np.column_stack([xp, yp, rng.uniform(200, 3000, n), rng.uniform(0.8, 1.6, n)])
+    wx0 = np.clip(np.floor(xp).astype(int) - window // 2, 0, W - window)
+    wy0 = np.clip(np.floor(yp).astype(int) - window // 2, 0, H - window)
+    rows = np.arange(n)
+    frames = torch.zeros((3, H, W), dtype=torch.float64)
+    held = fit._Fixed(est, rows, f, wx0, wy0, window, frames)
+    want = np.zeros((3, H, W))
+    d = fit._Fixed.pad
+    for i in rows:
+        own = render_emitters(est[i:i + 1, 0] * P, est[i:i + 1, 1] * P, est[i:i + 1, 2], est[i:i + 1, 3] * P, (H, W), P)
+        cut = np.zeros((H, W), bool)
+        cut[max(wy0[i] - d, 0):wy0[i] + window + d, max(wx0[i] - d, 0):wx0[i] + window + d] = True
+        want[f[i]] += np.where(cut, own, 0.0)
+    np.testing.assert_allclose(held.canvas.numpy(), want, rtol=1e-6, atol=1e-6)
+    ask = rows[:10]
+    light = held.light(f[ask], ask[:, None], wy0[ask], wx0[ask], window, window, frames.device, frames.dtype)
+    for k, i in enumerate(ask):
+        own = render_emitters(est[i:i + 1, 0] * P, est[i:i + 1, 1] * P, est[i:i + 1, 2], est[i:i + 1, 3] * P, (H, W), P)
+        box = np.s_[wy0[i]:wy0[i] + window, wx0[i]:wx0[i] + window]
+        np.testing.assert_allclose(light[k].numpy(), want[f[i]][box] - own[box], rtol=1e-6, atol=1e-6)

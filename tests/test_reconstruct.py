@@ -176,6 +176,30 @@ def test_memory_stays_bounded_over_many_frames(tiny_checkpoint, tmp_path, rng, m
     assert peaks[1] - peaks[0] < 2 * tables[1] + 2**20
 
 
+def test_heap_is_trimmed_by_time_not_by_every_block(tiny_checkpoint, rng, monkeypatch):
+    """The heap goes back to the OS at a block boundary (`TRIM_EVERY`
+    frames) only when `TRIM_SECONDS` have passed since the last trim (the
+    clock here is a counter: one second per call); the sum image does not
+    depend on it."""
+    from napari_dsir import reconstruct as rec
+
+    frames = rng.integers(90, 400, (40, 8, 8)).astype(np.float32)
+    m = load_checkpoint(tiny_checkpoint)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(rec.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(rec, "TRIM_EVERY", 4)
+    sums = {}
+    n = {}
+    for seconds in (0.0, 2.5, 10**9):
+        calls = []
+        monkeypatch.setattr(rec, "_trim_heap", lambda calls=calls: calls.append(1))
+        monkeypatch.setattr(rec, "TRIM_SECONDS", seconds)
+        sums[seconds] = reconstruct(frames, m, pixel_size=100.0, batch_size=2).sum_image
+        n[seconds] = len(calls)
+    assert n[0.0] == 10 and 0 < n[2.5] < 5 and n[10**9] == 0  # 40 frames: 10 boundaries
+    np.testing.assert_array_equal(sums[0.0], sums[10**9])
+
+
 def test_reconstruct_uses_the_stacks_own_pixel_size(tiny_checkpoint, tmp_path, rng):
     """Regression: reconstruct(stack) took 100 nm whatever the file said."""
     from napari_dsir.io import write_tiff
