@@ -167,8 +167,9 @@ def _trim_heap() -> None:
     (measured: +28 MB per 100 frames of 128x128 px). Trimming now and then
     keeps it flat. Not more often than every `TRIM_SECONDS`: a trim takes a
     few ms and the memory the next frames need is then faulted in again
-    (trimmed every 32 frames, Bundled Tubes HD played four times took 6.1 s
-    instead of 5.2 s without).
+    (a one-off check: trimmed every 32 frames, Bundled Tubes HD played four
+    times took 6.1 s in one process, 5.2 s untrimmed; memory:
+    benchmarks/results/memory.md).
     """
     global _LIBC
     if _LIBC is None:
