@@ -78,28 +78,37 @@ def test_plateau_gives_one_peak():
 
 
 def test_many_candidates_give_the_same_peaks_as_few():
-    """Above 2% of the pixels over the threshold, non-maxima are dropped by a
-    separable box maximum first: the peaks (plateau ties included) are those
-    of the direct neighbourhood comparison."""
+    """Above `PREFILTER_SHARE` of the pixels over the threshold, non-maxima
+    are dropped by a separable box maximum first: the peaks (plateau ties
+    included) are those of the direct neighbourhood comparison, which
+    sparse frames (few candidates, the frames' edges among them) take."""
     import torch
 
-    from napari_dsir.localize import _box_max, local_maxima
+    from napari_dsir.localize import PREFILTER_SHARE, _box_max, local_maxima
 
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 40, 50, generator=g).round(decimals=1)  # many exact ties
-    for r in (1, 2, 3):
-        b, yy, xx = local_maxima(x, 0.05, r)  # most pixels are candidates: the prefiltered path
-        ref = []
-        pad = torch.nn.functional.pad(x, (r, r, r, r), value=float("-inf"))
-        for i, y0, x0 in torch.nonzero(x > 0.05).tolist():
-            win = pad[i, y0 : y0 + 2 * r + 1, x0 : x0 + 2 * r + 1].flatten()
-            c = x[i, y0, x0]
-            later = win[(2 * r + 1) * r + r + 1 :]
-            if (win <= c).all() and not (later == c).any():
-                ref.append((i, y0, x0))
-        assert sorted(zip(b.tolist(), yy.tolist(), xx.tolist())) == sorted(ref)
-        m = torch.nn.functional.max_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
-        assert torch.equal(_box_max(x, r), m)
+    dense = torch.rand(3, 40, 50, generator=g).round(decimals=1)  # many exact ties
+    sparse = torch.zeros(3, 40, 50)
+    idx = torch.randint(0, sparse.numel(), (12,), generator=g)
+    sparse.view(-1)[idx] = torch.rand(12, generator=g).round(decimals=1) + 0.1
+    sparse[0, 0, :2] = sparse[1, 39, 48:] = 0.7  # ties on the edges
+    for x in (dense, sparse):
+        many = int((x > 0.05).sum()) > PREFILTER_SHARE * x.numel()
+        assert many == (x is dense)  # both paths
+        for r in (1, 2, 3):
+            b, yy, xx = local_maxima(x, 0.05, r)
+            ref = []
+            pad = torch.nn.functional.pad(x, (r, r, r, r), value=float("-inf"))
+            for i, y0, x0 in torch.nonzero(x > 0.05).tolist():
+                win = pad[i, y0 : y0 + 2 * r + 1, x0 : x0 + 2 * r + 1].flatten()
+                c = x[i, y0, x0]
+                later = win[(2 * r + 1) * r + r + 1 :]
+                if (win <= c).all() and not (later == c).any():
+                    ref.append((i, y0, x0))
+            assert sorted(zip(b.tolist(), yy.tolist(), xx.tolist())) == sorted(ref)
+            assert len(ref) > 0
+            m = torch.nn.functional.max_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+            assert torch.equal(_box_max(x, r), m)
 
 
 def test_gaussian_subpixel_positions_are_unbiased_where_the_centroid_is_pulled_to_the_pixel_centre():

@@ -324,13 +324,21 @@ def _box_max(x: torch.Tensor, r: int) -> torch.Tensor:
     return out
 
 
+#: `local_maxima` drops the non-maxima by a separable box maximum first
+#: when more than this share of the pixels is over the threshold: comparing
+#: each candidate with its neighbours costs ~50x a box maximum per pixel
+#: (Bundled Tubes HD, default model: 1.6 % of the pixels, 1.2 against 0.5
+#: ms per frame on 2 CPU cores, a one-off check)
+PREFILTER_SHARE = 0.005
+
+
 def local_maxima(x: torch.Tensor, threshold: float, r: int):
     """(batch, y, x) indices of the pixels of ``x`` (batch, Y, X) above
     ``threshold`` that are the maximum of their (2r+1)^2 neighbourhood;
     of exactly equal neighbours (plateaus, e.g. noise-free images) only the
     one last in raster order."""
     mask = x > threshold
-    if int(mask.sum()) > 0.02 * mask.numel():  # many candidates: drop non-maxima first
+    if int(mask.sum()) > PREFILTER_SHARE * mask.numel():  # many candidates: drop non-maxima first
         mask &= x >= _box_max(x, r)
     b, yy, xx = torch.nonzero(mask, as_tuple=True)
     if b.numel() == 0:
@@ -338,6 +346,8 @@ def local_maxima(x: torch.Tensor, threshold: float, r: int):
     off = torch.arange(-r, r + 1, device=x.device)
     dy, dx = (o.reshape(-1) for o in torch.meshgrid(off, off, indexing="ij"))
     padded = F.pad(x, (r, r, r, r), value=float("-inf"))
+    ph, pw = padded.shape[1:]
+    flat, step = padded.reshape(-1), dy * pw + dx  # neighbours gathered by flat index
     centre = x[b, yy, xx]
     keep = torch.ones_like(centre, dtype=torch.bool)
     # exact ties (plateaus, e.g. noise-free images) give one peak: the
@@ -345,7 +355,7 @@ def local_maxima(x: torch.Tensor, threshold: float, r: int):
     later = (dy > 0) | ((dy == 0) & (dx > 0))
     for j in range(0, len(b), 1 << 18):  # bounded memory for dense outputs
         sl = slice(j, j + (1 << 18))
-        neigh = padded[b[sl, None], yy[sl, None] + r + dy, xx[sl, None] + r + dx]
+        neigh = flat[((b[sl] * ph + yy[sl] + r) * pw + xx[sl] + r)[:, None] + step]
         c = centre[sl, None]
         keep[sl] = (neigh <= c).all(1) & ~((neigh == c) & later).any(1)
     return b[keep], yy[keep], xx[keep]
