@@ -85,7 +85,8 @@ def training_density(model) -> float:
 def network_binning(fwhm_px: float | None, max_fwhm_px: float, density: float | None = None,
                     max_density: float = math.inf) -> int:
     """The smallest binning b (1..`MAX_BINNING`) that brings a PSF of
-    ``fwhm_px`` camera px (the lower quartile of `measure_fwhm`) within
+    ``fwhm_px`` camera px (the lower quartile or the median of
+    `measure_fwhm`: `reconstruct.movie_binning`) within
     ``max_fwhm_px`` network px (`training_fwhm_range_px`); 1 when the width is not
     known, or when the binned frames would be denser than ``max_density``
     (per 100 network px^2, `training_density`) at ``density`` detections

@@ -263,9 +263,11 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
         return 1, info
     median, q25 = info["psf_fwhm_nm"] / float(pixel_size), info["psf_fwhm_q25_nm"] / float(pixel_size)
     lo, hi = training_fwhm_range_px(model)
-    # wider than the training's widest (the lower quartile; the median alone
-    # where the binned frames stay sparse: `STRADDLE_DENSITY_SHARE`)
-    b = max(network_binning(q25, hi), network_binning(median, hi))
+    # wider than the training's widest: the median at least (the lower
+    # quartile binned, or the median alone where the binned frames stay
+    # sparse, `STRADDLE_DENSITY_SHARE`; q25 <= median, and the binning grows
+    # with the width)
+    b = network_binning(median, hi)
     # narrower than the training's narrowest: the network's echoes are left out
     info["psf_narrow"] = median < lo
     if b > 1:  # would the binned frames be too crowded for the network?
