@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_checkpoint, save_checkpoint
 from napari_dsir.simulate import MovieConfig, simulate_movies
-from napari_dsir.train import TrainConfig, _Data, _loss, _val_loss, gauss_kernel
+from napari_dsir.train import TrainConfig, _Data, _val_loss, cosine_lr, gauss_kernel, train_epoch
 
 CHUNK = 250
 
@@ -140,20 +141,10 @@ def main() -> None:
         epoch += 1
         t0 = time.perf_counter()
         model.net.train()
-        order = rng.permutation(len(train))
-        losses = []
-        for k, s in enumerate(range(0, len(order), cfg.batch_size)):
-            step = (epoch - 1) * steps_per_epoch + k
-            frac = 0.0 if n_steps is None else min(1.0, step / n_steps)
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-            x, y, sc = train.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng,
-                                   cfg.scale_jitter)
-            loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
+        # the schedule's length is known after the first epoch, run at the full rate
+        losses = train_epoch(model, train, cfg, opt, kernel, pad, device, rng,
+                             partial(cosine_lr, cfg.lr, n_steps=math.inf if n_steps is None else n_steps),
+                             (epoch - 1) * steps_per_epoch)
         tl = float(torch.stack(losses).mean())
         vl = _val_loss(model, val, cfg, kernel, pad, device)
         dt = time.perf_counter() - t0

@@ -265,6 +265,31 @@ def _last_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".last.pt")
 
 
+def cosine_lr(lr: float, step: int, n_steps: float) -> float:
+    """The learning rate at ``step`` of ``n_steps``: ``lr`` decayed along a
+    half cosine to 5 % of it at the last step (and after)."""
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, n_steps)))))
+
+
+def train_epoch(model, data, cfg: TrainConfig, opt, kernel, pad, device, rng, lr_at, step0: int) -> list:
+    """One pass over ``data`` (`_Data`) in a random order of ``rng``, in
+    batches of ``cfg.batch_size``, the learning rate ``lr_at(step)`` from
+    step ``step0`` on: the batches' losses (detached tensors, read when the
+    caller wants: on a GPU each read waits for the device)."""
+    order = rng.permutation(len(data))
+    losses = []
+    for k, s in enumerate(range(0, len(order), cfg.batch_size)):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step0 + k)
+        x, y, sc = data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng, cfg.scale_jitter)
+        loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return losses
+
+
 def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: bool = True,
                resume: bool = False, log_dir: str | Path | None = None,
                metadata: dict | None = None) -> Generator[EpochLog | TrainStatus, None, DSIRModel]:
@@ -334,9 +359,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     n_steps = cfg.epochs * -(-len(train_data) // cfg.batch_size)
 
     def lr_at(step: int) -> float:
-        if not cfg.lr_decay:
-            return cfg.lr
-        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, n_steps)))))
+        return cosine_lr(cfg.lr, step, n_steps) if cfg.lr_decay else cfg.lr
     history: dict[str, list[float]] = {"train": [], "val": []}
     best, start_epoch = math.inf, 0
     last = _last_path(model_path)
@@ -370,20 +393,9 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.net.train()
-            order = rng.permutation(len(train_data))
-            losses = []
-            step0 = (epoch - 1) * -(-len(order) // cfg.batch_size)
-            for k, s in enumerate(range(0, len(order), cfg.batch_size)):
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step0 + k)
-                x, y, sc = train_data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale,
-                                            rng, cfg.scale_jitter)
-                loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-            tl = float(np.mean(losses))
+            losses = train_epoch(model, train_data, cfg, opt, kernel, pad, device, rng, lr_at,
+                                 (epoch - 1) * -(-len(train_data) // cfg.batch_size))
+            tl = float(np.mean([float(v) for v in losses]))
             vl = _val_loss(model, val_data, cfg, kernel, pad, device)
             history["train"].append(tl)
             history["val"].append(vl)
