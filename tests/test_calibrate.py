@@ -185,3 +185,26 @@ def test_bad_crowded_error_is_refused():
     for key, bad in (("crowded_error_density", ["a", 1, 1, 1, 1]), ("crowded_error_px", 3.0)):
         with pytest.raises(DSIRError, match=key):
             params_for(SimpleNamespace(metadata={"localize": {**p.to_dict(), key: bad}}))
+
+
+def test_spot_ceiling_is_the_share_of_training_movies_under_it():
+    """The ceiling is the 99th percentile of the training movies' spot
+    heights, each movie divided by its own noise level; too few movies
+    with spots give none."""
+    import torch
+
+    from napari_dsir.calibrate import MIN_CEILING_MOVIES, spot_ceiling
+    from napari_dsir.model import SPOT_CEILING_SHARE, movie_scale, movie_spot_height
+
+    cfg = MovieConfig(frame_size=(16, 16), frames_per_movie=4, sparse_fraction=0.0, empty_fraction=0.0,
+                      density=(4.0, 8.0))
+    frames, _, movie, _ = simulate_movies(40, cfg, seed=3)
+    scales = np.array([movie_scale(torch.from_numpy(frames[movie == m])) for m in range(40)])[movie]
+    heights = [movie_spot_height(torch.from_numpy(frames[movie == m]), scales[movie == m][0]) for m in range(40)]
+    heights = [h for h in heights if h is not None]
+    assert len(heights) >= MIN_CEILING_MOVIES
+    got = spot_ceiling(frames, movie, scales)
+    assert got["height"] == pytest.approx(np.quantile(heights, SPOT_CEILING_SHARE))
+    assert got["movies"] == len(heights) and got["share"] == SPOT_CEILING_SHARE
+    few = movie < 5
+    assert spot_ceiling(frames[few], movie[few], scales[few]) is None

@@ -18,6 +18,7 @@ from napari_dsir.model import (
     resolve_device,
     save_checkpoint,
 )
+from napari_dsir.networks import ShuffleNet
 
 from .conftest import shared
 
@@ -385,3 +386,54 @@ def test_legacy_forward_in_place_equals_instance_norm(negative_weights):
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-8)
     out.sum().backward()
     assert net.conv1.weight.grad is not None and torch.isfinite(net.conv1.weight.grad).all()
+
+
+def _spots(heights, noise=10.0, seed=0, n_frames=4, size=32):
+    """Frames (ADU) of Gaussian noise ``noise`` around 100 with one-pixel
+    spots of the given heights (in noise levels), a few per frame."""
+    rng = np.random.default_rng(seed)
+    frames = 100.0 + noise * rng.standard_normal((n_frames, size, size))
+    for i, h in enumerate(heights):
+        f, k = divmod(i, 9)
+        frames[f % n_frames, 3 + 3 * (k // 3) * 3, 3 + 3 * (k % 3) * 3] += h * noise
+    return torch.from_numpy(frames.astype(np.float32))
+
+
+def test_spot_height_is_the_quantile_of_the_spots_in_noise_levels():
+    from napari_dsir.model import SPOT_QUANTILE, movie_scale, movie_spot_height, spot_heights
+
+    heights = np.linspace(20, 400, 30)
+    frames = _spots(heights)
+    s = movie_scale(frames)
+    found = np.sort(spot_heights(frames, s).numpy())
+    assert len(found) == len(heights)  # noise alone stays under 8 noise levels
+    np.testing.assert_allclose(found, heights, rtol=0.1, atol=1.0)
+    assert movie_spot_height(frames, s) == pytest.approx(np.quantile(found, SPOT_QUANTILE))
+    assert movie_spot_height(_spots(heights[:5]), s) is None  # too few spots to say
+
+
+def test_bright_movies_are_scaled_down_to_the_models_ceiling():
+    """A movie-normalised model divides a movie whose spots are taller than
+    its training's ceiling by its noise level times their ratio; below the
+    ceiling, without one, or for per-frame normalisations nothing changes."""
+    from napari_dsir.model import brightness_factor, movie_scale, movie_spot_height
+
+    model = DSIRModel(ShuffleNet(4, 4), "shuffle", normalization="movie")
+    bright, dim = _spots(np.linspace(100, 800, 30)), _spots(np.linspace(10, 40, 30))
+    assert model.spot_ceiling is None
+    assert model.input_scale(bright) == (pytest.approx(movie_scale(bright)), 1.0)
+    model.metadata["spot_ceiling"] = {"height": 100.0, "share": 0.99, "movies": 1000}
+    s, f = model.input_scale(bright)
+    assert f == pytest.approx(movie_spot_height(bright, movie_scale(bright)) / 100.0) and f > 5
+    assert s == pytest.approx(movie_scale(bright) * f)
+    assert model.movie_scale(bright) == pytest.approx(s)
+    assert model.input_scale(dim) == (pytest.approx(movie_scale(dim)), 1.0)
+    assert brightness_factor(None, 100.0) == 1.0 and brightness_factor(50.0, None) == 1.0
+    zscore = DSIRModel(ShuffleNet(4, 4), "shuffle", normalization="zscore", metadata=dict(model.metadata))
+    assert zscore.input_scale(bright) == (None, 1.0)
+
+
+def test_shipped_model_has_a_spot_ceiling():
+    model = load_model("default")
+    assert 100 < model.spot_ceiling < 400  # noise levels; 99 % of its training movies
+    assert model.metadata["spot_ceiling"]["share"] == 0.99

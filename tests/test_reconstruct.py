@@ -257,6 +257,37 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
     np.testing.assert_allclose(one.frames[0], res.frames[2], atol=1e-5)
 
 
+def test_a_movie_brighter_than_the_training_is_scaled_down_with_a_warning(tiny_shuffle_checkpoint, tmp_path):
+    """Spots taller (in noise levels) than the model's ceiling: the whole
+    movie is divided by its noise level times their ratio, a warning says so
+    and the result records the factor; the same movie with a ceiling above
+    its spots runs as before."""
+    from napari_dsir.model import load_model, movie_scale, movie_spot_height, save_checkpoint
+    from napari_dsir.reconstruct import iter_reconstruct
+
+    model = load_model(str(tiny_shuffle_checkpoint))
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(20, (12, 24, 24)).astype(np.float32) + 100
+    frames[:, 6, 6] += 3000
+    frames[:, 16, 12] += 2000
+    s = movie_scale(torch.from_numpy(frames))
+    height = movie_spot_height(torch.from_numpy(frames), s)
+    for ceiling, factor in ((height / 4, 4.0), (height * 2, 1.0)):
+        model.metadata["spot_ceiling"] = {"height": ceiling}
+        path = save_checkpoint(tmp_path / "m.pt", model)
+        gen = iter_reconstruct(frames, load_model(str(path)), pixel_size=100.0, batch_size=4)
+        records = []
+        try:
+            while True:
+                records.append(next(gen))
+        except StopIteration as stop:
+            res = stop.value
+        warned = [r.message for r in records if r.kind == "warning"]
+        assert res.info["brightness_factor"] == pytest.approx(factor)
+        assert res.info["noise_scale"] == pytest.approx(s * factor, rel=1e-5)
+        assert len(warned) == (factor > 1) and all("scaled down 4.0x" in m for m in warned)
+
+
 def test_refinement_reports_the_models_own_error_in_crowds():
     """The run path gives the refinement the checkpoint's network error
     (per neighbour class, growing with the bound, the density and the PSF's

@@ -31,7 +31,7 @@ from .localize import (
 )
 from .localize import blur as blur_images
 from .locs import Localizations
-from .model import DSIRModel
+from .model import SPOT_CEILING_SHARE, DSIRModel, movie_spot_height
 from .simulate import MovieConfig, simulate_movies
 
 # what the shipped threshold must hold at every density of the validation
@@ -417,3 +417,28 @@ if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVI
     if not a:
         sys.exit("usage: python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]")
     print(json.dumps(calibrate_crowded_error(a[0], *(int(v) for v in a[1:3])), indent=1))
+
+
+#: fewer training movies with a spot height than this: no ceiling
+MIN_CEILING_MOVIES = 20
+
+
+def spot_ceiling(frames: np.ndarray, movie: np.ndarray, scales: np.ndarray) -> dict | None:
+    """The spot height (`napari_dsir.model.movie_spot_height`, in noise
+    levels) that `SPOT_CEILING_SHARE` of a model's training movies stay
+    under, from movies of its training distribution: ``frames`` (frame, y,
+    x) ADU, each frame's ``movie`` index and noise level ``scales`` (the
+    validation split's). Stored in the checkpoint (``spot_ceiling``): a
+    movie whose spots are taller is scaled down for the network
+    (`napari_dsir.model.DSIRModel.input_scale`). None with fewer than
+    `MIN_CEILING_MOVIES` movies with spots."""
+    heights = []
+    for m in np.unique(movie):
+        idx = np.flatnonzero(movie == m)
+        h = movie_spot_height(torch.from_numpy(np.ascontiguousarray(frames[idx], np.float32)), float(scales[idx[0]]))
+        if h is not None:
+            heights.append(h)
+    if len(heights) < MIN_CEILING_MOVIES:
+        return None
+    return {"height": float(np.quantile(heights, SPOT_CEILING_SHARE)), "share": SPOT_CEILING_SHARE,
+            "movies": len(heights)}

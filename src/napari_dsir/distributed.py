@@ -21,7 +21,7 @@ from .localize import LocalizeParams
 from .locs import Localizations
 from .model import DSIRModel
 from .progress import drive
-from .reconstruct import Progress, Result, check_args, iter_reconstruct, movie_noise_scale
+from .reconstruct import Progress, Result, bright_message, check_args, iter_reconstruct, movie_noise_scale
 
 
 def connect(address: str):
@@ -135,7 +135,7 @@ def iter_reconstruct_distributed(
     total = stop - start
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
-    noise_scale = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning)
+    noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning)
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
@@ -165,6 +165,8 @@ def iter_reconstruct_distributed(
     done = 0
     yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
+        if bright > 1.0:
+            yield Progress(0, total, batch_size, bright_message(bright), kind="warning")
         for fut in pending:
             try:
                 sum_image, block_locs, block_fit, block_chi2 = fut.result()
@@ -200,6 +202,6 @@ def iter_reconstruct_distributed(
         localizations=loc_table,
         info={"batch_size": batch_size, "device": "dask", "model": model.source,
               "fit": fit_counts if camera is not None and localize is not None else None, "fit_chi2": chi2_hist,
-              "binning": binning,
+              "binning": binning, "noise_scale": noise_scale, "brightness_factor": bright,
               "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

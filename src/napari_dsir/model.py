@@ -93,6 +93,46 @@ def movie_scale(frames: torch.Tensor) -> float:
     return max(s, 1e-6)
 
 
+#: `spot_heights`: the 3x3 local maxima this many noise levels above their
+#: frame's median are spots
+SPOT_LEVEL = 8.0
+#: a movie's spot height (`movie_spot_height`): this quantile of its spots'
+SPOT_QUANTILE = 0.9
+#: fewer spots than this: no spot height (nothing to compare)
+MIN_SPOTS = 10
+#: the share of a model's training movies whose spot height is under its
+#: ``spot_ceiling`` (`napari_dsir.calibrate.spot_ceiling`)
+SPOT_CEILING_SHARE = 0.99
+
+
+def spot_heights(frames: torch.Tensor, scale: float) -> torch.Tensor:
+    """Heights (in noise levels ``scale``, ADU) above their frame's median of
+    the spots of (frame, y, x) frames: 3x3 local maxima over `SPOT_LEVEL`."""
+    x = frames.to(torch.float32)
+    z = (x - x.flatten(1).median(1).values[:, None, None]) / float(scale)
+    peak = F.max_pool2d(z[:, None], 3, 1, 1)[:, 0]
+    return z[(z == peak) & (z > SPOT_LEVEL)]
+
+
+def movie_spot_height(frames: torch.Tensor, scale: float) -> float | None:
+    """The `SPOT_QUANTILE` of a movie's `spot_heights` (noise levels; None
+    with fewer than `MIN_SPOTS` spots): how bright its emitters look to a
+    network that divides by its noise level."""
+    h = spot_heights(frames, scale)
+    if h.numel() < MIN_SPOTS:
+        return None
+    return float(torch.quantile(h.to(torch.float64), SPOT_QUANTILE))
+
+
+def brightness_factor(height: float | None, ceiling: float | None) -> float:
+    """How much a movie of spot height ``height`` is scaled down for a
+    network whose training movies' spot heights stay under ``ceiling``
+    (`DSIRModel.spot_ceiling`): height / ceiling where above it, else 1."""
+    if height is None or not ceiling:
+        return 1.0
+    return max(1.0, float(height) / float(ceiling))
+
+
 def _stats(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
     if normalization not in NORMALIZATIONS:
         raise DSIRError(f"unknown normalization {normalization!r} (use {', '.join(NORMALIZATIONS)})")
@@ -199,12 +239,31 @@ class DSIRModel:
         """The network takes camera frames (no up-sampling before it)."""
         return bool(getattr(self.net, "camera_resolution", False))
 
-    def movie_scale(self, frames) -> float | None:
-        """The movie noise level for ``movie`` normalisation from a sample of
-        frames (frame, y, x), None for per-frame normalisations."""
+    @property
+    def spot_ceiling(self) -> float | None:
+        """The spot height (noise levels, `movie_spot_height`) that
+        `SPOT_CEILING_SHARE` of the model's training movies stay under
+        (checkpoint metadata ``spot_ceiling``; None: not known)."""
+        c = (self.metadata.get("spot_ceiling") or {}).get("height")
+        return float(c) if c else None
+
+    def input_scale(self, frames) -> tuple[float | None, float]:
+        """(scale, factor) for ``movie`` normalisation from a sample of frames
+        (frame, y, x): the movie's noise level (ADU) times the
+        `brightness_factor` of its spots against the model's training
+        (emitters taller than any the network was trained on make it add
+        false detections beside them); (None, 1.0) for per-frame
+        normalisations."""
         if self.normalization != "movie":
-            return None
-        return movie_scale(torch.as_tensor(frames, dtype=torch.float32))
+            return None, 1.0
+        x = torch.as_tensor(frames, dtype=torch.float32)
+        s = movie_scale(x)
+        f = brightness_factor(movie_spot_height(x, s), self.spot_ceiling)
+        return s * f, f
+
+    def movie_scale(self, frames) -> float | None:
+        """The scale of `input_scale` (None for per-frame normalisations)."""
+        return self.input_scale(frames)[0]
 
     def raw(self, frames: torch.Tensor, stats=None, scale=None) -> torch.Tensor:
         """(batch, y, x) ADU -> (batch, u*y, u*x) network output, as trained.
@@ -257,7 +316,7 @@ class DSIRModel:
         measured on these frames, see `movie_scale`).
         """
         if self.normalization == "movie" and scale is None:
-            scale = movie_scale(frames)
+            scale = self.movie_scale(frames)
         if tile == "auto":
             tile = AUTO_TILE
         h, w = frames.shape[-2:]

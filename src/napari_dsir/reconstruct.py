@@ -23,7 +23,7 @@ from .errors import DSIRError, OutOfMemory
 from .io import Stack, check_pixel_size
 from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
 from .locs import Localizations
-from .model import DSIRModel
+from .model import SPOT_CEILING_SHARE, DSIRModel
 from .psf import (
     MAX_BINNING,
     STRADDLE_DENSITY_SHARE,
@@ -207,15 +207,24 @@ def _sample(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
 
 
 def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "",
-                      binning: int = 1) -> float | None:
-    """The noise level (ADU) a movie-normalised model divides frames
-    ``start:stop`` of ``src`` (binned ``binning`` px a side for the network)
-    by, from up to 64 frames spread over them
-    (`napari_dsir.model.movie_scale`); None for per-frame normalisations."""
+                      binning: int = 1) -> tuple[float | None, float]:
+    """(scale, factor): the level (ADU) a movie-normalised model divides
+    frames ``start:stop`` of ``src`` (binned ``binning`` px a side for the
+    network) by, from up to 64 frames spread over them: their noise level
+    times the factor that keeps their spots within the model's training
+    (`napari_dsir.model.DSIRModel.input_scale`); (None, 1.0) for per-frame
+    normalisations."""
     if model.normalization != "movie":
-        return None
+        return None, 1.0
     sample = _sample(src, start, stop, 64, where)
-    return model.movie_scale(bin_frames(torch.from_numpy(sample.astype(np.float32)), binning))
+    return model.input_scale(bin_frames(torch.from_numpy(sample.astype(np.float32)), binning))
+
+
+def bright_message(factor: float) -> str:
+    """The warning of a movie scaled down by `movie_noise_scale`'s ``factor``."""
+    return (f"bright emitters: the network sees the frames scaled down {factor:.1f}x (their spots are taller, "
+            f"in noise levels, than in {SPOT_CEILING_SHARE:.0%} of its training movies, where it adds false "
+            "detections beside them); the fits use the raw frames")
 
 
 #: frames `movie_psf` measures the PSF on
@@ -599,9 +608,12 @@ def iter_reconstruct(
     if not (int(binning) == binning and 1 <= binning <= MAX_BINNING):
         raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING}, got {binning}")
     nb = int(binning)
+    bright = 1.0
     if noise_scale is None:
-        noise_scale = movie_noise_scale(src, model, start, stop, where, nb)
+        noise_scale, bright = movie_noise_scale(src, model, start, stop, where, nb)
     yield Progress(0, total, bs, "reconstructing", kind="start")
+    if bright > 1.0:
+        yield Progress(0, total, bs, bright_message(bright), kind="warning")
     while done < total:
         b0 = start + done
         b1 = min(b0 + bs, stop)
@@ -661,5 +673,6 @@ def iter_reconstruct(
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source,
               "fit": fit_counts if camera is not None and localize is not None else None,
-              "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb},
+              "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb,
+              "brightness_factor": bright},
     )

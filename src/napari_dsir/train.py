@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibrate import ERROR_MOVIES, calibrate_localizer, calibrate_movie_localizer
+from .calibrate import ERROR_MOVIES, calibrate_localizer, calibrate_movie_localizer, spot_ceiling
 from .errors import DSIRError
 from .figures import montage, plot_loss_curves, write_png
 from .localize import gauss_kernel
@@ -434,6 +434,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                                                        cfg.movies, cfg.seed, cfg.batch_size, cfg.error_movies)
             jac = report["mean_jaccard"]
             model.metadata["calibration"] = report
+            model.metadata["spot_ceiling"] = spot_ceiling(val_data.frames, val_data.movie, val_data.scales)
         else:
             params, jac = calibrate_localizer(model, val_data.frames, val_data.locs, val_data.sr_pixel,
                                               cfg.batch_size, blur=(cfg.kernel_width, cfg.kernel_fwhm))
