@@ -201,7 +201,10 @@ def _movie_cfg(**kw):
     return TrainConfig(**base)
 
 
-def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path):
+def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path, monkeypatch):
+    import napari_dsir.calibrate
+
+    monkeypatch.setattr(napari_dsir.calibrate, "MIN_CEILING_MOVIES", 2)  # 8 validation movies, 3 with spots
     logs = list(iter_train(_movie_cfg(), tmp_path / "f.pt"))
     epochs = [r for r in logs if isinstance(r, EpochLog)]
     assert len(epochs) == 2 and epochs[-1].train_loss < epochs[0].train_loss
@@ -216,6 +219,9 @@ def test_fast_network_trains_on_movies_and_ships_a_calibrated_threshold(tmp_path
     assert report["crowded_error"]["movies"] == 32 // 4 + 6  # the validation movies and 6 more
     assert m.metadata["simulation"]["frames_per_movie"] == 4  # the movie ranges, stored
     assert m.metadata["training"]["movies"]["density"] == [1.0, 4.0]
+    # the spot height 99 % of its validation movies stay under, for movies brighter than its training
+    ceiling = m.metadata["spot_ceiling"]
+    assert 2 <= ceiling["movies"] <= 8 and ceiling["share"] == 0.99 and m.spot_ceiling == ceiling["height"] > 8
 
 
 def test_movie_data_carry_one_noise_level_per_movie():

@@ -409,16 +409,6 @@ def calibrate_crowded_error(path, n_movies: int = 300 + ERROR_MOVIES, seed: int 
     return {k: params.to_dict()[k] for k in fields} | cal["crowded_error"]
 
 
-if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]
-    import json
-    import sys
-
-    a = sys.argv[1:]
-    if not a:
-        sys.exit("usage: python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]")
-    print(json.dumps(calibrate_crowded_error(a[0], *(int(v) for v in a[1:3])), indent=1))
-
-
 #: fewer training movies with a spot height than this: no ceiling
 MIN_CEILING_MOVIES = 20
 
@@ -442,3 +432,14 @@ def spot_ceiling(frames: np.ndarray, movie: np.ndarray, scales: np.ndarray) -> d
         return None
     return {"height": float(np.quantile(heights, SPOT_CEILING_SHARE)), "share": SPOT_CEILING_SHARE,
             "movies": len(heights)}
+
+
+if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]
+    import json
+    import sys
+
+    a = sys.argv[1:]
+    if not a:
+        sys.exit("usage: python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]")
+    print(json.dumps(calibrate_crowded_error(a[0], *(int(v) for v in a[1:3])), indent=1))
+
