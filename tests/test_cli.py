@@ -294,3 +294,23 @@ def test_localize_binning_reaches_the_run_and_its_metadata(small_stack, tiny_che
                      "--frames", "0:2", "--binning", value]) == 0
         docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
         assert any(d.get("network_binning") == want for d in docs), docs
+
+
+def test_hot_pixels_are_repaired_unless_kept(tmp_path, capsys):
+    """A movie with a hot pixel: dsir localize warns, repairs it and records
+    it in the Picasso YAML; --keep-hot-pixels leaves it (and says nothing)."""
+    import yaml
+
+    from napari_dsir.io import write_tiff
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(12, SimulationConfig(frame_size=(24, 24), density=1.0, background=30.0), seed=2)
+    frames[:, 4, 15] += 2000
+    stack = write_tiff(tmp_path / "hot.tif", frames.astype(np.uint16), 100.0)
+    for extra, want in (([], [[4, 15]]), (["--keep-hot-pixels"], [])):
+        out = tmp_path / f"hot{len(extra)}.hdf5"
+        assert main(["localize", str(stack), "-o", str(out), "-q", "--refine", "none"] + extra) == 0
+        err = capsys.readouterr().err
+        assert ("1 hot pixel (bright in most frames" in err) is bool(want), err
+        docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+        assert any(d.get("hot_pixels") == want for d in docs), docs

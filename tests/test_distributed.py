@@ -34,7 +34,10 @@ def test_cluster_matches_single_process(client):
     model = load_model("default")
     params = params_for(model)
     data = _movie()
+    data[:, 5, 7] += 2000  # hot pixels: repaired on the workers as in one process
+    data[:, 17, 3] += 1500
     one = reconstruct(data, model, localize=params, refine=False)
+    assert one.info["hot_pixels"] == [[5, 7], [17, 3]]
     seen = []
     many = reconstruct(data, model, localize=params, client=client, chunk=5, progress=seen.append, refine=False)
     assert len(client.scheduler_info()["workers"]) == 2

@@ -466,3 +466,23 @@ def test_reader_then_reconstruct_then_compare(make_napari_viewer, peaky, tmp_pat
     m = gtw.compare()
     assert (m.tp, m.fn) == (3, 1) and m.rmse < 20
     assert _texts(notes, "error") == []
+
+
+def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
+    """A movie with a hot pixel: a warning names it, the status counts it,
+    and no emitter is reported there."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(12, SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0), seed=3)
+    frames[:, 8, 20] += 2000
+    viewer = make_napari_viewer()
+    viewer.add_image(frames, name="hot", metadata={"pixel_size": 100.0})
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    assert any("1 hot pixel (bright in most frames" in m for m in _texts(notes, "warning")), notes
+    assert w.last_result.info["hot_pixels"] == [[8, 20]] and "hot pixels repaired: 1" in w.status.value
+    locs = w.last_result.localizations
+    assert (np.hypot(locs.x - 2050.0, locs.y - 850.0) < 100).sum() <= 1

@@ -90,14 +90,15 @@ def test_memory_stays_bounded_when_streaming(tiny_checkpoint, tmp_path, rng):
     sizes = []
     real = s._read
     s._read = lambda a, b: (sizes.append(b - a), real(a, b))[1]
-    reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4, binning=1)
-    assert max(sizes) == 4 and sum(sizes) == 40
-    # measuring the PSF for the network's binning reads a sample of frames, one by one
-    from napari_dsir.reconstruct import PSF_SAMPLE_FRAMES
+    from napari_dsir.reconstruct import HOT_SAMPLE_FRAMES, PSF_SAMPLE_FRAMES
 
+    reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4, binning=1, hot_pixels=False)
+    assert max(sizes) == 4 and sum(sizes) == 40
+    # looking for hot pixels and measuring the PSF for the network's binning
+    # read samples of frames, one by one
     sizes.clear()
     reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4)
-    assert max(sizes) == 4 and sum(sizes) == 40 + min(40, PSF_SAMPLE_FRAMES)
+    assert max(sizes) == 4 and sum(sizes) == 40 + min(40, HOT_SAMPLE_FRAMES) + min(40, PSF_SAMPLE_FRAMES)
 
 
 def test_legacy_on_bundled_tubes_gives_tube_like_sum():
@@ -439,3 +440,36 @@ def test_fits_start_from_the_measured_psf():
         pull[start is None] = (float(np.mean(toward[ok] * (res.locs.x[ok] - xs[ok]))), ok.mean())
     (measured, ok_measured), (one_px, ok_one_px) = pull[False], pull[True]
     assert one_px > 20 and abs(measured) < 15 and ok_measured > ok_one_px + 0.1, pull
+
+
+def test_hot_pixels_are_repaired_for_the_whole_run():
+    """A camera's hot pixels, found on the movie, are repaired in every frame
+    before the network and the fits: no emitter reported there, a warning
+    and the table's metadata say which; ``hot_pixels=False`` keeps them."""
+    from napari_dsir.run import RunRequest, iter_run
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(16, SimulationConfig(frame_size=(32, 32), density=0.5, photons=(500, 3000),
+                                              background=30.0), seed=4)
+    hot = np.array([[6, 9], [20, 25]])
+    frames[:, hot[:, 0], hot[:, 1]] += 1500
+    for repair_them in (True, False):
+        gen = iter_run(RunRequest(frames.astype(np.uint16), localize=True, camera={"baseline": 100.0},
+                                  hot_pixels=repair_them))
+        warned = []
+        try:
+            while True:
+                p = next(gen)
+                if p.kind == "warning":
+                    warned.append(p.message)
+        except StopIteration as stop:
+            res = stop.value
+        locs = res.localizations
+        at_hot = sum(int((np.hypot(locs.x - (x + 0.5) * 100, locs.y - (y + 0.5) * 100) < 100).sum()) for y, x in hot)
+        if repair_them:
+            assert res.info["hot_pixels"] == hot.tolist()
+            assert any(m.startswith("2 hot pixels") and "(x 9, y 6)" in m for m in warned)
+            assert at_hot <= 2  # an emitter that happens to be there
+        else:
+            assert res.info["hot_pixels"] == [] and not any("hot pixel" in m for m in warned)
+            assert at_hot >= 24  # one in nearly every frame at each

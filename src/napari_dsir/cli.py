@@ -120,6 +120,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="the network sees the frames binned NxN camera px (auto: 1 unless the PSF measured "
                         "on the movie is wider in pixels than the model's training and the binned frames are "
                         "not more crowded than it, which a warning says; the fits always use the camera's pixels)")
+    p.add_argument("--keep-hot-pixels", action="store_true",
+                   help="leave the camera's hot pixels as they are (default: those found on the movie, bright "
+                        "in most frames and not their neighbours, are replaced by their neighbours' median, "
+                        "which a warning says)")
     p.add_argument("--tile", type=_nonnegative_int, default=None,
                    help="process frames larger than this many camera px in overlapping tiles "
                         "(same result, less memory; default 128; 0: never)")
@@ -149,6 +153,7 @@ def _request(args, localize: bool, keep_frames: bool = False):
         scheduler=args.scheduler, chunk=args.chunk, name=str(args.stack),
         refine=getattr(args, "refine", "none") == "mle", camera=_camera(args),
         binning=None if args.binning == "auto" else int(args.binning),
+        hot_pixels=not getattr(args, "keep_hot_pixels", False),
     )
 
 
@@ -216,7 +221,7 @@ def cmd_localize(args) -> int:
     meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
             "camera": res.info.get("camera"), "localize": res.info.get("localize"),
             "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
-            "psf_fwhm_nm": res.info.get("psf_fwhm_nm")}
+            "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels")}
     write_localizations(args.output, res.localizations, overwrite=args.overwrite,
                         pixel_size=res.info["camera_pixel_size"],
                         frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),

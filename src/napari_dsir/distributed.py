@@ -15,6 +15,7 @@ from collections.abc import Generator
 import numpy as np
 
 from .camera import Camera
+from .defects import repair
 from .errors import DSIRError
 from .io import Stack, open_stack
 from .localize import LocalizeParams
@@ -119,10 +120,11 @@ def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
-    binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None,
+    binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
-    (`Progress` per finished block) and the same `Result`."""
+    (`Progress` per finished block) and the same `Result`. ``hot_pixels``:
+    (n, 2) y, x repaired in every frame (`napari_dsir.defects.repair`)."""
     from dask.distributed import as_completed
 
     if int(chunk) < 1:
@@ -130,6 +132,8 @@ def iter_reconstruct_distributed(
     arr = frames_as_dask(data, int(chunk))
     start, stop, batch_size = check_args(arr.shape[0], start, stop, batch_size, pixel_size, model)
     arr = arr[start:stop].rechunk((int(chunk), -1, -1))
+    if hot_pixels is not None and len(hot_pixels):  # repaired on the workers, block by block
+        arr = arr.map_blocks(repair, np.asarray(hot_pixels, np.int64), dtype=np.result_type(arr.dtype, np.float32))
     u = int(model.upsampling)
     h, w = arr.shape[1:]
     total = stop - start

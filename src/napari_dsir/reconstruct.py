@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .camera import Camera
+from .defects import find_hot_pixels, repair
 from .errors import DSIRError, OutOfMemory
 from .io import Stack, check_pixel_size
 from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
@@ -101,11 +102,37 @@ class _ArraySource:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+class Repaired:
+    """A frame source (`frame_source`) whose ``hot`` pixels ((n, 2) y, x;
+    `napari_dsir.defects.find_hot_pixels`) are repaired in every frame read
+    (`napari_dsir.defects.repair`)."""
+
+    def __init__(self, src, hot: np.ndarray):
+        self.src, self.hot = frame_source(src), np.asarray(hot, np.int64).reshape(-1, 2)
+        self.shape = self.src.shape
+
+    def __len__(self):
+        return len(self.src)
+
+    def __getattr__(self, name):  # path, pixel_size, metadata, ... of the source
+        if name in ("src", "hot"):
+            raise AttributeError(name)
+        return getattr(self.src, name)
+
+    def read(self, start, stop):
+        return repair(self.src.read(start, stop), self.hot)
+
+    def take(self, idx):
+        if hasattr(self.src, "take"):
+            return repair(np.asarray(self.src.take(idx)), self.hot)
+        return repair(np.stack([np.asarray(self.src.read(int(i), int(i) + 1)[0]) for i in idx]), self.hot)
+
+
 def frame_source(data):
     """``data`` (a `Stack`, an array (frame, y, x) or (y, x), or a source
     this made) as something frames are read from in ranges; one source
     serves the PSF's sample and the run (a dask array's chunk cache)."""
-    if isinstance(data, (Stack, _ArraySource)):
+    if isinstance(data, (Stack, _ArraySource, Repaired)):
         return data
     if hasattr(data, "ndim") and hasattr(data, "shape"):
         return _ArraySource(data)
@@ -195,7 +222,7 @@ def _is_oom(err: BaseException) -> bool:
     return oom is not None and isinstance(err, oom)
 
 
-def _sample(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
+def sample_frames(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
     """Up to ``n`` frames spread over ``start:stop`` of ``src`` (checked)."""
     idx = start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, n)).round().astype(int))
     if hasattr(src, "take"):  # one read of all the sample frames (dask)
@@ -216,7 +243,7 @@ def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str =
     normalisations."""
     if model.normalization != "movie":
         return None, 1.0
-    sample = _sample(src, start, stop, 64, where)
+    sample = sample_frames(src, start, stop, 64, where)
     return model.input_scale(bin_frames(torch.from_numpy(sample.astype(np.float32)), binning))
 
 
@@ -242,14 +269,32 @@ def movie_psf(src, start: int, stop: int, pixel_size: float, camera: Camera | No
     return _measure_psf(src, start, stop, pixel_size, camera, where)[0]
 
 
+def _first_chunk(src, start: int, stop: int) -> int:
+    """``stop``, or the end of the chunk holding frame ``start`` for a dask
+    array (its frames are then read from the source's cache, once)."""
+    chunks = getattr(getattr(src, "data", None), "chunks", None)
+    if isinstance(getattr(src, "src", src), _ArraySource) and chunks is not None:
+        bounds = np.cumsum((0,) + tuple(chunks[0]))
+        stop = min(stop, int(bounds[np.searchsorted(bounds, start, side="right")]))
+    return stop
+
+
+#: frames `movie_hot_pixels` looks for hot pixels on
+HOT_SAMPLE_FRAMES = 64
+
+
+def movie_hot_pixels(src, start: int, stop: int, where: str = "") -> np.ndarray:
+    """(n, 2) y, x of the hot pixels (`napari_dsir.defects.find_hot_pixels`)
+    in up to `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src``
+    (over the range's first chunk of a dask array, as `movie_psf`)."""
+    src = frame_source(src)
+    return find_hot_pixels(sample_frames(src, start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES, where))
+
+
 def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.ndarray]:
     """`movie_psf` and its sample of frames."""
     src = frame_source(src)
-    chunks = getattr(getattr(src, "data", None), "chunks", None)
-    if isinstance(src, _ArraySource) and chunks is not None:
-        bounds = np.cumsum((0,) + tuple(chunks[0]))
-        stop = min(stop, int(bounds[np.searchsorted(bounds, start, side="right")]))
-    sample = _sample(src, start, stop, PSF_SAMPLE_FRAMES, where)
+    sample = sample_frames(src, start, _first_chunk(src, start, stop), PSF_SAMPLE_FRAMES, where)
     measured = measure_fwhm(sample, pixel_size, camera)
     if measured is None:
         return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0}, sample

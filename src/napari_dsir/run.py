@@ -31,7 +31,15 @@ from .camera import Camera, resolve_camera
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
-from .reconstruct import Progress, Result, fit_sigma_init, frame_source, iter_reconstruct
+from .reconstruct import (
+    Progress,
+    Repaired,
+    Result,
+    fit_sigma_init,
+    frame_source,
+    iter_reconstruct,
+    movie_hot_pixels,
+)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class RunRequest:
     (None: 1 unless the PSF measured on the movie is wider in pixels than
     the model's training, `reconstruct.movie_binning`; a warning says so;
     where it is narrower, the network's echoes are left out: None only).
+    ``hot_pixels``: find the camera's hot pixels on the movie and repair
+    them in every frame (`napari_dsir.defects`; a warning says so).
     ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
@@ -79,6 +89,7 @@ class RunRequest:
     camera: Any = None  # Camera, a dict of its settings, or None (file metadata, else assumed defaults)
     fit_window: int | None = None
     binning: int | None = None  # the network's: None measures the PSF (`reconstruct.movie_binning`)
+    hot_pixels: bool = True  # repair the camera's hot pixels found on the movie (`napari_dsir.defects`)
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
@@ -209,7 +220,15 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                         "(the frames stay on the workers)")
     if not distributed:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
-    binning, psf = _binning(req, src, model, px.nm, camera, total, name)
+    hot = np.zeros((0, 2), np.int64)
+    if req.hot_pixels:
+        hot = movie_hot_pixels(src, req.start, req.start + total, f"{name}: ")
+    if len(hot):
+        yield Progress(0, total, req.batch_size or 0, hot_pixels_message(hot), kind="warning")
+    measured = Repaired(src, hot) if len(hot) else src
+    if not distributed:
+        src = measured
+    binning, psf = _binning(req, measured, model, px.nm, camera, total, name)
     if binning > 1 or psf.get("network_density") is not None:
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
@@ -229,7 +248,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma)
+                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma, hot_pixels=hot)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
@@ -248,7 +267,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None,
-        seconds=time.perf_counter() - t0, **psf,
+        seconds=time.perf_counter() - t0, hot_pixels=hot.tolist(), **psf,
     )
     return result
 
@@ -283,6 +302,13 @@ def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int,
     if total < 1:
         return 1, {}
     return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
+
+
+def hot_pixels_message(hot: np.ndarray) -> str:
+    where = ", ".join(f"(x {x}, y {y})" for y, x in hot[:5]) + (", ..." if len(hot) > 5 else "")
+    return (f"{len(hot)} hot pixel{'s' if len(hot) > 1 else ''} (bright in most frames, not their neighbours: "
+            f"{where}) replaced by their neighbours' median in every frame; the network would report an emitter "
+            "there in every frame (hot_pixels=False / --keep-hot-pixels keeps them)")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from napari_dsir.defects import HOT_LEVEL, MIN_FRAMES, find_hot_pixels, repair
+from napari_dsir.simulate import SimulationConfig, simulate
+
+
+def _movie(n=40, density=2.0, seed=3, fwhm=(250.0, 350.0), pixel=100.0):
+    frames, _ = simulate(n, SimulationConfig(frame_size=(40, 40), density=density, photons=(300, 5000),
+                                             background=30.0, fwhm=fwhm, pixel_size=pixel, margin=200.0),
+                         seed=seed)
+    return frames
+
+
+@pytest.mark.parametrize("density, fwhm, pixel", [(2.0, (250.0, 350.0), 100.0), (8.0, (250.0, 350.0), 100.0),
+                                                  (2.0, (180.0, 240.0), 160.0)])
+def test_blinking_emitters_are_not_hot_pixels(density, fwhm, pixel):
+    """Emitters at any density and the narrowest PSFs (0.5 px sigma) blink:
+    none of their pixels is taken for a hot one."""
+    assert len(find_hot_pixels(_movie(density=density, fwhm=fwhm, pixel=pixel))) == 0
+
+
+def test_hot_pixels_are_found_and_a_bead_is_not():
+    """Pixels high in every frame, their neighbours not, are found however
+    bright the emitters around; an emitter on in every frame (a fiducial
+    bead) spreads its light over its neighbours and is left alone; one
+    under `HOT_LEVEL` noise levels is left too."""
+    frames = _movie()
+    noise = 2 * np.sqrt(30.0)  # ~ the movie's noise level (ADU): background 30 photons, 1 ADU per e-
+    hot = np.array([[3, 4], [20, 20], [21, 20], [39, 0]])
+    frames[:, hot[:, 0], hot[:, 1]] += np.array([400.0, 2000.0, 1500.0, 30 * noise])
+    frames[:, 30, 10] += 3 * noise  # too weak to matter
+    yy, xx = np.mgrid[:40, :40]
+    frames += 3000.0 * np.exp(-((yy - 10) ** 2 + (xx - 30) ** 2) / (2 * 1.1**2))  # a bead, always on
+    found = find_hot_pixels(frames)
+    assert sorted(map(tuple, found)) == sorted(map(tuple, hot))
+    assert HOT_LEVEL * noise > 3 * noise
+    assert len(find_hot_pixels(frames[: MIN_FRAMES - 1])) == 0  # too few frames to tell
+
+
+def test_repair_uses_the_good_neighbours_of_each_frame():
+    rng = np.random.default_rng(0)
+    frames = rng.normal(100, 5, (3, 6, 6))
+    before = frames.copy()
+    hot = np.array([[2, 2], [2, 3], [0, 0]])
+    out = repair(frames, hot)
+    np.testing.assert_array_equal(frames, before)  # the input is left alone
+    for f in range(3):
+        good = [frames[f, y, x] for y, x in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (3, 2), (3, 3)]]
+        assert out[f, 2, 2] == pytest.approx(np.median(good))  # its hot neighbour (2, 3) does not count
+        # on the frame's edge the clipped neighbours repeat the inner ones (the pixel itself never counts)
+        corner = [frames[f, 0, 1], frames[f, 0, 1], frames[f, 1, 0], frames[f, 1, 0], frames[f, 1, 1]]
+        assert out[f, 0, 0] == pytest.approx(np.median(corner))
+    mask = np.ones((6, 6), bool)
+    mask[hot[:, 0], hot[:, 1]] = False
+    np.testing.assert_array_equal(out[:, mask], frames[:, mask])
+    assert repair(frames, np.zeros((0, 2), np.int64)) is frames
+    np.testing.assert_allclose(repair(frames[0], hot), out[0])
