@@ -26,19 +26,20 @@ import torch.nn.functional as F
 from .errors import DSIRError
 from .model import movie_scale
 
-#: a hot pixel's median over the sample stands this many noise levels
-#: (`napari_dsir.model.movie_scale`) above its 8 neighbours' median
+#: a hot pixel's lower decile over the sample (`LOW_QUANTILE`) stands this
+#: many noise levels (`napari_dsir.model.movie_scale`) above the median of
+#: its 8 neighbours'
 HOT_LEVEL = 8.0
-#: and its 4 nearest neighbours' mean stands less than this share of that
-#: excess above the same median
+#: and the second highest of its 4 nearest neighbours' stands less than this
+#: share of that excess above the same median
 HOT_SPREAD = 0.1
 #: the quantile over the sample frames that a hot pixel holds above its
 #: neighbours (a blinking emitter does not: it is off part of the time)
 LOW_QUANTILE = 0.1
 #: searches, each after repairing what the one before found (pairs of hot pixels)
 PASSES = 3
-#: fewer sample frames than this: no search (one frame's median is the
-#: frame itself, emitters included)
+#: fewer sample frames than this: no search (the lower decile of a few
+#: frames is too often one with an emitter)
 MIN_FRAMES = 8
 
 
@@ -84,8 +85,8 @@ def find_hot_pixels(sample) -> np.ndarray:
 
 def repair(frames: np.ndarray, hot: np.ndarray) -> np.ndarray:
     """``frames`` (frame, y, x) with the ``hot`` pixels ((n, 2) y, x) set to
-    the median of their 8 neighbours in each frame (a copy; the input is
-    left alone)."""
+    the median of their neighbours that are not hot (the frame's median
+    where all 8 are) in each frame (a copy; the input is left alone)."""
     if len(hot) == 0:
         return frames
     out = np.array(frames, dtype=np.result_type(frames.dtype, np.float32), copy=True)
