@@ -470,7 +470,7 @@ def test_reader_then_reconstruct_then_compare(make_napari_viewer, peaky, tmp_pat
 
 def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     """A movie with a hot pixel: a warning names it, the status counts it,
-    and no emitter is reported there."""
+    and no emitter is reported there; unticked, it is kept."""
     from napari_dsir.simulate import SimulationConfig, simulate
 
     frames, _ = simulate(12, SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0), seed=3)
@@ -486,3 +486,7 @@ def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     assert w.last_result.info["hot_pixels"] == [[8, 20]] and "hot pixels repaired: 1" in w.status.value
     locs = w.last_result.localizations
     assert (np.hypot(locs.x - 2050.0, locs.y - 850.0) < 100).sum() <= 1
+    w.hot_pixels.value = False  # kept: the network reports it in nearly every frame
+    w.run()
+    locs = w.last_result.localizations
+    assert w.last_result.info["hot_pixels"] == [] and (np.hypot(locs.x - 2050.0, locs.y - 850.0) < 100).sum() >= 8

@@ -74,6 +74,9 @@ class ReconstructWidget(Container):
         self.out_sum = CheckBox(text="Sum image", value=True)
         self.out_frames = CheckBox(text="Per-frame stack", value=False)
         self.out_locs = CheckBox(text="Localizations (points)", value=False)
+        self.hot_pixels = CheckBox(text="Repair hot pixels", value=True,
+                                   tooltip="Pixels bright in most frames and not their neighbours (a camera's hot "
+                                           "pixels) are found on the movie and replaced by their neighbours' median")
         self.use_model_threshold = CheckBox(text="use the model's threshold", value=True,
                                             tooltip="The threshold calibrated for the model (in its checkpoint)")
         self.threshold = FloatSpinBox(label="Threshold", min=0.0, max=1e6, step=0.0001, value=0.0,
@@ -86,7 +89,7 @@ class ReconstructWidget(Container):
         self.status = Label(value="")
         super().__init__(widgets=[
             self.image, self.pixel_size, self.pixel_note, self.model, self.model_file, self.device,
-            self.start, self.stop, self.batch, self.out_sum, self.out_frames, self.out_locs,
+            self.start, self.stop, self.batch, self.hot_pixels, self.out_sum, self.out_frames, self.out_locs,
             self.use_model_threshold, self.threshold, self.camera,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
@@ -175,6 +178,7 @@ class ReconstructWidget(Container):
             keep_frames=bool(self.out_frames.value), localize=bool(self.out_locs.value),
             threshold=None if self.use_model_threshold.value else float(self.threshold.value),
             refine=bool(self.camera.refine.value), camera=self.camera.camera(), name=layer.name,
+            hot_pixels=bool(self.hot_pixels.value),
         )
 
     # -- running
