@@ -115,17 +115,13 @@ class Repaired:
         return len(self.src)
 
     def __getattr__(self, name):  # path, pixel_size, metadata, ... of the source
-        if name in ("src", "hot"):
+        # (not its ``take``: `sample_frames` then reads through `read`, repaired)
+        if name in ("src", "hot", "take"):
             raise AttributeError(name)
         return getattr(self.src, name)
 
     def read(self, start, stop):
         return repair(self.src.read(start, stop), self.hot)
-
-    def take(self, idx):
-        if hasattr(self.src, "take"):
-            return repair(np.asarray(self.src.take(idx)), self.hot)
-        return repair(np.stack([np.asarray(self.src.read(int(i), int(i) + 1)[0]) for i in idx]), self.hot)
 
 
 def frame_source(data):
