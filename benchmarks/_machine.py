@@ -33,3 +33,11 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def sync(device: str) -> None:
+    """Wait for a CUDA device's queued work (GPU timings); nothing elsewhere."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()

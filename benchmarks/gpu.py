@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import describe
+from _machine import describe, sync
 
 from napari_dsir.io import open_stack
 from napari_dsir.model import load_model
@@ -40,11 +40,6 @@ from napari_dsir.run import reconstruct
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("DSIR_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
 SEQ = SHARED / "bundled_tubes_hd" / "sequence"
-
-
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def median_time(fn, device, repeats):

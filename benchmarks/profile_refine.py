@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import describe
+from _machine import describe, sync
 
 import napari_dsir.fit as fit_module
 import napari_dsir.reconstruct as reconstruct_module
@@ -43,11 +43,6 @@ from napari_dsir.run import reconstruct
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("DSIR_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
 SEQ = SHARED / "bundled_tubes_hd" / "sequence"
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def record_calls(movie, model, device, batch_size):
