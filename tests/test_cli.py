@@ -314,3 +314,25 @@ def test_hot_pixels_are_repaired_unless_kept(tmp_path, capsys):
         assert ("1 hot pixel (bright in most frames" in err) is bool(want), err
         docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
         assert any(d.get("hot_pixels") == want for d in docs), docs
+
+
+def test_an_uneven_illumination_is_followed_and_recorded(tmp_path, capsys):
+    """A movie lit by a beam 3x brighter in its centre than at its corners:
+    dsir localize says its fits follow the background's shape and records
+    it in the Picasso YAML; an evenly lit one records that it did not."""
+    import yaml
+
+    from napari_dsir.io import write_tiff
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:40, 0:40] + 0.5
+    for ratio, shaped in ((3.0, True), (1.0, False)):
+        lit = ratio ** (-((yy - 20) ** 2 + (xx - 20) ** 2) / 800.0)
+        frames = (rng.poisson(np.broadcast_to(60.0 * lit, (16, 40, 40))) + 100).astype(np.uint16)
+        stack = write_tiff(tmp_path / f"beam{ratio:g}.tif", frames, 100.0)
+        out = tmp_path / f"beam{ratio:g}.hdf5"
+        assert main(["localize", str(stack), "-o", str(out), "-q", "--baseline", "100", "--sensitivity", "1"]) == 0
+        err = capsys.readouterr().err
+        assert ("uneven illumination: the background is" in err) is shaped, err
+        docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+        assert any(d.get("background_shaped") is shaped for d in docs), docs

@@ -86,3 +86,28 @@ def test_cluster_bad_input_is_a_clear_error(client):
     bad[3, 2, 2] = np.nan
     with pytest.raises(DSIRError, match="frame 3 contains NaN"):
         reconstruct(bad, model, client=client, chunk=2)
+
+
+def test_cluster_fits_follow_an_uneven_illumination(client):
+    """The background's shape measured in the run reaches the workers' fits."""
+    from unittest import mock
+
+    from napari_dsir import illumination
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:32, 0:32] + 0.5
+    lit = 4.0 ** (-((yy - 16) ** 2 + (xx - 16) ** 2) / 512.0)
+    data = _movie(n=16, size=32, seed=12).astype(np.float32) - 100.0
+    data = (rng.poisson(data.clip(0) * lit + 40.0 * lit) + 100).astype(np.uint16)
+    model = load_model("default")
+    cam = {"baseline": 100.0}
+    one = reconstruct(data, model, localize=True, camera=cam)
+    many = reconstruct(data, model, localize=True, client=client, chunk=8, camera=cam)
+    with mock.patch.object(illumination, "MIN_R2", 2.0):  # never followed
+        flat = reconstruct(data, model, localize=True, client=client, chunk=8, camera=cam)
+    assert one.info["background_shaped"] and many.info["background_shaped"] and not flat.info["background_shaped"]
+    np.testing.assert_array_equal(many.localizations.frame, one.localizations.frame)
+    assert (np.abs(many.localizations.x - one.localizations.x) < 0.1).mean() > 0.9
+    # the flat backgrounds' fits differ (most rows here are crowded: the network's position, photons refitted)
+    changed = ~np.isclose(flat.localizations.photons, one.localizations.photons, rtol=1e-3, equal_nan=True)
+    assert changed.mean() > 0.5

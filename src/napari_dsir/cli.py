@@ -221,7 +221,8 @@ def cmd_localize(args) -> int:
     meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
             "camera": res.info.get("camera"), "localize": res.info.get("localize"),
             "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
-            "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels")}
+            "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
+            **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
     write_localizations(args.output, res.localizations, overwrite=args.overwrite,
                         pixel_size=res.info["camera_pixel_size"],
                         frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),

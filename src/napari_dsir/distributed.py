@@ -105,14 +105,14 @@ class _DaskFrames:
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
                       batch_size, localize: dict | None, tile, camera: dict | None = None,
                       fit_window: int | None = None, noise_scale: float | None = None, binning: int = 1,
-                      echoes: bool = False, fit_sigma_nm: float | None = None):
+                      echoes: bool = False, fit_sigma_nm: float | None = None, background_shape=None):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
                                  camera=cam, fit_window=fit_window, noise_scale=noise_scale, binning=binning,
-                                 echoes=echoes, fit_sigma_nm=fit_sigma_nm))
+                                 echoes=echoes, fit_sigma_nm=fit_sigma_nm, background_shape=background_shape))
     return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
 
 
@@ -121,10 +121,12 @@ def iter_reconstruct_distributed(
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
     binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None,
+    background_shape=None,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`. ``hot_pixels``:
-    (n, 2) y, x repaired in every frame (`napari_dsir.defects.repair`)."""
+    (n, 2) y, x repaired in every frame (`napari_dsir.defects.repair`);
+    ``background_shape``: see `iter_reconstruct`."""
     from dask.distributed import as_completed
 
     if int(chunk) < 1:
@@ -156,7 +158,7 @@ def iter_reconstruct_distributed(
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
                             float(pixel_size), batch_size, params, tile,
                             camera.to_dict() if camera is not None else None, fit_window, noise_scale,
-                            binning, echoes, fit_sigma_nm, pure=False)
+                            binning, echoes, fit_sigma_nm, background_shape, pure=False)
         futures[fut] = int(n)
         return fut
 

@@ -263,11 +263,13 @@ def _axis_terms(edges_lo, centre, s, derivatives=True):
     return a, c * (g_lo - g_hi), c * (u_lo * g_lo - u_hi * g_hi)
 
 
-def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True):
+def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True, bshape=None):
     """mu (G, npix) and J (G, P, npix) of K emitters + background.
 
     theta (G, P) = [x_1..x_K, y_1..y_K, N_1..N_K, sigmas, b], px and e-, with
     ns sigmas: K (one per emitter), 1 (shared) or 0 (fixed: ``s_fixed`` (G, K)).
+    ``bshape`` (G, npix): the background's shape over each box (b times it;
+    None: flat).
     """
     G = theta.shape[0]
     xs = theta[:, 0:K, None]
@@ -283,7 +285,10 @@ def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True):
     ax, dax, dasx = _axis_terms(ex_lo, xs, ss)  # (G, K, BW)
     ay, day, dasy = _axis_terms(ey_lo, ys, ss)  # (G, K, BH)
     psf = ay[:, :, :, None] * ax[:, :, None, :]  # (G, K, BH, BW)
-    mu = b[:, None, None] + (nph[:, :, None, None] * psf).sum(1)
+    if bshape is None:
+        mu = b[:, None, None] + (nph[:, :, None, None] * psf).sum(1)
+    else:
+        mu = (b[:, None] * bshape).reshape(psf.shape[0], *psf.shape[2:]) + (nph[:, :, None, None] * psf).sum(1)
     if extra is not None:
         mu = mu + extra
     mu = mu.reshape(G, -1)
@@ -300,7 +305,7 @@ def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True):
         js = n4 * (dasy[:, :, :, None] * ax[:, :, None, :] + ay[:, :, :, None] * dasx[:, :, None, :])
         js = js.reshape(G, K, -1)
         parts.append(js if ns == K else js.sum(1, keepdim=True))
-    J = torch.cat(parts + [torch.ones_like(mu)[:, None, :]], dim=1)
+    J = torch.cat(parts + [(torch.ones_like(mu) if bshape is None else bshape)[:, None, :]], dim=1)
     return mu, J
 
 
@@ -323,8 +328,8 @@ def _nll(mu, data, mask, v, dlogd=None):
 # one batch of groups of K emitters
 
 
-def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v, max_iter, tol):
-    """LM on G groups. data, mask (G, npix) e-; init/lo/hi (G, P).
+def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v, max_iter, tol, bshape=None):
+    """LM on G groups. data, mask (G, npix) e-; init/lo/hi (G, P); ``bshape``: see `_model`.
     Returns theta (G, P), converged (G,), Fisher information (G, P, P).
     Converged groups leave the working set (it shrinks as they converge)."""
     G, P = init.shape
@@ -336,8 +341,8 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
     # the working set
     ids = torch.arange(G, device=dev)
     th, d, mk, exl, eyl, lo_, hi_ = init.clone(), d_all, mask, ex_lo, ey_lo, lo, hi
-    ext, sf, dld = extra, s_fixed, _data_log_data(d_all)
-    mu, J = _model(th, K, ns, sf, exl, eyl, ext)
+    ext, sf, dld, bs = extra, s_fixed, _data_log_data(d_all), bshape
+    mu, J = _model(th, K, ns, sf, exl, eyl, ext, bshape=bs)
     nll = _nll(mu, d, mk, v, dld)
     lam = torch.full((G,), 1e-3, dtype=dt, device=dev)
     for _ in range(max_iter):
@@ -354,7 +359,7 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
         # log-likelihood by less than tol (Newton decrement; a step of about
         # sqrt(2 tol) standard deviations), at mild damping
         done = (-(grad * (cand - th)).sum(-1) <= tol) & (lam <= 1.0)
-        mu_c, J_c = _model(cand, K, ns, sf, exl, eyl, ext)
+        mu_c, J_c = _model(cand, K, ns, sf, exl, eyl, ext, bshape=bs)
         nll_c = _nll(mu_c, d, mk, v, dld)
         acc = torch.isfinite(nll_c) & (nll_c <= nll) & torch.isfinite(cand).all(-1)
         th = torch.where(acc[:, None], cand, th)
@@ -370,10 +375,11 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
             mu, J, nll, lam = mu[keep], J[keep], nll[keep], lam[keep]
             ext = None if ext is None else ext[keep]
             sf = None if sf is None else sf[keep]
+            bs = None if bs is None else bs[keep]
             if ids.numel() == 0:
                 break
     theta_out[ids] = th
-    mu, J = _model(theta_out, K, ns, s_fixed, ex_lo, ey_lo, extra)
+    mu, J = _model(theta_out, K, ns, s_fixed, ex_lo, ey_lo, extra, bshape=bshape)
     mv = torch.clamp(mu + v, min=1e-9)
     fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
     # goodness of fit: Pearson chi-square of the residuals (data and model
@@ -382,7 +388,7 @@ def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v,
     return theta_out, conv, fisher, chi2
 
 
-def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter, tol):
+def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter, tol, bshape=None):
     """Photons and background of G single emitters whose position and sigma
     are held (theta = [x, y, N, b]): the expected counts are linear in N and
     b, so Fisher scoring (iteratively reweighted least squares, a 2x2 solve
@@ -390,12 +396,12 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     reaches the Poisson MLE in a few iterations, for a fraction of the cost
     of `_fit_batch`; converged fits leave the working set (in steps of a
     fifth of it). Returns what `_fit_batch` returns, the Fisher information
-    over all four parameters (for the position's bound)."""
+    over all four parameters (for the position's bound). ``bshape``: see `_model`."""
     G = init.shape[0]
     unit = init.clone()
     unit[:, 2], unit[:, 3] = 1.0, 0.0
     # (G, npix), sums to <= 1; and the derivatives of mu by x, y, N, b for N = 1 (x and y scale with N)
-    psf_all, j_unit = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None)
+    psf_all, j_unit = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None, bshape=bshape)
     d_all = torch.clamp(data + v, min=0.0)
     n_out, b_out = init[:, 2].clone(), init[:, 3].clone()
     conv_out = torch.zeros(G, dtype=torch.bool, device=init.device)
@@ -403,13 +409,14 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     ids, n_ph, b = torch.arange(G, device=init.device), n_out.clone(), b_out.clone()
     psf, d, dld = psf_all, d_all, _data_log_data(d_all)
     base = (torch.zeros_like(psf) if extra is None else extra.reshape(G, -1)) + v  # light held fixed
+    bs = torch.ones_like(psf) if bshape is None else bshape  # the background's shape
     mk = None if bool((mask > 0).all()) else mask
     s_p = psf.sum(-1) if mk is None else (mk * psf).sum(-1)
-    s_1 = torch.full_like(n_ph, psf.shape[1]) if mk is None else mk.sum(-1)
+    s_1 = bs.sum(-1) if mk is None else (mk * bs).sum(-1)
     conv = torch.zeros_like(ids, dtype=torch.bool)
 
     def expected(n_, b_, i=slice(None)):  # of working rows i, with the read-noise offset (as data)
-        return torch.clamp(torch.addcmul(base[i], n_[:, None], psf[i]) + b_[:, None], min=1e-9)
+        return torch.clamp(torch.addcmul(base[i], n_[:, None], psf[i]) + b_[:, None] * bs[i], min=1e-9)
 
     def nll(m, i=slice(None)):  # `_nll` from the expected counts
         t = m - d[i] - d[i] * torch.log(m) + dld[i]
@@ -419,9 +426,9 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     cur = nll(m)
     for it in range(max_iter):
         w = 1.0 / m if mk is None else mk / m
-        dw, wp = d * w, w * psf
-        g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - dw.sum(-1)
-        h_nn, h_nb, h_bb = (wp * psf).sum(-1), wp.sum(-1), w.sum(-1)
+        dw, wp, wb = d * w, w * psf, w * bs
+        g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - (dw * bs).sum(-1)
+        h_nn, h_nb, h_bb = (wp * psf).sum(-1), (wp * bs).sum(-1), (wb * bs).sum(-1)
         det = torch.clamp(h_nn * h_bb - h_nb * h_nb, min=1e-30)
         step_n = -(h_bb * g_n - h_nb * g_b) / det
         step_b = -(h_nn * g_b - h_nb * g_n) / det
@@ -449,7 +456,7 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
             conv_out[ids[conv]] = True
             keep = ~conv
             ids, n_ph, b, cur, m, s_p, s_1, conv = (t[keep] for t in (ids, n_ph, b, cur, m, s_p, s_1, conv))
-            psf, base, d, dld = psf[keep], base[keep], d[keep], dld[keep]
+            psf, base, d, dld, bs = psf[keep], base[keep], d[keep], dld[keep], bs[keep]
             mk = None if mk is None else mk[keep]
             if ids.numel() == 0:
                 break
@@ -457,7 +464,7 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     conv_out[ids] = conv
     theta = init.clone()
     theta[:, 2], theta[:, 3] = n_out, b_out
-    mu = torch.addcmul(b_out[:, None], n_out[:, None], psf_all)
+    mu = torch.addcmul(b_out[:, None] * (1.0 if bshape is None else bshape), n_out[:, None], psf_all)
     if extra is not None:
         mu = mu + extra.reshape(G, -1)
     mv = torch.clamp(mu + v, min=1e-9)
@@ -580,6 +587,7 @@ def refine(
     network_binning: int = 1,
     chi2_scale: bool = False,
     crowded_error_sigma_min_px: float = 0.0,
+    background_shape=None,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -670,6 +678,12 @@ def refine(
         ``max_chi2_sigma`` test, are mostly light of undetected neighbours,
         which also moves the fit.
 
+    background_shape: (y, x) the background's shape over the frames (any
+        scale, > 0: an uneven illumination, `napari_dsir.illumination`);
+        each fit's background is its box's mean background times this
+        shape there (None: flat over each box). A flat background under a
+        slope pulls the fits uphill.
+
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
         2-core machine one thread was 5-70x faster than two
@@ -695,7 +709,7 @@ def refine(
             hold_pulled=hold_pulled, crowded_error_power=crowded_error_power, pulled_error_px=pulled_error_px,
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
             network_binning=network_binning, chi2_scale=chi2_scale,
-            crowded_error_sigma_min_px=crowded_error_sigma_min_px,
+            crowded_error_sigma_min_px=crowded_error_sigma_min_px, background_shape=background_shape,
         )
     finally:
         if threads is not None and on_cpu:
@@ -707,7 +721,7 @@ def _refine(
     max_iter, max_group, shared_sigma, min_snr, fallback_passes, merge_px, tol, dtype, batch_elements,
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
-    network_binning=1, chi2_scale=False, crowded_error_sigma_min_px=0.0,
+    network_binning=1, chi2_scale=False, crowded_error_sigma_min_px=0.0, background_shape=None,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -737,6 +751,12 @@ def _refine(
         raise DSIRError(f"sigma bounds must be 0 < low < high (px), got {sigma_bounds_px}")
     if int(max_iter) < 1 or int(max_group) < 1 or int(fallback_passes) < 1:
         raise DSIRError("max_iter, max_group and fallback_passes must be >= 1")
+    if background_shape is not None:
+        background_shape = torch.as_tensor(np.asarray(background_shape, dtype=np.float64))
+        if tuple(background_shape.shape) != (H, W):
+            raise DSIRError(f"background_shape must be the frames' {H}x{W} px, got {tuple(background_shape.shape)}")
+        if not bool(torch.isfinite(background_shape).all() and (background_shape > 0).all()):
+            raise DSIRError("background_shape must be finite and > 0 everywhere")
 
     n = len(locs)
     out_cols = dict(locs.columns())
@@ -847,6 +867,7 @@ def _refine(
         data_e=data_e, H=H, W=W, window=window, fit_sigma=fit_sigma, s_lo=s_lo, s_hi=s_hi,
         v=v, max_iter=int(max_iter), tol=float(tol), batch_elements=int(batch_elements),
         shared_sigma=bool(shared_sigma), held=held, quartile=None,
+        background_shape=None if background_shape is None else background_shape.to(device=device, dtype=dtype),
     )
     init_xy = np.column_stack([xs_, ys_])
 
@@ -1291,10 +1312,11 @@ class _Fixed:
 
 def _fit_groups(
     f, box, members, start_xy, s0, wx0, wy0, extra, *, data_e, H, W, window, fit_sigma, s_lo, s_hi,
-    v, max_iter, tol, batch_elements, shared_sigma, held, quartile,
+    v, max_iter, tol, batch_elements, shared_sigma, held, quartile, background_shape=None,
 ):
     """Fit G groups of K emitters (members (G, K) row indices) on union boxes
-    box (G, 4) = (y0, x0, height, width). Returns per member arrays:
+    box (G, 4) = (y0, x0, height, width); ``background_shape`` (H, W): the
+    background's shape over the frames (None: flat in each box). Returns per member arrays:
     theta (G, K, 4) = x, y, N, s; b (G,); var (G, K, 3) = var x, var y, var N
     (px^2, e-^2, from the Fisher information); converged (G,)."""
     G, K = members.shape
@@ -1330,6 +1352,10 @@ def _fit_groups(
         g = len(bi)
         ex_lo = (x0[:, None] + rx).to(dt)[:, None, :]
         ey_lo = (y0[:, None] + ry).to(dt)[:, None, :]
+        bs = None
+        if background_shape is not None:  # the shape over each box, its mean 1 (b: the box's mean background)
+            bs = background_shape.reshape(-1)[rows[:, :, None] * W + cols[:, None, :]] * mask
+            bs = (bs / (bs.sum((1, 2)) / mask.sum((1, 2)))[:, None, None]).reshape(len(bi), -1)
         ex_t = None
         if extra is not None:  # a _Fixed: light of neighbours held fixed
             ex_t = extra.light(f[bi], mb, box[bi, 0], box[bi, 1], bh, bw, dev, dt)
@@ -1393,11 +1419,11 @@ def _fit_groups(
             continue
         if K == 1 and ns == 0 and bool(hold.all()):  # position and sigma held: a linear model
             theta, conv, fisher, chi2 = _fit_amplitudes(flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, ss,
-                                                         v, max_iter, tol)
+                                                         v, max_iter, tol, bshape=bs)
         else:
             theta, conv, fisher, chi2 = _fit_batch(
                 flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
-                None if ns else ss, v, max_iter, tol,
+                None if ns else ss, v, max_iter, tol, bshape=bs,
             )
         # Cramer-Rao: diagonal of the inverse Fisher information
         eye = torch.eye(P, dtype=dt, device=dev)

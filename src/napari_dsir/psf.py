@@ -135,7 +135,7 @@ def find_spots(photons: torch.Tensor, per_frame: int = SPOTS_PER_FRAME
     return f[keep], y[keep], xx[keep], v[keep]
 
 
-def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None
+def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None, background_shape=None
                  ) -> tuple[float, float, int] | None:
     """The PSF's FWHM (nm) in (frame, y, x) camera frames (ADU), from the
     free Poisson fits (`napari_dsir.fit.refine`, reconstruct's settings
@@ -145,7 +145,7 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None
     some fits in crowded frames: the lower quartile is the steadier figure
     (`benchmarks/results/psf_width.md`: 0.87-1.02x the middle of the
     simulated FWHM range from 0.5 to 8 emitters/um^2, the median
-    0.97-1.21x)."""
+    0.97-1.21x). ``background_shape``: see `napari_dsir.fit.refine`."""
     from .fit import OK, refine
     from .reconstruct import fit_settings
 
@@ -161,7 +161,7 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None
     # the chi-square test is left out: a camera whose sensitivity is not known
     # (assumed) scales the variances, not the PSF
     settings = {**fit_settings(p), "max_chi2_sigma": None, "hold_pulled": False}
-    res = refine(photons, spots, p, cam, threads=1, **settings)
+    res = refine(photons, spots, p, cam, threads=1, background_shape=background_shape, **settings)
     sigma = res.locs.sigma[(res.status == OK) & (snr > BRIGHT_SNR)]
     fwhm = sigma[np.isfinite(sigma)] / FWHM_TO_SIGMA
     if len(fwhm) < MIN_FITS:

@@ -21,6 +21,7 @@ import torch
 from .camera import Camera
 from .defects import find_hot_pixels, repair
 from .errors import DSIRError, OutOfMemory
+from .illumination import measure as measure_illumination
 from .io import Stack, check_pixel_size
 from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
 from .locs import Localizations
@@ -261,7 +262,11 @@ def movie_psf(src, start: int, stop: int, pixel_size: float, camera: Camera | No
     which the run then reads from the source's cache: each chunk is computed
     once) by `napari_dsir.psf.measure_fwhm`: ``psf_fwhm_nm`` (the median),
     ``psf_fwhm_q25_nm`` (the lower quartile), ``psf_fits``; None where too
-    few spots were fitted."""
+    few spots were fitted. Given a ``camera`` (the fits will run), also
+    ``illumination``: the background's shape on the same frames
+    (`napari_dsir.illumination.measure`, an `Illumination` or None), which
+    the PSF's fits follow too; a run takes it out of these keys
+    (`napari_dsir.run`)."""
     return _measure_psf(src, start, stop, pixel_size, camera, where)[0]
 
 
@@ -291,11 +296,16 @@ def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.
     """`movie_psf` and its sample of frames."""
     src = frame_source(src)
     sample = sample_frames(src, start, _first_chunk(src, start, stop), PSF_SAMPLE_FRAMES, where)
-    measured = measure_fwhm(sample, pixel_size, camera)
+    light = {}
+    if camera is not None:
+        light["illumination"] = measure_illumination(camera.to_photons(torch.from_numpy(
+            np.asarray(sample, np.float32))).numpy())
+    shape = getattr(light.get("illumination"), "shape", None)
+    measured = measure_fwhm(sample, pixel_size, camera, background_shape=shape)
     if measured is None:
-        return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0}, sample
+        return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0, **light}, sample
     median, q25, n = measured
-    return {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n}, sample
+    return {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n, **light}, sample
 
 
 def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: float, camera: Camera | None = None,
@@ -551,14 +561,15 @@ class _PendingFits:
         self.locs.append(found)
 
     def fit(self, pixel_size: float, camera: Camera, window: int | None, counts: dict,
-            localize=None, binning: int = 1, sigma_init_nm: float | None = None) -> Localizations:
+            localize=None, binning: int = 1, sigma_init_nm: float | None = None,
+            background_shape=None) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import chi2_histogram, refine
 
         found = Localizations.concatenate(self.locs)
         if len(found):
             fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
-                            threads=min(FIT_THREADS, torch.get_num_threads()),
+                            threads=min(FIT_THREADS, torch.get_num_threads()), background_shape=background_shape,
                             **refine_settings(pixel_size, localize, sigma_init_nm, binning, window,
                                               tuple(self.frames[0].shape[-2:])))
             found = fitted.locs
@@ -589,6 +600,7 @@ def iter_reconstruct(
     binning: int = 1,
     echoes: bool = False,
     fit_sigma_nm: float | None = None,
+    background_shape=None,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -626,7 +638,9 @@ def iter_reconstruct(
     network makes for a PSF narrower than its training's
     (`napari_dsir.localize.suppress_echoes`, `ECHO_RADIUS_PX` camera px).
     ``fit_sigma_nm``: the PSF sigma (nm) the fits start from (the movie's,
-    `fit_sigma_init`; None: 1 camera px).
+    `fit_sigma_init`; None: 1 camera px). ``background_shape`` (y, x): the
+    background's shape over the frames, which the fits follow (an uneven
+    illumination, `napari_dsir.illumination`; None: flat in each window).
     """
     src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -680,7 +694,7 @@ def iter_reconstruct(
                         pending.add(camera.to_photons(x), found)
                         if pending.full or b1 == stop:
                             locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb,
-                                                    fit_sigma_nm))
+                                                    fit_sigma_nm, background_shape))
                 if frames_out is not None:
                     frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
         except RuntimeError as e:

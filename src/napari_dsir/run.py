@@ -235,6 +235,10 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if echoes:
         yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm), kind="warning")
     fit_sigma = fit_sigma_init(psf)  # the fits start from the measured PSF
+    light = psf.pop("illumination", None)  # the background's shape, which the fits follow
+    shape = None if light is None else light.shape
+    if shape is not None:
+        yield Progress(0, total, req.batch_size or 0, illumination_message(light), kind="warning")
     client, own_client = req.client, False
     if req.scheduler and client is None:
         from .distributed import connect
@@ -248,12 +252,14 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma, hot_pixels=hot)
+                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma, hot_pixels=hot,
+                background_shape=shape)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
-                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma)
+                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
+                background_shape=shape)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -268,6 +274,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None,
         seconds=time.perf_counter() - t0, hot_pixels=hot.tolist(), **psf,
+        **(light.to_dict() if light is not None else {}),
     )
     return result
 
@@ -309,6 +316,12 @@ def hot_pixels_message(hot: np.ndarray) -> str:
     return (f"{len(hot)} hot pixel{'s' if len(hot) > 1 else ''} (bright in most frames, not their neighbours: "
             f"{where}) replaced by their neighbours' median in every frame; the network would report an emitter "
             "there in every frame (hot_pixels=False / --keep-hot-pixels keeps them)")
+
+
+def illumination_message(light) -> str:
+    """What a run says of an uneven background (`napari_dsir.illumination.Illumination`)."""
+    return (f"uneven illumination: the background is {light.ratio:.1f}x brighter at its brightest than at its "
+            f"darkest (up to {100 * light.slope:.1f} % per pixel); the fits follow its shape")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:

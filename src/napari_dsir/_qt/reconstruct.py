@@ -278,6 +278,8 @@ class ReconstructWidget(Container):
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
             + (f", network binning {info['binning']}x{info['binning']}" if info.get("binning", 1) > 1 else "")
             + (f", hot pixels repaired: {len(info['hot_pixels'])}" if info.get("hot_pixels") else "")
+            + (f", uneven background followed ({info['background_ratio']:.1f}x)" if info.get("background_shaped")
+               else "")
             + (f", {n_locs} localizations (threshold {loc['threshold']:.5g})" if n_locs is not None else "")
             + (f"\n{fit_summary(report)}" if report else ""))
 
