@@ -108,6 +108,9 @@ def test_cluster_fits_follow_an_uneven_illumination(client):
     assert one.info["background_shaped"] and many.info["background_shaped"] and not flat.info["background_shaped"]
     np.testing.assert_array_equal(many.localizations.frame, one.localizations.frame)
     assert (np.abs(many.localizations.x - one.localizations.x) < 0.1).mean() > 0.9
-    # the flat backgrounds' fits differ (most rows here are crowded: the network's position, photons refitted)
-    changed = ~np.isclose(flat.localizations.photons, one.localizations.photons, rtol=1e-3, equal_nan=True)
-    assert changed.mean() > 0.5
+    # (the crowded rows' photons are fitted with each block's PSF: blocks of 8 frames here, of 16 in one process)
+    assert np.nanmedian(np.abs(many.localizations.photons / one.localizations.photons - 1)) < 0.01
+    # not followed, the network sees other frames and the fits other backgrounds
+    assert flat.info["noise_scale"] != one.info["noise_scale"]
+    assert len(flat.localizations) != len(one.localizations) or not np.allclose(
+        flat.localizations.photons, one.localizations.photons, rtol=1e-3, equal_nan=True)

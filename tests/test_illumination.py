@@ -148,3 +148,26 @@ def test_a_run_follows_an_uneven_illumination_and_says_so():
     # without refinement nothing is measured
     res = reconstruct(frames, "default", pixel_size=100.0, localize=True, refine=False)
     assert "background_shaped" not in res.info
+
+
+def test_flatten_gives_the_network_an_even_background_and_noise():
+    """Frames under a 4x beam, flattened for the network: the same level and
+    the same noise in the bright middle and the dark corners (Poisson and a
+    camera's read noise), the light above the background kept in noise units."""
+    from napari_dsir.illumination import flatten
+
+    rng = np.random.default_rng(1)
+    size = 48
+    lit = _beam(size, 4.0)
+    cam = Camera(100.0, 1.0, read_noise=3.0)
+    bg = 80.0 * lit
+    photons = torch.from_numpy(rng.poisson(np.broadcast_to(bg, (200, size, size))).astype(np.float32)
+                               + rng.normal(0, 3.0, (200, size, size)).astype(np.float32))
+    out = flatten(photons, torch.from_numpy(lit.astype(np.float32)), cam).numpy()
+    def noise_and_level(a):  # over the frames, per pixel
+        return a.std(0).mean(), a.mean()
+
+    raw_mid, raw_corner = (noise_and_level(photons.numpy()[:, sl, sl]) for sl in (slice(20, 28), slice(0, 6)))
+    mid, corner = (noise_and_level(out[:, sl, sl]) for sl in (slice(20, 28), slice(0, 6)))
+    assert raw_mid[0] > 1.4 * raw_corner[0] and raw_mid[1] > 2.5 * raw_corner[1]
+    assert mid[0] == pytest.approx(corner[0], rel=0.1) and mid[1] == pytest.approx(corner[1], rel=0.05)

@@ -22,7 +22,15 @@ from .localize import LocalizeParams
 from .locs import Localizations
 from .model import DSIRModel
 from .progress import drive
-from .reconstruct import Progress, Result, bright_message, check_args, iter_reconstruct, movie_noise_scale
+from .reconstruct import (
+    Progress,
+    Result,
+    bright_message,
+    check_args,
+    iter_reconstruct,
+    movie_noise_scale,
+    network_input,
+)
 
 
 def connect(address: str):
@@ -141,7 +149,9 @@ def iter_reconstruct_distributed(
     total = stop - start
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
-    noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning)
+    noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning,
+                                            transform=network_input(camera if localize is not None else None,
+                                                                    background_shape))
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)

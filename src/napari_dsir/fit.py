@@ -910,8 +910,14 @@ def _refine(
         estimate = np.full((n, 4), np.nan)
         estimate[rows] = first[0][:, 0]
         b_first = first[1]
-        frame_q = _frame_quartile(data_e)
-        _deblend(estimate, b_first, rows, fr, data_e, pairs=pairs[0], frame_quartile=frame_q)
+        b_at, cap = b_first, None  # each row's background at its emitter, the frame's quartile's scale there
+        if background_shape is not None:
+            rel, cap, norm = _shape_at(fit_kw["background_shape"], rows, xs_, ys_, wx0, wy0, window)
+            b_at = b_first * rel
+            frame_q = _frame_quartile(data_e / norm)  # where the shape is at its median
+        else:
+            frame_q = _frame_quartile(data_e)
+        _deblend(estimate, b_at, rows, fr, data_e, pairs=pairs[0], frame_quartile=frame_q, cap_scale=cap)
         # each window's lower quartile, for the fits of one emitter in its window
         quartile = np.full(n, np.nan)
         quartile[rows] = b_first
@@ -969,8 +975,8 @@ def _refine(
                     # the held neighbours' light too is that PSF's: their
                     # photons shared again with it, the free fits' kept
                     estimate[rows[stage], 3] = s_psf
-                    _deblend(estimate, b_first, rows, fr, data_e, update=held[rows], pairs=pairs[0],
-                             frame_quartile=frame_q)
+                    _deblend(estimate, b_at, rows, fr, data_e, update=held[rows], pairs=pairs[0],
+                             frame_quartile=frame_q, cap_scale=cap)
                 # the rows whose fits ask for light: the stage's and their neighbours in its groups
                 near = rows[np.unique(nb[stage][nb_ok[stage]])]
                 fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
@@ -1134,13 +1140,28 @@ def _mad(x):
 _DEBLEND_PX = 6.0
 
 
+def _shape_at(shape, rows, xs, ys, wx0, wy0, window):
+    """For ``rows`` (emitters at xs, ys px; windows at wx0, wy0): the
+    background's ``shape`` (H, W, torch) at each emitter over its window's
+    mean, and over the shape's median; and the shape over its median (H, W)."""
+    norm = shape / shape.median()
+    sn = norm.cpu().numpy()
+    H, W = sn.shape
+    cum = np.pad(sn, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums from an integral image
+    y0, x0 = wy0[rows], wx0[rows]
+    mean = (cum[y0 + window, x0 + window] - cum[y0, x0 + window] - cum[y0 + window, x0] + cum[y0, x0]) / window**2
+    at = sn[np.clip(ys[rows].astype(np.int64), 0, H - 1), np.clip(xs[rows].astype(np.int64), 0, W - 1)]
+    return at / mean, at, norm
+
+
 def _frame_quartile(data_e):
     """The lower quartile of each frame (e-; kthvalue: no full sort) -> (F,) numpy."""
     flat = data_e.reshape(data_e.shape[0], -1)
     return torch.kthvalue(flat, flat.shape[1] // 4 + 1, dim=1).values.cpu().numpy()
 
 
-def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs=None, frame_quartile=None):
+def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs=None, frame_quartile=None,
+             cap_scale=None):
     """Share the light of overlapping detections among them, in place: each
     start estimate of the photons (``estimate[:, 2]``, e-) counts all the
     light of the 3x3 px around it, its neighbours' included. Multiplicative
@@ -1152,12 +1173,14 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
     row indices of the candidate pairs of neighbours (`frame_pairs`; default:
     searched here); those of ``rows`` within `_DEBLEND_PX` at the current
     estimates count. ``frame_quartile``: `_frame_quartile` of ``data_e``
-    (default: computed here)."""
+    (default: computed here); ``cap_scale`` (per row of ``rows``): that
+    quartile's scale at each row (a background's shape, `_shape_at`)."""
     dev = data_e.device
     H, W = data_e.shape[1:]
     good = np.isfinite(estimate[rows]).all(-1) & np.isfinite(background)
     upd = (np.ones(len(rows), bool) if update is None else np.asarray(update, bool))[good]
     rows, bg = rows[good], background[good]
+    cap = 1.0 if cap_scale is None else np.asarray(cap_scale)[good]
     m = len(rows)
     if m < 2:
         return
@@ -1170,7 +1193,7 @@ def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pair
         uf, inv = np.unique(fr[rows], return_inverse=True)
         bg = np.minimum(bg, _frame_quartile(data_e[torch.as_tensor(uf, device=dev)])[inv])
     else:
-        bg = np.minimum(bg, frame_quartile[fr[rows]])
+        bg = np.minimum(bg, frame_quartile[fr[rows]] * cap)
     off = torch.arange(3, device=dev)
     yi = (torch.as_tensor(cy, device=dev)[:, None, None] + off[:, None]).expand(m, 3, 3)
     xi = (torch.as_tensor(cx, device=dev)[:, None, None] + off[None, :]).expand(m, 3, 3)
@@ -1371,7 +1394,8 @@ def _fit_groups(
         if known is not None and np.isfinite(known).all():
             b0 = torch.as_tensor(known, dtype=dt, device=dev)
         else:
-            big = torch.where(mask.reshape(g, -1) > 0, flat, torch.full_like(flat, float("inf")))
+            level = flat if bs is None else flat / bs  # the background's level where its shape is 1
+            big = torch.where(mask.reshape(g, -1) > 0, level, torch.full_like(flat, float("inf")))
             cnt = mask.reshape(g, -1).sum(-1).long()
             if bool((cnt == cnt[0]).all()):  # one box size: the quartile by kthvalue (a full sort is 3x slower)
                 b0 = torch.kthvalue(big, int(cnt[0]) // 4 + 1, dim=1).values

@@ -109,3 +109,25 @@ def measure(frames_photons) -> Illumination | None:
     shaped = r2 >= MIN_R2 and slope >= UNEVEN_SLOPE
     shape = np.exp(log_beam - log_beam.mean()) if shaped else None
     return Illumination(shape, slope, ratio, r2)
+
+
+def flatten(photons, shape, camera):
+    """(frame, y, x) frames in photons (torch) with the beam taken out, for
+    the network: each frame's background level (the median of photons /
+    shape, the shape scaled to median 1) times the shape subtracted, the
+    rest divided by the relative noise there (the background's shot noise
+    with the camera's excess and read noise) and the level added back. A
+    flat background with even noise, as the network was trained on: it
+    divides a movie by one noise level, which under a beam is too low for
+    the bright middle (false detections, a haze in the sum image) and too
+    high for the dark corners. The fits use the frames as they are."""
+    import torch
+
+    s = shape / shape.median()
+    level = torch.clamp((photons / s).flatten(1).median(1).values, min=0.0)[:, None, None]
+
+    def variance(light):  # photons^2
+        return (camera.excess_noise * camera.qe * light + camera.read_variance_e) / camera.qe**2
+
+    relative = torch.sqrt(variance(level * s).clamp(min=1e-6) / variance(level).clamp(min=1e-6))
+    return (photons - level * s) / relative + level

@@ -21,6 +21,7 @@ import torch
 from .camera import Camera
 from .defects import find_hot_pixels, repair
 from .errors import DSIRError, OutOfMemory
+from .illumination import flatten
 from .illumination import measure as measure_illumination
 from .io import Stack, check_pixel_size
 from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
@@ -231,17 +232,31 @@ def sample_frames(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
 
 
 def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "",
-                      binning: int = 1) -> tuple[float | None, float]:
+                      binning: int = 1, transform=None) -> tuple[float | None, float]:
     """(scale, factor): the level (ADU) a movie-normalised model divides
     frames ``start:stop`` of ``src`` (binned ``binning`` px a side for the
     network) by, from up to 64 frames spread over them: their noise level
     times the factor that keeps their spots within the model's training
     (`napari_dsir.model.DSIRModel.input_scale`); (None, 1.0) for per-frame
-    normalisations."""
+    normalisations. ``transform``: what the frames go through before the
+    network (`network_input`), if anything."""
     if model.normalization != "movie":
         return None, 1.0
-    sample = sample_frames(src, start, stop, 64, where)
-    return model.input_scale(bin_frames(torch.from_numpy(sample.astype(np.float32)), binning))
+    sample = torch.from_numpy(sample_frames(src, start, stop, 64, where).astype(np.float32))
+    if transform is not None:
+        sample = transform(sample)
+    return model.input_scale(bin_frames(sample, binning))
+
+
+def network_input(camera: Camera | None, background_shape, device=None):
+    """What (frame, y, x) frames in ADU go through before the network: with
+    a camera and a background's shape (an uneven illumination followed by
+    the fits), `napari_dsir.illumination.flatten` of their photons; None
+    (as they are) otherwise."""
+    if camera is None or background_shape is None:
+        return None
+    shape = torch.as_tensor(np.asarray(background_shape, np.float32), device=device)
+    return lambda frames: flatten(camera.to_photons(frames), shape.to(frames.device), camera)
 
 
 def bright_message(factor: float) -> str:
@@ -640,7 +655,9 @@ def iter_reconstruct(
     ``fit_sigma_nm``: the PSF sigma (nm) the fits start from (the movie's,
     `fit_sigma_init`; None: 1 camera px). ``background_shape`` (y, x): the
     background's shape over the frames, which the fits follow (an uneven
-    illumination, `napari_dsir.illumination`; None: flat in each window).
+    illumination, `napari_dsir.illumination`; None: flat in each window);
+    the network then sees the frames with the beam taken out
+    (`network_input`).
     """
     src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -664,8 +681,9 @@ def iter_reconstruct(
         raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING}, got {binning}")
     nb = int(binning)
     bright = 1.0
+    flat = network_input(camera if localize is not None else None, background_shape, device)
     if noise_scale is None:
-        noise_scale, bright = movie_noise_scale(src, model, start, stop, where, nb)
+        noise_scale, bright = movie_noise_scale(src, model, start, stop, where, nb, flat)
     yield Progress(0, total, bs, "reconstructing", kind="start")
     if bright > 1.0:
         yield Progress(0, total, bs, bright_message(bright), kind="warning")
@@ -677,7 +695,7 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                sr = model.predict(bin_frames(x, nb), tile=tile, scale=noise_scale)
+                sr = model.predict(bin_frames(x if flat is None else flat(x), nb), tile=tile, scale=noise_scale)
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
