@@ -321,7 +321,8 @@ def hot_pixels_message(hot: np.ndarray) -> str:
 def illumination_message(light) -> str:
     """What a run says of an uneven background (`napari_dsir.illumination.Illumination`)."""
     return (f"uneven illumination: the background is {light.ratio:.1f}x brighter at its brightest than at its "
-            f"darkest (up to {100 * light.slope:.1f} % per pixel); the fits follow its shape")
+            f"darkest (up to {100 * light.slope:.1f} % per pixel); the network sees the frames with it taken out "
+            "and the fits follow its shape")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
