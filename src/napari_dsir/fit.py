@@ -409,14 +409,18 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     ids, n_ph, b = torch.arange(G, device=init.device), n_out.clone(), b_out.clone()
     psf, d, dld = psf_all, d_all, _data_log_data(d_all)
     base = (torch.zeros_like(psf) if extra is None else extra.reshape(G, -1)) + v  # light held fixed
-    bs = torch.ones_like(psf) if bshape is None else bshape  # the background's shape
+    bs = bshape  # the background's shape (None: flat)
     mk = None if bool((mask > 0).all()) else mask
     s_p = psf.sum(-1) if mk is None else (mk * psf).sum(-1)
-    s_1 = bs.sum(-1) if mk is None else (mk * bs).sum(-1)
+    if bs is None:
+        s_1 = torch.full_like(n_ph, psf.shape[1]) if mk is None else mk.sum(-1)
+    else:
+        s_1 = bs.sum(-1) if mk is None else (mk * bs).sum(-1)
     conv = torch.zeros_like(ids, dtype=torch.bool)
 
     def expected(n_, b_, i=slice(None)):  # of working rows i, with the read-noise offset (as data)
-        return torch.clamp(torch.addcmul(base[i], n_[:, None], psf[i]) + b_[:, None] * bs[i], min=1e-9)
+        b_i = b_[:, None] if bs is None else b_[:, None] * bs[i]
+        return torch.clamp(torch.addcmul(base[i], n_[:, None], psf[i]) + b_i, min=1e-9)
 
     def nll(m, i=slice(None)):  # `_nll` from the expected counts
         t = m - d[i] - d[i] * torch.log(m) + dld[i]
@@ -426,9 +430,13 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     cur = nll(m)
     for it in range(max_iter):
         w = 1.0 / m if mk is None else mk / m
-        dw, wp, wb = d * w, w * psf, w * bs
-        g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - (dw * bs).sum(-1)
-        h_nn, h_nb, h_bb = (wp * psf).sum(-1), (wp * bs).sum(-1), (wb * bs).sum(-1)
+        dw, wp = d * w, w * psf
+        if bs is None:
+            g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - dw.sum(-1)
+            h_nn, h_nb, h_bb = (wp * psf).sum(-1), wp.sum(-1), w.sum(-1)
+        else:
+            g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - (dw * bs).sum(-1)
+            h_nn, h_nb, h_bb = (wp * psf).sum(-1), (wp * bs).sum(-1), (w * bs * bs).sum(-1)
         det = torch.clamp(h_nn * h_bb - h_nb * h_nb, min=1e-30)
         step_n = -(h_bb * g_n - h_nb * g_b) / det
         step_b = -(h_nn * g_b - h_nb * g_n) / det
@@ -456,7 +464,8 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
             conv_out[ids[conv]] = True
             keep = ~conv
             ids, n_ph, b, cur, m, s_p, s_1, conv = (t[keep] for t in (ids, n_ph, b, cur, m, s_p, s_1, conv))
-            psf, base, d, dld, bs = psf[keep], base[keep], d[keep], dld[keep], bs[keep]
+            psf, base, d, dld = psf[keep], base[keep], d[keep], dld[keep]
+            bs = None if bs is None else bs[keep]
             mk = None if mk is None else mk[keep]
             if ids.numel() == 0:
                 break
