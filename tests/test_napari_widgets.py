@@ -490,3 +490,21 @@ def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     w.run()
     locs = w.last_result.localizations
     assert w.last_result.info["hot_pixels"] == [] and (np.hypot(locs.x - 2050.0, locs.y - 850.0) < 100).sum() >= 8
+
+
+def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
+    """A movie under a beam 4x brighter in its middle: a warning says the
+    run follows it and the status names it."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:40, 0:40] + 0.5
+    lit = 4.0 ** (-((yy - 20) ** 2 + (xx - 20) ** 2) / 800.0)
+    frames = (rng.poisson(np.broadcast_to(60.0 * lit, (16, 40, 40))) + 100).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(frames, name="beam", metadata={"pixel_size": 100.0})
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    assert any("uneven illumination: the background is" in m for m in _texts(notes, "warning")), notes
+    assert w.last_result.info["background_shaped"] and "uneven background followed" in w.status.value
