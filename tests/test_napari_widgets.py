@@ -468,6 +468,18 @@ def test_reader_then_reconstruct_then_compare(make_napari_viewer, peaky, tmp_pat
     assert _texts(notes, "error") == []
 
 
+def _localize_movie(viewer, frames, notes):
+    """DSIR Reconstruct run on ``frames`` (100 nm px) with localizations, on
+    the CPU, without an error; the widget."""
+    viewer.add_image(frames, name="movie", metadata={"pixel_size": 100.0})
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    return w
+
+
 def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     """A movie with a hot pixel: a warning names it, the status counts it,
     and no emitter is reported there; unticked, it is kept."""
@@ -475,13 +487,7 @@ def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
 
     frames, _ = simulate(12, SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0), seed=3)
     frames[:, 8, 20] += 2000
-    viewer = make_napari_viewer()
-    viewer.add_image(frames, name="hot", metadata={"pixel_size": 100.0})
-    w = _dock(viewer, "DSIR Reconstruct")
-    w.device.value = "cpu"
-    w.out_locs.value = True
-    w.run()
-    assert _texts(notes, "error") == []
+    w = _localize_movie(make_napari_viewer(), frames, notes)
     assert any("1 hot pixel (bright in most frames" in m for m in _texts(notes, "warning")), notes
     assert w.last_result.info["hot_pixels"] == [[8, 20]] and "hot pixels repaired: 1" in w.status.value
     locs = w.last_result.localizations
@@ -499,12 +505,6 @@ def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
     yy, xx = np.mgrid[0:40, 0:40] + 0.5
     lit = 4.0 ** (-((yy - 20) ** 2 + (xx - 20) ** 2) / 800.0)
     frames = (rng.poisson(np.broadcast_to(60.0 * lit, (16, 40, 40))) + 100).astype(np.float32)
-    viewer = make_napari_viewer()
-    viewer.add_image(frames, name="beam", metadata={"pixel_size": 100.0})
-    w = _dock(viewer, "DSIR Reconstruct")
-    w.device.value = "cpu"
-    w.out_locs.value = True
-    w.run()
-    assert _texts(notes, "error") == []
+    w = _localize_movie(make_napari_viewer(), frames, notes)
     assert any("uneven illumination: the background is" in m for m in _texts(notes, "warning")), notes
     assert w.last_result.info["background_shaped"] and "uneven background followed" in w.status.value
