@@ -69,6 +69,8 @@ SETS = [
     (130.0, (150.0, 200.0), 1.0), (160.0, (180.0, 240.0), 1.0), (160.0, (220.0, 280.0), 2.0),
     # straddling the training's widest (3.7 px): the median beyond it, the lower quartile within
     (100.0, (300.0, 450.0), 1.0), (80.0, (220.0, 380.0), 1.0),
+    # emitters at many depths: the median well beyond, at moderate densities
+    (100.0, (300.0, 600.0), 2.0), (100.0, (300.0, 500.0), 2.0), (80.0, (220.0, 380.0), 2.5),
 ]
 
 

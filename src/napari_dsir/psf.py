@@ -49,11 +49,15 @@ LEGACY_DENSITY = 2.0
 # (`movie_binning`): unbinned, the network split the widest emitters in two
 # (100 nm pixels, FWHM 300-450 nm, and 80 nm pixels, 220-380 nm, at 1
 # /um^2: precision 0.85-0.86, 1.02-1.06 detections per emitter, Jaccard
-# 0.78; binned 2x2: 0.96, 0.94-0.98, 0.87-0.91), but at 3-4 /um^2 (80 nm,
-# 7.4-9.0 detections per 100 px^2 binned) binning raised the RMSE by 5-7
-# nm for -0.02 to +0.03 of Jaccard (validation movies: seeds 79201+,
-# 79401+ and benchmarks/pixel_size.py's).
-STRADDLE_DENSITY_SHARE = 0.5
+# 0.78; binned 2x2: 0.96, 0.94-0.98, 0.87-0.91), but at 7.4-9.0 detections
+# per 100 px^2 binned (80 nm, 3-4 /um^2; 100 nm, 300-450 nm, 2.5 /um^2)
+# binning raised the RMSE by 5-7 nm for -0.03 to +0.03 of Jaccard. At
+# 4.4-7.2 binned, PSFs of 300-600 nm on 100 nm pixels (emitters at many
+# depths) gained 0.04-0.17 of Jaccard and 5-17 nm of RMSE binned, 80 nm
+# pixels at 2.5 /um^2 0.05 (100 nm, 300-450 nm at 2 /um^2: the same
+# Jaccard, RMSE +3 nm) (validation movies: seeds 79201+, 79401+, 75501+,
+# 75601+, 75701+ and benchmarks/pixel_size.py's).
+STRADDLE_DENSITY_SHARE = 0.8
 
 
 def training_fwhm_range_px(model) -> tuple[float, float]:
