@@ -48,9 +48,19 @@ def test_an_even_background_stays_flat(density, background):
     assert light.to_dict()["background_shaped"] is False
 
 
-def test_too_few_frames_or_no_light_tell_nothing():
+def test_too_few_frames_or_pixels_or_no_light_tell_nothing():
     assert measure(_movie(n=MIN_FRAMES - 1)) is None
     assert measure(np.zeros((MIN_FRAMES, 16, 16))) is None
+    assert measure(_movie()[:, :1, :]) is None and measure(_movie()[:, :7, :7]) is None
+
+
+def test_a_movie_one_pixel_tall_gets_the_runs_own_message():
+    """Not a crash in the measurement of the beam: the run's clear refusal."""
+    from napari_dsir.run import reconstruct
+
+    frames = (np.random.default_rng(0).poisson(30, (20, 1, 30)) + 100).astype(np.float32)
+    with pytest.raises(DSIRError, match="at least 2x2 px"):
+        reconstruct(frames, "default", pixel_size=100.0, localize=True, camera=Camera(100.0, 1.0))
 
 
 def test_fits_on_a_slope_follow_the_background_shape():

@@ -33,6 +33,8 @@ PRE_SMOOTH_PX = 2.0
 BACKGROUND_QUANTILE = 0.1
 #: frames the map needs
 MIN_FRAMES = 8
+#: pixels a side the map needs (a beam is not measured on a few pixels)
+MIN_SIZE = 8
 #: smoothing (camera px) of the map that the beam is compared with (`MIN_R2`)
 COMPARE_SMOOTH_PX = 4.0
 #: share of the map's variance (of its logarithm, smoothed by
@@ -67,9 +69,10 @@ def background_map(frames_photons) -> np.ndarray | None:
     """(y, x) background (photons/px) of (frame, y, x) frames in photons:
     each frame smoothed by `PRE_SMOOTH_PX`, per pixel the
     `BACKGROUND_QUANTILE` over the frames, at least `FLOOR` x its median;
-    None with fewer than `MIN_FRAMES` frames or no light."""
+    None with fewer than `MIN_FRAMES` frames, fewer than `MIN_SIZE` px a
+    side, or no light."""
     frames = np.asarray(frames_photons, dtype=np.float32)
-    if frames.ndim != 3 or len(frames) < MIN_FRAMES:
+    if frames.ndim != 3 or len(frames) < MIN_FRAMES or min(frames.shape[1:]) < MIN_SIZE:
         return None
     smooth = gaussian_filter(frames, (0, PRE_SMOOTH_PX, PRE_SMOOTH_PX), mode="nearest")
     low = np.quantile(smooth, BACKGROUND_QUANTILE, axis=0).astype(np.float64)
