@@ -16,7 +16,8 @@ light of emitters average out). The fits use it
 is its mean level times the shape there) where the beam explains the map
 (`MIN_R2`: not the structures of a sample, whose haze of emitters that
 blink most of the time also lifts the quantile) and slopes by at least
-`UNEVEN_SLOPE`; elsewhere the backgrounds stay flat, as before.
+`UNEVEN_SLOPE`, and the network then sees the frames with the beam taken
+out (`flatten`); elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ FLOOR = 0.02
 
 
 class Illumination(NamedTuple):
-    """What `measure` found: the background's ``shape`` (y, x; mean 1) where
+    """What `measure` found: the background's ``shape`` (y, x; any scale) where
     the fits follow it, else None; the beam's ``slope`` (per px, 95th
     percentile) and brightest / darkest ``ratio`` over the field, and ``r2``,
     the share of the map it explains."""
@@ -101,7 +102,8 @@ def fit_beam(bg: np.ndarray) -> tuple[np.ndarray, float]:
 
 def measure(frames_photons) -> Illumination | None:
     """The illumination of (frame, y, x) frames in photons (a sample of a
-    movie, at least `MIN_FRAMES`); None where they tell none."""
+    movie, at least `MIN_FRAMES` of at least `MIN_SIZE` px a side); None
+    where they tell none."""
     bg = background_map(frames_photons)
     if bg is None:
         return None
