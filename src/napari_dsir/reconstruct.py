@@ -251,12 +251,16 @@ def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str =
 def network_input(camera: Camera | None, background_shape, device=None):
     """What (frame, y, x) frames in ADU go through before the network: with
     a camera and a background's shape (an uneven illumination followed by
-    the fits), `napari_dsir.illumination.flatten` of their photons; None
-    (as they are) otherwise."""
+    the fits), `napari_dsir.illumination.flatten` of their photons (given
+    as ``photons`` where the caller has them); None (as they are) otherwise."""
     if camera is None or background_shape is None:
         return None
     shape = torch.as_tensor(np.asarray(background_shape, np.float32), device=device)
-    return lambda frames: flatten(camera.to_photons(frames), shape.to(frames.device), camera)
+
+    def to_network(frames, photons=None):
+        return flatten(camera.to_photons(frames) if photons is None else photons, shape.to(frames.device), camera)
+
+    return to_network
 
 
 def bright_message(factor: float) -> str:
@@ -695,7 +699,9 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                sr = model.predict(bin_frames(x if flat is None else flat(x), nb), tile=tile, scale=noise_scale)
+                photons = camera.to_photons(x) if camera is not None and localize is not None else None
+                sr = model.predict(bin_frames(x if flat is None else flat(x, photons), nb), tile=tile,
+                                   scale=noise_scale)
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
@@ -709,7 +715,7 @@ def iter_reconstruct(
                     if camera is None:
                         locs.append(found)
                     else:  # fitted in blocks of frames: one batched call for many detections
-                        pending.add(camera.to_photons(x), found)
+                        pending.add(photons, found)
                         if pending.full or b1 == stop:
                             locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb,
                                                     fit_sigma_nm, background_shape))
