@@ -442,4 +442,3 @@ if __name__ == "__main__":  # python -m napari_dsir.calibrate CHECKPOINT [N_MOVI
     if not a:
         sys.exit("usage: python -m napari_dsir.calibrate CHECKPOINT [N_MOVIES [SEED]]")
     print(json.dumps(calibrate_crowded_error(a[0], *(int(v) for v in a[1:3])), indent=1))
-
