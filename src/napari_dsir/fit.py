@@ -1294,12 +1294,16 @@ class _Fixed:
         if len(rows):
             d, size = self.pad, window + 2 * self.pad
             own, yi, xi = self._render(rows, wy0[rows] - d, wx0[rows] - d, size, size, dev, dt, clip=True)
-            fi = torch.as_tensor(finv, device=dev)[:, None, None].expand_as(own)
-            self.canvas.index_put_((fi, yi, xi), own, accumulate=True)
+            fi = torch.as_tensor(finv, device=dev)[:, None]
+            # by flat index, built per axis (index_add_ on it: a third of the
+            # time of index_put_ with accumulate on the CPU)
+            flat = ((fi * self.H + yi) * self.W)[:, :, None] + xi[:, None, :]
+            self.canvas.view(-1).index_add_(0, flat.reshape(-1), own.reshape(-1))
 
     def _render(self, rows, y0, x0, bh, bw, dev, dt, clip=False):
         """Light of emitters ``rows`` over boxes (y0, x0, bh, bw) -> (G, bh, bw),
-        and the boxes' pixel indices (``clip``: clamped into the frame); zero
+        and the boxes' pixel indices per axis, (G, bh) and (G, bw)
+        (``clip``: clamped into the frame); zero
         outside each emitter's widened window and outside the frame (both
         per axis: the window and the frame are boxes)."""
         th = torch.as_tensor(np.nan_to_num(self.estimate[rows]), dtype=dt, device=dev)
@@ -1318,7 +1322,7 @@ class _Fixed:
         light = ay[:, :, None] * ax[:, None, :]
         if clip:
             yi, xi = torch.clamp(yi, 0, self.H - 1), torch.clamp(xi, 0, self.W - 1)
-        return light, yi[:, :, None].expand_as(light), xi[:, None, :].expand_as(light)
+        return light, yi, xi
 
     def light(self, frames, members, y0, x0, bh, bw, dev, dt):
         """(G, bh, bw) fixed light on boxes of frames ``frames`` with ``members`` (G, K)."""
