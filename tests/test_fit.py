@@ -452,31 +452,6 @@ def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(
     assert lone_fit.ok.mean() > 0.95
 
 
-def test_fits_pulled_by_a_bright_neighbours_first_estimate_are_freed_beside_its_fit():
-    """Two bright detected emitters 520 nm apart (10,000 and 30,000 photons;
-    both free: no detection within isolation_px): each first fit sees the
-    other's light as its first estimate only (photons from a 3x3 box, a
-    sigma of 1 px for 0.9), fails the chi-square test and is pulled. Fitted
-    again beside the other's fit, it is a free fit, calibrated, instead of
-    the start (4 nm off here) with the network's 15 nm in its uncertainty."""
-    rng = np.random.default_rng(11)
-    n, xs, ys = 60, np.array([1000.0, 1520.0]), np.array([1000.0, 1000.0])
-    mu = render_emitters(xs, ys, np.array([10000.0, 30000.0]), np.full(2, 90.0), (24, 26), P) + 10.0
-    frames = torch.as_tensor(rng.poisson(mu, (n, 24, 26)).astype(np.float32))
-    j = rng.normal(0, 4.0, (4, n))
-    start = Localizations(np.repeat(np.arange(n), 2), np.c_[xs[0] + j[0], xs[1] + j[1]].ravel(),
-                          np.c_[ys[0] + j[2], ys[1] + j[3]].ravel())
-    res = fit.refine(frames, start, P, max_group=1, max_chi2_sigma=3.0, max_shift_px=1.0, isolation_px=5.0,
-                     hold_pulled=True, chi2_scale=True, crowded_error_px=(0.15,))
-    a = np.arange(0, 2 * n, 2)  # the dimmer emitter's rows
-    assert (res.status[a] == fit.OK).mean() > 0.8, np.bincount(res.status[a])
-    ex = res.locs.x[a] - xs[0]
-    assert 0.7 < np.std(ex / res.locs.uncertainty[a]) < 1.3
-    ok = res.status[a] == fit.OK
-    assert np.sqrt(np.mean(ex[ok] ** 2)) < 2.5  # nm: the fits, not the starts
-    assert fit.fit_report(res.summary(), res.locs).get("pulled", 0) == (res.status == fit.PULLED).sum()
-
-
 def _airy_grid(seed, n_frames=30):
     """Isolated emitters of an Airy PSF (FWHM 280 nm), 300-20,000 photons
     (log-uniform), a 3x3 grid per 40x40 frame, background 30; starts 10 nm off."""

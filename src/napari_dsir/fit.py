@@ -50,10 +50,7 @@ objective's Airy rings) leaves residuals that grow with each fit's light:
 that share, measured per call from the lone free fits (`_psf_mismatch`), is
 taken out of the chi-square before the test. It is fitted again as a crowded
 one, at its starting position (status `PULLED`; its bound plus
-``pulled_error_px``, the network's error there), instead of failing. Once
-every detection is fitted, the pulled ones are fitted free again from their
-first fit, beside their neighbours' fits instead of their first estimates:
-those that now pass both tests are free fits.
+``pulled_error_px``, the network's error there), instead of failing.
 
 Uncertainty is the Cramer-Rao lower bound: sqrt of the diagonal of the inverse
 Fisher information of the Poisson model at the fitted parameters (x and y
@@ -680,8 +677,7 @@ def refine(
     hold_pulled: free fits that would be flagged `MOVED` or `BAD_FIT` keep
         their starting position and are fitted there with the crowded ones
         (status `PULLED`, reported; ``pulled_error_px`` added to their
-        bound), unless their second free fit, beside everyone's fits,
-        passes. With ``max_group=1`` every detection is then
+        bound). With ``max_group=1`` every detection is then
         fitted alone with its neighbours' light held (none joint).
 
     chi2_scale: the free fits' uncertainty is scaled by the square root of
@@ -961,14 +957,6 @@ def _refine(
                 cv.append(conv)
             return np.concatenate(sig), np.concatenate(cv)
 
-        def pulled_away(r, mismatch):
-            """Free fits of rows ``r`` that moved or left residuals unexplained."""
-            b = _moved(theta_out[r], xs_[r], ys_[r], wx0[r], wy0[r], window, max_shift_px)
-            b |= _unexplained(fit_out[r], camera.excess_noise, max_chi2_sigma, mismatch)
-            return b & np.isfinite(theta_out[r]).all(-1)
-
-        mismatch = 0.0
-        first_fit = np.full((n, 4), np.nan)  # the pulled rows' free fits
         for _ in range(fallback_passes):
             stages = [~held[rows], held[rows]]
             for si in range(2):
@@ -1008,42 +996,17 @@ def _refine(
                     # light from outside the frame): held at their start
                     # with the crowded ones
                     r0 = rows[stage]
-                    mismatch = _psf_mismatch(free_gof, camera.excess_noise)
-                    bad = pulled_away(r0, mismatch)
+                    bad = _moved(theta_out[r0], xs_[r0], ys_[r0], wx0[r0], wy0[r0], window, max_shift_px)
+                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma,
+                                        _psf_mismatch(free_gof, camera.excess_noise))
+                    bad &= np.isfinite(theta_out[r0]).all(-1)
                     held[r0[bad]] = pulled[r0[bad]] = True
-                    first_fit[r0[bad]] = theta_out[r0[bad]]
                     theta_out[r0[bad]] = np.nan
                     stages[1] = held[rows]
                 good = np.isfinite(theta_out[rows]).all(-1)
                 estimate[rows[good]] = theta_out[rows[good]]
             start = np.where(np.isfinite(estimate[:, :2]), estimate[:, :2], init_xy)
             s_start = np.where(np.isfinite(estimate[:, 3]), estimate[:, 3], s0)
-        if pulled.any():
-            # the pulled fits again, free from their first fit, beside
-            # everyone's fits: their neighbours' light was the first
-            # estimates (photons from 3x3 boxes, the PSF's lower quartile),
-            # which left the residuals of bright emitters 500-600 nm from
-            # another unexplained. Those that pass now are free fits, the
-            # others keep the network's position (bright validation movies,
-            # seeds 73001+: std(error / uncertainty) of isolated emitters
-            # 0.78 -> 0.89 at 5,000-50,000 photons, 0.88 -> 1.07 at
-            # 2,000-20,000 and 2 /um^2; the freed fits 0.7 nm off against
-            # the network's 2.2)
-            again = np.flatnonzero(pulled)
-            kept = [a[again].copy() for a in (theta_out, b_out, var_out, conv_out, fit_out)]
-            sub = np.isin(rows, again)
-            near = rows[np.unique(nb[sub][nb_ok[sub]])]
-            start = start.copy()
-            start[again] = first_fit[again, :2]
-            s_again = s_start.copy()
-            s_again[again] = first_fit[again, 3]
-            fit_stage(sub, fit_kw, s_again, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
-            still = pulled_away(again, mismatch) | ~np.isfinite(theta_out[again]).all(-1)
-            for a, k in zip((theta_out, b_out, var_out, conv_out, fit_out), kept):
-                a[again[still]] = k[still]
-            freed = again[~still]
-            held[freed] = pulled[freed] = sigma_held[freed] = False
-            record_free(freed)
 
     # ---- status ------------------------------------------------------------
     status = np.full(n, OK, np.int8)

@@ -414,8 +414,7 @@ MAX_SHIFT_PX = 1.0
 # an emitter that was not detected, or one outside the frame shining in),
 # or that moved as above, was pulled away: it keeps the network's position
 # and is fitted there as a crowded one (status PULLED; its uncertainty holds
-# the network's calibrated error; unless its second free fit, beside the
-# fits of all the others, passes), instead of failing with no photons or
+# the network's calibrated error), instead of failing with no photons or
 # uncertainty (failed fits at 1 /um^2: 11% -> 1%; std(error/uncertainty)
 # of isolated emitters at 4 /um^2: 1.45 -> 1.12, benchmarks/results/
 # calibrated.md). Figures against the previous settings:
