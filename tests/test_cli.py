@@ -316,6 +316,32 @@ def test_hot_pixels_are_repaired_unless_kept(tmp_path, capsys):
         assert any(d.get("hot_pixels") == want for d in docs), docs
 
 
+def test_reconstruct_takes_an_uneven_illumination_out_given_the_camera(tmp_path, capsys):
+    """dsir reconstruct with camera options measures the beam and the
+    network sees it taken out (said on stderr, no fits claimed); without
+    them, nothing is measured and the sum image keeps the beam's haze."""
+    import tifffile
+
+    from napari_dsir.io import write_tiff
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:40, 0:40] + 0.5
+    lit = 6.0 ** (-((yy - 20) ** 2 + (xx - 20) ** 2) / 800.0)
+    frames = (rng.poisson(np.broadcast_to(60.0 * lit, (24, 40, 40))) + 100).astype(np.uint16)
+    stack = write_tiff(tmp_path / "beam.tif", frames, 100.0)
+    middle = []
+    for opts in ([], ["--baseline", "100", "--sensitivity", "1"]):
+        out = tmp_path / f"sr{len(opts)}.tif"
+        assert main(["reconstruct", str(stack), "-o", str(out), "-q", *opts]) == 0
+        err = capsys.readouterr().err
+        said = "uneven illumination: the background is" in err
+        assert said is bool(opts), err
+        assert "fits follow" not in err
+        img = tifffile.imread(out)
+        middle.append(img[120:200, 120:200].mean() / max(img[:48, :48].mean(), 1e-9))
+    assert middle[0] > 10.0 and middle[1] < 2.0, middle
+
+
 def test_an_uneven_illumination_is_followed_and_recorded(tmp_path, capsys):
     """A movie lit by a beam 3x brighter in its centre than at its corners:
     dsir localize says its fits follow the background's shape and records

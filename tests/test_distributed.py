@@ -114,3 +114,10 @@ def test_cluster_fits_follow_an_uneven_illumination(client):
     assert flat.info["noise_scale"] != one.info["noise_scale"]
     assert len(flat.localizations) != len(one.localizations) or not np.allclose(
         flat.localizations.photons, one.localizations.photons, rtol=1e-3, equal_nan=True)
+    # without the fits the camera still takes the beam out, on the workers as in one process
+    net_one = reconstruct(data, model, localize=True, refine=False, camera=cam)
+    net_many = reconstruct(data, model, localize=True, refine=False, client=client, chunk=8, camera=cam)
+    assert net_many.info["background_shaped"] and net_many.info["fit"] is None
+    assert net_many.info["noise_scale"] == pytest.approx(net_one.info["noise_scale"], rel=1e-6)
+    np.testing.assert_allclose(net_many.localizations.x, net_one.localizations.x, atol=1e-3)
+    assert net_many.localizations.photons is None

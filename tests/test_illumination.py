@@ -155,9 +155,40 @@ def test_a_run_follows_an_uneven_illumination_and_says_so():
             assert res.info["background_ratio"] == pytest.approx(3.0, rel=0.2)
         photons = torch.from_numpy(frames)
         assert photons.shape == (24, 40, 40)
-    # without refinement nothing is measured
+    # without refinement and without a camera nothing is measured
     res = reconstruct(frames, "default", pixel_size=100.0, localize=True, refine=False)
     assert "background_shaped" not in res.info
+
+
+@pytest.mark.parametrize("localize", [True, False])
+def test_a_camera_given_takes_the_beam_out_for_the_network_without_the_fits(localize):
+    """Background alone under a 6x beam: the network, seeing the frames
+    divided by one noise level, finds spots and leaves a haze in the bright
+    middle of the sum image; given the camera (no fits), it sees the frames
+    with the beam taken out: no haze, (almost) no detections, and the run
+    says so without claiming fits."""
+    from napari_dsir.run import reconstruct
+
+    frames = (_movie(n=24, size=40, ratio=6.0, density=0.0, seed=6) + 100.0).astype(np.float32)
+    kw = dict(pixel_size=100.0, localize=localize, refine=False)
+    plain = reconstruct(frames, "default", **kw)
+    said = []
+    taken = reconstruct(frames, "default", camera=Camera(100.0, 1.0), progress=said.append, **kw)
+    assert taken.info["background_shaped"] and taken.info["fit"] is None
+    warned = [p.message for p in said if p.kind == "warning"]
+    assert any(m.endswith("the network sees the frames with it taken out") for m in warned), warned
+
+    def middle_over_corners(img):
+        k = img.shape[0] * 3 // 10
+        mid = img[img.shape[0] // 2 - k // 2: img.shape[0] // 2 + k // 2, img.shape[1] // 2 - k // 2:
+                  img.shape[1] // 2 + k // 2].mean()
+        return mid / np.mean([img[:k, :k].mean(), img[-k:, -k:].mean(), img[:k, -k:].mean(), img[-k:, :k].mean()])
+
+    assert middle_over_corners(plain.sum_image) > 10.0
+    assert middle_over_corners(taken.sum_image) < 2.0
+    if localize:
+        assert len(taken.localizations) <= 2 < 10 <= len(plain.localizations)
+        assert taken.localizations.photons is None  # the network's positions
 
 
 def test_flatten_gives_the_network_an_even_background_and_noise():

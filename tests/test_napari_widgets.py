@@ -508,3 +508,13 @@ def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
     w = _localize_movie(make_napari_viewer(), frames, notes)
     assert any("uneven illumination: the background is" in m for m in _texts(notes, "warning")), notes
     assert w.last_result.info["background_shaped"] and "uneven background followed" in w.status.value
+    # without the fit, the camera set here still takes the beam out for the network; unset, nothing is measured
+    w.camera.refine.value = False
+    assert w.camera.set_camera.enabled and w.camera.baseline.enabled
+    w.run()
+    assert w.last_result.info["background_shaped"] and w.last_result.info["fit"] is None
+    assert "uneven background followed" in w.status.value and w.last_result.localizations.photons is None
+    w.camera.set_camera.value = False
+    assert not w.camera.baseline.enabled
+    w.run()
+    assert "background_shaped" not in w.last_result.info and "uneven background" not in w.status.value

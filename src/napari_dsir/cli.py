@@ -157,6 +157,17 @@ def _request(args, localize: bool, keep_frames: bool = False):
     )
 
 
+def _add_camera_options(g) -> None:
+    """The camera options (a file, and single values over it) on group or parser ``g``."""
+    g.add_argument("--camera", type=Path, default=None,
+                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise)")
+    g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
+    g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
+    g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")
+    g.add_argument("--qe", type=float, default=None, help="quantum efficiency in (0, 1] (default 1)")
+    g.add_argument("--read-noise", type=float, default=None, help="read noise, e- rms (default 0)")
+
+
 def _camera(args):
     """The camera the options give (a file, then single values over it), or
     None when none is given (the run path then assumes defaults, with a warning)."""
@@ -417,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (sum image)")
     p.add_argument("--frames-output", type=Path, default=None, help="also write the per-frame stack here")
+    _add_camera_options(p.add_argument_group(
+        "camera (optional: given, an uneven illumination measured on the movie in photons is taken out of the "
+        "network's input)"))
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("localize", formatter_class=_HelpFormatter,
@@ -432,14 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("refinement and camera (photons, background, sigma, uncertainty)")
     g.add_argument("--refine", choices=["mle", "none"], default="mle",
                    help="mle: fit each detection on the raw frame (Poisson MLE, integrated Gaussian PSF); "
-                        "none: the network's positions only")
-    g.add_argument("--camera", type=Path, default=None,
-                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise)")
-    g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
-    g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
-    g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")
-    g.add_argument("--qe", type=float, default=None, help="quantum efficiency in (0, 1] (default 1)")
-    g.add_argument("--read-noise", type=float, default=None, help="read noise, e- rms (default 0)")
+                        "none: the network's positions only (camera settings given still take an uneven "
+                        "illumination out of the network's input)")
+    _add_camera_options(g)
     p.set_defaults(func=cmd_localize)
 
     p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,

@@ -113,14 +113,16 @@ class _DaskFrames:
 def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pixel_size: float,
                       batch_size, localize: dict | None, tile, camera: dict | None = None,
                       fit_window: int | None = None, noise_scale: float | None = None, binning: int = 1,
-                      echoes: bool = False, fit_sigma_nm: float | None = None, background_shape=None):
+                      echoes: bool = False, fit_sigma_nm: float | None = None, background_shape=None,
+                      refine: bool = True):
     """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
                                  batch_size=batch_size, localize=params, tile=tile, start=first_frame,
                                  camera=cam, fit_window=fit_window, noise_scale=noise_scale, binning=binning,
-                                 echoes=echoes, fit_sigma_nm=fit_sigma_nm, background_shape=background_shape))
+                                 echoes=echoes, fit_sigma_nm=fit_sigma_nm, background_shape=background_shape,
+                                 refine=refine))
     return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
 
 
@@ -129,12 +131,12 @@ def iter_reconstruct_distributed(
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
     binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None,
-    background_shape=None,
+    background_shape=None, refine: bool = True,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`. ``hot_pixels``:
     (n, 2) y, x repaired in every frame (`napari_dsir.defects.repair`);
-    ``background_shape``: see `iter_reconstruct`."""
+    ``background_shape``, ``refine``: see `iter_reconstruct`."""
     from dask.distributed import as_completed
 
     if int(chunk) < 1:
@@ -150,8 +152,7 @@ def iter_reconstruct_distributed(
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
     noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning,
-                                            transform=network_input(camera if localize is not None else None,
-                                                                    background_shape))
+                                            transform=network_input(camera, background_shape))
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)
@@ -168,7 +169,7 @@ def iter_reconstruct_distributed(
         fut = client.submit(reconstruct_block, client.compute(blk), remote_model, int(first),
                             float(pixel_size), batch_size, params, tile,
                             camera.to_dict() if camera is not None else None, fit_window, noise_scale,
-                            binning, echoes, fit_sigma_nm, background_shape, pure=False)
+                            binning, echoes, fit_sigma_nm, background_shape, refine, pure=False)
         futures[fut] = int(n)
         return fut
 
@@ -217,7 +218,8 @@ def iter_reconstruct_distributed(
         stop=stop,
         localizations=loc_table,
         info={"batch_size": batch_size, "device": "dask", "model": model.source,
-              "fit": fit_counts if camera is not None and localize is not None else None, "fit_chi2": chi2_hist,
+              "fit": fit_counts if camera is not None and localize is not None and refine else None,
+              "fit_chi2": chi2_hist,
               "binning": binning, "noise_scale": noise_scale, "brightness_factor": bright,
               "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

@@ -281,7 +281,7 @@ def movie_psf(src, start: int, stop: int, pixel_size: float, camera: Camera | No
     which the run then reads from the source's cache: each chunk is computed
     once) by `napari_dsir.psf.measure_fwhm`: ``psf_fwhm_nm`` (the median),
     ``psf_fwhm_q25_nm`` (the lower quartile), ``psf_fits``; None where too
-    few spots were fitted. Given a ``camera`` (the fits will run), also
+    few spots were fitted. Given a ``camera`` (the fits will run, or the beam is taken out), also
     ``illumination``: the background's shape on the same frames
     (`napari_dsir.illumination.measure`, an `Illumination` or None), which
     the PSF's fits follow too; a run takes it out of these keys
@@ -620,6 +620,7 @@ def iter_reconstruct(
     echoes: bool = False,
     fit_sigma_nm: float | None = None,
     background_shape=None,
+    refine: bool = True,
 ) -> Generator[Progress, None, Result]:
     """Reconstruct frames ``start:stop`` of ``data`` (a `Stack` or an array).
 
@@ -631,7 +632,7 @@ def iter_reconstruct(
     and the run goes on (a ``"warning"`` record says so). ``where`` names
     the input in error messages.
 
-    ``camera``: with ``localize``, each detection is refined on its raw
+    ``camera``: with ``localize`` and ``refine``, each detection is refined on its raw
     frame, converted to photons with this camera model, by Poisson maximum
     likelihood (`napari_dsir.fit.refine`, ``fit_window`` px; None: about
     700 nm, more for a PSF wider than `FIT_PSF_REF_NM`, `fit_window`): the table then
@@ -660,8 +661,10 @@ def iter_reconstruct(
     `fit_sigma_init`; None: 1 camera px). ``background_shape`` (y, x): the
     background's shape over the frames, which the fits follow (an uneven
     illumination, `napari_dsir.illumination`; None: flat in each window);
-    the network then sees the frames with the beam taken out
-    (`network_input`).
+    given a ``camera``, with or without the fits, the network then sees
+    the frames with the beam taken out (`network_input`). ``refine``: False
+    keeps the network's positions even with a ``camera`` (which then only
+    takes the beam out).
     """
     src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
@@ -685,7 +688,8 @@ def iter_reconstruct(
         raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING}, got {binning}")
     nb = int(binning)
     bright = 1.0
-    flat = network_input(camera if localize is not None else None, background_shape, device)
+    fitting = camera is not None and localize is not None and refine
+    flat = network_input(camera, background_shape, device)
     if noise_scale is None:
         noise_scale, bright = movie_noise_scale(src, model, start, stop, where, nb, flat)
     yield Progress(0, total, bs, "reconstructing", kind="start")
@@ -699,7 +703,7 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                photons = camera.to_photons(x) if camera is not None and localize is not None else None
+                photons = camera.to_photons(x) if fitting or flat is not None else None
                 sr = model.predict(bin_frames(x if flat is None else flat(x, photons), nb), tile=tile,
                                    scale=noise_scale)
                 if localize is not None:
@@ -712,7 +716,7 @@ def iter_reconstruct(
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 acc += sr.sum(0)  # a batch in float32, the movie in float64
                 if localize is not None:
-                    if camera is None:
+                    if not fitting:
                         locs.append(found)
                     else:  # fitted in blocks of frames: one batched call for many detections
                         pending.add(photons, found)
@@ -751,7 +755,7 @@ def iter_reconstruct(
         frames=frames_out,
         localizations=Localizations.concatenate(locs) if localize is not None else None,
         info={"batch_size": bs, "device": str(device), "model": model.source,
-              "fit": fit_counts if camera is not None and localize is not None else None,
+              "fit": fit_counts if fitting else None,
               "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb,
               "brightness_factor": bright},
     )

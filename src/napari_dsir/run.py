@@ -57,7 +57,10 @@ class RunRequest:
     stop excluded. ``localize``: also find localizations (``threshold`` and
     ``radius`` override the model's calibrated localizer; ``refine``: fit
     each detection on its raw frame, in photons of ``camera``, for photons,
-    background, sigma and uncertainty: `napari_dsir.fit`; ``fit_window``:
+    background, sigma and uncertainty: `napari_dsir.fit`. Without the fits a
+    ``camera`` given still serves: an uneven illumination measured on the
+    movie, in photons, is taken out of the network's input,
+    `napari_dsir.illumination`; ``fit_window``:
     its window in camera px, None: about 700 nm, more for a wide PSF,
     `reconstruct.fit_window`).
     ``binning``: the network sees frames binned this many camera px a side
@@ -209,10 +212,14 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     elif req.localize:
         params = params_for(model, threshold=req.threshold, radius=req.radius)
     camera = None
-    if params is not None and req.refine:
+    refine = params is not None and bool(req.refine)
+    if refine:
         camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
         if assumed:
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
+    elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
+        camera = resolve_camera(_as_camera(req.camera))[0]
+    if camera is not None:
         camera.check_data(_first_frames(src, req.start))
     distributed = req.client is not None or bool(req.scheduler)
     if distributed and req.keep_frames:
@@ -238,7 +245,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     light = psf.pop("illumination", None)  # the background's shape, which the fits follow
     shape = None if light is None else light.shape
     if shape is not None:
-        yield Progress(0, total, req.batch_size or 0, illumination_message(light), kind="warning")
+        yield Progress(0, total, req.batch_size or 0, illumination_message(light, refine), kind="warning")
     client, own_client = req.client, False
     if req.scheduler and client is None:
         from .distributed import connect
@@ -253,13 +260,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
                 fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma, hot_pixels=hot,
-                background_shape=shape)
+                background_shape=shape, refine=refine)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
                 keep_frames=req.keep_frames, localize=params, tile=req.tile, camera=camera,
                 fit_window=req.fit_window, where=name, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
-                background_shape=shape)
+                background_shape=shape, refine=refine)
         result = yield from _cancellable(gen, cancel)
     finally:
         for h in hooks:
@@ -295,7 +302,8 @@ def _cancellable(gen, cancel: threading.Event | None):
 def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int, name: str) -> tuple[int, dict]:
     """The request's network binning (checked) or, when it gives none, the
     one the movie's PSF needs, with what was measured; with a binning given
-    the PSF is measured only for the fits to start from (``camera``)."""
+    the PSF is measured only where a ``camera`` is given (the fits start
+    from it; the beam is measured with it)."""
     from .psf import MAX_BINNING
     from .reconstruct import movie_binning, movie_psf
 
@@ -318,11 +326,12 @@ def hot_pixels_message(hot: np.ndarray) -> str:
             "there in every frame (hot_pixels=False / --keep-hot-pixels keeps them)")
 
 
-def illumination_message(light) -> str:
-    """What a run says of an uneven background (`napari_dsir.illumination.Illumination`)."""
+def illumination_message(light, refine: bool = True) -> str:
+    """What a run (with the fits: ``refine``) says of an uneven background
+    (`napari_dsir.illumination.Illumination`)."""
     return (f"uneven illumination: the background is {light.ratio:.1f}x brighter at its brightest than at its "
-            f"darkest (up to {100 * light.slope:.1f} % per pixel); the network sees the frames with it taken out "
-            "and the fits follow its shape")
+            f"darkest (up to {100 * light.slope:.1f} % per pixel); the network sees the frames with it taken out"
+            + (" and the fits follow its shape" if refine else ""))
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:

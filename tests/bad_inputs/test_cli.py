@@ -334,8 +334,18 @@ CAMERA_CASES = {
 }
 
 
+#: the commands that take camera settings: with the fits, and without them
+#: (where the settings take an uneven illumination out of the network's input)
+CAMERA_COMMANDS = {
+    "localize": ["localize", "-o", "l.csv"],
+    "localize_refine_none": ["localize", "-o", "l.csv", "--refine", "none"],
+    "reconstruct": ["reconstruct", "-o", "sr.tif"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(CAMERA_COMMANDS))
 @pytest.mark.parametrize("case", sorted(CAMERA_CASES))
-def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case):
+def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case, command):
     stack = tmp_path / "ok.tif"
     tifffile.imwrite(stack, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
     opts, needle = CAMERA_CASES[case]
@@ -344,7 +354,8 @@ def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case):
         if opts is not None:
             cam.write_text(opts)
         opts = ["--camera", str(cam)]
-    argv = ["localize", str(stack), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint), "-q", *opts]
+    sub, o, out, *rest = CAMERA_COMMANDS[command]
+    argv = [sub, str(stack), o, str(tmp_path / out), *rest, "--model", str(tiny_checkpoint), "-q", *opts]
     _expect_clean_failure(capsys, tmp_path, stack, argv, needle)
 
 

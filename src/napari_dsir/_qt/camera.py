@@ -1,7 +1,9 @@
 """The camera fields of DSIR Reconstruct (names as Picasso and ThunderSTORM use).
 
-Unticked, the run takes the camera from the file's metadata, else assumes
-the defaults and says so (a warning from `napari_dsir.run.iter_run`).
+Unticked, a run with the fit takes the camera from the file's metadata,
+else assumes the defaults and says so (a warning from
+`napari_dsir.run.iter_run`). Ticked, a run without the fit uses the
+settings too: an uneven illumination is taken out of the network's input.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ class CameraFields(Container):
         self.refine = CheckBox(text="Fit photons, background and precision (MLE)", value=True,
                                tooltip="Fit each localization on its raw frame (Poisson MLE with CRLB)")
         self.set_camera = CheckBox(text="Camera settings as set here", value=False,
-                                   tooltip="Unticked: the file's camera metadata, else assumed defaults (a warning)")
+                                   tooltip="Unticked: the file's camera metadata, else assumed defaults (a warning); "
+                                           "without the fit, none. Given, an uneven illumination is taken out of "
+                                           "the network's input")
         self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
         self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
@@ -31,10 +35,8 @@ class CameraFields(Container):
         self._update()
 
     def _update(self, *_):
-        self.set_camera.enabled = self.refine.value
-        on = self.refine.value and self.set_camera.value
         for w in (self.baseline, self.sensitivity, self.em_gain, self.qe):
-            w.enabled = on
+            w.enabled = self.set_camera.value
 
     def camera(self) -> dict | None:
         """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""
