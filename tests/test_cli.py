@@ -336,6 +336,7 @@ def test_reconstruct_takes_an_uneven_illumination_out_given_the_camera(tmp_path,
         err = capsys.readouterr().err
         said = "uneven illumination: the background is" in err
         assert said is bool(opts), err
+        assert ("the background looks" in err and "give the camera's settings" in err) is not bool(opts), err
         assert "fits follow" not in err
         img = tifffile.imread(out)
         middle.append(img[120:200, 120:200].mean() / max(img[:48, :48].mean(), 1e-9))

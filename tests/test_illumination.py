@@ -155,9 +155,11 @@ def test_a_run_follows_an_uneven_illumination_and_says_so():
             assert res.info["background_ratio"] == pytest.approx(3.0, rel=0.2)
         photons = torch.from_numpy(frames)
         assert photons.shape == (24, 40, 40)
-    # without refinement and without a camera nothing is measured
-    res = reconstruct(frames, "default", pixel_size=100.0, localize=True, refine=False)
+    # without refinement and without a camera nothing is followed, nor said of an even background
+    said = []
+    res = reconstruct(frames, "default", pixel_size=100.0, localize=True, refine=False, progress=said.append)
     assert "background_shaped" not in res.info
+    assert not any("uneven illumination" in p.message for p in said)
 
 
 @pytest.mark.parametrize("localize", [True, False])
@@ -171,7 +173,11 @@ def test_a_camera_given_takes_the_beam_out_for_the_network_without_the_fits(loca
 
     frames = (_movie(n=24, size=40, ratio=6.0, density=0.0, seed=6) + 100.0).astype(np.float32)
     kw = dict(pixel_size=100.0, localize=localize, refine=False)
-    plain = reconstruct(frames, "default", **kw)
+    told = []
+    plain = reconstruct(frames, "default", progress=told.append, **kw)
+    hint = [p.message for p in told if p.kind == "warning"]
+    assert len(hint) == 1 and "looks" in hint[0] and "give the camera's settings" in hint[0], hint
+    assert "background_shaped" not in plain.info  # told, not followed
     said = []
     taken = reconstruct(frames, "default", camera=Camera(100.0, 1.0), progress=said.append, **kw)
     assert taken.info["background_shaped"] and taken.info["fit"] is None

@@ -518,3 +518,4 @@ def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
     assert not w.camera.baseline.enabled
     w.run()
     assert "background_shaped" not in w.last_result.info and "uneven background" not in w.status.value
+    assert any("the background looks" in m and "camera fields" in m for m in _texts(notes, "warning")), notes

@@ -284,8 +284,10 @@ def movie_psf(src, start: int, stop: int, pixel_size: float, camera: Camera | No
     few spots were fitted. Given a ``camera`` (the fits will run, or the beam is taken out), also
     ``illumination``: the background's shape on the same frames
     (`napari_dsir.illumination.measure`, an `Illumination` or None), which
-    the PSF's fits follow too; a run takes it out of these keys
-    (`napari_dsir.run`)."""
+    the PSF's fits follow too; without one, ``illumination_hint``: the same
+    with the default camera's baseline assumed, which nothing follows (the
+    run tells the user to give the camera); a run takes both out of these
+    keys (`napari_dsir.run`)."""
     return _measure_psf(src, start, stop, pixel_size, camera, where)[0]
 
 
@@ -315,10 +317,11 @@ def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.
     """`movie_psf` and its sample of frames."""
     src = frame_source(src)
     sample = sample_frames(src, start, _first_chunk(src, start, stop), PSF_SAMPLE_FRAMES, where)
-    light = {}
-    if camera is not None:
-        light["illumination"] = measure_illumination(camera.to_photons(torch.from_numpy(
-            np.asarray(sample, np.float32))).numpy())
+    # with no camera, measured with the defaults' (a baseline of 100 ADU):
+    # only to tell the user (`illumination_hint`), not to act on
+    beam = measure_illumination((camera or Camera()).to_photons(torch.from_numpy(
+        np.asarray(sample, np.float32))).numpy())
+    light = {"illumination" if camera is not None else "illumination_hint": beam}
     shape = getattr(light.get("illumination"), "shape", None)
     measured = measure_fwhm(sample, pixel_size, camera, background_shape=shape)
     if measured is None:

@@ -246,6 +246,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     shape = None if light is None else light.shape
     if shape is not None:
         yield Progress(0, total, req.batch_size or 0, illumination_message(light, refine), kind="warning")
+    hint = psf.pop("illumination_hint", None)  # no camera: measured with an assumed baseline, not followed
+    if hint is not None and hint.shape is not None:
+        yield Progress(0, total, req.batch_size or 0, illumination_hint_message(hint), kind="warning")
     client, own_client = req.client, False
     if req.scheduler and client is None:
         from .distributed import connect
@@ -332,6 +335,16 @@ def illumination_message(light, refine: bool = True) -> str:
     return (f"uneven illumination: the background is {light.ratio:.1f}x brighter at its brightest than at its "
             f"darkest (up to {100 * light.slope:.1f} % per pixel); the network sees the frames with it taken out"
             + (" and the fits follow its shape" if refine else ""))
+
+
+def illumination_hint_message(light) -> str:
+    """What a run without the camera's settings says of a background that
+    looks uneven (`napari_dsir.illumination.Illumination`, measured with an
+    assumed baseline): it is not taken out; the camera would let it be."""
+    return (f"uneven illumination: the background looks {light.ratio:.1f}x brighter at its brightest than at its "
+            "darkest (with a baseline of 100 ADU assumed); the network sees the frames as they are, which leaves a "
+            "haze and false detections where it is bright: give the camera's settings (camera= / --camera, "
+            "--baseline, --sensitivity; the widget's camera fields) and it sees the beam taken out")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
