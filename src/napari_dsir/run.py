@@ -89,7 +89,7 @@ class RunRequest:
     threshold: float | None = None
     radius: int | None = None
     refine: bool = True
-    camera: Any = None  # Camera, a dict of its settings, or None (file metadata, else assumed defaults)
+    camera: Any = None  # Camera, a dict or a file; None: with the fits, the file metadata, else assumed defaults
     fit_window: int | None = None
     binning: int | None = None  # the network's: None measures the PSF (`reconstruct.movie_binning`)
     hot_pixels: bool = True  # repair the camera's hot pixels found on the movie (`napari_dsir.defects`)
