@@ -473,3 +473,28 @@ def test_hot_pixels_are_repaired_for_the_whole_run():
         else:
             assert res.info["hot_pixels"] == [] and not any("hot pixel" in m for m in warned)
             assert at_hot >= 24  # one in nearly every frame at each
+
+
+def test_cpu_batches_shrink_with_the_frames_super_resolved_size():
+    """The CPU's default batch of the fast network holds at most 8 frames of
+    128x128 camera px on its x8 grid: fewer for larger frames, one above
+    256x256 px (a batch of 8 frames of 2048x2048 px was killed by the
+    system for want of memory); GPUs keep 32, the DSIR auto-encoder 1."""
+    from napari_dsir.reconstruct import CPU_BATCH_SR_PIXELS, check_args, default_batch_size
+
+    model = load_model("default")
+    assert [default_batch_size("cpu", model, (s, s)) for s in (64, 128, 181, 256, 257, 2048)] == [8, 8, 4, 2, 1, 1]
+    assert default_batch_size("cpu", model) == 8
+    assert default_batch_size("cuda", model, (2048, 2048)) == 32
+    assert default_batch_size("cpu", load_model("dsir"), (64, 64)) == 1
+    for s in (100, 200, 300):
+        bs = default_batch_size("cpu", model, (s, s))
+        assert bs == 1 or bs * s * s * 64 <= CPU_BATCH_SR_PIXELS
+    assert check_args(10, 0, None, None, 100.0, model, (300, 300))[2] == 1
+    assert check_args(10, 0, None, 5, 100.0, model, (300, 300))[2] == 5  # given: kept
+
+
+def test_a_run_on_large_frames_uses_the_smaller_batch():
+    frames = np.random.default_rng(0).poisson(20, (2, 264, 264)).astype(np.float32) + 100
+    res = reconstruct(frames, "default", pixel_size=100.0)
+    assert res.info["batch_size"] == 1 and res.sum_image.shape == (264 * 8, 264 * 8)

@@ -110,7 +110,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="frames per batch (default on the CPU, where it is fastest: 8 for the fast network, "
-                        "1 for the DSIR auto-encoder; 32 on a GPU)")
+                        "fewer for frames over 128x128 px, 1 above 256x256 px, so that the x8 grid stays "
+                        "in memory; 1 for the DSIR auto-encoder; 32 on a GPU)")
     p.add_argument("--frames", default=None, help="START:STOP, 0-based, stop excluded (default: all)")
     p.add_argument("--pixel-size", type=_positive_float, default=None,
                    help="camera pixel size in nm (overrides the file; default 100 when the file has none)")

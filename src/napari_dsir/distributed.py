@@ -142,7 +142,7 @@ def iter_reconstruct_distributed(
     if int(chunk) < 1:
         raise DSIRError(f"chunk must be >= 1 frame, got {chunk}")
     arr = frames_as_dask(data, int(chunk))
-    start, stop, batch_size = check_args(arr.shape[0], start, stop, batch_size, pixel_size, model)
+    start, stop, batch_size = check_args(arr.shape[0], start, stop, batch_size, pixel_size, model, arr.shape[1:])
     arr = arr[start:stop].rechunk((int(chunk), -1, -1))
     if hot_pixels is not None and len(hot_pixels):  # repaired on the workers, block by block
         arr = arr.map_blocks(repair, np.asarray(hot_pixels, np.int64), dtype=np.result_type(arr.dtype, np.float32))

@@ -157,27 +157,43 @@ def parse_frames(spec: str | None, n: int) -> tuple[int, int]:
     return start, stop
 
 
-def default_batch_size(device: torch.device, model: DSIRModel | None = None) -> int:
-    """Frames per batch when none is given: 32 on a GPU; on the CPU 1 for
-    networks on the up-sampled frame, where small batches stay in cache
-    (1.8x the frame rate of 32 on 2 cores, benchmarks/speed.py), and
-    `CPU_BATCH_CAMERA_RES` for camera-resolution networks."""
+def default_batch_size(device: torch.device, model: DSIRModel | None = None,
+                       frame_shape: tuple[int, int] | None = None) -> int:
+    """Frames per batch when none is given: 32 on a GPU (a device out of
+    memory halves it, `iter_reconstruct`); on the CPU 1 for networks on the
+    up-sampled frame, where small batches stay in cache (1.8x the frame rate
+    of 32 on 2 cores, benchmarks/speed.py), and `CPU_BATCH_CAMERA_RES` for
+    camera-resolution networks, fewer for frames of ``frame_shape`` (y, x
+    camera px) whose super-resolved batch would hold more than
+    `CPU_BATCH_SR_PIXELS` pixels (at least 1)."""
     if torch.device(device).type != "cpu":
         return 32
-    return CPU_BATCH_CAMERA_RES if model is not None and model.camera_resolution else 1
+    if model is None or not model.camera_resolution:
+        return 1
+    if frame_shape is None:
+        return CPU_BATCH_CAMERA_RES
+    per_frame = int(frame_shape[0]) * int(frame_shape[1]) * int(model.upsampling) ** 2
+    return max(1, min(CPU_BATCH_CAMERA_RES, CPU_BATCH_SR_PIXELS // max(per_frame, 1)))
 
 
 CPU_BATCH_CAMERA_RES = 8
+#: super-resolved pixels of a CPU batch at most (`default_batch_size`): 8
+#: frames of 128x128 camera px on the x8 grid. The system's out-of-memory
+#: killer stops a process before torch can report the allocation failed (a
+#: batch of 8 frames of 2048x2048 px, 2.1 billion pixels in each of its
+#: tensors, was killed on a 24 GB machine; 1 frame ran with a peak of 6.5 GB)
+CPU_BATCH_SR_PIXELS = 1 << 23
 
 
 def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pixel_size: float,
-               model: DSIRModel) -> tuple[int, int, int]:
-    """Validated (start, stop, batch_size) for ``n`` frames."""
+               model: DSIRModel, frame_shape: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """Validated (start, stop, batch_size) for ``n`` frames of ``frame_shape``
+    (y, x camera px; `default_batch_size` when no batch size is given)."""
     stop = n if stop is None else min(stop, n)
     if not 0 <= start < stop:
         raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
     if batch_size is None:
-        batch_size = default_batch_size(model.device, model)
+        batch_size = default_batch_size(model.device, model, frame_shape)
     if int(batch_size) < 1:
         raise DSIRError(f"batch size must be >= 1, got {batch_size}")
     check_pixel_size(pixel_size)
@@ -368,7 +384,7 @@ def _detection_density(model: DSIRModel, frames: np.ndarray) -> float:
     from .localize import params_for
 
     x = torch.from_numpy(np.asarray(frames, np.float32)).to(model.device)
-    params, bs, n = params_for(model), default_batch_size(model.device, model), 0
+    params, bs, n = params_for(model), default_batch_size(model.device, model, frames.shape[1:]), 0
     with torch.inference_mode():
         scale = model.movie_scale(x)
         for i in range(0, len(x), bs):
@@ -671,7 +687,7 @@ def iter_reconstruct(
     """
     src = frame_source(data)
     where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
-    start, stop, batch_size = check_args(len(src), start, stop, batch_size, pixel_size, model)
+    start, stop, batch_size = check_args(len(src), start, stop, batch_size, pixel_size, model, src.shape[1:])
     u = int(model.upsampling)
     h, w = src.shape[1:]
     sr_px = float(pixel_size) / u
