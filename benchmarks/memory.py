@@ -1,9 +1,11 @@
 """Memory and frame rate over a long movie: 20,000 frames of 128x128 px.
 
-    python benchmarks/memory.py [--frames 20000] [--work DIR] [--out benchmarks/results/memory.md]
+    python benchmarks/memory.py [--frames 20000] [--size 128] [--every 1000] [--work DIR]
+                                [--out benchmarks/results/memory.md]
 
-Generates a 16-bit TIFF of ``--frames`` frames (200 distinct simulated
-frames at 2 emitters/um^2, repeated; 655 MB for 20,000 frames) in ``--work``
+Generates a 16-bit TIFF of ``--frames`` frames of ``--size`` px a side (up
+to 200 distinct simulated frames at 2 emitters/um^2, repeated; 655 MB for
+20,000 frames of 128x128 px) in ``--work``
 (a temporary folder by default), then runs what `dsir localize --image` runs:
 the shipped model over the whole movie, keeping the sum image and the
 localization table, and writes both (TIFF, ThunderSTORM CSV). Records the
@@ -51,7 +53,7 @@ def peak_mb() -> float:
 
 
 def make_movie(path: Path, n: int, size: int = 128) -> None:
-    frames, _ = simulate(200, SimulationConfig(frame_size=(size, size), density=2.0), seed=5150)
+    frames, _ = simulate(min(200, n), SimulationConfig(frame_size=(size, size), density=2.0), seed=5150)
     frames = frames.astype(np.uint16)
     mm = tifffile.memmap(path, shape=(n, size, size), dtype=np.uint16, photometric="minisblack")
     for b in range(0, n, 200):
@@ -92,10 +94,12 @@ def main(argv=None) -> int:
         head = [
             f"# Memory over a long movie ({args.frames:,} frames of {args.size}x{args.size} px)",
             "",
-            f"Run on {time.strftime('%Y-%m-%d')} with `python benchmarks/memory.py --frames {args.frames}` on "
+            f"Run on {time.strftime('%Y-%m-%d')} with `python benchmarks/memory.py --frames {args.frames}"
+            + ("" if args.size == 128 else f" --size {args.size}")
+            + ("" if args.every == 1000 else f" --every {args.every}") + "` on "
             f"{platform.machine()} ({os.cpu_count()} cores, {cpu_name()}), "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, default model ({model.arch}), "
-            f"batch {default_batch_size(model.device, model)} (CPU default), "
+            f"batch {default_batch_size(model.device, model, (args.size, args.size))} (CPU default), "
             "sum image + localization table (what `dsir localize --image` keeps).",
             "",
             f"RSS after loading the model and opening the movie: {start_rss:.0f} MB.",
