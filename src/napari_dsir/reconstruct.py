@@ -181,7 +181,8 @@ CPU_BATCH_CAMERA_RES = 8
 #: frames of 128x128 camera px on the x8 grid. The system's out-of-memory
 #: killer stops a process before torch can report the allocation failed (a
 #: batch of 8 frames of 2048x2048 px, 2.1 billion pixels in each of its
-#: tensors, was killed on a 24 GB machine; 1 frame ran with a peak of 6.5 GB)
+#: tensors, was killed on a 24 GB machine; 1 frame ran with a peak of 6.8 GB,
+#: benchmarks/results/memory_2048.md)
 CPU_BATCH_SR_PIXELS = 1 << 23
 
 
@@ -333,8 +334,8 @@ def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.
     """`movie_psf` and its sample of frames."""
     src = frame_source(src)
     sample = sample_frames(src, start, _first_chunk(src, start, stop), PSF_SAMPLE_FRAMES, where)
-    # with no camera, measured with the defaults' (a baseline of 100 ADU):
-    # only to tell the user (`illumination_hint`), not to act on
+    # with no camera, measured with the default camera's (a baseline of 100
+    # ADU): only to tell the user (`illumination_hint`), not to act on
     beam = measure_illumination((camera or Camera()).to_photons(torch.from_numpy(
         np.asarray(sample, np.float32))).numpy())
     light = {"illumination" if camera is not None else "illumination_hint": beam}
