@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.localize import (
@@ -205,3 +206,22 @@ def test_suppress_echoes_leaves_out_weak_detections_beside_strong_ones():
     assert len(suppress_echoes(locs, 320.0, ratio=0.1)) == 7 and ECHO_RATIO == 0.2
     bare = Localizations(frame, x, y)
     assert suppress_echoes(bare, 320.0) is bare
+
+
+@pytest.mark.parametrize("subpixel", ["centroid", "gauss"])
+def test_large_outputs_are_searched_in_bands_with_the_same_peaks(monkeypatch, subpixel):
+    """A batch bigger than `PEAK_BAND_PIXELS` is searched frame by frame in
+    bands of rows with margins: the same peaks, in the same order, as the
+    whole batch at once, a plateau across a band's edge included."""
+    import napari_dsir.localize as loc
+
+    rng = np.random.default_rng(0)
+    sr = torch.from_numpy(rng.gamma(0.3, 1.0, (3, 300, 257)).astype(np.float32))
+    sr[1, 148:152, 100:104] = 5.0
+    params = LocalizeParams(threshold=0.5, subpixel=subpixel)
+    whole = loc.find_peaks(sr, 12.5, params, first_frame=7)
+    monkeypatch.setattr(loc, "PEAK_BAND_PIXELS", 257 * 40)
+    banded = loc.find_peaks(sr, 12.5, params, first_frame=7)
+    assert len(whole) > 1000
+    for name in ("frame", "x", "y", "intensity"):
+        np.testing.assert_array_equal(getattr(banded, name), getattr(whole, name))

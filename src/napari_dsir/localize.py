@@ -292,6 +292,16 @@ def blur(sr: torch.Tensor, width: int, fwhm: float) -> torch.Tensor:
     return F.conv2d(sr.unsqueeze(1), k / k.sum(), padding=int(width) // 2)[:, 0]
 
 
+#: super-resolved pixels `find_peaks` works on at once on the CPU: a larger
+#: batch is taken frame by frame, and a larger frame in bands of rows, each
+#: with the rows around it that its peaks' neighbourhoods need (the same
+#: peaks; a 16384x16384 px frame, a 2048x2048 px camera's x8 grid, held
+#: about 1 GB in each of the blurred, padded and box-maximum copies at
+#: once). A GPU takes the batch whole (there an out-of-memory error halves
+#: the batch, `napari_dsir.reconstruct.iter_reconstruct`)
+PEAK_BAND_PIXELS = 1 << 24
+
+
 def find_peaks(
     sr: torch.Tensor, sr_pixel_size: float, params: LocalizeParams, first_frame: int = 0
 ) -> Localizations:
@@ -302,12 +312,37 @@ def find_peaks(
     """
     if sr.ndim == 2:
         sr = sr[None]
+    if sr.numel() <= PEAK_BAND_PIXELS or sr.device.type != "cpu":
+        return _find_peaks(sr, sr_pixel_size, params, first_frame)
+    n, Y, X = sr.shape
+    # rows each band's core needs around it: the neighbourhoods (radius,
+    # centroid window) of the blurred image, and the blur's own reach
+    margin = max(int(params.radius), int(params.window)) + int(params.blur_width) // 2 + 1
+    rows = max(1, PEAK_BAND_PIXELS // X - 2 * margin)
+    parts = []
+    for i in range(n):
+        for y0 in range(0, Y, rows):
+            y1 = min(Y, y0 + rows)
+            a, b = max(0, y0 - margin), min(Y, y1 + margin)
+            parts.append(_find_peaks(sr[i : i + 1, a:b], sr_pixel_size, params, first_frame + i, (y0 - a, y1 - a), a))
+    return Localizations.concatenate(parts)
+
+
+def _find_peaks(sr, sr_pixel_size, params, first_frame, rows=None, offset=0):
+    """`find_peaks` on ``sr`` at once; ``rows``: only the peaks on these
+    rows (start, stop) of it, placed ``offset`` rows further down."""
     x = blur(sr.to(torch.float32), params.blur_width, params.blur_fwhm)  # (batch, Y, X)
     r, w = int(params.radius), int(params.window)
     b, yy, xx = local_maxima(x, params.threshold, r)
+    if rows is not None:
+        core = (yy >= rows[0]) & (yy < rows[1])
+        b, yy, xx = b[core], yy[core], xx[core]
     if b.numel() == 0:
         return Localizations.empty()
-    return centroids(x, b, yy, xx, w, sr_pixel_size, first_frame, params.subpixel)
+    found = centroids(x, b, yy, xx, w, sr_pixel_size, first_frame, params.subpixel)
+    if offset:
+        found.y = found.y + offset * sr_pixel_size
+    return found
 
 
 def _box_max(x: torch.Tensor, r: int) -> torch.Tensor:
