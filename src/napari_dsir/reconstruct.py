@@ -181,7 +181,7 @@ CPU_BATCH_CAMERA_RES = 8
 #: frames of 128x128 camera px on the x8 grid. The system's out-of-memory
 #: killer stops a process before torch can report the allocation failed (a
 #: batch of 8 frames of 2048x2048 px, 2.1 billion pixels in each of its
-#: tensors, was killed on a 24 GB machine; 1 frame ran with a peak of 6.8 GB,
+#: tensors, was killed on a 24 GB machine; 1 frame ran with a peak of 5.5 GB,
 #: benchmarks/results/memory_2048.md)
 CPU_BATCH_SR_PIXELS = 1 << 23
 
@@ -734,7 +734,9 @@ def iter_reconstruct(
                         found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size)
                 if nb > 1:  # back on the camera's x u grid, the same total
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
-                acc += sr.sum(0)  # a batch in float32, the movie in float64
+                # a batch in float32, the movie in float64; a batch of one frame as it is (its
+                # sum a copy: 1 GB for a 2048x2048 px camera's x8 grid)
+                acc += sr[0] if len(sr) == 1 else sr.sum(0)
                 if localize is not None:
                     if not fitting:
                         locs.append(found)
