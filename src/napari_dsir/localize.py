@@ -339,10 +339,7 @@ def _find_peaks(sr, sr_pixel_size, params, first_frame, rows=None, offset=0):
         b, yy, xx = b[core], yy[core], xx[core]
     if b.numel() == 0:
         return Localizations.empty()
-    found = centroids(x, b, yy, xx, w, sr_pixel_size, first_frame, params.subpixel)
-    if offset:
-        found.y = found.y + offset * sr_pixel_size
-    return found
+    return centroids(x, b, yy, xx, w, sr_pixel_size, first_frame, params.subpixel, offset)
 
 
 def _box_max(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -397,14 +394,15 @@ def local_maxima(x: torch.Tensor, threshold: float, r: int):
 
 
 def centroids(x: torch.Tensor, b, yy, xx, w: int, sr_pixel_size: float, first_frame: int = 0,
-              subpixel: str = "centroid") -> Localizations:
+              subpixel: str = "centroid", row_offset: int = 0) -> Localizations:
     """Positions of the peaks (b, yy, xx) of ``x`` (batch, Y, X) in nm, with
     the sums over (2w+1)^2 windows as intensity. ``subpixel``: the weighted
     centroid of the window, or ``"gauss"``: per axis the vertex of the
     parabola through the logarithms of the peak and its two neighbours
     (exact for a Gaussian peak; a centroid of a truncated window pulls
     positions towards the pixel centres, which shows as a 12.5 nm grid in
-    renderings and their FRC)."""
+    renderings and their FRC). ``row_offset``: rows of the image above
+    ``x`` (a band of it), added to the positions."""
     if b.numel() == 0:
         return Localizations.empty()
     # weighted centroid over a (2w+1)^2 window (zero outside the image),
@@ -420,7 +418,7 @@ def centroids(x: torch.Tensor, b, yy, xx, w: int, sr_pixel_size: float, first_fr
     if subpixel == "gauss":
         dx, dy = _log_parabola(x, b, yy, xx)
     xs = (xx.to(torch.float64) + 0.5 + dx.to(torch.float64)) * sr_pixel_size
-    ys = (yy.to(torch.float64) + 0.5 + dy.to(torch.float64)) * sr_pixel_size
+    ys = ((yy + int(row_offset)).to(torch.float64) + 0.5 + dy.to(torch.float64)) * sr_pixel_size
     return Localizations(
         (b + first_frame).cpu().numpy(), xs.cpu().numpy(), ys.cpu().numpy(), s.cpu().numpy()
     )
