@@ -431,12 +431,11 @@ def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter,
     for it in range(max_iter):
         w = 1.0 / m if mk is None else mk / m
         dw, wp = d * w, w * psf
+        g_n, h_nn = s_p - (dw * psf).sum(-1), (wp * psf).sum(-1)
         if bs is None:
-            g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - dw.sum(-1)
-            h_nn, h_nb, h_bb = (wp * psf).sum(-1), wp.sum(-1), w.sum(-1)
+            g_b, h_nb, h_bb = s_1 - dw.sum(-1), wp.sum(-1), w.sum(-1)
         else:
-            g_n, g_b = s_p - (dw * psf).sum(-1), s_1 - (dw * bs).sum(-1)
-            h_nn, h_nb, h_bb = (wp * psf).sum(-1), (wp * bs).sum(-1), (w * bs * bs).sum(-1)
+            g_b, h_nb, h_bb = s_1 - (dw * bs).sum(-1), (wp * bs).sum(-1), (w * bs * bs).sum(-1)
         det = torch.clamp(h_nn * h_bb - h_nb * h_nb, min=1e-30)
         step_n = -(h_bb * g_n - h_nb * g_b) / det
         step_b = -(h_nn * g_b - h_nb * g_n) / det
