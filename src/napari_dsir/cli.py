@@ -171,7 +171,8 @@ def _add_camera_options(g) -> None:
 
 def _camera(args):
     """The camera the options give (a file, then single values over it), or
-    None when none is given (the run path then assumes defaults, with a warning)."""
+    None when none is given (a run with the fits then assumes defaults, with
+    a warning; one without uses no camera)."""
     from .camera import Camera
 
     values = {k: getattr(args, k, None) for k in ("baseline", "sensitivity", "em_gain", "qe", "read_noise")}

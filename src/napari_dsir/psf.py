@@ -139,8 +139,8 @@ def find_spots(photons: torch.Tensor, per_frame: int = SPOTS_PER_FRAME
     return f[keep], y[keep], xx[keep], v[keep]
 
 
-def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None, background_shape=None
-                 ) -> tuple[float, float, int] | None:
+def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None, background_shape=None,
+                 photons: torch.Tensor | None = None) -> tuple[float, float, int] | None:
     """The PSF's FWHM (nm) in (frame, y, x) camera frames (ADU), from the
     free Poisson fits (`napari_dsir.fit.refine`, reconstruct's settings
     without the chi-square test) of their bright spots (`BRIGHT_SNR`) that
@@ -149,12 +149,15 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None,
     some fits in crowded frames: the lower quartile is the steadier figure
     (`benchmarks/results/psf_width.md`: 0.87-1.02x the middle of the
     simulated FWHM range from 0.5 to 8 emitters/um^2, the median
-    0.97-1.21x). ``background_shape``: see `napari_dsir.fit.refine`."""
+    0.97-1.21x). ``background_shape``: see `napari_dsir.fit.refine`;
+    ``photons``: the frames already converted with ``camera`` (the
+    defaults where None), where the caller has them."""
     from .fit import OK, refine
     from .reconstruct import fit_settings
 
     cam = camera or Camera()
-    photons = cam.to_photons(torch.as_tensor(np.asarray(frames_adu, np.float32)))
+    if photons is None:
+        photons = cam.to_photons(torch.as_tensor(np.asarray(frames_adu, np.float32)))
     f, y, x, snr = find_spots(photons)
     if len(f) > MAX_SPOTS:  # the first frames' spots
         f, y, x, snr = f[:MAX_SPOTS], y[:MAX_SPOTS], x[:MAX_SPOTS], snr[:MAX_SPOTS]

@@ -336,11 +336,11 @@ def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.
     sample = sample_frames(src, start, _first_chunk(src, start, stop), PSF_SAMPLE_FRAMES, where)
     # with no camera, measured with the default camera's (a baseline of 100
     # ADU): only to tell the user (`illumination_hint`), not to act on
-    beam = measure_illumination((camera or Camera()).to_photons(torch.from_numpy(
-        np.asarray(sample, np.float32))).numpy())
+    photons = (camera or Camera()).to_photons(torch.from_numpy(np.asarray(sample, np.float32)))
+    beam = measure_illumination(photons.numpy())
     light = {"illumination" if camera is not None else "illumination_hint": beam}
     shape = getattr(light.get("illumination"), "shape", None)
-    measured = measure_fwhm(sample, pixel_size, camera, background_shape=shape)
+    measured = measure_fwhm(sample, pixel_size, camera, background_shape=shape, photons=photons)
     if measured is None:
         return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0, **light}, sample
     median, q25, n = measured
@@ -723,7 +723,7 @@ def iter_reconstruct(
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
-                photons = camera.to_photons(x) if fitting or flat is not None else None
+                photons = camera.to_photons(x) if fitting else None  # for the fits (`flat` converts its own)
                 sr = model.predict(bin_frames(x if flat is None else flat(x, photons), nb), tile=tile,
                                    scale=noise_scale)
                 if localize is not None:
