@@ -28,6 +28,7 @@ from pathlib import Path
 from _machine import describe
 from calibrated import calibration
 
+import napari_dsir.model as M
 import napari_dsir.reconstruct as R
 from napari_dsir.camera import Camera
 from napari_dsir.evaluate import evaluate
@@ -53,13 +54,14 @@ SETS = [
 
 
 def run(frames, gt, unscaled: bool) -> tuple[float, str]:
-    original = R.movie_noise_scale
-    if unscaled:  # the movie's noise level alone
+    original, ceiling, halos = R.movie_noise_scale, M.INPUT_CEILING, R.suppress_halos
+    if unscaled:  # the movie's noise level alone, and (as then) no limit to the network's input
         R.movie_noise_scale = lambda *a, **kw: (lambda s, f: (s / f, 1.0))(*original(*a, **kw))
+        M.INPUT_CEILING, R.suppress_halos = float("inf"), lambda locs, *a, **kw: (locs, 0)
     try:
         res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAMERA)
     finally:
-        R.movie_noise_scale = original
+        R.movie_noise_scale, M.INPUT_CEILING, R.suppress_halos = original, ceiling, halos
     locs = res.localizations
     a, b = evaluate(gt, locs, 250.0), evaluate(gt, locs, 100.0)
     c = calibration(gt, locs, (frames.shape[1] * 100.0, frames.shape[2] * 100.0))

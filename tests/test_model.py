@@ -437,3 +437,36 @@ def test_shipped_model_has_a_spot_ceiling():
     model = load_model("default")
     assert 100 < model.spot_ceiling < 400  # noise levels; 99 % of its training movies
     assert model.metadata["spot_ceiling"]["share"] == 0.99
+
+
+def test_a_saturated_plateau_is_one_spot_and_a_bright_bead_is_not_taken_for_a_noise_free_movie():
+    """A bead at the camera's maximum in every frame: its tens of equal
+    pixels count as one spot (they made the movie look 20x too bright), and
+    its height, 4,000 noise levels, does not make the noisy movie look
+    synthetic (the movie was then divided by 1 % of the bead's height and
+    the network found almost nothing else)."""
+    from napari_dsir.model import movie_scale, spot_heights
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(100.0, 15.0, (4, 48, 48)).astype(np.float32))
+    x[:, 20:26, 20:26] = 65535.0
+    x[:, 5, 5] += 1000.0
+    heights = spot_heights(x, 15.0)
+    assert (heights > 4000).sum() == 4  # one per frame, not 36
+    assert movie_scale(x) == pytest.approx(15.0, rel=0.1)
+
+
+def test_the_network_input_is_held_at_its_limit(tiny_shuffle_checkpoint):
+    from napari_dsir.model import INPUT_CEILING, load_model
+
+    model = load_model(str(tiny_shuffle_checkpoint))
+    model.metadata["spot_ceiling"] = {"height": 50.0}
+    assert model.input_limit == INPUT_CEILING * 50.0
+    frames = torch.full((1, 16, 16), 100.0)
+    frames[0, 8, 8] += 10.0 * INPUT_CEILING * 50.0  # 10x the limit, noise level 1
+    at_limit = frames.clone()
+    at_limit[0, 8, 8] = 100.0 + INPUT_CEILING * 50.0
+    with torch.inference_mode():
+        torch.testing.assert_close(model.raw(frames, scale=1.0), model.raw(at_limit, scale=1.0))
+    model.metadata["spot_ceiling"] = None
+    assert model.input_limit is None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -77,18 +78,25 @@ def noise_level(frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([dx, dy], 1).abs().median(dim=1).values * (1.4826 / math.sqrt(2.0))
 
 
+#: `movie_scale`: frames whose noise is under this share of their peak
+#: height have none (rendered without noise). At 0.1 %, as before, a 16-bit
+#: camera's saturated bead (4,000 noise levels) made a noisy movie "noise
+#: free": divided by 1 % of the bead's height, its emitters vanished
+NOISE_FREE = 1e-6
+
+
 def movie_scale(frames: torch.Tensor) -> float:
     """The noise level of a movie from a sample of its frames (frame, y, x):
     the median of `noise_level` over frames. Frames without measurable noise
-    (synthetic; under 0.1% of their peak height above the median) use 1% of
-    that height instead."""
+    (synthetic; under `NOISE_FREE` of their peak height above the median)
+    use 1% of that height instead."""
     if frames.ndim != 3 or frames.shape[0] < 1 or min(frames.shape[1:]) < 2:
         raise DSIRError(f"need frames (frame, y, x) of at least 2x2 px, got shape {tuple(frames.shape)}")
     x = frames.to(torch.float32)
     s = float(noise_level(x).median())
     flat = x.flatten(1)
     spread = float((flat.amax(1) - flat.median(1).values).median())
-    if s <= 1e-3 * spread:  # no measurable noise: a synthetic movie
+    if s <= NOISE_FREE * spread:  # no measurable noise: a synthetic movie
         s = 0.01 * spread
     return max(s, 1e-6)
 
@@ -103,15 +111,30 @@ MIN_SPOTS = 10
 #: the share of a model's training movies whose spot height is under its
 #: ``spot_ceiling`` (`napari_dsir.calibrate.spot_ceiling`)
 SPOT_CEILING_SHARE = 0.99
+#: the network's input (noise levels above the frame's median) is held at
+#: this many times the model's ``spot_ceiling`` (`DSIRModel.raw`)
+INPUT_CEILING = 3.0
 
 
 def spot_heights(frames: torch.Tensor, scale: float) -> torch.Tensor:
     """Heights (in noise levels ``scale``, ADU) above their frame's median of
-    the spots of (frame, y, x) frames: 3x3 local maxima over `SPOT_LEVEL`."""
+    the spots of (frame, y, x) frames: 3x3 local maxima over `SPOT_LEVEL`,
+    a plateau (a saturated bead: tens of pixels at the camera's maximum)
+    counted once."""
     x = frames.to(torch.float32)
     z = (x - x.flatten(1).median(1).values[:, None, None]) / float(scale)
     peak = F.max_pool2d(z[:, None], 3, 1, 1)[:, 0]
-    return z[(z == peak) & (z > SPOT_LEVEL)]
+    top = (z == peak) & (z > SPOT_LEVEL)
+    if not bool(top.any()):
+        return z[top]
+    # maxima that touch are one plateau (distinct spots' maxima never touch): one height each
+    from scipy import ndimage
+
+    within = np.zeros((3, 3, 3), bool)
+    within[1] = True  # 8-connected within a frame, never across frames
+    lab, n = ndimage.label(top.cpu().numpy(), structure=within)
+    heights = ndimage.maximum(z.cpu().numpy(), lab, np.arange(1, n + 1))
+    return torch.as_tensor(np.asarray(heights, np.float32).reshape(-1), device=z.device)
 
 
 def movie_spot_height(frames: torch.Tensor, scale: float) -> float | None:
@@ -240,6 +263,14 @@ class DSIRModel:
         return bool(getattr(self.net, "camera_resolution", False))
 
     @property
+    def input_limit(self) -> float | None:
+        """The height (noise levels above a frame's median) at which the
+        network's input is held: `INPUT_CEILING` x `spot_ceiling` (None:
+        not a movie-normalised model or no ceiling known)."""
+        c = self.spot_ceiling
+        return INPUT_CEILING * c if self.normalization == "movie" and c else None
+
+    @property
     def spot_ceiling(self) -> float | None:
         """The spot height (noise levels, `movie_spot_height`) that
         `SPOT_CEILING_SHARE` of the model's training movies stay under
@@ -276,6 +307,10 @@ class DSIRModel:
         u = int(self.upsampling)
         up = 1 if self.camera_resolution else u
         x = preprocess(frames, up, self.normalization, stats, legacy_edges=self.legacy, scale=scale)
+        if self.input_limit is not None:
+            # far beyond anything in training (a saturated bead, a dust grain): held at a
+            # height it knows, so its output stays local instead of a halo of detections
+            x = torch.clamp(x, max=self.input_limit)
         h, w = x.shape[-2:]
         m = int(getattr(self.net, "stride", 8))
         ph, pw = (-h) % m, (-w) % m
