@@ -316,6 +316,33 @@ def test_hot_pixels_are_repaired_unless_kept(tmp_path, capsys):
         assert any(d.get("hot_pixels") == want for d in docs), docs
 
 
+def test_detections_around_a_saturated_bead_are_left_out_with_a_warning_and_recorded(tmp_path, capsys):
+    """dsir localize on a movie with a bead at the camera's maximum in every
+    frame: a warning counts the detections left out around it, and the
+    Picasso YAML records them; the clean movie says and records nothing."""
+    import yaml
+
+    from napari_dsir.io import write_tiff
+    from napari_dsir.simulate import SimulationConfig, render_emitters, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(40, 40), density=1.0, background=30.0, base_level=100.0),
+                         seed=4)
+    bead = render_emitters(np.array([2000.0]), np.array([2000.0]), np.array([5e6]), np.array([130.0]), (40, 40), 100.0)
+    for name, movie in (("clean", frames), ("bead", frames + bead[None])):
+        stack = write_tiff(tmp_path / f"{name}.tif", np.clip(movie, 0, 65535).astype(np.uint16), 100.0)
+        out = tmp_path / f"{name}.hdf5"
+        assert main(["localize", str(stack), "-o", str(out), "-q", "--refine", "none"]) == 0
+        err = capsys.readouterr().err
+        docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+        recorded = next(d["bright_objects"] for d in docs if "bright_objects" in d)
+        if name == "clean":
+            assert "far brighter" not in err and recorded == {"objects": 0, "detections_left_out": 0}
+        else:
+            assert recorded["objects"] == 6 and recorded["detections_left_out"] > 0
+            assert "6 objects far brighter than anything in the network's training" in err
+            assert f"{recorded['detections_left_out']} detections around them left out" in err
+
+
 def test_reconstruct_takes_an_uneven_illumination_out_given_the_camera(tmp_path, capsys):
     """dsir reconstruct with camera options measures the beam and the
     network sees it taken out (said on stderr, no fits claimed); without

@@ -121,3 +121,29 @@ def test_cluster_fits_follow_an_uneven_illumination(client):
     assert net_many.info["noise_scale"] == pytest.approx(net_one.info["noise_scale"], rel=1e-6)
     np.testing.assert_allclose(net_many.localizations.x, net_one.localizations.x, atol=1e-3)
     assert net_many.localizations.photons is None
+
+
+def test_cluster_leaves_out_the_detections_around_a_saturated_bead(client):
+    """The workers leave out a saturated bead's echoes as one process does,
+    and the run's warning and counts add up over the blocks."""
+    from napari_dsir.distributed import iter_reconstruct_distributed
+    from napari_dsir.progress import drive
+    from napari_dsir.reconstruct import halo_message, iter_reconstruct
+    from napari_dsir.simulate import render_emitters
+
+    data = _movie(n=16, size=32, seed=5).astype(np.float32)
+    bead = render_emitters(np.array([1600.0]), np.array([1600.0]), np.array([5e6]), np.array([130.0]), (32, 32),
+                           100.0)
+    data = np.clip(data + bead[None], 0, 65535).round().astype(np.uint16)
+    model = load_model("default")
+    one = drive(iter_reconstruct(data, model, pixel_size=100.0, localize=params_for(model)))
+    records = []
+    gen = iter_reconstruct_distributed(data, model, client, pixel_size=100.0, chunk=8, localize=params_for(model))
+    try:
+        while True:
+            records.append(next(gen))
+    except StopIteration as stop:
+        many = stop.value
+    assert many.info["halos"] == one.info["halos"] and one.info["halos"][0] == 16 and one.info["halos"][1] > 0
+    assert [r.message for r in records if r.kind == "warning"] == [halo_message(*one.info["halos"])]
+    np.testing.assert_allclose(many.localizations.x, one.localizations.x, atol=1e-3)

@@ -225,3 +225,39 @@ def test_large_outputs_are_searched_in_bands_with_the_same_peaks(monkeypatch, su
     assert len(whole) > 1000
     for name in ("frame", "x", "y", "intensity"):
         np.testing.assert_array_equal(getattr(banded, name), getattr(whole, name))
+
+
+def test_bright_objects_finds_what_is_beyond_the_limit_with_its_peak_and_radius():
+    from napari_dsir.localize import bright_objects
+
+    frames = torch.full((3, 40, 40), 100.0)
+    frames[1, 10:13, 20:25] = 5000.0  # a saturated plateau, 3x5 px
+    frames[1, 30, 5] = 500.0  # a spot within the limit
+    frames[2, 2, 2] = 3000.0
+    objs = bright_objects(frames, scale=10.0, limit=100.0)  # 1000 ADU above the median
+    assert [len(o) for o in objs] == [0, 1, 1]
+    y, x, r = objs[1][0]
+    assert (y, x) == pytest.approx((11, 22)) and r == pytest.approx(np.hypot(1, 2))  # the plateau's middle
+    assert objs[2][0] == pytest.approx([2, 2, 0])
+
+
+def test_suppress_halos_keeps_each_objects_centre_and_what_lies_beyond_its_reach():
+    from napari_dsir.localize import suppress_halos
+    from napari_dsir.locs import Localizations
+
+    px = 100.0
+    # an object at pixel (y 20, x 20), radius 2 px, in the second frame of the batch (frame 11)
+    objects = [np.zeros((0, 3)), np.array([[20.0, 20.0, 2.0]])]
+    # positions in nm: pixel centre (20, 20) is at 2050 nm
+    x = np.array([2060.0, 2250.0, 2850.0, 2050.0 + 9.0 * px, 2050.0, 2250.0])
+    y = np.array([2050.0, 2050.0, 2050.0, 2050.0, 2050.0, 2050.0])
+    frame = np.array([11, 11, 11, 11, 10, 12])
+    kept, n = suppress_halos(Localizations(frame, x, y), objects, 10, px, reach_px=6.0)
+    # frame 11: the centre stays, 2 and 8 px away go, 9 px away (beyond 2 + 6) stays; other frames untouched
+    assert n == 2 and list(kept.x) == [2060.0, 2050.0 + 9.0 * px, 2050.0, 2250.0]
+    # none within the object's radius of its centre: every one within reach goes
+    off = Localizations(frame[1:3], np.array([2350.0, 2750.0]), y[1:3])
+    kept, n = suppress_halos(off, objects, 10, px, reach_px=6.0)
+    assert n == 2 and len(kept) == 0
+    same = Localizations(frame, x, y)
+    assert suppress_halos(same, [np.zeros((0, 3))] * 2, 10, px) == (same, 0)

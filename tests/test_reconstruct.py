@@ -4,7 +4,7 @@ import torch
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack
-from napari_dsir.localize import LocalizeParams
+from napari_dsir.localize import LocalizeParams, params_for
 from napari_dsir.model import load_checkpoint, load_model
 from napari_dsir.reconstruct import iter_reconstruct, parse_frames
 from napari_dsir.run import reconstruct
@@ -498,3 +498,46 @@ def test_a_run_on_large_frames_uses_the_smaller_batch():
     frames = np.random.default_rng(0).poisson(20, (2, 264, 264)).astype(np.float32) + 100
     res = reconstruct(frames, "default", pixel_size=100.0)
     assert res.info["batch_size"] == 1 and res.sum_image.shape == (264 * 8, 264 * 8)
+
+
+def test_a_saturated_bead_keeps_its_centre_and_leaves_the_rest_of_the_movie_alone():
+    """A fiducial bead at the camera's maximum in every frame (a real
+    movie's drift marker): the network's echoes around it are left out
+    with a warning, the bead keeps one detection per frame at its centre,
+    and the emitters away from it are found as in the same movie without
+    the bead."""
+    from napari_dsir.reconstruct import iter_reconstruct
+    from napari_dsir.simulate import SimulationConfig, render_emitters, simulate
+
+    cfg = SimulationConfig(frame_size=(48, 48), density=1.0, fwhm=(250.0, 350.0), photons=(300.0, 3000.0),
+                           background=30.0, base_level=100.0, gain=2.0, read_noise=1.5)
+    clean, _ = simulate(8, cfg, seed=3)
+    bead = render_emitters(np.array([2400.0]), np.array([2400.0]), np.array([5e6]), np.array([130.0]), (48, 48),
+                           100.0)
+    movie = np.clip(clean + 2.0 * bead[None], 0, 65535).round().astype(np.float32)
+    model = load_model()
+    runs = {}
+    for name, frames in (("clean", clean), ("bead", movie)):
+        gen = iter_reconstruct(frames, model, pixel_size=100.0, localize=params_for(model))
+        records = []
+        try:
+            while True:
+                records.append(next(gen))
+        except StopIteration as stop:
+            runs[name] = (stop.value, [r.message for r in records if r.kind == "warning"])
+    (clean_res, clean_warn), (bead_res, bead_warn) = runs["clean"], runs["bead"]
+    assert clean_res.info["halos"] == (0, 0) and clean_warn == []
+    objects, left_out = bead_res.info["halos"]
+    assert objects == 8 and left_out > 8
+    assert len(bead_warn) == 1 and f"{left_out} detections around them left out" in bead_warn[0]
+    assert bead_res.info["noise_scale"] == pytest.approx(clean_res.info["noise_scale"], rel=0.15)
+    assert bead_res.info["brightness_factor"] == 1.0
+    L = bead_res.localizations
+    d = np.hypot(L.x - 2400.0, L.y - 2400.0)
+    at_bead = d < 300.0
+    assert np.bincount(L.frame[at_bead], minlength=8).max() <= 1 and at_bead.sum() >= 1
+    assert not ((d >= 300.0) & (d < 900.0)).any()  # the halo, 3-9 px out
+    far = d > 1500.0
+    C = clean_res.localizations
+    c_far = np.hypot(C.x - 2400.0, C.y - 2400.0) > 1500.0
+    assert abs(int(far.sum()) - int(c_far.sum())) <= 0.1 * c_far.sum()

@@ -235,6 +235,7 @@ def cmd_localize(args) -> int:
             "camera": res.info.get("camera"), "localize": res.info.get("localize"),
             "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
             "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
+            "bright_objects": dict(zip(("objects", "detections_left_out"), res.info.get("halos", (0, 0)))),
             **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
     write_localizations(args.output, res.localizations, overwrite=args.overwrite,
                         pixel_size=res.info["camera_pixel_size"],

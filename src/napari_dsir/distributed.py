@@ -27,6 +27,7 @@ from .reconstruct import (
     Result,
     bright_message,
     check_args,
+    halo_message,
     iter_reconstruct,
     movie_noise_scale,
     network_input,
@@ -115,7 +116,9 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
                       fit_window: int | None = None, noise_scale: float | None = None, binning: int = 1,
                       echoes: bool = False, fit_sigma_nm: float | None = None, background_shape=None,
                       refine: bool = True):
-    """One block on a worker: (sum image float64, localizations or None, fit status counts or None)."""
+    """One block on a worker: (sum image float64, localizations or None, fit
+    status counts or None, the free fits' chi-square histogram or None, the
+    bright objects and the detections left out around them)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
@@ -123,7 +126,8 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
                                  camera=cam, fit_window=fit_window, noise_scale=noise_scale, binning=binning,
                                  echoes=echoes, fit_sigma_nm=fit_sigma_nm, background_shape=background_shape,
                                  refine=refine))
-    return res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2")
+    return (res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2"),
+            res.info["halos"])
 
 
 def iter_reconstruct_distributed(
@@ -179,6 +183,7 @@ def iter_reconstruct_distributed(
     locs: list[Localizations] = []
     fit_counts: dict[str, int] = {}
     chi2_hist = None
+    halos = [0, 0]
     done = 0
     yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
@@ -186,7 +191,7 @@ def iter_reconstruct_distributed(
             yield Progress(0, total, batch_size, bright_message(bright), kind="warning")
         for fut in pending:
             try:
-                sum_image, block_locs, block_fit, block_chi2 = fut.result()
+                sum_image, block_locs, block_fit, block_chi2, block_halos = fut.result()
             except DSIRError:
                 raise
             except Exception as e:
@@ -198,6 +203,7 @@ def iter_reconstruct_distributed(
                 fit_counts[k] = fit_counts.get(k, 0) + v
             if block_chi2 is not None:
                 chi2_hist = block_chi2 if chi2_hist is None else chi2_hist + block_chi2
+            halos = [a + b for a, b in zip(halos, block_halos)]
             done += futures.pop(fut)
             nxt = submit()
             if nxt is not None:
@@ -205,6 +211,8 @@ def iter_reconstruct_distributed(
             yield Progress(done, total, batch_size)
     finally:
         client.cancel(list(futures))
+    if halos[1]:
+        yield Progress(done, total, batch_size, halo_message(*halos), kind="warning")
     loc_table = None
     if localize is not None:
         loc_table = Localizations.concatenate(locs)
@@ -221,5 +229,5 @@ def iter_reconstruct_distributed(
               "fit": fit_counts if camera is not None and localize is not None and refine else None,
               "fit_chi2": chi2_hist,
               "binning": binning, "noise_scale": noise_scale, "brightness_factor": bright,
-              "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
+              "halos": tuple(halos), "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

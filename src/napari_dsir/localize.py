@@ -480,3 +480,63 @@ def suppress_echoes(locs: Localizations, radius_nm: float, ratio: float = ECHO_R
     echo[a[ia < ratio * ib]] = True
     echo[b[ib < ratio * ia]] = True
     return locs.select(~echo)
+
+
+#: how far (network-input px) past an object brighter than the network's
+#: training the detections it makes around it reach (`suppress_halos`)
+HALO_REACH_PX = 8.0
+
+
+def bright_objects(frames: torch.Tensor, scale: float, limit: float) -> list[np.ndarray]:
+    """Objects of the network's input (frame, y, x; ADU, binned as it sees
+    them) more than ``limit`` noise levels ``scale`` above their frame's
+    median: beyond anything in its training (a saturated bead, a dust grain;
+    `DSIRModel.raw` holds its input there). Per frame, one row (y, x,
+    radius) per 8-connected object, px: the centre of its light above the
+    limit and the distance of its farthest pixel from that."""
+    from scipy import ndimage
+
+    out = [np.zeros((0, 3))] * len(frames)
+    x = frames.to(torch.float32)
+    flat = x.flatten(1)
+    cut = float(limit) * float(scale)
+    maybe = torch.nonzero(flat.amax(1) - flat.amin(1) > cut)[:, 0]  # no median unless needed
+    for i in maybe.tolist():
+        level = (x[i] - flat[i].median()).cpu().numpy()
+        lab, n = ndimage.label(level > cut, structure=np.ones((3, 3)))
+        if not n:
+            continue
+        # the centre of its light above the cut (a plateau's middle)
+        centres = ndimage.center_of_mass(level - cut, lab, range(1, n + 1))
+        yy, xx = np.nonzero(lab)
+        rows = []
+        for k, (py, px) in enumerate(centres, start=1):
+            m = lab[yy, xx] == k
+            rows.append((py, px, float(np.hypot(yy[m] - py, xx[m] - px).max())))
+        out[i] = np.array(rows, float)
+    return out
+
+
+def suppress_halos(locs: Localizations, objects: list[np.ndarray], first_frame: int, pixel_nm: float,
+                   reach_px: float = HALO_REACH_PX) -> tuple[Localizations, int]:
+    """``locs`` without the detections a network makes around `bright_objects`
+    (``objects`` of frames ``first_frame``.., on a grid of ``pixel_nm``):
+    within an object's radius plus ``reach_px`` of its centre, all
+    but the detection nearest to the centre (the object itself, a fiducial
+    bead's position), if that one is within the object's radius or 1.5 px.
+    Returns them and how many were left out."""
+    drop = np.zeros(len(locs), bool)
+    for i, obj in enumerate(objects):
+        if not len(obj):
+            continue
+        rows = np.flatnonzero(locs.frame == first_frame + i)
+        if not len(rows):
+            continue
+        x, y = locs.x[rows] / pixel_nm - 0.5, locs.y[rows] / pixel_nm - 0.5  # pixel centres at integers
+        for py, px, r in obj:
+            d = np.hypot(x - px, y - py)
+            near = d <= r + reach_px
+            centre = np.argmin(np.where(near, d, np.inf))
+            near[centre] &= not d[centre] <= max(1.5, r)
+            drop[rows[near]] = True
+    return (locs.select(~drop) if drop.any() else locs), int(drop.sum())

@@ -24,7 +24,7 @@ from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
 from .illumination import measure as measure_illumination
 from .io import Stack, check_pixel_size
-from .localize import ECHO_RADIUS_PX, LocalizeParams, find_peaks, suppress_echoes
+from .localize import ECHO_RADIUS_PX, LocalizeParams, bright_objects, find_peaks, suppress_echoes, suppress_halos
 from .locs import Localizations
 from .model import SPOT_CEILING_SHARE, DSIRModel
 from .psf import (
@@ -285,6 +285,13 @@ def bright_message(factor: float) -> str:
     return (f"bright emitters: the network sees the frames scaled down {factor:.1f}x (their spots are taller, "
             f"in noise levels, than in {SPOT_CEILING_SHARE:.0%} of its training movies, where it adds false "
             "detections beside them); the fits use the raw frames")
+
+
+def halo_message(objects: int, left_out: int) -> str:
+    """The warning of `localize.suppress_halos`' detections left out."""
+    return (f"{objects} objects far brighter than anything in the network's training (saturated beads, dust?): "
+            f"{left_out} detections around them left out (the network's echoes of them; each keeps the one at "
+            "its centre)")
 
 
 #: frames `movie_psf` measures the PSF on
@@ -715,6 +722,9 @@ def iter_reconstruct(
     yield Progress(0, total, bs, "reconstructing", kind="start")
     if bright > 1.0:
         yield Progress(0, total, bs, bright_message(bright), kind="warning")
+    # objects brighter than the network's training (a saturated bead): the detections around them left out
+    limit = model.input_limit
+    halos = [0, 0]  # such objects, detections left out
     while done < total:
         b0 = start + done
         b1 = min(b0 + bs, stop)
@@ -724,14 +734,19 @@ def iter_reconstruct(
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
                 photons = camera.to_photons(x) if fitting else None  # for the fits (`flat` converts its own)
-                sr = model.predict(bin_frames(x if flat is None else flat(x, photons), nb), tile=tile,
-                                   scale=noise_scale)
+                seen = bin_frames(x if flat is None else flat(x, photons), nb)  # what the network sees
+                sr = model.predict(seen, tile=tile, scale=noise_scale)
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
                         found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
                     if echoes:
                         found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size)
+                    if limit is not None:
+                        objects = bright_objects(seen, noise_scale, limit)
+                        found, n = suppress_halos(found, objects, b0, pixel_size * nb)
+                        halos[0] += sum(len(o) for o in objects)
+                        halos[1] += n
                 if nb > 1:  # back on the camera's x u grid, the same total
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 # a batch in float32, the movie in float64; a batch of one frame as it is (its
@@ -768,6 +783,8 @@ def iter_reconstruct(
                 trimmed = time.monotonic()
         done += b1 - b0
         yield Progress(done, total, bs)
+    if halos[1]:
+        yield Progress(done, total, bs, halo_message(*halos), kind="warning")
     return Result(
         sum_image=acc.cpu().numpy().astype(np.float32),
         pixel_size=sr_px,
@@ -779,5 +796,5 @@ def iter_reconstruct(
         info={"batch_size": bs, "device": str(device), "model": model.source,
               "fit": fit_counts if fitting else None,
               "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb,
-              "brightness_factor": bright},
+              "brightness_factor": bright, "halos": tuple(halos)},
     )
