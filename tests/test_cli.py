@@ -316,6 +316,22 @@ def test_hot_pixels_are_repaired_unless_kept(tmp_path, capsys):
         assert any(d.get("hot_pixels") == want for d in docs), docs
 
 
+def test_a_dead_column_is_repaired_with_a_warning_and_recorded(tmp_path, capsys):
+    import yaml
+
+    from napari_dsir.io import write_tiff
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(16, SimulationConfig(frame_size=(24, 24), density=1.0, background=30.0), seed=2)
+    frames[:, :, 9] = 0
+    stack = write_tiff(tmp_path / "dead.tif", frames.astype(np.uint16), 100.0)
+    out = tmp_path / "dead.hdf5"
+    assert main(["localize", str(stack), "-o", str(out), "-q", "--refine", "none"]) == 0
+    assert "24 dead pixels (the same value in every frame" in capsys.readouterr().err
+    docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+    assert any(d.get("dead_pixels") == 24 for d in docs), docs
+
+
 def test_detections_around_a_saturated_bead_are_left_out_with_a_warning_and_recorded(tmp_path, capsys):
     """dsir localize on a movie with a bead at the camera's maximum in every
     frame: a warning counts the detections left out around it, and the

@@ -56,3 +56,47 @@ def test_repair_uses_the_good_neighbours_of_each_frame():
     np.testing.assert_array_equal(out[:, mask], frames[:, mask])
     assert repair(frames, np.zeros((0, 2), np.int64)) is frames
     np.testing.assert_allclose(repair(frames[0], hot), out[0])
+
+
+def test_dead_pixels_are_those_constant_in_every_frame():
+    """A dead column, a padded border and a masked corner read the same in
+    every frame and are found; live pixels (noise everywhere, emitters at
+    any density) never; nothing with too few frames, nor in a movie that is
+    mostly constant (a simulation without noise)."""
+    from napari_dsir.defects import DEAD_MAX_SHARE, DEAD_MIN_FRAMES, find_dead_pixels
+
+    for density in (0.5, 8.0):
+        assert len(find_dead_pixels(_movie(density=density).round())) == 0
+    frames = _movie().round()
+    frames[:, :, 7] = 0.0
+    frames[:, :3, :] = 100.0
+    frames[:, 30:, 30:] = 0.0
+    want = {(y, 7) for y in range(40)} | {(y, x) for y in range(3) for x in range(40)}
+    want |= {(y, x) for y in range(30, 40) for x in range(30, 40)}
+    assert set(map(tuple, find_dead_pixels(frames))) == want
+    assert len(find_dead_pixels(frames[: DEAD_MIN_FRAMES - 1])) == 0
+    flat = np.zeros((20, 10, 10), np.float32)
+    flat[:, 4, 4] = np.arange(20)  # one live pixel: the rest is not "dead", the movie has no noise
+    assert DEAD_MAX_SHARE < 0.99 and len(find_dead_pixels(flat)) == 0
+
+
+def test_inside_dead_keeps_a_dead_regions_edge_and_a_dead_column():
+    from napari_dsir.defects import inside_dead
+
+    dead = np.array([(y, x) for y in range(20) for x in range(4)] + [(y, 10) for y in range(20)])
+    y = np.array([5.5, 5.5, 5.5, 5.5, 5.5])
+    x = np.array([1.2, 2.9, 3.5, 10.5, 12.0])  # deep in the border, its inner ring, its edge, the column, live
+    assert list(inside_dead(dead, (20, 20), y, x)) == [True, True, False, False, False]
+    # the frame's own edge counts as dead: a border's outer pixels are inside it
+    assert inside_dead(dead, (20, 20), np.array([0.5, np.nan]), np.array([0.5, 1.0])).tolist() == [True, False]
+    assert inside_dead(np.zeros((0, 2), np.int64), (20, 20), y, x).tolist() == [False] * 5
+
+
+def test_a_large_dead_region_is_repaired_to_the_median_of_the_live_pixels():
+    frames = np.full((2, 10, 10), 50.0)
+    frames[1] += 10.0
+    frames[:, :, :5] = 0.0  # half the frame padded with zeros
+    dead = np.array([(y, x) for y in range(10) for x in range(5)])
+    out = repair(frames, dead)
+    assert np.all(out[0, :, :4] == 50.0) and np.all(out[1, :, :4] == 60.0)  # not the zeros' median
+    assert np.all(out[:, :, 4] == out[:, :, 5])  # the edge: its live neighbours' median

@@ -541,3 +541,37 @@ def test_a_saturated_bead_keeps_its_centre_and_leaves_the_rest_of_the_movie_alon
     C = clean_res.localizations
     c_far = np.hypot(C.x - 2400.0, C.y - 2400.0) > 1500.0
     assert abs(int(far.sum()) - int(c_far.sum())) <= 0.1 * c_far.sum()
+
+
+def test_a_padded_border_is_repaired_with_a_warning_and_no_detection_from_inside_it():
+    """Frames padded with zeros on two sides (registered, or cropped to a
+    shape): the run finds the dead pixels, says so, repairs them for the
+    network and the fits, keeps no detection from inside them, and finds
+    the emitters in the live part as in the unpadded movie (before: a
+    line of false detections along the step)."""
+    from napari_dsir.run import RunRequest, iter_run
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    cfg = SimulationConfig(frame_size=(40, 40), density=1.0, fwhm=(250.0, 350.0), photons=(300.0, 3000.0),
+                           background=30.0, base_level=100.0, gain=2.0, read_noise=1.5)
+    clean, _ = simulate(20, cfg, seed=8)
+    padded = clean.copy()
+    padded[:, :, :6] = 0.0
+    padded[:, :5, :] = 0.0
+    runs = {}
+    for name, frames in (("clean", clean), ("padded", padded)):
+        records = []
+        gen = iter_run(RunRequest(frames, pixel_size=100.0, localize=True, camera={"sensitivity": 0.5}))
+        try:
+            while True:
+                records.append(next(gen))
+        except StopIteration as stop:
+            runs[name] = (stop.value, [r.message for r in records if r.kind == "warning"])
+    (clean_res, clean_warn), (res, warn) = runs["clean"], runs["padded"]
+    assert clean_res.info["dead_pixels"] == 0 and not any("dead pixel" in m for m in clean_warn)
+    assert res.info["dead_pixels"] == 40 * 6 + 5 * 34 and sum("410 dead pixels" in m for m in warn) == 1
+    L, C = res.localizations, clean_res.localizations
+    assert not ((L.x < 500.0) | (L.y < 400.0)).any()  # none more than a pixel inside
+    live = (L.x > 800.0) & (L.y > 700.0)
+    c_live = (C.x > 800.0) & (C.y > 700.0)
+    assert abs(int(live.sum()) - int(c_live.sum())) <= 0.05 * c_live.sum()

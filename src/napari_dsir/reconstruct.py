@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .camera import Camera
-from .defects import find_hot_pixels, repair
+from .defects import find_dead_pixels, find_hot_pixels, repair
 from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
 from .illumination import measure as measure_illumination
@@ -325,16 +325,20 @@ def _first_chunk(src, start: int, stop: int) -> int:
     return stop
 
 
-#: frames `movie_hot_pixels` looks for hot pixels on
+#: frames `movie_defects` looks for hot and dead pixels on
 HOT_SAMPLE_FRAMES = 64
 
 
-def movie_hot_pixels(src, start: int, stop: int, where: str = "") -> np.ndarray:
+def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(n, 2) y, x of the hot pixels (`napari_dsir.defects.find_hot_pixels`)
-    in up to `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src``
-    (over the range's first chunk of a dask array, as `movie_psf`)."""
+    and of the dead ones (`find_dead_pixels`) in up to
+    `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src`` (over the
+    range's first chunk of a dask array, as `movie_psf`)."""
     src = frame_source(src)
-    return find_hot_pixels(sample_frames(src, start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES, where))
+    sample = sample_frames(src, start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES, where)
+    dead = find_dead_pixels(sample)
+    # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
+    return find_hot_pixels(repair(sample, dead) if len(dead) else sample), dead
 
 
 def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.ndarray]:

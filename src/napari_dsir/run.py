@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .camera import Camera, resolve_camera
+from .defects import inside_dead
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
 from .progress import drive
@@ -38,7 +39,7 @@ from .reconstruct import (
     fit_sigma_init,
     frame_source,
     iter_reconstruct,
-    movie_hot_pixels,
+    movie_defects,
 )
 
 
@@ -68,7 +69,9 @@ class RunRequest:
     the model's training, `reconstruct.movie_binning`; a warning says so;
     where it is narrower, the network's echoes are left out: None only).
     ``hot_pixels``: find the camera's hot pixels on the movie and repair
-    them in every frame (`napari_dsir.defects`; a warning says so).
+    them in every frame (`napari_dsir.defects`; a warning says so), and
+    the dead ones (the same value in every frame: padding, a dead column),
+    keeping no detection from inside them.
     ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
@@ -92,7 +95,7 @@ class RunRequest:
     camera: Any = None  # Camera, a dict or a file; None: with the fits, the file metadata, else assumed defaults
     fit_window: int | None = None
     binning: int | None = None  # the network's: None measures the PSF (`reconstruct.movie_binning`)
-    hot_pixels: bool = True  # repair the camera's hot pixels found on the movie (`napari_dsir.defects`)
+    hot_pixels: bool = True  # repair the camera's hot and dead pixels found on the movie (`napari_dsir.defects`)
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
@@ -227,12 +230,15 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                         "(the frames stay on the workers)")
     if not distributed:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
-    hot = np.zeros((0, 2), np.int64)
+    hot = dead = np.zeros((0, 2), np.int64)
     if req.hot_pixels:
-        hot = movie_hot_pixels(src, req.start, req.start + total, f"{name}: ")
+        hot, dead = movie_defects(src, req.start, req.start + total, f"{name}: ")
     if len(hot):
         yield Progress(0, total, req.batch_size or 0, hot_pixels_message(hot), kind="warning")
-    measured = Repaired(src, hot) if len(hot) else src
+    if len(dead):
+        yield Progress(0, total, req.batch_size or 0, dead_pixels_message(dead), kind="warning")
+    defects = np.concatenate([hot, dead]) if len(dead) else hot
+    measured = Repaired(src, defects) if len(defects) else src
     if not distributed:
         src = measured
     binning, psf = _binning(req, measured, model, px.nm, camera, total, name)
@@ -262,8 +268,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma, hot_pixels=hot,
-                background_shape=shape, refine=refine)
+                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
+                hot_pixels=defects, background_shape=shape, refine=refine)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
@@ -279,7 +285,15 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             client.close()
             if cluster is not None:
                 cluster.close()
+    left_out = 0
+    if len(dead) and result.localizations is not None:  # none from inside a dead region
+        locs = result.localizations
+        shape = tuple(int(d) // int(result.upsampling) for d in result.sum_image.shape[-2:])
+        inside = inside_dead(dead, shape, locs.y / px.nm, locs.x / px.nm)
+        left_out = int(inside.sum())
+        result.localizations = locs.select(~inside) if left_out else locs
     result.info.update(
+        dead_pixels=len(dead), dead_left_out=left_out,
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None,
@@ -327,6 +341,13 @@ def hot_pixels_message(hot: np.ndarray) -> str:
     return (f"{len(hot)} hot pixel{'s' if len(hot) > 1 else ''} (bright in most frames, not their neighbours: "
             f"{where}) replaced by their neighbours' median in every frame; the network would report an emitter "
             "there in every frame (hot_pixels=False / --keep-hot-pixels keeps them)")
+
+
+def dead_pixels_message(dead: np.ndarray) -> str:
+    """The warning of the dead pixels (`napari_dsir.defects.find_dead_pixels`) a run repairs."""
+    return (f"{len(dead)} dead pixel{'s' if len(dead) > 1 else ''} (the same value in every frame: padding, a "
+            "masked or dead part of the chip) replaced by their live neighbours' median (the frame's, inside a "
+            "dead region) in every frame; no detection is kept from more than a pixel inside them")
 
 
 def illumination_message(light, refine: bool = True) -> str:
