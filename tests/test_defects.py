@@ -71,6 +71,7 @@ def test_dead_pixels_are_those_constant_in_every_frame():
     frames[:, :, 7] = 0.0
     frames[:, :3, :] = 100.0
     frames[:, 30:, 30:] = 0.0
+    frames[:, 15:18, 15:18] = 65535.0  # a bead saturated in every frame: light, not dead
     want = {(y, 7) for y in range(40)} | {(y, x) for y in range(3) for x in range(40)}
     want |= {(y, x) for y in range(30, 40) for x in range(30, 40)}
     assert set(map(tuple, find_dead_pixels(frames))) == want

@@ -575,3 +575,23 @@ def test_a_padded_border_is_repaired_with_a_warning_and_no_detection_from_inside
     live = (L.x > 800.0) & (L.y > 700.0)
     c_live = (C.x > 800.0) & (C.y > 700.0)
     assert abs(int(live.sum()) - int(c_live.sum())) <= 0.05 * c_live.sum()
+
+
+def test_a_saturated_bead_in_padded_frames_is_light_not_a_dead_pixel():
+    """Its clipped top reads the same (the camera's maximum) in every frame,
+    as padding does: it is not repaired as dead (which left a ring of
+    maxima that made the movie look 10x too bright), the padding is."""
+    from napari_dsir.progress import drive
+    from napari_dsir.run import RunRequest, iter_run
+    from napari_dsir.simulate import SimulationConfig, render_emitters, simulate
+
+    cfg = SimulationConfig(frame_size=(40, 40), density=1.0, fwhm=(250.0, 350.0), photons=(300.0, 3000.0),
+                           background=30.0, base_level=100.0, gain=2.0, read_noise=1.5)
+    frames, _ = simulate(20, cfg, seed=9)
+    bead = render_emitters(np.array([2500.0]), np.array([2000.0]), np.array([5e6]), np.array([130.0]), (40, 40),
+                           100.0)
+    frames = np.clip(frames + 2.0 * bead[None], 0, 65535).round()
+    frames[:, :, :5] = 0.0
+    res = drive(iter_run(RunRequest(frames, pixel_size=100.0, localize=True, refine=False)))
+    assert res.info["dead_pixels"] == 40 * 5 and res.info["brightness_factor"] == 1.0
+    assert res.info["halos"][0] == 20 and res.info["halos"][1] > 0

@@ -102,14 +102,18 @@ def find_hot_pixels(sample) -> np.ndarray:
 
 def find_dead_pixels(sample) -> np.ndarray:
     """(n, 2) y, x of the dead pixels of camera frames ``sample`` (frame, y,
-    x): the same value in every frame. None with fewer than
+    x): the same value in every frame, below the sample's maximum (a pixel
+    saturated in every frame, a bright bead's top, is light, not a dead
+    pixel: `localize.bright_objects` takes it). None with fewer than
     `DEAD_MIN_FRAMES` frames or more than `DEAD_MAX_SHARE` of the frame dead."""
     x = torch.as_tensor(np.asarray(sample, np.float32))
     if x.ndim != 3:
         raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
     if x.shape[0] < DEAD_MIN_FRAMES:
         return np.zeros((0, 2), np.int64)
-    dead = x.amax(0) == x.amin(0)
+    hi = x.amax(0)
+    # at the sample's maximum in every frame: saturated (a bead's clipped top), not dead
+    dead = (hi == x.amin(0)) & (hi < hi.max())
     if float(dead.float().mean()) > DEAD_MAX_SHARE:
         return np.zeros((0, 2), np.int64)
     return torch.nonzero(dead).numpy().astype(np.int64)
