@@ -13,10 +13,9 @@ release and as the previous release did (no dead-pixel search:
 `defects.find_dead_pixels` switched off).
 
 Reported: the dead pixels found; Jaccard, precision and RMSE (nm) at
-250 nm over the live part of the frames (the truth and the detections
-there, 1 px clear of the dead region; all of the frame for a column),
-this release / previous; detections inside the dead region, this release
-/ previous.
+250 nm of every detection against the emitters in the live part of the
+frames (all of the frame for a column), this release / previous;
+detections inside the dead region, this release / previous.
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ def main() -> None:
             frames = clean.copy()
             for y0, y1, x0, x1 in boxes:
                 frames[:, y0:y1, x0:x1] = value
-            g = gt.select(live(gt.x, gt.y, boxes, 1.0))
+            g = gt.select(live(gt.x, gt.y, boxes, 0.0))
             cells, n_dead = [], 0
             for release in ("this", "previous"):
                 if release == "previous":
@@ -96,7 +95,7 @@ def main() -> None:
                 finally:
                     R.find_dead_pixels = found_dead
                 L = res.localizations
-                e = evaluate(g, L.select(live(L.x, L.y, boxes, 1.0)), 250.0)
+                e = evaluate(g, L, 250.0)
                 cells.append((e.jaccard, e.precision, e.rmse, int(inside(L.x, L.y, boxes).sum())))
                 n_dead = res.info.get("dead_pixels", 0) if release == "this" else n_dead
             pair = " / ".join

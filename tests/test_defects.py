@@ -93,11 +93,23 @@ def test_inside_dead_keeps_a_dead_regions_edge_and_a_dead_column():
     assert inside_dead(np.zeros((0, 2), np.int64), (20, 20), y, x).tolist() == [False] * 5
 
 
-def test_a_large_dead_region_is_repaired_to_the_median_of_the_live_pixels():
-    frames = np.full((2, 10, 10), 50.0)
+def test_a_dead_region_is_repaired_to_the_live_pixels_level_and_spread_and_a_dead_column_to_its_neighbours():
+    """Deep in a dead region or on its edge (half its neighbours dead or
+    more): the median of the frame's live pixels with their spread (not the
+    zeros', not flat: the edge of a flat region was a line of false
+    detections), the same however the frame is read; a dead column: its
+    live neighbours' median."""
+    rng = np.random.default_rng(0)
+    frames = rng.normal(50.0, 4.0, (3, 30, 30))
     frames[1] += 10.0
-    frames[:, :, :5] = 0.0  # half the frame padded with zeros
-    dead = np.array([(y, x) for y in range(10) for x in range(5)])
+    frames[:, :, :10] = 0.0  # a third of the frame padded with zeros
+    frames[:, :, 20] = 0.0  # and a dead column
+    dead = np.array([(y, x) for y in range(30) for x in list(range(10)) + [20]])
     out = repair(frames, dead)
-    assert np.all(out[0, :, :4] == 50.0) and np.all(out[1, :, :4] == 60.0)  # not the zeros' median
-    assert np.all(out[:, :, 4] == out[:, :, 5])  # the edge: its live neighbours' median
+    region = out[:, :, :10].reshape(3, -1)
+    assert np.median(region, axis=1) == pytest.approx([50.0, 60.0, 50.0], abs=0.5)
+    assert np.std(region, axis=1) == pytest.approx([4.0] * 3, rel=0.15)
+    np.testing.assert_array_equal(repair(frames[1:2], dead)[0], out[1])  # alone or in a batch
+    nb = np.median(np.stack([frames[:, 1:-1, 19], frames[:, 1:-1, 21], frames[:, :-2, 19], frames[:, 2:, 21],
+                             frames[:, :-2, 21], frames[:, 2:, 19]]), axis=0)
+    np.testing.assert_allclose(out[:, 1:-1, 20], nb)

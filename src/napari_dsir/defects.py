@@ -22,12 +22,14 @@ frames registered or cropped to a shape. To the network a dead region's
 edge is a step it never saw in training, and it reported emitters along
 it (an 8 px border at 0 ADU around a 64x64 px movie at 1 /um^2: precision
 0.38). Dead pixels are found on the same sample (`find_dead_pixels`) and
-repaired as hot ones are; a large dead region becomes flat at the frame's
-median (its pixels with no live neighbour), and the detections more than
-a pixel inside it are left out (`inside_dead`).
+repaired as hot ones are, but in a dead region (half its neighbours dead or
+more), which takes the median of the frame's live pixels with their spread;
+the detections more than a pixel inside it are left out (`inside_dead`).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import torch
@@ -159,10 +161,22 @@ def repair(frames: np.ndarray, hot: np.ndarray) -> np.ndarray:
     hot_map[y, x] = True
     own = np.stack([hot_map[np.clip(y + dy, 0, h - 1), np.clip(x + dx, 0, w - 1)] for dy, dx in offsets])
     nb = np.where(own[:, None, :], np.nan, nb)
-    alone = (~own).any(0)  # a hot pixel with a good neighbour: their median; else the frame's good pixels'
+    # a hot or dead pixel with good neighbours (alone, a pair, a dead column): their median; else (in a
+    # dead region, half its neighbours or more in it) the frame's good pixels', with their spread
+    alone = own.sum(0) < 4
     good = ~hot_map.reshape(-1)
     good = good if good.any() else ~good
-    fill = np.repeat(np.median(out.reshape(len(out), -1)[:, good], axis=1)[:, None], len(y), axis=1)
+    live = out.reshape(len(out), -1)[:, good]
+    level = np.median(live, axis=1)
+    fill = np.repeat(level[:, None], len(y), axis=1)
+    if not alone.all():  # in a dead region: the level with the live pixels' spread, as a background has
+        # (flat, its edge with the noisy frame was a line of false detections); drawn from each frame's
+        # own content, so that a frame repairs the same however it is read
+        spread = 1.4826 * np.median(np.abs(live - level[:, None]), axis=1)
+        inner = np.flatnonzero(~alone)
+        for i in range(len(out)):
+            rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(out[i]).tobytes()))
+            fill[i, inner] += spread[i] * rng.standard_normal(len(inner))
     if alone.any():
         fill[:, alone] = np.nanmedian(nb[:, :, alone], axis=0)
     out[:, y, x] = fill
