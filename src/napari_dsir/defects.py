@@ -20,7 +20,7 @@ A dead pixel reads the same value in every frame (a live one always has
 some noise): a dead column, a masked part of the chip, or the padding of
 frames registered or cropped to a shape. To the network a dead region's
 edge is a step it never saw in training, and it reported emitters along
-it (an 8 px border at 0 ADU around a 64x64 px movie at 1 /um^2: precision
+it (an 8 px border at 0 ADU on two sides of a 64x64 px movie at 1 /um^2: precision
 0.38). Dead pixels are found on the same sample (`find_dead_pixels`) and
 repaired as hot ones are, but in a dead region (half its neighbours dead or
 more), which takes the median of the frame's live pixels with their spread;

@@ -125,16 +125,22 @@ def spot_heights(frames: torch.Tensor, scale: float) -> torch.Tensor:
     z = (x - x.flatten(1).median(1).values[:, None, None]) / float(scale)
     peak = F.max_pool2d(z[:, None], 3, 1, 1)[:, 0]
     top = (z == peak) & (z > SPOT_LEVEL)
-    if not bool(top.any()):
+    # maxima that touch are one plateau (distinct spots' maxima never touch): one height each,
+    # counted (by connected parts) only in the frames that have one
+    t = F.pad(top, (1, 1, 0, 1))
+    h, w = top.shape[-2:]
+    touch = top & (t[:, 1:, 2:] | t[:, 1:, 1 : w + 1] | t[:, 1:, :w] | t[:, :h, 2:])  # right, below
+    some = touch.flatten(1).any(1)
+    if not bool(some.any()):
         return z[top]
-    # maxima that touch are one plateau (distinct spots' maxima never touch): one height each
     from scipy import ndimage
 
     within = np.zeros((3, 3, 3), bool)
     within[1] = True  # 8-connected within a frame, never across frames
-    lab, n = ndimage.label(top.cpu().numpy(), structure=within)
-    heights = ndimage.maximum(z.cpu().numpy(), lab, np.arange(1, n + 1))
-    return torch.as_tensor(np.asarray(heights, np.float32).reshape(-1), device=z.device)
+    lab, n = ndimage.label(top[some].cpu().numpy(), structure=within)
+    heights = ndimage.maximum(z[some].cpu().numpy(), lab, np.arange(1, n + 1))
+    plateaus = torch.as_tensor(np.asarray(heights, np.float32).reshape(-1), device=z.device)
+    return torch.cat([z[~some][top[~some]], plateaus])
 
 
 def movie_spot_height(frames: torch.Tensor, scale: float) -> float | None:

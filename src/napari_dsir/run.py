@@ -288,8 +288,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     left_out = 0
     if len(dead) and result.localizations is not None:  # none from inside a dead region
         locs = result.localizations
-        shape = tuple(int(d) // int(result.upsampling) for d in result.sum_image.shape[-2:])
-        inside = inside_dead(dead, shape, locs.y / px.nm, locs.x / px.nm)
+        frame_shape = tuple(int(d) // int(result.upsampling) for d in result.sum_image.shape[-2:])
+        inside = inside_dead(dead, frame_shape, locs.y / px.nm, locs.x / px.nm)
         left_out = int(inside.sum())
         result.localizations = locs.select(~inside) if left_out else locs
     result.info.update(
