@@ -273,6 +273,21 @@ PRESETS: dict[str, Camera] = {
 }
 
 
+def assumed_camera(frames_adu) -> Camera:
+    """The camera assumed when none is given: the defaults, but with no
+    offset (baseline 0) where the darkest 1 % of the pixels (sampled) read
+    below their 100 ADU: data converted to photons or background-subtracted
+    (with 100 ADU taken off, the background went negative and a quarter of
+    the fits failed)."""
+    cam = Camera().validate()
+    a = np.asarray(frames_adu, np.float64).ravel()
+    a = a[:: max(1, a.size // 1_000_000)]
+    a = a[np.isfinite(a)]
+    if a.size and float(np.percentile(a, 1)) < cam.baseline:
+        cam.baseline = 0.0
+    return cam
+
+
 def resolve_camera(explicit: Camera | None, file_meta: dict | None = None) -> tuple[Camera, bool]:
     """The camera to use and whether it was *assumed*: an explicit camera wins,
     then settings stated in the file metadata, else the defaults (assumed=True;

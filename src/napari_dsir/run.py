@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import Camera, resolve_camera
+from .camera import Camera, assumed_camera, resolve_camera
 from .defects import inside_dead
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
@@ -131,7 +131,8 @@ def pixel_size_warning(name: str) -> str:
 
 def camera_warning(camera: Camera) -> str:
     c = camera
-    return (f"camera settings not given: assuming baseline {c.baseline:g} ADU, {c.sensitivity:g} e-/ADU, "
+    why = " (the darkest pixels read below 100 ADU: no camera offset in these data)" if c.baseline == 0 else ""
+    return (f"camera settings not given: assuming baseline {c.baseline:g} ADU{why}, {c.sensitivity:g} e-/ADU, "
             f"EM gain {c.em_gain:g}, QE {c.qe:g}; photons and precisions rest on them "
             "(set the camera to change them)")
 
@@ -219,6 +220,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if refine:
         camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
         if assumed:
+            camera = assumed_camera(_first_frames(src, req.start))
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
     elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
         camera = resolve_camera(_as_camera(req.camera))[0]
