@@ -327,7 +327,7 @@ def test_a_dead_column_is_repaired_with_a_warning_and_recorded(tmp_path, capsys)
     stack = write_tiff(tmp_path / "dead.tif", frames.astype(np.uint16), 100.0)
     out = tmp_path / "dead.hdf5"
     assert main(["localize", str(stack), "-o", str(out), "-q", "--refine", "none"]) == 0
-    assert "24 dead pixels (the same value in every frame" in capsys.readouterr().err
+    assert "24 dead pixels (the same value, or NaN, in every frame" in capsys.readouterr().err
     docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
     assert any(d.get("dead_pixels") == 24 for d in docs), docs
 

@@ -76,6 +76,10 @@ def test_dead_pixels_are_those_constant_in_every_frame():
     want |= {(y, x) for y in range(30, 40) for x in range(30, 40)}
     assert set(map(tuple, find_dead_pixels(frames))) == want
     assert len(find_dead_pixels(frames[: DEAD_MIN_FRAMES - 1])) == 0
+    floats = frames.astype(np.float32)
+    floats[:, :, 7] = np.nan  # a float image's padding: NaN in every frame
+    floats[5, 20, 20] = np.nan  # NaN in one frame: not dead (the run refuses it)
+    assert set(map(tuple, find_dead_pixels(floats))) == want
     flat = np.zeros((20, 10, 10), np.float32)
     flat[:, 4, 4] = np.arange(20)  # one live pixel: the rest is not "dead", the movie has no noise
     assert DEAD_MAX_SHARE < 0.99 and len(find_dead_pixels(flat)) == 0

@@ -595,3 +595,21 @@ def test_a_saturated_bead_in_padded_frames_is_light_not_a_dead_pixel():
     res = drive(iter_run(RunRequest(frames, pixel_size=100.0, localize=True, refine=False)))
     assert res.info["dead_pixels"] == 40 * 5 and res.info["brightness_factor"] == 1.0
     assert res.info["halos"][0] == 20 and res.info["halos"][1] > 0
+
+
+def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_refused():
+    """A float image registered and padded with NaN: those pixels are dead
+    (NaN in every frame) and the run goes on; a NaN in one frame is still a
+    clear error."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    cfg = SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0, base_level=100.0)
+    frames, _ = simulate(20, cfg, seed=3)
+    frames = frames.astype(np.float32)
+    frames[:, :, :4] = np.nan
+    res = reconstruct(frames, pixel_size=100.0, localize=True, refine=False)
+    assert res.info["dead_pixels"] == 32 * 4 and np.isfinite(res.sum_image).all()
+    assert len(res.localizations) and not (res.localizations.x < 300.0).any()
+    frames[7, 10, 10] = np.nan
+    with pytest.raises(DSIRError, match="frame 7 contains NaN"):
+        reconstruct(frames, pixel_size=100.0, localize=True, refine=False)

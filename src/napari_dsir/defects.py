@@ -106,16 +106,21 @@ def find_dead_pixels(sample) -> np.ndarray:
     """(n, 2) y, x of the dead pixels of camera frames ``sample`` (frame, y,
     x): the same value in every frame, below the sample's maximum (a pixel
     saturated in every frame, a bright bead's top, is light, not a dead
-    pixel: `localize.bright_objects` takes it). None with fewer than
+    pixel: `localize.bright_objects` takes it), or NaN in every frame (a
+    float image's padding). None with fewer than
     `DEAD_MIN_FRAMES` frames or more than `DEAD_MAX_SHARE` of the frame dead."""
     x = torch.as_tensor(np.asarray(sample, np.float32))
     if x.ndim != 3:
         raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
     if x.shape[0] < DEAD_MIN_FRAMES:
         return np.zeros((0, 2), np.int64)
-    hi = x.amax(0)
-    # at the sample's maximum in every frame: saturated (a bead's clipped top), not dead
-    dead = (hi == x.amin(0)) & (hi < hi.max())
+    hi, lo = x.amax(0), x.amin(0)  # NaN where a frame is
+    finite = torch.isfinite(hi) & torch.isfinite(lo)
+    dead = (hi == lo) & finite
+    if bool(finite.any()):  # at the sample's maximum in every frame: saturated (a bead's clipped top), not dead
+        dead &= hi < hi[finite].max()
+    if not bool(finite.all()):  # NaN (or infinite) in every frame: padding of a float image
+        dead |= ~torch.isfinite(x).any(0)
     if float(dead.float().mean()) > DEAD_MAX_SHARE:
         return np.zeros((0, 2), np.int64)
     return torch.nonzero(dead).numpy().astype(np.int64)

@@ -239,13 +239,21 @@ def _is_oom(err: BaseException) -> bool:
 
 def sample_frames(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
     """Up to ``n`` frames spread over ``start:stop`` of ``src`` (checked)."""
-    idx = start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, n)).round().astype(int))
-    if hasattr(src, "take"):  # one read of all the sample frames (dask)
-        sample = np.asarray(src.take(idx))
-    else:
-        sample = np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
+    idx = _sample_index(start, stop, n)
+    sample = _read_frames(src, idx)
     check_frames(sample, idx, where)
     return sample
+
+
+def _sample_index(start: int, stop: int, n: int) -> np.ndarray:
+    """Up to ``n`` frame numbers spread over ``start:stop``."""
+    return start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, n)).round().astype(int))
+
+
+def _read_frames(src, idx) -> np.ndarray:
+    if hasattr(src, "take"):  # one read of all the sample frames (dask)
+        return np.asarray(src.take(idx))
+    return np.stack([np.asarray(src.read(int(i), int(i) + 1)[0]) for i in idx])
 
 
 def movie_noise_scale(src, model: DSIRModel, start: int, stop: int, where: str = "",
@@ -335,10 +343,13 @@ def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarr
     `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src`` (over the
     range's first chunk of a dask array, as `movie_psf`)."""
     src = frame_source(src)
-    sample = sample_frames(src, start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES, where)
-    dead = find_dead_pixels(sample)
-    # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
-    return find_hot_pixels(repair(sample, dead) if len(dead) else sample), dead
+    idx = _sample_index(start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES)
+    sample = _read_frames(src, idx)
+    dead = find_dead_pixels(sample)  # NaN padding among them
+    if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
+        sample = repair(sample, dead)
+    check_frames(sample, idx, where)  # NaN elsewhere is refused
+    return find_hot_pixels(sample), dead
 
 
 def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.ndarray]:

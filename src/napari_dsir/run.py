@@ -347,8 +347,8 @@ def hot_pixels_message(hot: np.ndarray) -> str:
 
 def dead_pixels_message(dead: np.ndarray) -> str:
     """The warning of the dead pixels (`napari_dsir.defects.find_dead_pixels`) a run repairs."""
-    return (f"{len(dead)} dead pixel{'s' if len(dead) > 1 else ''} (the same value in every frame: padding, a "
-            "masked or dead part of the chip) replaced by their live neighbours' median (the frame's, inside a "
+    return (f"{len(dead)} dead pixel{'s' if len(dead) > 1 else ''} (the same value, or NaN, in every frame: padding, "
+            "a masked or dead part of the chip) replaced by their live neighbours' median (the frame's, inside a "
             "dead region) in every frame; no detection is kept from more than a pixel inside them")
 
 
