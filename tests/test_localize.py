@@ -261,3 +261,16 @@ def test_suppress_halos_keeps_each_objects_centre_and_what_lies_beyond_its_reach
     assert n == 2 and len(kept) == 0
     same = Localizations(frame, x, y)
     assert suppress_halos(same, [np.zeros((0, 3))] * 2, 10, px) == (same, 0)
+
+
+def test_clear_halos_zeroes_the_output_around_each_object_but_the_object():
+    from napari_dsir.localize import clear_halos
+
+    sr = torch.ones(2, 80, 80)  # 8x the grid of 10x10 px
+    objects = [np.array([[4.0, 5.0, 1.0]]), np.zeros((0, 3))]  # at pixel (y 4, x 5), radius 1 px
+    clear_halos(sr, objects, 8, reach_px=2.0)
+    yy, xx = np.mgrid[:80, :80] + 0.5
+    d = np.hypot(yy - 4.5 * 8, xx - 5.5 * 8) / 8  # px of the objects' grid
+    out = sr[0].numpy()
+    assert (out[(d > 1.0) & (d <= 3.0)] == 0).all() and (out[d <= 1.0] == 1).all() and (out[d > 3.0] == 1).all()
+    assert (sr[1] == 1).all()

@@ -537,6 +537,10 @@ def test_a_saturated_bead_keeps_its_centre_and_leaves_the_rest_of_the_movie_alon
     at_bead = d < 300.0
     assert np.bincount(L.frame[at_bead], minlength=8).max() <= 1 and at_bead.sum() >= 1
     assert not ((d >= 300.0) & (d < 900.0)).any()  # the halo, 3-9 px out
+    # the sum image agrees: nothing 5-9 px out (the bead's radius is under 4 px), as in the clean movie there
+    yy, xx = (np.mgrid[:384, :384] + 0.5) * 12.5
+    ring = (np.hypot(yy - 2400.0, xx - 2400.0) > 500.0) & (np.hypot(yy - 2400.0, xx - 2400.0) < 900.0)
+    assert bead_res.sum_image[ring].max() == 0 and clean_res.sum_image[ring].max() > 0
     far = d > 1500.0
     C = clean_res.localizations
     c_far = np.hypot(C.x - 2400.0, C.y - 2400.0) > 1500.0

@@ -211,7 +211,7 @@ def iter_reconstruct_distributed(
             yield Progress(done, total, batch_size)
     finally:
         client.cancel(list(futures))
-    if halos[1]:
+    if halos[0]:
         yield Progress(done, total, batch_size, halo_message(*halos), kind="warning")
     loc_table = None
     if localize is not None:

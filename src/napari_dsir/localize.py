@@ -540,3 +540,27 @@ def suppress_halos(locs: Localizations, objects: list[np.ndarray], first_frame: 
             near[centre] &= not d[centre] <= max(1.5, r)
             drop[rows[near]] = True
     return (locs.select(~drop) if drop.any() else locs), int(drop.sum())
+
+
+def clear_halos(sr: torch.Tensor, objects: list[np.ndarray], upsampling: int,
+                reach_px: float = HALO_REACH_PX) -> torch.Tensor:
+    """The network's output ``sr`` (frame, Y, X; ``upsampling`` x the grid
+    of `bright_objects`) with its echoes of ``objects`` cleared, in place:
+    zero beyond each object's radius out to ``reach_px`` more, as
+    `suppress_halos` leaves out the detections there (the object's own
+    output stays)."""
+    u = float(upsampling)
+    H, W = sr.shape[-2:]
+    for i, obj in enumerate(objects):
+        for py, px, r in obj:
+            cy, cx, out = (py + 0.5) * u, (px + 0.5) * u, (r + reach_px) * u  # output px
+            y0, y1 = max(0, int(cy - out)), min(H, int(math.ceil(cy + out)) + 1)
+            x0, x1 = max(0, int(cx - out)), min(W, int(math.ceil(cx + out)) + 1)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            yy = torch.arange(y0, y1, device=sr.device, dtype=torch.float32)[:, None] + 0.5
+            xx = torch.arange(x0, x1, device=sr.device, dtype=torch.float32)[None, :] + 0.5
+            d = torch.hypot(yy - cy, xx - cx)
+            box = sr[i, y0:y1, x0:x1]
+            box[(d > r * u) & (d <= out)] = 0
+    return sr

@@ -24,7 +24,15 @@ from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
 from .illumination import measure as measure_illumination
 from .io import Stack, check_pixel_size
-from .localize import ECHO_RADIUS_PX, LocalizeParams, bright_objects, find_peaks, suppress_echoes, suppress_halos
+from .localize import (
+    ECHO_RADIUS_PX,
+    LocalizeParams,
+    bright_objects,
+    clear_halos,
+    find_peaks,
+    suppress_echoes,
+    suppress_halos,
+)
 from .locs import Localizations
 from .model import SPOT_CEILING_SHARE, DSIRModel
 from .psf import (
@@ -296,10 +304,11 @@ def bright_message(factor: float) -> str:
 
 
 def halo_message(objects: int, left_out: int) -> str:
-    """The warning of `localize.suppress_halos`' detections left out."""
+    """The warning of the objects beyond the network's training
+    (`localize.bright_objects`) and the detections left out around them."""
     return (f"{objects} objects far brighter than anything in the network's training (saturated beads, dust?): "
-            f"{left_out} detections around them left out (the network's echoes of them; each keeps the one at "
-            "its centre)")
+            f"{left_out} detections around them left out and the network's output there cleared (its echoes "
+            "of them; each keeps the detection at its centre)")
 
 
 #: frames `movie_psf` measures the PSF on
@@ -751,17 +760,20 @@ def iter_reconstruct(
                 photons = camera.to_photons(x) if fitting else None  # for the fits (`flat` converts its own)
                 seen = bin_frames(x if flat is None else flat(x, photons), nb)  # what the network sees
                 sr = model.predict(seen, tile=tile, scale=noise_scale)
+                objects = bright_objects(seen, noise_scale, limit) if limit is not None else []
+                n_objects = sum(len(o) for o in objects)
+                halos[0] += n_objects
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
                         found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
                     if echoes:
                         found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size)
-                    if limit is not None:
-                        objects = bright_objects(seen, noise_scale, limit)
+                    if n_objects:
                         found, n = suppress_halos(found, objects, b0, pixel_size * nb)
-                        halos[0] += sum(len(o) for o in objects)
                         halos[1] += n
+                if n_objects:  # the image agrees with the table
+                    clear_halos(sr, objects, u)
                 if nb > 1:  # back on the camera's x u grid, the same total
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 # a batch in float32, the movie in float64; a batch of one frame as it is (its
@@ -798,7 +810,7 @@ def iter_reconstruct(
                 trimmed = time.monotonic()
         done += b1 - b0
         yield Progress(done, total, bs)
-    if halos[1]:
+    if halos[0]:
         yield Progress(done, total, bs, halo_message(*halos), kind="warning")
     return Result(
         sum_image=acc.cpu().numpy().astype(np.float32),
