@@ -121,6 +121,7 @@ def test_the_assumed_camera_has_no_offset_where_the_data_go_below_it():
     import numpy as np
 
     from napari_dsir.camera import Camera, assumed_camera
+    from napari_dsir.progress import drive
     from napari_dsir.run import RunRequest, iter_run
     from napari_dsir.simulate import SimulationConfig, simulate
 
@@ -132,12 +133,7 @@ def test_the_assumed_camera_has_no_offset_where_the_data_go_below_it():
                            base_level=100.0, gain=2.0, read_noise=1.5)
     raw, gt = simulate(12, cfg, seed=4)
     records = []
-    gen = iter_run(RunRequest((raw - 100.0) / 2.0, pixel_size=100.0, localize=True))  # in photons
-    try:
-        while True:
-            records.append(next(gen))
-    except StopIteration as stop:
-        res = stop.value
+    res = drive(iter_run(RunRequest((raw - 100.0) / 2.0, pixel_size=100.0, localize=True)), records.append)  # photons
     assert res.info["camera"]["baseline"] == 0.0
     assert any("assuming baseline 0 ADU (the darkest pixels read below 100 ADU" in r.message for r in records)
     L = res.localizations

@@ -138,12 +138,8 @@ def test_cluster_leaves_out_the_detections_around_a_saturated_bead(client):
     model = load_model("default")
     one = drive(iter_reconstruct(data, model, pixel_size=100.0, localize=params_for(model)))
     records = []
-    gen = iter_reconstruct_distributed(data, model, client, pixel_size=100.0, chunk=8, localize=params_for(model))
-    try:
-        while True:
-            records.append(next(gen))
-    except StopIteration as stop:
-        many = stop.value
+    many = drive(iter_reconstruct_distributed(data, model, client, pixel_size=100.0, chunk=8,
+                                              localize=params_for(model)), records.append)
     assert many.info["halos"] == one.info["halos"] and one.info["halos"][0] == 16 and one.info["halos"][1] > 0
     assert [r.message for r in records if r.kind == "warning"] == [halo_message(*one.info["halos"])]
     np.testing.assert_allclose(many.localizations.x, one.localizations.x, atol=1e-3)

@@ -6,6 +6,7 @@ from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack
 from napari_dsir.localize import LocalizeParams, params_for
 from napari_dsir.model import load_checkpoint, load_model
+from napari_dsir.progress import drive
 from napari_dsir.reconstruct import iter_reconstruct, parse_frames
 from napari_dsir.run import reconstruct
 
@@ -244,7 +245,6 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
     every batch is divided by it: a frame's output does not depend on the
     batch it is in, nor on which frames are processed with it."""
     from napari_dsir.model import load_model, movie_scale
-    from napari_dsir.progress import drive
     from napari_dsir.reconstruct import iter_reconstruct
 
     model = load_model(str(tiny_shuffle_checkpoint))
@@ -276,13 +276,8 @@ def test_a_movie_brighter_than_the_training_is_scaled_down_with_a_warning(tiny_s
     for ceiling, factor in ((height / 4, 4.0), (height * 2, 1.0)):
         model.metadata["spot_ceiling"] = {"height": ceiling}
         path = save_checkpoint(tmp_path / "m.pt", model)
-        gen = iter_reconstruct(frames, load_model(str(path)), pixel_size=100.0, batch_size=4)
         records = []
-        try:
-            while True:
-                records.append(next(gen))
-        except StopIteration as stop:
-            res = stop.value
+        res = drive(iter_reconstruct(frames, load_model(str(path)), pixel_size=100.0, batch_size=4), records.append)
         warned = [r.message for r in records if r.kind == "warning"]
         assert res.info["brightness_factor"] == pytest.approx(factor)
         assert res.info["noise_scale"] == pytest.approx(s * factor, rel=1e-5)
@@ -454,16 +449,10 @@ def test_hot_pixels_are_repaired_for_the_whole_run():
     hot = np.array([[6, 9], [20, 25]])
     frames[:, hot[:, 0], hot[:, 1]] += 1500
     for repair_them in (True, False):
-        gen = iter_run(RunRequest(frames.astype(np.uint16), localize=True, camera={"baseline": 100.0},
-                                  hot_pixels=repair_them))
-        warned = []
-        try:
-            while True:
-                p = next(gen)
-                if p.kind == "warning":
-                    warned.append(p.message)
-        except StopIteration as stop:
-            res = stop.value
+        records = []
+        res = drive(iter_run(RunRequest(frames.astype(np.uint16), localize=True, camera={"baseline": 100.0},
+                                        hot_pixels=repair_them)), records.append)
+        warned = [p.message for p in records if p.kind == "warning"]
         locs = res.localizations
         at_hot = sum(int((np.hypot(locs.x - (x + 0.5) * 100, locs.y - (y + 0.5) * 100) < 100).sum()) for y, x in hot)
         if repair_them:
@@ -518,13 +507,9 @@ def test_a_saturated_bead_keeps_its_centre_and_leaves_the_rest_of_the_movie_alon
     model = load_model()
     runs = {}
     for name, frames in (("clean", clean), ("bead", movie)):
-        gen = iter_reconstruct(frames, model, pixel_size=100.0, localize=params_for(model))
         records = []
-        try:
-            while True:
-                records.append(next(gen))
-        except StopIteration as stop:
-            runs[name] = (stop.value, [r.message for r in records if r.kind == "warning"])
+        res = drive(iter_reconstruct(frames, model, pixel_size=100.0, localize=params_for(model)), records.append)
+        runs[name] = (res, [r.message for r in records if r.kind == "warning"])
     (clean_res, clean_warn), (bead_res, bead_warn) = runs["clean"], runs["bead"]
     assert clean_res.info["halos"] == (0, 0) and clean_warn == []
     objects, left_out = bead_res.info["halos"]
@@ -565,12 +550,9 @@ def test_a_padded_border_is_repaired_with_a_warning_and_no_detection_from_inside
     runs = {}
     for name, frames in (("clean", clean), ("padded", padded)):
         records = []
-        gen = iter_run(RunRequest(frames, pixel_size=100.0, localize=True, camera={"sensitivity": 0.5}))
-        try:
-            while True:
-                records.append(next(gen))
-        except StopIteration as stop:
-            runs[name] = (stop.value, [r.message for r in records if r.kind == "warning"])
+        res = drive(iter_run(RunRequest(frames, pixel_size=100.0, localize=True, camera={"sensitivity": 0.5})),
+                    records.append)
+        runs[name] = (res, [r.message for r in records if r.kind == "warning"])
     (clean_res, clean_warn), (res, warn) = runs["clean"], runs["padded"]
     assert clean_res.info["dead_pixels"] == 0 and not any("dead pixel" in m for m in clean_warn)
     assert res.info["dead_pixels"] == 40 * 6 + 5 * 34 and sum("410 dead pixels" in m for m in warn) == 1
@@ -585,7 +567,6 @@ def test_a_saturated_bead_in_padded_frames_is_light_not_a_dead_pixel():
     """Its clipped top reads the same (the camera's maximum) in every frame,
     as padding does: it is not repaired as dead (which left a ring of
     maxima that made the movie look 10x too bright), the padding is."""
-    from napari_dsir.progress import drive
     from napari_dsir.run import RunRequest, iter_run
     from napari_dsir.simulate import SimulationConfig, render_emitters, simulate
 
