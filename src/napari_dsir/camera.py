@@ -151,21 +151,7 @@ class Camera:
     def check_data(self, frames_adu) -> None:
         """Refuse a baseline above the data: when more than 99 % of the pixels
         (sampled, up to ~1e6) are below it, the baseline is almost surely wrong."""
-        try:
-            import torch
-
-            if isinstance(frames_adu, torch.Tensor):
-                frames_adu = frames_adu.detach().cpu().numpy()
-        except ImportError:  # pragma: no cover
-            pass
-        a = np.asarray(frames_adu).ravel()
-        if a.size == 0:
-            raise DSIRError("no frames to check the camera baseline against")
-        step = max(1, a.size // 1_000_000)
-        a = a[::step].astype(np.float64)
-        a = a[np.isfinite(a)]
-        if a.size == 0:
-            raise DSIRError("the frames hold no finite values")
+        a = _pixel_sample(frames_adu)
         p99 = float(np.percentile(a, 99))
         if self.baseline > p99:
             raise DSIRError(
@@ -280,12 +266,29 @@ def assumed_camera(frames_adu) -> Camera:
     (with 100 ADU taken off, the background went negative and a quarter of
     the fits failed)."""
     cam = Camera().validate()
-    a = np.asarray(frames_adu, np.float64).ravel()
-    a = a[:: max(1, a.size // 1_000_000)]
-    a = a[np.isfinite(a)]
-    if a.size and float(np.percentile(a, 1)) < cam.baseline:
+    if float(np.percentile(_pixel_sample(frames_adu), 1)) < cam.baseline:
         cam.baseline = 0.0
     return cam
+
+
+def _pixel_sample(frames_adu) -> np.ndarray:
+    """The finite values of up to ~1e6 pixels spread over ``frames_adu``
+    (an array or a tensor), float64; none is an error."""
+    try:
+        import torch
+
+        if isinstance(frames_adu, torch.Tensor):
+            frames_adu = frames_adu.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    a = np.asarray(frames_adu).ravel()
+    if a.size == 0:
+        raise DSIRError("no frames to check the camera baseline against")
+    a = a[:: max(1, a.size // 1_000_000)].astype(np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        raise DSIRError("the frames hold no finite values")
+    return a
 
 
 def resolve_camera(explicit: Camera | None, file_meta: dict | None = None) -> tuple[Camera, bool]:

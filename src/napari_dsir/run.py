@@ -217,15 +217,17 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         params = params_for(model, threshold=req.threshold, radius=req.radius)
     camera = None
     refine = params is not None and bool(req.refine)
+    # a camera with the fits, or given without them; checked against (or assumed from) the first frames
+    first = _first_frames(src, req.start) if refine or req.camera is not None else None
     if refine:
         camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
         if assumed:
-            camera = assumed_camera(_first_frames(src, req.start))
+            camera = assumed_camera(first)
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
     elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
         camera = resolve_camera(_as_camera(req.camera))[0]
     if camera is not None:
-        camera.check_data(_first_frames(src, req.start))
+        camera.check_data(first)
     distributed = req.client is not None or bool(req.scheduler)
     if distributed and req.keep_frames:
         raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "
