@@ -598,3 +598,11 @@ def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_refused():
     frames[7, 10, 10] = np.nan
     with pytest.raises(DSIRError, match="frame 7 contains NaN"):
         reconstruct(frames, pixel_size=100.0, localize=True, refine=False)
+
+
+def test_frames_that_are_not_numbers_are_refused_before_the_defect_search():
+    """The pixel type is checked before the sample is read as numbers (the
+    dead-pixel search reads it unchecked for NaN padding: strings crashed it)."""
+    for bad in (np.full((20, 16, 16), "a", dtype=object), np.zeros((20, 16, 16), complex)):
+        with pytest.raises(DSIRError, match="pixel type .* is not supported"):
+            reconstruct(bad, pixel_size=100.0)

@@ -354,6 +354,8 @@ def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarr
     src = frame_source(src)
     idx = _sample_index(start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES)
     sample = _read_frames(src, idx)
+    _check_pixel_type(sample, idx, where)
+    sample = sample.astype(np.float32, copy=False)  # once, for both searches
     dead = find_dead_pixels(sample)  # NaN padding among them
     if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
         sample = repair(sample, dead)
@@ -428,12 +430,17 @@ def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:
     """Refuse frames (frame, y, x) that are not numbers or hold NaN or
     infinite values; ``numbers`` are their frame numbers, for the message."""
     numbers = np.asarray(numbers)
-    if frames.dtype.kind not in "uif":
-        what = f"frames {numbers[0]}-{numbers[-1]}: " if len(numbers) else ""
-        raise DSIRError(f"{where}{what}pixel type {frames.dtype} is not supported")
+    _check_pixel_type(frames, numbers, where)
     if frames.dtype.kind == "f" and not np.isfinite(frames).all():
         bad = int(numbers[np.flatnonzero(~np.isfinite(frames).reshape(len(frames), -1).all(1))[0]])
         raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
+
+
+def _check_pixel_type(frames: np.ndarray, numbers: np.ndarray, where: str = "") -> None:
+    """Refuse frames that are not numbers (`check_frames`' first test)."""
+    if frames.dtype.kind not in "uif":
+        what = f"frames {numbers[0]}-{numbers[-1]}: " if len(numbers) else ""
+        raise DSIRError(f"{where}{what}pixel type {frames.dtype} is not supported")
 
 
 # frames whose detections are refined in one call: at most FIT_EVERY frames
