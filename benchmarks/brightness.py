@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from unittest import mock
 
 from _machine import describe
 from calibrated import calibration
@@ -54,14 +56,13 @@ SETS = [
 
 
 def run(frames, gt, unscaled: bool) -> tuple[float, str]:
-    original, ceiling, halos = R.movie_noise_scale, M.INPUT_CEILING, R.suppress_halos
-    if unscaled:  # the movie's noise level alone, and (as then) no limit to the network's input
-        R.movie_noise_scale = lambda *a, **kw: (lambda s, f: (s / f, 1.0))(*original(*a, **kw))
-        M.INPUT_CEILING, R.suppress_halos = float("inf"), lambda locs, *a, **kw: (locs, 0)
-    try:
+    original = R.movie_noise_scale
+    with ExitStack() as stack:
+        if unscaled:  # the movie's noise level alone, and (as then) no limit to the network's input
+            stack.enter_context(mock.patch.object(
+                R, "movie_noise_scale", lambda *a, **kw: (lambda s, f: (s / f, 1.0))(*original(*a, **kw))))
+            stack.enter_context(mock.patch.object(M, "INPUT_CEILING", float("inf")))
         res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAMERA)
-    finally:
-        R.movie_noise_scale, M.INPUT_CEILING, R.suppress_halos = original, ceiling, halos
     locs = res.localizations
     a, b = evaluate(gt, locs, 250.0), evaluate(gt, locs, 100.0)
     c = calibration(gt, locs, (frames.shape[1] * 100.0, frames.shape[2] * 100.0))

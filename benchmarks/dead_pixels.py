@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from _machine import describe
@@ -76,7 +78,6 @@ def main() -> None:
         "the dead region |",
         "|---|---|---|---|---|---|---|",
     ]
-    found_dead = R.find_dead_pixels
     for density in (1.0, 4.0):
         cfg = SimulationConfig(frame_size=(64, 64), density=density, fwhm=(250.0, 350.0), photons=(300.0, 3000.0),
                                background=30.0, base_level=100.0, gain=2.0, read_noise=1.5, margin=200.0)
@@ -88,12 +89,9 @@ def main() -> None:
             g = gt.select(live(gt.x, gt.y, boxes, 0.0))
             cells, n_dead = [], 0
             for release in ("this", "previous"):
-                if release == "previous":
-                    R.find_dead_pixels = lambda sample: np.zeros((0, 2), np.int64)
-                try:
+                with (mock.patch.object(R, "find_dead_pixels", lambda sample: np.zeros((0, 2), np.int64))
+                      if release == "previous" else nullcontext()):
                     res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAMERA)
-                finally:
-                    R.find_dead_pixels = found_dead
                 L = res.localizations
                 e = evaluate(g, L, 250.0)
                 cells.append((e.jaccard, e.precision, e.rmse, int(inside(L.x, L.y, boxes).sum())))

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from _machine import describe
@@ -57,15 +59,11 @@ def main() -> None:
         "| movie | release | baseline assumed (ADU) | J250 | RMSE250 (nm) | fits failed | photons fitted / true |",
         "|---|---|---|---|---|---|---|",
     ]
-    assumed = RUN.assumed_camera
     for name, frames in movies:
         for release in ("this", "previous"):
-            if release == "previous":
-                RUN.assumed_camera = lambda frames_adu: Camera().validate()
-            try:
+            with (mock.patch.object(RUN, "assumed_camera", lambda frames_adu: Camera().validate())
+                  if release == "previous" else nullcontext()):
                 res = reconstruct(frames.astype(np.float32), pixel_size=100.0, localize=True)
-            finally:
-                RUN.assumed_camera = assumed
             L = res.localizations
             e = evaluate(gt, L, 250.0)
             gi, pi, _ = match(gt, L, 100.0)
