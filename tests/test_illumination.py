@@ -103,7 +103,7 @@ def test_crowded_fits_with_a_shape_fit_photons_on_it():
     background follows the shape too. A glow under a pair of emitters (the
     background's bump): with a flat background its light goes into their
     photons, with its shape it does not (but for a few %: the first
-    estimates of the neighbour's light, `fit._deblend`, take the window's
+    estimates of the neighbour's light, `neighbours.deblend`, take the window's
     background as flat)."""
     rng = np.random.default_rng(2)
     size, n = 32, 60

@@ -9,9 +9,9 @@ ThunderSTORM, Picasso and Gpufit do (Smith et al. 2010, Nat Methods 7:373):
 
 The Poisson negative log-likelihood is minimised with Levenberg-Marquardt
 (Fisher-scoring Hessian, Laurence & Chromy 2010), vectorised in torch over all
-fits of a batch (CPU or GPU; no Python loop per spot). Parameters are bounded:
-each position stays in its own window, ``N >= 1`` e-, ``b >= 0``, ``s`` in
-``sigma_bounds_px``.
+fits of a batch (CPU or GPU; no Python loop per spot; `napari_dsir.mle`).
+Parameters are bounded: each position stays in its own window, ``N >= 1``
+e-, ``b >= 0``, ``s`` in ``sigma_bounds_px``.
 
 Neighbours. Detections of one frame closer than ``window`` pixels are fitted
 *together*: one joint model of K emitters sharing one background over the union
@@ -25,7 +25,8 @@ one's results). Still batched; it costs about ``max_group`` times a joint fit
 per emitter, and only dense clusters go there.
 
 Neighbours held fixed start from first estimates of their photons that
-share the light of overlapping detections among them (`_deblend`), and
+share the light of overlapping detections among them
+(`napari_dsir.neighbours.deblend`), and
 their light is rendered 2 px past their own windows.
 
 Crowding. With ``isolation_px``, a detection that has another one closer
@@ -89,6 +90,19 @@ from .localize import (
     local_density,
 )
 from .locs import Localizations
+from .mle import N_MIN, fit_groups
+from .neighbours import (
+    DEBLEND_PX,
+    FixedLight,
+    count_neighbours,
+    deblend,
+    duplicates,
+    frame_pairs,
+    frame_quartiles,
+    groups,
+    inside,
+    shape_at,
+)
 
 OK = 0
 NON_FINITE = 1
@@ -121,11 +135,6 @@ STATUS = {
 #: statuses whose photons, background, sigma and uncertainty are reported
 #: (the others get NaN); only `OK` fits move the position
 REPORTED = (OK, CROWDED, PULLED)
-
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_N_MIN = 1.0  # photoelectrons, lower bound of N
-
 
 class FitResult(NamedTuple):
     """``locs``: refined localizations (same rows and order as the input);
@@ -240,343 +249,6 @@ def camera_doubt(report: dict) -> str | None:
     return (f"the residuals of {report['n_free_chi2']} lone free fits are {c:.1f}x the variance the camera "
             f"settings predict (median reduced chi-square; about 1 when they are right), {which}; photons and "
             "uncertainties rest on the camera settings: check them (a PSF far from a Gaussian raises it too)")
-
-
-# --------------------------------------------------------------------------
-# the model
-
-
-def _axis_terms(edges_lo, centre, s, derivatives=True):
-    """Per-axis integrated Gaussian: fraction of the PSF in each pixel and its
-    derivatives by the centre and by sigma. edges_lo (G, 1, n), centre and s
-    (G, K, 1) in px -> three (G, K, n); the fraction alone when not
-    ``derivatives``."""
-    inv_s = 1.0 / s
-    u_lo = (edges_lo - centre) * inv_s
-    u_hi = u_lo + inv_s
-    if not derivatives:
-        return 0.5 * (torch.erf(u_hi / _SQRT2) - torch.erf(u_lo / _SQRT2))
-    g_lo = torch.exp(-0.5 * u_lo * u_lo)
-    g_hi = torch.exp(-0.5 * u_hi * u_hi)
-    a = 0.5 * (torch.erf(u_hi / _SQRT2) - torch.erf(u_lo / _SQRT2))
-    c = _INV_SQRT2PI * inv_s
-    return a, c * (g_lo - g_hi), c * (u_lo * g_lo - u_hi * g_hi)
-
-
-def _model(theta, K, ns, s_fixed, ex_lo, ey_lo, extra, jac=True, bshape=None):
-    """mu (G, npix) and J (G, P, npix) of K emitters + background.
-
-    theta (G, P) = [x_1..x_K, y_1..y_K, N_1..N_K, sigmas, b], px and e-, with
-    ns sigmas: K (one per emitter), 1 (shared) or 0 (fixed: ``s_fixed`` (G, K)).
-    ``bshape`` (G, npix): the background's shape over each box (b times it;
-    None: flat).
-    """
-    G = theta.shape[0]
-    xs = theta[:, 0:K, None]
-    ys = theta[:, K : 2 * K, None]
-    nph = theta[:, 2 * K : 3 * K]
-    if ns == K:
-        ss = theta[:, 3 * K : 4 * K, None]
-    elif ns == 1:
-        ss = theta[:, 3 * K : 3 * K + 1, None].expand(G, K, 1)
-    else:
-        ss = s_fixed[:, :, None]
-    b = theta[:, -1]
-    ax, dax, dasx = _axis_terms(ex_lo, xs, ss)  # (G, K, BW)
-    ay, day, dasy = _axis_terms(ey_lo, ys, ss)  # (G, K, BH)
-    psf = ay[:, :, :, None] * ax[:, :, None, :]  # (G, K, BH, BW)
-    if bshape is None:
-        mu = b[:, None, None] + (nph[:, :, None, None] * psf).sum(1)
-    else:
-        mu = (b[:, None] * bshape).reshape(psf.shape[0], *psf.shape[2:]) + (nph[:, :, None, None] * psf).sum(1)
-    if extra is not None:
-        mu = mu + extra
-    mu = mu.reshape(G, -1)
-    if not jac:
-        return mu, None
-    n4 = nph[:, :, None, None]
-    parts = [
-        n4 * ay[:, :, :, None] * dax[:, :, None, :],
-        n4 * day[:, :, :, None] * ax[:, :, None, :],
-        psf,
-    ]
-    parts = [q.reshape(G, K, -1) for q in parts]
-    if ns:
-        js = n4 * (dasy[:, :, :, None] * ax[:, :, None, :] + ay[:, :, :, None] * dasx[:, :, None, :])
-        js = js.reshape(G, K, -1)
-        parts.append(js if ns == K else js.sum(1, keepdim=True))
-    J = torch.cat(parts + [(torch.ones_like(mu) if bshape is None else bshape)[:, None, :]], dim=1)
-    return mu, J
-
-
-def _data_log_data(data):
-    """``data * log(data)`` (0 where data is 0): the constant part of `_nll`."""
-    return torch.where(data > 0, data * torch.log(torch.clamp(data, min=1e-9)), torch.zeros_like(data))
-
-
-def _nll(mu, data, mask, v, dlogd=None):
-    """Poisson negative log-likelihood less its value at mu = data (half the
-    deviance: small numbers near the optimum, stable in float32); ``dlogd``:
-    `_data_log_data` of ``data``, when the caller has it."""
-    m = torch.clamp(mu + v, min=1e-9)
-    if dlogd is None:
-        dlogd = _data_log_data(data)
-    return (mask * (m - data - data * torch.log(m) + dlogd)).sum(-1)
-
-
-# --------------------------------------------------------------------------
-# one batch of groups of K emitters
-
-
-def _fit_batch(data, mask, ex_lo, ey_lo, extra, init, lo, hi, K, ns, s_fixed, v, max_iter, tol, bshape=None):
-    """LM on G groups. data, mask (G, npix) e-; init/lo/hi (G, P); ``bshape``: see `_model`.
-    Returns theta (G, P), converged (G,), Fisher information (G, P, P).
-    Converged groups leave the working set (it shrinks as they converge)."""
-    G, P = init.shape
-    dev, dt = init.device, init.dtype
-    d_all = torch.clamp(data + v, min=0.0)
-    theta_out = init.clone()
-    conv = torch.zeros(G, dtype=torch.bool, device=dev)
-    eye = torch.eye(P, dtype=dt, device=dev)
-    # the working set
-    ids = torch.arange(G, device=dev)
-    th, d, mk, exl, eyl, lo_, hi_ = init.clone(), d_all, mask, ex_lo, ey_lo, lo, hi
-    ext, sf, dld, bs = extra, s_fixed, _data_log_data(d_all), bshape
-    mu, J = _model(th, K, ns, sf, exl, eyl, ext, bshape=bs)
-    nll = _nll(mu, d, mk, v, dld)
-    lam = torch.full((G,), 1e-3, dtype=dt, device=dev)
-    fin = torch.zeros(G, dtype=torch.bool, device=dev)  # converged, results stored
-    for _ in range(max_iter):
-        mv = torch.clamp(mu + v, min=1e-9)
-        grad = (J * (mk * (1.0 - d / mv))[:, None, :]).sum(-1)
-        Hs = (J * (mk / mv)[:, None, :]) @ J.transpose(1, 2)
-        diag = torch.diagonal(Hs, dim1=1, dim2=2)
-        A = Hs + (lam[:, None] * diag + 1e-12 * (diag.abs().amax(-1, keepdim=True) + 1.0))[:, :, None] * eye
-        step, info = torch.linalg.solve_ex(A, -grad[:, :, None])
-        step = torch.where((info == 0)[:, None], step[:, :, 0], torch.zeros_like(grad))
-        step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
-        cand = torch.minimum(torch.maximum(th + step, lo_), hi_)
-        # convergence: the (bounded) proposed step would lower the negative
-        # log-likelihood by less than tol (Newton decrement; a step of about
-        # sqrt(2 tol) standard deviations), at mild damping
-        done = (-(grad * (cand - th)).sum(-1) <= tol) & (lam <= 1.0) & ~fin
-        mu_c, J_c = _model(cand, K, ns, sf, exl, eyl, ext, bshape=bs)
-        nll_c = _nll(mu_c, d, mk, v, dld)
-        acc = torch.isfinite(nll_c) & (nll_c <= nll) & torch.isfinite(cand).all(-1) & ~fin
-        th = torch.where(acc[:, None], cand, th)
-        mu = torch.where(acc[:, None], mu_c, mu)
-        J = torch.where(acc[:, None, None], J_c, J)
-        nll = torch.where(acc, nll_c, nll)
-        lam = torch.where(acc, torch.clamp(lam * 0.1, min=1e-7), torch.clamp(lam * 10.0, max=1e10))
-        if done.any():
-            theta_out[ids[done]] = th[done]
-            conv[ids[done]] = True
-            fin |= done
-            # finished groups stay (unchanged) until they are a fifth of the
-            # working set: each shrink costs as much as an iteration of a few groups
-            if int(fin.sum()) >= max(1, len(ids) // 5):
-                keep = ~fin
-                ids, th, d, mk, exl, eyl, lo_, hi_, dld = (t[keep] for t in (ids, th, d, mk, exl, eyl, lo_, hi_, dld))
-                mu, J, nll, lam, fin = mu[keep], J[keep], nll[keep], lam[keep], fin[keep]
-                ext = None if ext is None else ext[keep]
-                sf = None if sf is None else sf[keep]
-                bs = None if bs is None else bs[keep]
-                if ids.numel() == 0:
-                    break
-    ids, th = ids[~fin], th[~fin]
-    theta_out[ids] = th
-    mu, J = _model(theta_out, K, ns, s_fixed, ex_lo, ey_lo, extra, bshape=bshape)
-    mv = torch.clamp(mu + v, min=1e-9)
-    fisher = (J * (mask / mv)[:, None, :]) @ J.transpose(1, 2)
-    # goodness of fit: Pearson chi-square of the residuals (data and model
-    # offset by the read-noise variance, as in the likelihood)
-    chi2 = (mask * (d_all - mv) ** 2 / mv).sum(-1)
-    return theta_out, conv, fisher, chi2
-
-
-def _fit_amplitudes(data, mask, ex_lo, ey_lo, extra, init, s_fixed, v, max_iter, tol, bshape=None):
-    """Photons and background of G single emitters whose position and sigma
-    are held (theta = [x, y, N, b]): the expected counts are linear in N and
-    b, so Fisher scoring (iteratively reweighted least squares, a 2x2 solve
-    per fit, halving a step that would raise the negative log-likelihood)
-    reaches the Poisson MLE in a few iterations, for a fraction of the cost
-    of `_fit_batch`; converged fits leave the working set (in steps of a
-    fifth of it). Returns what `_fit_batch` returns, the Fisher information
-    over all four parameters (for the position's bound). ``bshape``: see `_model`.
-
-    Each iteration passes over the pixels a few times: its sums are dot
-    products (einsum) of 1/mu and data/mu with the PSF, its square and the
-    background's shape; a step's change of the negative log-likelihood is
-    that of sum(mu), linear in N and b, less data . (log mu' - log mu)
-    (small terms near the optimum: exact enough in float32, where the
-    likelihood's own value is not)."""
-    G = init.shape[0]
-    unit = init.clone()
-    unit[:, 2], unit[:, 3] = 1.0, 0.0
-    # (G, npix), sums to <= 1; and the derivatives of mu by x, y, N, b for N = 1 (x and y scale with N)
-    psf_all, j_unit = _model(unit, 1, 0, s_fixed, ex_lo, ey_lo, None, bshape=bshape)
-    d_all = torch.clamp(data + v, min=0.0)
-    n_out, b_out = init[:, 2].clone(), init[:, 3].clone()
-    conv_out = torch.zeros(G, dtype=torch.bool, device=init.device)
-    mk = None if bool((mask > 0).all()) else mask  # None when every pixel counts (the usual case)
-    # the working set; pixels outside the mask count as data 0 and weight 0
-    ids, n_ph, b = torch.arange(G, device=init.device), n_out.clone(), b_out.clone()
-    psf, bs = psf_all, bshape  # the background's shape (None: flat)
-    d = d_all if mk is None else mk * d_all
-    psf2 = psf * psf if mk is None else mk * psf * psf
-    base = v if extra is None else extra.reshape(G, -1) + v  # light held fixed, with the read-noise offset
-    dot = _dot
-    s_p = psf.sum(-1) if mk is None else dot(mk, psf)
-    if bs is None:
-        s_1 = torch.full_like(n_ph, psf.shape[1]) if mk is None else mk.sum(-1)
-    else:
-        s_1 = bs.sum(-1) if mk is None else dot(mk, bs)
-    conv = torch.zeros_like(ids, dtype=torch.bool)
-
-    def expected(n_, b_, i=slice(None)):  # log(mu + v) and mu + v (data's offset; clamped) of working rows i
-        bb = b_[:, None] if bs is None else b_[:, None] * bs[i]
-        m_ = torch.addcmul(bb + (base if extra is None else base[i]), n_[:, None], psf[i]).clamp_(min=1e-9)
-        return m_, torch.log(m_)
-
-    def change(dn, db, lm_new, lm_old, i=slice(None)):  # of `_nll` by a step of dn, db
-        return dn * s_p[i] + db * s_1[i] - dot(d[i], lm_new - lm_old)
-
-    m, lm = expected(n_ph, b)
-    for it in range(max_iter):
-        w = torch.reciprocal(m) if mk is None else mk / m
-        r = d * w
-        g_n, h_nn = s_p - dot(r, psf), dot(w, psf2)
-        if bs is None:
-            g_b, h_nb, h_bb = s_1 - r.sum(-1), dot(w, psf), w.sum(-1)
-        else:
-            g_b, h_nb, h_bb = s_1 - dot(r, bs), dot(w * psf, bs), dot(w * bs, bs)
-        det = torch.clamp(h_nn * h_bb - h_nb * h_nb, min=1e-30)
-        step_n = -(h_bb * g_n - h_nb * g_b) / det
-        step_b = -(h_nn * g_b - h_nb * g_n) / det
-        new_n = torch.clamp(n_ph + step_n, min=_N_MIN)
-        new_b = torch.clamp(b + step_b, min=0.0)
-        m_new, lm_new = expected(new_n, new_b)
-        delta = change(new_n - n_ph, new_b - b, lm_new, lm)
-        better = torch.isfinite(delta) & (delta <= 0)
-        if not bool(better.all()):  # half the step, on those rows only
-            i = torch.nonzero(~better)[:, 0]
-            half_n = torch.clamp(n_ph[i] + 0.5 * step_n[i], min=_N_MIN)
-            half_b = torch.clamp(b[i] + 0.5 * step_b[i], min=0.0)
-            m_half, lm_half = expected(half_n, half_b, i)
-            ok = change(half_n - n_ph[i], half_b - b[i], lm_half, lm[i], i)
-            ok = torch.isfinite(ok) & (ok <= 0)
-            new_n[i], new_b[i], better[i] = half_n, half_b, ok
-            m_new[i] = torch.where(ok[:, None], m_half, m[i])  # rows that stay keep their mu
-            lm_new[i] = torch.where(ok[:, None], lm_half, lm[i])
-        decrement = -(g_n * (new_n - n_ph) + g_b * (new_b - b))
-        n_ph, b = torch.where(better, new_n, n_ph), torch.where(better, new_b, b)
-        m, lm = m_new, lm_new
-        conv |= (decrement <= tol) | ~better
-        if it + 1 < max_iter and int(conv.sum()) >= max(1, len(ids) // 5):
-            n_out[ids[conv]], b_out[ids[conv]] = n_ph[conv], b[conv]
-            conv_out[ids[conv]] = True
-            keep = ~conv
-            ids, n_ph, b, m, lm, s_p, s_1, conv = (t[keep] for t in (ids, n_ph, b, m, lm, s_p, s_1, conv))
-            psf, psf2, d = psf[keep], psf2[keep], d[keep]
-            bs = None if bs is None else bs[keep]
-            mk = None if mk is None else mk[keep]
-            base = base if extra is None else base[keep]
-            if ids.numel() == 0:
-                break
-    n_out[ids], b_out[ids] = n_ph, b
-    conv_out[ids] = conv
-    theta = init.clone()
-    theta[:, 2], theta[:, 3] = n_out, b_out
-    mu = torch.addcmul(b_out[:, None] * (1.0 if bshape is None else bshape), n_out[:, None], psf_all)
-    if extra is not None:
-        mu = mu + extra.reshape(G, -1)
-    mv = torch.clamp(mu + v, min=1e-9)
-    # the information of N = 1, its x and y rows and columns scaled by N after
-    fisher = (j_unit * (mask / mv)[:, None, :]) @ j_unit.transpose(1, 2)
-    scale = torch.ones_like(init)
-    scale[:, :2] = n_out[:, None]
-    fisher = fisher * scale[:, :, None] * scale[:, None, :]
-    chi2 = (mask * (d_all - mv) ** 2 / mv).sum(-1)
-    return theta, conv_out, fisher, chi2
-
-
-def _dot(a, b):
-    """Row-wise dot product of two (G, n) tensors -> (G,) (one pass: a third
-    less time than (a * b).sum(-1) on the CPU)."""
-    return torch.einsum("gn,gn->g", a, b)
-
-
-# --------------------------------------------------------------------------
-# grouping
-
-
-def _inside(xp, yp, H, W):
-    """Positions (px) that are finite and in the frame; its far edge counts
-    as inside (the localizer's sub-pixel offsets reach it from the last pixel)."""
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(xp) & np.isfinite(yp) & (xp >= 0) & (xp <= W) & (yp >= 0) & (yp <= H)
-
-
-def frame_pairs(f, xp, yp, valid, radius, H):
-    """The pairs of valid detections of one frame at most ``radius`` apart
-    (frames ``f``; positions ``xp``, ``yp`` with 0 <= yp <= ``H``, in any one
-    unit, camera px here): (m, 2) row indices (first < second) and their
-    distances (m,). One tree search for all the frames."""
-    ii = np.flatnonzero(valid)
-    if len(ii) < 2 or not radius > 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
-    pts = np.column_stack([yp[ii] + f[ii] * (H + 2.0 * radius + 1.0), xp[ii]])
-    local = cKDTree(pts).query_pairs(r=radius, output_type="ndarray").reshape(-1, 2)
-    dist = np.hypot(*(pts[local[:, 0]] - pts[local[:, 1]]).T)
-    return ii[local], dist
-
-
-def _groups(f, xp, yp, valid, window, H, pairs=None):
-    """Group label per detection: connected components of the valid
-    detections of one frame closer than ``window`` px (each invalid one
-    alone). ``pairs``: `frame_pairs` of these detections at a radius >= window."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(f)
-    pairs, dist = frame_pairs(f, xp, yp, valid, window, H) if pairs is None else pairs
-    pairs = pairs[dist < window * (1 - 1e-9)]
-    if not len(pairs):
-        return np.arange(n)
-    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(adj, directed=False)[1]
-
-
-def _duplicates(f, xp, yp, valid, merge_px, H, strength):
-    """Detections of one frame closer than ``merge_px`` (chains included) that
-    are not the strongest of their chain (``strength``, else the first)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    out = np.zeros(len(f), bool)
-    pairs, _ = frame_pairs(f, xp, yp, valid, merge_px, H)
-    if not len(pairs):
-        return out
-    ii = np.flatnonzero(valid)
-    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(f), len(f)))
-    lab = connected_components(adj, directed=False)[1][ii]
-    key = np.zeros(len(ii)) if strength is None else -np.nan_to_num(strength[ii], nan=-np.inf)
-    order = np.lexsort((np.arange(len(ii)), key, lab))  # by chain, strongest first
-    first = np.r_[True, lab[order][1:] != lab[order][:-1]]
-    out[ii[order[~first]]] = True
-    return out
-
-
-def _neighbours(f, xp, yp, valid, radius, H, pairs=None):
-    """Number of other valid detections of its frame closer than ``radius``
-    px, per detection. ``pairs``: `frame_pairs` of these detections at a radius
-    >= ``radius``."""
-    out = np.zeros(len(f), np.int64)
-    if radius <= 0:
-        return out
-    pairs, dist = frame_pairs(f, xp, yp, valid, radius, H) if pairs is None else pairs
-    np.add.at(out, pairs[dist <= radius].ravel(), 1)
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -828,7 +500,7 @@ def _refine(
     h = window // 2
 
     xp, yp = locs.x / p, locs.y / p
-    valid = _inside(xp, yp, H, W)
+    valid = inside(xp, yp, H, W)
     xs_ = np.where(valid, xp, 0.0)
     ys_ = np.where(valid, yp, 0.0)
     wx0 = np.clip(np.floor(xs_).astype(np.int64) - h, 0, W - window)
@@ -836,17 +508,17 @@ def _refine(
 
     duplicate = np.zeros(n, bool)
     if merge_px > 0:
-        duplicate = _duplicates(fr, xp, yp, valid, float(merge_px), H, locs.intensity)
+        duplicate = duplicates(fr, xp, yp, valid, float(merge_px), H, locs.intensity)
         valid_start = valid
         valid = valid & ~duplicate
     if isolation_px is not None and not (float(isolation_px) >= 0):
         raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
     # one search for the pairs of neighbours that the grouping, the
     # isolation test and the deblending ask for
-    pairs = frame_pairs(fr, xp, yp, valid, max(window, _DEBLEND_PX, float(isolation_px or 0.0)), H)
+    pairs = frame_pairs(fr, xp, yp, valid, max(window, DEBLEND_PX, float(isolation_px or 0.0)), H)
     neighbours = np.zeros(n, np.int64)
     if isolation_px is not None:
-        neighbours = _neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
+        neighbours = count_neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
     held = neighbours > 0
     pulled = np.zeros(n, bool)  # free fits pulled away, then held (hold_pulled)
     free_gof = np.full((n, 3), np.nan)  # the lone free fits' chi-square, dof, signal
@@ -872,7 +544,7 @@ def _refine(
     if hold_pulled and max_group == 1:  # every fit alone: all in the staged path below, where pulled ones are held
         joint = np.zeros(n, bool)
     else:
-        labels = _groups(fr, xp, yp, valid, window, H, pairs=pairs)
+        labels = groups(fr, xp, yp, valid, window, H, pairs=pairs)
         # union boxes of the groups
         ng = labels.max() + 1
         gy0 = np.full(ng, H, np.int64)
@@ -915,7 +587,7 @@ def _refine(
             members = rows[gs[:, None] + np.arange(K)]  # (G, K)
             gl = lab[gs]
             box = np.column_stack([gy0[gl], gx0[gl], gy1[gl] - gy0[gl], gx1[gl] - gx0[gl]])
-            res = _fit_groups(fr[members[:, 0]], box, members, init_xy, s0, wx0, wy0, None, **fit_kw)
+            res = fit_groups(fr[members[:, 0]], box, members, init_xy, s0, wx0, wy0, None, **fit_kw)
             _store(res, members, theta_out, b_out, var_out, conv_out, fit_out)
             record_free(members.ravel())
 
@@ -936,18 +608,18 @@ def _refine(
         # first estimates of everyone's light: the start values (photons
         # from the 3x3 pixels around each start), no iterations
         box1 = np.column_stack([wy0[rows], wx0[rows], np.full((len(rows), 2), window)])
-        first = _fit_groups(fr[rows], box1, rows[:, None], init_xy, s0, wx0, wy0, None, **{**fit_kw, "max_iter": 0})
+        first = fit_groups(fr[rows], box1, rows[:, None], init_xy, s0, wx0, wy0, None, **{**fit_kw, "max_iter": 0})
         estimate = np.full((n, 4), np.nan)
         estimate[rows] = first[0][:, 0]
         b_first = first[1]
         b_at, cap = b_first, None  # each row's background at its emitter, the frame's quartile's scale there
         if background_shape is not None:
-            rel, cap, norm = _shape_at(fit_kw["background_shape"], rows, xs_, ys_, wx0, wy0, window)
+            rel, cap, norm = shape_at(fit_kw["background_shape"], rows, xs_, ys_, wx0, wy0, window)
             b_at = b_first * rel
-            frame_q = _frame_quartile(data_e / norm)  # where the shape is at its median
+            frame_q = frame_quartiles(data_e / norm)  # where the shape is at its median
         else:
-            frame_q = _frame_quartile(data_e)
-        _deblend(estimate, b_at, rows, fr, data_e, pairs=pairs[0], frame_quartile=frame_q, cap_scale=cap)
+            frame_q = frame_quartiles(data_e)
+        deblend(estimate, b_at, rows, fr, data_e, pairs=pairs[0], frame_quartile=frame_q, cap_scale=cap)
         # each window's lower quartile, for the fits of one emitter in its window
         quartile = np.full(n, np.nan)
         quartile[rows] = b_first
@@ -968,7 +640,7 @@ def _refine(
                 gy, gx = wy0[members].min(1), wx0[members].min(1)
                 box = np.column_stack([gy, gx, wy0[members].max(1) + window - gy,
                                        wx0[members].max(1) + window - gx])
-                theta, bb, var, conv, gof = _fit_groups(
+                theta, bb, var, conv, gof = fit_groups(
                     fr[members[:, 0]], box, members, start, s_use, wx0, wy0, fixed, **kw
                 )
                 if store:
@@ -994,7 +666,7 @@ def _refine(
                         cand = cand[np.lexsort((-np.nan_to_num(estimate[rows[cand], 2]), neighbours[rows[cand]]))]
                         sub = np.zeros_like(stage)
                         sub[cand[:PSF_FITS]] = True
-                        held_s, held_conv = fit_stage(sub, fit_kw, s_start, _Fixed(
+                        held_s, held_conv = fit_stage(sub, fit_kw, s_start, FixedLight(
                             estimate, rows, fr, wx0, wy0, window, data_e, rows[np.unique(nb[sub][nb_ok[sub]])]), False)
                         s_psf = _psf_sigma(held_s[held_conv], s_lo, s_hi)
                     if s_psf is None:
@@ -1005,11 +677,11 @@ def _refine(
                     # the held neighbours' light too is that PSF's: their
                     # photons shared again with it, the free fits' kept
                     estimate[rows[stage], 3] = s_psf
-                    _deblend(estimate, b_at, rows, fr, data_e, update=held[rows], pairs=pairs[0],
+                    deblend(estimate, b_at, rows, fr, data_e, update=held[rows], pairs=pairs[0],
                              frame_quartile=frame_q, cap_scale=cap)
                 # the rows whose fits ask for light: the stage's and their neighbours in its groups
                 near = rows[stage] if k == 1 else rows[np.unique(nb[stage][nb_ok[stage]])]
-                fit_stage(stage, kw, s_use, _Fixed(estimate, rows, fr, wx0, wy0, window, data_e, near))
+                fit_stage(stage, kw, s_use, FixedLight(estimate, rows, fr, wx0, wy0, window, data_e, near))
                 if si == 0:
                     record_free(rows[stage])
                 if si == 0 and hold_pulled:
@@ -1038,7 +710,7 @@ def _refine(
     with np.errstate(invalid="ignore"):
         sd_n = np.sqrt(excess * var_out[:, 2])
         unc_px = np.sqrt(excess * 0.5 * (var_out[:, 0] + var_out[:, 1]))
-        dim = (theta_out[:, 2] <= _N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * sd_n)
+        dim = (theta_out[:, 2] <= N_MIN * (1 + 1e-3)) | (theta_out[:, 2] < min_snr * sd_n)
         # a precision wider than half the window: the data do not locate a spot
         dim |= unc_px > h
     status[~conv_out] = NOT_CONVERGED
@@ -1166,116 +838,6 @@ def _mad(x):
     return float(np.median(np.abs(x - np.median(x))))
 
 
-#: detections closer than this (px) share their light in `_deblend`
-_DEBLEND_PX = 6.0
-
-
-def _shape_at(shape, rows, xs, ys, wx0, wy0, window):
-    """For ``rows`` (emitters at xs, ys px; windows at wx0, wy0): the
-    background's ``shape`` (H, W, torch) at each emitter over its window's
-    mean, and over the shape's median; and the shape over its median (H, W)."""
-    norm = shape / shape.median()
-    sn = norm.cpu().numpy()
-    H, W = sn.shape
-    cum = np.pad(sn, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums from an integral image
-    y0, x0 = wy0[rows], wx0[rows]
-    mean = (cum[y0 + window, x0 + window] - cum[y0, x0 + window] - cum[y0 + window, x0] + cum[y0, x0]) / window**2
-    at = sn[np.clip(ys[rows].astype(np.int64), 0, H - 1), np.clip(xs[rows].astype(np.int64), 0, W - 1)]
-    return at / mean, at, norm
-
-
-def _frame_quartile(data_e):
-    """The lower quartile of each frame (e-) -> (F,) numpy."""
-    flat = data_e.reshape(data_e.shape[0], -1)
-    return _kth_smallest(flat, flat.shape[1] // 4 + 1).cpu().numpy()
-
-
-def _boxes(stack, f, y0, x0, bh, bw, rows, cols):
-    """(G, bh, bw) boxes of a (frame, y, x) tensor: frames ``f``, corners
-    ``y0``, ``x0`` (numpy); ``rows`` (G, bh) and ``cols`` (G, bw): their
-    pixel indices, clamped into the frame (only read for boxes that cross
-    its edge). Boxes inside the frame are read from a strided view of all
-    windows (faster than a flat index)."""
-    H, W = stack.shape[1:]
-    dev = stack.device
-    fi = torch.as_tensor(f, device=dev)
-    if len(f) and y0.max() + bh <= H and x0.max() + bw <= W:
-        windows = stack.unfold(1, bh, 1).unfold(2, bw, 1)  # (frame, y0, x0, bh, bw), a view
-        return windows[fi, torch.as_tensor(y0, device=dev), torch.as_tensor(x0, device=dev)]
-    return stack.reshape(-1)[(fi[:, None, None] * H + rows[:, :, None]) * W + cols[:, None, :]]
-
-
-def _kth_smallest(x, k):
-    """The ``k``-th smallest (1-based) of each row of a (R, n) tensor: no full
-    sort (`torch.kthvalue`; on the CPU numpy's partition, 5-8x faster)."""
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.partition(x.numpy(), k - 1, axis=1)[:, k - 1])
-    return torch.kthvalue(x, k, dim=1).values
-
-
-def _deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs=None, frame_quartile=None,
-             cap_scale=None):
-    """Share the light of overlapping detections among them, in place: each
-    start estimate of the photons (``estimate[:, 2]``, e-) counts all the
-    light of the 3x3 px around it, its neighbours' included. Multiplicative
-    updates (as Richardson-Lucy) bring the light all the estimates put in
-    each detection's 3x3 box (integrated Gaussians of their sigma, from every
-    detection within `_DEBLEND_PX` px) to the light measured there above its
-    ``background`` (e-/px; at most the frame's lower quartile). Only the
-    rows where ``update`` is True change (default: all). ``pairs``: (m, 2)
-    row indices of the candidate pairs of neighbours (`frame_pairs`; default:
-    searched here); those of ``rows`` within `_DEBLEND_PX` at the current
-    estimates count. ``frame_quartile``: `_frame_quartile` of ``data_e``
-    (default: computed here); ``cap_scale`` (per row of ``rows``): that
-    quartile's scale at each row (a background's shape, `_shape_at`)."""
-    dev = data_e.device
-    H, W = data_e.shape[1:]
-    good = np.isfinite(estimate[rows]).all(-1) & np.isfinite(background)
-    upd = (np.ones(len(rows), bool) if update is None else np.asarray(update, bool))[good]
-    rows, bg = rows[good], background[good]
-    cap = 1.0 if cap_scale is None else np.asarray(cap_scale)[good]
-    m = len(rows)
-    if m < 2:
-        return
-    x, y, s = estimate[rows, 0], estimate[rows, 1], np.maximum(estimate[rows, 3], 0.1)
-    cy = np.clip(np.floor(y).astype(np.int64) - 1, 0, H - 3)
-    cx = np.clip(np.floor(x).astype(np.int64) - 1, 0, W - 3)
-    # a window's lower quartile overestimates the background under a cluster
-    # of detections: at most the lower quartile of the whole frame
-    if frame_quartile is None:
-        uf, inv = np.unique(fr[rows], return_inverse=True)
-        bg = np.minimum(bg, _frame_quartile(data_e[torch.as_tensor(uf, device=dev)])[inv])
-    else:
-        bg = np.minimum(bg, frame_quartile[fr[rows]] * cap)
-    box = _boxes(data_e, fr[rows], cy, cx, 3, 3, None, None).sum((1, 2)).to(torch.float64).cpu().numpy()
-    measured = np.maximum(box - 9.0 * bg, 1.0)
-    # share[k]: the part of detection j[k]'s light in detection i[k]'s box
-    if pairs is None:
-        sel = np.zeros(len(estimate), bool)
-        sel[rows] = True
-        pairs = frame_pairs(fr, estimate[:, 0], estimate[:, 1], sel, _DEBLEND_PX, H)[0]
-    local = np.full(len(estimate), -1)
-    local[rows] = np.arange(m)
-    pairs = local[pairs]
-    pairs = pairs[np.minimum(pairs[:, 0], pairs[:, 1]) >= 0]
-    dx, dy = x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]
-    pairs = pairs[dx * dx + dy * dy <= _DEBLEND_PX**2]
-    i = np.concatenate([np.arange(m), pairs[:, 0], pairs[:, 1]])
-    j = np.concatenate([np.arange(m), pairs[:, 1], pairs[:, 0]])
-    # (torch's ndtr: ~9x scipy's on these arrays)
-    t = {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for k, a in
-         (("cx", cx[i]), ("cy", cy[i]), ("x", x[j]), ("y", y[j]), ("s", s[j]))}
-    ndtr = torch.special.ndtr
-    share = ((ndtr((t["cx"] + 3 - t["x"]) / t["s"]) - ndtr((t["cx"] - t["x"]) / t["s"]))
-             * (ndtr((t["cy"] + 3 - t["y"]) / t["s"]) - ndtr((t["cy"] - t["y"]) / t["s"]))).numpy()
-    n_e = estimate[rows, 2].copy()
-    for _ in range(n_iter):
-        predicted = np.bincount(i, weights=share * n_e[j], minlength=m)
-        ratio = np.clip(measured / np.maximum(predicted, 1e-6), 0.05, 20.0)
-        n_e = np.where(upd, np.maximum(n_e * ratio, _N_MIN), n_e)
-    estimate[rows, 2] = n_e
-
-
 #: fits whose sigma says what the PSF of a block of frames is
 MIN_PSF_FITS = 20
 #: crowded detections fitted with a free sigma for a block's PSF when it has
@@ -1298,233 +860,3 @@ def _store(res, members, theta_out, b_out, var_out, conv_out, fit_out):
     var_out[members] = var
     conv_out[members] = conv[:, None]
     fit_out[members] = gof[:, None, :]
-
-
-class _Fixed:
-    """Light (e-) of the current estimates of emitters ``rows``, each rendered
-    over its own window widened by ``pad`` px on every side (a neighbour's
-    light reaches past its own window into the next one: cut at the window,
-    the missing part went into the photons of the fits beside it, +10 % in
-    a 2x2 cluster 300 nm apart) into one canvas per frame; `light` gives, on
-    a batch of boxes, that light minus the light of the boxes' own members."""
-
-    pad = 2
-
-    def __init__(self, estimate, rows, fr, wx0, wy0, window, data_e, near=None):
-        """``near``: only the fits of these rows will ask for light (None:
-        any row's): the emitters whose widened windows cannot reach their
-        windows are left out of the canvas."""
-        dev, dt = data_e.device, data_e.dtype
-        self.estimate, self.window, self.wx0, self.wy0 = estimate, window, wx0, wy0
-        self.H, self.W = data_e.shape[1:]
-        good = np.isfinite(estimate[rows]).all(-1)
-        rows = rows[good]
-        if near is not None and 0 < 2 * len(near) < len(rows):
-            # windows overlap when their corners are closer than their sizes
-            # on both axes (Chebyshev distance), frames kept apart (when
-            # most rows ask, rendering all costs less than the search)
-            reach = window + self.pad
-            off = 4.0 * (self.H + reach)
-            tree = cKDTree(np.column_stack([wy0[near] + fr[near] * off, wx0[near]]))
-            d, _ = tree.query(np.column_stack([wy0[rows] + fr[rows] * off, wx0[rows]]), p=np.inf,
-                              distance_upper_bound=reach + 0.5)
-            rows = rows[np.isfinite(d)]
-        self.frames, finv = np.unique(fr[rows], return_inverse=True)
-        self.canvas = torch.zeros((len(self.frames),) + tuple(data_e.shape[1:]), dtype=dt, device=dev)
-        if len(rows):
-            d, size = self.pad, window + 2 * self.pad
-            own, yi, xi = self._render(rows, wy0[rows] - d, wx0[rows] - d, size, size, dev, dt, clip=True)
-            fi = torch.as_tensor(finv, device=dev)[:, None]
-            # by flat index, built per axis (index_add_ on it: a third of the
-            # time of index_put_ with accumulate on the CPU)
-            flat = ((fi * self.H + yi) * self.W)[:, :, None] + xi[:, None, :]
-            self.canvas.view(-1).index_add_(0, flat.reshape(-1), own.reshape(-1))
-
-    def _render(self, rows, y0, x0, bh, bw, dev, dt, clip=False):
-        """Light of emitters ``rows`` over boxes (y0, x0, bh, bw) -> (G, bh, bw),
-        and the boxes' pixel indices per axis, (G, bh) and (G, bw)
-        (``clip``: clamped into the frame); zero
-        outside each emitter's widened window and outside the frame (both
-        per axis: the window and the frame are boxes)."""
-        th = torch.as_tensor(np.nan_to_num(self.estimate[rows]), dtype=dt, device=dev)
-        yi = torch.as_tensor(y0, device=dev)[:, None] + torch.arange(bh, device=dev)  # (G, bh)
-        xi = torch.as_tensor(x0, device=dev)[:, None] + torch.arange(bw, device=dev)  # (G, bw)
-        s = torch.clamp(th[:, 3:4], min=0.1)[:, :, None]
-        ax = _axis_terms(xi.to(dt)[:, None, :], th[:, 0:1, None], s, derivatives=False)[:, 0]
-        ay = _axis_terms(yi.to(dt)[:, None, :], th[:, 1:2, None], s, derivatives=False)[:, 0]
-        d, size = self.pad, self.window + 2 * self.pad
-        wy = torch.as_tensor(self.wy0[rows], device=dev)[:, None] - d
-        wx = torch.as_tensor(self.wx0[rows], device=dev)[:, None] - d
-        in_y = (yi >= torch.clamp(wy, min=0)) & (yi < torch.clamp(wy + size, max=self.H))
-        in_x = (xi >= torch.clamp(wx, min=0)) & (xi < torch.clamp(wx + size, max=self.W))
-        ay = torch.where(in_y, th[:, 2, None] * ay, torch.zeros_like(ay))
-        ax = torch.where(in_x, ax, torch.zeros_like(ax))
-        light = ay[:, :, None] * ax[:, None, :]
-        if clip:
-            yi, xi = torch.clamp(yi, 0, self.H - 1), torch.clamp(xi, 0, self.W - 1)
-        return light, yi, xi
-
-    def light(self, frames, members, y0, x0, bh, bw, dev, dt):
-        """(G, bh, bw) fixed light on boxes of frames ``frames`` with ``members`` (G, K)."""
-        H, W = self.canvas.shape[1:]
-        pos = np.searchsorted(self.frames, frames)
-        found = (pos < len(self.frames)) & (self.frames[np.minimum(pos, len(self.frames) - 1)] == frames)
-        G = len(frames)
-        if len(self.frames) == 0:
-            return torch.zeros((G, bh, bw), dtype=dt, device=dev)
-        yi = torch.clamp(torch.as_tensor(y0, device=dev)[:, None] + torch.arange(bh, device=dev), max=H - 1)
-        xi = torch.clamp(torch.as_tensor(x0, device=dev)[:, None] + torch.arange(bw, device=dev), max=W - 1)
-        out = _boxes(self.canvas, np.minimum(pos, len(self.frames) - 1), y0, x0, bh, bw, yi, xi)
-        if not found.all():
-            out = torch.where(torch.as_tensor(found, device=dev)[:, None, None], out, torch.zeros_like(out))
-        for k in range(members.shape[1]):
-            m = members[:, k]
-            good = np.isfinite(self.estimate[m]).all(-1)
-            own, _, _ = self._render(m, y0, x0, bh, bw, dev, dt)
-            if not good.all():
-                own = torch.where(torch.as_tensor(good, device=dev)[:, None, None], own, torch.zeros_like(own))
-            out = out - own
-        return out
-
-
-def _fit_groups(
-    f, box, members, start_xy, s0, wx0, wy0, extra, *, data_e, H, W, window, fit_sigma, s_lo, s_hi,
-    v, max_iter, tol, batch_elements, shared_sigma, held, quartile, background_shape=None,
-):
-    """Fit G groups of K emitters (members (G, K) row indices) on union boxes
-    box (G, 4) = (y0, x0, height, width); ``background_shape`` (H, W): the
-    background's shape over the frames (None: flat in each box). Returns per member arrays:
-    theta (G, K, 4) = x, y, N, s; b (G,); var (G, K, 3) = var x, var y, var N
-    (px^2, e-^2, from the Fisher information); converged (G,)."""
-    G, K = members.shape
-    ns = (1 if shared_sigma and K > 1 else K) if fit_sigma else 0
-    P = 3 * K + ns + 1
-    dev, dt = data_e.device, data_e.dtype
-    theta_all = np.full((G, K, 4), np.nan)
-    b_all = np.full(G, np.nan)
-    var_all = np.full((G, K, 3), np.nan)
-    conv_all = np.zeros(G, bool)
-    fit_all = np.full((G, 3), np.nan)  # chi-square, degrees of freedom, signal (`_psf_mismatch`)
-    order = np.lexsort((box[:, 3], box[:, 2]))
-    for lo_i in range(0, G, max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))):
-        bi = order[lo_i : lo_i + max(1, batch_elements // (P * int((box[:, 2] * box[:, 3]).max())))]
-        mb = members[bi]
-        bh, bw = int(box[bi, 2].max()), int(box[bi, 3].max())
-        y0 = torch.as_tensor(box[bi, 0], device=dev)
-        x0 = torch.as_tensor(box[bi, 1], device=dev)
-        ry = torch.arange(bh, device=dev)
-        rx = torch.arange(bw, device=dev)
-        rows = torch.clamp(y0[:, None] + ry, max=H - 1)
-        cols = torch.clamp(x0[:, None] + rx, max=W - 1)
-        data = _boxes(data_e, f[bi], box[bi, 0], box[bi, 1], bh, bw, rows, cols)  # (g, bh, bw)
-        full = bool((box[bi, 2] == bh).all() and (box[bi, 3] == bw).all())  # every box its batch's size
-        mask = (ry[None, :, None] < torch.as_tensor(box[bi, 2], device=dev)[:, None, None]) & (
-            rx[None, None, :] < torch.as_tensor(box[bi, 3], device=dev)[:, None, None]
-        )
-        if not full:
-            data = torch.where(mask, data, torch.zeros_like(data))
-        mask = mask.to(dt)
-        g = len(bi)
-        ex_lo = (x0[:, None] + rx).to(dt)[:, None, :]
-        ey_lo = (y0[:, None] + ry).to(dt)[:, None, :]
-        bs = None
-        if background_shape is not None:  # the shape over each box, its mean 1 (b: the box's mean background)
-            bs = background_shape.reshape(-1)[rows[:, :, None] * W + cols[:, None, :]] * mask
-            bs = (bs / (bs.sum((1, 2)) / mask.sum((1, 2)))[:, None, None]).reshape(len(bi), -1)
-        ex_t = None
-        if extra is not None:  # a _Fixed: light of neighbours held fixed
-            ex_t = extra.light(f[bi], mb, box[bi, 0], box[bi, 1], bh, bw, dev, dt)
-            if not full:
-                ex_t = ex_t * mask
-
-        # initial values
-        xs = torch.as_tensor(start_xy[mb, 0], dtype=dt, device=dev)
-        ys = torch.as_tensor(start_xy[mb, 1], dtype=dt, device=dev)
-        ss = torch.as_tensor(s0[mb], dtype=dt, device=dev)
-        flat = data.reshape(g, -1)
-        known = None if quartile is None or K > 1 else quartile[mb[:, 0]]  # one emitter: its own window
-        if known is not None and np.isfinite(known).all():
-            b0 = torch.as_tensor(known, dtype=dt, device=dev)
-        else:
-            level = flat if bs is None else flat / bs  # the background's level where its shape is 1
-            if full:  # one box size: the quartile with no full sort (3-15x slower)
-                b0 = _kth_smallest(level, bh * bw // 4 + 1)
-            else:
-                big = torch.where(mask.reshape(g, -1) > 0, level, torch.full_like(flat, float("inf")))
-                cnt = mask.reshape(g, -1).sum(-1).long()
-                if bool((cnt == cnt[0]).all()):
-                    b0 = _kth_smallest(big, int(cnt[0]) // 4 + 1)
-                else:
-                    b0 = torch.sort(big, dim=1).values.gather(1, (cnt // 4)[:, None])[:, 0]
-        b0 = torch.clamp(b0, min=0.0)
-        if ex_t is not None:
-            b0 = torch.clamp(b0 - ex_t.reshape(g, -1).amin(-1), min=0.0)
-        # N0: light of a 3x3 box around each emitter over the PSF's share of it
-        cy = torch.clamp(torch.floor(ys).long() - y0[:, None] - 1, 0, bh - 3)
-        cx = torch.clamp(torch.floor(xs).long() - x0[:, None] - 1, 0, bw - 3)
-        off = torch.arange(3, device=dev)
-        iy = (cy[:, :, None, None] + off[:, None]).expand(g, K, 3, 3)
-        ix = (cx[:, :, None, None] + off[None, :]).expand(g, K, 3, 3)
-        gi = torch.arange(g, device=dev)[:, None, None, None].expand(g, K, 3, 3)
-        light = data[gi, iy, ix]
-        if ex_t is not None:
-            light = light - ex_t[gi, iy, ix]
-        light = (light - b0[:, None, None, None]).sum((-1, -2))
-        ay, _, _ = _axis_terms((y0[:, None, None] + cy[:, :, None] + off).to(dt), ys[:, :, None], ss[:, :, None])
-        ax, _, _ = _axis_terms((x0[:, None, None] + cx[:, :, None] + off).to(dt), xs[:, :, None], ss[:, :, None])
-        share = torch.clamp(ay.sum(-1) * ax.sum(-1), min=0.05)
-        n0 = torch.clamp(light / share, min=10.0)
-
-        s_init = ss if ns == K else ss.mean(1, keepdim=True)
-        parts0 = [xs, ys, n0] + ([s_init] if ns else []) + [b0[:, None]]
-        init = torch.cat(parts0, dim=1)
-        wx = torch.as_tensor(wx0[mb], dtype=dt, device=dev)
-        wy = torch.as_tensor(wy0[mb], dtype=dt, device=dev)
-        inf = torch.full((g, K), float("inf"), dtype=dt, device=dev)
-        lo_p = [wx, wy, torch.full_like(xs, _N_MIN)] + ([torch.full_like(s_init, s_lo)] if ns else [])
-        hi_p = [wx + window, wy + window, inf] + ([torch.full_like(s_init, s_hi)] if ns else [])
-        hold = torch.as_tensor(held[mb], device=dev)  # positions held at the start
-        lo_p[0], hi_p[0] = torch.where(hold, xs, lo_p[0]), torch.where(hold, xs, hi_p[0])
-        lo_p[1], hi_p[1] = torch.where(hold, ys, lo_p[1]), torch.where(hold, ys, hi_p[1])
-        lo = torch.cat(lo_p + [torch.zeros((g, 1), dtype=dt, device=dev)], dim=1)
-        hi = torch.cat(hi_p + [torch.full((g, 1), float("inf"), dtype=dt, device=dev)], dim=1)
-        init = torch.minimum(torch.maximum(init, lo), hi)
-
-        if max_iter == 0:  # start values only (first estimates of the neighbours' light)
-            th = init.cpu().numpy()
-            theta_all[bi, :, 0], theta_all[bi, :, 1] = th[:, 0:K], th[:, K : 2 * K]
-            theta_all[bi, :, 2], b_all[bi] = th[:, 2 * K : 3 * K], th[:, -1]
-            theta_all[bi, :, 3] = th[:, 3 * K : 3 * K + ns] if ns else s0[mb]
-            continue
-        if K == 1 and ns == 0 and bool(hold.all()):  # position and sigma held: a linear model
-            theta, conv, fisher, chi2 = _fit_amplitudes(flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, ss,
-                                                         v, max_iter, tol, bshape=bs)
-        else:
-            theta, conv, fisher, chi2 = _fit_batch(
-                flat, mask.reshape(g, -1), ex_lo, ey_lo, ex_t, init, lo, hi, K, ns,
-                None if ns else ss, v, max_iter, tol, bshape=bs,
-            )
-        # Cramer-Rao: diagonal of the inverse Fisher information
-        eye = torch.eye(P, dtype=dt, device=dev)
-        inv, info = torch.linalg.inv_ex(fisher + 1e-12 * eye)
-        cr = torch.diagonal(inv, dim1=1, dim2=2)
-        cr = torch.where((info == 0)[:, None], cr, torch.full_like(cr, float("nan")))
-        th = theta.cpu().numpy()
-        crn = cr.cpu().numpy()
-        theta_all[bi, :, 0] = th[:, 0:K]
-        theta_all[bi, :, 1] = th[:, K : 2 * K]
-        theta_all[bi, :, 2] = th[:, 2 * K : 3 * K]
-        theta_all[bi, :, 3] = th[:, 3 * K : 3 * K + ns] if ns else s0[mb]
-        b_all[bi] = th[:, -1]
-        var_all[bi, :, 0] = crn[:, 0:K]
-        var_all[bi, :, 1] = crn[:, K : 2 * K]
-        var_all[bi, :, 2] = crn[:, 2 * K : 3 * K]
-        conv_all[bi] = conv.cpu().numpy()
-        dof = mask.reshape(g, -1).sum(-1) - P
-        fit_all[bi, 0] = chi2.cpu().numpy()
-        fit_all[bi, 1] = dof.cpu().numpy()
-        # signal: sum over the box of (the emitters' light)^2 / variance, i.e.
-        # N^2 times N's Fisher information, summed over the members
-        f_nn = torch.diagonal(fisher, dim1=1, dim2=2)[:, 2 * K : 3 * K]
-        fit_all[bi, 2] = (theta[:, 2 * K : 3 * K] ** 2 * f_nn).sum(-1).cpu().numpy()
-    return theta_all, b_all, var_all, conv_all, fit_all

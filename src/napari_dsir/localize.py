@@ -466,7 +466,7 @@ def suppress_echoes(locs: Localizations, radius_nm: float, ratio: float = ECHO_R
     `benchmarks/results/psf_width.md`)."""
     if len(locs) < 2 or locs.intensity is None:
         return locs
-    from .fit import frame_pairs  # scipy's tree: only for narrow PSFs
+    from .neighbours import frame_pairs  # scipy's tree: only for narrow PSFs
 
     valid = np.isfinite(locs.x) & np.isfinite(locs.y)
     if not valid.any():

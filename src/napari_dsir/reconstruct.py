@@ -460,7 +460,7 @@ MAX_SHIFT_PX = 1.0
 # Each detection is fitted alone in its window, the light of the detections
 # around it held at first estimates (max_group 1, one pass of at most 15
 # iterations; the first estimates share the light of overlapping detections
-# among them, `fit._deblend`). A detection with another one closer than
+# among them, `neighbours.deblend`). A detection with another one closer than
 # 500 nm (5 camera px of 100 nm; a distance in nm, as the PSF's width is
 # set by the optics, not by the camera's pixels) keeps the network's
 # position (status CROWDED; photons, background and bound are fitted there,
