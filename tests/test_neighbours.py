@@ -53,10 +53,12 @@ def test_one_neighbour_search_serves_grouping_isolation_and_deblending():
 
 
 def test_held_light_is_each_emitters_psf_within_its_widened_window():
-    """The canvas of light held fixed (`_Fixed`) is, pixel by pixel, the sum
-    of each emitter's integrated Gaussian cut to its window widened by
-    `_Fixed.pad` px and to the frame (emitters on the frame's edges
-    included); `light` takes the asking emitters' own light out again."""
+    """The canvas of light held fixed (`FixedLight`) is, pixel by pixel, the
+    sum of each emitter's integrated Gaussian cut to its window widened by
+    `FixedLight.pad` px and to the frame (emitters on the frame's edges
+    included); `light` takes the asking emitters' own light out again, on
+    their own windows (their light as rendered into the canvas) and on other
+    boxes (rendered there)."""
     rng = np.random.default_rng(21)
     n, H, W, window = 40, 24, 20, 7
     f = rng.integers(0, 3, n)
@@ -82,3 +84,12 @@ def test_held_light_is_each_emitters_psf_within_its_widened_window():
         own = render_emitters(est[i:i + 1, 0] * P, est[i:i + 1, 1] * P, est[i:i + 1, 2], est[i:i + 1, 3] * P, (H, W), P)
         box = np.s_[wy0[i]:wy0[i] + window, wx0[i]:wx0[i] + window]
         np.testing.assert_allclose(light[k].numpy(), want[f[i]][box] - own[box], rtol=1e-6, atol=1e-6)
+    # boxes one pixel off the emitters' own windows (inside the frame)
+    by, bx = np.clip(wy0[ask] + 1, 0, H - window), np.clip(wx0[ask] - 1, 0, W - window)
+    light = held.light(f[ask], ask[:, None], by, bx, window, window, frames.device, frames.dtype)
+    for k, i in enumerate(ask):
+        own = render_emitters(est[i:i + 1, 0] * P, est[i:i + 1, 1] * P, est[i:i + 1, 2], est[i:i + 1, 3] * P, (H, W), P)
+        cut = np.zeros((H, W), bool)
+        cut[max(wy0[i] - d, 0):wy0[i] + window + d, max(wx0[i] - d, 0):wx0[i] + window + d] = True
+        box = np.s_[by[k]:by[k] + window, bx[k]:bx[k] + window]
+        np.testing.assert_allclose(light[k].numpy(), (want[f[i]] - np.where(cut, own, 0.0))[box], rtol=1e-6, atol=1e-6)
