@@ -291,9 +291,9 @@ def _dot(a, b):
 def boxes(stack, f, y0, x0, bh, bw, rows, cols):
     """(G, bh, bw) boxes of a (frame, y, x) tensor: frames ``f``, corners
     ``y0``, ``x0`` (numpy); ``rows`` (G, bh) and ``cols`` (G, bw): their
-    pixel indices, clamped into the frame (only read for boxes that cross
-    its edge). Boxes inside the frame are read from a strided view of all
-    windows (faster than a flat index)."""
+    pixel indices, clamped into the frame (only read when a box crosses its
+    edge; None when none can). Boxes inside the frame are read from a
+    strided view of all windows (faster than a flat index)."""
     H, W = stack.shape[1:]
     dev = stack.device
     fi = torch.as_tensor(f, device=dev)
