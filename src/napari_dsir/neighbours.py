@@ -152,14 +152,16 @@ def deblend(estimate, background, rows, fr, data_e, n_iter=3, update=None, pairs
         pairs = frame_pairs(fr, estimate[:, 0], estimate[:, 1], sel, DEBLEND_PX, H)[0]
     local = np.full(len(estimate), -1)
     local[rows] = np.arange(m)
-    pairs = local[pairs]
-    pairs = pairs[np.minimum(pairs[:, 0], pairs[:, 1]) >= 0]
-    dx, dy = x[pairs[:, 0]] - x[pairs[:, 1]], y[pairs[:, 0]] - y[pairs[:, 1]]
-    pairs = pairs[dx * dx + dy * dy <= DEBLEND_PX**2]
-    i = np.concatenate([np.arange(m), pairs[:, 0], pairs[:, 1]])
-    j = np.concatenate([np.arange(m), pairs[:, 1], pairs[:, 0]])
+    a, b = local[pairs[:, 0]], local[pairs[:, 1]]  # both ends among rows, as row numbers there
+    both = (a >= 0) & (b >= 0)
+    a, b = a[both], b[both]
+    dx, dy = x[a] - x[b], y[a] - y[b]
+    near = dx * dx + dy * dy <= DEBLEND_PX**2
+    a, b = a[near], b[near]
+    i = np.concatenate([np.arange(m), a, b])
+    j = np.concatenate([np.arange(m), b, a])
     # (torch's ndtr: ~9x scipy's on these arrays)
-    t = {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for k, a in
+    t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in
          (("cx", cx[i]), ("cy", cy[i]), ("x", x[j]), ("y", y[j]), ("s", s[j]))}
     ndtr = torch.special.ndtr
     share = ((ndtr((t["cx"] + 3 - t["x"]) / t["s"]) - ndtr((t["cx"] - t["x"]) / t["s"]))
