@@ -10,7 +10,8 @@ sides at 0 ADU or at the baseline (frames registered, or cropped to a
 shape, and padded), and a 20x20 px corner at 0 ADU (a masked part of the
 chip). Each movie is localized with the defaults (refinement on) by this
 release and as the previous release did (no dead-pixel search:
-`defects.find_dead_pixels` switched off).
+`defects.find_dead_pixels` switched off, and no column and row search,
+`defects.find_stripes`, which came after it).
 
 Reported: the dead pixels found; Jaccard, precision and RMSE (nm) at
 250 nm of every detection against the emitters in the live part of the
@@ -89,7 +90,8 @@ def main() -> None:
             g = gt.select(live(gt.x, gt.y, boxes, 0.0))
             cells, n_dead = [], 0
             for release in ("this", "previous"):
-                with (mock.patch.object(R, "find_dead_pixels", lambda sample: np.zeros((0, 2), np.int64))
+                with (mock.patch.multiple(R, find_dead_pixels=lambda sample: np.zeros((0, 2), np.int64),
+                                          find_stripes=lambda *args: None)
                       if release == "previous" else nullcontext()):
                     res = reconstruct(frames, pixel_size=100.0, localize=True, camera=CAMERA)
                 L = res.localizations

@@ -15,28 +15,35 @@ recordings are:
 - **shutter closed**: the first 10 frames baseline and read noise only;
 - **bleaching background**: 270 more photons/px in the first frame,
   falling with a time constant of 15 frames (autofluorescence bleaching);
-- **fixed-pattern noise**: per-column offsets (sd 5 and 15 ADU), per-pixel
+- **fixed-pattern noise**: per-column offsets (sd 5 and 15 ADU), per-row
+  offsets (sd 15 ADU), one column 50 ADU (25 photons) high, per-pixel
   offsets (sd 5 ADU) and per-pixel gains (sd 5 %), fixed over the movie,
-  as an uncorrected sCMOS records them (at 1 and 4 /um^2);
+  as an uncorrected sCMOS records them (at 1 and 4 /um^2); the line
+  offsets also as the previous release ran them (no column and row
+  search: `defects.find_stripes` switched off);
 - **65 nm pixels** (a 6.5 um sCMOS pixel behind a 100x objective; 96x96 px,
   background 15 photons/px): the same PSFs in nm, 4-5 px wide.
 
 Scored against the emitters of the frames that hold them (frames 10 on
 for the dense starts and the closed shutter; all but the dropped ones):
 Jaccard, precision, recall and lateral RMSE (nm) at 250 nm, the median
-photons fitted over the true median, and the detections in the frames
-without emitters (dropped, closed shutter).
+photons fitted over the true median, the detections in the frames
+without emitters (dropped, closed shutter), and the columns / rows whose
+offsets the run subtracted.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from _machine import describe
 
+import napari_dsir.reconstruct as R
 from napari_dsir.evaluate import evaluate
 from napari_dsir.run import reconstruct
 from napari_dsir.simulate import SimulationConfig, simulate
@@ -51,16 +58,21 @@ def config(density: float, background: float = 30.0, pixel_size: float = 100.0, 
                             read_noise=1.5, margin=200.0)
 
 
-def row(name, frames, gt, scored, blank=(), pixel_size=100.0) -> str:
-    """Localize ``frames`` with the defaults; score frames ``scored`` against ``gt``."""
-    L = reconstruct(frames, pixel_size=pixel_size, localize=True, camera=CAMERA).localizations
+def row(name, frames, gt, scored, blank=(), pixel_size=100.0, previous=False) -> str:
+    """Localize ``frames`` with the defaults (``previous``: no column and row
+    search); score frames ``scored`` against ``gt``."""
+    with mock.patch.object(R, "find_stripes", lambda *args: None) if previous else nullcontext():
+        res = reconstruct(frames, pixel_size=pixel_size, localize=True, camera=CAMERA)
+    L = res.localizations
     keep = np.isin(L.frame, scored)
     g = gt.select(np.isin(gt.frame, scored))
     e = evaluate(g, L.select(keep), 250.0)
     photons = np.nanmedian(L.photons[keep]) / np.median(g.intensity)
     in_blank = int(np.isin(L.frame, blank).sum()) if len(blank) else "-"
-    line = (f"| {name} | {e.jaccard:.3f} | {e.precision:.3f} | {e.recall:.3f} | {e.rmse:.1f} | {photons:.3f} | "
-            f"{in_blank} |")
+    lines = res.info.get("stripes") or {}
+    line = (f"| {name}{' (previous release)' if previous else ''} | {e.jaccard:.3f} | {e.precision:.3f} | "
+            f"{e.recall:.3f} | {e.rmse:.1f} | {photons:.3f} | {in_blank} | "
+            f"{lines.get('columns', 0)} / {lines.get('rows', 0)} |")
     print(line, flush=True)
     return line
 
@@ -78,8 +90,8 @@ def main() -> None:
         f"Run on {time.strftime('%Y-%m-%d')}, {describe()}, {n} frames per movie; default model and settings, the "
         "camera given; see the script's docstring.", "",
         "| movie | Jaccard 250 nm | precision | recall | RMSE (nm) | photons fitted / true (medians) | detections in "
-        "frames without emitters |",
-        "|---|---|---|---|---|---|---|",
+        "frames without emitters | columns / rows subtracted |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rng = np.random.default_rng(99300)
     clean, gt = simulate(n, config(1.0), seed=99301)
@@ -105,13 +117,19 @@ def main() -> None:
         if density != 1.0:
             lines.append(row(f"clean, {density:g} /um^2", base, g, every))
         h, w = base.shape[1:]
-        for name, frames in (
-            ("column offsets, sd 5 ADU", base + rng.normal(0.0, 5.0, w)[None, None, :]),
-            ("column offsets, sd 15 ADU", base + rng.normal(0.0, 15.0, w)[None, None, :]),
-            ("pixel offsets, sd 5 ADU", base + rng.normal(0.0, 5.0, (h, w))[None]),
-            ("pixel gains, sd 5 %", 100.0 + (base - 100.0) * rng.normal(1.0, 0.05, (h, w))[None]),
+        one = np.zeros(w)
+        one[w // 3] = 50.0
+        for name, frames, lined in (
+            ("column offsets, sd 5 ADU", base + rng.normal(0.0, 5.0, w)[None, None, :], True),
+            ("column offsets, sd 15 ADU", base + rng.normal(0.0, 15.0, w)[None, None, :], True),
+            ("row offsets, sd 15 ADU", base + rng.normal(0.0, 15.0, h)[None, :, None], True),
+            ("one column 50 ADU high", base + one[None, None, :], True),
+            ("pixel offsets, sd 5 ADU", base + rng.normal(0.0, 5.0, (h, w))[None], False),
+            ("pixel gains, sd 5 %", 100.0 + (base - 100.0) * rng.normal(1.0, 0.05, (h, w))[None], False),
         ):
-            lines.append(row(f"{name}, {density:g} /um^2", frames.astype(np.float32), g, every))
+            for previous in (False, True) if lined else (False,):
+                lines.append(row(f"{name}, {density:g} /um^2", frames.astype(np.float32), g, every,
+                                 previous=previous))
     f65, gt65 = simulate(n, config(1.0, background=15.0, pixel_size=65.0, size=96), seed=99305)
     lines.append(row("65 nm pixels, 1 /um^2", f65, gt65, every, pixel_size=65.0))
     args.out.parent.mkdir(parents=True, exist_ok=True)

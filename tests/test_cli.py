@@ -332,6 +332,22 @@ def test_a_dead_column_is_repaired_with_a_warning_and_recorded(tmp_path, capsys)
     assert any(d.get("dead_pixels") == 24 for d in docs), docs
 
 
+def test_column_offsets_are_subtracted_with_a_warning_and_recorded(tmp_path, capsys):
+    import yaml
+
+    from napari_dsir.io import write_tiff
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(20, SimulationConfig(frame_size=(24, 24), density=1.0, background=30.0), seed=2)
+    frames[:, :, 9] += 60
+    stack = write_tiff(tmp_path / "striped.tif", frames.astype(np.uint16), 100.0)
+    out = tmp_path / "striped.hdf5"
+    assert main(["localize", str(stack), "-o", str(out), "-q", "--refine", "none"]) == 0
+    assert "1 column of the camera reads above or below its neighbours" in capsys.readouterr().err
+    docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+    assert any((d.get("stripes") or {}).get("columns") == 1 for d in docs), docs
+
+
 def test_detections_around_a_saturated_bead_are_left_out_with_a_warning_and_recorded(tmp_path, capsys):
     """dsir localize on a movie with a bead at the camera's maximum in every
     frame: a warning counts the detections left out around it, and the

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from napari_dsir.defects import HOT_LEVEL, MIN_FRAMES, find_hot_pixels, repair
+from napari_dsir.defects import (
+    HOT_LEVEL,
+    MIN_FRAMES,
+    STRIPE_MIN_FRAMES,
+    find_dead_pixels,
+    find_hot_pixels,
+    find_stripes,
+    repair,
+)
 from napari_dsir.simulate import SimulationConfig, simulate
 
 
@@ -117,3 +125,52 @@ def test_a_dead_region_is_repaired_to_the_live_pixels_level_and_spread_and_a_dea
     nb = np.median(np.stack([frames[:, 1:-1, 19], frames[:, 1:-1, 21], frames[:, :-2, 19], frames[:, 2:, 21],
                              frames[:, :-2, 21], frames[:, 2:, 19]]), axis=0)
     np.testing.assert_allclose(out[:, 1:-1, 20], nb)
+
+
+@pytest.mark.parametrize("density", [1.0, 4.0])
+def test_column_and_row_offsets_are_measured_and_subtracted(density):
+    """A camera whose columns and rows read offsets of up to 60 ADU (an
+    uncorrected sCMOS): `find_stripes` measures them to a few ADU from the
+    movie (against noise of about 10 ADU), `repair` takes them out of every
+    frame; a clean movie, blinking emitters at 1-8 /um^2, has none, nor
+    has a movie of fewer than `STRIPE_MIN_FRAMES` frames."""
+    frames, _ = simulate(32, SimulationConfig(frame_size=(40, 48), density=density, photons=(300, 3000),
+                                              background=30.0, base_level=100.0, gain=2.0, read_noise=1.5,
+                                              margin=200.0), seed=12)
+    rng = np.random.default_rng(2)
+    cols, rows = rng.normal(0.0, 15.0, 48), np.zeros(40)
+    cols[7], rows[[11, 30]] = 60.0, (40.0, -35.0)
+    striped = frames + cols[None, None, :] + rows[None, :, None]
+    st = find_stripes(striped)
+    assert st is not None and st.counts()["rows"] == 2 and st.counts()["columns"] >= 30
+    want = cols[None, :] + rows[:, None]
+    left = want - st.pattern  # what stays of the pattern (a constant does no harm)
+    by_col, by_row = np.median(left, 0), np.median(left, 1)
+    assert abs(by_col[7] - np.median(by_col[4:11])) < 6  # against its neighbours, as the network sees it
+    assert all(abs(by_row[i] - np.median(by_row[i - 3 : i + 4])) < 6 for i in (11, 30))
+    assert np.std(left) < 0.3 * np.std(want)
+    fixed = repair(striped, np.zeros((0, 2), np.int64), st.pattern)
+    assert fixed.shape == striped.shape and not np.shares_memory(fixed, striped)
+    np.testing.assert_allclose(fixed, striped - st.pattern, rtol=1e-6)
+    for d in (1.0, 8.0):
+        clean, _ = simulate(32, SimulationConfig(frame_size=(40, 48), density=d, photons=(300, 3000),
+                                                 background=30.0, margin=200.0), seed=13)
+        assert find_stripes(clean) is None
+    assert find_stripes(striped[: STRIPE_MIN_FRAMES - 1]) is None
+
+
+def test_a_repaired_dead_region_is_no_stripe():
+    """A padded border repaired (its fill: the frame's live level and spread,
+    whose lower decile lies far below the background's at 4 /um^2) made the
+    live lines beside it read 25-30 ADU above their neighbours: the dead
+    pixels do not count in the search, and no line is subtracted."""
+    frames, _ = simulate(40, SimulationConfig(frame_size=(64, 64), density=4.0, photons=(300, 3000),
+                                              background=30.0, base_level=100.0, gain=2.0, read_noise=1.5,
+                                              fwhm=(250.0, 350.0), margin=200.0), seed=99105)
+    frames[:, :, :8] = 0.0
+    frames[:, :8, :] = 0.0
+    dead = find_dead_pixels(frames)
+    fixed = repair(frames, dead)
+    assert find_stripes(fixed, dead) is None
+    assert find_stripes(fixed) is not None  # what it was with the fill counted
+

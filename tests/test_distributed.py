@@ -30,6 +30,23 @@ def _movie(n=24, size=24, seed=11):
     return frames.astype(np.uint16)
 
 
+def test_cluster_subtracts_a_cameras_column_offsets_as_one_process(client):
+    """Columns read high (fixed-pattern noise): their offsets, measured once,
+    are subtracted on the workers as in one process."""
+    model = load_model("default")
+    params = params_for(model)
+    data = _movie(seed=12)
+    data[:, :, 12] += 60
+    data[:, :, 13] += 45
+    one = reconstruct(data, model, localize=params, refine=False)
+    assert one.info["stripes"]["columns"] >= 2
+    many = reconstruct(data, model, localize=params, client=client, chunk=8, refine=False)
+    assert many.info["stripes"] == one.info["stripes"]
+    np.testing.assert_allclose(many.sum_image, one.sum_image, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(many.localizations.frame, one.localizations.frame)
+    np.testing.assert_allclose(many.localizations.x, one.localizations.x)
+
+
 def test_cluster_matches_single_process(client):
     model = load_model("default")
     params = params_for(model)

@@ -498,6 +498,19 @@ def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     assert w.last_result.info["hot_pixels"] == [] and (np.hypot(locs.x - 2050.0, locs.y - 850.0) < 100).sum() >= 8
 
 
+def test_column_offsets_are_subtracted_and_said(make_napari_viewer, notes):
+    """A camera column reading 60 ADU high in every frame: a warning says its
+    offset is subtracted and the status counts it."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(20, SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0), seed=3)
+    frames[:, :, 11] += 60
+    w = _localize_movie(make_napari_viewer(), frames, notes)
+    assert any("1 column of the camera reads above or below its neighbours" in m
+               for m in _texts(notes, "warning")), notes
+    assert w.last_result.info["stripes"]["columns"] == 1 and "column/row offsets subtracted: 1/0" in w.status.value
+
+
 def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
     """A movie under a beam 4x brighter in its middle: a warning says the
     run follows it and the status names it."""

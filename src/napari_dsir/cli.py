@@ -122,9 +122,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "on the movie is wider in pixels than the model's training and the binned frames are "
                         "not more crowded than it, which a warning says; the fits always use the camera's pixels)")
     p.add_argument("--keep-hot-pixels", action="store_true",
-                   help="leave the camera's hot and dead pixels as they are (default: those found on the movie, "
-                        "bright in most frames and not their neighbours, or the same in every frame, are replaced "
-                        "by their neighbours' median, which a warning says)")
+                   help="leave the camera's hot and dead pixels and its column and row offsets as they are "
+                        "(default: those found on the movie, bright in most frames and not their neighbours, or the "
+                        "same in every frame, are replaced by their neighbours' median, and columns or rows that "
+                        "read above or below their neighbours in every frame have their offsets subtracted, which "
+                        "a warning says)")
     p.add_argument("--tile", type=_nonnegative_int, default=None,
                    help="process frames larger than this many camera px in overlapping tiles "
                         "(same result, less memory; default 128; 0: never)")
@@ -236,7 +238,7 @@ def cmd_localize(args) -> int:
             "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
             "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
             "bright_objects": dict(zip(("objects", "detections_left_out"), res.info.get("halos", (0, 0)))),
-            "dead_pixels": res.info.get("dead_pixels", 0),
+            "dead_pixels": res.info.get("dead_pixels", 0), "stripes": res.info.get("stripes"),
             **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
     write_localizations(args.output, res.localizations, overwrite=args.overwrite,
                         pixel_size=res.info["camera_pixel_size"],

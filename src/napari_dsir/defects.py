@@ -25,11 +25,28 @@ it (an 8 px border at 0 ADU on two sides of a 64x64 px movie at 1 /um^2: precisi
 repaired as hot ones are, but in a dead region (half its neighbours dead or
 more), which takes the median of the frame's live pixels with their spread;
 the detections more than a pixel inside it are left out (`inside_dead`).
+
+Stripes: an sCMOS reads each column (and on some chips each row) through
+its own amplifier, whose offset the camera corrects, or not. A column that
+reads a few tens of ADU above its neighbours in every frame is, to the
+network, a line of light it never saw in training, and it reported emitters
+all along it (a column pattern of 15 ADU sd at 1 /um^2: precision 0.73,
+`benchmarks/results/frame_artefacts.md`). `find_stripes` measures each
+column's offset over its neighbours on the same sample, from the pixels'
+lower decile (the background, where blinking emitters are off), as the
+median over the column: the columns whose offset stands out of the
+estimate's own noise (measured between two halves of the sample, where a
+fixed pattern repeats and noise does not) and reaches the background's
+noise are subtracted from every frame (`repair`), then the rows' likewise;
+`PASSES` times, each measuring the lines against neighbours whose offsets
+the pass before took out (once a pattern is found along an axis, its
+lines need only stand out of the estimate's noise).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -60,6 +77,20 @@ MIN_FRAMES = 8
 DEAD_MIN_FRAMES = 16
 #: more of the frame than this dead: none is (a simulation without noise)
 DEAD_MAX_SHARE = 0.5
+
+#: a column's (row's) offset over its neighbours is subtracted where it
+#: stands this many times the estimate's noise from 0
+STRIPE_SIGMAS = 5.0
+#: and this many times the background's noise (from each pixel's 5th and
+#: 10th percentiles over the sample: emitters light the upper ones, and
+#: raise this estimate in crowded movies): a pattern of half of it did no harm
+#: (`benchmarks/results/frame_artefacts.md`), and dense structure shifts a
+#: line's lower decile by a fraction of it
+STRIPE_LEVEL = 1.0
+#: the columns (rows) on each side that a column's offset is measured against
+STRIPE_REACH = 3
+#: fewer sample frames than this: no search (the two halves' lower deciles)
+STRIPE_MIN_FRAMES = 16
 
 
 def _neighbours(img: torch.Tensor) -> torch.Tensor:
@@ -126,6 +157,80 @@ def find_dead_pixels(sample) -> np.ndarray:
     return torch.nonzero(dead).numpy().astype(np.int64)
 
 
+def _line_offsets(low: torch.Tensor) -> torch.Tensor:
+    """Each column's offset (W,) over its `STRIPE_REACH` neighbouring columns
+    on each side (mirrored at the frame's edges) in a (y, x) image: the
+    median over the rows of the pixel less its neighbours' median; NaN
+    pixels (dead) do not count, and a column with none left has offset 0."""
+    k = STRIPE_REACH
+    w = low.shape[1]
+    pad = F.pad(low[None, None], (k, k, 0, 0), mode="reflect")[0, 0]
+    nbrs = torch.stack([pad[:, k + d : k + d + w] for d in range(-k, k + 1) if d])
+    return torch.nan_to_num((low - nbrs.nanmedian(0).values).nanmedian(0).values, nan=0.0)
+
+
+class Stripes(NamedTuple):
+    """Offsets (ADU) of the camera's ``columns`` (x,) and ``rows`` (y,) to
+    subtract from every frame, 0 where a line reads as its neighbours."""
+
+    columns: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def pattern(self) -> np.ndarray:
+        """The offsets as an image (y, x; ADU)."""
+        return (self.rows[:, None] + self.columns[None, :]).astype(np.float32)
+
+    def counts(self) -> dict:
+        """The columns and rows with an offset, and the largest offset (ADU)."""
+        return {"columns": int(np.count_nonzero(self.columns)), "rows": int(np.count_nonzero(self.rows)),
+                "max_adu": round(float(np.abs(self.pattern).max()), 1)}
+
+
+def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
+    """The fixed offsets of the columns and rows of camera frames ``sample``
+    (frame, y, x; ADU) to subtract from every frame: see the module's
+    docstring; ``dead`` pixels ((n, 2) y, x; `find_dead_pixels`) do not
+    count. None where no column or row stands out, with fewer than
+    `STRIPE_MIN_FRAMES` frames, or frames too small to compare a line with
+    its neighbours."""
+    x = torch.as_tensor(np.asarray(sample, np.float32))
+    if x.ndim != 3:
+        raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
+    if x.shape[0] < STRIPE_MIN_FRAMES or min(x.shape[1:]) < 2 * STRIPE_REACH + 2:
+        return None
+
+    def low(frames, q=LOW_QUANTILE):  # each pixel's lower decile over the frames: the background
+        return torch.kthvalue(frames, max(1, int(round(q * frames.shape[0]))), dim=0).values
+
+    lows = [low(x), low(x[0::2]), low(x[1::2])]
+    # the background's noise: a normal's 5th and 10th percentiles lie 0.363 sd apart
+    level = STRIPE_LEVEL * float((lows[0] - low(x, 0.05)).median()) / 0.363
+    if dead is not None and len(dead):  # a dead region's fill is not the background
+        for im in lows:
+            im[dead[:, 0], dead[:, 1]] = float("nan")
+    pattern = torch.zeros(x.shape[1:])
+    lines = {1: torch.zeros(x.shape[2]), 0: torch.zeros(x.shape[1])}  # columns, rows
+    found = {1: False, 0: False}  # a pattern along the axis: its lines need not reach the movie's level
+    for _ in range(PASSES):  # each line against neighbours whose own offsets the pass before took out
+        for axis in (1, 0):  # columns, then the rows of what they leave
+            off = [_line_offsets(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
+            diff = off[1] - off[2]  # a fixed pattern cancels, the estimate's noise does not
+            noise = 1.4826 * float((diff - diff.median()).abs().median()) / 2.0  # that of the whole sample's
+            if not noise > 0:  # no noise (a simulation): nothing to tell a pattern from
+                continue
+            big = off[0].abs() > max(STRIPE_SIGMAS * noise, 0.0 if found[axis] else level)
+            if not bool(big.any()):
+                continue
+            found[axis] = True
+            line = torch.where(big, off[0], torch.zeros_like(off[0]))
+            lines[axis] += line
+            pattern += line[None, :] if axis == 1 else line[:, None]
+    if not bool((pattern != 0).any()):
+        return None
+    return Stripes(lines[1].numpy(), lines[0].numpy())
+
+
 def inside_dead(dead: np.ndarray, shape: tuple[int, int], y_px, x_px) -> np.ndarray:
     """Which positions (camera px, origin at the top-left corner of pixel
     (0, 0)) lie on a ``dead`` pixel ((n, 2) y, x) with no live pixel among
@@ -146,17 +251,22 @@ def inside_dead(dead: np.ndarray, shape: tuple[int, int], y_px, x_px) -> np.ndar
     return ok & core[iy, ix]
 
 
-def repair(frames: np.ndarray, hot: np.ndarray) -> np.ndarray:
-    """``frames`` (frame, y, x) with the ``hot`` pixels ((n, 2) y, x; hot or
-    dead) set to the median of their neighbours that are not in ``hot``
+def repair(frames: np.ndarray, hot: np.ndarray, pattern: np.ndarray | None = None) -> np.ndarray:
+    """``frames`` (frame, y, x) less the fixed ``pattern`` (y, x; ADU,
+    `find_stripes`; None: none), with the ``hot`` pixels ((n, 2) y, x; hot
+    or dead) set to the median of their neighbours that are not in ``hot``
     (where all 8 are, the median of the frame's other pixels) in each frame
     (a copy; the input is left alone)."""
-    if len(hot) == 0:
+    if len(hot) == 0 and pattern is None:
         return frames
     out = np.array(frames, dtype=np.result_type(frames.dtype, np.float32), copy=True)
     squeeze = out.ndim == 2
     if squeeze:
         out = out[None]
+    if pattern is not None:
+        out -= pattern
+    if len(hot) == 0:
+        return out[0] if squeeze else out
     y, x = hot[:, 0], hot[:, 1]
     h, w = out.shape[1:]
     offsets = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))

@@ -134,12 +134,13 @@ def iter_reconstruct_distributed(
     data, model: DSIRModel, client, *, pixel_size: float, batch_size: int | None = None,
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
-    binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None,
+    binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None, pattern=None,
     background_shape=None, refine: bool = True,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`. ``hot_pixels``:
-    (n, 2) y, x repaired in every frame (`napari_dsir.defects.repair`);
+    (n, 2) y, x repaired, and ``pattern`` (y, x ADU; None: none) subtracted,
+    in every frame (`napari_dsir.defects.repair`);
     ``background_shape``, ``refine``: see `iter_reconstruct`."""
     from dask.distributed import as_completed
 
@@ -148,8 +149,9 @@ def iter_reconstruct_distributed(
     arr = frames_as_dask(data, int(chunk))
     start, stop, batch_size = check_args(arr.shape[0], start, stop, batch_size, pixel_size, model, arr.shape[1:])
     arr = arr[start:stop].rechunk((int(chunk), -1, -1))
-    if hot_pixels is not None and len(hot_pixels):  # repaired on the workers, block by block
-        arr = arr.map_blocks(repair, np.asarray(hot_pixels, np.int64), dtype=np.result_type(arr.dtype, np.float32))
+    hot = np.zeros((0, 2), np.int64) if hot_pixels is None else np.asarray(hot_pixels, np.int64).reshape(-1, 2)
+    if len(hot) or pattern is not None:  # repaired on the workers, block by block
+        arr = arr.map_blocks(repair, hot, pattern, dtype=np.result_type(arr.dtype, np.float32))
     u = int(model.upsampling)
     h, w = arr.shape[1:]
     total = stop - start

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .camera import Camera
-from .defects import find_dead_pixels, find_hot_pixels, repair
+from .defects import Stripes, find_dead_pixels, find_hot_pixels, find_stripes, repair
 from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
 from .illumination import measure as measure_illumination
@@ -114,11 +114,13 @@ class _ArraySource:
 
 class Repaired:
     """A frame source (`frame_source`) whose ``hot`` pixels ((n, 2) y, x;
-    `napari_dsir.defects.find_hot_pixels`) are repaired in every frame read
-    (`napari_dsir.defects.repair`)."""
+    `napari_dsir.defects.find_hot_pixels`) are repaired, and whose fixed
+    ``pattern`` (y, x ADU; `napari_dsir.defects.find_stripes`; None: none)
+    is subtracted, in every frame read (`napari_dsir.defects.repair`)."""
 
-    def __init__(self, src, hot: np.ndarray):
+    def __init__(self, src, hot: np.ndarray, pattern: np.ndarray | None = None):
         self.src, self.hot = frame_source(src), np.asarray(hot, np.int64).reshape(-1, 2)
+        self.pattern = pattern
         self.shape = self.src.shape
 
     def __len__(self):
@@ -126,12 +128,12 @@ class Repaired:
 
     def __getattr__(self, name):  # path, pixel_size, metadata, ... of the source
         # (not its ``take``: `sample_frames` then reads through `read`, repaired)
-        if name in ("src", "hot", "take"):
+        if name in ("src", "hot", "pattern", "take"):
             raise AttributeError(name)
         return getattr(self.src, name)
 
     def read(self, start, stop):
-        return repair(self.src.read(start, stop), self.hot)
+        return repair(self.src.read(start, stop), self.hot, self.pattern)
 
 
 def frame_source(data):
@@ -346,21 +348,25 @@ def _first_chunk(src, start: int, stop: int) -> int:
 HOT_SAMPLE_FRAMES = 64
 
 
-def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarray, np.ndarray]:
+def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarray, np.ndarray, Stripes | None]:
     """(n, 2) y, x of the hot pixels (`napari_dsir.defects.find_hot_pixels`)
-    and of the dead ones (`find_dead_pixels`) in up to
+    and of the dead ones (`find_dead_pixels`), and the offsets of the
+    columns and rows (`find_stripes`; None: none), in up to
     `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src`` (over the
     range's first chunk of a dask array, as `movie_psf`)."""
     src = frame_source(src)
     idx = _sample_index(start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES)
     sample = _read_frames(src, idx)
     _check_pixel_type(sample, idx, where)
-    sample = sample.astype(np.float32, copy=False)  # once, for both searches
+    sample = sample.astype(np.float32, copy=False)  # once, for the searches
     dead = find_dead_pixels(sample)  # NaN padding among them
     if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
         sample = repair(sample, dead)
     check_frames(sample, idx, where)  # NaN elsewhere is refused
-    return find_hot_pixels(sample), dead
+    stripes = find_stripes(sample, dead)
+    if stripes is not None:  # hot pixels on the frames as the run reads them
+        sample = repair(sample, np.zeros((0, 2), np.int64), stripes.pattern)
+    return find_hot_pixels(sample), dead, stripes
 
 
 def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.ndarray]:

@@ -235,14 +235,18 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if not distributed:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
     hot = dead = np.zeros((0, 2), np.int64)
+    stripes = None
     if req.hot_pixels:
-        hot, dead = movie_defects(src, req.start, req.start + total, f"{name}: ")
+        hot, dead, stripes = movie_defects(src, req.start, req.start + total, f"{name}: ")
     if len(hot):
         yield Progress(0, total, req.batch_size or 0, hot_pixels_message(hot), kind="warning")
     if len(dead):
         yield Progress(0, total, req.batch_size or 0, dead_pixels_message(dead), kind="warning")
+    pattern = None if stripes is None else stripes.pattern
+    if stripes is not None:
+        yield Progress(0, total, req.batch_size or 0, stripes_message(stripes), kind="warning")
     defects = np.concatenate([hot, dead]) if len(dead) else hot
-    measured = Repaired(src, defects) if len(defects) else src
+    measured = Repaired(src, defects, pattern) if len(defects) or pattern is not None else src
     if not distributed:
         src = measured
     binning, psf = _binning(req, measured, model, px.nm, camera, total, name)
@@ -273,7 +277,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
                 fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
-                hot_pixels=defects, background_shape=shape, refine=refine)
+                hot_pixels=defects, pattern=pattern, background_shape=shape, refine=refine)
         else:
             gen = iter_reconstruct(
                 src, model, pixel_size=px.nm, batch_size=req.batch_size, start=req.start, stop=req.stop,
@@ -298,6 +302,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         result.localizations = locs.select(~inside) if left_out else locs
     result.info.update(
         dead_pixels=len(dead), dead_left_out=left_out,
+        stripes=stripes.counts() if stripes is not None else {"columns": 0, "rows": 0, "max_adu": 0.0},
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None,
@@ -352,6 +357,17 @@ def dead_pixels_message(dead: np.ndarray) -> str:
     return (f"{len(dead)} dead pixel{'s' if len(dead) > 1 else ''} (the same value, or NaN, in every frame: padding, "
             "a masked or dead part of the chip) replaced by their live neighbours' median (the frame's, inside a "
             "dead region) in every frame; no detection is kept from more than a pixel inside them")
+
+
+def stripes_message(stripes) -> str:
+    """The warning of the column and row offsets (`napari_dsir.defects.find_stripes`) a run subtracts."""
+    n = stripes.counts()
+    what = " and ".join(f"{n[k]} {k if n[k] > 1 else k[:-1]}" for k in ("columns", "rows") if n[k])
+    one = n["columns"] + n["rows"] == 1
+    return (f"{what} of the camera {'reads' if one else 'read'} above or below {'its' if one else 'their'} "
+            f"neighbours in every frame (fixed-pattern noise, up to {n['max_adu']:g} ADU; the network would report "
+            f"emitters along {'it' if one else 'them'}): {'its offset is' if one else 'their offsets are'} subtracted "
+            "from every frame (hot_pixels=False / --keep-hot-pixels keeps them)")
 
 
 def illumination_message(light, refine: bool = True) -> str:

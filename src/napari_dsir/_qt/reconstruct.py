@@ -77,7 +77,9 @@ class ReconstructWidget(Container):
         self.hot_pixels = CheckBox(text="Repair hot pixels", value=True,
                                    tooltip="Pixels bright in most frames and not their neighbours (a camera's hot "
                                            "pixels), and those with the same value in every frame (dead, padding), "
-                                           "are found on the movie and replaced by their neighbours' median")
+                                           "are found on the movie and replaced by their neighbours' median; "
+                                           "columns and rows that read above or below their neighbours in every "
+                                           "frame (fixed-pattern noise) have their offsets subtracted")
         self.use_model_threshold = CheckBox(text="use the model's threshold", value=True,
                                             tooltip="The threshold calibrated for the model (in its checkpoint)")
         self.threshold = FloatSpinBox(label="Threshold", min=0.0, max=1e6, step=0.0001, value=0.0,
@@ -280,6 +282,8 @@ class ReconstructWidget(Container):
             + (f", network binning {info['binning']}x{info['binning']}" if info.get("binning", 1) > 1 else "")
             + (f", hot pixels repaired: {len(info['hot_pixels'])}" if info.get("hot_pixels") else "")
             + (f", dead pixels repaired: {info['dead_pixels']}" if info.get("dead_pixels") else "")
+            + (f", column/row offsets subtracted: {info['stripes']['columns']}/{info['stripes']['rows']}"
+               if info.get("stripes", {}).get("max_adu") else "")
             + (f", detections around bright objects left out: {info['halos'][1]}" if info.get("halos", (0, 0))[1]
                else "")
             + (f", uneven background followed ({info['background_ratio']:.1f}x)" if info.get("background_shaped")
