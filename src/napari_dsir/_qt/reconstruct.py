@@ -74,7 +74,7 @@ class ReconstructWidget(Container):
         self.out_sum = CheckBox(text="Sum image", value=True)
         self.out_frames = CheckBox(text="Per-frame stack", value=False)
         self.out_locs = CheckBox(text="Localizations (points)", value=False)
-        self.hot_pixels = CheckBox(text="Repair hot pixels", value=True,
+        self.hot_pixels = CheckBox(text="Repair camera defects", value=True,
                                    tooltip="Pixels bright in most frames and not their neighbours (a camera's hot "
                                            "pixels), and those with the same value in every frame (dead, padding), "
                                            "are found on the movie and replaced by their neighbours' median; "
