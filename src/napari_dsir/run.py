@@ -71,7 +71,9 @@ class RunRequest:
     ``hot_pixels``: find the camera's hot pixels on the movie and repair
     them in every frame (`napari_dsir.defects`; a warning says so), and
     the dead ones (the same value in every frame: padding, a dead column),
-    keeping no detection from inside them.
+    keeping no detection from inside them, and subtract the offsets of
+    columns and rows that read above or below their neighbours in every
+    frame (fixed-pattern noise).
     ``keep_frames``:
     keep the per-frame super-resolved images. ``scheduler``: a dask
     scheduler address or ``local[:N]`` (or ``client``: a dask Client).
@@ -95,7 +97,7 @@ class RunRequest:
     camera: Any = None  # Camera, a dict or a file; None: with the fits, the file metadata, else assumed defaults
     fit_window: int | None = None
     binning: int | None = None  # the network's: None measures the PSF (`reconstruct.movie_binning`)
-    hot_pixels: bool = True  # repair the camera's hot and dead pixels found on the movie (`napari_dsir.defects`)
+    hot_pixels: bool = True  # repair the camera's hot and dead pixels and line offsets found on the movie (`defects`)
     scheduler: str | None = None
     client: Any = None
     chunk: int = 256
