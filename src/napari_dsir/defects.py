@@ -211,7 +211,7 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
             im[dead[:, 0], dead[:, 1]] = float("nan")
     pattern = torch.zeros(x.shape[1:])
     lines = {1: torch.zeros(x.shape[2]), 0: torch.zeros(x.shape[1])}  # columns, rows
-    found = {1: False, 0: False}  # a pattern along the axis: its lines need not reach the movie's level
+    found = {1: False, 0: False}  # a pattern along the axis: its lines need not reach the background's noise
     for _ in range(PASSES):  # each line against neighbours whose own offsets the pass before took out
         for axis in (1, 0):  # columns, then the rows of what they leave
             off = [_line_offsets(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
