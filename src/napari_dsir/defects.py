@@ -103,6 +103,16 @@ def _neighbours(img: torch.Tensor) -> torch.Tensor:
     return torch.stack([p[dy : dy + h, dx : dx + w] for dy, dx in order])
 
 
+def _quantiles(x: torch.Tensor, qs) -> list[torch.Tensor]:
+    """Each pixel's ``qs`` quantiles over the frames of ``x`` (frame, y, x):
+    its k-th smallest values, k = round(q * frames) (at least 1), from one
+    partial sort (numpy's partition: no full sort, 2x `torch.kthvalue` on
+    large frames)."""
+    ks = [max(1, int(round(q * x.shape[0]))) - 1 for q in qs]
+    part = np.partition(x.numpy(), sorted(set(ks)), axis=0)
+    return [torch.from_numpy(np.ascontiguousarray(part[k])) for k in ks]
+
+
 def find_hot_pixels(sample) -> np.ndarray:
     """(n, 2) y, x of the hot pixels of camera frames ``sample`` (frame, y,
     x; ADU): see the module's docstring. None found, or fewer than
@@ -114,7 +124,7 @@ def find_hot_pixels(sample) -> np.ndarray:
         return np.zeros((0, 2), np.int64)
     # each pixel's lower decile over the frames: emitters blink, and leave
     # it at the background where they are off at least a tenth of the time
-    low = torch.kthvalue(x, max(1, int(round(LOW_QUANTILE * x.shape[0]))), dim=0).values
+    (low,) = _quantiles(x, (LOW_QUANTILE,))
     level = HOT_LEVEL * movie_scale(x)
     hot = torch.zeros_like(low, dtype=torch.bool)
     for _ in range(PASSES):  # a pixel beside a hotter one is found once that one is repaired
@@ -200,12 +210,11 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
     if x.shape[0] < STRIPE_MIN_FRAMES or min(x.shape[1:]) < 2 * STRIPE_REACH + 2:
         return None
 
-    def low(frames, q=LOW_QUANTILE):  # each pixel's lower decile over the frames: the background
-        return torch.kthvalue(frames, max(1, int(round(q * frames.shape[0]))), dim=0).values
-
-    lows = [low(x), low(x[0::2]), low(x[1::2])]
+    # each pixel's lower decile over the frames (the background), over each half of them, and 5th percentile
+    low5, low = _quantiles(x, (0.05, LOW_QUANTILE))
+    lows = [low] + [_quantiles(x[i::2], (LOW_QUANTILE,))[0] for i in (0, 1)]
     # the background's noise: a normal's 5th and 10th percentiles lie 0.363 sd apart
-    level = STRIPE_LEVEL * float((lows[0] - low(x, 0.05)).median()) / 0.363
+    level = STRIPE_LEVEL * float((low - low5).median()) / 0.363
     if dead is not None and len(dead):  # a dead region's fill is not the background
         for im in lows:
             im[dead[:, 0], dead[:, 1]] = float("nan")
@@ -213,6 +222,7 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
     lines = {1: torch.zeros(x.shape[2]), 0: torch.zeros(x.shape[1])}  # columns, rows
     found = {1: False, 0: False}  # a pattern along the axis: its lines need not reach the background's noise
     for _ in range(PASSES):  # each line against neighbours whose own offsets the pass before took out
+        before = found.copy(), pattern.clone()
         for axis in (1, 0):  # columns, then the rows of what they leave
             off = [_line_offsets(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
             diff = off[1] - off[2]  # a fixed pattern cancels, the estimate's noise does not
@@ -226,6 +236,8 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
             line = torch.where(big, off[0], torch.zeros_like(off[0]))
             lines[axis] += line
             pattern += line[None, :] if axis == 1 else line[:, None]
+        if found == before[0] and torch.equal(pattern, before[1]):  # nothing new: the next pass would find the same
+            break
     if not bool((pattern != 0).any()):
         return None
     return Stripes(lines[1].numpy(), lines[0].numpy())
