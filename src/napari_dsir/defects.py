@@ -103,6 +103,14 @@ def _neighbours(img: torch.Tensor) -> torch.Tensor:
     return torch.stack([p[dy : dy + h, dx : dx + w] for dy, dx in order])
 
 
+def _frames(sample) -> torch.Tensor:
+    """The sample as a float32 (frame, y, x) tensor; another shape is an error."""
+    x = torch.as_tensor(np.asarray(sample, np.float32))
+    if x.ndim != 3:
+        raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
+    return x
+
+
 def _quantiles(x: torch.Tensor, qs) -> list[torch.Tensor]:
     """Each pixel's ``qs`` quantiles over the frames of ``x`` (frame, y, x):
     its k-th smallest values, k = round(q * frames) (at least 1), from one
@@ -117,9 +125,7 @@ def find_hot_pixels(sample) -> np.ndarray:
     """(n, 2) y, x of the hot pixels of camera frames ``sample`` (frame, y,
     x; ADU): see the module's docstring. None found, or fewer than
     `MIN_FRAMES` frames: an empty array."""
-    x = torch.as_tensor(np.asarray(sample, np.float32))
-    if x.ndim != 3:
-        raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
+    x = _frames(sample)
     if x.shape[0] < MIN_FRAMES or min(x.shape[1:]) < 3:
         return np.zeros((0, 2), np.int64)
     # each pixel's lower decile over the frames: emitters blink, and leave
@@ -150,9 +156,7 @@ def find_dead_pixels(sample) -> np.ndarray:
     pixel: `localize.bright_objects` takes it), or NaN in every frame (a
     float image's padding). None with fewer than
     `DEAD_MIN_FRAMES` frames or more than `DEAD_MAX_SHARE` of the frame dead."""
-    x = torch.as_tensor(np.asarray(sample, np.float32))
-    if x.ndim != 3:
-        raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
+    x = _frames(sample)
     if x.shape[0] < DEAD_MIN_FRAMES:
         return np.zeros((0, 2), np.int64)
     hi, lo = x.amax(0), x.amin(0)  # NaN where a frame is
@@ -204,9 +208,7 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
     count. None where no column or row stands out, with fewer than
     `STRIPE_MIN_FRAMES` frames, or frames too small to compare a line with
     its neighbours."""
-    x = torch.as_tensor(np.asarray(sample, np.float32))
-    if x.ndim != 3:
-        raise DSIRError(f"need frames (frame, y, x), got shape {tuple(x.shape)}")
+    x = _frames(sample)
     if x.shape[0] < STRIPE_MIN_FRAMES or min(x.shape[1:]) < 2 * STRIPE_REACH + 2:
         return None
 
