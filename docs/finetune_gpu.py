@@ -2,6 +2,11 @@
 
     python docs/finetune_gpu.py --init src/napari_dsir/data/dsir_default.pt -o OUT.pt \
         [--movies 12000] [--seed 102] [--lr 5e-4] [--budget-s 330] [--workers 16]
+        [--scratch --channels 48 --context 64]
+
+With ``--scratch`` a new `ShuffleNet` of ``--channels`` / ``--context`` is
+trained from random weights instead, on the init checkpoint's training mix
+and settings (the init's weights are not used).
 
 What `dsir train --init ... --device cuda` does, with two changes that a
 lent GPU needs: the movies (drawn from the init checkpoint's own training
@@ -31,7 +36,8 @@ import numpy as np
 import torch
 
 from napari_dsir.locs import Localizations
-from napari_dsir.model import load_checkpoint, save_checkpoint
+from napari_dsir.model import DSIRModel, load_checkpoint, save_checkpoint
+from napari_dsir.networks import ShuffleNet
 from napari_dsir.simulate import MovieConfig, simulate_movies
 from napari_dsir.train import TrainConfig, _Data, _val_loss, cosine_lr, gauss_kernel, train_epoch
 
@@ -106,18 +112,30 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=100)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--scratch", action="store_true", help="a new network of --channels/--context, not the init's")
+    ap.add_argument("--channels", type=int, default=None)
+    ap.add_argument("--context", type=int, default=None)
     args = ap.parse_args()
     t_start = time.perf_counter()
     device = torch.device(args.device)
     model = load_checkpoint(args.init)  # to the device after the simulation's processes are forked
     old = model.metadata["training"]
+    if args.scratch:
+        channels, context = args.channels or old["channels"], args.context or old["context"]
+        # the spot ceiling belongs to the training mix, which is the init's
+        keep = {"spot_ceiling": model.metadata["spot_ceiling"]} if "spot_ceiling" in model.metadata else {}
+        model = DSIRModel(ShuffleNet(channels, context, model.upsampling), "shuffle", model.upsampling,
+                          model.normalization, model.pixel_size, keep)
+        old = {**old, "channels": channels, "context": context}
     movies = MovieConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in old["movies"].items()})
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, kernel_width=old["kernel_width"],
                       kernel_fwhm=old["kernel_fwhm"], label_scale=old["label_scale"], seed=args.seed,
                       n_train=args.movies * movies.frames_per_movie, n_val=old["n_val"], normalization="movie",
                       arch=model.arch, channels=old["channels"], context=old["context"], movies=movies,
-                      lr_decay=True, init=str(args.init), device=args.device, png_every=0,
+                      lr_decay=True, init=None if args.scratch else str(args.init), device=args.device, png_every=0,
                       scale_jitter=old["scale_jitter"])
+    # what `dsir train` records: the wide-PSF binning and the crowded rows' PSF floor read it
+    model.metadata["simulation"] = movies.to_dict()
     chunks, val_part = simulate_parallel(args.movies, -(-cfg.n_val // movies.frames_per_movie), movies, args.seed,
                                          args.workers)
     model.to(device)
@@ -135,7 +153,7 @@ def main() -> None:
     out = Path(args.output)
     log = out.with_name(out.stem + "_log.csv")
     rows = [[0, "", f"{best:.6g}", f"{best:.6g}", "0"]]
-    print(f"epoch 0: validation loss {best:.4f} (the init model)", flush=True)
+    print(f"epoch 0: validation loss {best:.4f} (the starting weights)", flush=True)
     epochs, epoch, n_steps = args.max_epochs, 0, None
     while epoch < epochs:
         epoch += 1
