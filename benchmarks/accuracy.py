@@ -21,6 +21,8 @@ Methods:
 - **default**: the shipped default model (fast camera-resolution network),
   with the Poisson MLE refinement on the raw frames (the camera given) and
   without (network positions only);
+- **wide**: the shipped wider network (48/64 channels instead of 32/48;
+  docs/model_card.md), with and without the refinement, as the default;
 - **dsir**: the DSIR auto-encoder retrained in 2026 (the previous default),
   network positions, its shipped threshold;
 - **original DSIR weights** (2018, legacy mode), with the localizer
@@ -143,15 +145,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--picasso-python", default=os.environ.get("PICASSO_PYTHON", "/tmp/picvenv/bin/python"),
                     help="Python of the environment with picassosr (benchmarks/requirements-picasso.txt)")
-    ap.add_argument("--models", nargs="*", default=["default", "dsir"], help="shipped names or checkpoints")
+    ap.add_argument("--models", nargs="*", default=["default", "wide", "dsir"],
+                    help="shipped names or checkpoints")
     ap.add_argument("--no-legacy", action="store_true", help="leave out the original DSIR weights")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "accuracy.md")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     methods = []
     for m in args.models:
-        if m == "default":
-            methods.append(DSIRMethod("default + MLE refinement", m, True))
+        if m in ("default", "wide"):
+            methods.append(DSIRMethod(f"{m} + MLE refinement", m, True))
         methods.append(DSIRMethod(f"{m} (network positions)", m, False))
     if LEGACY.is_file() and not args.no_legacy:
         methods.append(DSIRMethod("original DSIR weights", f"legacy:{LEGACY}", False))

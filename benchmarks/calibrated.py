@@ -228,11 +228,11 @@ def kept_z(gt: Localizations, locs: Localizations, rows) -> str:
     return f"{np.std(z):.2f} ({len(pi)}); {np.std(z[u <= lo]):.2f} / {np.std(z[u >= hi]):.2f}"
 
 
-def run_set(frames, gt, cam, px: float = 100.0) -> list[str]:
-    """The table's cells for one set of ``px`` nm camera pixels."""
+def run_set(frames, gt, cam, px: float = 100.0, model=None) -> list[str]:
+    """The table's cells for one set of ``px`` nm camera pixels (``model``: None, the default, or a name)."""
     cells = []
     for refine in (False, True):
-        res = reconstruct(frames, None, pixel_size=px, localize=True, refine=refine, camera=cam)
+        res = reconstruct(frames, model, pixel_size=px, localize=True, refine=refine, camera=cam)
         locs = res.localizations
         a, b = evaluate(gt, locs, 250.0), evaluate(gt, locs, 100.0)
         cells += [f"{a.jaccard:.3f}", f"{a.rmse:.1f}", f"{b.rmse:.1f}"]
@@ -270,7 +270,7 @@ def run_set(frames, gt, cam, px: float = 100.0) -> list[str]:
     return cells
 
 
-def timings(repeats: int) -> list[str]:
+def timings(repeats: int, model: str = "default") -> list[str]:
     seq = SHARED / "bundled_tubes_hd" / "sequence"
     if not seq.is_dir():
         return ["(Bundled Tubes HD not found: no timings)"]
@@ -282,7 +282,7 @@ def timings(repeats: int) -> list[str]:
         for refine in ("none", "mle"):
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "napari_dsir.cli", "localize", str(seq), "-o", str(out),
-                            "--refine", refine, "--overwrite", "-q"], check=True, capture_output=True)
+                            "--refine", refine, "--model", model, "--overwrite", "-q"], check=True, capture_output=True)
             times[refine].append(time.perf_counter() - t0)
     a, b = np.median(times["none"]), np.median(times["mle"])
     return ["| `dsir localize` on Bundled Tubes HD (361 frames) | seconds (median of "
@@ -294,12 +294,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model", default="default", help="a shipped model's name or a checkpoint")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibrated.md")
     args = ap.parse_args()
     lines = [
         "# Calibrated localizations (`python benchmarks/calibrated.py`)", "",
         f"Run on {time.strftime('%Y-%m-%d')}, {cpu_name()}, {args.frames} test frames per simulated set, "
-        "the default model with its own threshold (no tuning), camera as given.", "",
+        f"the {args.model} model with its own threshold (no tuning), camera as given.", "",
         "| set | J250 none | RMSE250 none | RMSE100 none | J250 mle | RMSE250 mle | RMSE100 mle | "
         "RMSE / rms CRLB per axis, all fitted (100 nm pairs) | same, free fits only (n) | "
         "RMSE / true CRLB per axis (mean; rms), all matched | photons fitted/true | "
@@ -309,7 +310,7 @@ def main() -> None:
         "|---" * 15 + "|",
     ]
     for name, _d, frames, gt, cam, px in sets(args.frames):
-        cells = run_set(frames, gt, cam, px)
+        cells = run_set(frames, gt, cam, px, args.model)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", "Lateral RMSE in nm of the pairs matched within 250 / 100 nm. The first two RMSE / CRLB columns "
@@ -323,7 +324,7 @@ def main() -> None:
               "their bound and the network's calibrated error, which grows with the bound and the PSF's width and "
               "changes with the density of detections around, in quadrature; "
               "thirds by that uncertainty).", ""]
-    lines += timings(args.repeats)
+    lines += timings(args.repeats, args.model)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -11,8 +11,9 @@ torch start-up included:
   a plain `nn.Module` one frame at a time with scikit-image resize (the
   baseline);
 - `dsir reconstruct` (sum image) and `dsir localize` (table, with and
-  without the Poisson MLE refinement), with the shipped default model and
-  with the DSIR auto-encoder (``--model dsir``).
+  without the Poisson MLE refinement), with the shipped default model,
+  with the DSIR auto-encoder (``--model dsir``) and with the wider network
+  (``--model wide``).
 
 Runs are interleaved (one of each, then again) so that a slow spell of the
 machine hits every command alike; medians and ratios to the baseline's
@@ -58,6 +59,10 @@ def commands(movie: Path, tmp: Path) -> dict[str, list[str]]:
         "dsir localize (MLE refinement)": dsir + ["localize"] + common + ["-o", str(tmp / "b.csv")],
         "dsir reconstruct --model dsir": dsir + ["reconstruct"] + common + ["-o", str(tmp / "sum2.tif"),
                                                                             "--model", "dsir"],
+        "dsir reconstruct --model wide": dsir + ["reconstruct"] + common + ["-o", str(tmp / "sum3.tif"),
+                                                                            "--model", "wide"],
+        "dsir localize --model wide (MLE refinement)": dsir + ["localize"] + common + ["-o", str(tmp / "c.csv"),
+                                                                                      "--model", "wide"],
     }
 
 

@@ -120,13 +120,15 @@ def test_model_choices(make_napari_viewer):
     from napari_dsir.model import SHIPPED_MODELS, load_model
 
     assert [c.split(":")[0] for c in SHIPPED] == list(SHIPPED_MODELS) and SHIPPED[0] == MODEL_DEFAULT
-    assert model_spec(MODEL_DEFAULT, None) == "default" and model_spec(SHIPPED[1], None) == "dsir"
+    choice = {c.split(":")[0]: c for c in SHIPPED}
+    assert all(model_spec(c, None) == name for name, c in choice.items()) and "wide" in choice
     viewer = make_napari_viewer()
     w = _dock(viewer, "DSIR Reconstruct")
     assert list(w.model.choices)[: len(SHIPPED)] == list(SHIPPED)
-    w.model.value = SHIPPED[1]
-    assert not w.model_file.enabled
-    assert w.threshold.value == pytest.approx(params_for(load_model("dsir")).threshold, abs=1e-6)
+    for name in ("dsir", "wide"):  # each its own calibrated threshold
+        w.model.value = choice[name]
+        assert not w.model_file.enabled
+        assert w.threshold.value == pytest.approx(params_for(load_model(name)).threshold, abs=1e-6)
     w.model.value = MODEL_DEFAULT
     assert w.threshold.value == pytest.approx(params_for(load_model("default")).threshold, abs=1e-6)
     assert model_spec(MODEL_LEGACY, "/w/autoencoder_model.pt") == "legacy:/w/autoencoder_model.pt"

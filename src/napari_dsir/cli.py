@@ -105,8 +105,9 @@ def _check_output(path: Path, overwrite: bool) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", type=Path, help="multi-page TIFF or folder of single-frame TIFFs")
     p.add_argument("--model", default=None,
-                   help="a shipped model by name (default: the fast network; dsir: the DSIR auto-encoder "
-                        "retrained), a checkpoint (.pt), or legacy:PATH for an original DSIR file")
+                   help="a shipped model by name (default: the fast network; wide: the same network wider, "
+                        "closer positions in crowds, slower; dsir: the DSIR auto-encoder retrained), a checkpoint "
+                        "(.pt), or legacy:PATH for an original DSIR file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="frames per batch (default on the CPU, where it is fastest: 8 for the fast network, "
