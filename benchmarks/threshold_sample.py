@@ -4,7 +4,7 @@
         [--out benchmarks/results/threshold_sample.md]
 
 `napari_dsir.calibrate.calibrate_movies` picks the threshold on the
-validation movies of a training run (2,400 frames, of which ~360 are empty):
+validation movies of a training run (2,400 frames, of which 360-380 are empty):
 the best mean Jaccard (250 nm) over four density bands among the thresholds
 whose precision is at least `MIN_PRECISION` in every band and whose false
 positives per empty frame are at most `MAX_EMPTY_FP`. Here each model's
