@@ -12,8 +12,8 @@ output is scored the same way on ``--frames`` other frames of its training
 mix (`MovieConfig` from the checkpoint; a seed no training or validation
 used), at thresholds around the shipped one: does the shipped threshold still
 meet both constraints, and which is the lowest threshold that does?
-Network positions (peaks as the calibration finds them: radius and window
-of the checkpoint, log-parabola positions).
+Network positions, peaks and scores as the calibration finds them (`calibrate.candidate_peaks`,
+`calibrate.band_scores`; the checkpoint's radius).
 """
 
 from __future__ import annotations
@@ -26,39 +26,27 @@ import numpy as np
 import torch
 from _machine import describe
 
-from napari_dsir.calibrate import MAX_EMPTY_FP, MIN_PRECISION, _predict
-from napari_dsir.evaluate import evaluate
-from napari_dsir.localize import centroids, local_maxima
+from napari_dsir.calibrate import DENSITY_BANDS, MAX_EMPTY_FP, MIN_PRECISION, _predict, band_scores, candidate_peaks
 from napari_dsir.model import load_model
 from napari_dsir.simulate import MovieConfig, SimulationConfig
 from napari_dsir.train import _Data
 
 HERE = Path(__file__).resolve().parent
-BANDS = [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0), (6.0, np.inf)]  # emitters/um^2, as calibrate_movies
 
 
 def scores(model, data, thresholds):
     """Per threshold: (mean Jaccard, per-band Jaccard, worst precision, false positives per empty frame)."""
-    loc = model.metadata["localize"]
-    rad = int(loc["radius"])
     sr = _predict(model, data.frames, 32, data.scales)
-    b, yy, xx = local_maxima(sr, float(min(thresholds)), rad)
-    every = centroids(sr, b, yy, xx, rad, data.sr_pixel, subpixel="gauss")
-    value = sr[b, yy, xx].numpy()
+    every, value = candidate_peaks(sr, float(min(thresholds)), int(model.metadata["localize"]["radius"]),
+                                   data.sr_pixel)
     dens = np.array([st["density"] for st in data.settings])[data.movie]
-    band = np.digitize(dens, [hi for _, hi in BANDS[:-1]])
+    band = np.digitize(dens, [hi for _, hi in DENSITY_BANDS[:-1]])
     empty = np.flatnonzero(np.bincount(data.locs.frame.astype(int), minlength=len(data.frames)) == 0)
     out = []
     for t in thresholds:
-        found = every.select(value > t)
-        js, ps = [], []
-        for i in range(len(BANDS)):
-            sel = np.flatnonzero(band == i)
-            truth, mine = data.locs.select(np.isin(data.locs.frame, sel)), found.select(np.isin(found.frame, sel))
-            m = evaluate(truth, mine, 250.0)
-            js.append(m.jaccard)
-            ps.append(m.precision)
-        out.append((float(np.mean(js)), js, min(ps), float(np.isin(found.frame, empty).sum() / max(1, len(empty)))))
+        rows, efp = band_scores(data.locs, every.select(value > t), band, empty)
+        js = [r["jaccard"] for r in rows.values()]
+        out.append((float(np.mean(js)), js, min(r["precision"] for r in rows.values()), efp))
     return out, len(empty)
 
 
@@ -73,7 +61,7 @@ def main() -> None:
              f"Run on {time.strftime('%Y-%m-%d')} on {describe()}, torch {torch.__version__}: {args.frames} frames "
              f"of each model's training mix (seed {args.seed}), network positions. Constraints of the "
              f"calibration: precision >= {MIN_PRECISION} in every band, <= {MAX_EMPTY_FP} false positives per "
-             f"empty frame. Bands: {', '.join(f'{lo:g}-{hi:g}' for lo, hi in BANDS)} /um^2.", ""]
+             f"empty frame. Bands: {', '.join(f'{lo:g}-{hi:g}' for lo, hi in DENSITY_BANDS)} /um^2.", ""]
     for name in args.models:
         model = load_model(name)
         tr = model.metadata["training"]

@@ -83,6 +83,33 @@ def calibrate_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizatio
     return best
 
 
+#: the density bands (emitters/um^2) whose mean Jaccard `calibrate_movies` maximises
+DENSITY_BANDS = [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0), (6.0, math.inf)]
+
+
+def candidate_peaks(sr: torch.Tensor, lowest: float, radius: int, sr_pixel: float):
+    """(localizations, peak values) of the peaks of ``sr`` (frame, y, x) above
+    ``lowest``, positions by log-parabola: found once, a higher threshold
+    keeps those whose value is above it."""
+    b, yy, xx = local_maxima(sr, lowest, radius)
+    return centroids(sr, b, yy, xx, radius, sr_pixel, subpixel="gauss"), sr[b, yy, xx].numpy()
+
+
+def band_scores(truth: Localizations, found: Localizations, frame_band: np.ndarray, empty: np.ndarray,
+                radius_nm: float = 250.0) -> tuple[dict, float]:
+    """Per `DENSITY_BANDS` band with frames (``frame_band``: each frame's band
+    index): Jaccard and precision of ``found`` against ``truth``; and the
+    false positives per ``empty`` frame."""
+    rows = {}
+    for i, (lo, hi) in enumerate(DENSITY_BANDS):
+        sel = np.flatnonzero(frame_band == i)
+        if len(sel) == 0:
+            continue
+        m = evaluate(truth.select(np.isin(truth.frame, sel)), found.select(np.isin(found.frame, sel)), radius_nm)
+        rows[f"{lo:g}-{hi:g}"] = {"jaccard": m.jaccard, "precision": m.precision}
+    return rows, float(np.isin(found.frame, empty).sum() / max(1, len(empty)))
+
+
 def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations, sr_pixel: float,
                      scales: np.ndarray, densities: np.ndarray, batch_size: int = 32,
                      radius_nm: float = 250.0) -> tuple[LocalizeParams, dict]:
@@ -99,31 +126,17 @@ def calibrate_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations,
     positives).
     """
     sr = _predict(model, frames, batch_size, scales)
-    bands = [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0), (6.0, math.inf)]
-    frame_band = np.digitize(densities, [b[1] for b in bands[:-1]])
-    counts = np.bincount(truth.frame.astype(int), minlength=len(frames))
-    empty = np.flatnonzero(counts == 0)
+    frame_band = np.digitize(densities, [b[1] for b in DENSITY_BANDS[:-1]])
+    empty = np.flatnonzero(np.bincount(truth.frame.astype(int), minlength=len(frames)) == 0)
     top = float(sr.max()) if sr.numel() else 1.0
     thresholds = np.geomspace(top * 5e-3, top * 0.9, THRESHOLD_STEPS)
     best, best_key, report = None, None, {}
     for rad in (2, 3):
-        # peaks at the lowest threshold once; a higher threshold keeps those above it
-        b, yy, xx = local_maxima(sr, float(thresholds[0]), rad)
-        every = centroids(sr, b, yy, xx, rad, sr_pixel, subpixel="gauss")
-        value = sr[b, yy, xx].numpy()
+        every, value = candidate_peaks(sr, float(thresholds[0]), rad, sr_pixel)
         for t in thresholds:
             p = LocalizeParams(threshold=float(t), radius=rad, window=rad, blur_width=1, blur_fwhm=0.0,
                                subpixel="gauss")
-            found = every.select(value > t)
-            rows = {}
-            for i, (lo, hi) in enumerate(bands):
-                sel = np.flatnonzero(frame_band == i)
-                if len(sel) == 0:
-                    continue
-                m = evaluate(truth.select(np.isin(truth.frame, sel)), found.select(np.isin(found.frame, sel)),
-                             radius_nm)
-                rows[f"{lo:g}-{hi:g}"] = {"jaccard": m.jaccard, "precision": m.precision}
-            efp = float(np.isin(found.frame, empty).sum() / max(1, len(empty)))
+            rows, efp = band_scores(truth, every.select(value > t), frame_band, empty, radius_nm)
             jac = float(np.mean([r["jaccard"] for r in rows.values()]))
             worst = min(r["precision"] for r in rows.values())
             ok = worst >= MIN_PRECISION and efp <= MAX_EMPTY_FP
