@@ -65,3 +65,26 @@ def test_empty_inputs():
     assert evaluate(e, e).jaccard == 1.0
     gt = L([0], [0], [0])
     assert evaluate(gt, e).recall == 0 and evaluate(e, gt).precision == 0
+
+
+def test_match_groups_unsorted_frames_as_frame_by_frame_matching():
+    """`match` groups both tables by frame once (no pass per frame): on
+    unsorted tables with frames found in only one of them, it returns the
+    pairs that matching each frame's rows on their own returns, in frame
+    order and in the tables' row order within a frame."""
+    rng = np.random.default_rng(5)
+    gt = L(rng.integers(0, 40, 600), rng.uniform(0, 2000, 600), rng.uniform(0, 2000, 600))
+    pred = L(rng.integers(-3, 45, 500), rng.uniform(0, 2000, 500), rng.uniform(0, 2000, 500))
+    gi, pi, d = match(gt, pred, 250)
+    want_g, want_p = [], []
+    for f in np.unique(pred.frame):
+        g, p = np.flatnonzero(gt.frame == f), np.flatnonzero(pred.frame == f)
+        if len(g):
+            a, b = match_frame(np.column_stack([gt.x[g], gt.y[g]]), np.column_stack([pred.x[p], pred.y[p]]), 250)
+            want_g.append(g[a])
+            want_p.append(p[b])
+    assert len(gi) > 100
+    np.testing.assert_array_equal(gi, np.concatenate(want_g))
+    np.testing.assert_array_equal(pi, np.concatenate(want_p))
+    np.testing.assert_allclose(d, np.hypot(gt.x[gi] - pred.x[pi], gt.y[gi] - pred.y[pi]))
+    assert (gt.frame[gi] == pred.frame[pi]).all()

@@ -68,12 +68,16 @@ def match(gt: Localizations, pred: Localizations, radius: float = 250.0):
     if not radius > 0:
         raise DSIRError(f"radius must be > 0 nm, got {radius}")
     gi, pi = [], []
-    gframes = {f: np.flatnonzero(gt.frame == f) for f in np.unique(gt.frame)}
-    for f in np.unique(pred.frame):
-        g = gframes.get(f)
-        if g is None:
-            continue
-        p = np.flatnonzero(pred.frame == f)
+    # rows grouped by frame once (stable sorts: rows keep their order within
+    # a frame), not one pass over the tables per frame
+    gorder = np.argsort(gt.frame, kind="stable")
+    porder = np.argsort(pred.frame, kind="stable")
+    gf, pf = gt.frame[gorder], pred.frame[porder]
+    frames = np.intersect1d(gf, pf)
+    g0, g1 = np.searchsorted(gf, frames), np.searchsorted(gf, frames, side="right")
+    p0, p1 = np.searchsorted(pf, frames), np.searchsorted(pf, frames, side="right")
+    for ga, gb, pa, pb in zip(g0, g1, p0, p1):
+        g, p = gorder[ga:gb], porder[pa:pb]
         a, b = match_frame(np.column_stack([gt.x[g], gt.y[g]]), np.column_stack([pred.x[p], pred.y[p]]), radius)
         gi.append(g[a])
         pi.append(p[b])
