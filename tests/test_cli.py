@@ -422,3 +422,90 @@ def test_an_uneven_illumination_is_followed_and_recorded(tmp_path, capsys):
         assert ("uneven illumination: the background is" in err) is shaped, err
         docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
         assert any(d.get("background_shaped") is shaped for d in docs), docs
+
+
+@pytest.fixture
+def camera_movie(tmp_path):
+    """A movie of a camera with a 400 ADU offset and 0.5 e-/ADU, its TIFF
+    stating both (tifffile's JSON description), and the same frames without."""
+    import tifffile
+
+    raw = tmp_path / "raw.tif"
+    assert main(["simulate", "-o", str(raw), "-n", "6", "--size", "32", "32", "--density", "1",
+                 "--photons", "800:3000", "--gain", "2", "--base-level", "400", "--seed", "5"]) == 0
+    frames = open_stack(raw).read()
+    stated = tmp_path / "stated.tif"
+    tifffile.imwrite(stated, frames, photometric="minisblack", metadata={"offset": 400, "sensitivity": 0.5})
+    return stated, raw
+
+
+def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys):
+    """Without camera options the fits use the settings the TIFF states, say
+    so once, and record where they came from (the protocol beside the CSV,
+    in ThunderSTORM's names); the same settings given explicitly give the
+    same table; options given win over the file's."""
+    stated, raw = camera_movie
+    capsys.readouterr()
+    out = tmp_path / "from_file.csv"
+    assert main(["localize", str(stated), "-o", str(out), "-q", "--pixel-size", "100"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("camera settings from the metadata of") == 1 and "baseline 400 ADU, 0.5 e-/ADU" in err
+    assert "camera settings not given" not in err
+    protocol = json.loads((tmp_path / "from_file-protocol.txt").read_text())
+    assert protocol["napari-dsir"]["camera_origin"] == "metadata"
+    assert protocol["cameraSettings"]["offset"] == 400 and protocol["cameraSettings"]["photons2ADU"] == 0.5
+    assert protocol["cameraSettings"]["isEmGain"] is False
+
+    given = tmp_path / "given.csv"
+    assert main(["localize", str(raw), "-o", str(given), "-q", "--pixel-size", "100",
+                 "--baseline", "400", "--sensitivity", "0.5"]) == 0
+    assert json.loads((tmp_path / "given-protocol.txt").read_text())["napari-dsir"]["camera_origin"] == "given"
+    a, b = read_localizations(out), read_localizations(given)
+    assert len(a) > 10
+    np.testing.assert_allclose(a.photons, b.photons)
+    np.testing.assert_allclose(a.uncertainty, b.uncertainty)
+
+    assumed = tmp_path / "assumed.csv"
+    assert main(["localize", str(raw), "-o", str(assumed), "-q", "--pixel-size", "100"]) == 0
+    assert "camera settings not given" in capsys.readouterr().err
+    assert json.loads((tmp_path / "assumed-protocol.txt").read_text())["napari-dsir"]["camera_origin"] == "assumed"
+
+    over = tmp_path / "over.hdf5"
+    assert main(["localize", str(stated), "-o", str(over), "-q", "--pixel-size", "100", "--baseline", "390"]) == 0
+    assert "camera settings from the metadata" not in capsys.readouterr().err
+    text = over.with_suffix(".yaml").read_text()
+    assert "camera_origin: given" in text and "baseline: 390.0" in text
+
+
+def test_impossible_camera_settings_in_the_file(camera_movie, tmp_path, capsys):
+    """A file stating an impossible setting: a clear error naming the file
+    and the way past it, before any work; settings given get past it."""
+    import tifffile
+
+    stated, _ = camera_movie
+    bad = tmp_path / "bad.tif"
+    tifffile.imwrite(bad, open_stack(stated).read(), photometric="minisblack",
+                     metadata={"offset": 400, "sensitivity": -0.5})
+    capsys.readouterr()
+    out = tmp_path / "bad.csv"
+    assert main(["localize", str(bad), "-o", str(out), "-q", "--pixel-size", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tif" in err and "camera settings in the file metadata" in err and "sensitivity" in err
+    assert "set the camera to override them" in err
+    assert not out.exists() and not (tmp_path / "bad-protocol.txt").exists()
+    assert main(["localize", str(bad), "-o", str(out), "-q", "--pixel-size", "100",
+                 "--baseline", "400", "--sensitivity", "0.5"]) == 0
+
+
+def test_an_existing_protocol_is_refused_before_any_work(small_stack, tiny_checkpoint, tmp_path, capsys):
+    """The protocol beside a CSV (and the YAML beside an HDF5 file) is an
+    output too: an existing one is refused before the run, nothing written."""
+    protocol = tmp_path / "locs-protocol.txt"
+    protocol.write_text("precious")
+    yaml_file = tmp_path / "p.yaml"
+    yaml_file.write_text("precious")
+    for name, existing in (("locs.csv", protocol), ("p.hdf5", yaml_file)):
+        rc = main(["localize", str(small_stack), "-o", str(tmp_path / name), "--model", str(tiny_checkpoint), "-q"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "already exists" in err and str(existing) in err
+        assert existing.read_text() == "precious" and not (tmp_path / name).exists()

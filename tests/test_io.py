@@ -175,6 +175,53 @@ def test_ome_pixel_size(tmp_path, rng):
     assert open_stack(p).pixel_size == pytest.approx(107.0)
 
 
+OME_CAMERA = (
+    '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+    '<Instrument ID="Instrument:0"><Detector ID="Detector:0" Model="iXon" Offset="100" AmplificationGain="300" '
+    'Gain="4.5"/></Instrument><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" '
+    'SizeX="20" SizeY="16" SizeZ="1" SizeC="1" SizeT="5" PhysicalSizeX="160" PhysicalSizeXUnit="nm">'
+    '<Channel ID="Channel:0:0" SamplesPerPixel="1"><DetectorSettings ID="Detector:0" Offset="105"/></Channel>'
+    '<TiffData/></Pixels></Image><StructuredAnnotations><MapAnnotation ID="Annotation:0"><Value>'
+    '<M K="sensitivity">4.8</M><M K="Quantum efficiency">0.95</M></Value></MapAnnotation>'
+    '</StructuredAnnotations></OME>')
+
+
+def test_camera_settings_stated_in_the_file(tmp_path, rng):
+    """Camera settings in OME-XML (the acquisition's offset before the
+    detector's, the EM gain, key-value annotations), in ImageJ's Info lines
+    and properties, and in tifffile's JSON description; a bare "Gain" (an
+    sCMOS's analog gain for some vendors) and unrelated keys are not read."""
+    from napari_dsir.camera import Camera
+
+    ome = tmp_path / "cam.ome.tif"
+    tifffile.imwrite(ome, _stack(rng), description=OME_CAMERA, metadata=None, photometric="minisblack")
+    s = open_stack(ome)
+    assert s.pixel_size == pytest.approx(160.0)
+    assert s.camera_metadata == {"Offset": "105", "AmplificationGain": "300", "sensitivity": "4.8",
+                                 "Quantum efficiency": "0.95"}
+    assert Camera.from_metadata(s.camera_metadata) == Camera(105.0, 4.8, 300.0, 0.95)
+
+    ij = tmp_path / "cam_ij.tif"
+    tifffile.imwrite(ij, _stack(rng)[:, None, None], imagej=True, metadata={
+        "Info": "Camera = sCMOS\nOffset = 400\nSensitivity: 0.5\nGain = 2\nread noise [e-]=1.6",
+        "Properties": {"QE": "0.82"}})
+    assert Camera.from_metadata(open_stack(ij).camera_metadata) == Camera(400.0, 0.5, 1.0, 0.82, read_noise=1.6)
+
+    js = tmp_path / "cam_json.tif"
+    tifffile.imwrite(js, _stack(rng), photometric="minisblack",
+                     metadata={"baseline": 98, "em_gain": 50, "sensitivity": 12.5, "gain": 7, "note": "x"})
+    assert open_stack(js).camera_metadata == {"baseline": 98, "em_gain": 50, "sensitivity": 12.5}
+
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, _stack(rng))
+    assert open_stack(plain).camera_metadata == {}
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_stack(rng, 3)):
+        tifffile.imwrite(folder / f"{i:03d}.tif", frame, metadata={"offset": 100 + i})
+    assert open_stack(folder).camera_metadata == {"offset": 100}  # the first file's
+
+
 def test_pixel_size_override(tmp_path, rng):
     p = tmp_path / "m.tif"
     tifffile.imwrite(p, _stack(rng))

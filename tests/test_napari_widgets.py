@@ -534,3 +534,37 @@ def test_an_uneven_illumination_is_followed_and_said(make_napari_viewer, notes):
     w.run()
     assert "background_shaped" not in w.last_result.info and "uneven background" not in w.status.value
     assert any("the background looks" in m and "camera fields" in m for m in _texts(notes, "warning")), notes
+
+
+def test_a_run_on_a_file_uses_the_camera_it_states(make_napari_viewer, tmp_path, notes):
+    """A TIFF that states its camera, opened with the reader: the layer keeps
+    the settings, a run with "Camera settings as set here" unticked fits
+    with them and says so, its layers record them and where they came
+    from, and its photons are those of the same run on the file (CLI, API)."""
+    from napari_dsir.run import reconstruct
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(800.0, 3000.0),
+                                             base_level=400.0, gain=2.0), seed=5)
+    path = tmp_path / "stated.tif"
+    tifffile.imwrite(path, frames.astype(np.uint16), photometric="minisblack",
+                     metadata={"offset": 400, "sensitivity": 0.5})
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dsir")
+    assert viewer.layers["stated"].metadata["camera"] == {"offset": 400, "sensitivity": 0.5}
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.camera.set_camera.value = False
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    assert any("camera settings from the metadata of" in m and "baseline 400 ADU, 0.5 e-/ADU" in m
+               for m in _texts(notes, "warning")), notes
+    assert not any("camera settings not given" in m for m in _texts(notes)), notes
+    meta = viewer.layers["stated DSIR localizations"].metadata
+    assert meta["camera_origin"] == "metadata" and meta["camera"]["baseline"] == 400
+    assert meta["camera"]["sensitivity"] == 0.5
+    on_file = reconstruct(path, pixel_size=100.0, localize=True, device="cpu").localizations
+    got = w.last_result.localizations
+    assert len(got) == len(on_file) > 5
+    np.testing.assert_allclose(np.sort(got.photons), np.sort(on_file.photons), rtol=1e-4)

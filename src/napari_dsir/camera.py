@@ -70,6 +70,17 @@ def _norm_key(key) -> str:
     return re.sub(r"[\s\-.]+", "_", k)
 
 
+def camera_entries(meta, skip: tuple[str, ...] = ()) -> dict:
+    """The entries of a flat metadata dict (key -> number or text) that name a
+    camera setting (`ALIASES`; not those spelled as in ``skip``), as they
+    are; the rest left out."""
+    if not isinstance(meta, dict):
+        return {}
+    return {str(k): v for k, v in meta.items()
+            if _norm_key(k) in ALIASES and _norm_key(k) not in skip
+            and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+
+
 @dataclass
 class Camera:
     """Camera settings: ``baseline`` (ADU), ``sensitivity`` (photoelectrons per

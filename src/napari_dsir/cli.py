@@ -228,14 +228,17 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_localize(args) -> int:
     from .io import write_localizations, write_tiff
+    from .io.tables import output_paths
 
-    _check_output(args.output, args.overwrite)
+    for path in output_paths(args.output):  # the table and what goes beside it (YAML, protocol)
+        _check_output(path, args.overwrite)
     if args.image is not None:
         _check_output(args.image, args.overwrite)
     res = _run_reconstruction(args, localize=True)
     u = res.upsampling
     meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
-            "camera": res.info.get("camera"), "localize": res.info.get("localize"),
+            "camera": res.info.get("camera"), "camera_origin": res.info.get("camera_origin"),
+            "localize": res.info.get("localize"),
             "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
             "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
             "bright_objects": dict(zip(("objects", "detections_left_out"), res.info.get("halos", (0, 0)))),
@@ -444,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="localization table of a stack (ThunderSTORM CSV, or Picasso .hdf5)")
     _add_common(p)
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="output table: .csv (ThunderSTORM) or .hdf5 (Picasso, with a .yaml beside it)")
+                   help="output table: .csv (ThunderSTORM, with its -protocol.txt beside it) or .hdf5 "
+                        "(Picasso, with a .yaml beside it)")
     p.add_argument("--image", type=Path, default=None, help="also write the sum image here")
     p.add_argument("--threshold", type=float, default=None,
                    help="peak threshold in network output units (default: the model's calibrated one)")

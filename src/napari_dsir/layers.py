@@ -228,7 +228,9 @@ def layer_name(stack) -> str:
 def stack_layer_data(stack) -> tuple:
     """An image LayerData tuple for a `Stack`: lazy (dask) when it has
     several frames, world in nm, metadata ``pixel_size`` (the file's, else
-    the default, with ``pixel_size_from_file`` False) and ``source``."""
+    the default, with ``pixel_size_from_file`` False), ``source`` and, where
+    the file states camera settings, ``camera`` (`Stack.camera_metadata`:
+    runs on the layer use them, as on the file)."""
     from_file = stack.pixel_size is not None
     p = float(stack.pixel_size) if from_file else DEFAULT_PIXEL_SIZE_NM
     geo = Geometry.for_pixel_size(p)
@@ -244,7 +246,8 @@ def stack_layer_data(stack) -> tuple:
         "scale": geo.camera_scale(ndim),
         "translate": geo.camera_translate(ndim),
         "contrast_limits": stack_contrast_limits(sample),
-        "metadata": {"pixel_size": p, "pixel_size_from_file": from_file, "source": str(stack.path)},
+        "metadata": {"pixel_size": p, "pixel_size_from_file": from_file, "source": str(stack.path),
+                     **({"camera": dict(stack.camera_metadata)} if stack.camera_metadata else {})},
         "colormap": "gray",
     }
     kwargs.update(axes_kwargs(ndim))
@@ -330,6 +333,8 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
         "frames": (int(result.start), int(result.stop)),
         "source": name,
         "model": info.get("model"),
+        "camera": info.get("camera"),  # the camera settings the fits used, and where they came from
+        "camera_origin": info.get("camera_origin"),
     }
     def axes(n):
         return axes_kwargs(n, geometry.world_is_nm, units)

@@ -52,6 +52,10 @@ class RunRequest:
     nm given by the user (None: from ``source_pixel_size`` or the file, else
     100 nm). ``source_pixel_size``: the pixel size the source's own metadata
     states (a napari layer's), used when ``pixel_size`` is None.
+    ``source_camera``: the camera settings the source's own metadata states
+    (key -> value as written; a napari layer's ``metadata["camera"]``, from
+    `napari_dsir.io.Stack.camera_metadata`), used by the fits when
+    ``camera`` is None; a path or a `Stack` states its file's.
     ``model``: None (the default model), a shipped model's name
     (`napari_dsir.model.SHIPPED_MODELS`), ``"legacy:PATH"``, a checkpoint
     path or a loaded `DSIRModel`. ``start``/``stop``: 0-based frame range,
@@ -82,6 +86,7 @@ class RunRequest:
     source: Any
     pixel_size: float | None = None
     source_pixel_size: float | None = None
+    source_camera: dict | None = None
     model: Any = None
     device: str = "auto"
     start: int = 0
@@ -137,6 +142,12 @@ def camera_warning(camera: Camera) -> str:
     return (f"camera settings not given: assuming baseline {c.baseline:g} ADU{why}, {c.sensitivity:g} e-/ADU, "
             f"EM gain {c.em_gain:g}, QE {c.qe:g}; photons and precisions rest on them "
             "(set the camera to change them)")
+
+
+def camera_metadata_message(name: str, camera: Camera) -> str:
+    """What a run says when its fits use the camera settings the input's metadata states."""
+    return (f"camera settings from the metadata of {name}: {camera.describe()}; photons and precisions rest on "
+            "them (set the camera to change them)")
 
 
 def _as_camera(value) -> Camera | None:
@@ -221,15 +232,32 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     refine = params is not None and bool(req.refine)
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
+    camera_origin = None
     if refine:
-        camera, assumed = resolve_camera(_as_camera(req.camera), getattr(src, "metadata", None))
+        explicit = _as_camera(req.camera)
+        stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
+        try:
+            camera, assumed = resolve_camera(explicit, stated)
+        except DSIRError as e:  # the file's settings: say whose, and how to get past them
+            if explicit is not None:
+                raise
+            raise DSIRError(f"{name}: {e} (set the camera to override them)") from None
+        camera_origin = "given" if explicit is not None else ("assumed" if assumed else "metadata")
         if assumed:
             camera = assumed_camera(first)
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
+        elif camera_origin == "metadata":
+            yield Progress(0, total, req.batch_size or 0, camera_metadata_message(name, camera), kind="warning")
     elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
-        camera = resolve_camera(_as_camera(req.camera))[0]
+        camera, camera_origin = resolve_camera(_as_camera(req.camera))[0], "given"
     if camera is not None:
-        camera.check_data(first)
+        try:
+            camera.check_data(first)
+        except DSIRError as e:
+            if camera_origin != "metadata":
+                raise
+            raise DSIRError(f"{name}: camera settings in the file metadata: {e} (set the camera to override "
+                            "them)") from None
     distributed = req.client is not None or bool(req.scheduler)
     if distributed and req.keep_frames:
         raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "
@@ -307,7 +335,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         stripes=stripes.counts() if stripes is not None else {"columns": 0, "rows": 0, "max_adu": 0.0},
         camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
         localize=params.to_dict() if params is not None else None,
-        camera=camera.to_dict() if camera is not None else None,
+        camera=camera.to_dict() if camera is not None else None, camera_origin=camera_origin,
         seconds=time.perf_counter() - t0, hot_pixels=hot.tolist(), **psf,
         **(light.to_dict() if light is not None else {}),
     )

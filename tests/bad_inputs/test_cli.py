@@ -359,6 +359,26 @@ def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case, command):
     _expect_clean_failure(capsys, tmp_path, stack, argv, needle)
 
 
+#: impossible camera settings stated in the file's own metadata (read by the fits)
+FILE_CAMERA_CASES = {
+    "negative_sensitivity": ({"offset": 100, "sensitivity": -0.5}, "sensitivity"),
+    "qe_above_one": ({"QE": 1.7}, "quantum efficiency"),
+    "negative_em_gain": ({"EM gain": -3}, "EM gain must be > 0"),
+    "text_value": ({"offset": "100", "read noise": "-2"}, "read noise"),
+    "baseline_above_data": ({"offset": 5000}, "baseline"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CAMERA_CASES))
+def test_bad_camera_in_the_file_metadata(tmp_path, capsys, tiny_checkpoint, case):
+    stack = tmp_path / "stated.tif"
+    meta, needle = FILE_CAMERA_CASES[case]
+    tifffile.imwrite(stack, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack", metadata=meta)
+    argv = ["localize", str(stack), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint), "-q"]
+    err = _expect_clean_failure(capsys, tmp_path, stack, argv, needle)
+    assert "stated.tif" in err
+
+
 def test_camera_file_and_options_are_used_and_stored(tmp_path, capsys, tiny_checkpoint):
     import yaml
 

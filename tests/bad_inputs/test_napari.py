@@ -200,6 +200,29 @@ def test_reconstruct_no_layer_and_rgb(make_napari_viewer, notes):
     assert _names(viewer) == ["photo"] and w.worker is None and w.run_button.enabled
 
 
+def test_reconstruct_impossible_camera_in_the_file(make_napari_viewer, tmp_path, notes):
+    """A file whose metadata states an impossible camera: a notification that
+    names it and the way past it, no layer added; the widget's settings get past it."""
+    path = tmp_path / "stated.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(path, (rng.poisson(20, (3, 16, 16)) + 400).astype(np.uint16), photometric="minisblack",
+                     metadata={"offset": 400, "QE": 1.7})
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dsir")
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.camera.set_camera.value = False
+    w.out_locs.value = True
+    w.run()
+    err = _texts(notes, "error")[-1]
+    _clean(err)
+    assert "stated" in err and "quantum efficiency" in err and "set the camera to override" in err, err
+    assert _names(viewer) == ["stated"] and w.run_button.enabled
+    w.camera.set_camera.value = True
+    w.camera.baseline.value = 400.0
+    w.run()
+    assert "stated DSIR localizations" in _names(viewer)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_reconstruct_nan_inf(make_napari_viewer, monkeypatch, notes, bad):
     _use_model(monkeypatch, Peaky)

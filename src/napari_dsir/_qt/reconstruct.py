@@ -175,7 +175,7 @@ class ReconstructWidget(Container):
             raise DSIRError(f"frames {start} to {stop} select none of the {n} frames of '{layer.name}'")
         return RunRequest(
             source=layer.data, pixel_size=self.pixel_size.value or None,
-            source_pixel_size=camera_pixel_size(layer),
+            source_pixel_size=camera_pixel_size(layer), source_camera=(layer.metadata or {}).get("camera"),
             model=model_spec(self.model.value, self.model_file.value), device=self.device.value,
             start=start, stop=stop, batch_size=int(self.batch.value) or None,
             keep_frames=bool(self.out_frames.value), localize=bool(self.out_locs.value),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..camera import camera_entries
 from ..errors import DSIRError
 
 DEFAULT_PIXEL_SIZE_NM = 100.0
@@ -73,6 +74,10 @@ class Stack:
     dtype: np.dtype
     pixel_size: float | None
     _read: Callable[[int, int], np.ndarray] = field(repr=False)
+    #: camera settings the file's metadata states, as written there (key ->
+    #: value; `_camera_metadata`): `napari_dsir.camera.Camera.from_metadata`
+    #: reads them; empty when it states none
+    camera_metadata: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -214,6 +219,60 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> float | None:
     return None  # inch or none: not a microscope calibration
 
 
+_INFO_LINE = re.compile(r"^\s*([^=:]+?)\s*[=:]\s*(.+?)\s*$")
+
+
+def _camera_metadata(tif: tifffile.TiffFile) -> dict:
+    """Camera settings a TIFF's metadata states (`napari_dsir.camera.ALIASES`
+    names: offset, baseline, sensitivity, EM gain, QE, read noise, ...), as
+    written: OME-XML (DetectorSettings and Detector ``Offset``, Detector
+    ``AmplificationGain``, and key-value annotations), ImageJ's description
+    keys, its image properties and its "Info" text ("key = value" or "key:
+    value" lines), and tifffile's JSON description
+    (``tifffile.imwrite(..., metadata={...})``). The first source that names
+    a setting wins. A bare "Gain" is not read (vendors write an sCMOS's
+    analog gain under that name, Picasso an EM gain), nor are OME's ``Gain``
+    and Micro-Manager's per-device properties."""
+    found: dict = {}
+
+    def take(entries) -> None:
+        for k, v in camera_entries(entries, skip=("gain",)).items():
+            found.setdefault(k, v)
+
+    try:
+        ome = tif.ome_metadata
+    except Exception:
+        ome = None
+    if ome:
+        try:
+            root = ET.fromstring(ome)
+        except ET.ParseError:
+            root = None
+        if root is not None:
+            for suffix in ("DetectorSettings", "Detector"):  # the acquisition's before the instrument's
+                for el in root.iter():
+                    if el.tag.endswith("}" + suffix) or el.tag == suffix:
+                        take({k: el.attrib[k] for k in ("Offset", "AmplificationGain") if k in el.attrib})
+            take({el.attrib["K"]: el.text or "" for el in root.iter() if el.tag.endswith("M") and "K" in el.attrib})
+    try:
+        ij = tif.imagej_metadata or {}
+    except Exception:
+        ij = {}
+    take(ij)
+    if isinstance(ij.get("Properties"), dict):
+        take(ij["Properties"])
+    if isinstance(ij.get("Info"), str):
+        lines = (_INFO_LINE.match(line) for line in ij["Info"].splitlines())
+        take({m.group(1): m.group(2) for m in lines if m})
+    try:
+        shaped = tif.shaped_metadata or ()
+    except Exception:
+        shaped = ()
+    for entry in shaped:
+        take(entry)
+    return found
+
+
 def is_folder_tiff(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
 
@@ -334,6 +393,7 @@ def _open_tiff(path: Path) -> Stack:
             if photometric is not None:
                 photometric = getattr(photometric, "name", photometric)
             pixel_size = _pixel_size_from_tiff(tif)
+            camera = _camera_metadata(tif)
             npages = len(series.pages) if hasattr(series, "pages") else None
         except DSIRError:
             raise
@@ -348,7 +408,7 @@ def _open_tiff(path: Path) -> Stack:
         reader = _ContiguousReader(Path(path), contiguous[0], contiguous[1], shape[1:])
     else:
         reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None)
-    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader)
+    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera)
 
 
 def _contiguous_data(tif: tifffile.TiffFile, series, path: Path) -> tuple[int, np.dtype, int] | None:
@@ -409,7 +469,7 @@ def _open_folder(path: Path) -> Stack:
         )
     frame_shape, dtype = first.shape[1:], first.dtype
     reader = _FolderReader(files, frame_shape, dtype)
-    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader)
+    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader, first.camera_metadata)
 
 
 def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:

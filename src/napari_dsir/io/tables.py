@@ -8,6 +8,7 @@ are parsed and written with numpy, a column at a time (no loop over rows).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -343,6 +344,11 @@ def write_localizations(
     equals them: reading gives the photons as intensity too). Written in
     pieces (a table of millions of rows needs little extra memory).
 
+    A ``metadata`` dict goes beside it, as ThunderSTORM's measurement
+    protocol does (`protocol_path`: ``<name>-protocol.txt``, JSON): the
+    camera under ThunderSTORM's ``cameraSettings`` names where it holds one
+    (`camera_settings`), and the whole dict under ``napari-dsir``.
+
     ``.hdf5``/``.h5``: Picasso localizations + YAML (`picasso.write_picasso`),
     which needs ``pixel_size`` (nm) and ``frame_shape`` (Height, Width in
     camera px); ``n_frames`` and ``metadata`` go into the YAML.
@@ -355,8 +361,71 @@ def write_localizations(
         return write_picasso(path, locs, pixel_size=pixel_size, frame_shape=frame_shape,
                              n_frames=n_frames, metadata=metadata, overwrite=overwrite)
     delimiter = "\t" if suffix == ".tsv" else ","
-    with atomic_output(path, overwrite) as tmp:
+    protocol = None
+    if isinstance(metadata, dict):
+        protocol = _protocol_text(metadata, pixel_size, path)
+    with contextlib.ExitStack() as outputs:
+        tmp = outputs.enter_context(atomic_output(path, overwrite))
+        if protocol is not None:  # both files, or neither
+            tmp_protocol = outputs.enter_context(atomic_output(protocol_path(path), overwrite))
+            tmp_protocol.write_text(protocol, encoding="utf-8")
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             for piece in _csv_pieces(locs, intensity_unit, delimiter):
                 fh.write(piece)
     return path
+
+
+def protocol_path(path: str | os.PathLike) -> Path:
+    """The protocol beside a CSV table, as ThunderSTORM names it: ``<name>-protocol.txt``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}-protocol.txt")
+
+
+def output_paths(path: str | os.PathLike, metadata: bool = True) -> list[Path]:
+    """Every file `write_localizations` writes for ``path``: the table, and the
+    YAML beside a Picasso HDF5 file or (with ``metadata``) the protocol
+    beside a CSV; for refusing existing ones before any work is done."""
+    p = Path(path)
+    if p.suffix.lower() in HDF5_SUFFIXES:
+        return [p, p.with_suffix(".yaml")]
+    return [p, protocol_path(p)] if metadata else [p]
+
+
+def camera_settings(camera: dict | None, pixel_size: float | None = None) -> dict | None:
+    """A camera dict (`napari_dsir.camera.Camera.to_dict`) under the names of
+    ThunderSTORM's protocol ``cameraSettings`` (photons2ADU: photoelectrons
+    per A/D count; gain: the EM gain), or None without one."""
+    if not camera:
+        return None
+    em = float(camera.get("em_gain", 1.0))
+    out = {"readoutNoise": float(camera.get("read_noise", 0.0)), "offset": float(camera.get("baseline", 0.0)),
+           "quantumEfficiency": float(camera.get("qe", 1.0)), "isEmGain": em > 1.0,
+           "photons2ADU": float(camera.get("sensitivity", 1.0)), "gain": em}
+    if pixel_size is not None:
+        out["pixelSize"] = float(pixel_size)
+    return out
+
+
+def _protocol_text(metadata: dict, pixel_size: float | None, where: Path) -> str:
+    import json
+
+    from .. import __version__
+    from .picasso import _plain
+
+    body = {"version": f"napari-dsir {__version__}"}
+    settings = camera_settings(metadata.get("camera"), pixel_size)
+    if settings is not None:
+        body["cameraSettings"] = settings
+    body["napari-dsir"] = _finite(_plain(metadata, where))
+    return json.dumps(body, indent=2, allow_nan=False) + "\n"
+
+
+def _finite(obj):
+    """NaN and infinities as null (JSON has no such numbers)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
