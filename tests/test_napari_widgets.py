@@ -192,12 +192,17 @@ def test_pixel_size_is_resolved_by_the_run(make_napari_viewer, peaky, notes):
     assert w.last_result.info["pixel_size_origin"] == "given"
 
 
-def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, peaky, notes, monkeypatch, tmp_path):
-    """A file from our reader is a dask layer; the widget reads each of its
-    chunks once (not the whole movie at once, nor a chunk per frame)."""
+def test_reconstruct_a_file_layer_reads_it_as_a_run_on_the_file(make_napari_viewer, peaky, notes, monkeypatch,
+                                                               tmp_path):
+    """A file from our reader is a dask layer; the widget's run reads the
+    file as a run on the file does (`io.stack_of`): the same reads in the
+    same order (frames sampled for the PSF, the hot pixels and the noise
+    level spread over the movie, not within its first chunk; then batch by
+    batch, never the whole movie at once) and the same result. A slice of
+    the layer's data is another array, read as an array."""
     from napari_dsir import io
     from napari_dsir.io import write_tiff
-    from napari_dsir.layers import DASK_CHUNK
+    from napari_dsir.reconstruct import frame_source
 
     frames = one_emitter_stack(n=40, noise=True)
     path = tmp_path / "movie.tif"
@@ -216,13 +221,16 @@ def test_reconstruct_big_file_chunk_by_chunk(make_napari_viewer, peaky, notes, m
     assert type(layer.data).__module__.startswith("dask")
     reads.clear()  # napari reads a chunk to show the first frame
     w = _dock(viewer, "DSIR Reconstruct")
-    w.batch.value = 1
+    w.batch.value = 4
     w.run()
     assert _texts(notes, "error") == []
-    expected = [(b, min(b + DASK_CHUNK, 40)) for b in range(0, 40, DASK_CHUNK)]
-    assert sorted(set(reads)) == expected and len(reads) <= len(expected) + 1  # + napari's redraw
-    ref = run_module.reconstruct(frames, run_module.load_request_model(None), batch_size=4)
-    np.testing.assert_allclose(viewer.layers["movie DSIR"].data, ref.sum_image, rtol=1e-5, atol=1e-5)
+    from_layer = list(reads)
+    reads.clear()
+    ref = run_module.reconstruct(path, run_module.load_request_model(None), batch_size=4, camera=w.camera.camera())
+    assert from_layer == reads and max(b - a for a, b in reads) == 4
+    assert {a for a, b in reads if b - a == 1} - set(range(16))  # samples beyond the first chunk of 16
+    np.testing.assert_allclose(viewer.layers["movie DSIR"].data, ref.sum_image, rtol=1e-6, atol=1e-6)
+    assert frame_source(layer.data).file is not None and frame_source(layer.data[1:]).file is None
 
 
 def test_reconstruct_overlay_pixel_units(make_napari_viewer, peaky):

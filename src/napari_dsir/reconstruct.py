@@ -23,7 +23,7 @@ from .defects import Stripes, find_dead_pixels, find_hot_pixels, find_stripes, r
 from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
 from .illumination import measure as measure_illumination
-from .io import Stack, check_pixel_size
+from .io import Stack, check_pixel_size, stack_of
 from .localize import (
     ECHO_RADIUS_PX,
     LocalizeParams,
@@ -77,9 +77,13 @@ class Result:
 
 
 class _ArraySource:
-    """Frames from a numpy/dask array (frame, y, x) or (y, x)."""
+    """Frames from a numpy/dask array (frame, y, x) or (y, x). A dask array
+    over a file (`napari_dsir.io.stack_of`: a layer from this plugin's
+    reader) is read from the file, as a run on the file reads it: the same
+    frames sampled (the PSF, hot pixels, noise level), the same result."""
 
     def __init__(self, data):
+        self.file = stack_of(data)
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3:
@@ -92,6 +96,8 @@ class _ArraySource:
         return self.shape[0]
 
     def read(self, start, stop):
+        if self.file is not None:
+            return self.file.read(start, stop)
         chunks = getattr(self.data, "chunks", None)
         if chunks is None or not hasattr(self.data, "compute"):
             return np.asarray(self.data[start:stop])
@@ -338,7 +344,8 @@ def _first_chunk(src, start: int, stop: int) -> int:
     """``stop``, or the end of the chunk holding frame ``start`` for a dask
     array (its frames are then read from the source's cache, once)."""
     chunks = getattr(getattr(src, "data", None), "chunks", None)
-    if isinstance(getattr(src, "src", src), _ArraySource) and chunks is not None:
+    inner = getattr(src, "src", src)
+    if isinstance(inner, _ArraySource) and inner.file is None and chunks is not None:
         bounds = np.cumsum((0,) + tuple(chunks[0]))
         stop = min(stop, int(bounds[np.searchsorted(bounds, start, side="right")]))
     return stop

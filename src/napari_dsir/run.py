@@ -30,7 +30,7 @@ import numpy as np
 from .camera import Camera, assumed_camera, resolve_camera
 from .defects import inside_dead
 from .errors import Cancelled, DSIRError
-from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack
+from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack, stack_of
 from .progress import drive
 from .reconstruct import (
     Progress,
@@ -161,9 +161,11 @@ def _as_camera(value) -> Camera | None:
 
 
 def _first_frames(src, start: int, n: int = 4):
-    """A few frames from ``start`` on, to check the camera baseline against."""
-    if isinstance(src, Stack):
-        return src.read(start, start + n)
+    """A few frames from ``start`` on, to check the camera baseline against
+    (from the file, for an array over one: `napari_dsir.io.stack_of`)."""
+    file = src if isinstance(src, Stack) else stack_of(src)
+    if file is not None:
+        return file.read(start, start + n)
     data = src if getattr(src, "ndim", 3) == 3 else src[None]
     return np.asarray(data[start : start + n])
 

@@ -17,11 +17,12 @@ from .stacks import (
     is_folder_tiff,
     natural_key,
     open_stack,
+    stack_of,
 )
 from .tables import read_localizations, write_localizations
 
 __all__ = [
     "DEFAULT_PIXEL_SIZE_NM", "check_pixel_size", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff",
-    "natural_key", "open_stack", "read_localizations", "read_picasso", "write_localizations",
+    "natural_key", "open_stack", "read_localizations", "stack_of", "read_picasso", "write_localizations",
     "write_picasso", "write_tiff",
 ]

@@ -136,7 +136,8 @@ class Stack:
             yield b, self.read(b, min(b + batch_size, stop))
 
     def to_dask(self, chunk: int = 64):
-        """A dask array (frame, y, x) over the file, one chunk per ``chunk`` frames."""
+        """A dask array (frame, y, x) over the file, one chunk per ``chunk``
+        frames; `stack_of` finds this stack again from it."""
         import dask
         import dask.array as da
 
@@ -145,7 +146,27 @@ class Stack:
             e = min(b + chunk, len(self))
             d = dask.delayed(self.read)(b, e)
             blocks.append(da.from_delayed(d, (e - b,) + self.shape[1:], self.dtype))
-        return da.concatenate(blocks, axis=0)
+        out = da.concatenate(blocks, axis=0)
+        _DASK_STACKS[out.name] = self  # the array's graph holds the stack: the entry lives as long as it
+        return out
+
+
+#: dask array name -> the `Stack` it reads (`Stack.to_dask`, `stack_of`)
+_DASK_STACKS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def stack_of(data) -> Stack | None:
+    """The `Stack` whose file a dask array from `Stack.to_dask` reads (a
+    napari layer from this plugin's reader), else None. Dask arrays are
+    immutable: any other array, a slice or a computation on it included, has
+    another name."""
+    name = getattr(data, "name", None)
+    if not isinstance(name, str) or not hasattr(data, "dask"):
+        return None
+    stack = _DASK_STACKS.get(name)
+    if stack is None or tuple(data.shape) != tuple(stack.shape) or np.dtype(data.dtype) != stack.dtype:
+        return None
+    return stack
 
 
 def _check_frame_array(shape, dtype, path, photometric=None) -> tuple[int, int, int]:
