@@ -562,6 +562,8 @@ def test_a_run_on_a_file_uses_the_camera_it_states(make_napari_viewer, tmp_path,
     assert viewer.layers["stated"].metadata["camera"] == {"offset": 400, "sensitivity": 0.5}
     w = _dock(viewer, "DSIR Reconstruct")
     w.camera.set_camera.value = False
+    assert w.camera.note.value.startswith("'stated' states its camera: baseline 400 ADU, 0.5 e-/ADU")
+    assert (w.camera.baseline.value, w.camera.sensitivity.value) == (400.0, 0.5)  # shown, greyed
     w.device.value = "cpu"
     w.out_locs.value = True
     w.run()
@@ -576,3 +578,8 @@ def test_a_run_on_a_file_uses_the_camera_it_states(make_napari_viewer, tmp_path,
     got = w.last_result.localizations
     assert len(got) == len(on_file) > 5
     np.testing.assert_allclose(np.sort(got.photons), np.sort(on_file.photons), rtol=1e-4)
+    viewer.add_image(frames, name="bare", metadata={"pixel_size": 100.0})
+    w.image.value = viewer.layers["bare"]
+    assert "'bare' states no camera settings" in w.camera.note.value and w.camera.baseline.value == 100.0
+    w.camera.set_camera.value = True
+    assert w.camera.note.value == ""

@@ -8,7 +8,10 @@ settings too: an uneven illumination is taken out of the network's input.
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, Container, FloatSpinBox
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label
+
+from ..camera import Camera
+from ..errors import DSIRError
 
 
 class CameraFields(Container):
@@ -27,16 +30,44 @@ class CameraFields(Container):
                                         tooltip="Photoelectrons per A/D count")
         self.em_gain = FloatSpinBox(label="EM gain", min=1.0, max=1e4, value=1.0, tooltip="1 for sCMOS or CCD")
         self.qe = FloatSpinBox(label="QE", min=0.01, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
-        super().__init__(widgets=[self.refine, self.set_camera, self.baseline, self.sensitivity,
+        self.note = Label(value="")
+        super().__init__(widgets=[self.refine, self.set_camera, self.note, self.baseline, self.sensitivity,
                                   self.em_gain, self.qe], labels=True)
+        self.note.native.setWordWrap(True)
         self.margins = (0, 0, 0, 0)
+        self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
         self.refine.changed.connect(self._update)
         self.set_camera.changed.connect(self._update)
         self._update()
 
+    def show_stated(self, stated, name: str) -> None:
+        """The camera settings the image ``name`` states (its metadata's
+        ``camera``): unticked, the fields show them (what a run then uses),
+        or the defaults a run would assume, and the note says which."""
+        self._stated = (stated, name)
+        self._update()
+
     def _update(self, *_):
-        for w in (self.baseline, self.sensitivity, self.em_gain, self.qe):
+        fields = (self.baseline, self.sensitivity, self.em_gain, self.qe)
+        for w in fields:
             w.enabled = self.set_camera.value
+        stated, name = self._stated
+        if self.set_camera.value or not name or not self.refine.value:  # settings given, or no fits to use them
+            self.note.value = ""
+            return
+        try:
+            cam = Camera.from_metadata(stated)
+        except DSIRError as e:
+            self.note.value = f"'{name}' states impossible camera settings ({e}): set them here"
+            return
+        shown = cam or Camera()
+        for w, v in zip(fields, (shown.baseline, shown.sensitivity, shown.em_gain, shown.qe)):
+            try:
+                w.value = v
+            except ValueError:  # beyond the field's range: the note still says it
+                pass
+        self.note.value = (f"'{name}' states its camera: {shown.describe()}" if cam is not None
+                           else f"'{name}' states no camera settings: defaults will be assumed")
 
     def camera(self) -> dict | None:
         """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""

@@ -126,7 +126,9 @@ class ReconstructWidget(Container):
         layer = self.image.value
         if layer is None:
             self.pixel_note.value = ""
+            self.camera.show_stated(None, "")
             return
+        self.camera.show_stated((layer.metadata or {}).get("camera"), layer.name)
         n = int(layer.data.shape[0]) if layer.ndim == 3 and not layer.rgb else 1
         self.start.max, self.stop.max = max(0, n - 1), n
         if self._frames_for != layer.name:  # another layer: all its frames
