@@ -274,7 +274,8 @@ def _camera_metadata(tif: tifffile.TiffFile) -> dict:
                 for el in root.iter():
                     if el.tag.endswith("}" + suffix) or el.tag == suffix:
                         take({k: el.attrib[k] for k in ("Offset", "AmplificationGain") if k in el.attrib})
-            take({el.attrib["K"]: el.text or "" for el in root.iter() if el.tag.endswith("M") and "K" in el.attrib})
+            take({el.attrib["K"]: el.text or "" for el in root.iter()
+                  if (el.tag.endswith("}M") or el.tag == "M") and "K" in el.attrib})
     try:
         ij = tif.imagej_metadata or {}
     except Exception:
