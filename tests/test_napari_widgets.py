@@ -583,3 +583,26 @@ def test_a_run_on_a_file_uses_the_camera_it_states(make_napari_viewer, tmp_path,
     assert "'bare' states no camera settings" in w.camera.note.value and w.camera.baseline.value == 100.0
     w.camera.set_camera.value = True
     assert w.camera.note.value == ""
+
+
+def test_camera_presets_fill_the_fields_and_reach_the_run(make_napari_viewer, notes):
+    """A preset fills every camera field (read noise included) and ticks
+    "Camera settings as set here"; the run fits with it and records it; a
+    field typed in afterwards makes the settings custom again."""
+    from napari_dsir._qt.camera import CUSTOM
+    from napari_dsir.camera import PRESETS, Camera
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(800.0, 3000.0)), seed=5)
+    viewer = make_napari_viewer()
+    w = _localize_movie(viewer, frames, notes)  # the test's own camera first
+    name = next(k for k, c in PRESETS.items() if c.read_noise > 0)
+    w.camera.set_camera.value = False
+    w.camera.preset.value = name
+    assert w.camera.set_camera.value and Camera.from_dict(w.camera.camera()) == PRESETS[name]
+    w.run()
+    assert _texts(notes, "error") == []
+    assert w.last_result.info["camera"] == PRESETS[name].to_dict()
+    assert w.last_result.info["camera_origin"] == "given"
+    w.camera.qe.value = 0.5
+    assert w.camera.preset.value == CUSTOM and w.camera.camera()["qe"] == 0.5

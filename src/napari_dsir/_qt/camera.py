@@ -2,16 +2,21 @@
 
 Unticked, a run with the fit takes the camera from the file's metadata,
 else assumes the defaults and says so (a warning from
-`napari_dsir.run.iter_run`). Ticked, a run without the fit uses the
-settings too: an uneven illumination is taken out of the network's input.
+`napari_dsir.run.iter_run`); the greyed fields show which. Ticked (or a
+preset chosen, which ticks it), the fields are the camera; a run without
+the fit uses them too: an uneven illumination is taken out of the
+network's input.
 """
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label
 
-from ..camera import Camera
+from ..camera import PRESETS, Camera
 from ..errors import DSIRError
+
+#: the preset box's entry for settings typed in (or taken from the file)
+CUSTOM = "custom"
 
 
 class CameraFields(Container):
@@ -24,21 +29,51 @@ class CameraFields(Container):
                                    tooltip="Unticked: the file's camera metadata, else assumed defaults (a warning); "
                                            "without the fit, none. Given, an uneven illumination is taken out of "
                                            "the network's input")
+        self.preset = ComboBox(label="Preset", choices=[CUSTOM, *PRESETS], value=CUSTOM,
+                               tooltip="Fill the fields with a typical camera's settings (check your camera's "
+                                       "test sheet); choosing one ticks 'Camera settings as set here'")
         self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
         self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
                                         tooltip="Photoelectrons per A/D count")
         self.em_gain = FloatSpinBox(label="EM gain", min=1.0, max=1e4, value=1.0, tooltip="1 for sCMOS or CCD")
         self.qe = FloatSpinBox(label="QE", min=0.01, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
+        self.read_noise = FloatSpinBox(label="Read noise (e-)", min=0.0, max=1e3, step=0.1, value=0.0,
+                                       tooltip="Read noise, e- rms (0 when unknown)")
         self.note = Label(value="")
-        super().__init__(widgets=[self.refine, self.set_camera, self.note, self.baseline, self.sensitivity,
-                                  self.em_gain, self.qe], labels=True)
+        self.fields = (self.baseline, self.sensitivity, self.em_gain, self.qe, self.read_noise)
+        super().__init__(widgets=[self.refine, self.set_camera, self.note, self.preset, *self.fields], labels=True)
         self.note.native.setWordWrap(True)
         self.margins = (0, 0, 0, 0)
         self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
+        self._filling = False  # the fields are being filled (from a preset or the file): not an edit
         self.refine.changed.connect(self._update)
         self.set_camera.changed.connect(self._update)
+        self.preset.changed.connect(self._on_preset)
+        for w in self.fields:
+            w.changed.connect(self._on_edit)
         self._update()
+
+    def _fill(self, cam: Camera) -> None:
+        self._filling = True
+        try:
+            for w, v in zip(self.fields, (cam.baseline, cam.sensitivity, cam.em_gain, cam.qe, cam.read_noise)):
+                try:
+                    w.value = v
+                except ValueError:  # beyond the field's range: the note still says it
+                    pass
+        finally:
+            self._filling = False
+
+    def _on_preset(self, *_):
+        if self.preset.value == CUSTOM:
+            return
+        self._fill(PRESETS[self.preset.value])
+        self.set_camera.value = True
+
+    def _on_edit(self, *_):
+        if not self._filling:  # typed in: no longer the preset's
+            self.preset.value = CUSTOM
 
     def show_stated(self, stated, name: str) -> None:
         """The camera settings the image ``name`` states (its metadata's
@@ -48,8 +83,7 @@ class CameraFields(Container):
         self._update()
 
     def _update(self, *_):
-        fields = (self.baseline, self.sensitivity, self.em_gain, self.qe)
-        for w in fields:
+        for w in self.fields:
             w.enabled = self.set_camera.value
         stated, name = self._stated
         if self.set_camera.value or not name or not self.refine.value:  # settings given, or no fits to use them
@@ -60,13 +94,9 @@ class CameraFields(Container):
         except DSIRError as e:
             self.note.value = f"'{name}' states impossible camera settings ({e}): set them here"
             return
-        shown = cam or Camera()
-        for w, v in zip(fields, (shown.baseline, shown.sensitivity, shown.em_gain, shown.qe)):
-            try:
-                w.value = v
-            except ValueError:  # beyond the field's range: the note still says it
-                pass
-        self.note.value = (f"'{name}' states its camera: {shown.describe()}" if cam is not None
+        self._fill(cam or Camera())
+        self.preset.value = CUSTOM
+        self.note.value = (f"'{name}' states its camera: {cam.describe()}" if cam is not None
                            else f"'{name}' states no camera settings: defaults will be assumed")
 
     def camera(self) -> dict | None:
@@ -74,4 +104,4 @@ class CameraFields(Container):
         if not self.set_camera.value:
             return None
         return {"baseline": self.baseline.value, "sensitivity": self.sensitivity.value,
-                "em_gain": self.em_gain.value, "qe": self.qe.value}
+                "em_gain": self.em_gain.value, "qe": self.qe.value, "read_noise": self.read_noise.value}
