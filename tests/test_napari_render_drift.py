@@ -127,3 +127,36 @@ def test_chooser_follows_new_localizations_until_the_user_picks(make_napari_view
     viewer.add_points(data, **kwargs)
     w.reset_choices()
     assert w.points.value.name == "truth"
+
+
+def test_colour_points_by_a_feature(make_napari_viewer, notes):
+    """The chosen layer's numeric features are offered; colouring by one
+    maps its 2-98 % range onto viridis (the outline of ring markers), a
+    missing value (a failed fit's photons) is grey, and one colour comes
+    back on request; a layer without features offers one colour only."""
+    from napari.utils.colormaps import ensure_colormap
+
+    from napari_dsir.locs import Localizations
+
+    photons = np.array([100.0, 400.0, 1600.0, np.nan, 6400.0])
+    locs = Localizations(np.arange(5), np.full(5, 500.0), np.arange(5) * 300.0 + 200, photons=photons,
+                         uncertainty=np.array([30.0, 15.0, 8.0, np.nan, 4.0]))
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    assert list(w.colour_by.choices) == ["one colour", "frame", "photons", "uncertainty"]
+    w.colour_by.value = "photons"
+    w.colour()
+    layer = viewer.layers["sim DSIR localizations"]
+    border = np.asarray(layer.border_color)
+    viridis = ensure_colormap("viridis")
+    np.testing.assert_allclose(border[4], viridis.map(np.array([1.0]))[0], atol=1e-6)  # the brightest: yellow
+    np.testing.assert_allclose(border[3], (0.5, 0.5, 0.5, 1.0))  # no value: grey
+    assert (np.asarray(layer.face_color)[:, 3] == 0).all()  # rings stay open
+    assert "coloured by photons" in w.status.value and "1 without a value" in w.status.value
+    w.colour_by.value = "one colour"
+    w.colour()
+    assert np.allclose(np.asarray(layer.border_color), np.asarray(layer.border_color)[0])
+    viewer.add_points(np.array([[0.0, 1.0, 1.0]]), name="bare", metadata={"units": "nm"})
+    w.points.value = viewer.layers["bare"]
+    assert list(w.colour_by.choices) == ["one colour"]
+    assert not [m for lv, m in notes if lv == "error"]

@@ -1,5 +1,6 @@
 """Plugins > DSIR Render & Drift: from a localizations layer to an image, its
-resolution and a drift-corrected layer.
+resolution and a drift-corrected layer; its points coloured by a feature
+(photons, uncertainty, frame, ...).
 
 The work is the Qt-free core's (`render.render`, `drift.estimate_drift`,
 `resolution.frc` and `resolution.nena`); this widget collects the settings,
@@ -33,6 +34,55 @@ def layer_locs(layer):
     if len(locs) == 0:
         raise DSIRError(f"'{layer.name}' has no localizations")
     return locs
+
+
+#: the colour-by box's entry that puts back one colour
+ONE_COLOUR = "one colour"
+
+
+def numeric_features(layer) -> list[str]:
+    """The names of a points layer's numeric features (what it can be coloured by)."""
+    import pandas as pd
+
+    feats = getattr(layer, "features", None)
+    if feats is None or not len(feats.columns):
+        return []
+    return [str(c) for c in feats.columns if pd.api.types.is_numeric_dtype(feats[c])]
+
+
+def colour_points(layer, feature: str) -> str:
+    """Colour a points layer's markers (the outline; a filled marker's face
+    too) by its ``feature``: viridis over the 2-98 % range of the finite
+    values, grey where there is none (a failed fit's photons). Returns a
+    line for the status, with the range the colours span."""
+    import numpy as np
+    from napari.utils.colormaps import ensure_colormap
+
+    values = np.asarray(layer.features[feature], dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise DSIRError(f"'{layer.name}' has no {feature} values to colour by")
+    lo, hi = (float(v) for v in np.percentile(values[finite], [2, 98]))
+    span = hi - lo if hi > lo else 1.0
+    rgba = np.asarray(ensure_colormap("viridis").map(np.clip((np.where(finite, values, lo) - lo) / span, 0, 1)))
+    rgba[~finite] = (0.5, 0.5, 0.5, 1.0)
+    layer.border_color = rgba
+    face = np.asarray(layer.face_color)
+    if not (face.size and np.all(face[:, 3] == 0)):  # outlined style: keep the face transparent
+        layer.face_color = rgba
+    missing = f", {int((~finite).sum())} without a value in grey" if not finite.all() else ""
+    return f"'{layer.name}' coloured by {feature}: {lo:.4g} (purple) to {hi:.4g} (yellow){missing}"
+
+
+def one_colour(layer, colour: str = "yellow") -> str:
+    """Put back one colour on a points layer's markers."""
+    import numpy as np
+
+    layer.border_color = colour
+    face = np.asarray(layer.face_color)
+    if not (face.size and np.all(face[:, 3] == 0)):
+        layer.face_color = colour
+    return f"'{layer.name}' in one colour"
 
 
 def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
@@ -75,6 +125,9 @@ class RenderDriftWidget(Container):
         self.points = ComboBox(label="Localizations",
                                choices=lambda _w: layer_choices(self.viewer, Points, prefer="localizations"),
                                tooltip="A localizations layer (DSIR Reconstruct's, or a table opened with napari-dsir)")
+        self.colour_by = ComboBox(label="Colour points by", choices=lambda _w: [ONE_COLOUR, *self._features()],
+                                  tooltip="Colour the layer's markers by a feature (viridis over its 2-98 % range)")
+        self.colour_button = PushButton(text="Colour points")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.5, max=1000.0, step=1.0, value=10.0,
                                        tooltip="Pixel size of the rendered image")
         self.mode = ComboBox(label="Mode", choices=MODES, value="gauss",
@@ -89,7 +142,8 @@ class RenderDriftWidget(Container):
         self.resolution_button = PushButton(text="FRC and NeNA")
         self.status = Label(value="")
         super().__init__(widgets=[
-            self.points, self.pixel_size, self.mode, self.sigma, self.by_frame, self.render_button,
+            self.points, self.colour_by, self.colour_button,
+            self.pixel_size, self.mode, self.sigma, self.by_frame, self.render_button,
             self.segments, self.drift_button, self.resolution_button, self.status,
         ])
         self.status.native.setWordWrap(True)
@@ -97,6 +151,7 @@ class RenderDriftWidget(Container):
         self._user_choice = False  # the user picked the layer: refreshing keeps it
         self._refreshing = False
         self.points.changed.connect(self._on_pick)
+        self.colour_button.changed.connect(self.colour)
         self.render_button.changed.connect(self.render)
         self.drift_button.changed.connect(self.correct_drift)
         self.resolution_button.changed.connect(self.resolution)
@@ -118,6 +173,27 @@ class RenderDriftWidget(Container):
     def _on_pick(self, *_):
         if not self._refreshing:
             self._user_choice = True
+        self.colour_by.reset_choices()
+
+    def _features(self) -> list[str]:
+        layer = self.points.value
+        return numeric_features(layer) if layer is not None else []
+
+    def colour(self, *_):
+        """Colour the chosen layer's points by the chosen feature (or one colour)."""
+        layer = self.points.value
+        try:
+            if layer is None:
+                raise DSIRError("no localizations layer: run DSIR Reconstruct with localizations, or open a table")
+            feature = self.colour_by.value
+            if feature in (None, ONE_COLOUR):
+                self.status.value = one_colour(layer)
+            elif feature not in self._features():
+                raise DSIRError(f"'{layer.name}' has no feature '{feature}'")
+            else:
+                self.status.value = colour_points(layer, feature)
+        except DSIRError as e:
+            self._failed(e)
 
     # -- jobs
 
