@@ -85,19 +85,22 @@ class CameraFields(Container):
     def _update(self, *_):
         for w in self.fields:
             w.enabled = self.set_camera.value
+        self.note.value = self._note()
+        self.note.visible = bool(self.note.value)
+
+    def _note(self) -> str:
+        """What the greyed fields show (filled here), or "" when they are the camera."""
         stated, name = self._stated
         if self.set_camera.value or not name or not self.refine.value:  # settings given, or no fits to use them
-            self.note.value = ""
-            return
+            return ""
         try:
             cam = Camera.from_metadata(stated)
         except DSIRError as e:
-            self.note.value = f"'{name}' states impossible camera settings ({e}): set them here"
-            return
+            return f"'{name}' states impossible camera settings ({e}): set them here"
         self._fill(cam or Camera())
         self.preset.value = CUSTOM
-        self.note.value = (f"'{name}' states its camera: {cam.describe()}" if cam is not None
-                           else f"'{name}' states no camera settings: defaults will be assumed")
+        return (f"'{name}' states its camera: {cam.describe()}" if cam is not None
+                else f"'{name}' states no camera settings: defaults will be assumed")
 
     def camera(self) -> dict | None:
         """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""
