@@ -426,16 +426,16 @@ def test_an_uneven_illumination_is_followed_and_recorded(tmp_path, capsys):
 
 @pytest.fixture
 def camera_movie(tmp_path):
-    """A movie of a camera with a 400 ADU offset and 0.5 e-/ADU, its TIFF
-    stating both (tifffile's JSON description), and the same frames without."""
+    """A movie of a camera with a 400 ADU offset and 0.5 e-/ADU from `dsir
+    simulate`, whose TIFF states them (ImageJ "Info" lines), and the same
+    frames in a TIFF that states none."""
     import tifffile
 
-    raw = tmp_path / "raw.tif"
-    assert main(["simulate", "-o", str(raw), "-n", "6", "--size", "32", "32", "--density", "1",
-                 "--photons", "800:3000", "--gain", "2", "--base-level", "400", "--seed", "5"]) == 0
-    frames = open_stack(raw).read()
     stated = tmp_path / "stated.tif"
-    tifffile.imwrite(stated, frames, photometric="minisblack", metadata={"offset": 400, "sensitivity": 0.5})
+    assert main(["simulate", "-o", str(stated), "-n", "6", "--size", "32", "32", "--density", "1",
+                 "--photons", "800:3000", "--gain", "2", "--base-level", "400", "--seed", "5"]) == 0
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, open_stack(stated).read(), photometric="minisblack")
     return stated, raw
 
 
@@ -449,7 +449,8 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
     out = tmp_path / "from_file.csv"
     assert main(["localize", str(stated), "-o", str(out), "-q", "--pixel-size", "100"]) == 0
     err = capsys.readouterr().err
-    assert err.count("camera settings from the metadata of") == 1 and "baseline 400 ADU, 0.5 e-/ADU" in err
+    assert err.count("camera settings from the metadata of") == 1
+    assert "baseline 400 ADU, 0.5 e-/ADU, EM gain 1, QE 1, read noise 0 e-" in err
     assert "camera settings not given" not in err
     protocol = json.loads((tmp_path / "from_file-protocol.txt").read_text())
     assert protocol["napari-dsir"]["camera_origin"] == "metadata"
@@ -485,7 +486,7 @@ def test_impossible_camera_settings_in_the_file(camera_movie, tmp_path, capsys):
     stated, _ = camera_movie
     bad = tmp_path / "bad.tif"
     tifffile.imwrite(bad, open_stack(stated).read(), photometric="minisblack",
-                     metadata={"offset": 400, "sensitivity": -0.5})
+                     metadata={"offset": 400, "sensitivity": -0.5})  # tifffile's JSON description
     capsys.readouterr()
     out = tmp_path / "bad.csv"
     assert main(["localize", str(bad), "-o", str(out), "-q", "--pixel-size", "100"]) == 2

@@ -163,3 +163,15 @@ def test_emccd_movies_are_brighter_per_photon_and_noisier():
     b = simulate_movies(4, emccd, seed=1)[0]
     assert a.mean() == pytest.approx(150, abs=1) and b.mean() == pytest.approx(150, abs=1)
     assert b.var() / a.var() == pytest.approx(2.0, rel=0.15)  # EM excess noise doubles the variance
+
+
+def test_camera_info_states_one_camera_or_none():
+    """The simulated camera as the Info lines a file states (the names
+    `napari_dsir.camera` reads back); none when a setting is drawn from a range."""
+    from napari_dsir.camera import Camera
+
+    cfg = SimulationConfig(base_level=100.0, gain=0.1, em_gain=(100.0, 100.0), read_noise=30.0)
+    lines = dict(line.split(" = ") for line in cfg.camera_info().splitlines())
+    assert Camera.from_metadata(lines) == Camera(100.0, 10.0, 100.0, 1.0, read_noise=30.0)
+    assert SimulationConfig(gain=(0.5, 2.0)).camera_info() is None
+    assert SimulationConfig(base_level=(100.0, 400.0)).camera_info() is None

@@ -77,6 +77,18 @@ class SimulationConfig:
             raise DSIRError(f"psf must be one of {', '.join(PSF_SHAPES)}, got {self.psf!r}")
         return self
 
+    def camera_info(self) -> str | None:
+        """The simulated camera as ImageJ "Info" lines under the names
+        `napari_dsir.camera` reads from files (offset ADU, photoelectrons
+        per ADU, EM gain, QE 1, read noise e-), or None when a setting is
+        drawn from a range (no one camera)."""
+        values = (self.base_level, self.gain, self.em_gain)
+        if any(isinstance(v, (tuple, list)) and v[0] != v[-1] for v in values):
+            return None
+        base, gain, em = (float(v[0] if isinstance(v, (tuple, list)) else v) for v in values)
+        return (f"Offset = {base:g}\nSensitivity = {1.0 / gain:g}\nEM gain = {em:g}\nQE = 1\n"
+                f"Read noise = {float(self.read_noise):g}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}

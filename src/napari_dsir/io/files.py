@@ -49,19 +49,23 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
 
 def write_tiff(
     path: str | os.PathLike, image: np.ndarray, pixel_size: float, overwrite: bool = False,
-    dtype="float32",
+    dtype="float32", info: str | None = None,
 ) -> Path:
     """Write an image (y, x) or stack (frame, y, x) as an ImageJ TIFF that
-    carries its pixel size (nm), atomically."""
+    carries its pixel size (nm), atomically; ``info``: ImageJ's "Info" text
+    (Fiji's Image > Show Info), e.g. the camera's settings."""
     data = np.asarray(image, dtype=dtype)
     px_um = pixel_size / 1000.0
+    meta = {"unit": "um", "axes": "YX" if data.ndim == 2 else "TYX"}
+    if info:
+        meta["Info"] = info
     with atomic_output(path, overwrite) as tmp:
         tifffile.imwrite(
             tmp,
             data,
             imagej=True,
             resolution=(1.0 / px_um, 1.0 / px_um),
-            metadata={"unit": "um", "axes": "YX" if data.ndim == 2 else "TYX"},
+            metadata=meta,
         )
     return Path(path)
 
