@@ -41,9 +41,6 @@ import accuracy
 import numpy as np
 import torch
 from _machine import describe
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from napari_dsir import reconstruct as R
 from napari_dsir.camera import Camera
@@ -52,6 +49,7 @@ from napari_dsir.fit import refine
 from napari_dsir.localize import params_for
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_model
+from napari_dsir.neighbours import groups
 from napari_dsir.run import reconstruct
 from napari_dsir.simulate import simulate
 
@@ -77,11 +75,9 @@ def merge_close(locs: Localizations, radius_nm: float) -> Localizations:
     merged into their intensity-weighted mean position (intensities summed)."""
     if radius_nm <= 0 or len(locs) < 2:
         return locs
-    pts = np.column_stack([locs.x, locs.y + locs.frame * 1e7])  # frames far apart: no pair across frames
-    pairs = np.array(sorted(cKDTree(pts).query_pairs(radius_nm)), dtype=int).reshape(-1, 2)
-    n = len(locs)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    k, label = connected_components(graph, directed=False)
+    label = groups(locs.frame, locs.x, locs.y - locs.y.min(), np.ones(len(locs), bool), float(radius_nm),
+                   float(np.ptp(locs.y)))
+    k = int(label.max()) + 1
     w = locs.intensity
     total = np.bincount(label, w, k)
     frame = np.zeros(k, int)

@@ -150,6 +150,14 @@ def camera_metadata_message(name: str, camera: Camera) -> str:
             "them (set the camera to change them)")
 
 
+def _stated_camera_error(name: str, err: DSIRError) -> DSIRError:
+    """The error of camera settings the input's metadata states: whose, and how to get past them."""
+    what = str(err)
+    if not what.startswith("camera settings in the file metadata"):
+        what = f"camera settings in the file metadata: {what}"
+    return DSIRError(f"{name}: {what} (set the camera to override them)")
+
+
 def _as_camera(value) -> Camera | None:
     if value is None or isinstance(value, Camera):
         return value
@@ -240,10 +248,10 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
         try:
             camera, assumed = resolve_camera(explicit, stated)
-        except DSIRError as e:  # the file's settings: say whose, and how to get past them
+        except DSIRError as e:
             if explicit is not None:
                 raise
-            raise DSIRError(f"{name}: {e} (set the camera to override them)") from None
+            raise _stated_camera_error(name, e) from None
         camera_origin = "given" if explicit is not None else ("assumed" if assumed else "metadata")
         if assumed:
             camera = assumed_camera(first)
@@ -258,8 +266,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         except DSIRError as e:
             if camera_origin != "metadata":
                 raise
-            raise DSIRError(f"{name}: camera settings in the file metadata: {e} (set the camera to override "
-                            "them)") from None
+            raise _stated_camera_error(name, e) from None
     distributed = req.client is not None or bool(req.scheduler)
     if distributed and req.keep_frames:
         raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "

@@ -66,6 +66,18 @@ def camera_pixel_size(layer) -> float | None:
     return layer_pixel_size(layer.metadata, layer.scale, getattr(layer, "units", None))
 
 
+def set_marker_colour(layer, colour) -> None:
+    """Colour a points layer's markers: the outline, and the face too unless
+    the markers are outlined (a transparent face: the image under them stays
+    visible). ``colour``: one colour, or (n, 4) RGBA, one per point."""
+    import numpy as np
+
+    layer.border_color = colour
+    face = np.asarray(layer.face_color)
+    if not (face.size and np.all(face[:, 3] == 0)):
+        layer.face_color = colour
+
+
 def put_layers(viewer, layer_data: list[tuple]) -> list:
     """Add LayerData tuples, each replacing a layer of the same name in its
     place (a re-run updates in place): all of them or, on a failure, none

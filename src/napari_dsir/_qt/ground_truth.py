@@ -22,7 +22,16 @@ from ..io import read_localizations
 from ..layers import Geometry, nm_per_world_unit, points_layer_data
 from ..locs import Localizations
 from ..run import resolve_pixel_size
-from .common import camera_pixel_size, kind_of, layer_choices, message_of, notify, put_layers, same_layer
+from .common import (
+    camera_pixel_size,
+    kind_of,
+    layer_choices,
+    message_of,
+    notify,
+    put_layers,
+    same_layer,
+    set_marker_colour,
+)
 
 WIDGET = "DSIR Ground Truth"
 SYMBOLS = ("ring", "disc", "cross", "x", "square", "diamond", "triangle_up", "star")
@@ -81,10 +90,7 @@ def colour_points(layer, labels: np.ndarray, colours: dict) -> None:
         layer.features = feats
     else:
         layer.features = {"match": labels}
-    layer.border_color = rgba
-    face = np.asarray(layer.face_color)
-    if not (face.size and np.all(face[:, 3] == 0)):  # outlined style: keep the face transparent
-        layer.face_color = rgba
+    set_marker_colour(layer, rgba)
 
 
 class GroundTruthWidget(Container):

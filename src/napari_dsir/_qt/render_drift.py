@@ -18,7 +18,7 @@ from psygnal import Signal
 from ..errors import DSIRError
 from ..figures import curves_figure
 from ..layers import locs_from_points, points_layer_data, render_layer_data
-from .common import kind_of, layer_choices, message_of, notify, put_layers
+from .common import kind_of, layer_choices, message_of, notify, put_layers, set_marker_colour
 
 WIDGET = "DSIR Render & Drift"
 MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
@@ -66,22 +66,14 @@ def colour_points(layer, feature: str) -> str:
     span = hi - lo if hi > lo else 1.0
     rgba = np.asarray(ensure_colormap("viridis").map(np.clip((np.where(finite, values, lo) - lo) / span, 0, 1)))
     rgba[~finite] = (0.5, 0.5, 0.5, 1.0)
-    layer.border_color = rgba
-    face = np.asarray(layer.face_color)
-    if not (face.size and np.all(face[:, 3] == 0)):  # outlined style: keep the face transparent
-        layer.face_color = rgba
+    set_marker_colour(layer, rgba)
     missing = f", {int((~finite).sum())} without a value in grey" if not finite.all() else ""
     return f"'{layer.name}' coloured by {feature}: {lo:.4g} (purple) to {hi:.4g} (yellow){missing}"
 
 
 def one_colour(layer, colour: str = "yellow") -> str:
     """Put back one colour on a points layer's markers."""
-    import numpy as np
-
-    layer.border_color = colour
-    face = np.asarray(layer.face_color)
-    if not (face.size and np.all(face[:, 3] == 0)):
-        layer.face_color = colour
+    set_marker_colour(layer, colour)
     return f"'{layer.name}' in one colour"
 
 

@@ -196,16 +196,25 @@ def _check_frame_array(shape, dtype, path, photometric=None) -> tuple[int, int, 
     return shape  # type: ignore[return-value]
 
 
-def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm from OME, ImageJ or resolution tags, or None."""
-    # OME-XML
+def _ome_root(tif: tifffile.TiffFile):
+    """The parsed OME-XML of a TIFF, or None (none, or not readable XML)."""
     try:
         ome = tif.ome_metadata
     except Exception:
-        ome = None
-    if ome:
+        return None
+    if not ome:
+        return None
+    try:
+        return ET.fromstring(ome)
+    except ET.ParseError:
+        return None
+
+
+def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None) -> float | None:
+    """Pixel size in nm from OME (``root``: its parsed XML, `_ome_root`),
+    ImageJ or resolution tags, or None."""
+    if root is not None:
         try:
-            root = ET.fromstring(ome)
             for el in root.iter():
                 if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
                     val = float(el.attrib["PhysicalSizeX"])
@@ -213,7 +222,7 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> float | None:
                     factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
                     if factor and val > 0:
                         return val * factor
-        except (ET.ParseError, ValueError):
+        except ValueError:
             pass
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     tags = page.tags
@@ -243,10 +252,10 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> float | None:
 _INFO_LINE = re.compile(r"^\s*([^=:]+?)\s*[=:]\s*(.+?)\s*$")
 
 
-def _camera_metadata(tif: tifffile.TiffFile) -> dict:
+def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
     """Camera settings a TIFF's metadata states (`napari_dsir.camera.ALIASES`
     names: offset, baseline, sensitivity, EM gain, QE, read noise, ...), as
-    written: OME-XML (DetectorSettings and Detector ``Offset``, Detector
+    written: OME-XML (``root``, `_ome_root`: DetectorSettings and Detector ``Offset``, Detector
     ``AmplificationGain``, and key-value annotations), ImageJ's description
     keys, its image properties and its "Info" text ("key = value" or "key:
     value" lines), and tifffile's JSON description
@@ -260,22 +269,13 @@ def _camera_metadata(tif: tifffile.TiffFile) -> dict:
         for k, v in camera_entries(entries, skip=("gain",)).items():
             found.setdefault(k, v)
 
-    try:
-        ome = tif.ome_metadata
-    except Exception:
-        ome = None
-    if ome:
-        try:
-            root = ET.fromstring(ome)
-        except ET.ParseError:
-            root = None
-        if root is not None:
-            for suffix in ("DetectorSettings", "Detector"):  # the acquisition's before the instrument's
-                for el in root.iter():
-                    if el.tag.endswith("}" + suffix) or el.tag == suffix:
-                        take({k: el.attrib[k] for k in ("Offset", "AmplificationGain") if k in el.attrib})
-            take({el.attrib["K"]: el.text or "" for el in root.iter()
-                  if (el.tag.endswith("}M") or el.tag == "M") and "K" in el.attrib})
+    if root is not None:  # OME-XML (`_ome_root`)
+        for suffix in ("DetectorSettings", "Detector"):  # the acquisition's before the instrument's
+            for el in root.iter():
+                if el.tag.endswith("}" + suffix) or el.tag == suffix:
+                    take({k: el.attrib[k] for k in ("Offset", "AmplificationGain") if k in el.attrib})
+        take({el.attrib["K"]: el.text or "" for el in root.iter()
+              if (el.tag.endswith("}M") or el.tag == "M") and "K" in el.attrib})
     try:
         ij = tif.imagej_metadata or {}
     except Exception:
@@ -414,8 +414,9 @@ def _open_tiff(path: Path) -> Stack:
             photometric = getattr(tif.pages[0], "photometric", None)
             if photometric is not None:
                 photometric = getattr(photometric, "name", photometric)
-            pixel_size = _pixel_size_from_tiff(tif)
-            camera = _camera_metadata(tif)
+            ome = _ome_root(tif)  # parsed once, read by both
+            pixel_size = _pixel_size_from_tiff(tif, ome)
+            camera = _camera_metadata(tif, ome)
             npages = len(series.pages) if hasattr(series, "pages") else None
         except DSIRError:
             raise

@@ -385,9 +385,11 @@ def output_paths(path: str | os.PathLike, metadata: bool = True) -> list[Path]:
     """Every file `write_localizations` writes for ``path``: the table, and the
     YAML beside a Picasso HDF5 file or (with ``metadata``) the protocol
     beside a CSV; for refusing existing ones before any work is done."""
+    from .picasso import yaml_path
+
     p = Path(path)
     if p.suffix.lower() in HDF5_SUFFIXES:
-        return [p, p.with_suffix(".yaml")]
+        return [p, yaml_path(p)]
     return [p, protocol_path(p)] if metadata else [p]
 
 
