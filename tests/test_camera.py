@@ -138,3 +138,54 @@ def test_the_assumed_camera_has_no_offset_where_the_data_go_below_it():
     assert any("assuming baseline 0 ADU (the darkest pixels read below 100 ADU" in r.message for r in records)
     L = res.localizations
     assert np.mean(np.isfinite(L.photons)) > 0.95 and 0.8 < np.nanmedian(L.photons) / np.median(gt.intensity) < 1.25
+
+
+def test_saturation_finds_clipped_and_blank_movies(rng):
+    """Light above a digitiser's full scale (2**bits - 1 ADU) is clipped: a
+    movie with 0.1 % or more of its pixels there is saturated; one value in
+    every pixel is no signal. A bright pixel below a full scale, or a few
+    at it, is neither."""
+    from napari_dsir.camera import SATURATED_SHARE, saturation
+
+    frames = rng.normal(300.0, 10.0, (8, 32, 32)).round()
+    assert saturation(frames) is None
+    clipped = frames.copy()
+    clipped[:, 10:14, 10:14] = 4095  # 16 of 1024 pixels of a 12-bit camera
+    value, share, bits = saturation(clipped)
+    assert (value, bits) == (4095.0, 12) and share == pytest.approx(16 / 1024)
+    few = frames.copy()
+    few[0, 3, 3] = 65535  # 1 pixel in 8192: below the share
+    assert 1 / few.size < SATURATED_SHARE and saturation(few) is None
+    bright = frames.copy()
+    bright[:, 10:14, 10:14] = 5000  # a plateau below any full scale: light, not clipped
+    assert saturation(bright) is None
+    assert saturation(np.full((4, 16, 16), 100, np.uint16)) == (100.0, 1.0, None)
+    assert saturation(np.full((4, 16, 16), 65535, np.uint16)) == (65535.0, 1.0, 16)
+    assert saturation(np.full((2, 8, 8), 255, np.uint8)) == (255.0, 1.0, 8)
+    padded = clipped.astype(np.float32)
+    padded[:, :, :2] = np.nan  # NaN padding does not count
+    assert saturation(padded)[0] == 4095.0
+    assert saturation(np.full((2, 8, 8), np.nan)) is None  # refused where the frames are read
+
+
+def test_runs_warn_of_saturated_and_blank_movies(tiny_checkpoint, rng):
+    """A run says once, before it starts, that a movie is clipped at its
+    camera's full scale or holds no signal, and goes on."""
+    from napari_dsir.model import load_checkpoint
+    from napari_dsir.progress import drive
+    from napari_dsir.run import RunRequest, iter_run
+
+    m = load_checkpoint(tiny_checkpoint)
+    frames = rng.normal(300.0, 10.0, (6, 16, 16)).round().astype(np.uint16)
+    frames[:, 4:7, 4:7] = 65535
+    said = []
+    res = drive(iter_run(RunRequest(frames, model=m, pixel_size=100.0)), said.append)
+    warned = [p.message for p in said if p.kind == "warning"]
+    assert len(warned) == 1 and warned[0].startswith("3.5% of the pixels of the frames sampled read 65535 ADU, "
+                                                     "the top of a 16-bit camera's range: saturated"), warned
+    assert res.sum_image.shape == (128, 128)
+    said = []
+    res = drive(iter_run(RunRequest(np.full((3, 16, 16), 100, np.uint16), model=m, pixel_size=100.0)), said.append)
+    assert [p.message for p in said if p.kind == "warning"] == [
+        "every pixel of the frames sampled reads 100 ADU: the movie holds no signal (a blank recording, or a "
+        "camera saturated everywhere); nothing can be localized in it"]

@@ -92,15 +92,16 @@ def test_memory_stays_bounded_when_streaming(tiny_checkpoint, tmp_path, rng):
     sizes = []
     real = s._read
     s._read = lambda a, b: (sizes.append(b - a), real(a, b))[1]
-    from napari_dsir.reconstruct import HOT_SAMPLE_FRAMES, PSF_SAMPLE_FRAMES
+    from napari_dsir.reconstruct import HOT_SAMPLE_FRAMES, PSF_SAMPLE_FRAMES, SATURATION_SAMPLE_FRAMES
 
+    # the check for saturation reads a sample of frames, one by one
     reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4, binning=1, hot_pixels=False)
-    assert max(sizes) == 4 and sum(sizes) == 40
-    # looking for hot pixels and measuring the PSF for the network's binning
-    # read samples of frames, one by one
+    assert max(sizes) == 4 and sum(sizes) == 40 + min(40, SATURATION_SAMPLE_FRAMES)
+    # so do looking for hot pixels and measuring the PSF for the network's binning
     sizes.clear()
     reconstruct(s, load_checkpoint(tiny_checkpoint), batch_size=4)
-    assert max(sizes) == 4 and sum(sizes) == 40 + min(40, HOT_SAMPLE_FRAMES) + min(40, PSF_SAMPLE_FRAMES)
+    assert max(sizes) == 4 and sum(sizes) == (40 + min(40, SATURATION_SAMPLE_FRAMES) + min(40, HOT_SAMPLE_FRAMES)
+                                              + min(40, PSF_SAMPLE_FRAMES))
 
 
 def test_legacy_on_bundled_tubes_gives_tube_like_sum():

@@ -282,6 +282,31 @@ def assumed_camera(frames_adu) -> Camera:
     return cam
 
 
+#: bits of the digitisers whose full scale, 2**bits - 1 ADU, `saturation` recognises
+FULL_SCALE_BITS = (8, 10, 11, 12, 14, 15, 16)
+#: share of the sampled pixels at a full scale above which a movie counts as saturated
+SATURATED_SHARE = 1e-3
+
+
+def saturation(frames_adu) -> tuple[float, float, int | None] | None:
+    """(value ADU, share of the pixels at it, bits) when camera frames
+    ``frames_adu`` (frame, y, x; sampled, up to ~1e6 pixels) hold no signal
+    (every pixel one value; ``bits`` None unless that value is a full
+    scale) or when at least `SATURATED_SHARE` of the pixels read their
+    maximum and it is a digitiser's full scale, 2**bits - 1 ADU (8-16 bits):
+    light above it was clipped. None otherwise."""
+    try:
+        a = _pixel_sample(frames_adu)
+    except DSIRError:  # no finite value: refused where the frames are read
+        return None
+    top = float(a.max())
+    bits = next((b for b in FULL_SCALE_BITS if top == 2**b - 1), None)
+    share = float(np.mean(a == top))
+    if share == 1.0 or (bits is not None and share >= SATURATED_SHARE):
+        return top, share, bits
+    return None
+
+
 def _pixel_sample(frames_adu) -> np.ndarray:
     """The finite values of up to ~1e6 pixels spread over ``frames_adu``
     (an array or a tensor), float64; none is an error."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .camera import Camera
+from .camera import Camera, saturation
 from .defects import Stripes, find_dead_pixels, find_hot_pixels, find_stripes, repair
 from .errors import DSIRError, OutOfMemory
 from .illumination import flatten
@@ -349,6 +349,22 @@ def _first_chunk(src, start: int, stop: int) -> int:
         bounds = np.cumsum((0,) + tuple(chunks[0]))
         stop = min(stop, int(bounds[np.searchsorted(bounds, start, side="right")]))
     return stop
+
+
+#: frames `movie_saturation` samples
+SATURATION_SAMPLE_FRAMES = 16
+
+
+def movie_saturation(src, start: int, stop: int, where: str = "") -> tuple[float, float, int | None] | None:
+    """`napari_dsir.camera.saturation` of up to `SATURATION_SAMPLE_FRAMES`
+    frames spread over ``start:stop`` of ``src`` (over the range's first
+    chunk of a dask array, as `movie_defects`): a movie with no signal, or
+    clipped at its camera's full scale."""
+    src = frame_source(src)
+    idx = _sample_index(start, _first_chunk(src, start, stop), SATURATION_SAMPLE_FRAMES)
+    sample = _read_frames(src, idx)
+    _check_pixel_type(sample, idx, where)
+    return saturation(sample)
 
 
 #: frames `movie_defects` looks for hot and dead pixels on

@@ -40,6 +40,7 @@ from .reconstruct import (
     frame_source,
     iter_reconstruct,
     movie_defects,
+    movie_saturation,
 )
 
 
@@ -273,6 +274,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                         "(the frames stay on the workers)")
     if not distributed:
         src = frame_source(src)  # one reader for the PSF's sample and the run (a dask array's chunk cache)
+    clipped = movie_saturation(src, req.start, req.start + total, f"{name}: ")
+    if clipped is not None:
+        yield Progress(0, total, req.batch_size or 0, saturation_message(*clipped), kind="warning")
     hot = dead = np.zeros((0, 2), np.int64)
     stripes = None
     if req.hot_pixels:
@@ -382,6 +386,18 @@ def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int,
     if total < 1:
         return 1, {}
     return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
+
+
+def saturation_message(value: float, share: float, bits: int | None) -> str:
+    """The warning of a movie with no signal or clipped at its camera's
+    full scale (`napari_dsir.camera.saturation`)."""
+    scale = f", the top of a {bits}-bit camera's range" if bits is not None else ""
+    if share == 1.0:
+        return (f"every pixel of the frames sampled reads {value:g} ADU{scale}: the movie holds no signal "
+                "(a blank recording, or a camera saturated everywhere); nothing can be localized in it")
+    return (f"{share:.1%} of the pixels of the frames sampled read {value:g} ADU{scale}: saturated. Light above "
+            "it was clipped, so emitters there get too few photons and unreliable positions and precisions "
+            "(lower the EM gain, the exposure or the laser power)")
 
 
 def hot_pixels_message(hot: np.ndarray) -> str:
