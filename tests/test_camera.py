@@ -183,9 +183,12 @@ def test_runs_warn_of_saturated_and_blank_movies(tiny_checkpoint, rng):
     warned = [p.message for p in said if p.kind == "warning"]
     assert len(warned) == 1 and warned[0].startswith("3.5% of the pixels of the frames sampled read 65535 ADU, "
                                                      "the top of a 16-bit camera's range: saturated"), warned
-    assert res.sum_image.shape == (128, 128)
+    assert res.sum_image.shape == (128, 128) and res.info["saturated"] == {"adu": 65535.0, "share": 9 / 256}
     said = []
     res = drive(iter_run(RunRequest(np.full((3, 16, 16), 100, np.uint16), model=m, pixel_size=100.0)), said.append)
     assert [p.message for p in said if p.kind == "warning"] == [
         "every pixel of the frames sampled reads 100 ADU: the movie holds no signal (a blank recording, or a "
         "camera saturated everywhere); nothing can be localized in it"]
+    assert res.info["saturated"] == {"adu": 100.0, "share": 1.0}
+    res = drive(iter_run(RunRequest(rng.normal(300.0, 10.0, (3, 16, 16)), model=m, pixel_size=100.0)), said.append)
+    assert res.info["saturated"] is None

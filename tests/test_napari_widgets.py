@@ -490,6 +490,21 @@ def _localize_movie(viewer, frames, notes):
     return w
 
 
+def test_saturated_movie_is_said(make_napari_viewer, notes):
+    """Emitters clipped at a 16-bit camera's full scale: a warning says so
+    and the status line counts the share of pixels there."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    cfg = SimulationConfig(frame_size=(32, 32), density=1.0, photons=(3000.0, 5000.0), background=30.0,
+                           base_level=100.0, gain=0.4, em_gain=300.0)  # an EMCCD at a high gain
+    frames, _ = simulate(12, cfg, seed=3)
+    assert 0.002 < np.mean(frames == 65535) < 0.05
+    w = _localize_movie(make_napari_viewer(), frames, notes)
+    assert any("of the pixels of the frames sampled read 65535 ADU, the top of a 16-bit camera's range: saturated"
+               in m for m in _texts(notes, "warning")), notes
+    assert "saturated: " in w.status.value and "of the pixels at 65535 ADU" in w.status.value
+
+
 def test_hot_pixels_are_repaired_and_said(make_napari_viewer, notes):
     """A movie with a hot pixel: a warning names it, the status counts it,
     and no emitter is reported there; unticked, it is kept."""

@@ -350,6 +350,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None, camera_origin=camera_origin,
         seconds=time.perf_counter() - t0, hot_pixels=hot.tolist(), **psf,
+        saturated=None if clipped is None else {"adu": clipped[0], "share": clipped[1]},
         **(light.to_dict() if light is not None else {}),
     )
     return result

@@ -282,6 +282,8 @@ class ReconstructWidget(Container):
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
             + (f", network binning {info['binning']}x{info['binning']}" if info.get("binning", 1) > 1 else "")
+            + (f", saturated: {info['saturated']['share']:.1%} of the pixels at {info['saturated']['adu']:g} ADU"
+               if info.get("saturated") else "")
             + (f", hot pixels repaired: {len(info['hot_pixels'])}" if info.get("hot_pixels") else "")
             + (f", dead pixels repaired: {info['dead_pixels']}" if info.get("dead_pixels") else "")
             + (f", column/row offsets subtracted: {info['stripes']['columns']}/{info['stripes']['rows']}"
