@@ -639,3 +639,13 @@ def test_frames_that_are_not_numbers_are_refused_before_the_defect_search():
     for bad in (np.full((20, 16, 16), "a", dtype=object), np.zeros((20, 16, 16), complex)):
         with pytest.raises(DSIRError, match="pixel type .* is not supported"):
             reconstruct(bad, pixel_size=100.0)
+
+
+@pytest.mark.parametrize("start, stop", [(3, 3), (5, None), (2, 1), (-1, None)])
+def test_api_refuses_an_empty_or_negative_frame_range_before_reading(tiny_checkpoint, rng, start, stop):
+    """The Python API refuses a frame range that selects no frame with the
+    message the CLI gives, before any frame is sampled (it raised numpy's
+    "need at least one array to stack")."""
+    with pytest.raises(DSIRError, match="selects no frames of the 5 in the stack"):
+        reconstruct(rng.normal(300.0, 10.0, (5, 16, 16)), load_checkpoint(tiny_checkpoint), pixel_size=100.0,
+                    start=start, stop=stop)

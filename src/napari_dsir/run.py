@@ -222,6 +222,10 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     meta_px = src.pixel_size if isinstance(src, Stack) else req.source_pixel_size
     px = resolve_pixel_size(req.pixel_size, meta_px)
     total = _n_frames(src, req)
+    if total < 1 or int(req.start) < 0:  # before any frame is read for the samples
+        n = _length(src)
+        raise DSIRError(f"frame range {req.start}:{'' if req.stop is None else req.stop} selects no frames "
+                        f"of the {n} in the stack")
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
@@ -468,8 +472,13 @@ def echoes_message(psf: dict, pixel_size: float) -> str:
             f"(its echoes) are left out (binning=1 / --binning 1 keeps them)")
 
 
+def _length(src) -> int:
+    """Frames in ``src`` (a `Stack`, or an array (frame, y, x) or (y, x))."""
+    return len(src) if isinstance(src, Stack) else (1 if getattr(src, "ndim", 3) == 2 else int(src.shape[0]))
+
+
 def _n_frames(src, req: RunRequest) -> int:
-    n = len(src) if isinstance(src, Stack) else (1 if getattr(src, "ndim", 3) == 2 else int(src.shape[0]))
+    n = _length(src)
     stop = n if req.stop is None else min(int(req.stop), n)
     return max(0, stop - int(req.start))
 
