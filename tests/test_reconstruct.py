@@ -649,3 +649,26 @@ def test_api_refuses_an_empty_or_negative_frame_range_before_reading(tiny_checkp
     with pytest.raises(DSIRError, match="selects no frames of the 5 in the stack"):
         reconstruct(rng.normal(300.0, 10.0, (5, 16, 16)), load_checkpoint(tiny_checkpoint), pixel_size=100.0,
                     start=start, stop=stop)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"start": 0.5}, "start must be a whole frame number"),
+    ({"stop": 2.0}, "stop must be a whole frame number"),
+    ({"tile": -5}, "tile must be 'auto', None"),
+    ({"tile": 2.5}, "tile must be 'auto', None"),
+])
+def test_api_refuses_frame_numbers_and_tiles_of_the_wrong_kind(tiny_checkpoint, rng, kw, message):
+    """A float frame number raised a TypeError deep in the run, and a
+    negative tile size ran silently; both are refused up front."""
+    with pytest.raises(DSIRError, match=message):
+        reconstruct(rng.normal(300.0, 10.0, (4, 16, 16)), load_checkpoint(tiny_checkpoint), pixel_size=100.0, **kw)
+    assert reconstruct(rng.normal(300.0, 10.0, (4, 16, 16)), load_checkpoint(tiny_checkpoint), pixel_size=100.0,
+                       start=np.int64(1), tile=0).start == 1
+
+
+def test_api_refuses_frames_that_are_not_numbers_when_fitting(tiny_checkpoint):
+    """Frames of Python objects with the fits on: the camera check read
+    them as floats first and raised a ValueError; now a clear refusal."""
+    frames = np.full((2, 16, 16), "a", dtype=object)
+    with pytest.raises(DSIRError, match="pixel type object"):
+        reconstruct(frames, load_checkpoint(tiny_checkpoint), pixel_size=100.0, localize=True)

@@ -318,6 +318,8 @@ def _pixel_sample(frames_adu) -> np.ndarray:
     except ImportError:  # pragma: no cover
         pass
     a = np.asarray(frames_adu).ravel()
+    if a.dtype.kind not in "biuf":
+        raise DSIRError(f"frames must be numbers, got pixel type {a.dtype}")
     if a.size == 0:
         raise DSIRError("no frames to check the camera baseline against")
     a = a[:: max(1, a.size // 1_000_000)].astype(np.float64)

@@ -217,6 +217,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     from .localize import LocalizeParams, params_for
 
     t0 = time.perf_counter()
+    _check_request(req)
     src = open_source(req.source)
     name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
     meta_px = src.pixel_size if isinstance(src, Stack) else req.source_pixel_size
@@ -470,6 +471,18 @@ def echoes_message(psf: dict, pixel_size: float) -> str:
     return (f"the PSF is narrow for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px): "
             f"detections with less than {ECHO_RATIO:.0%} of the intensity of another within {ECHO_RADIUS_PX:g} px "
             f"(its echoes) are left out (binning=1 / --binning 1 keeps them)")
+
+
+def _check_request(req: RunRequest) -> None:
+    """Refuse a frame number or tile size of the wrong kind (the CLI and the
+    widget give whole numbers; the Python API takes what it is given)."""
+    for name in ("start", "stop"):
+        v = getattr(req, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise DSIRError(f"{name} must be a whole frame number (0-based), got {v!r}")
+    t = req.tile
+    if t not in ("auto", None) and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0):
+        raise DSIRError(f"tile must be 'auto', None (never tile) or a size in camera px >= 0, got {t!r}")
 
 
 def _length(src) -> int:
