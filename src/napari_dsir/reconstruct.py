@@ -202,13 +202,21 @@ CPU_BATCH_CAMERA_RES = 8
 CPU_BATCH_SR_PIXELS = 1 << 23
 
 
+def check_frame_range(n: int, start: int, stop: int | None) -> tuple[int, int]:
+    """(start, stop) of ``n`` frames, ``stop`` None or past the end meaning
+    the end; a range that selects no frame (a negative start included) is
+    refused."""
+    stop = n if stop is None else min(stop, n)
+    if not 0 <= start < stop:
+        raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
+    return start, stop
+
+
 def check_args(n: int, start: int, stop: int | None, batch_size: int | None, pixel_size: float,
                model: DSIRModel, frame_shape: tuple[int, int] | None = None) -> tuple[int, int, int]:
     """Validated (start, stop, batch_size) for ``n`` frames of ``frame_shape``
     (y, x camera px; `default_batch_size` when no batch size is given)."""
-    stop = n if stop is None else min(stop, n)
-    if not 0 <= start < stop:
-        raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")
+    start, stop = check_frame_range(n, start, stop)
     if batch_size is None:
         batch_size = default_batch_size(model.device, model, frame_shape)
     if int(batch_size) < 1:
@@ -360,11 +368,18 @@ def movie_saturation(src, start: int, stop: int, where: str = "") -> tuple[float
     frames spread over ``start:stop`` of ``src`` (over the range's first
     chunk of a dask array, as `movie_defects`): a movie with no signal, or
     clipped at its camera's full scale."""
+    return saturation(_first_chunk_sample(src, start, stop, SATURATION_SAMPLE_FRAMES, where)[1])
+
+
+def _first_chunk_sample(src, start: int, stop: int, n: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(frame numbers, frames as read) of up to ``n`` frames spread over
+    ``start:stop`` of ``src`` (over the range's first chunk of a dask array:
+    read once, from the source's cache), their pixel type checked."""
     src = frame_source(src)
-    idx = _sample_index(start, _first_chunk(src, start, stop), SATURATION_SAMPLE_FRAMES)
+    idx = _sample_index(start, _first_chunk(src, start, stop), n)
     sample = _read_frames(src, idx)
     _check_pixel_type(sample, idx, where)
-    return saturation(sample)
+    return idx, sample
 
 
 #: frames `movie_defects` looks for hot and dead pixels on
@@ -377,10 +392,7 @@ def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarr
     columns and rows (`find_stripes`; None: none), in up to
     `HOT_SAMPLE_FRAMES` frames spread over ``start:stop`` of ``src`` (over the
     range's first chunk of a dask array, as `movie_psf`)."""
-    src = frame_source(src)
-    idx = _sample_index(start, _first_chunk(src, start, stop), HOT_SAMPLE_FRAMES)
-    sample = _read_frames(src, idx)
-    _check_pixel_type(sample, idx, where)
+    idx, sample = _first_chunk_sample(src, start, stop, HOT_SAMPLE_FRAMES, where)
     sample = sample.astype(np.float32, copy=False)  # once, for the searches
     dead = find_dead_pixels(sample)  # NaN padding among them
     if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)

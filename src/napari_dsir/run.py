@@ -36,6 +36,7 @@ from .reconstruct import (
     Progress,
     Repaired,
     Result,
+    check_frame_range,
     fit_sigma_init,
     frame_source,
     iter_reconstruct,
@@ -222,11 +223,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
     meta_px = src.pixel_size if isinstance(src, Stack) else req.source_pixel_size
     px = resolve_pixel_size(req.pixel_size, meta_px)
-    total = _n_frames(src, req)
-    if total < 1 or int(req.start) < 0:  # before any frame is read for the samples
-        n = _length(src)
-        raise DSIRError(f"frame range {req.start}:{'' if req.stop is None else req.stop} selects no frames "
-                        f"of the {n} in the stack")
+    first_frame, stop_frame = check_frame_range(_length(src), req.start, req.stop)  # before any frame is read
+    total = stop_frame - first_frame
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
@@ -386,11 +384,9 @@ def _binning(req: RunRequest, src, model, pixel_size: float, camera, total: int,
         b = req.binning
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BINNING:
             raise DSIRError(f"binning must be an integer within 1..{MAX_BINNING} (or None: from the PSF), got {b!r}")
-        if camera is None or total < 1:
+        if camera is None:
             return int(b), {}
         return int(b), movie_psf(src, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
-    if total < 1:
-        return 1, {}
     return movie_binning(src, model, int(req.start), int(req.start) + total, pixel_size, camera, f"{name}: ")
 
 
@@ -488,12 +484,6 @@ def _check_request(req: RunRequest) -> None:
 def _length(src) -> int:
     """Frames in ``src`` (a `Stack`, or an array (frame, y, x) or (y, x))."""
     return len(src) if isinstance(src, Stack) else (1 if getattr(src, "ndim", 3) == 2 else int(src.shape[0]))
-
-
-def _n_frames(src, req: RunRequest) -> int:
-    n = _length(src)
-    stop = n if req.stop is None else min(int(req.stop), n)
-    return max(0, stop - int(req.start))
 
 
 def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
