@@ -41,3 +41,11 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def write_report(path, lines: list[str]) -> None:
+    """Write a benchmark's Markdown report (``lines`` joined by newlines) to
+    ``path``, its folder made if needed, and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")

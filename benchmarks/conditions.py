@@ -38,7 +38,7 @@ from pathlib import Path
 
 import calibrated
 import numpy as np
-from _machine import describe
+from _machine import describe, write_report
 
 from napari_dsir.evaluate import evaluate
 from napari_dsir.run import reconstruct
@@ -106,9 +106,7 @@ def main(argv=None) -> int:
         "| condition (one change from the reference) | emitters/um^2 | Jaccard 250 nm | RMSE 250 nm (nm) | "
         "photons fitted / true | std(error / uncertainty): isolated (n); away from the edges (n) | failed fits |",
         "|---|---|---|---|---|---|---|", *rows, ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_report(args.out, lines)
     return 0
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import accuracy
 import numpy as np
 import torch
-from _machine import describe
+from _machine import describe, write_report
 
 from napari_dsir import reconstruct as R
 from napari_dsir.camera import Camera
@@ -164,9 +164,7 @@ def main(argv=None) -> int:
         + " | lowest precision | false positives / empty frame | RMSE <= 40 / 45 nm at 4 / 6 /um^2 | "
         "Jaccard >= 0.72 / 0.62 at 4 / 8 /um^2, <= 0.05 per empty frame |",
         "|---|---|---|" + "---|" * len(SWEEP_DENSITIES) + "---|---|---|---|", *sweep, ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_report(args.out, lines)
     return 0
 
 

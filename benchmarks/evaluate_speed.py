@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import describe
+from _machine import describe, write_report
 
 from napari_dsir.evaluate import match, match_frame
 from napari_dsir.locs import Localizations
@@ -80,9 +80,7 @@ def main(argv=None) -> int:
              "See the script's docstring.", "",
              "| frames | localizations (each table) | `match` (s) | per-frame scan, before (s; ratio) |",
              "|---|---|---|---|", *rows, ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_report(args.out, lines)
     return 0
 
 
