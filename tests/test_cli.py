@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from napari_dsir.cli import main
 from napari_dsir.io import open_stack, read_localizations
@@ -476,6 +477,41 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
     assert "camera settings from the metadata" not in capsys.readouterr().err
     text = over.with_suffix(".yaml").read_text()
     assert "camera_origin: given" in text and "baseline: 390.0" in text
+
+
+def test_localize_reads_a_picasso_camera_config_against_micro_manager(camera_movie, tmp_path, capsys):
+    """--camera takes Picasso's camera config.yaml: the movie's Micro-Manager
+    metadata picks the camera and its sensitivity (the same table as the
+    settings given); what the movie does not state is an error naming it,
+    unless given as an option."""
+    import tifffile
+
+    stated, raw = camera_movie
+    props = {"Camera": "Andor", "Andor-Output_Amplifier": "Conventional", "Andor-Pre-Amp-Gain": "Gain 2"}
+    mm = tmp_path / "mm.tif"
+    tifffile.imwrite(mm, open_stack(raw).read(), photometric="minisblack",
+                     extratags=[(51123, "s", 0, json.dumps(props), False)])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"Cameras": {
+        "Zyla": {"Baseline": 100, "Sensitivity": 2.0},
+        "Andor": {"Baseline": 400, "Gain Property Name": "Gain",
+                  "Sensitivity Categories": ["Output_Amplifier", "Pre-Amp-Gain"],
+                  "Sensitivity": {"Conventional": {"Gain 1": 1.0, "Gain 2": 0.5}}}}}, sort_keys=False))
+    base = ["localize", str(mm), "-q", "--pixel-size", "100", "--camera", str(config)]
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "p.csv")]) == 2
+    assert "does not state Andor-Gain, the EM gain of camera 'Andor' (give --em-gain" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "p.csv"), "--em-gain", "1"]) == 0
+    protocol = json.loads((tmp_path / "p-protocol.txt").read_text())
+    assert protocol["cameraSettings"]["offset"] == 400 and protocol["cameraSettings"]["photons2ADU"] == 0.5
+    assert main(["localize", str(raw), "-o", str(tmp_path / "g.csv"), "-q", "--pixel-size", "100",
+                 "--baseline", "400", "--sensitivity", "0.5"]) == 0
+    a, b = read_localizations(tmp_path / "p.csv"), read_localizations(tmp_path / "g.csv")
+    assert len(a) > 10
+    np.testing.assert_allclose(a.photons, b.photons)
+    capsys.readouterr()
+    assert main(["localize", str(raw), "-o", str(tmp_path / "r.csv"), "-q", "--camera", str(config)]) == 2
+    assert "lists 2 cameras ('Zyla', 'Andor') and the movie's metadata names no camera" in capsys.readouterr().err
 
 
 def test_impossible_camera_settings_in_the_file(camera_movie, tmp_path, capsys):

@@ -621,3 +621,46 @@ def test_camera_presets_fill_the_fields_and_reach_the_run(make_napari_viewer, no
     assert w.last_result.info["camera_origin"] == "given"
     w.camera.qe.value = 0.5
     assert w.camera.preset.value == CUSTOM and w.camera.camera()["qe"] == 0.5
+
+
+def test_a_picasso_camera_file_fills_the_fields_by_the_image_metadata(make_napari_viewer, tmp_path, notes):
+    """Picasso's camera config.yaml chosen in the camera file box: the
+    camera and sensitivity the image's Micro-Manager metadata names fill
+    the fields and reach the run; an image whose metadata cannot pick one
+    gets a note saying why."""
+    import json
+
+    import yaml
+
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(800.0, 3000.0),
+                                             base_level=400.0, gain=2.0), seed=5)
+    path = tmp_path / "mm.tif"
+    props = {"Camera": "Andor", "Andor-Output_Amplifier": "Conventional", "Andor-Pre-Amp-Gain": "Gain 2",
+             "Andor-Gain": "4"}
+    tifffile.imwrite(path, frames.astype(np.uint16), photometric="minisblack",
+                     extratags=[(51123, "s", 0, json.dumps(props), False)])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"Cameras": {
+        "Zyla": {"Baseline": 100, "Sensitivity": 2.0},
+        "Andor": {"Baseline": 400, "Gain Property Name": "Gain",
+                  "EM Switch Property": {"Name": "Output_Amplifier", True: "Electron Multiplying"},
+                  "Sensitivity Categories": ["Output_Amplifier", "Pre-Amp-Gain"],
+                  "Sensitivity": {"Conventional": {"Gain 1": 1.0, "Gain 2": 0.5}}}}}))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dsir")
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.camera.set_camera.value = False
+    w.camera.camera_file.value = config
+    assert w.camera.set_camera.value and w.camera.note.value == ""
+    assert w.camera.camera() == {"baseline": 400.0, "sensitivity": 0.5, "em_gain": 1.0, "qe": 1.0, "read_noise": 0.0}
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == []
+    assert w.last_result.info["camera"]["sensitivity"] == 0.5 and w.last_result.info["camera_origin"] == "given"
+    viewer.add_image(frames, name="bare", metadata={"pixel_size": 100.0})
+    w.image.value = viewer.layers["bare"]
+    assert "lists 2 cameras" in w.camera.note.value and "names no camera" in w.camera.note.value
+    assert not w.camera.set_camera.value and w.camera.camera() is None  # not the other image's camera

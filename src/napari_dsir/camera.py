@@ -64,6 +64,29 @@ ALIASES: dict[str, str] = {
 }
 
 
+#: Micro-Manager's image metadata: the key naming the camera device, whose
+#: properties are ``<camera>-<property>``
+MICRO_MANAGER_CAMERA = "Camera"
+#: camera properties (Micro-Manager's ``<camera>-<property>``) that state a
+#: setting: the conversion factor the Hamamatsu DCAM API reports
+#: (photoelectrons per count, and the count with no light)
+MICRO_MANAGER_PROPERTIES: dict[str, str] = {
+    "CONVERSION FACTOR COEFF": "sensitivity",
+    "CONVERSION FACTOR OFFSET": "baseline",
+}
+
+
+def micro_manager_entries(meta) -> dict:
+    """The settings (field -> value as written) that the camera properties of
+    Micro-Manager's image metadata ``meta`` state (`MICRO_MANAGER_PROPERTIES`
+    of the device its ``Camera`` names); {} when none."""
+    if not isinstance(meta, dict) or not isinstance(meta.get(MICRO_MANAGER_CAMERA), str):
+        return {}
+    camera = meta[MICRO_MANAGER_CAMERA]
+    return {field: meta[f"{camera}-{prop}"] for prop, field in MICRO_MANAGER_PROPERTIES.items()
+            if f"{camera}-{prop}" in meta}
+
+
 def _norm_key(key) -> str:
     k = str(key).strip().lower()
     k = re.sub(r"\s*[\[(][^\])]*[\])]\s*$", "", k)  # "offset [ADU]" -> "offset"
@@ -201,15 +224,22 @@ class Camera:
         return cls(**out).validate()
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> Camera:
+    def from_yaml(cls, path: str | os.PathLike, stated: dict | None = None, given=()) -> Camera:
         """Read a small YAML camera file, e.g.::
 
             baseline: 100      # ADU
             sensitivity: 0.46  # e- per ADU
             em_gain: 1
             qe: 0.72
+
+        or Picasso's camera configuration (``Cameras:``), whose entry and
+        settings the movie's metadata ``stated`` picks
+        (`napari_dsir.camera_files.picasso_camera`; settings named in
+        ``given`` need not be found there).
         """
         import yaml
+
+        from .camera_files import is_picasso_config, picasso_camera
 
         try:
             with open(path, encoding="utf-8") as fh:
@@ -221,7 +251,7 @@ class Camera:
         if d is None:
             raise DSIRError(f"camera file {path} is empty")
         try:
-            return cls.from_dict(d)
+            return picasso_camera(d, stated, given) if is_picasso_config(d) else cls.from_dict(d)
         except DSIRError as e:
             raise DSIRError(f"camera file {path}: {e}") from None
 
@@ -235,13 +265,14 @@ class Camera:
     @classmethod
     def from_metadata(cls, meta: dict | None) -> Camera | None:
         """Camera settings stated in file metadata (a flat dict, e.g. ImageJ
-        info or OME Detector attributes such as ``Offset``/``AmplificationGain``),
-        or None when it states none. Keys other than the camera's are ignored;
-        missing settings keep their defaults."""
+        info or OME Detector attributes such as ``Offset``/``AmplificationGain``;
+        the conversion factor of Micro-Manager's camera properties,
+        `micro_manager_entries`), or None when it states none. Keys other
+        than the camera's are ignored; missing settings keep their defaults."""
         if not meta or not isinstance(meta, dict):
             return None
         out: dict[str, object] = {}
-        for k, v in meta.items():
+        for k, v in [*meta.items(), *micro_manager_entries(meta).items()]:
             name = ALIASES.get(_norm_key(k))
             if name is None or name in out:
                 continue

@@ -155,7 +155,7 @@ def _request(args, localize: bool, keep_frames: bool = False):
         tile="auto" if args.tile is None else (args.tile or None), keep_frames=keep_frames,
         localize=localize, threshold=getattr(args, "threshold", None), radius=getattr(args, "radius", None),
         scheduler=args.scheduler, chunk=args.chunk, name=str(args.stack),
-        refine=getattr(args, "refine", "none") == "mle", camera=_camera(args),
+        refine=getattr(args, "refine", "none") == "mle", camera=_camera(args, getattr(stack, "camera_metadata", None)),
         binning=None if args.binning == "auto" else int(args.binning),
         hot_pixels=not getattr(args, "keep_hot_pixels", False),
     )
@@ -164,7 +164,8 @@ def _request(args, localize: bool, keep_frames: bool = False):
 def _add_camera_options(g) -> None:
     """The camera options (a file, and single values over it) on group or parser ``g``."""
     g.add_argument("--camera", type=Path, default=None,
-                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise)")
+                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise; or Picasso's "
+                        "camera config.yaml, read against the movie's Micro-Manager metadata)")
     g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
     g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
     g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")
@@ -172,10 +173,11 @@ def _add_camera_options(g) -> None:
     g.add_argument("--read-noise", type=float, default=None, help="read noise, e- rms (default 0)")
 
 
-def _camera(args):
+def _camera(args, stated: dict | None = None):
     """The camera the options give (a file, then single values over it), or
     None when none is given (a run with the fits then assumes defaults, with
-    a warning; one without uses no camera)."""
+    a warning; one without uses no camera). A Picasso camera configuration
+    takes its entry and settings from the movie's metadata ``stated``."""
     from .camera import Camera
 
     values = {k: getattr(args, k, None) for k in ("baseline", "sensitivity", "em_gain", "qe", "read_noise")}
@@ -183,7 +185,7 @@ def _camera(args):
     path = getattr(args, "camera", None)
     if path is None and not values:
         return None
-    base = Camera.from_yaml(path).to_dict() if path is not None else {}
+    base = Camera.from_yaml(path, stated, given=tuple(values)).to_dict() if path is not None else {}
     return Camera.from_dict({**base, **values}).validate()
 
 

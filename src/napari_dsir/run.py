@@ -160,13 +160,16 @@ def _stated_camera_error(name: str, err: DSIRError) -> DSIRError:
     return DSIRError(f"{name}: {what} (set the camera to override them)")
 
 
-def _as_camera(value) -> Camera | None:
+def _as_camera(value, stated: dict | None = None) -> Camera | None:
+    """``value`` (`RunRequest.camera`) as a `Camera`: a camera file is read
+    against the source's metadata ``stated`` (a Picasso camera configuration
+    picks its entry and settings by it)."""
     if value is None or isinstance(value, Camera):
         return value
     if isinstance(value, dict):
         return Camera.from_dict(value)
     if isinstance(value, (str, os.PathLike)):
-        return Camera.from_yaml(value)
+        return Camera.from_yaml(value, stated)
     raise DSIRError(f"camera: expected camera settings or a camera file, got {type(value).__name__}")
 
 
@@ -247,9 +250,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
     camera_origin = None
+    stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
     if refine:
-        explicit = _as_camera(req.camera)
-        stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
+        explicit = _as_camera(req.camera, stated)
         try:
             camera, assumed = resolve_camera(explicit, stated)
         except DSIRError as e:
@@ -263,7 +266,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         elif camera_origin == "metadata":
             yield Progress(0, total, req.batch_size or 0, camera_metadata_message(name, camera), kind="warning")
     elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
-        camera, camera_origin = resolve_camera(_as_camera(req.camera))[0], "given"
+        camera, camera_origin = resolve_camera(_as_camera(req.camera, stated))[0], "given"
     if camera is not None:
         try:
             camera.check_data(first)

@@ -331,6 +331,13 @@ CAMERA_CASES = {
     "unknown_key_in_file": ("gain_of_camera: 3\n", "unknown camera setting"),
     "file_not_a_mapping": ("- 1\n- 2\n", "camera"),
     "missing_file": (None, "no such"),
+    # Picasso's camera config.yaml, against a movie with no Micro-Manager metadata
+    "picasso_config_of_several_cameras": ("Cameras:\n  A: {Baseline: 100, Sensitivity: 1}\n"
+                                          "  B: {Baseline: 100, Sensitivity: 2}\n", "names no camera"),
+    "picasso_sensitivity_by_category": ("Cameras:\n  A:\n    Baseline: 100\n    Sensitivity Categories: [Mode]\n"
+                                        "    Sensitivity: {fast: 1.5, slow: 0.5}\n", "A-Mode"),
+    "picasso_config_without_baseline": ("Cameras:\n  A: {Sensitivity: 1}\n", "no Baseline"),
+    "picasso_config_of_no_camera": ("Cameras: {}\n", "no camera"),
 }
 
 

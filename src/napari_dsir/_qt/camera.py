@@ -5,12 +5,16 @@ else assumes the defaults and says so (a warning from
 `napari_dsir.run.iter_run`); the greyed fields show which. Ticked (or a
 preset chosen, which ticks it), the fields are the camera; a run without
 the fit uses them too: an uneven illumination is taken out of the
-network's input.
+network's input. A camera file (ours, or Picasso's camera ``config.yaml``,
+read against the image's Micro-Manager metadata) fills the fields and
+ticks it.
 """
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label
 
 from ..camera import PRESETS, Camera
 from ..errors import DSIRError
@@ -32,6 +36,11 @@ class CameraFields(Container):
         self.preset = ComboBox(label="Preset", choices=[CUSTOM, *PRESETS], value=CUSTOM,
                                tooltip="Fill the fields with a typical camera's settings (check your camera's "
                                        "test sheet); choosing one ticks 'Camera settings as set here'")
+        self.camera_file = FileEdit(label="Camera file", mode="r", filter="Camera files (*.yaml *.yml)",
+                                    tooltip="A YAML camera file (baseline, sensitivity, em_gain, qe, read_noise) or "
+                                            "Picasso's camera config.yaml (~/.picasso), whose camera and "
+                                            "sensitivity the image's Micro-Manager metadata picks; fills the "
+                                            "fields and ticks 'Camera settings as set here'")
         self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
         self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
@@ -42,14 +51,17 @@ class CameraFields(Container):
                                        tooltip="Read noise, e- rms (0 when unknown)")
         self.note = Label(value="")
         self.fields = (self.baseline, self.sensitivity, self.em_gain, self.qe, self.read_noise)
-        super().__init__(widgets=[self.refine, self.set_camera, self.note, self.preset, *self.fields], labels=True)
+        super().__init__(widgets=[self.refine, self.set_camera, self.note, self.preset, self.camera_file,
+                                  *self.fields], labels=True)
         self.note.native.setWordWrap(True)
         self.margins = (0, 0, 0, 0)
         self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
         self._filling = False  # the fields are being filled (from a preset or the file): not an edit
+        self._file_error = ""  # why the camera file chosen could not be read
         self.refine.changed.connect(self._update)
         self.set_camera.changed.connect(self._update)
         self.preset.changed.connect(self._on_preset)
+        self.camera_file.changed.connect(self._on_file)
         for w in self.fields:
             w.changed.connect(self._on_edit)
         self._update()
@@ -71,6 +83,22 @@ class CameraFields(Container):
         self._fill(PRESETS[self.preset.value])
         self.set_camera.value = True
 
+    def _on_file(self, *_) -> None:
+        """Fill the fields from the camera file chosen, read against the image's metadata."""
+        path = self.camera_file.value
+        self._file_error = ""
+        if path and Path(path).is_file():
+            try:
+                cam = Camera.from_yaml(path, self._stated[0])
+            except DSIRError as e:  # not this image's camera: the fields no longer hold
+                self._file_error = str(e)
+                self.set_camera.value = False
+            else:
+                self._fill(cam)
+                self.preset.value = CUSTOM
+                self.set_camera.value = True
+        self._update()
+
     def _on_edit(self, *_):
         if not self._filling:  # typed in: no longer the preset's
             self.preset.value = CUSTOM
@@ -80,7 +108,7 @@ class CameraFields(Container):
         ``camera``): unticked, the fields show them (what a run then uses),
         or the defaults a run would assume, and the note says which."""
         self._stated = (stated, name)
-        self._update()
+        self._on_file()  # a Picasso camera file picks its settings by the image's metadata
 
     def _update(self, *_):
         for w in self.fields:
@@ -91,6 +119,8 @@ class CameraFields(Container):
     def _note(self) -> str:
         """What the greyed fields show (filled here), or "" when they are the camera."""
         stated, name = self._stated
+        if self._file_error:
+            return self._file_error
         if self.set_camera.value or not name or not self.refine.value:  # settings given, or no fits to use them
             return ""
         try:

@@ -5,6 +5,7 @@ Arrays are (frame, y, x); the pixel size is in nm (CONVENTIONS.md).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ..camera import camera_entries
+from ..camera import MICRO_MANAGER_CAMERA, camera_entries
 from ..errors import DSIRError
 
 DEFAULT_PIXEL_SIZE_NM = 100.0
@@ -261,8 +262,11 @@ def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
     value" lines), and tifffile's JSON description
     (``tifffile.imwrite(..., metadata={...})``). The first source that names
     a setting wins. A bare "Gain" is not read (vendors write an sCMOS's
-    analog gain under that name, Picasso an EM gain), nor are OME's ``Gain``
-    and Micro-Manager's per-device properties."""
+    analog gain under that name, Picasso an EM gain), nor is OME's ``Gain``.
+    Micro-Manager's image metadata adds its ``Camera`` and that device's
+    properties (`_micro_manager`): a Picasso camera configuration picks its
+    settings by them, and a Hamamatsu camera's conversion factor is read
+    (`napari_dsir.camera.micro_manager_entries`)."""
     found: dict = {}
 
     def take(entries) -> None:
@@ -292,7 +296,39 @@ def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
         shaped = ()
     for entry in shaped:
         take(entry)
+    for k, v in _micro_manager(tif).items():
+        found.setdefault(k, v)
     return found
+
+
+def _micro_manager(tif: tifffile.TiffFile) -> dict:
+    """Micro-Manager's ``Camera`` and the properties of that device
+    (``<camera>-<property>``: value, as text or a number) from the first
+    image's metadata (TIFF tag 51123: Micro-Manager 1.4's flat values, or
+    2.0's ``{"PropVal": value}``); {} when there is none."""
+    try:
+        tag = tif.pages[0].tags.get(51123)
+        meta = tag.value if tag is not None else None
+        if isinstance(meta, (bytes, str)):
+            meta = json.loads(meta.strip(b"\0" if isinstance(meta, bytes) else "\0"))
+    except Exception:  # unreadable metadata is no metadata
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+
+    def value(v):
+        return v.get("PropVal") if isinstance(v, dict) else v
+
+    camera = value(meta.get(MICRO_MANAGER_CAMERA)) or value(meta.get("Core-Camera"))
+    if not isinstance(camera, str) or not camera:
+        return {}
+    out = {MICRO_MANAGER_CAMERA: camera}
+    for k, v in meta.items():
+        v = value(v)
+        if isinstance(k, str) and k.startswith(camera + "-") and isinstance(v, (str, int, float)) \
+                and not isinstance(v, bool):
+            out[k] = v
+    return out
 
 
 def is_folder_tiff(p: Path) -> bool:
