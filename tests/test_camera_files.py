@@ -1,5 +1,7 @@
 """Picasso's camera configuration, read against Micro-Manager's camera properties."""
 
+import json
+
 import pytest
 import yaml
 
@@ -124,3 +126,31 @@ def test_micro_manager_states_a_hamamatsu_conversion_factor():
     assert Camera.from_metadata(meta) == Camera(100, 0.47, 1, 1)
     assert Camera.from_metadata({**meta, "Camera": "Other"}) is None
     assert micro_manager_entries({"CONVERSION FACTOR COEFF": 2.0}) == {}
+
+
+@pytest.mark.parametrize("settings, camera", [
+    # ThunderSTORM dev-2016's names (EM gain under "gain", off), and its earlier "gainEM" (on)
+    ({"readoutNoise": 0.0, "offset": 414.0, "quantumEfficiency": 1.0, "isEmGain": False, "photons2ADU": 3.6,
+      "pixelSize": 80.0, "gain": 100.0}, Camera(414, 3.6, 1, 1)),
+    ({"offset": 16.0, "isEmGain": True, "photons2ADU": 5.1, "gainEM": 200.0, "pixelSize": 100.0},
+     Camera(16, 5.1, 200, 1)),
+    ({"offset": 100, "isEmGain": False, "photons2ADU": 0.47, "quantumEfficiency": 0.7, "readoutNoise": 1.6},
+     Camera(100, 0.47, 1, 0.7, read_noise=1.6)),
+])
+def test_a_thunderstorm_protocol_is_a_camera_file(tmp_path, settings, camera):
+    p = tmp_path / "run-protocol.txt"
+    p.write_text(json.dumps({"version": "ThunderSTORM (dev-2016-09-10-b1)", "imageInfo": {"title": "a.tif"},
+                             "cameraSettings": settings,
+                             "analysisDetector": {"name": "Local maximum", "threshold": "1.5*std(Wave.F1)"}},
+                            indent=2))
+    assert Camera.from_yaml(p) == camera
+
+
+def test_a_thunderstorm_protocol_without_the_camera_is_refused(tmp_path):
+    p = tmp_path / "run-protocol.txt"
+    p.write_text(json.dumps({"cameraSettings": {"isEmGain": False, "photons2ADU": 3.6}}))
+    with pytest.raises(DSIRError, match="cameraSettings have no offset"):
+        Camera.from_yaml(p)
+    p.write_text(json.dumps({"cameraSettings": {"offset": 100, "photons2ADU": -1}}))
+    with pytest.raises(DSIRError, match="sensitivity must be > 0"):
+        Camera.from_yaml(p)

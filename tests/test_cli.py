@@ -466,6 +466,10 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
     assert len(a) > 10
     np.testing.assert_allclose(a.photons, b.photons)
     np.testing.assert_allclose(a.uncertainty, b.uncertainty)
+    again = tmp_path / "again.csv"  # a run's protocol (ThunderSTORM's cameraSettings) as the next one's camera
+    assert main(["localize", str(raw), "-o", str(again), "-q", "--pixel-size", "100",
+                 "--camera", str(tmp_path / "from_file-protocol.txt")]) == 0
+    np.testing.assert_allclose(read_localizations(again).photons, a.photons)
 
     assumed = tmp_path / "assumed.csv"
     assert main(["localize", str(raw), "-o", str(assumed), "-q", "--pixel-size", "100"]) == 0

@@ -233,13 +233,13 @@ class Camera:
             qe: 0.72
 
         or Picasso's camera configuration (``Cameras:``), whose entry and
-        settings the movie's metadata ``stated`` picks
-        (`napari_dsir.camera_files.picasso_camera`; settings named in
-        ``given`` need not be found there).
+        settings the movie's metadata ``stated`` picks (settings named in
+        ``given`` need not be found there), or a ThunderSTORM protocol
+        (``cameraSettings``) (`napari_dsir.camera_files.camera_from_file`).
         """
         import yaml
 
-        from .camera_files import is_picasso_config, picasso_camera
+        from .camera_files import camera_from_file
 
         try:
             with open(path, encoding="utf-8") as fh:
@@ -251,7 +251,7 @@ class Camera:
         if d is None:
             raise DSIRError(f"camera file {path} is empty")
         try:
-            return picasso_camera(d, stated, given) if is_picasso_config(d) else cls.from_dict(d)
+            return camera_from_file(d, stated, given)
         except DSIRError as e:
             raise DSIRError(f"camera file {path}: {e}") from None
 

@@ -1,5 +1,14 @@
-"""Picasso's camera configuration, read against the camera properties
-Micro-Manager writes into each image.
+"""Camera files: ours, Picasso's camera configuration (read against the
+camera properties Micro-Manager writes into each image) and ThunderSTORM's
+protocol.
+
+Ours: ``baseline``, ``sensitivity``, ``em_gain``, ``qe``, ``read_noise`` (or
+their aliases, `napari_dsir.camera.ALIASES`).
+
+ThunderSTORM's protocol (the ``-protocol.txt`` it writes beside a table,
+as napari-dsir does): its ``cameraSettings`` (``offset`` ADU,
+``photons2ADU`` photoelectrons per count, ``isEmGain`` with ``gainEM`` or
+``gain``, ``quantumEfficiency``, ``readoutNoise`` e-).
 
 Picasso users keep their cameras in ``~/.picasso/config.yaml`` (Picasso's
 documentation, "Camera config"); ``--camera`` takes that file as it is::
@@ -42,6 +51,37 @@ from .errors import DSIRError
 
 #: the Picasso config's key that marks it as one (a camera file of ours has none)
 CAMERAS = "Cameras"
+#: the ThunderSTORM protocol's camera section
+CAMERA_SETTINGS = "cameraSettings"
+
+
+def camera_from_file(d, stated: dict | None = None, given=()) -> Camera:
+    """The `Camera` a camera file's parsed contents ``d`` give: Picasso's
+    configuration (`picasso_camera`, against the movie's metadata
+    ``stated``), a ThunderSTORM protocol (`thunderstorm_camera`), else ours
+    (`Camera.from_dict`)."""
+    if is_picasso_config(d):
+        return picasso_camera(d, stated, given)
+    if isinstance(d, dict) and isinstance(d.get(CAMERA_SETTINGS), dict):
+        return thunderstorm_camera(d[CAMERA_SETTINGS])
+    return Camera.from_dict(d)
+
+
+def thunderstorm_camera(settings: dict) -> Camera:
+    """The `Camera` of a ThunderSTORM protocol's ``cameraSettings``; its offset
+    and photons2ADU are needed (ThunderSTORM writes them), the rest default."""
+    missing = [k for k in ("offset", "photons2ADU") if k not in settings]
+    if missing:
+        raise DSIRError(f"its cameraSettings have no {' or '.join(missing)}")
+    em = settings.get("isEmGain", False)
+    gain = settings.get("gainEM", settings.get("gain", 1.0))
+    out = {"baseline": _number(settings["offset"], "cameraSettings offset"),
+           "sensitivity": _number(settings["photons2ADU"], "cameraSettings photons2ADU"),
+           "em_gain": _number(gain, "cameraSettings gainEM") if em is True or str(em).lower() == "true" else 1.0}
+    for key, field in (("quantumEfficiency", "qe"), ("readoutNoise", "read_noise")):
+        if settings.get(key) is not None:
+            out[field] = _number(settings[key], f"cameraSettings {key}")
+    return Camera.from_dict(out)
 
 
 def is_picasso_config(d) -> bool:

@@ -164,8 +164,9 @@ def _request(args, localize: bool, keep_frames: bool = False):
 def _add_camera_options(g) -> None:
     """The camera options (a file, and single values over it) on group or parser ``g``."""
     g.add_argument("--camera", type=Path, default=None,
-                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise; or Picasso's "
-                        "camera config.yaml, read against the movie's Micro-Manager metadata)")
+                   help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise; Picasso's camera "
+                        "config.yaml, read against the movie's Micro-Manager metadata; or a ThunderSTORM "
+                        "protocol, such as the -protocol.txt of an earlier run)")
     g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
     g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
     g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")

@@ -5,9 +5,9 @@ else assumes the defaults and says so (a warning from
 `napari_dsir.run.iter_run`); the greyed fields show which. Ticked (or a
 preset chosen, which ticks it), the fields are the camera; a run without
 the fit uses them too: an uneven illumination is taken out of the
-network's input. A camera file (ours, or Picasso's camera ``config.yaml``,
-read against the image's Micro-Manager metadata) fills the fields and
-ticks it.
+network's input. A camera file (ours, Picasso's camera ``config.yaml``,
+read against the image's Micro-Manager metadata, or a ThunderSTORM
+protocol) fills the fields and ticks it.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ class CameraFields(Container):
         self.preset = ComboBox(label="Preset", choices=[CUSTOM, *PRESETS], value=CUSTOM,
                                tooltip="Fill the fields with a typical camera's settings (check your camera's "
                                        "test sheet); choosing one ticks 'Camera settings as set here'")
-        self.camera_file = FileEdit(label="Camera file", mode="r", filter="Camera files (*.yaml *.yml)",
+        self.camera_file = FileEdit(label="Camera file", mode="r", filter="Camera files (*.yaml *.yml *.txt *.json)",
                                     tooltip="A YAML camera file (baseline, sensitivity, em_gain, qe, read_noise) or "
                                             "Picasso's camera config.yaml (~/.picasso), whose camera and "
-                                            "sensitivity the image's Micro-Manager metadata picks; fills the "
-                                            "fields and ticks 'Camera settings as set here'")
+                                            "sensitivity the image's Micro-Manager metadata picks, or a "
+                                            "ThunderSTORM protocol (-protocol.txt); fills the fields and ticks "
+                                            "'Camera settings as set here'")
         self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
         self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
