@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
+from napari_dsir.camera import Camera
 from napari_dsir.cli import main
 from napari_dsir.io import open_stack, read_localizations
 
@@ -481,6 +482,8 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
     assert "camera settings from the metadata" not in capsys.readouterr().err
     text = over.with_suffix(".yaml").read_text()
     assert "camera_origin: given" in text and "baseline: 390.0" in text
+    assert "Baseline: 390.0" in text and "Sensitivity: 1.0" in text  # Picasso's names too
+    assert Camera.from_yaml(over.with_suffix(".yaml")) == Camera(390.0, 1.0, 1.0, 1.0)
 
 
 def test_localize_reads_a_picasso_camera_config_against_micro_manager(camera_movie, tmp_path, capsys):

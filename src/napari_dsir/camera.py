@@ -234,8 +234,10 @@ class Camera:
 
         or Picasso's camera configuration (``Cameras:``), whose entry and
         settings the movie's metadata ``stated`` picks (settings named in
-        ``given`` need not be found there), or a ThunderSTORM protocol
-        (``cameraSettings``) (`napari_dsir.camera_files.camera_from_file`).
+        ``given`` need not be found there), a ThunderSTORM protocol
+        (``cameraSettings``), or the YAML of a Picasso localizations file
+        (its localize step's Baseline, Sensitivity, Gain, Qe)
+        (`napari_dsir.camera_files.camera_from_file`).
         """
         import yaml
 
@@ -243,13 +245,14 @@ class Camera:
 
         try:
             with open(path, encoding="utf-8") as fh:
-                d = yaml.safe_load(fh)
+                docs = [d for d in yaml.safe_load_all(fh) if d is not None]
         except OSError as e:
             raise DSIRError(f"cannot read camera file {path}: {e.strerror or e}") from None
         except yaml.YAMLError as e:
             raise DSIRError(f"camera file {path} is not valid YAML: {e}") from None
-        if d is None:
+        if not docs:
             raise DSIRError(f"camera file {path} is empty")
+        d = docs[0] if len(docs) == 1 else tuple(docs)  # several documents: a tuple
         try:
             return camera_from_file(d, stated, given)
         except DSIRError as e:

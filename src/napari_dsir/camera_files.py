@@ -5,6 +5,10 @@ protocol.
 Ours: ``baseline``, ``sensitivity``, ``em_gain``, ``qe``, ``read_noise`` (or
 their aliases, `napari_dsir.camera.ALIASES`).
 
+Picasso's localizations YAML (the steps beside an HDF5 file, ``Baseline``,
+``Sensitivity``, ``Gain``, ``Qe`` of its localize step, as napari-dsir
+writes them too).
+
 ThunderSTORM's protocol (the ``-protocol.txt`` it writes beside a table,
 as napari-dsir does): its ``cameraSettings`` (``offset`` ADU,
 ``photons2ADU`` photoelectrons per count, ``isEmGain`` with ``gainEM`` or
@@ -56,15 +60,30 @@ CAMERA_SETTINGS = "cameraSettings"
 
 
 def camera_from_file(d, stated: dict | None = None, given=()) -> Camera:
-    """The `Camera` a camera file's parsed contents ``d`` give: Picasso's
-    configuration (`picasso_camera`, against the movie's metadata
-    ``stated``), a ThunderSTORM protocol (`thunderstorm_camera`), else ours
-    (`Camera.from_dict`)."""
+    """The `Camera` a camera file's parsed contents ``d`` (a tuple: its YAML
+    documents, where there are several) give: Picasso's configuration (`picasso_camera`, against the
+    movie's metadata ``stated``), a Picasso localizations YAML
+    (`picasso_locs_camera`), a ThunderSTORM protocol (`thunderstorm_camera`),
+    else ours (`Camera.from_dict`)."""
+    if isinstance(d, tuple):  # several YAML documents: Picasso's processing steps
+        return picasso_locs_camera(d)
     if is_picasso_config(d):
         return picasso_camera(d, stated, given)
     if isinstance(d, dict) and isinstance(d.get(CAMERA_SETTINGS), dict):
         return thunderstorm_camera(d[CAMERA_SETTINGS])
     return Camera.from_dict(d)
+
+
+def picasso_locs_camera(steps) -> Camera:
+    """The `Camera` of the last of a Picasso localizations YAML's ``steps``
+    that states Baseline and Sensitivity (Picasso's localize step, or
+    napari-dsir's): with its Gain (EM gain) and Qe where given."""
+    names = {"Baseline": "baseline", "Sensitivity": "sensitivity", "Gain": "em_gain", "Qe": "qe"}
+    for step in reversed(steps):
+        if isinstance(step, dict) and "Baseline" in step and "Sensitivity" in step:
+            return Camera.from_dict({field: _number(step[name], name) for name, field in names.items()
+                                     if step.get(name) is not None})
+    raise DSIRError("its YAML documents (a Picasso localizations file's steps?) state no Baseline and Sensitivity")
 
 
 def thunderstorm_camera(settings: dict) -> Camera:
