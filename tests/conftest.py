@@ -62,6 +62,30 @@ def digest(path) -> object:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def split_ome(folder, frames, parts=2):
+    """An OME-TIFF in ``parts`` files, as Micro-Manager splits one beyond
+    4 GB (NAME_MMStack_Pos0.ome.tif, NAME_MMStack_Pos0_1.ome.tif, ...): the
+    first file's OME-XML maps the frames to every part by UUID and FileName."""
+    import uuid
+
+    n, h, w = frames.shape
+    names = ["m_MMStack_Pos0.ome.tif"] + [f"m_MMStack_Pos0_{k}.ome.tif" for k in range(1, parts)]
+    uuids = [f"urn:uuid:{uuid.UUID(int=k + 1)}" for k in range(parts)]
+    chunks = np.array_split(np.arange(n), parts)
+    data = "".join(f'<TiffData FirstT="{c[0]}" FirstZ="0" FirstC="0" IFD="0" PlaneCount="{len(c)}">'
+                   f'<UUID FileName="{name}">{u}</UUID></TiffData>' for c, name, u in zip(chunks, names, uuids))
+    for c, name, u in zip(chunks, names, uuids):
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+               f'UUID="{u}"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" '
+               f'SizeX="{w}" SizeY="{h}" SizeC="1" SizeZ="1" SizeT="{n}" PhysicalSizeX="0.1" PhysicalSizeY="0.1">'
+               f'<Channel ID="Channel:0:0" SamplesPerPixel="1"/>{data}</Pixels></Image></OME>')
+        with tifffile.TiffWriter(folder / name) as tw:
+            for i, frame in enumerate(frames[c]):
+                tw.write(frame, photometric="minisblack", description=xml if i == 0 else None, contiguous=False,
+                         metadata=None)
+    return [folder / name for name in names]
+
+
 def make_bad_stack(tmp_path: Path, case: str) -> Path:
     """A stack file or folder for the bad-input catalogue (CLI and napari)."""
     p = tmp_path / f"{case}.tif"
@@ -87,6 +111,11 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
     elif case == "empty_folder":
         p = tmp_path / "empty"
         p.mkdir()
+    elif case == "ome_part_missing":  # Micro-Manager's split OME-TIFF without its second part
+        folder = tmp_path / "acquisition"
+        folder.mkdir()
+        p, second = split_ome(folder, np.full((6, 16, 16), 100, np.uint16))
+        second.unlink()
     elif case == "mixed_sizes":
         # frame 2 of 5 differs: not among the first, middle and last frames,
         # so only a check of every size finds it

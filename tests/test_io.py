@@ -17,7 +17,7 @@ from napari_dsir.io import (
 )
 from napari_dsir.locs import Localizations
 
-from .conftest import shared
+from .conftest import shared, split_ome
 
 
 def _stack(rng, n=5, h=16, w=20):
@@ -422,3 +422,20 @@ def test_write_tiff_carries_pixel_size(tmp_path):
     s = open_stack(p)
     assert s.pixel_size == pytest.approx(12.5)
     assert s.dtype == np.float32
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_an_ome_tiff_split_into_parts(tmp_path, rng):
+    """Micro-Manager's OME-TIFF split into parts reads whole from its first
+    file, every frame from its own part (no file reopened per frame:
+    tifffile warns when it must); without a part, the open says which."""
+    frames = (rng.integers(0, 4000, (9, 8, 8))).astype(np.uint16)
+    first, second, third = split_ome(tmp_path, frames, parts=3)
+    s = open_stack(first)
+    assert s.shape == (9, 8, 8) and s.pixel_size == pytest.approx(100.0)
+    np.testing.assert_array_equal(s.read(), frames)
+    np.testing.assert_array_equal(s.read(4, 7), frames[4:7])
+    s.close()
+    third.unlink()
+    with pytest.raises(DSIRError, match=r"3 of its 9 frames \(from 6\) are in m_MMStack_Pos0_2.ome.tif, not found"):
+        open_stack(first)

@@ -57,6 +57,7 @@ STACK_CASES = {
     "mixed_sizes": "differs",
     "empty_folder": "no .tif",
     "complex": "pixel type",
+    "ome_part_missing": "not found beside it",
 }
 
 

@@ -128,6 +128,7 @@ READER_CASES = {
     "empty_folder": "no .tif",
     "mixed_sizes": "differs",
     "folder_of_text": "not a readable TIFF",
+    "ome_part_missing": "not found beside it",
 }
 
 

@@ -372,6 +372,11 @@ def _close_quietly(tif) -> None:
         pass
 
 
+def _close_all_quietly(tifs) -> None:
+    for tif in tifs:
+        _close_quietly(tif)
+
+
 class _PageReader:
     """Frames of a compressed (or otherwise non-contiguous) TIFF, page by page.
 
@@ -404,9 +409,15 @@ class _PageReader:
             return
         self._tif = self._pages = None  # a forked child never shares its parent's file offset
         tif = tifffile.TiffFile(self.path)
-        self._finalizer = weakref.finalize(self, _close_quietly, tif)
         series = tif.series[0]
         pages = series.pages if hasattr(series, "pages") else tif.pages
+        # a series over several files (Micro-Manager's OME-TIFF split at 4 GB:
+        # NAME_1.ome.tif, ...): tifffile closes the others once parsed; kept
+        # open here, or every frame read would reopen its file (and warn)
+        others = {id(t): t for t in (getattr(pg, "parent", tif) for pg in pages if pg is not None) if t is not tif}
+        for other in others.values():
+            other.filehandle.open()
+        self._finalizer = weakref.finalize(self, _close_all_quietly, [tif, *others.values()])
         self._pages = pages if self.paged and len(pages) == self.shape[0] else None
         self._tif, self._pid = tif, os.getpid()
 
@@ -454,6 +465,7 @@ def _open_tiff(path: Path) -> Stack:
             pixel_size = _pixel_size_from_tiff(tif, ome)
             camera = _camera_metadata(tif, ome)
             npages = len(series.pages) if hasattr(series, "pages") else None
+            _check_parts(path, series, ome)
         except DSIRError:
             raise
         except Exception as e:
@@ -468,6 +480,24 @@ def _open_tiff(path: Path) -> Stack:
     else:
         reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None)
     return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera)
+
+
+def _check_parts(path: Path, series, ome) -> None:
+    """Refuse a series whose frames lie partly in files that are not there:
+    an OME-TIFF split into parts (Micro-Manager's NAME_1.ome.tif, ... beyond
+    4 GB) opened without them (tifffile would zero those frames)."""
+    pages = getattr(series, "pages", None)
+    if pages is None:
+        return
+    absent = [i for i, pg in enumerate(pages) if pg is None]
+    if not absent:
+        return
+    named = [] if ome is None else sorted({el.attrib["FileName"] for el in ome.iter()
+                                           if el.tag.rsplit("}", 1)[-1] == "UUID" and "FileName" in el.attrib})
+    gone = [n for n in named if not (Path(path).parent / n).exists()]
+    where = f" in {', '.join(gone)}, not found beside it" if gone else ", which its parts do not hold"
+    raise DSIRError(f"{path}: {len(absent)} of its {len(pages)} frames (from {absent[0]}) are{where}: "
+                    "keep every part of the acquisition (NAME.ome.tif, NAME_1.ome.tif, ...) in one folder")
 
 
 def _contiguous_data(tif: tifffile.TiffFile, series, path: Path) -> tuple[int, np.dtype, int] | None:
