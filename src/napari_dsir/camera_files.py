@@ -60,11 +60,11 @@ CAMERA_SETTINGS = "cameraSettings"
 
 
 def camera_from_file(d, stated: dict | None = None, given=()) -> Camera:
-    """The `Camera` a camera file's parsed contents ``d`` (a tuple: its YAML
-    documents, where there are several) give: Picasso's configuration (`picasso_camera`, against the
-    movie's metadata ``stated``), a Picasso localizations YAML
-    (`picasso_locs_camera`), a ThunderSTORM protocol (`thunderstorm_camera`),
-    else ours (`Camera.from_dict`)."""
+    """The `Camera` a camera file's parsed contents ``d`` give (a tuple: its
+    YAML documents, where there are several): Picasso's configuration
+    (`picasso_camera`, against the movie's metadata ``stated``), a Picasso
+    localizations YAML (`picasso_locs_camera`), a ThunderSTORM protocol
+    (`thunderstorm_camera`), else ours (`Camera.from_dict`)."""
     if isinstance(d, tuple):  # several YAML documents: Picasso's processing steps
         return picasso_locs_camera(d)
     if is_picasso_config(d):

@@ -414,7 +414,8 @@ class _PageReader:
         # a series over several files (Micro-Manager's OME-TIFF split at 4 GB:
         # NAME_1.ome.tif, ...): tifffile closes the others once parsed; kept
         # open here, or every frame read would reopen its file (and warn)
-        others = {id(t): t for t in (getattr(pg, "parent", tif) for pg in pages if pg is not None) if t is not tif}
+        others = {} if not getattr(series, "is_multifile", False) else {
+            id(t): t for t in (getattr(pg, "parent", tif) for pg in pages if pg is not None) if t is not tif}
         for other in others.values():
             other.filehandle.open()
         self._finalizer = weakref.finalize(self, _close_all_quietly, [tif, *others.values()])
