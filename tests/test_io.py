@@ -433,6 +433,7 @@ def test_an_ome_tiff_split_into_parts(tmp_path, rng):
     first, second, third = split_ome(tmp_path, frames, parts=3)
     s = open_stack(first)
     assert s.shape == (9, 8, 8) and s.pixel_size == pytest.approx(100.0)
+    assert s.name == "m_MMStack_Pos0"  # .ome.tif is one suffix
     np.testing.assert_array_equal(s.read(), frames)
     np.testing.assert_array_equal(s.read(4, 7), frames[4:7])
     s.close()

@@ -183,6 +183,10 @@ def test_pixel_size_is_resolved_by_the_run(make_napari_viewer, peaky, notes):
     warns = _texts(notes, "warning")
     assert len(warns) == 1 and warns[0].startswith("DSIR Reconstruct: spot: no pixel size"), warns
     assert w.last_result.info["pixel_size_origin"] == "default"
+    viewer.add_image(one_emitter_stack(n=2), name="read", metadata={"pixel_size": 100.0,
+                                                                    "pixel_size_from_file": False})
+    w.image.value = viewer.layers["read"]  # as the reader opens a file that states none
+    assert w.pixel_note.value == "'read' states no pixel size: 100 nm assumed (set it here)"
     viewer.add_image(one_emitter_stack(n=2), name="nm", scale=(1, 160, 160), translate=(0, 80, 80),
                      metadata={"pixel_size": 160.0})
     w.image.value = viewer.layers["nm"]

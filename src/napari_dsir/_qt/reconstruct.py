@@ -139,6 +139,8 @@ class ReconstructWidget(Container):
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
         elif px is None:
             self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
+        elif (layer.metadata or {}).get("pixel_size_from_file") is False:  # the reader's default
+            self.pixel_note.value = f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
         else:
             self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
 

@@ -97,8 +97,12 @@ class Stack:
 
     @property
     def name(self) -> str:
+        """The file's name without its suffix (``.ome.tif`` as one), or the folder's."""
         p = self.path
-        return p.name if p.is_dir() else p.stem
+        if p.is_dir():
+            return p.name
+        ome = next((e for e in (".ome.tif", ".ome.tiff") if p.name.lower().endswith(e)), None)
+        return p.name[: -len(ome)] if ome else p.stem
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Frames ``start:stop`` as an array (frame, y, x) in the file's dtype."""
