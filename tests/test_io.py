@@ -226,6 +226,7 @@ def test_camera_settings_stated_in_the_file(tmp_path, rng):
 #: Micro-Manager's image metadata (TIFF tag 51123): the camera device and its
 #: properties among the other devices'
 MM_IMAGE = {"Camera": "HamamatsuHam_DCAM", "Core-Camera": "HamamatsuHam_DCAM", "TIScope-State": "1",
+            "PixelSizeUm": 0.108,
             "HamamatsuHam_DCAM-CONVERSION FACTOR COEFF": "0.4700",
             "HamamatsuHam_DCAM-CONVERSION FACTOR OFFSET": "100.0000", "HamamatsuHam_DCAM-Binning": "1x1",
             "HamamatsuHam_DCAM-Exposure": 30.0, "HamamatsuHam_DCAM-ROI": [0, 0, 8, 8]}
@@ -235,8 +236,8 @@ MM_IMAGE = {"Camera": "HamamatsuHam_DCAM", "Core-Camera": "HamamatsuHam_DCAM", "
 def test_micro_manager_camera_properties(tmp_path, rng, version):
     """Micro-Manager's camera device and its properties (1.4's flat values,
     2.0's {"PropVal": ...}) are kept, other devices' left out; the DCAM
-    conversion factor among them is a stated camera. Garbage in the tag is
-    no metadata."""
+    conversion factor among them is a stated camera, and PixelSizeUm the
+    pixel size. Garbage in the tag is no metadata."""
     from napari_dsir.camera import Camera
 
     meta = MM_IMAGE if version == "1.4" else {k: {"PropVal": v, "PropType": "String"} for k, v in MM_IMAGE.items()}
@@ -247,6 +248,7 @@ def test_micro_manager_camera_properties(tmp_path, rng, version):
                                  "HamamatsuHam_DCAM-CONVERSION FACTOR OFFSET": "100.0000",
                                  "HamamatsuHam_DCAM-Binning": "1x1", "HamamatsuHam_DCAM-Exposure": 30.0}
     assert Camera.from_metadata(s.camera_metadata) == Camera(100.0, 0.47, 1.0, 1.0)
+    assert s.pixel_size == pytest.approx(108.0)  # PixelSizeUm
     bad = tmp_path / "bad.tif"
     tifffile.imwrite(bad, _stack(rng), photometric="minisblack", extratags=[(51123, "s", 0, "{not json", False)])
     assert open_stack(bad).camera_metadata == {}

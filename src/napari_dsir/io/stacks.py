@@ -6,6 +6,7 @@ Arrays are (frame, y, x); the pixel size is in nm (CONVENTIONS.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -215,9 +216,10 @@ def _ome_root(tif: tifffile.TiffFile):
         return None
 
 
-def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None) -> float | None:
+def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None) -> float | None:
     """Pixel size in nm from OME (``root``: its parsed XML, `_ome_root`),
-    ImageJ or resolution tags, or None."""
+    Micro-Manager's ``PixelSizeUm`` (``mm``: its image metadata; 0 when
+    uncalibrated), ImageJ or resolution tags, or None."""
     if root is not None:
         try:
             for el in root.iter():
@@ -229,6 +231,12 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None) -> float | None:
                         return val * factor
         except ValueError:
             pass
+    try:
+        um = float((mm or {}).get("PixelSizeUm", 0) or 0)
+    except (TypeError, ValueError):
+        um = 0.0
+    if math.isfinite(um) and um > 0:
+        return um * 1000.0
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     tags = page.tags
     xres = tags.get("XResolution")
@@ -257,7 +265,7 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None) -> float | None:
 _INFO_LINE = re.compile(r"^\s*([^=:]+?)\s*[=:]\s*(.+?)\s*$")
 
 
-def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
+def _camera_metadata(tif: tifffile.TiffFile, root=None, mm: dict | None = None) -> dict:
     """Camera settings a TIFF's metadata states (`napari_dsir.camera.ALIASES`
     names: offset, baseline, sensitivity, EM gain, QE, read noise, ...), as
     written: OME-XML (``root``, `_ome_root`: DetectorSettings and Detector ``Offset``, Detector
@@ -267,8 +275,8 @@ def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
     (``tifffile.imwrite(..., metadata={...})``). The first source that names
     a setting wins. A bare "Gain" is not read (vendors write an sCMOS's
     analog gain under that name, Picasso an EM gain), nor is OME's ``Gain``.
-    Micro-Manager's image metadata adds its ``Camera`` and that device's
-    properties (`_micro_manager`): a Picasso camera configuration picks its
+    Micro-Manager's image metadata (``mm``, `_micro_manager_image`) adds
+    its ``Camera`` and that device's properties: a Picasso camera configuration picks its
     settings by them, and a Hamamatsu camera's conversion factor is read
     (`napari_dsir.camera.micro_manager_entries`)."""
     found: dict = {}
@@ -300,16 +308,15 @@ def _camera_metadata(tif: tifffile.TiffFile, root=None) -> dict:
         shaped = ()
     for entry in shaped:
         take(entry)
-    for k, v in _micro_manager(tif).items():
+    for k, v in _micro_manager_camera(mm or {}).items():
         found.setdefault(k, v)
     return found
 
 
-def _micro_manager(tif: tifffile.TiffFile) -> dict:
-    """Micro-Manager's ``Camera`` and the properties of that device
-    (``<camera>-<property>``: value, as text or a number) from the first
-    image's metadata (TIFF tag 51123: Micro-Manager 1.4's flat values, or
-    2.0's ``{"PropVal": value}``); {} when there is none."""
+def _micro_manager_image(tif: tifffile.TiffFile) -> dict:
+    """Micro-Manager's metadata of the first image (TIFF tag 51123: 1.4's
+    flat values, or 2.0's ``{"PropVal": value}``, flattened), {} when there
+    is none or it cannot be read."""
     try:
         tag = tif.pages[0].tags.get(51123)
         meta = tag.value if tag is not None else None
@@ -319,19 +326,19 @@ def _micro_manager(tif: tifffile.TiffFile) -> dict:
         return {}
     if not isinstance(meta, dict):
         return {}
+    return {k: v.get("PropVal") if isinstance(v, dict) else v for k, v in meta.items() if isinstance(k, str)}
 
-    def value(v):
-        return v.get("PropVal") if isinstance(v, dict) else v
 
-    camera = value(meta.get(MICRO_MANAGER_CAMERA)) or value(meta.get("Core-Camera"))
+def _micro_manager_camera(mm: dict) -> dict:
+    """Micro-Manager's ``Camera`` and the properties of that device
+    (``<camera>-<property>``: value, as text or a number) in its image
+    metadata ``mm`` (`_micro_manager_image`); {} without a camera."""
+    camera = mm.get(MICRO_MANAGER_CAMERA) or mm.get("Core-Camera")
     if not isinstance(camera, str) or not camera:
         return {}
     out = {MICRO_MANAGER_CAMERA: camera}
-    for k, v in meta.items():
-        v = value(v)
-        if isinstance(k, str) and k.startswith(camera + "-") and isinstance(v, (str, int, float)) \
-                and not isinstance(v, bool):
-            out[k] = v
+    out.update({k: v for k, v in mm.items() if k.startswith(camera + "-") and isinstance(v, (str, int, float))
+                and not isinstance(v, bool)})
     return out
 
 
@@ -467,8 +474,9 @@ def _open_tiff(path: Path) -> Stack:
             if photometric is not None:
                 photometric = getattr(photometric, "name", photometric)
             ome = _ome_root(tif)  # parsed once, read by both
-            pixel_size = _pixel_size_from_tiff(tif, ome)
-            camera = _camera_metadata(tif, ome)
+            mm = _micro_manager_image(tif)
+            pixel_size = _pixel_size_from_tiff(tif, ome, mm)
+            camera = _camera_metadata(tif, ome, mm)
             npages = len(series.pages) if hasattr(series, "pages") else None
             _check_parts(path, series, ome)
         except DSIRError:
