@@ -87,6 +87,20 @@ def micro_manager_entries(meta) -> dict:
             if f"{camera}-{prop}" in meta}
 
 
+def setting_number(value, what: str) -> float:
+    """A camera setting ``value`` as a finite float, else a `DSIRError`
+    naming it (``what``); a bool is not a number here."""
+    if isinstance(value, bool):
+        raise DSIRError(f"{what}: expected a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DSIRError(f"{what}: expected a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise DSIRError(f"{what} must be a finite number, got {v}")
+    return v
+
+
 def _norm_key(key) -> str:
     k = str(key).strip().lower()
     k = re.sub(r"\s*[\[(][^\])]*[\])]\s*$", "", k)  # "offset [ADU]" -> "offset"
@@ -119,16 +133,7 @@ class Camera:
     def validate(self) -> Camera:
         """Check the settings; raise `DSIRError` naming the bad one. Returns self."""
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool):
-                raise DSIRError(f"camera {f.name}: expected a number, got {v!r}")
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise DSIRError(f"camera {f.name}: expected a number, got {v!r}") from None
-            if not math.isfinite(v):
-                raise DSIRError(f"camera {f.name} must be a finite number, got {v}")
-            setattr(self, f.name, v)
+            setattr(self, f.name, setting_number(getattr(self, f.name), f"camera {f.name}"))
         if self.sensitivity <= 0:
             raise DSIRError(f"camera sensitivity must be > 0 photoelectrons per ADU, got {self.sensitivity}")
         if self.em_gain <= 0:

@@ -48,9 +48,7 @@ used since 0.6): QE 1 then, photons = photoelectrons, as Picasso reports.
 
 from __future__ import annotations
 
-import math
-
-from .camera import MICRO_MANAGER_CAMERA, Camera
+from .camera import MICRO_MANAGER_CAMERA, Camera, setting_number
 from .errors import DSIRError
 
 #: the Picasso config's key that marks it as one (a camera file of ours has none)
@@ -81,7 +79,7 @@ def picasso_locs_camera(steps) -> Camera:
     names = {"Baseline": "baseline", "Sensitivity": "sensitivity", "Gain": "em_gain", "Qe": "qe"}
     for step in reversed(steps):
         if isinstance(step, dict) and "Baseline" in step and "Sensitivity" in step:
-            return Camera.from_dict({field: _number(step[name], name) for name, field in names.items()
+            return Camera.from_dict({field: setting_number(step[name], name) for name, field in names.items()
                                      if step.get(name) is not None})
     raise DSIRError("its YAML documents (a Picasso localizations file's steps?) state no Baseline and Sensitivity")
 
@@ -94,12 +92,12 @@ def thunderstorm_camera(settings: dict) -> Camera:
         raise DSIRError(f"its cameraSettings have no {' or '.join(missing)}")
     em = settings.get("isEmGain", False)
     gain = settings.get("gainEM", settings.get("gain", 1.0))
-    out = {"baseline": _number(settings["offset"], "cameraSettings offset"),
-           "sensitivity": _number(settings["photons2ADU"], "cameraSettings photons2ADU"),
-           "em_gain": _number(gain, "cameraSettings gainEM") if em is True or str(em).lower() == "true" else 1.0}
+    out = {"baseline": setting_number(settings["offset"], "cameraSettings offset"),
+           "sensitivity": setting_number(settings["photons2ADU"], "cameraSettings photons2ADU"),
+           "em_gain": setting_number(gain, "cameraSettings gainEM") if em is True or str(em).lower() == "true" else 1.0}
     for key, field in (("quantumEfficiency", "qe"), ("readoutNoise", "read_noise")):
         if settings.get(key) is not None:
-            out[field] = _number(settings[key], f"cameraSettings {key}")
+            out[field] = setting_number(settings[key], f"cameraSettings {key}")
     return Camera.from_dict(out)
 
 
@@ -130,18 +128,6 @@ def _match(choices: dict, value):
         except ValueError:
             continue
     return None
-
-
-def _number(value, what: str) -> float:
-    if isinstance(value, bool):
-        raise DSIRError(f"{what}: expected a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DSIRError(f"{what}: expected a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise DSIRError(f"{what}: expected a finite number, got {value!r}")
-    return v
 
 
 def _pick_camera(cameras: dict, stated: dict) -> str:
@@ -178,7 +164,7 @@ def _sensitivity(entry: dict, name: str, stated: dict) -> tuple[float | None, st
     if isinstance(value, dict):
         return None, (f"the Sensitivity of camera {name!r} is a choice ({_names(value)}) that its "
                       "Sensitivity Categories do not settle")
-    return _number(value, f"camera {name!r} Sensitivity"), ""
+    return setting_number(value, f"camera {name!r} Sensitivity"), ""
 
 
 def _em_gain(entry: dict, name: str, stated: dict) -> tuple[float | None, str]:
@@ -199,7 +185,7 @@ def _em_gain(entry: dict, name: str, stated: dict) -> tuple[float | None, str]:
     key = f"{name}-{prop}"
     if key not in stated:
         return None, f"the movie's metadata does not state {key}, the EM gain of camera {name!r}"
-    return _number(stated[key], key), ""
+    return setting_number(stated[key], key), ""
 
 
 def picasso_camera(config: dict, stated: dict | None = None, given=()) -> Camera:
@@ -216,7 +202,7 @@ def picasso_camera(config: dict, stated: dict | None = None, given=()) -> Camera
     entry = cameras[name]
     if not isinstance(entry, dict):
         raise DSIRError(f"camera {name!r} has no settings")
-    found = {"baseline": (_number(entry["Baseline"], f"camera {name!r} Baseline"), "") if "Baseline" in entry
+    found = {"baseline": (setting_number(entry["Baseline"], f"camera {name!r} Baseline"), "") if "Baseline" in entry
              else (None, f"camera {name!r} has no Baseline"),
              "sensitivity": _sensitivity(entry, name, stated), "em_gain": _em_gain(entry, name, stated)}
     missing = {field: why for field, (value, why) in found.items() if value is None and field not in given}
@@ -227,5 +213,5 @@ def picasso_camera(config: dict, stated: dict | None = None, given=()) -> Camera
     out = {field: value for field, (value, _) in found.items() if value is not None}
     qe = entry.get("Quantum Efficiency")
     if qe is not None and not isinstance(qe, dict):
-        out["qe"] = _number(qe, f"camera {name!r} Quantum Efficiency")
+        out["qe"] = setting_number(qe, f"camera {name!r} Quantum Efficiency")
     return Camera.from_dict(out)
