@@ -656,6 +656,8 @@ def test_a_picasso_camera_file_fills_the_fields_by_the_image_metadata(make_napar
     viewer.open(str(path), plugin="napari-dsir")
     w = _dock(viewer, "DSIR Reconstruct")
     w.camera.set_camera.value = False
+    assert w.camera.note.value == ("'mm' states no camera settings (camera 'Andor'; a camera file can map it): "
+                                   "defaults will be assumed")
     w.camera.camera_file.value = config
     assert w.camera.set_camera.value and w.camera.note.value == ""
     assert w.camera.camera() == {"baseline": 400.0, "sensitivity": 0.5, "em_gain": 1.0, "qe": 1.0, "read_noise": 0.0}

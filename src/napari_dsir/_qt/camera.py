@@ -16,7 +16,7 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label
 
-from ..camera import PRESETS, Camera
+from ..camera import MICRO_MANAGER_CAMERA, PRESETS, Camera
 from ..errors import DSIRError
 
 #: the preset box's entry for settings typed in (or taken from the file)
@@ -130,8 +130,12 @@ class CameraFields(Container):
             return f"'{name}' states impossible camera settings ({e}): set them here"
         self._fill(cam or Camera())
         self.preset.value = CUSTOM
-        return (f"'{name}' states its camera: {cam.describe()}" if cam is not None
-                else f"'{name}' states no camera settings: defaults will be assumed")
+        if cam is not None:
+            return f"'{name}' states its camera: {cam.describe()}"
+        device = (stated or {}).get(MICRO_MANAGER_CAMERA)  # named, but no settings
+        return (f"'{name}' states no camera settings" + (f" (camera '{device}'; a camera file can map it)"
+                                                         if isinstance(device, str) else "")
+                + ": defaults will be assumed")
 
     def camera(self) -> dict | None:
         """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""
