@@ -50,6 +50,8 @@ from __future__ import annotations
 
 from .camera import MICRO_MANAGER_CAMERA, Camera, setting_number
 from .errors import DSIRError
+from .io.picasso import PICASSO_CAMERA
+from .io.tables import THUNDERSTORM_CAMERA
 
 #: the Picasso config's key that marks it as one (a camera file of ours has none)
 CAMERAS = "Cameras"
@@ -76,10 +78,9 @@ def picasso_locs_camera(steps) -> Camera:
     """The `Camera` of the last of a Picasso localizations YAML's ``steps``
     that states Baseline and Sensitivity (Picasso's localize step, or
     napari-dsir's): with its Gain (EM gain) and Qe where given."""
-    names = {"Baseline": "baseline", "Sensitivity": "sensitivity", "Gain": "em_gain", "Qe": "qe"}
     for step in reversed(steps):
         if isinstance(step, dict) and "Baseline" in step and "Sensitivity" in step:
-            return Camera.from_dict({field: setting_number(step[name], name) for name, field in names.items()
+            return Camera.from_dict({field: setting_number(step[name], name) for field, name in PICASSO_CAMERA.items()
                                      if step.get(name) is not None})
     raise DSIRError("its YAML documents (a Picasso localizations file's steps?) state no Baseline and Sensitivity")
 
@@ -87,17 +88,14 @@ def picasso_locs_camera(steps) -> Camera:
 def thunderstorm_camera(settings: dict) -> Camera:
     """The `Camera` of a ThunderSTORM protocol's ``cameraSettings``; its offset
     and photons2ADU are needed (ThunderSTORM writes them), the rest default."""
-    missing = [k for k in ("offset", "photons2ADU") if k not in settings]
+    missing = [k for k in ("offset", "photons2ADU") if settings.get(k) is None]
     if missing:
         raise DSIRError(f"its cameraSettings have no {' or '.join(missing)}")
+    out = {field: setting_number(settings[name], f"cameraSettings {name}")
+           for field, name in THUNDERSTORM_CAMERA.items() if field != "em_gain" and settings.get(name) is not None}
     em = settings.get("isEmGain", False)
-    gain = settings.get("gainEM", settings.get("gain", 1.0))
-    out = {"baseline": setting_number(settings["offset"], "cameraSettings offset"),
-           "sensitivity": setting_number(settings["photons2ADU"], "cameraSettings photons2ADU"),
-           "em_gain": setting_number(gain, "cameraSettings gainEM") if em is True or str(em).lower() == "true" else 1.0}
-    for key, field in (("quantumEfficiency", "qe"), ("readoutNoise", "read_noise")):
-        if settings.get(key) is not None:
-            out[field] = setting_number(settings[key], f"cameraSettings {key}")
+    gain = settings.get("gainEM", settings.get(THUNDERSTORM_CAMERA["em_gain"], 1.0))  # gainEM: ThunderSTORM 1.3
+    out["em_gain"] = setting_number(gain, "cameraSettings gainEM") if em is True or str(em).lower() == "true" else 1.0
     return Camera.from_dict(out)
 
 
@@ -132,8 +130,9 @@ def _match(choices: dict, value):
 
 def _pick_camera(cameras: dict, stated: dict) -> str:
     named = stated.get(MICRO_MANAGER_CAMERA)
-    if named is not None and _match(cameras, named) is not None:
-        return _match(cameras, named)
+    match = None if named is None else _match(cameras, named)
+    if match is not None:
+        return match
     if len(cameras) == 1:
         return next(iter(cameras))
     said = f"names camera {str(named)!r}" if named is not None else "names no camera (Micro-Manager's 'Camera')"

@@ -500,13 +500,13 @@ def _check_parts(path: Path, series, ome) -> None:
     an OME-TIFF split into parts (Micro-Manager's NAME_1.ome.tif, ... beyond
     4 GB) opened without them (tifffile would zero those frames)."""
     pages = getattr(series, "pages", None)
-    if pages is None:
+    if ome is None or pages is None:  # parts are named only by OME-XML (whose series lists its pages)
         return
     absent = [i for i, pg in enumerate(pages) if pg is None]
     if not absent:
         return
-    named = [] if ome is None else sorted({el.attrib["FileName"] for el in ome.iter()
-                                           if el.tag.rsplit("}", 1)[-1] == "UUID" and "FileName" in el.attrib})
+    named = sorted({el.attrib["FileName"] for el in ome.iter()
+                    if el.tag.rsplit("}", 1)[-1] == "UUID" and "FileName" in el.attrib})
     gone = [n for n in named if not (Path(path).parent / n).exists()]
     where = f" in {', '.join(gone)}, not found beside it" if gone else ", which its parts do not hold"
     raise DSIRError(f"{path}: {len(absent)} of its {len(pages)} frames (from {absent[0]}) are{where}: "

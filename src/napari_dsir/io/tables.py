@@ -393,16 +393,22 @@ def output_paths(path: str | os.PathLike, metadata: bool = True) -> list[Path]:
     return [p, protocol_path(p)] if metadata else [p]
 
 
+#: camera settings (`napari_dsir.camera.Camera` fields) -> the names of
+#: ThunderSTORM's protocol ``cameraSettings`` (photons2ADU: photoelectrons
+#: per A/D count; gain: the EM gain, with ``isEmGain``)
+THUNDERSTORM_CAMERA = {"baseline": "offset", "sensitivity": "photons2ADU", "em_gain": "gain",
+                       "qe": "quantumEfficiency", "read_noise": "readoutNoise"}
+
+
 def camera_settings(camera: dict | None, pixel_size: float | None = None) -> dict | None:
     """A camera dict (`napari_dsir.camera.Camera.to_dict`) under the names of
     ThunderSTORM's protocol ``cameraSettings`` (photons2ADU: photoelectrons
     per A/D count; gain: the EM gain), or None without one."""
     if not camera:
         return None
-    em = float(camera.get("em_gain", 1.0))
-    out = {"readoutNoise": float(camera.get("read_noise", 0.0)), "offset": float(camera.get("baseline", 0.0)),
-           "quantumEfficiency": float(camera.get("qe", 1.0)), "isEmGain": em > 1.0,
-           "photons2ADU": float(camera.get("sensitivity", 1.0)), "gain": em}
+    absent = {"baseline": 0.0, "sensitivity": 1.0, "em_gain": 1.0, "qe": 1.0, "read_noise": 0.0}
+    out = {name: float(camera.get(field, absent[field])) for field, name in THUNDERSTORM_CAMERA.items()}
+    out["isEmGain"] = out[THUNDERSTORM_CAMERA["em_gain"]] > 1.0
     if pixel_size is not None:
         out["pixelSize"] = float(pixel_size)
     return out
