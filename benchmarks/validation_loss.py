@@ -44,7 +44,8 @@ def main() -> None:
     lines = ["# Validation loss (`python benchmarks/validation_loss.py`)", "",
              f"Run on {time.strftime('%Y-%m-%d')} on {describe()}, torch {torch.__version__}: {args.frames} frames of "
              f"the `{args.models[0]}` model's training mix per seed (seed + 1,000,003), `dsir train`'s loss.", "",
-             "| validation seed | " + " | ".join(f"`{m}`" for m in models) + " |", "|---" * (len(models) + 1) + "|"]
+             "| validation seed | " + " | ".join(f"`{Path(m).name}`" for m in models) + " |",
+             "|---" * (len(models) + 1) + "|"]
     for seed in args.seeds:
         val = _Data(args.frames, SimulationConfig(), seed + 1_000_003, 8, movies)
         losses = [_val_loss(m, val, cfg, kernel, cfg.kernel_width // 2, "cpu") for m in models.values()]

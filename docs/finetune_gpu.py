@@ -2,7 +2,7 @@
 
     python docs/finetune_gpu.py --init src/napari_dsir/data/dsir_default.pt -o OUT.pt \
         [--movies 12000] [--seed 102] [--lr 5e-4] [--budget-s 330] [--workers 16]
-        [--scratch --channels 48 --context 64]
+        [--scratch --channels 48 --context 64] [--teacher WIDE.pt --teacher-weight 0.5]
 
 With ``--scratch`` a new `ShuffleNet` of ``--channels`` / ``--context`` is
 trained from random weights instead, on the init checkpoint's training mix
@@ -13,6 +13,12 @@ lent GPU needs: the movies (drawn from the init checkpoint's own training
 mix, `MovieConfig`) are simulated in chunks of 250 on all cores (seed of a
 chunk: ``seed * 100_000 + chunk``; the validation movies exactly as `dsir
 train` draws them, seed + 1,000,003), and the labels are rendered on the GPU.
+With ``--teacher`` the network learns from a second, frozen model too
+(distillation): its target is ``(1 - w)`` x the blurred label plus ``w`` x
+the teacher's output on the same frame (``--teacher-weight`` w); the
+validation loss, which picks the checkpoint kept, is against the labels
+alone.
+
 The loss, optimiser and learning-rate schedule are `dsir train`'s (Adam,
 weight decay 1e-5, cosine decay to 5 %); the number of epochs is fixed after
 the first one from ``--budget-s`` (the schedule spans them). The checkpoint
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from napari_dsir.locs import Localizations
 from napari_dsir.model import DSIRModel, load_checkpoint, save_checkpoint
@@ -90,6 +97,25 @@ class GPUData(_Data):
         return self._x[it], lab, sc
 
 
+def distill_epoch(model, teacher, weight, data, cfg, opt, kernel, pad, device, rng, lr_at, step0):
+    """`train_epoch` with the target ``(1 - weight)`` x blurred label +
+    ``weight`` x the frozen ``teacher``'s output (camera-resolution networks)."""
+    order = rng.permutation(len(data))
+    losses = []
+    for k, s in enumerate(range(0, len(order), cfg.batch_size)):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step0 + k)
+        x, y, sc = data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng, cfg.scale_jitter)
+        with torch.no_grad():
+            target = (1.0 - weight) * F.conv2d(y, kernel, padding=pad) + weight * teacher.raw(x, scale=sc).unsqueeze(1)
+        loss = F.mse_loss(model.raw(x, scale=sc).unsqueeze(1), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return losses
+
+
 def simulate_parallel(n_movies: int, n_val_movies: int, cfg: MovieConfig, seed: int, workers: int):
     """(training chunks, validation movies): the validation movies as `dsir
     train` simulates them (one call, seed + 1,000,003), beside the chunks."""
@@ -115,6 +141,8 @@ def main() -> None:
     ap.add_argument("--scratch", action="store_true", help="a new network of --channels/--context, not the init's")
     ap.add_argument("--channels", type=int, default=None)
     ap.add_argument("--context", type=int, default=None)
+    ap.add_argument("--teacher", default=None, help="a frozen model whose output the network also learns from")
+    ap.add_argument("--teacher-weight", type=float, default=0.5)
     args = ap.parse_args()
     t_start = time.perf_counter()
     device = torch.device(args.device)
@@ -139,6 +167,13 @@ def main() -> None:
     chunks, val_part = simulate_parallel(args.movies, -(-cfg.n_val // movies.frames_per_movie), movies, args.seed,
                                          args.workers)
     model.to(device)
+    teacher = None
+    if args.teacher:
+        teacher = load_checkpoint(args.teacher)
+        if not (teacher.camera_resolution and model.camera_resolution and teacher.upsampling == model.upsampling):
+            sys.exit("--teacher: both networks must be camera-resolution networks of the same up-sampling")
+        teacher.to(device)
+        teacher.net.eval()
     train = GPUData(chunks, movies, model.upsampling, device)
     val = GPUData([val_part], movies, model.upsampling, device)
     print(f"simulated {len(train)} training and {len(val)} validation frames in "
@@ -148,6 +183,7 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    distill = {"teacher": Path(args.teacher).name, "teacher_weight": args.teacher_weight} if teacher else {}
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     best = _val_loss(model, val, cfg, kernel, pad, device)
     out = Path(args.output)
@@ -160,9 +196,12 @@ def main() -> None:
         t0 = time.perf_counter()
         model.net.train()
         # the schedule's length is known after the first epoch, run at the full rate
-        losses = train_epoch(model, train, cfg, opt, kernel, pad, device, rng,
-                             partial(cosine_lr, cfg.lr, n_steps=math.inf if n_steps is None else n_steps),
-                             (epoch - 1) * steps_per_epoch)
+        lr_at = partial(cosine_lr, cfg.lr, n_steps=math.inf if n_steps is None else n_steps)
+        if teacher is None:
+            losses = train_epoch(model, train, cfg, opt, kernel, pad, device, rng, lr_at, (epoch - 1) * steps_per_epoch)
+        else:
+            losses = distill_epoch(model, teacher, args.teacher_weight, train, cfg, opt, kernel, pad, device, rng,
+                                   lr_at, (epoch - 1) * steps_per_epoch)
         tl = float(torch.stack(losses).mean())
         vl = _val_loss(model, val, cfg, kernel, pad, device)
         dt = time.perf_counter() - t0
@@ -174,7 +213,8 @@ def main() -> None:
             best = vl
             cfg.epochs = epochs
             save_checkpoint(out, model, training={**cfg.to_dict(), "epochs_done": epoch, "best_val_loss": best,
-                                                  "simulation_chunks": f"{CHUNK} movies, seed * 100000 + chunk"})
+                                                  "simulation_chunks": f"{CHUNK} movies, seed * 100000 + chunk",
+                                                  **distill})
         last = {**cfg.to_dict(), "epochs": epochs, "epochs_done": epoch, "val_loss": vl}
         save_checkpoint(out.with_name(out.stem + ".last.pt"), model, training=last)
         rows.append([epoch, f"{tl:.6g}", f"{vl:.6g}", f"{best:.6g}", f"{dt:.2f}"])
