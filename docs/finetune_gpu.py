@@ -97,23 +97,16 @@ class GPUData(_Data):
         return self._x[it], lab, sc
 
 
-def distill_epoch(model, teacher, weight, data, cfg, opt, kernel, pad, device, rng, lr_at, step0):
-    """`train_epoch` with the target ``(1 - weight)`` x blurred label +
+def distill_loss(model, teacher, weight, kernel, pad):
+    """The loss of a batch against ``(1 - weight)`` x its blurred label +
     ``weight`` x the frozen ``teacher``'s output (camera-resolution networks)."""
-    order = rng.permutation(len(data))
-    losses = []
-    for k, s in enumerate(range(0, len(order), cfg.batch_size)):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step0 + k)
-        x, y, sc = data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng, cfg.scale_jitter)
+
+    def loss(x, y, sc):
         with torch.no_grad():
             target = (1.0 - weight) * F.conv2d(y, kernel, padding=pad) + weight * teacher.raw(x, scale=sc).unsqueeze(1)
-        loss = F.mse_loss(model.raw(x, scale=sc).unsqueeze(1), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    return losses
+        return F.mse_loss(model.raw(x, scale=sc).unsqueeze(1), target)
+
+    return loss
 
 
 def simulate_parallel(n_movies: int, n_val_movies: int, cfg: MovieConfig, seed: int, workers: int):
@@ -183,6 +176,7 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = None if teacher is None else distill_loss(model, teacher, args.teacher_weight, kernel, pad)
     distill = {"teacher": Path(args.teacher).name, "teacher_weight": args.teacher_weight} if teacher else {}
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     best = _val_loss(model, val, cfg, kernel, pad, device)
@@ -197,11 +191,8 @@ def main() -> None:
         model.net.train()
         # the schedule's length is known after the first epoch, run at the full rate
         lr_at = partial(cosine_lr, cfg.lr, n_steps=math.inf if n_steps is None else n_steps)
-        if teacher is None:
-            losses = train_epoch(model, train, cfg, opt, kernel, pad, device, rng, lr_at, (epoch - 1) * steps_per_epoch)
-        else:
-            losses = distill_epoch(model, teacher, args.teacher_weight, train, cfg, opt, kernel, pad, device, rng,
-                                   lr_at, (epoch - 1) * steps_per_epoch)
+        losses = train_epoch(model, train, cfg, opt, kernel, pad, device, rng, lr_at, (epoch - 1) * steps_per_epoch,
+                             loss_fn)
         tl = float(torch.stack(losses).mean())
         vl = _val_loss(model, val, cfg, kernel, pad, device)
         dt = time.perf_counter() - t0

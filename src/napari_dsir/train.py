@@ -271,18 +271,20 @@ def cosine_lr(lr: float, step: int, n_steps: float) -> float:
     return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, n_steps)))))
 
 
-def train_epoch(model, data, cfg: TrainConfig, opt, kernel, pad, device, rng, lr_at, step0: int) -> list:
+def train_epoch(model, data, cfg: TrainConfig, opt, kernel, pad, device, rng, lr_at, step0: int,
+                loss_fn=None) -> list:
     """One pass over ``data`` (`_Data`) in a random order of ``rng``, in
     batches of ``cfg.batch_size``, the learning rate ``lr_at(step)`` from
     step ``step0`` on: the batches' losses (detached tensors, read when the
-    caller wants: on a GPU each read waits for the device)."""
+    caller wants: on a GPU each read waits for the device). ``loss_fn(x,
+    y, scale)``: the loss of a batch (default: `dsir train`'s)."""
     order = rng.permutation(len(data))
     losses = []
     for k, s in enumerate(range(0, len(order), cfg.batch_size)):
         for g in opt.param_groups:
             g["lr"] = lr_at(step0 + k)
         x, y, sc = data.batch(np.sort(order[s : s + cfg.batch_size]), device, cfg.label_scale, rng, cfg.scale_jitter)
-        loss = _loss(model, x, y, kernel, pad, cfg.l1, sc)
+        loss = _loss(model, x, y, kernel, pad, cfg.l1, sc) if loss_fn is None else loss_fn(x, y, sc)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
