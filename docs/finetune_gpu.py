@@ -206,7 +206,7 @@ def main() -> None:
             save_checkpoint(out, model, training={**cfg.to_dict(), "epochs_done": epoch, "best_val_loss": best,
                                                   "simulation_chunks": f"{CHUNK} movies, seed * 100000 + chunk",
                                                   **distill})
-        last = {**cfg.to_dict(), "epochs": epochs, "epochs_done": epoch, "val_loss": vl}
+        last = {**cfg.to_dict(), "epochs": epochs, "epochs_done": epoch, "val_loss": vl, **distill}
         save_checkpoint(out.with_name(out.stem + ".last.pt"), model, training=last)
         rows.append([epoch, f"{tl:.6g}", f"{vl:.6g}", f"{best:.6g}", f"{dt:.2f}"])
         print(f"epoch {epoch}/{epochs}: train {tl:.4f} validation {vl:.4f}{' *' if improved else ''} "

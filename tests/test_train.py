@@ -250,3 +250,30 @@ def test_fine_tuning_keeps_the_models_normalisation(tmp_path):
     train(_movie_cfg(epochs=1, calibrate=False), tmp_path / "f.pt")
     with pytest.raises(DSIRError, match="normalises its input by 'movie'"):
         train(_cfg(epochs=1, calibrate=False, init=str(tmp_path / "f.pt")), tmp_path / "g.pt")
+
+
+def test_train_epoch_takes_a_batch_loss():
+    """A caller's loss (distillation, `docs/finetune_gpu.py`) replaces dsir train's, batch by batch."""
+    from napari_dsir.model import DSIRModel
+    from napari_dsir.networks import ShuffleNet
+    from napari_dsir.train import _Data, train_epoch
+
+    cfg = _cfg(batch_size=4)
+    d = _Data(8, SimulationConfig(frame_size=(16, 16), density=2.0), 5, 8)
+    torch.manual_seed(0)
+    model = DSIRModel(ShuffleNet(4, 4, 8), "shuffle", 8, "zscore", 100.0)
+    opt = torch.optim.Adam(model.net.parameters(), lr=1e-3)
+    kernel = gauss_kernel(7, 3.0)
+    seen = []
+
+    def loss_fn(x, y, sc):
+        seen.append(len(x))
+        return (model.raw(x, scale=sc) - 1.0).pow(2).mean()
+
+    rng = np.random.default_rng(0)
+    own = train_epoch(model, d, cfg, opt, kernel, 3, "cpu", rng, lambda step: 1e-3, 0, loss_fn)
+    assert seen == [4, 4]
+    plain = train_epoch(model, d, cfg, opt, kernel, 3, "cpu", rng, lambda step: 1e-3, 0)
+    assert len(seen) == 2 and len(own) == len(plain) == 2
+    # outputs near 0 are far from the caller's target of 1, nearer dsir train's sparse label
+    assert float(own[0]) > 0.5 and float(plain[0]) < float(own[0])
