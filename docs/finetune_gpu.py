@@ -155,16 +155,17 @@ def main() -> None:
                       arch=model.arch, channels=old["channels"], context=old["context"], movies=movies,
                       lr_decay=True, init=None if args.scratch else str(args.init), device=args.device, png_every=0,
                       scale_jitter=old["scale_jitter"])
+    teacher = None  # checked before the simulation, moved to the device after it (as the model)
+    if args.teacher:
+        teacher = load_checkpoint(args.teacher)
+        if not (teacher.camera_resolution and model.camera_resolution and teacher.upsampling == model.upsampling):
+            sys.exit("--teacher: both networks must be camera-resolution networks of the same up-sampling")
     # what `dsir train` records: the wide-PSF binning and the crowded rows' PSF floor read it
     model.metadata["simulation"] = movies.to_dict()
     chunks, val_part = simulate_parallel(args.movies, -(-cfg.n_val // movies.frames_per_movie), movies, args.seed,
                                          args.workers)
     model.to(device)
-    teacher = None
-    if args.teacher:
-        teacher = load_checkpoint(args.teacher)
-        if not (teacher.camera_resolution and model.camera_resolution and teacher.upsampling == model.upsampling):
-            sys.exit("--teacher: both networks must be camera-resolution networks of the same up-sampling")
+    if teacher is not None:
         teacher.to(device)
         teacher.net.eval()
     train = GPUData(chunks, movies, model.upsampling, device)
