@@ -6,13 +6,13 @@ The default network was trained on PSFs of FWHM 170-370 nm on 100 nm pixels
 (1.7-3.7 px). Small camera pixels (65 nm: a 6.5 um sCMOS pixel behind a 100x
 objective) or a wide PSF put it beyond that. `dsir localize` measures the
 PSF on the movie (`napari_dsir.psf.measure_fwhm`, 32 frames) and bins the
-frames for the network when the lower quartile of the fitted widths is
-beyond the training's widest (`reconstruct.movie_binning`), unless the
-network would then see more emitters per pixel^2 than in its training (its
-detections on the sample, unbinned, x 4 above 9 per 100 px^2), or when
-only the median is beyond it and the binned frames would hold at most half
-that (`psf.STRADDLE_DENSITY_SHARE`; the last two sets); the fits use the
-camera's own pixels.
+frames for the network when 60 % of the fitted widths are beyond the
+training's widest (their 40th percentile; `reconstruct.movie_binning`),
+unless the network would then see more emitters per pixel^2 than in its
+training (its detections on the sample, unbinned, x 4 above 9 per 100
+px^2), or when 30 % of them are (the 70th percentile) and the binned
+frames would hold at most 0.8 of that (`psf.STRADDLE_DENSITY_SHARE`); the
+fits use the camera's own pixels.
 
 Sets: the project's simulator with seeds 74001+ (apart from the training's,
 the calibration's and the other benchmarks'), 64x64 px, 300-4,000 photons,
@@ -29,7 +29,7 @@ Also the binning measured on the ThunderSTORM demo and the sample stack,
 and the time of the PSF's measurement (`reconstruct.movie_binning`, median
 of 5 in one process) on the Bundled Tubes HD movie when it exists.
 
-Reported: the measured FWHM (median; lower quartile, in camera px) and the
+Reported: the measured FWHM (median; 40th / 70th percentiles, in camera px) and the
 binning it gives, then per binning the Jaccard at 250 nm and the precision
 (detections matched within 250 nm / all detections), the lateral RMSE of
 the pairs matched within 250 nm, and std(error / uncertainty) per axis of the
@@ -102,11 +102,12 @@ def main() -> None:
             locs, b = res.localizations, res.info["binning"]
             if binning is None:
                 chosen, narrow = b, res.info.get("psf_narrow")
-                med, q25 = res.info.get("psf_fwhm_nm"), res.info.get("psf_fwhm_q25_nm")
+                med, q40, q70 = (res.info.get(f"psf_fwhm{k}_nm") for k in ("", "_q40", "_q70"))
                 dens = res.info.get("network_density")
                 crowd = f", {dens:.1f} detections / 100 px^2" if dens is not None else ""
                 echo = ", echoes left out" if narrow else ""
-                cells.append(f"{med:.0f}; {q25:.0f} ({q25 / px:.1f} px{crowd}) -> {b}{echo}" if med else f"- -> {b}")
+                widths = f"{q40:.0f} / {q70:.0f} ({q40 / px:.1f} / {q70 / px:.1f} px{crowd})" if med else ""
+                cells.append(f"{med:.0f}; {widths} -> {b}{echo}" if med else f"- -> {b}")
             e = evaluate(gt, locs, 250.0)
             # the same detections (auto: the same binning and echoes), to class the rows by their status
             found = reconstruct(frames, pixel_size=px, localize=True, refine=False, camera=CAMERA,
@@ -123,7 +124,8 @@ def main() -> None:
         f"Run on {time.strftime('%Y-%m-%d')}, {describe()}, {args.frames} frames per set; default model, its own "
         "threshold, refinement; see the script's docstring.",
         "",
-        "| set | FWHM measured: median; lower quartile (nm) -> binning | J250 (precision) auto | RMSE250 auto | "
+        "| set | FWHM measured: median; 40th / 70th percentiles (nm) -> binning | J250 (precision) auto | "
+        "RMSE250 auto | "
         "std(err/unc) isolated, auto | std(err/unc) network position kept, auto | other binning | "
         "J250 (precision), other | RMSE250, other | std isolated, other | std kept, other |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -134,7 +136,7 @@ def main() -> None:
         if path.is_file():
             stack = open_stack(path)
             b, psf = R.movie_binning(stack, load_model(), 0, len(stack), 100.0)
-            rows += ["", f"{name}: FWHM {psf['psf_fwhm_nm']:.0f} nm, lower quartile {psf['psf_fwhm_q25_nm']:.0f} nm, "
+            rows += ["", f"{name}: FWHM {psf['psf_fwhm_nm']:.0f} nm, 70th percentile {psf['psf_fwhm_q70_nm']:.0f} nm, "
                      f"{psf['psf_fits']} fits -> binning {b}."]
     if BUNDLED_TUBES.is_dir():
         stack, model = open_stack(BUNDLED_TUBES), load_model()
@@ -142,8 +144,8 @@ def main() -> None:
         sec = median_seconds(lambda: R.movie_binning(stack, model, 0, len(stack), 100.0), 5)
         b, psf = R.movie_binning(stack, model, 0, len(stack), 100.0)
         rows += ["", f"Measuring the PSF of Bundled Tubes HD ({len(stack)} frames, 32 of them fitted): {sec:.3f} s "
-                 f"(median of 5, one process); FWHM {psf['psf_fwhm_nm']:.0f} nm, lower quartile "
-                 f"{psf['psf_fwhm_q25_nm']:.0f} nm, {psf['psf_fits']} fits -> binning {b}."]
+                 f"(median of 5, one process); FWHM {psf['psf_fwhm_nm']:.0f} nm, 70th percentile "
+                 f"{psf['psf_fwhm_q70_nm']:.0f} nm, {psf['psf_fits']} fits -> binning {b}."]
     args.out.write_text("\n".join(head + rows) + "\n")
     print(f"wrote {args.out}")
 

@@ -17,6 +17,7 @@ beside the emitters (`napari_dsir.localize.suppress_echoes`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,21 +44,35 @@ MAX_BINNING = 4
 #: recorded training simulation was trained on (the original DSIR: 2 /um^2
 #: on 100 nm pixels)
 LEGACY_DENSITY = 2.0
-# A movie whose PSFs straddle the training's widest (the median of the
-# fitted FWHM beyond it, the lower quartile within) is binned too, where the
-# binned frames hold at most this share of the training's densest
-# (`movie_binning`): unbinned, the network split the widest emitters in two
-# (100 nm pixels, FWHM 300-450 nm, and 80 nm pixels, 220-380 nm, at 1
-# /um^2: precision 0.85-0.86, 1.02-1.06 detections per emitter, Jaccard
-# 0.78; binned 2x2: 0.96, 0.94-0.98, 0.87-0.91), but at 7.4-9.0 detections
-# per 100 px^2 binned (80 nm, 3-4 /um^2; 100 nm, 300-450 nm, 2.5 /um^2)
-# binning raised the RMSE by 5-7 nm for -0.03 to +0.03 of Jaccard. At
-# 4.4-7.2 binned, PSFs of 300-600 nm on 100 nm pixels (emitters at many
-# depths) gained 0.04-0.17 of Jaccard and 5-17 nm of RMSE binned, 80 nm
-# pixels at 2.5 /um^2 0.05 (100 nm, 300-450 nm at 2 /um^2: the same
-# Jaccard, RMSE +3 nm) (validation movies: seeds 79201+, 79401+, 75501+,
-# 75601+, 75701+ and benchmarks/pixel_size.py's).
+# A movie is binned for the network when its PSFs straddle the training's
+# widest: 60 % of the fitted spots wider (their 40th percentile, `PSFWidth`;
+# the binned frames up to the training's densest), or 30 % of them (the
+# 70th percentile; the binned frames up to `STRADDLE_DENSITY_SHARE` of its
+# densest; `reconstruct.movie_binning`).
+# Unbinned, the network splits the widest emitters in two: with 30-45 % of
+# the spots beyond its widest, at 0.5-1 /um^2 on 65-120 nm pixels, its
+# precision was 0.84-0.94 unbinned and 0.95-0.97 binned 2x2 (Jaccard +0.005
+# to +0.13). Where the binned frames are crowded, the coarser grid costs
+# more than the splits: at 10-15 of the network's detections per 100 px^2
+# binned, Jaccard -0.02 to -0.20 and RMSE +5 to +26 nm (validation movies,
+# seeds 81001+: 65, 80, 100 and 120 nm pixels, PSFs of 3.3-4.3 px +-10 %
+# and +-25 %, 0.5-3 /um^2). Over those 128 movies this rule gave a mean
+# SMLM efficiency (Jaccard and RMSE at 250 nm) of 61.5, the better binning
+# of each movie 61.8, the previous rule (the median beyond the widest, or
+# the lower quartile) 60.8.
 STRADDLE_DENSITY_SHARE = 0.8
+
+
+class PSFWidth(NamedTuple):
+    """The FWHM (nm) of a movie's fitted spots (`measure_fwhm`): median,
+    lower quartile, number of fits, and the widths that 40 % and 70 % of
+    the fits are narrower than (60 % and 30 % wider)."""
+
+    median: float
+    q25: float
+    fits: int
+    q40: float
+    q70: float
 
 
 def training_fwhm_range_px(model) -> tuple[float, float]:
@@ -140,12 +155,13 @@ def find_spots(photons: torch.Tensor, per_frame: int = SPOTS_PER_FRAME
 
 
 def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None, background_shape=None,
-                 photons: torch.Tensor | None = None) -> tuple[float, float, int] | None:
+                 photons: torch.Tensor | None = None) -> PSFWidth | None:
     """The PSF's FWHM (nm) in (frame, y, x) camera frames (ADU), from the
     free Poisson fits (`napari_dsir.fit.refine`, reconstruct's settings
     without the chi-square test) of their bright spots (`BRIGHT_SNR`) that
-    have no other spot within 500 nm: (median, lower quartile, number of
-    fits); None with fewer than `MIN_FITS`. Undetected neighbours widen
+    have no other spot within 500 nm: a `PSFWidth` (median, lower quartile,
+    number of fits, 40th and 70th percentiles); None with fewer than
+    `MIN_FITS`. Undetected neighbours widen
     some fits in crowded frames: the lower quartile is the steadier figure
     (`benchmarks/results/psf_width.md`: 0.87-1.02x the middle of the
     simulated FWHM range from 0.5 to 8 emitters/um^2, the median
@@ -173,4 +189,5 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None,
     fwhm = sigma[np.isfinite(sigma)] / FWHM_TO_SIGMA
     if len(fwhm) < MIN_FITS:
         return None
-    return float(np.median(fwhm)), float(np.quantile(fwhm, 0.25)), len(fwhm)
+    q25, median, q40, q70 = (float(v) for v in np.quantile(fwhm, (0.25, 0.5, 0.4, 0.7)))
+    return PSFWidth(median, q25, len(fwhm), q40, q70)

@@ -337,7 +337,8 @@ def movie_psf(src, start: int, stop: int, pixel_size: float, camera: Camera | No
     ``start:stop`` of ``src`` (over the range's first chunk of a dask array,
     which the run then reads from the source's cache: each chunk is computed
     once) by `napari_dsir.psf.measure_fwhm`: ``psf_fwhm_nm`` (the median),
-    ``psf_fwhm_q25_nm`` (the lower quartile), ``psf_fits``; None where too
+    ``psf_fwhm_q25_nm`` (the lower quartile), ``psf_fwhm_q40_nm`` and
+    ``psf_fwhm_q70_nm`` (40th and 70th percentiles), ``psf_fits``; None where too
     few spots were fitted. Given a ``camera`` (the fits will run, or the beam is taken out), also
     ``illumination``: the background's shape on the same frames
     (`napari_dsir.illumination.measure`, an `Illumination` or None), which
@@ -416,9 +417,10 @@ def _measure_psf(src, start, stop, pixel_size, camera, where) -> tuple[dict, np.
     shape = getattr(light.get("illumination"), "shape", None)
     measured = measure_fwhm(sample, pixel_size, camera, background_shape=shape, photons=photons)
     if measured is None:
-        return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fits": 0, **light}, sample
-    median, q25, n = measured
-    return {"psf_fwhm_nm": median, "psf_fwhm_q25_nm": q25, "psf_fits": n, **light}, sample
+        return {"psf_fwhm_nm": None, "psf_fwhm_q25_nm": None, "psf_fwhm_q40_nm": None, "psf_fwhm_q70_nm": None,
+                "psf_fits": 0, **light}, sample
+    return {"psf_fwhm_nm": measured.median, "psf_fwhm_q25_nm": measured.q25, "psf_fwhm_q40_nm": measured.q40,
+            "psf_fwhm_q70_nm": measured.q70, "psf_fits": measured.fits, **light}, sample
 
 
 def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: float, camera: Camera | None = None,
@@ -428,26 +430,33 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     `movie_psf`, is wider in camera pixels than the model's training) and
     what was measured (`movie_psf`'s keys; ``psf_narrow``: the median
     narrower than the training's narrowest, for `iter_reconstruct`'s
-    ``echoes``; where the PSF is wide, ``network_density``: the network's
+    ``echoes``; ``psf_wide``: wider than its widest; where 30 % of the
+    spots are wider, ``network_density``: the network's
     detections per frame and 100 camera px^2 on the sample, unbinned, which
     keeps crowded movies unbinned: `napari_dsir.psf.network_binning`)."""
     info, sample = _measure_psf(src, start, stop, pixel_size, camera, where)
     if info["psf_fwhm_nm"] is None:
         return 1, info
-    median, q25 = info["psf_fwhm_nm"] / float(pixel_size), info["psf_fwhm_q25_nm"] / float(pixel_size)
+    px = float(pixel_size)
+    median, q40, q70 = info["psf_fwhm_nm"] / px, info["psf_fwhm_q40_nm"] / px, info["psf_fwhm_q70_nm"] / px
     lo, hi = training_fwhm_range_px(model)
-    # wider than the training's widest: the median at least (the lower
-    # quartile binned, or the median alone where the binned frames stay
-    # sparse, `STRADDLE_DENSITY_SHARE`; q25 <= median, and the binning grows
+    # 30 % of the spots wider than the training's widest at least (60 %
+    # binned up to the training's densest, 30 % where the binned frames stay
+    # sparse: `STRADDLE_DENSITY_SHARE`; q40 <= q70, and the binning grows
     # with the width)
-    b = network_binning(median, hi)
+    b = network_binning(q70, hi)
     # narrower than the training's narrowest: the network's echoes are left out
     info["psf_narrow"] = median < lo
+    # wider (the median): where the frames are too crowded to bin, the run
+    # says so; a straddling PSF in crowded frames is mostly crowding (unseen
+    # neighbours widen the fits: 70th percentile 403 nm on the ThunderSTORM
+    # demo, whose true FWHM are 250-270 nm)
+    info["psf_wide"] = median > hi
     if b > 1:  # would the binned frames be too crowded for the network?
         info["network_density"] = density = _detection_density(model, sample)
         most = training_density(model)
-        b = max(network_binning(q25, hi, density, most),
-                network_binning(median, hi, density, most * STRADDLE_DENSITY_SHARE))
+        b = max(network_binning(q40, hi, density, most),
+                network_binning(q70, hi, density, most * STRADDLE_DENSITY_SHARE))
     return b, info
 
 

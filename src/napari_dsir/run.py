@@ -299,7 +299,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if not distributed:
         src = measured
     binning, psf = _binning(req, measured, model, px.nm, camera, total, name)
-    if binning > 1 or psf.get("network_density") is not None:
+    if binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None):
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
@@ -451,10 +451,10 @@ def illumination_hint_message(light) -> str:
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
     """What the user is told when the PSF is wide for the network: the
     frames are binned for it, or they are too crowded to be."""
-    q = psf.get("psf_fwhm_q25_nm") or float("nan")
+    q = psf.get("psf_fwhm_q70_nm") or float("nan")
     f = psf.get("psf_fwhm_nm") or float("nan")
     wide = (f"the PSF is wide for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px, "
-            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px, from {psf.get('psf_fits', 0)} fits)")
+            f"the widest 30 % of {psf.get('psf_fits', 0)} fitted spots over {q:.0f} nm = {q / pixel_size:.1f} px)")
     if binning > 1:
         return (f"{wide}: the network sees the frames binned {binning}x{binning}; the fits use the camera's pixels "
                 f"(binning=1 / --binning 1 turns this off)")
