@@ -6,7 +6,8 @@
 of the movie's fitted spot widths are beyond the widest PSF of its training
 (3.7 px for the default model; the binned frames up to its densest, 9
 detections per 100 px^2), or 30 % of them (the binned frames up to 0.8 of
-that, `psf.STRADDLE_DENSITY_SHARE`). The rule was set on these movies,
+that, `psf.STRADDLE_DENSITY_SHARE`; with fewer than 20 fits in that share,
+half of them, as before). The rule was set on these movies,
 apart from `benchmarks/psf_width.py`'s (seeds 74001+), which reports it:
 128 simulated movies (seeds 81001+), 40 frames of 64x64 px, the sCMOS-like
 camera and emitters of `benchmarks/pixel_size.py` (300-4,000 photons,

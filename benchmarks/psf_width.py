@@ -10,8 +10,8 @@ frames for the network when 60 % of the fitted widths are beyond the
 training's widest (their 40th percentile; `reconstruct.movie_binning`),
 unless the network would then see more emitters per pixel^2 than in its
 training (its detections on the sample, unbinned, x 4 above 9 per 100
-px^2), or when 30 % of them are (the 70th percentile) and the binned
-frames would hold at most 0.8 of that (`psf.STRADDLE_DENSITY_SHARE`); the
+px^2), or when 30 % of them are (the 70th percentile, with 20 fits in that
+share at least) and the binned frames would hold at most 0.8 of that (`psf.STRADDLE_DENSITY_SHARE`); the
 fits use the camera's own pixels.
 
 Sets: the project's simulator with seeds 74001+ (apart from the training's,

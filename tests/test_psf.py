@@ -191,3 +191,20 @@ def test_bad_binning_is_refused(value):
     frames, _ = _movie(2, 100.0, (250.0, 330.0), 1.0, size=16)
     with pytest.raises(DSIRError, match="binning"):
         reconstruct(frames, pixel_size=100.0, binning=value)
+
+
+def test_the_widest_share_needs_enough_fits(monkeypatch):
+    """Binning by the widest 30 % of the fitted spots needs `psf.MIN_FITS`
+    of them; with fewer (background blobs alone: 32 fits spread 166-385
+    nm) the median decides, as for the previous rule."""
+    from napari_dsir import reconstruct as rec
+
+    sample = np.zeros((4, 16, 16), np.float32)
+    info = {"psf_fwhm_nm": 300.0, "psf_fwhm_q25_nm": 200.0, "psf_fwhm_q40_nm": 280.0, "psf_fwhm_q70_nm": 390.0}
+    model = load_model("default")
+    monkeypatch.setattr(rec, "_detection_density", lambda m, f: 0.5)
+    for fits, want in ((32, 1), (int(np.ceil(psf.MIN_FITS / psf.STRADDLE_SHARE)), 2)):
+        monkeypatch.setattr(rec, "_measure_psf", lambda *a, n=fits: ({**info, "psf_fits": n}, sample))
+        b, got = rec.movie_binning(sample, model, 0, 4, 100.0)
+        assert b == want and not got["psf_wide"], (fits, b)
+        assert ("network_density" in got) == (want == 2)

@@ -61,6 +61,10 @@ LEGACY_DENSITY = 2.0
 # of each movie 61.8, the previous rule (the median beyond the widest, or
 # the lower quartile) 60.8.
 STRADDLE_DENSITY_SHARE = 0.8
+#: the share of wide spots that bins a movie where its binned frames stay
+#: sparse (their 70th percentile, `PSFWidth.q70`); with fewer than
+#: `MIN_FITS` fits in that share, the median's half instead
+STRADDLE_SHARE = 0.3
 
 
 class PSFWidth(NamedTuple):

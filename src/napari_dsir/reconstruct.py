@@ -37,7 +37,9 @@ from .locs import Localizations
 from .model import SPOT_CEILING_SHARE, DSIRModel
 from .psf import (
     MAX_BINNING,
+    MIN_FITS,
     STRADDLE_DENSITY_SHARE,
+    STRADDLE_SHARE,
     bin_frames,
     measure_fwhm,
     network_binning,
@@ -444,6 +446,10 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     # binned up to the training's densest, 30 % where the binned frames stay
     # sparse: `STRADDLE_DENSITY_SHARE`; q40 <= q70, and the binning grows
     # with the width)
+    if STRADDLE_SHARE * info["psf_fits"] < MIN_FITS:
+        # too few fits for their widest 30 % to say much (the background
+        # alone under a beam: 32 fits of noise, 166-385 nm): the median
+        q70 = median
     b = network_binning(q70, hi)
     # narrower than the training's narrowest: the network's echoes are left out
     info["psf_narrow"] = median < lo
