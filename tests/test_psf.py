@@ -208,3 +208,25 @@ def test_the_widest_share_needs_enough_fits(monkeypatch):
         b, got = rec.movie_binning(sample, model, 0, 4, 100.0)
         assert b == want and not got["psf_wide"], (fits, b)
         assert ("network_density" in got) == (want == 2)
+
+
+def test_the_echoes_follow_the_lower_quartile_as_the_network_sees_it(monkeypatch):
+    """The network's echoes are left out where a quarter of the fitted
+    widths, in its own pixels, are narrower than its training's narrowest
+    (1.7 px): a median within the training but a lower quartile below it
+    (crowding widens the fits), or frames binned 2x2 for a widely spread PSF."""
+    from napari_dsir import reconstruct as rec
+
+    sample = np.zeros((4, 16, 16), np.float32)
+    model = load_model("default")
+    monkeypatch.setattr(rec, "_detection_density", lambda m, f: 0.5)
+    cases = (((160.0, 190.0, 210.0, 240.0), 1, True),  # q25, median, q40, q70 (nm, 100 nm px)
+             ((175.0, 190.0, 210.0, 240.0), 1, False),
+             ((300.0, 350.0, 380.0, 420.0), 2, True),  # binned: 1.5 px as the network sees it
+             ((350.0, 380.0, 390.0, 420.0), 2, False))
+    for (q25, med, q40, q70), binning, narrow in cases:
+        info = {"psf_fwhm_nm": med, "psf_fwhm_q25_nm": q25, "psf_fwhm_q40_nm": q40, "psf_fwhm_q70_nm": q70,
+                "psf_fits": 200}
+        monkeypatch.setattr(rec, "_measure_psf", lambda *a, i=info: (dict(i), sample))
+        b, got = rec.movie_binning(sample, model, 0, 4, 100.0)
+        assert (b, got["psf_narrow"]) == (binning, narrow), (q25, b, got)

@@ -260,13 +260,21 @@ def test_movie_normalised_model_uses_one_noise_level_for_the_whole_movie(tiny_sh
     np.testing.assert_allclose(one.frames[0], res.frames[2], atol=1e-5)
 
 
-def test_a_movie_brighter_than_the_training_is_scaled_down_with_a_warning(tiny_shuffle_checkpoint, tmp_path):
+def test_a_movie_brighter_than_the_training_is_scaled_down_with_a_warning(tiny_shuffle_checkpoint, tmp_path,
+                                                                          monkeypatch):
     """Spots taller (in noise levels) than the model's ceiling: the whole
     movie is divided by its noise level times their ratio, a warning says so
+    (and that the network's echoes beside them are left out, as they are)
     and the result records the factor; the same movie with a ceiling above
     its spots runs as before."""
+    from napari_dsir import reconstruct as rec
+    from napari_dsir.localize import LocalizeParams
     from napari_dsir.model import load_model, movie_scale, movie_spot_height, save_checkpoint
     from napari_dsir.reconstruct import iter_reconstruct
+
+    echoed = []
+    suppress = rec.suppress_echoes
+    monkeypatch.setattr(rec, "suppress_echoes", lambda locs, r: echoed.append(r) or suppress(locs, r))
 
     model = load_model(str(tiny_shuffle_checkpoint))
     rng = np.random.default_rng(0)
@@ -279,11 +287,14 @@ def test_a_movie_brighter_than_the_training_is_scaled_down_with_a_warning(tiny_s
         model.metadata["spot_ceiling"] = {"height": ceiling}
         path = save_checkpoint(tmp_path / "m.pt", model)
         records = []
-        res = drive(iter_reconstruct(frames, load_model(str(path)), pixel_size=100.0, batch_size=4), records.append)
+        echoed.clear()
+        res = drive(iter_reconstruct(frames, load_model(str(path)), pixel_size=100.0, batch_size=4,
+                                     localize=LocalizeParams(threshold=0.5)), records.append)
         warned = [r.message for r in records if r.kind == "warning"]
         assert res.info["brightness_factor"] == pytest.approx(factor)
         assert res.info["noise_scale"] == pytest.approx(s * factor, rel=1e-5)
-        assert len(warned) == (factor > 1) and all("scaled down 4.0x" in m for m in warned)
+        assert len(warned) == (factor > 1) and all("scaled down 4.0x" in m and "echoes" in m for m in warned)
+        assert echoed == ([200.0] * 3 if factor > 1 else [])  # 2 px, each of the 3 batches
 
 
 def test_refinement_reports_the_models_own_error_in_crowds():

@@ -159,6 +159,7 @@ def iter_reconstruct_distributed(
     # one noise level for the whole movie (movie-normalised models), as in one process
     noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning,
                                             transform=network_input(camera, background_shape))
+    echoes = echoes or bright > 1.0  # as in one process (`iter_reconstruct`)
     params = localize.validate().to_dict() if localize is not None else None
     remote_model = client.scatter(model, broadcast=True)
     firsts = start + np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]]).astype(int)

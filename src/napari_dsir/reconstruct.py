@@ -26,6 +26,7 @@ from .illumination import measure as measure_illumination
 from .io import Stack, check_pixel_size, stack_of
 from .localize import (
     ECHO_RADIUS_PX,
+    ECHO_RATIO,
     LocalizeParams,
     bright_objects,
     clear_halos,
@@ -318,7 +319,8 @@ def bright_message(factor: float) -> str:
     """The warning of a movie scaled down by `movie_noise_scale`'s ``factor``."""
     return (f"bright emitters: the network sees the frames scaled down {factor:.1f}x (their spots are taller, "
             f"in noise levels, than in {SPOT_CEILING_SHARE:.0%} of its training movies, where it adds false "
-            "detections beside them); the fits use the raw frames")
+            f"detections beside them), and detections with less than {ECHO_RATIO:.0%} of the intensity of another "
+            f"within {ECHO_RADIUS_PX:g} px (its echoes) are left out; the fits use the raw frames")
 
 
 def halo_message(objects: int, left_out: int) -> str:
@@ -430,9 +432,10 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     """The binning the network needs for frames ``start:stop`` of ``src``
     (`napari_dsir.psf.network_binning`: 1 unless the PSF, measured by
     `movie_psf`, is wider in camera pixels than the model's training) and
-    what was measured (`movie_psf`'s keys; ``psf_narrow``: the median
-    narrower than the training's narrowest, for `iter_reconstruct`'s
-    ``echoes``; ``psf_wide``: wider than its widest; where 30 % of the
+    what was measured (`movie_psf`'s keys; ``psf_narrow``: the lower
+    quartile, in the network's pixels, narrower than the training's
+    narrowest, for `iter_reconstruct`'s ``echoes``; ``psf_wide``: the
+    median wider than its widest; where 30 % of the
     spots are wider, ``network_density``: the network's
     detections per frame and 100 camera px^2 on the sample, unbinned, which
     keeps crowded movies unbinned: `napari_dsir.psf.network_binning`)."""
@@ -451,8 +454,6 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
         # alone under a beam: 32 fits of noise, 166-385 nm): the median
         q70 = median
     b = network_binning(q70, hi)
-    # narrower than the training's narrowest: the network's echoes are left out
-    info["psf_narrow"] = median < lo
     # wider (the median): where the frames are too crowded to bin, the run
     # says so; a straddling PSF in crowded frames is mostly crowding (unseen
     # neighbours widen the fits: 70th percentile 403 nm on the ThunderSTORM
@@ -463,6 +464,11 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
         most = training_density(model)
         b = max(network_binning(q40, hi, density, most),
                 network_binning(q70, hi, density, most * STRADDLE_DENSITY_SHARE))
+    # a quarter of the spots narrower, as the network sees them (binned),
+    # than the training's narrowest: its echoes are left out (the median
+    # before: crowding widens fits, and the rule costs little where the
+    # PSF is in range: benchmarks/results/echoes.md)
+    info["psf_narrow"] = info["psf_fwhm_q25_nm"] / px / b < lo
     return b, info
 
 
@@ -770,7 +776,9 @@ def iter_reconstruct(
     are placed on its own grid, and the fits use the camera's pixels.
     ``echoes``: leave out the weak detections beside stronger ones that a
     network makes for a PSF narrower than its training's
-    (`napari_dsir.localize.suppress_echoes`, `ECHO_RADIUS_PX` camera px).
+    (`napari_dsir.localize.suppress_echoes`, `ECHO_RADIUS_PX` of its px);
+    also done where the movie's spots are taller than its training's
+    (scaled down, `movie_noise_scale`).
     ``fit_sigma_nm``: the PSF sigma (nm) the fits start from (the movie's,
     `fit_sigma_init`; None: 1 camera px). ``background_shape`` (y, x): the
     background's shape over the frames, which the fits follow (an uneven
@@ -809,6 +817,7 @@ def iter_reconstruct(
     yield Progress(0, total, bs, "reconstructing", kind="start")
     if bright > 1.0:
         yield Progress(0, total, bs, bright_message(bright), kind="warning")
+    echoes = echoes or bright > 1.0  # taller spots than its training's: echoes too
     # objects brighter than the network's training (a saturated bead): the detections around them left out
     limit = model.input_limit
     halos = [0, 0]  # such objects, detections left out
@@ -831,7 +840,7 @@ def iter_reconstruct(
                     if nb > 1:  # none in the padding of the binned frames' far edges
                         found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
                     if echoes:
-                        found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size)
+                        found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size * nb)  # network px
                     if n_objects:
                         found, n = suppress_halos(found, objects, b0, pixel_size * nb)
                         halos[1] += n

@@ -466,8 +466,9 @@ def echoes_message(psf: dict, pixel_size: float) -> str:
     """What the user is told when the PSF is narrow for the network."""
     from .localize import ECHO_RADIUS_PX, ECHO_RATIO
 
-    f = psf["psf_fwhm_nm"]
-    return (f"the PSF is narrow for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px): "
+    f, q = psf["psf_fwhm_nm"], psf["psf_fwhm_q25_nm"]
+    return (f"the PSF is narrow for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px, "
+            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px): "
             f"detections with less than {ECHO_RATIO:.0%} of the intensity of another within {ECHO_RADIUS_PX:g} px "
             f"(its echoes) are left out (binning=1 / --binning 1 keeps them)")
 
