@@ -230,3 +230,13 @@ def test_the_echoes_follow_the_lower_quartile_as_the_network_sees_it(monkeypatch
         monkeypatch.setattr(rec, "_measure_psf", lambda *a, i=info: (dict(i), sample))
         b, got = rec.movie_binning(sample, model, 0, 4, 100.0)
         assert (b, got["psf_narrow"]) == (binning, narrow), (q25, b, got)
+
+
+def test_the_echoes_message_says_how_the_network_sees_the_psf():
+    from napari_dsir.run import echoes_message
+
+    psf_info = {"psf_fwhm_nm": 296.0, "psf_fwhm_q25_nm": 256.0}
+    plain, binned = echoes_message(psf_info, 160.0), echoes_message(psf_info, 80.0, 2)
+    assert "lower quartile 256 nm = 1.6 px" in plain and "binned" not in plain
+    assert "binned 2x2 for it: lower quartile of the FWHM 256 nm = 1.6 of its px" in binned
+    assert all("20% of the intensity" in m for m in (plain, binned))

@@ -303,7 +303,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
-        yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm), kind="warning")
+        yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm, binning), kind="warning")
     fit_sigma = fit_sigma_init(psf)  # the fits start from the measured PSF
     light = psf.pop("illumination", None)  # the background's shape, which the fits follow
     shape = None if light is None else light.shape
@@ -462,15 +462,19 @@ def binning_message(psf: dict, pixel_size: float, binning: int) -> str:
             f"100 px^2): it may miss emitters (binning=2 / --binning 2 forces it)")
 
 
-def echoes_message(psf: dict, pixel_size: float) -> str:
-    """What the user is told when the PSF is narrow for the network."""
+def echoes_message(psf: dict, pixel_size: float, binning: int = 1) -> str:
+    """What the user is told when the PSF is narrow for the network (as it
+    sees the frames: binned ``binning`` x ``binning``)."""
     from .localize import ECHO_RADIUS_PX, ECHO_RATIO
 
     f, q = psf["psf_fwhm_nm"], psf["psf_fwhm_q25_nm"]
-    return (f"the PSF is narrow for the network in these pixels (FWHM {f:.0f} nm = {f / pixel_size:.1f} px, "
-            f"lower quartile {q:.0f} nm = {q / pixel_size:.1f} px): "
-            f"detections with less than {ECHO_RATIO:.0%} of the intensity of another within {ECHO_RADIUS_PX:g} px "
-            f"(its echoes) are left out (binning=1 / --binning 1 keeps them)")
+    seen = (f"FWHM {f:.0f} nm = {f / pixel_size:.1f} px, lower quartile {q:.0f} nm = {q / pixel_size:.1f} px"
+            if binning == 1 else
+            f"binned {binning}x{binning} for it: lower quartile of the FWHM {q:.0f} nm = "
+            f"{q / pixel_size / binning:.1f} of its px")
+    return (f"the PSF is narrow for the network as it sees the frames ({seen}): detections with less than "
+            f"{ECHO_RATIO:.0%} of the intensity of another within {ECHO_RADIUS_PX:g} of its px (its echoes) are "
+            "left out (an explicit binning / --binning keeps them)")
 
 
 def _check_request(req: RunRequest) -> None:
