@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import time
 from pathlib import Path
 
@@ -44,13 +43,12 @@ SEED = 81001
 GRID = list(itertools.product((65.0, 80.0, 100.0, 120.0), (3.3, 3.6, 3.9, 4.3), (0.1, 0.25), (0.5, 1.0, 2.0, 3.0)))
 
 
-def efficiency(m) -> float:
-    return 100.0 - math.sqrt((100.0 * (1.0 - m.jaccard)) ** 2 + m.rmse**2)
-
-
 def previous_rule(info: dict, px: float, hi: float, most: float, density: float | None) -> int:
     """The rule before this one: the median beyond the widest (binned frames
-    up to 0.8 of the densest), or the lower quartile (up to the densest)."""
+    up to 0.8 of the densest), or the lower quartile (up to the densest);
+    1 where the PSF was not measured (too few spots), as both rules."""
+    if info["psf_fwhm_nm"] is None:
+        return 1
     med, q25 = info["psf_fwhm_nm"] / px, info["psf_fwhm_q25_nm"] / px
     if network_binning(med, hi) == 1:
         return 1
@@ -78,14 +76,15 @@ def main() -> None:
         for b in (1, 2):
             m = evaluate(gt, reconstruct(frames, model, pixel_size=px, localize=True, camera=CAMERA,
                                          binning=b).localizations, 250.0)
-            e[b] = (efficiency(m), m)
+            e[b] = (m.efficiency, m)
         before = previous_rule(info, px, hi, most, density)
         for key, b in (("this rule", chosen), ("previous rule", before), ("never", 1), ("always", 2)):
             scores[key].append(e[b][0])
         scores["the better of each movie"].append(max(e[1][0], e[2][0]))
-        q = {k: info[f"psf_fwhm{k}_nm"] / px for k in ("_q25", "_q40", "", "_q70")}
-        cells = [f"{px:g}", f"{c * (1 - rel):.1f}-{c * (1 + rel):.1f}", f"{d:g}",
-                 " / ".join(f"{v:.2f}" for v in q.values()), f"{4 * density:.1f}", str(chosen), str(before)]
+        q = [info[f"psf_fwhm{k}_nm"] for k in ("_q25", "_q40", "", "_q70")]
+        widths = " / ".join(f"{v / px:.2f}" for v in q) if q[0] is not None else "not measured"
+        cells = [f"{px:g}", f"{c * (1 - rel):.1f}-{c * (1 + rel):.1f}", f"{d:g}", widths, f"{4 * density:.1f}",
+                 str(chosen), str(before)]
         cells += [f"{e[b][1].jaccard:.3f} / {e[b][1].rmse:.1f} / {e[b][0]:.1f}" for b in (1, 2)]
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import time
 from pathlib import Path
+from unittest import mock
 
 import accuracy
 import crowded_limits
@@ -48,10 +48,6 @@ GRID = list(itertools.product((110.0, 130.0, 160.0), (1.4, 1.6, 1.8, 2.0), (0.1,
 NARROWEST_PX = 1.7  # the default model's training (FWHM, px)
 
 
-def efficiency(m) -> float:
-    return 100.0 - math.sqrt((100.0 * (1.0 - m.jaccard)) ** 2 + m.rmse**2)
-
-
 def runs(frames, gt, px: float, camera):
     """(metrics with the echoes left out, kept, the run's own info) of one movie."""
     measured = R.movie_binning
@@ -62,11 +58,8 @@ def runs(frames, gt, px: float, camera):
             if narrow is not None and info.get("psf_fwhm_nm") is not None:
                 info["psf_narrow"] = narrow
             return b, info
-        R.movie_binning = forced
-        try:
+        with mock.patch.object(R, "movie_binning", forced):
             res = reconstruct(frames, pixel_size=px, localize=True, camera=camera)
-        finally:
-            R.movie_binning = measured
         out[narrow] = (evaluate(gt, res.localizations, 250.0), res.info)
     return out[True][0], out[False][0], out[None][1]
 
@@ -80,7 +73,7 @@ def main() -> None:
     for i, (px, c, rel, d) in enumerate(GRID):
         frames, gt = validation_movie(args.frames, px, (c * (1 - rel) * px, c * (1 + rel) * px), d, SEED + i)
         left, kept, info = runs(frames, gt, px, CAMERA)
-        el, ek = efficiency(left), efficiency(kept)
+        el, ek = left.efficiency, kept.efficiency
         med, q25 = info["psf_fwhm_nm"] / px, info["psf_fwhm_q25_nm"] / px
         for key, on in (("median (previous)", med < NARROWEST_PX), ("lower quartile (this)", info["psf_narrow"]),
                         ("always", True), ("never", False)):
