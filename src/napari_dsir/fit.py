@@ -132,6 +132,10 @@ STATUS = {
             "e.g. an undetected neighbour): position held at the start, photons and bound fitted there",
 }
 
+#: key of ``Result.info["fit"]`` for the detections left out before the fits
+#: as the network's splits of one spot (`napari_dsir.splits`); not a status
+SPLIT = "split spot: merged into a detection beside it"
+
 #: statuses whose photons, background, sigma and uncertainty are reported
 #: (the others get NaN); only `OK` fits move the position
 REPORTED = (OK, CROWDED, PULLED)
@@ -209,6 +213,8 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_h
     the rows that have them. None when nothing was refined."""
     if not counts:
         return None
+    split = int(counts.get(SPLIT, 0))
+    counts = {k: v for k, v in counts.items() if k != SPLIT}
     failed = {k: v for k, v in counts.items() if k not in (STATUS[c] for c in REPORTED)}
 
     def median(col):
@@ -221,7 +227,7 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_h
         "camera_doubtful": bool(n_chi2 >= CHI2_MIN_FITS and not CHI2_DOUBT[0] <= chi2 <= CHI2_DOUBT[1]),
         "total": int(sum(counts.values())), "free": int(counts.get(STATUS[OK], 0)),
         "crowded": int(counts.get(STATUS[CROWDED], 0)), "pulled": int(counts.get(STATUS[PULLED], 0)),
-        "failed": failed,
+        "failed": failed, "split": split,
         "median_photons": median(None if locs is None else locs.photons),
         "median_uncertainty_nm": median(None if locs is None else locs.uncertainty),
     }
@@ -233,7 +239,8 @@ def fit_summary(report: dict) -> str:
     return (f"median {report['median_photons']:.0f} photons, median uncertainty "
             f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
-            f"(fit pulled away), {n_failed} failed")
+            f"(fit pulled away), {n_failed} failed"
+            + (f"; {report['split']} split spots merged" if report.get("split") else ""))
 
 
 def camera_doubt(report: dict) -> str | None:

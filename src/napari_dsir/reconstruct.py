@@ -589,6 +589,11 @@ FIT_PSF_REF_NM = 350.0
 # frames of Bundled Tubes HD (~4,000 detections) fitted 1.3x faster with two
 # threads than with one on the 2-core benchmark machine.
 FIT_THREADS = 2
+# the network's splits of one spot (detections closer than
+# `napari_dsir.splits.RADIUS_PX` of its px) are merged before the fits where
+# a likelihood-ratio test on the raw frame says they are one emitter
+# (benchmarks/results/split_spots.md)
+SPLIT_SPOTS = True
 
 
 def psf_scale(psf_fwhm_nm: float | None) -> float:
@@ -703,14 +708,25 @@ class _PendingFits:
             localize=None, binning: int = 1, sigma_init_nm: float | None = None,
             background_shape=None) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
-        from .fit import chi2_histogram, refine
+        from .fit import SPLIT, chi2_histogram, refine
+        from .splits import RADIUS_PX as SPLIT_RADIUS
+        from .splits import split_spots
 
         found = Localizations.concatenate(self.locs)
         if len(found):
-            fitted = refine(torch.cat(self.frames), found, pixel_size, camera, first_frame=self.first,
+            frames = torch.cat(self.frames)
+            settings = refine_settings(pixel_size, localize, sigma_init_nm, binning, window, tuple(frames.shape[-2:]))
+            if SPLIT_SPOTS:  # one emitter the network detected twice: one detection
+                found, merged = split_spots(frames, found, pixel_size, camera, first_frame=self.first,
+                                            window=settings["window"],
+                                            sigma_px=(sigma_init_nm or pixel_size) / pixel_size,
+                                            sigma_bounds_px=settings["sigma_bounds_px"],
+                                            radius_px=SPLIT_RADIUS * binning)
+                if merged:
+                    counts[SPLIT] = counts.get(SPLIT, 0) + merged
+            fitted = refine(frames, found, pixel_size, camera, first_frame=self.first,
                             threads=min(FIT_THREADS, torch.get_num_threads()), background_shape=background_shape,
-                            **refine_settings(pixel_size, localize, sigma_init_nm, binning, window,
-                                              tuple(self.frames[0].shape[-2:])))
+                            **settings)
             found = fitted.locs
             for k, v in fitted.summary().items():
                 counts[k] = counts.get(k, 0) + v
