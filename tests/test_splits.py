@@ -97,3 +97,17 @@ def test_run_merges_before_the_fits_and_reports_it(monkeypatch):
     counts = {}
     assert len(pending.fit(P, Camera(baseline=0.0), 7, counts, sigma_init_nm=SIGMA)) == len(found)
     assert fit.SPLIT not in counts
+
+
+def test_crowded_frames_are_not_tested(monkeypatch):
+    # detections 1.2 px apart on a lattice: as many pairs that close as the
+    # pairs at 2-4 px predict, so none is a split and nothing is fitted
+    import napari_dsir.splits as S
+
+    g = np.arange(4, 36, 1.2)
+    xx, yy = np.meshgrid(g, g)
+    found = Localizations(np.zeros(xx.size, np.int64), xx.ravel() * P, yy.ravel() * P, intensity=np.ones(xx.size))
+    frames = torch.full((1, 40, 40), 50.0)
+    monkeypatch.setattr(S, "_test", lambda *a: pytest.fail("tested"))
+    out, merged = _split(frames, found)
+    assert merged == 0 and out is found

@@ -5,22 +5,29 @@ fits would then hold both at the network's positions (crowded) and share
 the light between them.
 
 A likelihood-ratio test on the raw frame decides. The detections of one
-frame closer than a radius form a group; its box (the fitting window,
-around the group's centre) is fitted by Poisson maximum likelihood with
-one emitter and with the group's K emitters (`napari_dsir.mle`, a shared
-free PSF sigma, flat background). The group is one emitter where
+frame closer than `RADIUS_PX` of the network's px form a group; its box
+(the fitting window, around the group's centre) is fitted by Poisson
+maximum likelihood (`napari_dsir.mle`; a shared free PSF sigma, a flat
+background, the other detections whose light reaches the box fitted too)
+with one emitter and with the group's K emitters, each within `REACH_PX`
+of the network's position. Twice the gain in log-likelihood (divided by
+the EMCCD excess noise factor) is chi-square with 3 (K - 1) degrees of
+freedom for one emitter, and non-central for K true ones: its
+non-centrality is the gain on the expected, noise-free image of K emitters
+at the network's positions, the single fit's photons shared as their
+intensities. The group is one emitter where the posterior odds say so: the
+ratio of these two densities at the gain, times the prior odds of true
+emitters against a split.
 
-- the K emitters explain the data no better than chance: twice the gain in
-  log-likelihood (divided by the EMCCD excess noise factor) is below the
-  chi-square quantile `LEVEL` at 3 (K - 1) degrees of freedom; and
-- the test could have seen them: K true emitters at the network's positions,
-  the photons shared as its intensities, would have been found with
-  probability `POWER` (non-central chi-square; its non-centrality is the
-  gain on their expected, noise-free, image).
-
-The second condition keeps dim pairs of crowded frames, which a single
-emitter explains as well only for want of light. Positions in camera px,
-light in photoelectrons; frames (frame, y, x).
+The prior comes from the movie itself. The network resolves pairs 2-4 of
+its px apart and does not split spots that far (`ANNULUS_PX`): the pairs
+there, per area, say how many of the close pairs are true, the rest are
+splits; the odds grow with the local density of detections. Where there
+are no more close pairs than that (crowded frames, whose close pairs the
+network rarely resolves) or a split is a priori not the likelier
+(`PRIOR_MAX`), nothing is tested. Dim pairs that one emitter explains as
+well, for want of light, thus keep their prior.
+Positions in camera px, light in photoelectrons; frames (frame, y, x).
 """
 
 from __future__ import annotations
@@ -32,22 +39,26 @@ import torch
 from scipy.spatial import cKDTree
 
 from .camera import Camera
+from .localize import local_density
 from .locs import Localizations
 from .mle import N_MIN, boxes, fit_batch, kth_smallest, model, poisson_nll
 from .neighbours import frame_pairs, inside
 
 #: detections of one frame closer than this (network px) are tested
 RADIUS_PX = 1.5
+#: the annulus (network px) whose pairs say how many true pairs are closer
+#: than the radius
+ANNULUS_PX = (2.0, 4.0)
 #: the largest group tested (larger ones are kept as they are)
 MAX_GROUP = 4
-#: the K emitters fit significantly better at this level: kept
-LEVEL = 0.99
-#: and are merged only where the test had this power against them
-POWER = 0.9
-#: or where fewer than this many true emitters are expected within the
-#: radius of a detection (the local density of detections)
-PRIOR = 0.05
 MAX_ITER = 30
+#: the group's emitters stay this close (camera px) to the network's
+#: positions: the test is of emitters where it put them (free, they would
+#: take the light of undetected neighbours beside the box)
+REACH_PX = 0.75
+#: groups are tested where the prior odds of true emitters against a split
+#: are below this
+PRIOR_MAX = 1.0
 #: other detections up to this far (camera px) outside a group's box are
 #: fitted with it (their light reaches into it), the nearest few
 NEIGHBOUR_MARGIN_PX = 1.5
@@ -88,14 +99,15 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     labels = connected_components(adj, directed=False)[1]
     size = np.bincount(labels)
-    from .localize import local_density
-
-    # true emitters expected within the radius of each detection
-    expected = local_density(xp, yp, F, (H, W)) / 100.0 * math.pi * float(radius_px) ** 2
-    # the network's splits per detection: the close pairs beyond those that
-    # emitters placed at random would make
-    split_rate = (len(pairs) - 0.5 * np.nansum(expected[valid])) / max(int(valid.sum()), 1)
-    if not split_rate > 0:
+    # the movie's true close pairs: as many per area as its pairs at 2-4 of
+    # the network's px (which it resolves, and does not split), over the
+    # disc of the radius; the network's splits: the close pairs beyond them
+    a0, a1 = (a * float(radius_px) / RADIUS_PX for a in ANNULUS_PX)
+    dist = frame_pairs(fr, xp, yp, valid, a1, H)[1]
+    # (one pair more than counted: none counted is no proof of none)
+    true_close = (np.count_nonzero(dist >= a0) + 1) * float(radius_px) ** 2 / (a1**2 - a0**2)
+    n_split = len(pairs) - true_close
+    if not n_split > 0:
         return locs, 0
     strength = locs.intensity if locs.intensity is not None else np.ones(n)
     x, y, keep = xp.copy(), yp.copy(), np.ones(n, bool)
@@ -107,17 +119,19 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     lab = labels[rows]
     starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
     sizes = np.diff(np.r_[starts, len(lab)])
-    h = window // 2
-    # every group's box, around its centre (intensities as weights), and
-    # the other detections whose light reaches into it (fitted with it)
     groups = [rows[a : a + k] for a, k in zip(starts, sizes)]
-    # the odds of true emitters against a split before the test; tested
-    # only where a split is the likelier (crowded frames: none, and no cost)
-    prior = np.array([expected[m].mean() / split_rate for m in groups])
-    groups = [m for m, o in zip(groups, prior) if o < 1.0]
-    prior = prior[prior < 1.0]
+    # the odds of true emitters against a split before the test, higher
+    # where the detections are denser; tested only where a split is the
+    # likelier (crowded frames: none, and no cost)
+    density = local_density(xp, yp, F, (H, W))
+    prior = true_close / n_split * np.array([density[m].mean() for m in groups]) / np.nanmean(density[valid])
+    groups = [m for m, o in zip(groups, prior) if o < PRIOR_MAX]
+    prior = prior[prior < PRIOR_MAX]
     if not groups:
         return locs, 0
+    # every group's box, around its centre (intensities as weights), and
+    # the other detections whose light reaches into it (fitted with it)
+    h = window // 2
     corner = np.empty((len(groups), 2), np.int64)
     for i, m in enumerate(groups):
         w = strength[m] / strength[m].sum()
@@ -188,17 +202,22 @@ def _test(data_e, fr, xp, yp, strength, members, nbrs, corner, window, s0, s_bou
     # start photons: the box's light shared as the intensities (the group's
     # members its share, each neighbour its own)
     share = t(strength[nbrs] / strength[members].sum(1, keepdims=True))
-    n_group, n_nbrs = total / (1.0 + share.sum(1, keepdims=True)), None
+    n_group = total / (1.0 + share.sum(1, keepdims=True))
     n_nbrs = n_group * share
     s_lo, s_hi = (float(s) for s in s_bounds)
     s_init = col(float(np.clip(s0, s_lo, s_hi)))
     margin = NEIGHBOUR_MARGIN_PX
 
-    def fit(d, xs, ys, ns, k):
+    def fit(d, xs, ys, ns, k, reach=None):
+        """``reach``: the first K positions bounded to this far (px) from their starts."""
         lo = torch.cat([t(x0)[:, None].expand(G, k) - margin, t(y0)[:, None].expand(G, k) - margin,
                         col(N_MIN, k), col(s_lo), col(0.0)], 1)
         hi = torch.cat([t(x0)[:, None].expand(G, k) + window + margin, t(y0)[:, None].expand(G, k) + window + margin,
                         col(math.inf, k), col(s_hi), col(math.inf)], 1)
+        if reach is not None:
+            for j, c in ((0, xs[:, :K]), (k, ys[:, :K])):
+                lo[:, j : j + K] = torch.maximum(lo[:, j : j + K], c - reach)
+                hi[:, j : j + K] = torch.minimum(hi[:, j : j + K], c + reach)
         init = torch.cat([xs, ys, ns, s_init, b0[:, None]], 1)
         init = torch.minimum(torch.maximum(init, lo), hi)
         theta, conv, _, _ = fit_batch(d, mask, ex_lo, ey_lo, None, init, lo, hi, k, 1, None, v, MAX_ITER, 1e-6)
@@ -209,7 +228,8 @@ def _test(data_e, fr, xp, yp, strength, members, nbrs, corner, window, s0, s_bou
     th1, c1, nll1 = fit(data, torch.cat([t(cx)[:, None], nx], 1), torch.cat([t(cy)[:, None], ny], 1),
                         torch.cat([n_group, n_nbrs], 1), 1 + M)
     xs, ys, wk = t(xp[members]), t(yp[members]), t(w)
-    _, _, nllk = fit(data, torch.cat([xs, nx], 1), torch.cat([ys, ny], 1), torch.cat([n_group * wk, n_nbrs], 1), K + M)
+    _, _, nllk = fit(data, torch.cat([xs, nx], 1), torch.cat([ys, ny], 1), torch.cat([n_group * wk, n_nbrs], 1), K + M,
+                     REACH_PX)
     gain = 2.0 * (nll1 - torch.minimum(nllk, nll1)) / excess
     # the gain K true emitters at the network's positions would give: the
     # single fit's photons shared as the intensities, its neighbours and
