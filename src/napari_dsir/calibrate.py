@@ -213,7 +213,7 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     from .camera import Camera
     from .evaluate import match
     from .fit import CROWDED, PULLED, refine
-    from .reconstruct import fit_sigma_init, movie_psf, refine_settings
+    from .reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
     from .run import reconstruct
 
     p = float(pixel_size)
@@ -230,7 +230,9 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
         start = fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam))  # as in a run
-        res = refine(photons, found, p, cam, **refine_settings(p, sigma_init_nm=start))
+        fit_kw = refine_settings(p, sigma_init_nm=start)
+        found = merge_splits(photons, found, p, cam, fit_kw)[0]  # as in a run
+        res = refine(photons, found, p, cam, **fit_kw)
         locs = res.locs
         gt = truth.select(np.isin(truth.frame, idx))
         gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)

@@ -681,6 +681,21 @@ def network_error(params) -> dict:
                 crowded_error_sigma_min_px=params.crowded_error_sigma_min_px or 0.0)
 
 
+def merge_splits(frames_photons, found: Localizations, pixel_size: float, camera: Camera, settings: dict,
+                 binning: int = 1, first_frame: int = 0) -> tuple[Localizations, int]:
+    """``found`` with the network's splits of one spot merged before the fits
+    (`napari_dsir.splits`; not when `SPLIT_SPOTS` is off), and how many
+    detections that left out. ``settings``: `refine_settings` of the fits."""
+    if not SPLIT_SPOTS:
+        return found, 0
+    from .splits import RADIUS_PX, split_spots
+
+    sigma_nm = settings.get("sigma_init_nm") or pixel_size
+    return split_spots(frames_photons, found, pixel_size, camera, first_frame=first_frame, window=settings["window"],
+                       sigma_px=sigma_nm / pixel_size, sigma_bounds_px=settings["sigma_bounds_px"],
+                       radius_px=RADIUS_PX * binning)
+
+
 class _PendingFits:
     """Consecutive frames (in photons) and their detections, waiting to be
     refined together: one `fit.refine` call per block of frames instead of
@@ -709,21 +724,14 @@ class _PendingFits:
             background_shape=None) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import SPLIT, chi2_histogram, refine
-        from .splits import RADIUS_PX as SPLIT_RADIUS
-        from .splits import split_spots
 
         found = Localizations.concatenate(self.locs)
         if len(found):
             frames = torch.cat(self.frames)
             settings = refine_settings(pixel_size, localize, sigma_init_nm, binning, window, tuple(frames.shape[-2:]))
-            if SPLIT_SPOTS:  # one emitter the network detected twice: one detection
-                found, merged = split_spots(frames, found, pixel_size, camera, first_frame=self.first,
-                                            window=settings["window"],
-                                            sigma_px=(sigma_init_nm or pixel_size) / pixel_size,
-                                            sigma_bounds_px=settings["sigma_bounds_px"],
-                                            radius_px=SPLIT_RADIUS * binning)
-                if merged:
-                    counts[SPLIT] = counts.get(SPLIT, 0) + merged
+            found, merged = merge_splits(frames, found, pixel_size, camera, settings, binning, self.first)
+            if merged:
+                counts[SPLIT] = counts.get(SPLIT, 0) + merged
             fitted = refine(frames, found, pixel_size, camera, first_frame=self.first,
                             threads=min(FIT_THREADS, torch.get_num_threads()), background_shape=background_shape,
                             **settings)
