@@ -249,8 +249,9 @@ def run_set(frames, gt, cam, px: float = 100.0, model=None) -> list[str]:
         # of the free fits' bound)
         camera = cam or Camera()
         photons = camera.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-        bare = refine_fits(photons, found, px, camera, threads=2, **{
-            **R.refine_settings(px, sigma_init_nm=R.fit_sigma_init(res.info)), "chi2_scale": False})
+        settings = R.refine_settings(px, sigma_init_nm=R.fit_sigma_init(res.info))
+        found = R.merge_splits(photons, found, px, camera, settings)[0]  # as the run did
+        bare = refine_fits(photons, found, px, camera, threads=2, **{**settings, "chi2_scale": False})
         reported = np.isin(bare.status, REPORTED)
         ra, crms, cmean, _ = crlb_ratio(gt, bare, reported)
         # the rows kept at the network's position (the status of these fits;

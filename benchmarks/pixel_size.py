@@ -84,6 +84,7 @@ def run(frames, gt, px: float, params, variant: str) -> str:
     original = fit.local_density
     if variant == "previous":
         fit.local_density = _density_per_um2(px)
+    found = R.merge_splits(photons, found, px, CAMERA, settings)[0]  # as a run does
     try:
         res = fit.refine(photons, found, px, CAMERA, threads=2, **settings)
     finally:

@@ -79,7 +79,9 @@ def _kept_z(frames, gt, found, px, binning, params, start) -> str:
     from a refine call with reconstruct's settings on the same detections,
     started as the run's: ``start``, nm)."""
     photons = CAMERA.to_photons(torch.from_numpy(np.asarray(frames, np.float32)))
-    res = fit.refine(photons, found, px, CAMERA, threads=2, **R.refine_settings(px, params, start, binning))
+    settings = R.refine_settings(px, params, start, binning)
+    found = R.merge_splits(photons, found, px, CAMERA, settings, binning)[0]  # as the run does
+    res = fit.refine(photons, found, px, CAMERA, threads=2, **settings)
     return kept_z(gt, res.locs, np.isin(res.status, (fit.CROWDED, fit.PULLED))).split(";")[0]
 
 

@@ -47,8 +47,10 @@ from .neighbours import frame_pairs, inside
 #: detections of one frame closer than this (network px) are tested
 RADIUS_PX = 1.5
 #: the annulus (network px) whose pairs say how many true pairs are closer
-#: than the radius
+#: than the radius; for a wider PSF from its FWHM to twice that (the
+#: network resolves fewer pairs closer than a FWHM)
 ANNULUS_PX = (2.0, 4.0)
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: the largest group tested (larger ones are kept as they are)
 MAX_GROUP = 4
 MAX_ITER = 30
@@ -100,9 +102,11 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     labels = connected_components(adj, directed=False)[1]
     size = np.bincount(labels)
     # the movie's true close pairs: as many per area as its pairs at 2-4 of
-    # the network's px (which it resolves, and does not split), over the
-    # disc of the radius; the network's splits: the close pairs beyond them
-    a0, a1 = (a * float(radius_px) / RADIUS_PX for a in ANNULUS_PX)
+    # the network's px, or one to two FWHM of a wider PSF (which it
+    # resolves, and does not split), over the disc of the radius; the
+    # network's splits: the close pairs beyond them
+    a0 = max(ANNULUS_PX[0] * float(radius_px) / RADIUS_PX, FWHM_PER_SIGMA * float(sigma_px))
+    a1 = a0 * ANNULUS_PX[1] / ANNULUS_PX[0]
     dist = frame_pairs(fr, xp, yp, valid, a1, H)[1]
     # (one pair more than counted: none counted is no proof of none)
     true_close = (np.count_nonzero(dist >= a0) + 1) * float(radius_px) ** 2 / (a1**2 - a0**2)
