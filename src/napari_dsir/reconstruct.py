@@ -787,7 +787,12 @@ def iter_reconstruct(
     values fitted there); failed fits keep it with NaN in those columns.
     Counts per status are in ``Result.info["fit"]``, the free fits' reduced
     chi-square (a check of the camera model) in ``Result.info["fit_chi2"]``
-    (`napari_dsir.fit.chi2_histogram`). None: the network's positions only.
+    (`napari_dsir.fit.chi2_histogram`). Before the fits, the network's
+    splits of one bright spot into detections closer than 1.5 of its px
+    are merged where a likelihood-ratio test on the raw frame says they are
+    one emitter (`merge_splits`, `napari_dsir.splits`; counted in
+    ``Result.info["fit"]`` under `napari_dsir.fit.SPLIT`). None: the
+    network's positions only.
 
     Models normalised per movie (``normalization == "movie"``) divide every
     frame by one noise level: ``noise_scale``, or measured once on up to 64
