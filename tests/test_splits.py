@@ -100,14 +100,28 @@ def test_run_merges_before_the_fits_and_reports_it(monkeypatch):
 
 
 def test_crowded_frames_are_not_tested(monkeypatch):
-    # detections 1.2 px apart on a lattice: as many pairs that close as the
-    # pairs at 2-4 px predict, so none is a split and nothing is fitted
+    # pairs of detections 1.2 px apart on a grid 3.5 px apart: fewer pairs
+    # that close than the pairs at one to two FWHM predict, so none is
+    # taken for a split and nothing is fitted
     import napari_dsir.splits as S
 
-    g = np.arange(4, 36, 1.2)
-    xx, yy = np.meshgrid(g, g)
-    found = Localizations(np.zeros(xx.size, np.int64), xx.ravel() * P, yy.ravel() * P, intensity=np.ones(xx.size))
+    g = np.arange(4, 36, 3.5)
+    xx, yy = (a.ravel() for a in np.meshgrid(g, g))
+    x, y = np.r_[xx - 0.6, xx + 0.6], np.r_[yy, yy]
+    found = Localizations(np.zeros(x.size, np.int64), x * P, y * P, intensity=np.ones(x.size))
     frames = torch.full((1, 40, 40), 50.0)
     monkeypatch.setattr(S, "_test", lambda *a: pytest.fail("tested"))
     out, merged = _split(frames, found)
     assert merged == 0 and out is found
+
+
+def test_chi_square_densities_match_scipy_stats():
+    from scipy.stats import chi2, ncx2
+
+    from napari_dsir.splits import _chi2_logpdf, _ncx2_logpdf
+
+    x = np.array([1e-3, 0.5, 3.0, 11.0, 40.0, 200.0, 2000.0])
+    for k in (3, 6, 9):
+        assert np.allclose(_chi2_logpdf(x, k), chi2.logpdf(x, k))
+        for nc in (1e-6, 0.5, 5.0, 30.0, 300.0, 5000.0):
+            assert np.allclose(_ncx2_logpdf(x, k, nc), ncx2.logpdf(x, k, nc), rtol=1e-6, atol=1e-6)
