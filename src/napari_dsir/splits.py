@@ -116,9 +116,6 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     strength = locs.intensity if locs.intensity is not None else np.ones(n)
     x, y, keep = xp.copy(), yp.copy(), np.ones(n, bool)
     intensity = None if locs.intensity is None else locs.intensity.copy()
-    # float64 on any device: the test compares likelihoods of a few boxes
-    # (float32 rounding is about its convergence tolerance)
-    data_e = frames.to(torch.float64) * camera.qe
     rows = np.flatnonzero(valid & (size[labels] > 1) & (size[labels] <= MAX_GROUP))
     if not len(rows):
         return locs, 0
@@ -137,6 +134,9 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     prior = prior[prior < PRIOR_MAX]
     if not groups:
         return locs, 0
+    # float64 on any device: the test compares likelihoods of a few boxes
+    # (float32 rounding is about its convergence tolerance)
+    data_e = frames.to(torch.float64) * camera.qe
     # every group's box, around its centre (intensities as weights), and
     # the other detections whose light reaches into it (fitted with it)
     h = window // 2
