@@ -56,10 +56,11 @@ LEGACY_DENSITY = 2.0
 # more than the splits: at 10-15 of the network's detections per 100 px^2
 # binned, Jaccard -0.02 to -0.20 and RMSE +5 to +26 nm (validation movies,
 # seeds 81001+: 65, 80, 100 and 120 nm pixels, PSFs of 3.3-4.3 px +-10 %
-# and +-25 %, 0.5-3 /um^2). Over those 128 movies this rule gave a mean
-# SMLM efficiency (Jaccard and RMSE at 250 nm) of 61.5, the better binning
-# of each movie 61.8, the previous rule (the median beyond the widest, or
-# the lower quartile) 60.8.
+# and +-25 %, 0.5-3 /um^2). Over those 128 movies this rule gives a mean
+# SMLM efficiency (Jaccard and RMSE at 250 nm) of 61.6, the better binning
+# of each movie 61.9, the previous rule (the median beyond the widest, or
+# the lower quartile) 61.2 (61.5, 61.8 and 60.8 before split spots were
+# merged before the fits: benchmarks/results/binning_rule.md).
 STRADDLE_DENSITY_SHARE = 0.8
 #: the share of wide spots that bins a movie where its binned frames stay
 #: sparse (their 70th percentile, `PSFWidth.q70`); with fewer than

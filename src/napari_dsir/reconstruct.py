@@ -688,12 +688,11 @@ def merge_splits(frames_photons, found: Localizations, pixel_size: float, camera
     detections that left out. ``settings``: `refine_settings` of the fits."""
     if not SPLIT_SPOTS:
         return found, 0
-    from .splits import RADIUS_PX, split_spots
+    from .splits import split_spots
 
     sigma_nm = settings.get("sigma_init_nm") or pixel_size
     return split_spots(frames_photons, found, pixel_size, camera, first_frame=first_frame, window=settings["window"],
-                       sigma_px=sigma_nm / pixel_size, sigma_bounds_px=settings["sigma_bounds_px"],
-                       radius_px=RADIUS_PX * binning)
+                       sigma_px=sigma_nm / pixel_size, sigma_bounds_px=settings["sigma_bounds_px"], binning=binning)
 
 
 class _PendingFits:

@@ -42,7 +42,7 @@ from .camera import Camera
 from .localize import local_density
 from .locs import Localizations
 from .mle import N_MIN, boxes, fit_batch, kth_smallest, model, poisson_nll
-from .neighbours import frame_pairs, inside
+from .neighbours import frame_pairs, groups, inside
 
 #: detections of one frame closer than this (network px) are tested
 RADIUS_PX = 1.5
@@ -70,14 +70,15 @@ MAX_NEIGHBOURS = 4
 def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm: float,
                 camera: Camera | None = None, *, first_frame: int = 0, window: int = 7,
                 sigma_px: float = 1.0, sigma_bounds_px: tuple[float, float] = (0.5, 3.0),
-                radius_px: float = RADIUS_PX) -> tuple[Localizations, int]:
+                binning: int = 1) -> tuple[Localizations, int]:
     """``locs`` with each split spot one detection, and how many were left out.
 
     frames_photons: (frame, y, x) frames in photons (`Camera.to_photons`);
     row i of ``locs`` (nm) is on ``frames_photons[locs.frame[i] - first_frame]``.
     ``window``: the box fitted (camera px, odd); ``sigma_px``: the PSF sigma
     the fits start from and ``sigma_bounds_px`` its bounds (camera px);
-    ``radius_px``: detections closer than this (camera px) are tested. A
+    ``binning``: the network saw the frames binned this many camera px a
+    side (its px, in which `RADIUS_PX` and `ANNULUS_PX` count). A
     merged group keeps its strongest detection (``intensity``), moved to the
     single emitter's fit, its intensity the group's sum.
     """
@@ -92,27 +93,24 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     fr = locs.frame - int(first_frame)
     xp, yp = locs.x / p, locs.y / p
     valid = inside(xp, yp, H, W)
-    pairs, _ = frame_pairs(fr, xp, yp, valid, float(radius_px), H)
-    if not len(pairs):
-        return locs, 0
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    labels = connected_components(adj, directed=False)[1]
-    size = np.bincount(labels)
     # the movie's true close pairs: as many per area as its pairs at 2-4 of
     # the network's px, or one to two FWHM of a wider PSF (which it
     # resolves, and does not split), over the disc of the radius; the
-    # network's splits: the close pairs beyond them
-    a0 = max(ANNULUS_PX[0] * float(radius_px) / RADIUS_PX, FWHM_PER_SIGMA * float(sigma_px))
+    # network's splits: the close pairs beyond them (one search for both)
+    radius = RADIUS_PX * int(binning)
+    a0 = max(ANNULUS_PX[0] * int(binning), FWHM_PER_SIGMA * float(sigma_px))
     a1 = a0 * ANNULUS_PX[1] / ANNULUS_PX[0]
-    dist = frame_pairs(fr, xp, yp, valid, a1, H)[1]
+    pairs, dist = frame_pairs(fr, xp, yp, valid, a1, H)
+    close = dist <= radius
+    if not close.any():
+        return locs, 0
     # (one pair more than counted: none counted is no proof of none)
-    true_close = (np.count_nonzero(dist >= a0) + 1) * float(radius_px) ** 2 / (a1**2 - a0**2)
-    n_split = len(pairs) - true_close
+    true_close = (np.count_nonzero(dist >= a0) + 1) * radius**2 / (a1**2 - a0**2)
+    n_split = np.count_nonzero(close) - true_close
     if not n_split > 0:
         return locs, 0
+    labels = groups(fr, xp, yp, valid, radius, H, pairs=(pairs[close], dist[close]))
+    size = np.bincount(labels)
     strength = locs.intensity if locs.intensity is not None else np.ones(n)
     x, y, keep = xp.copy(), yp.copy(), np.ones(n, bool)
     intensity = None if locs.intensity is None else locs.intensity.copy()
@@ -123,16 +121,16 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     lab = labels[rows]
     starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
     sizes = np.diff(np.r_[starts, len(lab)])
-    groups = [rows[a : a + k] for a, k in zip(starts, sizes)]
+    members_of = [rows[a : a + k] for a, k in zip(starts, sizes)]
     # the odds of true emitters against a split before the test, higher
     # where the detections are denser; tested only where a split is the
     # likelier (crowded frames: none, and no cost)
     density = local_density(xp, yp, F, (H, W))
     label_density = np.bincount(labels[rows], np.nan_to_num(density[rows]), minlength=len(size)) / size
     prior = true_close / n_split * label_density[labels[rows[starts]]] / np.nanmean(density[valid])
-    groups = [m for m, o in zip(groups, prior) if o < PRIOR_MAX]
+    members_of = [m for m, o in zip(members_of, prior) if o < PRIOR_MAX]
     prior = prior[prior < PRIOR_MAX]
-    if not groups:
+    if not members_of:
         return locs, 0
     # float64 on any device: the test compares likelihoods of a few boxes
     # (float32 rounding is about its convergence tolerance)
@@ -140,26 +138,27 @@ def split_spots(frames_photons: torch.Tensor, locs: Localizations, pixel_size_nm
     # every group's box, around its centre (intensities as weights), and
     # the other detections whose light reaches into it (fitted with it)
     h = window // 2
-    corner = np.empty((len(groups), 2), np.int64)
-    for i, m in enumerate(groups):
+    corner = np.empty((len(members_of), 2), np.int64)
+    for i, m in enumerate(members_of):
         w = strength[m] / strength[m].sum()
         corner[i] = (np.clip(np.floor((w * xp[m]).sum()).astype(np.int64) - h, 0, W - window),
                      np.clip(np.floor((w * yp[m]).sum()).astype(np.int64) - h, 0, H - window))
     ii = np.flatnonzero(valid)
     gap = H + 2.0 * window + 2 * NEIGHBOUR_MARGIN_PX
     tree = cKDTree(np.column_stack([yp[ii] + fr[ii] * gap, xp[ii]]))
-    centre = np.column_stack([corner[:, 1] + window / 2 + fr[[m[0] for m in groups]] * gap, corner[:, 0] + window / 2])
+    first = fr[[m[0] for m in members_of]]
+    centre = np.column_stack([corner[:, 1] + window / 2 + first * gap, corner[:, 0] + window / 2])
     near = tree.query_ball_point(centre, window / 2 + NEIGHBOUR_MARGIN_PX, p=np.inf)
     others = []
-    for m, c, nb in zip(groups, centre, near):
+    for m, c, nb in zip(members_of, centre, near):
         nb = ii[np.asarray(nb, np.int64)]
         nb = nb[~np.isin(nb, m)]
         d = np.hypot(yp[nb] + fr[nb] * gap - c[0], xp[nb] - c[1])
         others.append(nb[np.argsort(d, kind="stable")[:MAX_NEIGHBOURS]])
-    kinds = np.array([(len(m), len(o)) for m, o in zip(groups, others)])
+    kinds = np.array([(len(m), len(o)) for m, o in zip(members_of, others)])
     for K, M in np.unique(kinds, axis=0):
         which = np.flatnonzero((kinds[:, 0] == K) & (kinds[:, 1] == M))
-        members = np.array([groups[i] for i in which]).reshape(len(which), K)
+        members = np.array([members_of[i] for i in which]).reshape(len(which), K)
         nbrs = np.array([others[i] for i in which], np.int64).reshape(len(which), M)
         one, fit1 = _test(data_e, fr, xp, yp, strength, members, nbrs, corner[which], window, sigma_px,
                           sigma_bounds_px, camera, prior[which])
