@@ -14,6 +14,7 @@ from napari_dsir.localize import (
     CROWDED_SIGMA_REF_PX,
     LocalizeParams,
     density_factor,
+    distance_factor,
     params_for,
 )
 from napari_dsir.model import default_model_path, load_model
@@ -36,6 +37,8 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
     assert report["density_factors"] == list(f)
     s_power = fields["crowded_error_sigma_power"]
     assert 0 <= s_power <= 2 and report["sigma_power"] == s_power
+    d_power = fields["crowded_error_distance_power"]
+    assert 0 <= d_power <= 2 and report["distance_power"] == d_power
     # the pulled rows: their own error (with the same power) or, too few, none
     pulled = fields["pulled_error_px"]
     assert (pulled is None and report["pulled"].get("extra_px") is None) or pulled == report["pulled"]["extra_px"]
@@ -62,7 +65,7 @@ def _crowded_rows(c, power, n=4000, seed=0, covariate=None):
 @pytest.mark.parametrize("power", [0.0, 0.3, 0.6])
 def test_fit_crowded_error_finds_how_the_error_grows_with_the_bound(power):
     c = (0.15, 0.2, 0.25, 0.3)
-    got, p, f, _, report = fit_crowded_error(*_crowded_rows(c, power)[:3])
+    got, p, f, _, report, _ = fit_crowded_error(*_crowded_rows(c, power)[:3])
     assert abs(p - power) < 0.08 and f == (), (got, p)
     np.testing.assert_allclose(got, c, rtol=0.12)
     assert report["power"] == p and report["1"]["n"] > 500
@@ -80,7 +83,7 @@ def test_fit_crowded_error_finds_how_the_error_changes_with_the_density():
         return density, density_factor(truth_f, density)
 
     e2, b2, cls, density = _crowded_rows(c, power, n=20000, seed=7, covariate=draw)
-    got, p, f, _, report = fit_crowded_error(e2, b2, cls, density=density)
+    got, p, f, _, report, _ = fit_crowded_error(e2, b2, cls, density=density)
     assert abs(p - power) < 0.08, (got, p, f)
     np.testing.assert_allclose(f, truth_f, rtol=0.15)
     np.testing.assert_allclose(got, c, rtol=0.15)
@@ -90,7 +93,7 @@ def test_fit_crowded_error_finds_how_the_error_changes_with_the_density():
     assert fit_crowded_error(e2, b2, cls).density_factors == ()
     # held: kept (the pulled rows' fit)
     held = (0.5, 0.7, 1.0, 1.2, 1.1)
-    _, p1, f1, _, _ = fit_crowded_error(e2, b2, cls, density=density, power=0.3, density_factors=held)
+    _, p1, f1, _, _, _ = fit_crowded_error(e2, b2, cls, density=density, power=0.3, density_factors=held)
     assert p1 == 0.3 and f1 == held
 
 
@@ -104,7 +107,7 @@ def test_fit_crowded_error_finds_how_the_error_grows_with_the_psf_width():
         return sigma, (sigma / CROWDED_SIGMA_REF_PX) ** s_power
 
     e2, b2, cls, sigma = _crowded_rows(c, power, n=12000, seed=8, covariate=draw)
-    got, p, f, s, report = fit_crowded_error(e2, b2, cls, sigma=sigma)
+    got, p, f, s, report, _ = fit_crowded_error(e2, b2, cls, sigma=sigma)
     assert abs(s - s_power) < 0.12 and abs(p - power) < 0.08 and f == (), (got, p, s)
     np.testing.assert_allclose(got, c, rtol=0.15)
     assert report["sigma_power"] == s and len(report["1"]["bins"]) == 18 and len(report["1"]["bins"][0]) == 5
@@ -112,11 +115,31 @@ def test_fit_crowded_error_finds_how_the_error_grows_with_the_psf_width():
     assert fit_crowded_error(e2, b2, cls, sigma=sigma, sigma_power=0.7).sigma_power == 0.7
 
 
+def test_fit_crowded_error_finds_how_the_error_falls_with_the_nearest_distance():
+    """Rows whose network error also scales as (distance in PSF sigmas /
+    2.5) ** -d (the nearest other detection): d is recovered with c, the
+    bound's power and the sigma's; without distances there is none; held,
+    it is kept (the pulled rows' fit)."""
+    c, power, s_power, d_power = (0.15, 0.2, 0.25, 0.3), 0.2, 1.0, 0.4
+
+    def draw(rng, n):
+        sigma, nearest = rng.uniform(0.8, 1.5, n), rng.uniform(1.0, 7.0, n)
+        return (sigma, nearest), (sigma / CROWDED_SIGMA_REF_PX) ** s_power * distance_factor(d_power, nearest, sigma)
+
+    e2, b2, cls, (sigma, nearest) = _crowded_rows(c, power, n=20000, seed=9, covariate=draw)
+    got, p, _, s, report, d = fit_crowded_error(e2, b2, cls, sigma=sigma, nearest=nearest)
+    assert abs(d - d_power) < 0.1 and abs(s - s_power) < 0.15 and abs(p - power) < 0.08, (got, p, s, d)
+    np.testing.assert_allclose(got, c, rtol=0.15)
+    assert report["distance_power"] == d and len(report["1"]["bins"]) == 3 * 18
+    assert fit_crowded_error(e2, b2, cls, sigma=sigma).distance_power == 0.0
+    assert fit_crowded_error(e2, b2, cls, sigma=sigma, nearest=nearest, distance_power=0.7).distance_power == 0.7
+
+
 def test_fit_crowded_error_with_rows_at_one_density_only():
     """Every row at ~4 /um^2: the other knots take their neighbours' factor
     (tied), the reference stays 1 and c * f(4) is the error there."""
     e2, b2, cls, _ = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.0, n=4000, seed=2)
-    got, _, f, _, _ = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 4.0))
+    got, _, f, _, _, _ = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 4.0))
     assert f[2] == 1.0 and abs(f[4] / f[3] - 1) < 0.02 and abs(f[0] / f[1] - 1) < 0.02
     assert abs(got[0] * f[3] / 0.2 - 1) < 0.15
 
@@ -124,18 +147,18 @@ def test_fit_crowded_error_with_rows_at_one_density_only():
 def test_fit_crowded_error_with_a_given_power():
     """The pulled rows' own error, with the crowded rows' power held."""
     e2, b2, _, _ = _crowded_rows((0.25,), 0.4, n=2000, seed=3)
-    got, p, _, _, report = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
+    got, p, _, _, report, _ = fit_crowded_error(e2, b2, np.zeros(len(e2), int), power=0.4)
     assert p == 0.4 and abs(got[0] / 0.25 - 1) < 0.1 and report["1"]["n"] == 2000
-    got, p, _, _, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
+    got, p, _, _, _, _ = fit_crowded_error(e2[:10], b2[:10], np.zeros(10, int), power=0.4)  # too few
     assert got[0] == 0.0 and p == 0.4
 
 
 def test_fit_crowded_error_with_few_rows():
     e2, b2, cls, _ = _crowded_rows((0.2, 0.2, 0.2, 0.2), 0.3, n=60)
-    got, p, f, _, report = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 3.0))  # too few: no power, no f
+    got, p, f, _, report, _ = fit_crowded_error(e2, b2, cls, density=np.full(len(e2), 3.0))  # too few: no power, no f
     assert p == 0.0 and f == () and all(g >= 0 for g in got)
     e2, b2, cls = e2[cls == 1], b2[cls == 1], cls[cls == 1]  # one class only, too few
-    got, p, _, _, report = fit_crowded_error(e2, b2, cls)
+    got, p, _, _, report, _ = fit_crowded_error(e2, b2, cls)
     assert got == (0.0,) * CROWDED_CLASSES and p == 0.0 and report["2"] == {"n": len(e2)}
 
 
@@ -150,6 +173,7 @@ def test_calibration_is_stored_in_the_checkpoint(tmp_path):
     assert params_for(model).pulled_error_px == out["pulled_error_px"]
     assert params_for(model).crowded_error_density == tuple(out["crowded_error_density"])
     assert params_for(model).crowded_error_sigma_power == out["crowded_error_sigma_power"]
+    assert params_for(model).crowded_error_distance_power == out["crowded_error_distance_power"]
     assert model.metadata["calibration"]["crowded_error"]["movies"] == 3
     # the rest of the localizer is kept
     assert params_for(model).threshold == params_for(load_model("default")).threshold
@@ -167,20 +191,24 @@ def test_bad_crowded_error_is_refused():
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_power=bad).validate()
         with pytest.raises(DSIRError, match="crowded_error_sigma_power"):
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_sigma_power=bad).validate()
+        with pytest.raises(DSIRError, match="crowded_error_distance_power"):
+            LocalizeParams(crowded_error_px=(0.1,), crowded_error_distance_power=bad).validate()
     for bad in ((1.0, 2.0), (0.5, 0.7, 1.0, -1.0, 1.0), (0.5, 0.7, 1.0, float("nan"), 1.0), ("a",) * 5):
         with pytest.raises(DSIRError, match="crowded_error_density"):
             LocalizeParams(crowded_error_px=(0.1,), crowded_error_density=bad).validate()
     # stored and read back with the checkpoint's localizer settings
     p = LocalizeParams(crowded_error_px=(0.1, 0.2), crowded_error_power=0.25, pulled_error_px=0.3,
                        crowded_error_density=(0.6, 0.8, 1.0, 1.2, 1.0), crowded_error_sigma_power=1.2,
-                       crowded_error_sigma_min_px=0.6)
+                       crowded_error_sigma_min_px=0.6, crowded_error_distance_power=0.4)
     assert params_for(SimpleNamespace(metadata={"localize": p.to_dict()})) == p
     # a checkpoint from before the power: the error the same at every brightness
     old = {k: v for k, v in p.to_dict().items()
-           if k not in ("crowded_error_power", "pulled_error_px", "crowded_error_density", "crowded_error_sigma_power")}
+           if k not in ("crowded_error_power", "pulled_error_px", "crowded_error_density", "crowded_error_sigma_power",
+                        "crowded_error_distance_power")}
     before = params_for(SimpleNamespace(metadata={"localize": old}))
     assert before.crowded_error_power == 0.0 and before.pulled_error_px is None
     assert before.crowded_error_density == () and before.crowded_error_sigma_power == 0.0
+    assert before.crowded_error_distance_power == 0.0
     # a checkpoint whose stored settings are not numbers: a clear error
     for key, bad in (("crowded_error_density", ["a", 1, 1, 1, 1]), ("crowded_error_px", 3.0)):
         with pytest.raises(DSIRError, match=key):

@@ -613,6 +613,19 @@ def test_crowded_detections_keep_their_start_position_with_photons_fitted_there(
         bound, 20.0 * (1.5 / CROWDED_SIGMA_REF_PX) ** 1.5), rtol=1e-6)
     with pytest.raises(DSIRError, match="crowded_error_sigma_min_px"):
         fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_sigma_min_px=-1)
+    # and with the distance to the nearest other detection, in the rows' PSF
+    # sigmas (the pair's partner, at the start positions)
+    xy = np.c_[start.x, start.y].reshape(n, 3, 2)
+    pair_d = np.hypot(*(xy[:, 0] - xy[:, 1]).T)
+    np.testing.assert_allclose(res.nearest.reshape(n, 3)[:, :2], np.c_[pair_d, pair_d] / P)
+    near = fit.refine(frames, start, P, max_group=1, isolation_px=5.0, crowded_error_px=(0.2, 0.3),
+                      crowded_error_distance_power=0.8)
+    r = np.clip(res.nearest[held] / sigma_px, 1.0, 5.0)
+    assert (r > 1.0).all() and (r < 5.0).all()  # within the range: none clipped
+    np.testing.assert_allclose(near.locs.uncertainty[held], np.hypot(bound, 20.0 * (r / 2.5) ** -0.8), rtol=1e-6)
+    np.testing.assert_array_equal(near.locs.uncertainty[res.ok], res.locs.uncertainty[res.ok])
+    with pytest.raises(DSIRError, match="crowded_error_distance_power"):
+        fit.refine(frames, start, P, isolation_px=5.0, crowded_error_px=(0.2,), crowded_error_distance_power=3)
     # a network that saw the frames binned 2x2: its error model read in its
     # own pixels (bound and sigma halved, density per 100 of its px^2 4x),
     # the error back in camera px

@@ -8,6 +8,7 @@ from napari_dsir.localize import (
     LocalizeParams,
     crowded_extra,
     density_factor,
+    distance_factor,
     local_density,
     localize_image,
     params_for,
@@ -171,6 +172,14 @@ def test_crowded_extra_scales_with_bound_and_density():
     # narrower than the floor (the training's narrowest PSF): the error stops shrinking there
     narrow = crowded_extra((0.2,), 0.0, np.ones(3, int), 0.07, None, (), np.array([0.4, 0.55, 2.2]), 1.5, 0.55)
     np.testing.assert_allclose(narrow, [0.2 * 0.5**1.5, 0.2 * 0.5**1.5, 0.2 * 2**1.5])
+    # the nearest other detection 1.1, 2.75 (the reference, 2.5 sigmas), 11 px
+    # and none away, for a PSF of 1.1 px: within 1-5 sigmas, none as far as 5
+    near = crowded_extra((0.2,), 0.0, np.ones(4, int), 0.07, None, (), np.full(4, 1.1), nearest_px=np.array(
+        [1.1, 2.75, 11.0, np.inf]), distance_power=0.5)
+    np.testing.assert_allclose(near, [0.2 * 0.4**-0.5, 0.2, 0.2 * 2**-0.5, 0.2 * 2**-0.5])
+    np.testing.assert_allclose(distance_factor(0.5, 0.55, 1.1), 0.4**-0.5)  # closer than 1 sigma: as at 1
+    with pytest.raises(DSIRError, match="distance"):
+        crowded_extra((0.2,), 0.0, 1, 0.5, sigma_px=1.1, distance_power=0.5)
 
 
 def test_the_error_models_sigma_floor_comes_from_the_models_training():

@@ -25,6 +25,7 @@ from .localize import (
     check_density_factors,
     crowded_extra,
     density_or_ref,
+    distance_factor,
     find_peaks,
     local_maxima,
     sigma_or_ref,
@@ -198,16 +199,18 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     movie); crowded detections matched to the truth within ``match_nm`` give
     the mean squared error per axis against the model ``bound^2 + (c_k
     (bound / CROWDED_BOUND_REF_PX) ** power * f(density) * (sigma /
-    CROWDED_SIGMA_REF_PX) ** sigma_power)^2`` (`localize.crowded_extra`;
-    density: the refine call's `FitResult.density`, f: factors at
-    `localize.CROWDED_DENSITY_KNOTS`, sigma: the row's PSF sigma in camera
-    px), per class k of 1, 2, 3 and >= 4 neighbours: `fit_crowded_error`;
+    CROWDED_SIGMA_REF_PX) ** sigma_power * distance_factor)^2``
+    (`localize.crowded_extra`; density: the refine call's
+    `FitResult.density`, f: factors at `localize.CROWDED_DENSITY_KNOTS`,
+    sigma: the row's PSF sigma in camera px, distance: its
+    `FitResult.nearest` in sigmas), per class k of 1, 2, 3 and >= 4
+    neighbours: `fit_crowded_error`;
     the pulled rows (isolated detections whose free fit was pulled away)
     get their own c with those powers and f. Returns the `LocalizeParams`
     fields (``crowded_error_px``: c_1..c_4 in camera px,
     ``crowded_error_power``, ``crowded_error_density``,
-    ``crowded_error_sigma_power``, ``pulled_error_px``: None with fewer
-    than 20 pulled rows) and a report (per class count, RMSE and RMS bound
+    ``crowded_error_sigma_power``, ``crowded_error_distance_power``,
+    ``pulled_error_px``: None with fewer than 20 pulled rows) and a report (per class count, RMSE and RMS bound
     per axis in px, c, bins; the same for "pulled"; the powers and the
     factors)."""
     from .camera import Camera
@@ -218,8 +221,8 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
 
     p = float(pixel_size)
     params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None,
-                     crowded_error_density=(), crowded_error_sigma_power=0.0)
-    err2, bound2, dens, sigma, cls = [], [], [], [], []  # class -1: pulled
+                     crowded_error_density=(), crowded_error_sigma_power=0.0, crowded_error_distance_power=0.0)
+    err2, bound2, dens, sigma, near, cls = [], [], [], [], [], []  # class -1: pulled
     for mv in np.unique(movie):
         idx = np.flatnonzero(movie == mv)
         st = settings[int(mv)]
@@ -243,25 +246,30 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
         bound2.append((locs.uncertainty[pi] / p) ** 2)
         dens.append(res.density[pi])
         sigma.append(locs.sigma[pi] / p)
+        near.append(res.nearest[pi])
         # the neighbour counts refine held the crowded rows by
         cls.append(np.where(res.status[pi] == PULLED, -1, np.minimum(res.neighbours[pi], CROWDED_CLASSES) - 1))
-    e2, b2, d, s, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, dens, sigma, cls))
+    e2, b2, d, s, nn, c = (np.concatenate(v) if v else np.zeros(0) for v in (err2, bound2, dens, sigma, near, cls))
     c = c.astype(int)
     crowded = c >= 0
-    fit = fit_crowded_error(e2[crowded], b2[crowded], c[crowded], density=d[crowded], sigma=s[crowded])
+    fit = fit_crowded_error(e2[crowded], b2[crowded], c[crowded], density=d[crowded], sigma=s[crowded],
+                            nearest=nn[crowded])
     pulled = fit_crowded_error(e2[~crowded], b2[~crowded], np.zeros((~crowded).sum(), int), power=fit.power,
                                density=d[~crowded], density_factors=fit.density_factors, sigma=s[~crowded],
-                               sigma_power=fit.sigma_power)
+                               sigma_power=fit.sigma_power, nearest=nn[~crowded], distance_power=fit.distance_power)
     report = dict(fit.report)
     report["pulled"] = pulled.report["1"]
     fields = {"crowded_error_px": fit.errors, "crowded_error_power": fit.power,
               "crowded_error_density": fit.density_factors, "crowded_error_sigma_power": fit.sigma_power,
+              "crowded_error_distance_power": fit.distance_power,
               "pulled_error_px": pulled.errors[0] if "extra_px" in pulled.report["1"] else None}
     return fields, report
 
 
-#: bound classes per neighbour class and density range in
-#: `fit_crowded_error` (equal counts), and PSF-sigma classes in each
+#: distance classes per neighbour class and density range in
+#: `fit_crowded_error` (equal counts, by the nearest detection in PSF
+#: sigmas), bound classes in each, and PSF-sigma classes in those
+DISTANCE_BINS = 3
 BOUND_BINS = 6
 SIGMA_BINS = 3
 #: weight (as rows) that ties the log density factors of neighbouring knots
@@ -272,38 +280,46 @@ DENSITY_TIE_ROWS = 20
 class CrowdedErrorFit(NamedTuple):
     """`fit_crowded_error`'s result: c_1.. (camera px), the power of the
     bound, the density factors (at `localize.CROWDED_DENSITY_KNOTS`; empty:
-    none), the power of the PSF sigma and a report."""
+    none), the power of the PSF sigma, a report and the power of the nearest
+    detection's distance."""
 
     errors: tuple
     power: float
     density_factors: tuple
     sigma_power: float
     report: dict
+    distance_power: float = 0.0
 
 
 def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None = None, density=None,
-                      density_factors=None, sigma=None, sigma_power: float | None = None) -> CrowdedErrorFit:
+                      density_factors=None, sigma=None, sigma_power: float | None = None, nearest=None,
+                      distance_power: float | None = None) -> CrowdedErrorFit:
     """Fit ``err2 ~ bound2 + extra^2``, ``extra = c_k (bound /
     CROWDED_BOUND_REF_PX) ** power * f(density) * (sigma /
-    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`localize.crowded_extra`) to
+    CROWDED_SIGMA_REF_PX) ** sigma_power * (distance /
+    CROWDED_DISTANCE_REF) ** -distance_power`` (`localize.crowded_extra`) to
     crowded rows: their squared error per axis (the mean of x and y, px^2),
     their bare bound squared, their neighbour class ``cls`` (0-based) and,
-    optionally, their local ``density`` (detections per frame and 100 px^2) and
-    their PSF ``sigma`` (camera px); f: factors at `CROWDED_DENSITY_KNOTS`,
+    optionally, their local ``density`` (detections per frame and 100 px^2),
+    their PSF ``sigma`` (camera px) and the distance to their ``nearest``
+    other detection (camera px; in sigmas within `CROWDED_DISTANCE_RANGE`:
+    `localize.distance_factor`); f: factors at `CROWDED_DENSITY_KNOTS`,
     1 at `CROWDED_DENSITY_REF`, interpolated in log-log
     (`localize.density_factor`; without densities, none; without sigmas,
-    no sigma power). The rows of each class are cut by density into the
-    ranges of the knots (edges halfway between them, in log), each range
-    into up to `BOUND_BINS` bins of equal count by their bound, and each of
-    those into up to `SIGMA_BINS` by their sigma; the log of each bin's mean
-    squared error is fitted (each bin weighted by its count), with one
-    power of each kind (0..2) and one f for every class; neighbouring
-    knots' log factors are tied with the weight of `DENSITY_TIE_ROWS` rows.
-    A class with fewer than ``min_rows`` rows takes the previous class's c
-    (none before it: 0); with fewer than ``BOUND_BINS * min_rows`` rows in
-    all the powers are 0, f none and c_k = sqrt(mean err2 - mean bound2) per
-    class. ``power``, ``density_factors``, ``sigma_power``: given, they are
-    held."""
+    no sigma power; without distances, no distance power). The rows of each
+    class are cut by density into the ranges of the knots (edges halfway
+    between them, in log), each range into up to `DISTANCE_BINS` bins of
+    equal count by their distance, each of those into up to `BOUND_BINS` by
+    their bound, and each of those into up to `SIGMA_BINS` by their sigma;
+    the log of each bin's mean squared error is fitted (each bin weighted by
+    its count), with one power of each kind (0..2) and one f for every
+    class; neighbouring knots' log factors are tied with the weight of
+    `DENSITY_TIE_ROWS` rows. A class with fewer than ``min_rows`` rows
+    takes the previous class's c (none before it: 0); with fewer than
+    ``BOUND_BINS * min_rows`` rows in all the powers are 0, f none and c_k =
+    sqrt(mean err2 - mean bound2) per class. ``power``,
+    ``density_factors``, ``sigma_power``, ``distance_power``: given, they
+    are held."""
     from scipy.optimize import least_squares
 
     err2, bound2, cls = (np.asarray(v) for v in (err2, bound2, cls))
@@ -316,6 +332,9 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
     with_sigma = sigma is not None and len(err2) > 0
     sg = sigma_or_ref(sigma if with_sigma else np.full(len(err2), CROWDED_SIGMA_REF_PX))
     log_s = np.log(sg / CROWDED_SIGMA_REF_PX)
+    with_distance = nearest is not None and len(err2) > 0
+    near = np.asarray(nearest, float) if with_distance else np.full(len(err2), np.inf)
+    log_r = -np.log(distance_factor(1.0, near, sg))  # log(distance in sigmas / CROWDED_DISTANCE_REF)
     bins = []  # (class, rows) of each bin
     for k in range(CROWDED_CLASSES):
         rows = np.flatnonzero(cls == k)
@@ -326,20 +345,24 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
             if len(r) < min_rows and len(bins) and bins[-1][0] == k:  # too few: with the previous range's last bin
                 bins[-1] = (k, np.r_[bins[-1][1], r])
                 continue
-            r = r[np.argsort(bound[r], kind="stable")]
-            for q in np.array_split(r, min(BOUND_BINS, max(1, len(r) // min_rows))):
-                if with_sigma:
-                    q = q[np.argsort(sg[q], kind="stable")]
-                    bins += [(k, t) for t in np.array_split(q, min(SIGMA_BINS, max(1, len(q) // min_rows)))]
-                else:
-                    bins.append((k, q))
+            r = r[np.argsort(log_r[r], kind="stable")]
+            for u in np.array_split(r, min(DISTANCE_BINS, max(1, len(r) // min_rows)) if with_distance else 1):
+                u = u[np.argsort(bound[u], kind="stable")]
+                for q in np.array_split(u, min(BOUND_BINS, max(1, len(u) // min_rows))):
+                    if with_sigma:
+                        q = q[np.argsort(sg[q], kind="stable")]
+                        bins += [(k, t) for t in np.array_split(q, min(SIGMA_BINS, max(1, len(q) // min_rows)))]
+                    else:
+                        bins.append((k, q))
     present = sorted({k for k, _ in bins})
     enough = len(err2) >= BOUND_BINS * min_rows and len(bins) > len(present)
     fit_power = power is None and enough
     fit_sigma = sigma_power is None and with_sigma and enough
     fit_density = density_factors is None and with_density and enough
+    fit_distance = distance_power is None and with_distance and enough
     power = 0.0 if power is None else float(power)
     sigma_power = 0.0 if sigma_power is None else float(sigma_power)
+    distance_power = 0.0 if distance_power is None else float(distance_power)
     held_f = check_density_factors(density_factors if density_factors is not None else ())
     logf = np.log(held_f) if len(held_f) else np.zeros(len(knots))
     c = np.zeros(CROWDED_CLASSES)
@@ -347,19 +370,21 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
         rows = np.flatnonzero(cls == k)
         c[k] = math.sqrt(max(float(np.mean(err2[rows]) - np.mean(bound2[rows])), 0.0))
     free_knots = [i for i in range(len(knots)) if i != ref] if fit_density else []
-    if present and (enough or power > 0 or sigma_power > 0 or len(held_f)):
+    if present and (enough or power > 0 or sigma_power > 0 or distance_power > 0 or len(held_f)):
         def unpack(q):
-            ck, pw, sp, lf, i = q[: len(present)], power, sigma_power, logf.copy(), len(present)
+            ck, pw, sp, dp, lf, i = q[: len(present)], power, sigma_power, distance_power, logf.copy(), len(present)
             if fit_power:
                 pw, i = float(q[i]), i + 1
             if fit_sigma:
                 sp, i = float(q[i]), i + 1
+            if fit_distance:
+                dp, i = float(q[i]), i + 1
             lf[free_knots] = q[i:]
-            return ck, pw, sp, lf
+            return ck, pw, sp, dp, lf
 
         def resid(q):
-            ck, pw, sp, lf = unpack(q)
-            scale2 = np.exp(2 * np.interp(np.log(dens), knots, lf) + 2 * sp * log_s)
+            ck, pw, sp, dp, lf = unpack(q)
+            scale2 = np.exp(2 * np.interp(np.log(dens), knots, lf) + 2 * sp * log_s - 2 * dp * log_r)
             out = []
             for k, r in bins:
                 extra = ck[present.index(k)] ** 2 * (np.maximum(bound[r], 1e-6) / CROWDED_BOUND_REF_PX) ** (2 * pw)
@@ -369,11 +394,11 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
                 out += list(math.sqrt(DENSITY_TIE_ROWS) * np.diff(lf))
             return np.array(out)
 
-        n_pow = int(fit_power) + int(fit_sigma)
+        n_pow = int(fit_power) + int(fit_sigma) + int(fit_distance)
         q0 = np.r_[np.maximum(c[present], 0.05), [0.25] * n_pow, np.zeros(len(free_knots))]
         lo = np.r_[np.zeros(len(present)), [0.0] * n_pow, np.full(len(free_knots), -3.0)]
         hi = np.r_[np.full(len(present), np.inf), [2.0] * n_pow, np.full(len(free_knots), 3.0)]
-        c_fit, power, sigma_power, logf = unpack(least_squares(resid, q0, bounds=(lo, hi)).x)
+        c_fit, power, sigma_power, distance_power, logf = unpack(least_squares(resid, q0, bounds=(lo, hi)).x)
         c[present] = c_fit
     factors = tuple(float(v) for v in np.exp(logf)) if (fit_density or len(held_f)) else ()
     out, report = [], {}
@@ -392,13 +417,15 @@ def fit_crowded_error(err2, bound2, cls, min_rows: int = 20, power: float | None
                         # the modelled RMSE (px), median density (per 100 px^2), median sigma (px)
                         "bins": [[float(np.sqrt(np.mean(bound2[r]))), float(np.sqrt(np.mean(err2[r]))),
                                   float(np.sqrt(np.mean(bound2[r] + crowded_extra(
-                                      out, power, k + 1, bound[r], dens[r], factors, sg[r], sigma_power) ** 2))),
+                                      out, power, k + 1, bound[r], dens[r], factors, sg[r], sigma_power,
+                                      nearest_px=near[r], distance_power=distance_power) ** 2))),
                                   float(np.median(dens[r])), float(np.median(sg[r]))] for r in mine]}
     report["power"] = power
     report["density_factors"] = list(factors)
     report["density_knots"] = list(CROWDED_DENSITY_KNOTS)
     report["sigma_power"] = sigma_power
-    return CrowdedErrorFit(tuple(out), power, factors, sigma_power, report)
+    report["distance_power"] = distance_power
+    return CrowdedErrorFit(tuple(out), power, factors, sigma_power, report, distance_power)
 
 
 def calibrate_crowded_error(path, n_movies: int = 300 + ERROR_MOVIES, seed: int = 2026, device: str = "cpu") -> dict:

@@ -101,6 +101,7 @@ from .neighbours import (
     frame_quartiles,
     groups,
     inside,
+    nearest_distance,
     shape_at,
 )
 
@@ -161,6 +162,9 @@ class FitResult(NamedTuple):
     #: per row, detections per frame and 100 camera px^2 around it over the
     #: frames of the call (`localize.local_density`)
     density: np.ndarray | None = None
+    #: per row, the distance (camera px) to the nearest other detection of
+    #: its frame (`neighbours.nearest_distance`: inf where none)
+    nearest: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
         """Count of fits per status name (only the statuses that occur)."""
@@ -296,6 +300,7 @@ def refine(
     chi2_scale: bool = False,
     crowded_error_sigma_min_px: float = 0.0,
     background_shape=None,
+    crowded_error_distance_power: float = 0.0,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -369,6 +374,10 @@ def refine(
         `localize.CROWDED_SIGMA_REF_PX`) ** power (sigma in camera px).
     crowded_error_sigma_min_px: that sigma taken as at least this
         (`LocalizeParams.crowded_error_sigma_min_px`).
+    crowded_error_distance_power: and fall as (the distance to the row's
+        nearest other detection, in its PSF sigmas, within
+        `localize.CROWDED_DISTANCE_RANGE` / `localize.CROWDED_DISTANCE_REF`)
+        ** -power (`localize.distance_factor`, `FitResult.nearest`).
     network_binning: the network saw the frames binned this many camera
         px a side (`napari_dsir.psf`): its error model is read in its own
         pixels (bound and sigma / b, density per 100 of its px^2) and the
@@ -418,6 +427,7 @@ def refine(
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
             network_binning=network_binning, chi2_scale=chi2_scale,
             crowded_error_sigma_min_px=crowded_error_sigma_min_px, background_shape=background_shape,
+            crowded_error_distance_power=crowded_error_distance_power,
         )
     finally:
         if threads is not None and on_cpu:
@@ -430,6 +440,7 @@ def _refine(
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
     network_binning=1, chi2_scale=False, crowded_error_sigma_min_px=0.0, background_shape=None,
+    crowded_error_distance_power=0.0,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -472,7 +483,7 @@ def _refine(
         for c in ("photons", "background", "sigma", "uncertainty"):
             out_cols[c] = np.zeros(0)
         return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8),
-                         np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+                         np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
 
     fr = locs.frame - int(first_frame)
     if fr.min() < 0 or fr.max() >= F:
@@ -545,7 +556,9 @@ def _refine(
     density_factors = check_density_factors(crowded_error_density)
     sigma_power = check_crowded_error_power(crowded_error_sigma_power, "crowded_error_sigma_power")
     sigma_min = check_sigma_min(crowded_error_sigma_min_px)
+    distance_power = check_crowded_error_power(crowded_error_distance_power, "crowded_error_distance_power")
     density = local_density(locs.x / p, locs.y / p, F, (H, W))
+    nearest = nearest_distance(fr, xp, yp, valid, H)
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
     if hold_pulled and max_group == 1:  # every fit alone: all in the staged path below, where pulled ones are held
@@ -740,13 +753,13 @@ def _refine(
     if len(crowded_error):
         # the network's error model in its own pixels (b camera px a side)
         nb = float(network_binning)
-        sg, bound, dens = theta_out[:, 3] / nb, unc_px / nb, density * nb**2
+        sg, bound, dens, near = theta_out[:, 3] / nb, unc_px / nb, density * nb**2, nearest / nb
         extra = nb * crowded_extra(crowded_error, crowded_error_power, neighbours, bound, dens, density_factors, sg,
-                                   sigma_power, sigma_min)
+                                   sigma_power, sigma_min, near, distance_power)
         if pulled_error_px is not None:
             pl = status == PULLED
             extra[pl] = nb * crowded_extra((pulled_error_px,), crowded_error_power, 1, bound[pl], dens[pl],
-                                           density_factors, sg[pl], sigma_power, sigma_min)
+                                           density_factors, sg[pl], sigma_power, sigma_min, near[pl], distance_power)
         extra = np.where(np.isin(status, (CROWDED, PULLED)), extra, 0.0)
         unc_px = np.sqrt(unc_px**2 + extra**2)
 
@@ -767,7 +780,7 @@ def _refine(
         free_chi2 = free_gof[:, 0] / excess / free_gof[:, 1]
         # the camera check counts the fits that a PSF's mismatch leaves alone
         free_chi2[mismatch * free_gof[:, 2] > 0.5 * np.sqrt(2 * free_gof[:, 1])] = np.nan
-    return FitResult(out, ok, status, free_chi2, neighbours, density)
+    return FitResult(out, ok, status, free_chi2, neighbours, density, nearest)
 
 
 def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):

@@ -37,6 +37,13 @@ CROWDED_DENSITY_KNOTS = (0.5, 1.0, 2.0, 4.0, 8.0)
 CROWDED_DENSITY_REF = 2.0
 #: radius (camera px) of `local_density`
 DENSITY_RADIUS_PX = 10
+#: the distance to the nearest other detection of the frame, in PSF sigmas,
+#: at which that error is ``crowded_error_px`` itself; it scales as
+#: (distance / this) ** -``crowded_error_distance_power``, the distance
+#: taken within `CROWDED_DISTANCE_RANGE` (a neighbour's light overlaps less
+#: the farther it is: at 5 sigmas it no longer shifts the network's peak)
+CROWDED_DISTANCE_REF = 2.5
+CROWDED_DISTANCE_RANGE = (1.0, 5.0)
 
 
 def density_or_ref(density) -> np.ndarray:
@@ -54,6 +61,18 @@ def sigma_or_ref(sigma_px) -> np.ndarray:
     return np.where(np.isfinite(sg) & (sg > 0), sg, CROWDED_SIGMA_REF_PX)
 
 
+def distance_factor(power: float, nearest_px, sigma_px) -> np.ndarray:
+    """The factor of the network's error for a detection whose nearest other
+    detection (in its frame) is ``nearest_px`` away (camera px; inf or NaN:
+    none), with a PSF of ``sigma_px`` (camera px): (distance in sigmas,
+    within `CROWDED_DISTANCE_RANGE`, / `CROWDED_DISTANCE_REF`) ** -power."""
+    lo, hi = CROWDED_DISTANCE_RANGE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.asarray(nearest_px, float) / sigma_or_ref(sigma_px)
+    r = np.clip(np.where(np.isnan(r), hi, r), lo, hi)
+    return (r / CROWDED_DISTANCE_REF) ** -float(power)
+
+
 def density_factor(factors, density) -> np.ndarray:
     """The factor of the network's error at local ``density`` (detections per
     frame and 100 camera px^2; NaN: the reference's): ``factors`` at
@@ -68,15 +87,18 @@ def density_factor(factors, density) -> np.ndarray:
 
 
 def crowded_extra(errors, power: float, neighbours, bound_px, density=None, density_factors=(), sigma_px=None,
-                  sigma_power: float = 0.0, sigma_min_px: float = 0.0) -> np.ndarray:
+                  sigma_power: float = 0.0, sigma_min_px: float = 0.0, nearest_px=None,
+                  distance_power: float = 0.0) -> np.ndarray:
     """The network's own error (per axis, camera px) of detections with
     ``neighbours`` (>= 1) neighbours, a bare Cramer-Rao bound of
     ``bound_px``, a `local_density` of ``density`` (detections per frame
-    and 100 camera px^2) and a PSF sigma of ``sigma_px`` (camera px; NaN: the
-    reference's): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
+    and 100 camera px^2), a PSF sigma of ``sigma_px`` (camera px; NaN: the
+    reference's) and the nearest other detection ``nearest_px`` away (camera
+    px): ``errors[class] * (bound / CROWDED_BOUND_REF_PX) ** power *
     density_factor(density_factors, density) * (sigma /
-    CROWDED_SIGMA_REF_PX) ** sigma_power`` (`LocalizeParams`), sigma taken
-    as at least ``sigma_min_px``."""
+    CROWDED_SIGMA_REF_PX) ** sigma_power * distance_factor(distance_power,
+    nearest, sigma)`` (`LocalizeParams`), sigma taken as at least
+    ``sigma_min_px``."""
     errors = check_crowded_error(errors)
     k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
     out = errors[k]
@@ -88,6 +110,11 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
                 raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
             sg = np.maximum(sigma_or_ref(sigma_px), float(sigma_min_px))
             out = out * (sg / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
+        if distance_power:
+            if nearest_px is None or sigma_px is None:
+                raise DSIRError("crowded_error_distance_power needs the nearest detection and the PSF sigma")
+            sg = np.maximum(sigma_or_ref(sigma_px), float(sigma_min_px))
+            out = out * distance_factor(distance_power, nearest_px, sg)
     if len(density_factors):
         if density is None:
             raise DSIRError("crowded_error_density needs the local density of the detections")
@@ -209,7 +236,10 @@ class LocalizeParams:
     model's training, on which that power law was measured: for a PSF
     narrower than any it was trained on, the network places emitters no
     better (None: `params_for` reads it from the model's training
-    simulation; 0: no floor)."""
+    simulation; 0: no floor); ``crowded_error_distance_power``: both fall
+    as the nearest other detection is farther, in PSF sigmas
+    (`distance_factor`: a neighbour's light pulls the network's peak the
+    more, the more it overlaps; 0: as checkpoints before it)."""
 
     threshold: float = 0.1
     radius: int = 2
@@ -223,6 +253,7 @@ class LocalizeParams:
     crowded_error_density: tuple = ()
     crowded_error_sigma_power: float = 0.0
     crowded_error_sigma_min_px: float | None = None
+    crowded_error_distance_power: float = 0.0
 
     def validate(self) -> LocalizeParams:
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -235,6 +266,7 @@ class LocalizeParams:
         check_crowded_error_power(self.crowded_error_power)
         check_density_factors(self.crowded_error_density)
         check_crowded_error_power(self.crowded_error_sigma_power, "crowded_error_sigma_power")
+        check_crowded_error_power(self.crowded_error_distance_power, "crowded_error_distance_power")
         if self.crowded_error_sigma_min_px is not None:
             check_sigma_min(self.crowded_error_sigma_min_px)
         if self.pulled_error_px is not None:
@@ -249,6 +281,7 @@ class LocalizeParams:
         d["crowded_error_power"] = float(self.crowded_error_power)
         d["crowded_error_density"] = [float(v) for v in self.crowded_error_density]
         d["crowded_error_sigma_power"] = float(self.crowded_error_sigma_power)
+        d["crowded_error_distance_power"] = float(self.crowded_error_distance_power)
         m = self.crowded_error_sigma_min_px
         d["crowded_error_sigma_min_px"] = None if m is None else float(m)
         d["pulled_error_px"] = None if self.pulled_error_px is None else float(self.pulled_error_px)

@@ -37,6 +37,23 @@ def frame_pairs(f, xp, yp, valid, radius, H):
     return ii[local], dist
 
 
+def nearest_distance(f, xp, yp, valid, H):
+    """Per detection, the distance to the nearest other valid detection of
+    its frame (frames ``f``; positions ``xp``, ``yp`` in camera px, 0 <= yp
+    <= ``H``); inf where there is none, NaN for invalid rows. One tree
+    search for all the frames."""
+    out = np.full(len(f), np.nan)
+    ii = np.flatnonzero(valid)
+    out[ii] = np.inf
+    if len(ii) < 2:
+        return out
+    gap = float(H) + 1e4  # frames stacked this far apart in y: no pair across them counts
+    pts = np.column_stack([yp[ii] + f[ii] * gap, xp[ii]])
+    d = cKDTree(pts).query(pts, k=2)[0][:, 1]
+    out[ii] = np.where(d < 1e4, d, np.inf)
+    return out
+
+
 def groups(f, xp, yp, valid, window, H, pairs=None):
     """Group label per detection: connected components of the valid
     detections of one frame closer than ``window`` px (each invalid one

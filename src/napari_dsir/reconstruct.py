@@ -670,15 +670,16 @@ def network_error(params) -> dict:
     """The keywords of `napari_dsir.fit.refine` for the network's own error
     (`LocalizeParams` ``crowded_error_px``, ``crowded_error_power``,
     ``pulled_error_px``, ``crowded_error_density``,
-    ``crowded_error_sigma_power``, ``crowded_error_sigma_min_px``; none
-    without ``params``)."""
+    ``crowded_error_sigma_power``, ``crowded_error_sigma_min_px``,
+    ``crowded_error_distance_power``; none without ``params``)."""
     if params is None:
         return {}
     return dict(crowded_error_px=params.crowded_error_px, crowded_error_power=params.crowded_error_power,
                 pulled_error_px=params.pulled_error_px,
                 crowded_error_density=params.crowded_error_density,
                 crowded_error_sigma_power=params.crowded_error_sigma_power,
-                crowded_error_sigma_min_px=params.crowded_error_sigma_min_px or 0.0)
+                crowded_error_sigma_min_px=params.crowded_error_sigma_min_px or 0.0,
+                crowded_error_distance_power=params.crowded_error_distance_power)
 
 
 def merge_splits(frames_photons, found: Localizations, pixel_size: float, camera: Camera, settings: dict,
