@@ -33,15 +33,14 @@ def test_one_neighbour_search_serves_grouping_isolation_and_deblending():
     a, b = neighbours.groups(f, xp, yp, valid, 7, H), neighbours.groups(f, xp, yp, valid, 7, H, pairs=(pairs, dist))
     assert len(np.unique(a)) == len(np.unique(b)) and (np.unique(a[:, None] == a) == np.unique(b[:, None] == b)).all()
     assert ((a[:, None] == a) == (b[:, None] == b)).all()
-    # the nearest other valid detection of the frame, as a brute-force search finds it
+    # the nearest other valid detection of the frame, as a brute-force search
+    # finds it, or the search's radius where none is closer
     same = (f[:, None] == f) & valid[:, None] & valid & ~np.eye(n, dtype=bool)
-    want = np.where(same, d, np.inf).min(1)
-    near = neighbours.nearest_distance(f, xp, yp, valid, H)
+    want = np.minimum(np.where(same, d, np.inf).min(1), 2.5)
+    near = neighbours.nearest_distance(f, xp, yp, valid, 2.5, H, pairs=(pairs, dist))  # pairs searched farther
     np.testing.assert_allclose(near[valid], want[valid])
-    assert np.isnan(near[~valid]).all()
-    lone = neighbours.nearest_distance(np.array([0, 1]), np.array([3.0, 3.0]), np.array([3.0, 3.0]),
-                                       np.ones(2, bool), H)
-    assert np.isinf(lone).all()  # alone in its frame (the other frame's at the same spot does not count)
+    assert np.isnan(near[~valid]).all() and (want[valid] < 2.5).any() and (want[valid] == 2.5).any()
+    np.testing.assert_allclose(near, neighbours.nearest_distance(f, xp, yp, valid, 2.5, H))
     # deblending with the shared search equals its own search
     frames = torch.as_tensor(rng.poisson(30.0, (5, H, H)).astype(np.float64))
     est = np.column_stack([xp, yp, rng.uniform(100, 2000, n), np.full(n, 1.2)])

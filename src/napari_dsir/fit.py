@@ -163,7 +163,8 @@ class FitResult(NamedTuple):
     #: frames of the call (`localize.local_density`)
     density: np.ndarray | None = None
     #: per row, the distance (camera px) to the nearest other detection of
-    #: its frame (`neighbours.nearest_distance`: inf where none)
+    #: its frame, or the pair search's radius (the window, 7 px at 100 nm,
+    #: or more) where none is closer (`neighbours.nearest_distance`)
     nearest: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
@@ -533,7 +534,8 @@ def _refine(
         raise DSIRError(f"isolation_px must be >= 0 (px), got {isolation_px}")
     # one search for the pairs of neighbours that the grouping, the
     # isolation test and the deblending ask for
-    pairs = frame_pairs(fr, xp, yp, valid, max(window, DEBLEND_PX, float(isolation_px or 0.0)), H)
+    pair_radius = max(window, DEBLEND_PX, float(isolation_px or 0.0))
+    pairs = frame_pairs(fr, xp, yp, valid, pair_radius, H)
     neighbours = np.zeros(n, np.int64)
     if isolation_px is not None:
         neighbours = count_neighbours(fr, xp, yp, valid, float(isolation_px), H, pairs=pairs)
@@ -558,7 +560,7 @@ def _refine(
     sigma_min = check_sigma_min(crowded_error_sigma_min_px)
     distance_power = check_crowded_error_power(crowded_error_distance_power, "crowded_error_distance_power")
     density = local_density(locs.x / p, locs.y / p, F, (H, W))
-    nearest = nearest_distance(fr, xp, yp, valid, H)
+    nearest = nearest_distance(fr, xp, yp, valid, pair_radius, H, pairs=pairs)
     if pulled_error_px is not None:
         check_crowded_error((pulled_error_px,))
     if hold_pulled and max_group == 1:  # every fit alone: all in the staged path below, where pulled ones are held

@@ -37,20 +37,16 @@ def frame_pairs(f, xp, yp, valid, radius, H):
     return ii[local], dist
 
 
-def nearest_distance(f, xp, yp, valid, H):
+def nearest_distance(f, xp, yp, valid, radius, H, pairs=None):
     """Per detection, the distance to the nearest other valid detection of
     its frame (frames ``f``; positions ``xp``, ``yp`` in camera px, 0 <= yp
-    <= ``H``); inf where there is none, NaN for invalid rows. One tree
-    search for all the frames."""
-    out = np.full(len(f), np.nan)
-    ii = np.flatnonzero(valid)
-    out[ii] = np.inf
-    if len(ii) < 2:
-        return out
-    gap = float(H) + 1e4  # frames stacked this far apart in y: no pair across them counts
-    pts = np.column_stack([yp[ii] + f[ii] * gap, xp[ii]])
-    d = cKDTree(pts).query(pts, k=2)[0][:, 1]
-    out[ii] = np.where(d < 1e4, d, np.inf)
+    <= ``H``), or ``radius`` where none is closer (a lower bound: the pair
+    search looks no farther); NaN for invalid rows. ``pairs``: `frame_pairs`
+    of these detections at ``radius``."""
+    pairs, dist = frame_pairs(f, xp, yp, valid, radius, H) if pairs is None else pairs
+    out = np.where(valid, float(radius), np.nan)
+    np.minimum.at(out, pairs[:, 0], dist)
+    np.minimum.at(out, pairs[:, 1], dist)
     return out
 
 
