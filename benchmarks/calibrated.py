@@ -46,7 +46,8 @@ and within 100 nm; for the refined ones also:
   some within 200 nm: near the edges "isolated" is not known);
 - the same over the rows kept at the network's position (crowded or
   pulled; their uncertainty holds the network's calibrated error), all of
-  them and their brightest and dimmest third (by uncertainty);
+  them, their brightest and dimmest third (by uncertainty), and the third
+  whose nearest other detection is closest and farthest (in PSF sigmas);
 - the share of detections that keep the network's position (a neighbour
   closer than 500 nm: status "crowded"; or a free fit pulled away: "pulled";
   photons and bound fitted there) and the share of failed fits (NaN
@@ -213,10 +214,13 @@ def crlb_ratio(gt: Localizations, fit, rows) -> tuple[float, float, float, int]:
     return float(np.sqrt(np.mean(e**2))), float(np.sqrt(np.mean(u**2))), float(np.mean(u)), len(pi)
 
 
-def kept_z(gt: Localizations, locs: Localizations, rows) -> str:
+def kept_z(gt: Localizations, locs: Localizations, rows, nearest=None) -> str:
     """std of (error / reported uncertainty) per axis of ``rows`` of
-    ``locs`` matched within 100 nm, over all of them and over the third with
-    the smallest and the largest uncertainty: "all (n); bright / dim"."""
+    ``locs`` matched within 100 nm, over all of them, over the third with
+    the smallest and the largest uncertainty, and, given the distance to
+    each row's ``nearest`` other detection (nm), over the third for which it
+    is closest and farthest in their PSF's sigmas: "all (n); bright / dim;
+    close / far"."""
     gi, pi, _ = match(gt, locs, 100.0)
     keep = rows[pi] & np.isfinite(locs.uncertainty[pi])
     gi, pi = gi[keep], pi[keep]
@@ -225,7 +229,12 @@ def kept_z(gt: Localizations, locs: Localizations, rows) -> str:
     u = locs.uncertainty[pi]
     z = np.column_stack([(locs.x[pi] - gt.x[gi]) / u, (locs.y[pi] - gt.y[gi]) / u])
     lo, hi = np.quantile(u, [1 / 3, 2 / 3])
-    return f"{np.std(z):.2f} ({len(pi)}); {np.std(z[u <= lo]):.2f} / {np.std(z[u >= hi]):.2f}"
+    out = f"{np.std(z):.2f} ({len(pi)}); {np.std(z[u <= lo]):.2f} / {np.std(z[u >= hi]):.2f}"
+    if nearest is None:
+        return out
+    r = nearest[pi] / locs.sigma[pi]
+    near, far = np.quantile(r, [1 / 3, 2 / 3])
+    return out + f"; {np.std(z[r <= near]):.2f} / {np.std(z[r >= far]):.2f}"
 
 
 def run_set(frames, gt, cam, px: float = 100.0, model=None) -> list[str]:
@@ -265,7 +274,7 @@ def run_set(frames, gt, cam, px: float = 100.0, model=None) -> list[str]:
                   true_ratio(gt, locs, true_crlb(gt, frames.shape[1:], 35.0, camera, pixel=px)) if cam is not None
                   else "-",
                   f"{c['photons']:.3f}", f"{c['z_std']:.2f} ({c['n_iso']}); {ci['z_std']:.2f} ({ci['n_iso']})",
-                  kept_z(gt, locs, kept),
+                  kept_z(gt, locs, kept, bare.nearest * px),
                   f"{100 * held:.0f}%",
                   f"{100 * failed:.0f}%"]
     return cells
@@ -306,7 +315,8 @@ def main() -> None:
         "RMSE / rms CRLB per axis, all fitted (100 nm pairs) | same, free fits only (n) | "
         "RMSE / true CRLB per axis (mean; rms), all matched | photons fitted/true | "
         "std(err/unc), isolated (n); away from the edges (n) | "
-        "std(err/unc), network position kept (n); brightest / dimmest third | network position kept | "
+        "std(err/unc), network position kept (n); brightest / dimmest third; nearest detection closest / "
+        "farthest third | network position kept | "
         "failed fits |",
         "|---" * 15 + "|",
     ]
@@ -322,9 +332,9 @@ def main() -> None:
               "true bound of emitters a few tens of nm apart runs to hundreds of nm while the pairs' errors stop "
               "at the 100 nm of the matching: ratios below 1 there say that, not that an estimator beats the "
               "bound); std(err/unc) uses the reported uncertainty (for the rows kept at the network's position: "
-              "their bound and the network's calibrated error, which grows with the bound and the PSF's width and "
-              "changes with the density of detections around, in quadrature; "
-              "thirds by that uncertainty).", ""]
+              "their bound and the network's calibrated error, which grows with the bound and the PSF's width, "
+              "changes with the density of detections around and falls with the distance to the nearest one, in "
+              "quadrature; thirds by that uncertainty, then by that distance in PSF sigmas).", ""]
     lines += timings(args.repeats, args.model)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
