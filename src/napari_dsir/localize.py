@@ -41,7 +41,8 @@ DENSITY_RADIUS_PX = 10
 #: at which that error is ``crowded_error_px`` itself; it scales as
 #: (distance / this) ** -``crowded_error_distance_power``, the distance
 #: taken within `CROWDED_DISTANCE_RANGE` (a neighbour's light overlaps less
-#: the farther it is: at 5 sigmas it no longer shifts the network's peak)
+#: the farther it is; the factor is held beyond the range, where the
+#: calibration movies have few rows)
 CROWDED_DISTANCE_REF = 2.5
 CROWDED_DISTANCE_RANGE = (1.0, 5.0)
 
