@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dsir.errors import DSIRError
 from napari_dsir.figures import curves_figure, save_figure
 from napari_dsir.io import open_stack
 from napari_dsir.render import render
-from napari_dsir.resolution import frc, frc_images, nena, split_halves
+from napari_dsir.resolution import frc, nena
 from napari_dsir.run import reconstruct
 
 HERE = Path(__file__).resolve().parent
@@ -82,12 +81,11 @@ def main() -> int:
     curves, lines = {}, []
     for name, res in runs.items():
         locs = res.localizations
-        f = _frc(locs)
+        f = frc(locs, 5.0, strict=False)  # grid-locked positions may never fall to 1/7
         n = nena(locs)
-        ok = np.isfinite(f.resolution_nm)
-        curves[f"{name} ({f'{f.resolution_nm:.0f} nm' if ok else 'above 1/7 to 10 nm'})"] = (f.frequencies, f.curve)
-        lines.append(f"| {name} | {len(locs)} | {f'{f.resolution_nm:.1f}' if ok else 'above 1/7 to 10 nm'} | "
-                     f"{n.precision_nm:.1f} |")
+        label = f"{f.resolution_nm:.1f} nm" if np.isfinite(f.resolution_nm) else "above 1/7 to 10 nm"
+        curves[f"{name} ({label})"] = (f.frequencies, f.curve)
+        lines.append(f"| {name} | {len(locs)} | {label} | {n.precision_nm:.1f} |")
     x = next(iter(curves.values()))[0]
     series = {k: np.interp(x, fx, fy) for k, (fx, fy) in curves.items()}
     save_figure(curves_figure(x, series, "spatial frequency (1/nm)", "Fourier ring correlation",
@@ -97,18 +95,6 @@ def main() -> int:
     print("\n".join(lines))
     print(f"zoom: camera px y {y0}-{y0 + ZOOM}, x {x0}-{x0 + ZOOM}")
     return 0
-
-
-def _frc(locs):
-    """`frc` at 5 nm pixels; where its curve never falls below 1/7 (grid-locked
-    positions that repeat from frame to frame), the curve with a NaN resolution."""
-    try:
-        return frc(locs, 5.0)
-    except DSIRError:
-        h1, h2 = split_halves(locs)
-        ok = np.isfinite(locs.x) & np.isfinite(locs.y)
-        extent = (locs.y[ok].min(), locs.x[ok].min(), locs.y[ok].max() + 1e-6, locs.x[ok].max() + 1e-6)
-        return frc_images(render(h1, 5.0, extent=extent), render(h2, 5.0, extent=extent), 5.0)
 
 
 def _square(x, y, size):

@@ -67,6 +67,19 @@ def test_frc_halves_and_errors():
         frc(locs.select(slice(0, 50)), 5.0)
 
 
+def test_frc_that_never_crosses_raises_or_returns_its_curve():
+    """Positions that repeat exactly in every frame (a grid-locked output):
+    the halves are the same image, the curve stays at 1; strict, a clear
+    error; not strict, the curve with a NaN resolution and the reason."""
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 2000, 150), rng.uniform(0, 2000, 150)
+    locs = Localizations(np.repeat(np.arange(4), 150), np.tile(x, 4), np.tile(y, 4))
+    with pytest.raises(DSIRError, match="pixel size"):
+        frc(locs, 5.0)
+    r = frc(locs, 5.0, strict=False)
+    assert math.isnan(r.resolution_nm) and "pixel size" in r.note and r.curve.min() > 0.99
+
+
 def _blinking_pairs(n, precision, rng):
     """Emitters ON in two consecutive frames, far apart from each other."""
     cx, cy = rng.uniform(0, 50_000, n), rng.uniform(0, 50_000, n)

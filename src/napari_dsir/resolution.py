@@ -151,6 +151,7 @@ def frc(
     sigma_nm: float | None = None,
     extent: tuple[float, float, float, float] | None = None,
     min_locs: int = 100,
+    strict: bool = True,
     **kwargs,
 ) -> FRCResult:
     """The FRC resolution (nm) of a table, from two halves (see `split_halves`)
@@ -159,7 +160,9 @@ def frc(
     localizations' bounding box). Other keywords go to `frc_images`.
 
     Raises DSIRError for too few localizations, or when the curve does not
-    cross the threshold (the reason is in the message).
+    cross the threshold (the reason is in the message; with ``strict``
+    False, that curve is returned with a NaN resolution and the reason in
+    its ``note``).
     """
     if len(locs) < 2 * min_locs:
         raise DSIRError(f"FRC needs at least {2 * min_locs} localizations, got {len(locs)}")
@@ -178,7 +181,7 @@ def frc(
     i1 = render(h1, pixel_size_nm, mode=mode, sigma_nm=sigma_nm, extent=extent)
     i2 = render(h2, pixel_size_nm, mode=mode, sigma_nm=sigma_nm, extent=extent)
     res = frc_images(i1, i2, pixel_size_nm, **kwargs)
-    if not math.isfinite(res.resolution_nm):
+    if strict and not math.isfinite(res.resolution_nm):
         raise DSIRError(f"FRC: {res.note}")
     return res
 
