@@ -103,18 +103,18 @@ def crowded_extra(errors, power: float, neighbours, bound_px, density=None, dens
     errors = check_crowded_error(errors)
     k = np.clip(np.asarray(neighbours), 1, len(errors)) - 1
     out = errors[k]
+    if sigma_power and sigma_px is None:
+        raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
+    if distance_power and (nearest_px is None or sigma_px is None):
+        raise DSIRError("crowded_error_distance_power needs the nearest detection and the PSF sigma")
     with np.errstate(invalid="ignore", divide="ignore"):
         if power:
             out = out * (np.maximum(np.asarray(bound_px, float), 1e-6) / CROWDED_BOUND_REF_PX) ** float(power)
-        if sigma_power:
-            if sigma_px is None:
-                raise DSIRError("crowded_error_sigma_power needs the PSF sigma of the detections")
+        if sigma_power or distance_power:
             sg = np.maximum(sigma_or_ref(sigma_px), float(sigma_min_px))
+        if sigma_power:
             out = out * (sg / CROWDED_SIGMA_REF_PX) ** float(sigma_power)
         if distance_power:
-            if nearest_px is None or sigma_px is None:
-                raise DSIRError("crowded_error_distance_power needs the nearest detection and the PSF sigma")
-            sg = np.maximum(sigma_or_ref(sigma_px), float(sigma_min_px))
             out = out * distance_factor(distance_power, nearest_px, sg)
     if len(density_factors):
         if density is None:
