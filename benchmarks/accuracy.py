@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     methods = []
     for m in args.models:
-        if m in ("default", "wide"):
+        if m != "dsir":  # the camera-resolution movie models (shipped or a checkpoint)
             methods.append(DSIRMethod(f"{m} + MLE refinement", m, True))
         methods.append(DSIRMethod(f"{m} (network positions)", m, False))
     if LEGACY.is_file() and not args.no_legacy:
