@@ -23,6 +23,8 @@ Methods:
   without (network positions only);
 - **wide**: the shipped wider network (48/64 channels instead of 32/48;
   docs/model_card.md), with and without the refinement, as the default;
+- a checkpoint named in ``--models`` (a candidate before it is shipped):
+  with and without the refinement, as the default;
 - **dsir**: the DSIR auto-encoder retrained in 2026 (the previous default),
   network positions, its shipped threshold;
 - **original DSIR weights** (2018, legacy mode), with the localizer
