@@ -1,0 +1,152 @@
+"""Where the network's error model is off: the rows held at the network's position, on movies of the training mix.
+
+    python benchmarks/held_rows.py [--movies 2000] [--seed 990001] [--out benchmarks/results/held_rows.md]
+
+The uncertainty of a detection that the refinement holds at the network's
+position (status crowded or pulled) is its Cramer-Rao bound and the
+network's own error in quadrature (`localize.crowded_extra`, calibrated on
+validation movies of the training mix). This runs the default model as
+`calibrate.crowded_error` runs it (each movie's own camera, reconstruct's
+fit settings, the shipped error model) on ``--movies`` more movies of its
+training mix (seed ``--seed``: apart from the training's, the
+calibration's and the other benchmarks') and reports, per axis,
+mean(error^2) / mean(uncertainty^2) (1: calibrated on average) and the
+std of error / uncertainty, for all the held rows matched to the truth
+within 100 nm and for those whose true emitter has no other within 500
+nm ("isolated", as in the benchmarks' std(error / uncertainty) of isolated
+emitters), in bins of
+
+- the nearest other detection's distance in the row's PSF sigmas (a
+  covariate of the model);
+- the nearest other detection's fitted photons over the row's own (not in
+  the model);
+- the light of the other detections at the row's position over its own
+  (their photons x exp(-d^2 / 4 sigma^2) summed, d their distance, sigma
+  the frame's median fitted sigma; not in the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _machine import describe
+from calibrated import isolated
+from scipy.spatial import cKDTree
+
+from napari_dsir.camera import Camera
+from napari_dsir.evaluate import match
+from napari_dsir.fit import CROWDED, PULLED, refine
+from napari_dsir.localize import params_for
+from napari_dsir.locs import Localizations
+from napari_dsir.model import load_model
+from napari_dsir.reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
+from napari_dsir.run import reconstruct
+from napari_dsir.simulate import MovieConfig, simulate_movies
+
+HERE = Path(__file__).resolve().parent
+BINS = {
+    "nearest detection (PSF sigmas)": (0, 1.5, 2.5, 3.5, 5, 7, np.inf),
+    "nearest detection's photons / the row's": (0, 0.2, 0.35, 0.6, 1, 2, 5, np.inf),
+    "other detections' light at the row / its own": (0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 3, np.inf),
+}
+
+
+def neighbours_of(locs: Localizations, p: float):
+    """Per detection: nearest other detection's distance (camera px) and
+    photons over its own, and the other detections' light at it over its own."""
+    n = len(locs)
+    near, ratio, light = np.full(n, np.inf), np.full(n, np.nan), np.zeros(n)
+    for f in np.unique(locs.frame):
+        j = np.flatnonzero(locs.frame == f)
+        if len(j) < 2:
+            continue
+        pts = np.column_stack([locs.x[j], locs.y[j]]) / p
+        d, k = cKDTree(pts).query(pts, k=2)
+        near[j], ratio[j] = d[:, 1], locs.photons[j[k[:, 1]]] / locs.photons[j]
+        dist = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(dist, np.inf)
+        s = np.nanmedian(locs.sigma[j]) / p
+        light[j] = np.nansum(np.exp(-(dist**2) / (4 * s * s)) * locs.photons[j][None, :], 1) / locs.photons[j]
+    return near, ratio, light
+
+
+def held_rows(model, movies: MovieConfig, n_movies: int, seed: int) -> dict:
+    """Columns of the held rows matched to the truth: per-axis errors and
+    uncertainty (camera px), isolated, and the three covariates."""
+    frames, truth, movie, settings = simulate_movies(n_movies, movies, seed=seed)
+    p, params, cols = float(movies.pixel_size), params_for(model), []
+    for mv in np.unique(movie):
+        idx = np.flatnonzero(movie == mv)
+        st = settings[int(mv)]
+        cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
+        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False,
+                            binning=1).localizations
+        if len(found) < 2:
+            continue
+        photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
+        kw = refine_settings(p, params, fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam)))
+        res = refine(photons, merge_splits(photons, found, p, cam, kw)[0], p, cam, **kw)
+        locs = res.locs
+        gt = truth.select(np.isin(truth.frame, idx))
+        gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
+        gi, pi, _ = match(gt, locs, 100.0)
+        keep = np.isin(res.status[pi], (CROWDED, PULLED))
+        gi, pi = gi[keep], pi[keep]
+        near, ratio, light = neighbours_of(locs, p)
+        sigma = locs.sigma[pi] / p
+        cols.append(np.column_stack([(locs.x[pi] - gt.x[gi]) / p, (locs.y[pi] - gt.y[gi]) / p,
+                                     locs.uncertainty[pi] / p, isolated(gt)[gi], near[pi] / sigma, ratio[pi],
+                                     light[pi]]))
+    a = np.concatenate(cols)
+    names = ["dx", "dy", "unc", "isolated", *BINS]
+    return {k: a[:, i] for i, k in enumerate(names)}
+
+
+def cell(r: dict, sel: np.ndarray) -> str:
+    if sel.sum() < 20:
+        return f"{sel.sum()} | "
+    z = np.concatenate([r["dx"][sel], r["dy"][sel]]) / np.tile(r["unc"][sel], 2)
+    e2 = 0.5 * (r["dx"][sel] ** 2 + r["dy"][sel] ** 2)
+    return f"{sel.sum()} | {e2.mean() / np.mean(r['unc'][sel] ** 2):.2f} / {np.std(z):.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--movies", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=990001)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "held_rows.md")
+    args = ap.parse_args()
+    model = load_model("default")
+    tr = model.metadata["training"]
+    movies = MovieConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tr["movies"].items()})
+    t0 = time.perf_counter()
+    r = held_rows(model, movies, args.movies, args.seed)
+    iso = r["isolated"].astype(bool)
+    every = np.ones(len(iso), bool)
+    rows = [f"| all | | {cell(r, every)} | {cell(r, iso)} |"]
+    for name, edges in BINS.items():
+        v = r[name]
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            s = (v >= lo) & (v < hi)
+            rows.append(f"| {name} | {lo:g}-{hi:g} | {cell(r, s)} | {cell(r, s & iso)} |")
+    head = [
+        "# The rows held at the network's position (`python benchmarks/held_rows.py`)",
+        "",
+        f"Run on {time.strftime('%Y-%m-%d')} on {describe()} in {time.perf_counter() - t0:.0f} s: the default "
+        f"model on {args.movies} movies of its training mix (seed {args.seed}), its shipped error model. Per bin: "
+        "rows, then mean(error^2) / mean(uncertainty^2) per axis / std(error / uncertainty) per axis; "
+        "isolated: no other true emitter within 500 nm. See the script's docstring.",
+        "",
+        "| covariate | bin | held rows | ratio / std | isolated rows | ratio / std |",
+        "|---|---|---|---|---|---|",
+    ]
+    args.out.write_text("\n".join(head + rows) + "\n")
+    print("\n".join(head + rows))
+
+
+if __name__ == "__main__":
+    main()
