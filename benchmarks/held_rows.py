@@ -6,8 +6,8 @@ The uncertainty of a detection that the refinement holds at the network's
 position (status crowded or pulled) is its Cramer-Rao bound and the
 network's own error in quadrature (`localize.crowded_extra`, calibrated on
 validation movies of the training mix). This runs the default model as
-`calibrate.crowded_error` runs it (each movie's own camera, reconstruct's
-fit settings, the shipped error model) on ``--movies`` more movies of its
+`calibrate.crowded_error` runs it (`calibrate.fit_movies`: each movie's own
+camera, reconstruct's fit settings, here with the shipped error model) on ``--movies`` more movies of its
 training mix (seed ``--seed``: apart from the training's, the
 calibration's and the other benchmarks') and reports, per axis,
 mean(error^2) / mean(uncertainty^2) (1: calibrated on average) and the
@@ -32,19 +32,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _machine import describe
 from calibrated import isolated
 from scipy.spatial import cKDTree
 
-from napari_dsir.camera import Camera
+from napari_dsir.calibrate import fit_movies
 from napari_dsir.evaluate import match
-from napari_dsir.fit import CROWDED, PULLED, refine
+from napari_dsir.fit import CROWDED, PULLED
 from napari_dsir.localize import params_for
 from napari_dsir.locs import Localizations
 from napari_dsir.model import load_model
-from napari_dsir.reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
-from napari_dsir.run import reconstruct
 from napari_dsir.simulate import MovieConfig, simulate_movies
 
 HERE = Path(__file__).resolve().parent
@@ -79,20 +76,8 @@ def held_rows(model, movies: MovieConfig, n_movies: int, seed: int) -> dict:
     uncertainty (camera px), isolated, and the three covariates."""
     frames, truth, movie, settings = simulate_movies(n_movies, movies, seed=seed)
     p, params, cols = float(movies.pixel_size), params_for(model), []
-    for mv in np.unique(movie):
-        idx = np.flatnonzero(movie == mv)
-        st = settings[int(mv)]
-        cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
-        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False,
-                            binning=1).localizations
-        if len(found) < 2:
-            continue
-        photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        kw = refine_settings(p, params, fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam)))
-        res = refine(photons, merge_splits(photons, found, p, cam, kw)[0], p, cam, **kw)
+    for res, gt in fit_movies(model, frames, truth, movie, settings, p, params, error_model=params):
         locs = res.locs
-        gt = truth.select(np.isin(truth.frame, idx))
-        gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, 100.0)
         keep = np.isin(res.status[pi], (CROWDED, PULLED))
         gi, pi = gi[keep], pi[keep]

@@ -187,6 +187,38 @@ def calibrate_movie_localizer(model: DSIRModel, frames: np.ndarray, truth: Local
 CROWDED_CLASSES = 4
 
 
+def fit_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
+               settings: list[dict], pixel_size: float, params: LocalizeParams, error_model=None):
+    """Each movie of validation movies (`simulate.simulate_movies`: frames
+    in ADU, truth in nm, the movie of each frame and each movie's drawn
+    camera) run as `reconstruct` runs it: its own noise level, detections
+    with ``params``, its own camera, reconstruct's fit settings (with the
+    network's error of ``error_model``, `LocalizeParams`; None: none), the
+    split spots merged, one `refine` call. Yields its `fit.FitResult` and
+    its truth (frames counted from the movie's first); movies with fewer
+    than 2 detections are left out."""
+    from .camera import Camera
+    from .fit import refine
+    from .reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
+    from .run import reconstruct
+
+    p = float(pixel_size)
+    for mv in np.unique(movie):
+        idx = np.flatnonzero(movie == mv)
+        st = settings[int(mv)]
+        cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
+        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False,
+                            binning=1).localizations
+        if len(found) < 2:
+            continue
+        photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
+        start = fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam))  # as in a run
+        fit_kw = refine_settings(p, error_model, start)
+        found = merge_splits(photons, found, p, cam, fit_kw)[0]  # as in a run
+        gt = truth.select(np.isin(truth.frame, idx))
+        yield refine(photons, found, p, cam, **fit_kw), Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
+
+
 def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
                   settings: list[dict], pixel_size: float, params: LocalizeParams | None = None,
                   match_nm: float = 100.0) -> tuple[dict, dict]:
@@ -213,32 +245,15 @@ def crowded_error(model: DSIRModel, frames: np.ndarray, truth: Localizations, mo
     ``pulled_error_px``: None with fewer than 20 pulled rows) and a report (per class count, RMSE and RMS bound
     per axis in px, c, bins; the same for "pulled"; the powers and the
     factors)."""
-    from .camera import Camera
     from .evaluate import match
-    from .fit import CROWDED, PULLED, refine
-    from .reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
-    from .run import reconstruct
+    from .fit import CROWDED, PULLED
 
-    p = float(pixel_size)
     params = replace(params or LocalizeParams(), crowded_error_px=(), crowded_error_power=0.0, pulled_error_px=None,
                      crowded_error_density=(), crowded_error_sigma_power=0.0, crowded_error_distance_power=0.0)
+    p = float(pixel_size)
     err2, bound2, dens, sigma, near, cls = [], [], [], [], [], []  # class -1: pulled
-    for mv in np.unique(movie):
-        idx = np.flatnonzero(movie == mv)
-        st = settings[int(mv)]
-        cam = Camera(st["base_level"], 1.0 / st["gain"], st["em_gain"], 1.0, read_noise=st["read_noise"])
-        found = reconstruct(frames[idx], model=model, pixel_size=p, localize=params, refine=False,
-                            binning=1).localizations
-        if len(found) < 2:
-            continue
-        photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
-        start = fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam))  # as in a run
-        fit_kw = refine_settings(p, sigma_init_nm=start)
-        found = merge_splits(photons, found, p, cam, fit_kw)[0]  # as in a run
-        res = refine(photons, found, p, cam, **fit_kw)
+    for res, gt in fit_movies(model, frames, truth, movie, settings, p, params):
         locs = res.locs
-        gt = truth.select(np.isin(truth.frame, idx))
-        gt = Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
         gi, pi, _ = match(gt, locs, match_nm)
         sel = np.isin(res.status[pi], (CROWDED, PULLED))
         gi, pi = gi[sel], pi[sel]
