@@ -6,7 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_dsir.calibrate import CROWDED_CLASSES, calibrate_crowded_error, crowded_error, fit_crowded_error
+from napari_dsir.calibrate import (
+    CROWDED_CLASSES,
+    calibrate_crowded_error,
+    crowded_error,
+    fit_crowded_error,
+    fit_movies,
+)
+from napari_dsir.fit import CROWDED, PULLED
 from napari_dsir.localize import (
     CROWDED_BOUND_REF_PX,
     CROWDED_DENSITY_KNOTS,
@@ -46,6 +53,26 @@ def test_crowded_error_of_the_shipped_model_on_dense_movies():
     for k in range(CROWDED_CLASSES):
         c = report[f"{k + 1}{'+' if k == CROWDED_CLASSES - 1 else ''}"]
         assert c["n"] >= 10 and c["extra_px"] == err[k]
+
+
+def test_fit_movies_runs_each_movie_with_its_own_truth_and_error_model():
+    model = load_model("default")
+    params = params_for(model)
+    cfg = MovieConfig(frame_size=(32, 32), frames_per_movie=4, density=(4.0, 4.0), sparse_fraction=0.0,
+                      empty_fraction=0.0)
+    frames, truth, movie, settings = simulate_movies(3, cfg, seed=4)
+    bare = list(fit_movies(model, frames, truth, movie, settings, 100.0, params))
+    assert len(bare) == 3
+    for k, (res, gt) in enumerate(bare):
+        assert len(gt) == np.isin(truth.frame, np.flatnonzero(movie == k)).sum() > 0
+        assert 0 <= gt.frame.min() and gt.frame.max() < 4 and res.locs.frame.max() < 4
+    # with the error model, the held rows carry the network's error beside their bound; the others the same
+    for (res, _), (err, _) in zip(bare, fit_movies(model, frames, truth, movie, settings, 100.0, params,
+                                                   error_model=params)):
+        held = np.isin(res.status, (CROWDED, PULLED))
+        assert held.any() and np.array_equal(res.status, err.status)
+        assert np.all(err.locs.uncertainty[held] > res.locs.uncertainty[held])
+        assert np.allclose(err.locs.uncertainty[~held], res.locs.uncertainty[~held], equal_nan=True)
 
 
 def _crowded_rows(c, power, n=4000, seed=0, covariate=None):
