@@ -16,8 +16,8 @@ within 100 nm and for those whose true emitter has no other within 500
 nm ("isolated", as in the benchmarks' std(error / uncertainty) of isolated
 emitters), in bins of
 
-- the nearest other detection's distance in the row's PSF sigmas (a
-  covariate of the model);
+- the nearest other detection's distance in the row's PSF sigmas (the
+  model's covariate, here not capped at the fits' pair search radius);
 - the nearest other detection's fitted photons over the row's own (not in
   the model);
 - the light of the other detections at the row's position over its own
@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 from _machine import describe
 from calibrated import isolated
-from scipy.spatial import cKDTree
 
 from napari_dsir.calibrate import fit_movies
 from napari_dsir.evaluate import match
@@ -62,10 +61,10 @@ def neighbours_of(locs: Localizations, p: float):
         if len(j) < 2:
             continue
         pts = np.column_stack([locs.x[j], locs.y[j]]) / p
-        d, k = cKDTree(pts).query(pts, k=2)
-        near[j], ratio[j] = d[:, 1], locs.photons[j[k[:, 1]]] / locs.photons[j]
         dist = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
         np.fill_diagonal(dist, np.inf)
+        k = dist.argmin(1)
+        near[j], ratio[j] = dist[np.arange(len(j)), k], locs.photons[j[k]] / locs.photons[j]
         s = np.nanmedian(locs.sigma[j]) / p
         light[j] = np.nansum(np.exp(-(dist**2) / (4 * s * s)) * locs.photons[j][None, :], 1) / locs.photons[j]
     return near, ratio, light
