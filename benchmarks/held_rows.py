@@ -22,7 +22,11 @@ emitters), in bins of
   the model);
 - the light of the other detections at the row's position over its own
   (their photons x exp(-d^2 / 4 sigma^2) summed, d their distance, sigma
-  the frame's median fitted sigma; not in the model).
+  the frame's median fitted sigma; not in the model);
+- the reduced chi-square of the row's own fit at the network's position
+  (`fit.FitResult.chi2`: photons and background fitted there, the
+  neighbours' light held; light that no detection explains, such as an
+  undetected neighbour's, raises it; not in the model).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ BINS = {
     "nearest detection (PSF sigmas)": (0, 1.5, 2.5, 3.5, 5, 7, np.inf),
     "nearest detection's photons / the row's": (0, 0.2, 0.35, 0.6, 1, 2, 5, np.inf),
     "other detections' light at the row / its own": (0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 3, np.inf),
+    "reduced chi-square of its fit at the network's position": (0, 0.8, 1, 1.2, 1.5, 2, 3, 5, np.inf),
 }
 
 
@@ -72,7 +77,7 @@ def neighbours_of(locs: Localizations, p: float):
 
 def held_rows(model, movies: MovieConfig, n_movies: int, seed: int) -> dict:
     """Columns of the held rows matched to the truth: per-axis errors and
-    uncertainty (camera px), isolated, and the three covariates."""
+    uncertainty (camera px), isolated, and the four covariates."""
     frames, truth, movie, settings = simulate_movies(n_movies, movies, seed=seed)
     p, params, cols = float(movies.pixel_size), params_for(model), []
     for res, gt in fit_movies(model, frames, truth, movie, settings, p, params, error_model=params):
@@ -84,7 +89,7 @@ def held_rows(model, movies: MovieConfig, n_movies: int, seed: int) -> dict:
         sigma = locs.sigma[pi] / p
         cols.append(np.column_stack([(locs.x[pi] - gt.x[gi]) / p, (locs.y[pi] - gt.y[gi]) / p,
                                      locs.uncertainty[pi] / p, isolated(gt)[gi], near[pi] / sigma, ratio[pi],
-                                     light[pi]]))
+                                     light[pi], res.chi2[pi]]))
     a = np.concatenate(cols)
     names = ["dx", "dy", "unc", "isolated", *BINS]
     return {k: a[:, i] for i, k in enumerate(names)}

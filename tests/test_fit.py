@@ -452,6 +452,88 @@ def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(
     assert lone_fit.ok.mean() > 0.95
 
 
+def test_every_fit_reports_its_reduced_chi_square(undetected_neighbour):
+    """FitResult.chi2: each row's own fit, free or held at its start. A lone
+    emitter's is about 1 and the free fits' equals `free_chi2`; held at its
+    start beside a brighter undetected neighbour, the light its model
+    misses raises it."""
+    pair, alone, start = undetected_neighbour
+    kw = dict(max_group=1, max_chi2_sigma=4, max_shift_px=1.0, crowded_error_px=(0.2,), hold_pulled=True)
+    lone, held = fit.refine(alone, start, P, **kw), fit.refine(pair, start, P, **kw)
+    assert lone.ok.mean() > 0.95 and 0.85 < np.median(lone.chi2[lone.ok]) < 1.15
+    both = np.isfinite(lone.free_chi2)
+    assert both.sum() > 50
+    np.testing.assert_allclose(lone.chi2[both], lone.free_chi2[both], rtol=1e-6)
+    pulled = held.status == fit.PULLED
+    assert pulled.mean() > 0.5 and np.isfinite(held.chi2[pulled]).all()
+    assert np.median(held.chi2[pulled]) > 1.5
+    assert len(fit.refine(alone, start.select(np.zeros(len(start), bool)), P).chi2) == 0
+
+
+def _edge_scene(x_nm, n=60, photons=3000.0, seed=12):
+    """n frames of 20x20 px with one emitter at (x_nm, 1000 nm) (x < 0:
+    outside the frame, its light shining into the first columns) and its
+    detection on the edge, 30 nm inside the frame."""
+    rng = np.random.default_rng(seed)
+    mu = render_emitters(np.array([x_nm]), np.array([1000.0]), np.array([photons]), np.array([120.0]), (20, 20), P)
+    frames = torch.as_tensor(rng.poisson(mu + 20, (n, 20, 20)).astype(np.float32))
+    start = Localizations(np.arange(n), np.full(n, 30.0), 1000.0 + rng.normal(0, 20, n))
+    return frames, start
+
+
+def test_an_emitter_outside_the_frame_is_placed_there_and_flagged():
+    """beyond_frame: the free fit of a detection on the edge may go past it;
+    an emitter 150 nm outside the frame is placed there (status BEYOND,
+    fitted values reported), where without it the fit stops on the edge
+    and the detection is held at the network's position (PULLED). An
+    emitter on the edge itself, or inside, stays in the frame."""
+    kw = dict(max_group=1, max_chi2_sigma=3, max_shift_px=1.0, hold_pulled=True, crowded_error_px=(0.2,))
+    frames, start = _edge_scene(-150.0)
+    off, on = fit.refine(frames, start, P, **kw), fit.refine(frames, start, P, beyond_frame=True, **kw)
+    beyond = on.status == fit.BEYOND
+    assert beyond.mean() > 0.8 and not (off.status == fit.BEYOND).any()
+    assert (off.status == fit.PULLED).mean() > 0.8
+    assert abs(np.median(on.locs.x[beyond]) + 150.0) < 30.0
+    assert np.isfinite(on.locs.photons[beyond]).all() and on.n_failed == off.n_failed
+    np.testing.assert_array_equal(on.ok, on.status == fit.OK)  # BEYOND is not an ok fit
+    report = fit.fit_report(on.summary(), on.locs)
+    assert report["beyond"] == beyond.sum() and report["total"] == len(start) - beyond.sum()
+    assert f"{beyond.sum()} emitters outside the frame left out" in fit.fit_summary(report)
+    for x_nm in (0.0, 80.0):  # on the edge itself, and inside: two bounds keep ~98 % and all
+        frames, start = _edge_scene(x_nm)
+        res = fit.refine(frames, start, P, beyond_frame=True, **kw)
+        assert (res.status == fit.BEYOND).mean() < (0.1 if x_nm == 0 else 0.02), x_nm
+
+
+def test_a_run_leaves_emitters_outside_the_frame_out_and_counts_them(monkeypatch):
+    """With `reconstruct.FIT_BEYOND_FRAME` on, a run's fits (as
+    `reconstruct.fit_settings` says) leave the detections of an emitter
+    outside the frame out of the table and count them under their status;
+    off (the default) they stay, held at the network's position on the edge."""
+    from napari_dsir import reconstruct as R
+
+    frames, start = _edge_scene(-150.0, n=40)
+    lone, lone_start = _edge_scene(1000.0, n=40, seed=13)  # inside, 1 um from the edge
+    frames = torch.cat([frames, lone])
+    start = Localizations.concatenate([start, Localizations(lone_start.frame + 40, lone_start.x + 970.0,
+                                                            lone_start.y)])
+
+    def run():
+        pending, counts = R._PendingFits(0), {}
+        pending.add(frames, start)
+        return pending.fit(P, Camera(baseline=0.0), 7, counts, sigma_init_nm=120.0), counts
+
+    monkeypatch.setattr(R, "FIT_BEYOND_FRAME", True)
+    out, counts = run()
+    n_beyond = counts[fit.STATUS[fit.BEYOND]]
+    assert n_beyond > 0.6 * 40 and len(out) == len(start) - n_beyond
+    assert (out.x >= 0).all() and (out.frame >= 40).sum() == 40  # the lone emitter's rows all kept
+    assert fit.fit_report(counts, out)["beyond"] == n_beyond
+    monkeypatch.setattr(R, "FIT_BEYOND_FRAME", False)
+    out, counts = run()
+    assert len(out) == len(start) and fit.STATUS[fit.BEYOND] not in counts
+
+
 def _airy_grid(seed, n_frames=30):
     """Isolated emitters of an Airy PSF (FWHM 280 nm), 300-20,000 photons
     (log-uniform), a 3x3 grid per 40x40 frame, background 30; starts 10 nm off."""

@@ -33,6 +33,20 @@ def test_positions_inside_frame_at_intended_density(density):
     assert ((200 * FWHM_TO_SIGMA <= locs.sigma) & (locs.sigma <= 300 * FWHM_TO_SIGMA)).all()
 
 
+def test_the_truth_lists_the_emitters_outside_the_frame_on_request():
+    """Emitters within the margin shine in; the truth leaves them out, or
+    lists them with ``outside`` (the same frames, the same emitters inside)."""
+    cfg = SimulationConfig(frame_size=(16, 16), density=4.0, margin=200.0)
+    frames, inside = simulate(40, cfg, seed=5)
+    same, everyone = simulate(40, cfg, seed=5, outside=True)
+    np.testing.assert_array_equal(frames, same)
+    out = (everyone.x < 0) | (everyone.x >= 1600) | (everyone.y < 0) | (everyone.y >= 1600)
+    assert out.sum() > 50 and everyone.x.min() >= -200 and everyone.y.max() <= 1800
+    np.testing.assert_array_equal(everyone.select(~out).x, inside.x)
+    # about the margin's share of the emitters: (2.0^2 - 1.6^2) / 1.6^2
+    assert out.sum() / len(inside) == pytest.approx(0.5625, rel=0.2)
+
+
 def test_seeded_and_camera_model():
     cfg = SimulationConfig(frame_size=(16, 16), density=0.0, background=20, base_level=100, gain=2.0)
     a, _ = simulate(50, cfg, seed=7)

@@ -116,6 +116,7 @@ DUPLICATE = 7
 BAD_FIT = 8
 CROWDED = 9
 PULLED = 10
+BEYOND = 11
 
 #: status code -> meaning
 STATUS = {
@@ -131,6 +132,8 @@ STATUS = {
     CROWDED: "a neighbour closer than isolation_px: position held at the start, photons and bound fitted there",
     PULLED: "free fit pulled away (it moved or its residuals were not explained, as for MOVED and BAD_FIT: "
             "e.g. an undetected neighbour): position held at the start, photons and bound fitted there",
+    BEYOND: "free fit outside the frame by more than BEYOND_BOUNDS times its bound: an emitter beyond the field of "
+            "view whose light shines in",
 }
 
 #: key of ``Result.info["fit"]`` for the detections left out before the fits
@@ -138,8 +141,15 @@ STATUS = {
 SPLIT = "split spot: merged into a detection beside it"
 
 #: statuses whose photons, background, sigma and uncertainty are reported
-#: (the others get NaN); only `OK` fits move the position
-REPORTED = (OK, CROWDED, PULLED)
+#: (the others get NaN); only `OK` and `BEYOND` fits move the position
+REPORTED = (OK, CROWDED, PULLED, BEYOND)
+
+#: with ``beyond_frame``, a free fit whose position is outside the frame by
+#: more than this many times its reported uncertainty on that axis is an
+#: emitter outside the field of view (status `BEYOND`): an emitter on the
+#: edge itself stays in the frame in 97.7 % of its fits (the test
+#: catches the clear cases only; benchmarks/results/beyond_frame.md)
+BEYOND_BOUNDS = 2.0
 
 class FitResult(NamedTuple):
     """``locs``: refined localizations (same rows and order as the input);
@@ -166,6 +176,11 @@ class FitResult(NamedTuple):
     #: its frame, or the pair search's radius (the window, 7 px at 100 nm,
     #: or more) where none is closer (`neighbours.nearest_distance`)
     nearest: np.ndarray | None = None
+    #: per row, the reduced chi-square of its own fit (free, or at the
+    #: network's position for the crowded and pulled rows, their
+    #: neighbours' light held), an EMCCD's excess noise divided out and a
+    #: non-Gaussian PSF's share taken out (`_chi2_ratio`); NaN where not fitted
+    chi2: np.ndarray | None = None
 
     def summary(self) -> dict[str, int]:
         """Count of fits per status name (only the statuses that occur)."""
@@ -218,8 +233,8 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_h
     the rows that have them. None when nothing was refined."""
     if not counts:
         return None
-    split = int(counts.get(SPLIT, 0))
-    counts = {k: v for k, v in counts.items() if k != SPLIT}
+    split, beyond = int(counts.get(SPLIT, 0)), int(counts.get(STATUS[BEYOND], 0))
+    counts = {k: v for k, v in counts.items() if k not in (SPLIT, STATUS[BEYOND])}
     failed = {k: v for k, v in counts.items() if k not in (STATUS[c] for c in REPORTED)}
 
     def median(col):
@@ -232,7 +247,7 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_h
         "camera_doubtful": bool(n_chi2 >= CHI2_MIN_FITS and not CHI2_DOUBT[0] <= chi2 <= CHI2_DOUBT[1]),
         "total": int(sum(counts.values())), "free": int(counts.get(STATUS[OK], 0)),
         "crowded": int(counts.get(STATUS[CROWDED], 0)), "pulled": int(counts.get(STATUS[PULLED], 0)),
-        "failed": failed, "split": split,
+        "failed": failed, "split": split, "beyond": beyond,
         "median_photons": median(None if locs is None else locs.photons),
         "median_uncertainty_nm": median(None if locs is None else locs.uncertainty),
     }
@@ -245,7 +260,8 @@ def fit_summary(report: dict) -> str:
             f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
             f"(fit pulled away), {n_failed} failed"
-            + (f"; {report['split']} split spots merged" if report.get("split") else ""))
+            + (f"; {report['split']} split spots merged" if report.get("split") else "")
+            + (f"; {report['beyond']} emitters outside the frame left out" if report.get("beyond") else ""))
 
 
 def camera_doubt(report: dict) -> str | None:
@@ -302,6 +318,7 @@ def refine(
     crowded_error_sigma_min_px: float = 0.0,
     background_shape=None,
     crowded_error_distance_power: float = 0.0,
+    beyond_frame: bool = False,
 ) -> FitResult:
     """Refine detections by Poisson MLE of an integrated Gaussian PSF.
 
@@ -402,6 +419,13 @@ def refine(
         shape there (None: flat over each box). A flat background under a
         slope pulls the fits uphill.
 
+    beyond_frame: a free fit whose window touches the frame's edge may place
+        its emitter up to half a window outside the frame (False: within
+        its window, in the frame); one that ends outside it by more than
+        `BEYOND_BOUNDS` times its bound on that axis has status `BEYOND`
+        (an emitter beyond the field of view whose light shines in: its
+        fitted values are reported, x or y outside the frame).
+
     threads: torch CPU threads during the call (restored after; None: leave
         torch's setting). The batched operations are small: on a shared
         2-core machine one thread was 5-70x faster than two
@@ -428,7 +452,7 @@ def refine(
             crowded_error_density=crowded_error_density, crowded_error_sigma_power=crowded_error_sigma_power,
             network_binning=network_binning, chi2_scale=chi2_scale,
             crowded_error_sigma_min_px=crowded_error_sigma_min_px, background_shape=background_shape,
-            crowded_error_distance_power=crowded_error_distance_power,
+            crowded_error_distance_power=crowded_error_distance_power, beyond_frame=beyond_frame,
         )
     finally:
         if threads is not None and on_cpu:
@@ -441,7 +465,7 @@ def _refine(
     max_shift_px=None, max_chi2_sigma=None, isolation_px=None, crowded_error_px=(), hold_pulled=False,
     crowded_error_power=0.0, pulled_error_px=None, crowded_error_density=(), crowded_error_sigma_power=0.0,
     network_binning=1, chi2_scale=False, crowded_error_sigma_min_px=0.0, background_shape=None,
-    crowded_error_distance_power=0.0,
+    crowded_error_distance_power=0.0, beyond_frame=False,
 ) -> FitResult:
     camera = (camera or Camera()).validate()
     if not isinstance(locs, Localizations):
@@ -484,7 +508,7 @@ def _refine(
         for c in ("photons", "background", "sigma", "uncertainty"):
             out_cols[c] = np.zeros(0)
         return FitResult(Localizations(locs.frame, locs.x, locs.y, **out_cols), np.zeros(0, bool), np.zeros(0, np.int8),
-                         np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+                         np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
 
     fr = locs.frame - int(first_frame)
     if fr.min() < 0 or fr.max() >= F:
@@ -592,6 +616,7 @@ def _refine(
         v=v, max_iter=int(max_iter), tol=float(tol), batch_elements=int(batch_elements),
         shared_sigma=bool(shared_sigma), held=held, quartile=None,
         background_shape=None if background_shape is None else background_shape.to(device=device, dtype=dtype),
+        beyond=float(h) if beyond_frame else 0.0,
     )
     init_xy = np.column_stack([xs_, ys_])
 
@@ -711,10 +736,13 @@ def _refine(
                     # light from outside the frame): held at their start
                     # with the crowded ones
                     r0 = rows[stage]
+                    mm = _psf_mismatch(free_gof, camera.excess_noise)
                     bad = _moved(theta_out[r0], xs_[r0], ys_[r0], wx0[r0], wy0[r0], window, max_shift_px)
-                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma,
-                                        _psf_mismatch(free_gof, camera.excess_noise))
+                    bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma, mm)
                     bad &= np.isfinite(theta_out[r0]).all(-1)
+                    out = _beyond(theta_out[r0], var_out[r0], fit_out[r0], camera.excess_noise, mm, H, W,
+                                  beyond_frame, chi2_scale)
+                    bad &= ~(conv_out[r0] & out)  # an emitter outside the frame: status BEYOND
                     held[r0[bad]] = pulled[r0[bad]] = True
                     theta_out[r0[bad]] = np.nan
                     stages[1] = held[rows]
@@ -742,6 +770,9 @@ def _refine(
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
     status[moved & ~held] = MOVED  # held positions are their starts (on the window's edge at the frame's)
+    beyond = ~held & finite & conv_out & _beyond(theta_out, var_out, fit_out, excess, mismatch, H, W, beyond_frame,
+                                                 chi2_scale)
+    status[beyond] = BEYOND
     status[~finite] = NON_FINITE
     status[~valid] = OUTSIDE
     if merge_px > 0:
@@ -774,15 +805,34 @@ def _refine(
     )
     out = Localizations(
         locs.frame.copy(),
-        np.where(ok, theta_out[:, 0] * p, locs.x),
-        np.where(ok, theta_out[:, 1] * p, locs.y),
+        np.where(ok | beyond, theta_out[:, 0] * p, locs.x),
+        np.where(ok | beyond, theta_out[:, 1] * p, locs.y),
         **out_cols,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         free_chi2 = free_gof[:, 0] / excess / free_gof[:, 1]
         # the camera check counts the fits that a PSF's mismatch leaves alone
         free_chi2[mismatch * free_gof[:, 2] > 0.5 * np.sqrt(2 * free_gof[:, 1])] = np.nan
-    return FitResult(out, ok, status, free_chi2, neighbours, density, nearest)
+    chi2 = _chi2_ratio(fit_out, excess, mismatch)
+    return FitResult(out, ok, status, free_chi2, neighbours, density, nearest, chi2)
+
+
+def _beyond(theta, var, gof, excess, mismatch, H, W, on=True, chi2_scale=False):
+    """Fits (theta: x, y, ... px; var: var x, var y, ...) whose position is
+    outside the H x W px frame by more than `BEYOND_BOUNDS` times their bound
+    on that axis (an EMCCD's ``excess`` noise included; with ``chi2_scale``
+    times the square root of their reduced chi-square above 1, ``gof``, as
+    their reported uncertainty); none when not ``on``."""
+    if not on:
+        return np.zeros(len(theta), bool)
+    with np.errstate(invalid="ignore"):
+        scale = 1.0
+        if chi2_scale:
+            scale = np.sqrt(np.maximum(np.nan_to_num(_chi2_ratio(gof, excess, mismatch), nan=1.0), 1.0))
+        sx, sy = scale * np.sqrt(excess * var[:, 0]), scale * np.sqrt(excess * var[:, 1])
+        x, y = theta[:, 0], theta[:, 1]
+        k = BEYOND_BOUNDS
+        return (x < -k * sx) | (x > W + k * sx) | (y < -k * sy) | (y > H + k * sy)
 
 
 def _moved(theta, xs, ys, wx0, wy0, window, max_shift_px):

@@ -313,11 +313,14 @@ def kth_smallest(x, k):
 
 def fit_groups(
     f, box, members, start_xy, s0, wx0, wy0, extra, *, data_e, H, W, window, fit_sigma, s_lo, s_hi,
-    v, max_iter, tol, batch_elements, shared_sigma, held, quartile, background_shape=None,
+    v, max_iter, tol, batch_elements, shared_sigma, held, quartile, background_shape=None, beyond=0.0,
 ):
     """Fit G groups of K emitters (members (G, K) row indices) on union boxes
     box (G, 4) = (y0, x0, height, width); ``background_shape`` (H, W): the
-    background's shape over the frames (None: flat in each box). Returns per member arrays:
+    background's shape over the frames (None: flat in each box). A position
+    stays in its member's window, which the frame clips; ``beyond`` (px):
+    where that window touches the frame's edge, the position may also go
+    this far past it (the box's pixels stay in the frame). Returns per member arrays:
     theta (G, K, 4) = x, y, N, s; b (G,); var (G, K, 3) = var x, var y, var N
     (px^2, e-^2, from the Fisher information); converged (G,)."""
     G, K = members.shape
@@ -407,6 +410,10 @@ def fit_groups(
         inf = torch.full((g, K), float("inf"), dtype=dt, device=dev)
         lo_p = [wx, wy, torch.full_like(xs, N_MIN)] + ([torch.full_like(s_init, s_lo)] if ns else [])
         hi_p = [wx + window, wy + window, inf] + ([torch.full_like(s_init, s_hi)] if ns else [])
+        if beyond > 0:  # windows on the frame's edge: an emitter outside the frame shining in
+            lo_p[0], lo_p[1] = torch.where(wx <= 0, wx - beyond, wx), torch.where(wy <= 0, wy - beyond, wy)
+            hi_p[0] = torch.where(wx + window >= W, wx + window + beyond, hi_p[0])
+            hi_p[1] = torch.where(wy + window >= H, wy + window + beyond, hi_p[1])
         hold = torch.as_tensor(held[mb], device=dev)  # positions held at the start
         lo_p[0], hi_p[0] = torch.where(hold, xs, lo_p[0]), torch.where(hold, xs, hi_p[0])
         lo_p[1], hi_p[1] = torch.where(hold, ys, lo_p[1]), torch.where(hold, ys, hi_p[1])

@@ -196,12 +196,14 @@ def simulate(
     n_frames: int,
     config: SimulationConfig | None = None,
     seed: int | None = 0,
+    outside: bool = False,
 ) -> tuple[np.ndarray, Localizations]:
     """Simulate ``n_frames`` camera frames and their ground truth.
 
     Returns frames as float32 ADU (frame, y, x), rounded like a camera, and
     the emitters inside the frames (0-based frames, nm, intensity in photons,
-    PSF sigma in nm).
+    PSF sigma in nm); with ``outside``, also those in the margin outside
+    them (``config.margin``), whose light shines in (the same frames).
     """
     cfg = (config or SimulationConfig()).validate()
     if int(n_frames) < 1:
@@ -226,7 +228,7 @@ def simulate(
         electrons = camera_electrons(rng, expected, draw(rng, cfg.em_gain), cfg.read_noise)
         adu = draw(rng, cfg.base_level) + draw(rng, cfg.gain) * electrons
         frames[f] = np.clip(np.round(adu), 0, 65535)
-        inside = (x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)
+        inside = ((x >= 0) & (x < w * p) & (y >= 0) & (y < h * p)) | bool(outside)
         parts.append(Localizations(np.full(inside.sum(), f), x[inside], y[inside], ph[inside], sigma=sig[inside]))
     return frames, Localizations.concatenate(parts) if parts else Localizations.empty()
 
