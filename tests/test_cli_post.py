@@ -64,6 +64,37 @@ def test_drift_recovers_a_linear_drift(drifting, tmp_path, capsys):
     assert plot.stat().st_size > 1000
 
 
+def test_drift_writes_picasso_files(drifting, tmp_path, capsys):
+    """Regression: ``-o X.hdf5`` always failed (no pixel size, no frame
+    shape). From a Picasso file the output keeps its movie (Pixelsize,
+    Height, Width); from a CSV it needs --camera-pixel-size, asked for by
+    name before any work, and the frame is the smallest that holds the
+    positions."""
+    import yaml
+
+    path, _ = drifting
+    pic = tmp_path / "in.hdf5"
+    write_localizations(pic, read_localizations(path), pixel_size=160.0, frame_shape=(24, 25), n_frames=2000)
+    out = tmp_path / "out.hdf5"
+    assert main(["drift", str(pic), "-o", str(out), "--segments", "4", "--drift-table", str(tmp_path / "d.csv"),
+                 "--plot", str(tmp_path / "d.png")]) == 0, capsys.readouterr().err
+    movie = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))[0]
+    assert (movie["Pixelsize"], movie["Height"], movie["Width"], movie["Frames"]) == (160.0, 24, 25, 2000)
+    assert len(read_localizations(out)) == len(read_localizations(pic))
+    assert (tmp_path / "d.csv").exists() and (tmp_path / "d.png").exists()
+    capsys.readouterr()
+    csv_out = tmp_path / "from_csv.hdf5"
+    assert main(["drift", str(path), "-o", str(csv_out), "--segments", "4"]) == 2
+    assert "--camera-pixel-size" in capsys.readouterr().err and not csv_out.exists()
+    assert main(["drift", str(path), "-o", str(csv_out), "--segments", "4", "--camera-pixel-size", "100"]) == 0
+    movie = list(yaml.safe_load_all(csv_out.with_suffix(".yaml").read_text()))[0]
+    corrected = read_localizations(csv_out)
+    assert movie["Pixelsize"] == 100.0 and movie["Width"] * 100 >= corrected.x.max() > (movie["Width"] - 1) * 100
+    # the output named as an image is refused, not written as a table under that name
+    assert main(["drift", str(path), "-o", str(tmp_path / "c.tif")]) == 2
+    assert "the table is written as" in capsys.readouterr().err and not (tmp_path / "c.tif").exists()
+
+
 def test_drift_on_a_too_short_table_is_refused(tmp_path, capsys):
     p = tmp_path / "short.csv"
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n3,160,130\n")

@@ -100,6 +100,21 @@ def test_sigma_in_px_needs_the_pixel_size(tmp_path):
     assert read_localizations(p, pixel_size=160).sigma[0] == pytest.approx(240)
 
 
+def test_a_header_without_rows_is_an_empty_table(tmp_path):
+    """What a run that found nothing writes reads back as no localizations,
+    with its columns (as an empty Picasso file does)."""
+    p = tmp_path / "none.csv"
+    write_localizations(p, Localizations(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), photons=np.zeros(0),
+                                         uncertainty=np.zeros(0)))
+    back = read_localizations(p)
+    assert len(back) == 0 and back.photons is not None and len(back.uncertainty) == 0
+    (tmp_path / "bare.csv").write_text("frame,x,y\n")
+    assert len(read_localizations(tmp_path / "bare.csv")) == 0
+    (tmp_path / "wrong.csv").write_text("frame,x\n")
+    with pytest.raises(DSIRError, match="missing column"):
+        read_localizations(tmp_path / "wrong.csv")
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -113,7 +128,6 @@ def test_sigma_in_px_needs_the_pixel_size(tmp_path):
         ('frame,x,y\n1,"2",3\n1,2,"z"\n', "line 3: non-numeric"),
         ("frame x y\n1 2 3\n1 2\n", "line 3 has 2 column"),
         ("frame,x [px],y [px]\n1,1e308,3\n", "line 2: NaN or infinite"),
-        ("frame,x,y\n", "no rows"),
         ("\n\n# only comments\n", "empty"),
     ],
 )

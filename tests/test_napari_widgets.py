@@ -409,6 +409,24 @@ def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
     assert _texts(notes, "error")[-1].startswith("DSIR Ground Truth: ") and "missing.csv" in _texts(notes)[-1]
 
 
+def test_ground_truth_of_a_single_frame_keeps_its_frame(make_napari_viewer, tmp_path, notes):
+    """Regression: on a 2-D image every row of a multi-frame positions file
+    landed in its one frame (Compare then counted them all as missed). Now
+    only the file's frame 1 is kept, with a warning."""
+    viewer = make_napari_viewer()
+    viewer.add_image(one_emitter_stack(n=1)[0], name="spot", scale=(P, P), translate=(P / 2, P / 2),
+                     metadata={"pixel_size": P}, units=("nm", "nm"))
+    w = _dock(viewer, "DSIR Ground Truth")
+    gt = w.load(str(_truth_csv(tmp_path)))
+    assert len(gt.data) == 1 and gt.data.shape[1] == 2
+    np.testing.assert_allclose(gt.data[0], [1150, 1250])
+    warn = _texts(notes, "warning")
+    assert len(warn) == 1 and "3 of 4 rows of truth.csv lie outside frame 1 (the image is one frame)" in warn[0]
+    other = tmp_path / "later.csv"
+    other.write_text('"id","frame","x [nm]","y [nm]"\n1,2,1250,1150\n')
+    assert w.load(str(other)) is None and "all 1 rows lie outside frame 1" in _texts(notes, "error")[-1]
+
+
 def test_compare_never_scores_a_layer_against_itself(make_napari_viewer, tmp_path, notes):
     """Regression: with only the ground truth loaded both choosers showed it,
     and Compare scored it against itself (Jaccard 1.000, RMSE 0.0): napari
@@ -670,3 +688,10 @@ def test_a_picasso_camera_file_fills_the_fields_by_the_image_metadata(make_napar
     w.image.value = viewer.layers["bare"]
     assert "lists 2 cameras" in w.camera.note.value and "names no camera" in w.camera.note.value
     assert not w.camera.set_camera.value and w.camera.camera() is None  # not the other image's camera
+    # regression: a binary file (the Picasso .hdf5 beside its YAML) raised in the signal handler and
+    # aborted napari; now the note says what it is
+    w.image.value = viewer.layers["mm"]
+    binary = tmp_path / "locs.hdf5"
+    binary.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    w.camera.camera_file.value = binary
+    assert "not a text (YAML) file" in w.camera.note.value and not w.camera.set_camera.value

@@ -118,6 +118,10 @@ def camera_entries(meta, skip: tuple[str, ...] = ()) -> dict:
             and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
+#: camera files are a few lines of YAML; anything larger is not one
+CAMERA_FILE_MAX_BYTES = 1 << 20
+
+
 @dataclass
 class Camera:
     """Camera settings: ``baseline`` (ADU), ``sensitivity`` (photoelectrons per
@@ -249,10 +253,16 @@ class Camera:
         from .camera_files import camera_from_file
 
         try:
-            with open(path, encoding="utf-8") as fh:
-                docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+            with open(path, "rb") as fh:
+                head = fh.read(CAMERA_FILE_MAX_BYTES + 1)
+            if b"\x00" in head[:4096] or len(head) > CAMERA_FILE_MAX_BYTES:
+                raise DSIRError(f"camera file {path} is not a text (YAML) file: a movie, an image or a Picasso "
+                                ".hdf5? Give the camera's YAML (for a Picasso file, the .yaml beside it)")
+            docs = [d for d in yaml.safe_load_all(head.decode("utf-8-sig")) if d is not None]
         except OSError as e:
             raise DSIRError(f"cannot read camera file {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise DSIRError(f"camera file {path} is not a UTF-8 text (YAML) file") from None
         except yaml.YAMLError as e:
             raise DSIRError(f"camera file {path} is not valid YAML: {e}") from None
         if not docs:

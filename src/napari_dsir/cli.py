@@ -91,15 +91,11 @@ def _progress_bar(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output before any work is done."""
-    if path.exists() and not overwrite:
-        raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
-    if path.exists() and path.is_dir():
-        raise DSIRError(f"{path}: is a folder, not a file")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DSIRError(f"{path}: the folder {parent} does not exist")
+def _inputs(args) -> list:
+    """The files a run reads: the stack, the camera file, a checkpoint."""
+    model = str(getattr(args, "model", None) or "")
+    model = model[len("legacy:"):] if model.startswith("legacy:") else model
+    return [args.stack, getattr(args, "camera", None), model if model and Path(model).is_file() else None]
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -214,11 +210,9 @@ def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
 
 
 def cmd_reconstruct(args) -> int:
-    from .io import write_tiff
+    from .io import check_outputs, write_tiff
 
-    _check_output(args.output, args.overwrite)
-    if args.frames_output is not None:
-        _check_output(args.frames_output, args.overwrite)
+    check_outputs([(args.output, "image"), (args.frames_output, "image")], _inputs(args), args.overwrite)
     res = _run_reconstruction(args, localize=False, keep_frames=args.frames_output is not None)
     write_tiff(args.output, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     if args.frames_output is not None:
@@ -230,13 +224,12 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_localize(args) -> int:
-    from .io import write_localizations, write_tiff
+    from .io import check_outputs, write_localizations, write_tiff
     from .io.tables import output_paths
 
-    for path in output_paths(args.output):  # the table and what goes beside it (YAML, protocol)
-        _check_output(path, args.overwrite)
-    if args.image is not None:
-        _check_output(args.image, args.overwrite)
+    table, *beside = output_paths(args.output)  # the table and what goes beside it (YAML, protocol)
+    check_outputs([(table, "table"), *((b, None) for b in beside), (args.image, "image")], _inputs(args),
+                  args.overwrite)
     res = _run_reconstruction(args, localize=True)
     u = res.upsampling
     meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
@@ -279,7 +272,9 @@ def cmd_evaluate(args) -> int:
     from .io import read_localizations
 
     gt = read_localizations(args.ground_truth, pixel_size=args.pixel_size)
-    pred = read_localizations(args.localizations, pixel_size=args.pixel_size)
+    if len(gt) == 0:
+        raise DSIRError(f"{args.ground_truth}: the ground truth has no rows")
+    pred = read_localizations(args.localizations, pixel_size=args.pixel_size)  # none: recall 0
     radii = args.radius or [250.0, 100.0]
     metrics = [evaluate(gt, pred, r) for r in radii]
     if args.json:
@@ -325,12 +320,11 @@ def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
 
 
 def cmd_simulate(args) -> int:
-    from .io import write_localizations, write_tiff
+    from .io import check_outputs, write_localizations, write_tiff
     from .simulate import simulate
 
     positions = args.positions or args.output.with_suffix(".csv")
-    _check_output(args.output, args.overwrite)
-    _check_output(positions, args.overwrite)
+    check_outputs([(args.output, "image"), (positions, "table")], overwrite=args.overwrite)
     cfg = _sim_config(args)
     frames, locs = simulate(args.n_frames, cfg, seed=args.seed)
     # the camera in the file, as acquisition software states it: runs on it use it (`io.Stack.camera_metadata`)

@@ -9,6 +9,7 @@ writes its outputs atomically; plots are PNGs with labelled axes.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .errors import DSIRError
@@ -24,26 +25,37 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _read(args):
-    from .io import read_localizations
+def _read(args, movie: bool = False):
+    """The table's localizations (nm); with ``movie``, also the movie a
+    Picasso file describes (`io.picasso.movie_info`; None for a CSV)."""
+    from .io import read_localizations, read_picasso
+    from .io.picasso import movie_info
+    from .io.tables import HDF5_SUFFIXES
 
-    locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size)
+    info = None
+    if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:
+        locs, steps = read_picasso(args.localizations, pixel_size=args.camera_pixel_size)
+        info = movie_info(steps)
+    else:
+        locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size)
     if len(locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
-    return locs
+    return (locs, info) if movie else locs
 
 
-def _refuse_existing(paths, overwrite: bool) -> None:
-    for p in paths:
-        if p is not None and Path(p).exists() and not overwrite:
-            raise DSIRError(f"{p}: already exists (use --overwrite to replace it)")
+def _refuse(args, outputs) -> None:
+    """Refuse bad outputs before any work (`io.check_outputs`): ``outputs``
+    (path, kind) pairs, the table read the input."""
+    from .io import check_outputs
+
+    check_outputs(outputs, [args.localizations], args.overwrite)
 
 
 def cmd_render(args) -> int:
     from .io import write_tiff
     from .render import render
 
-    _refuse_existing([args.output], args.overwrite)
+    _refuse(args, [(args.output, "image")])
     locs = _read(args)
     if args.mode == "gauss" and args.sigma is None and locs.uncertainty is None:
         raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
@@ -74,7 +86,7 @@ def _write_rgb_tiff(path, rgb, pixel_size: float, overwrite: bool) -> None:
 def cmd_resolution(args) -> int:
     from .resolution import frc, nena
 
-    _refuse_existing([args.plot], args.overwrite)
+    _refuse(args, [(args.plot, "plot")])
     locs = _read(args)
     lines, failures = [], 0
     try:
@@ -104,16 +116,31 @@ def cmd_resolution(args) -> int:
 
 
 def cmd_drift(args) -> int:
+    import numpy as np
+
     from .drift import estimate_drift, write_drift_table
     from .io import write_localizations
+    from .io.tables import HDF5_SUFFIXES, output_paths
 
-    _refuse_existing([args.output, args.drift_table, args.plot], args.overwrite)
-    locs = _read(args)
+    table, *beside = output_paths(args.output, metadata=False)
+    _refuse(args, [(table, "table"), *((b, None) for b in beside), (args.drift_table, "drift table"),
+                   (args.plot, "plot")])
+    # a Picasso output: the input's movie (a Picasso file), else the pixel
+    # size given and the smallest frame that holds the positions
+    picasso = table.suffix.lower() in HDF5_SUFFIXES
+    if picasso and args.camera_pixel_size is None and Path(args.localizations).suffix.lower() not in HDF5_SUFFIXES:
+        raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
+    locs, movie = _read(args, movie=True)
     drift = estimate_drift(locs, segments=args.segments, segment_frames=args.segment_frames,
                            pixel_size_nm=args.bin_size)
     corrected = drift.apply(locs)
-    write_localizations(args.output, corrected, overwrite=args.overwrite,
-                        pixel_size=args.camera_pixel_size)
+    movie = movie or {}
+    pixel = args.camera_pixel_size or movie.get("pixel_size")
+    shape = movie.get("frame_shape")
+    if picasso and shape is None:
+        shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (corrected.y, corrected.x))
+    write_localizations(args.output, corrected, overwrite=args.overwrite, pixel_size=pixel,
+                        frame_shape=shape if picasso else None, n_frames=movie.get("n_frames"))
     if args.drift_table is not None:
         write_drift_table(args.drift_table, drift, overwrite=args.overwrite)
     if args.plot is not None:

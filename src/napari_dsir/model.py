@@ -444,6 +444,19 @@ def _torch_load(path: Path):
     if not path.is_file():
         raise DSIRError(f"{path}: no such model file")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as e:
+        raise DSIRError(f"{path}: cannot read ({e.strerror or e})") from e
+    # a checkpoint is a zip archive (torch >= 1.6) or a pickle (the 2018 weights)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        try:
+            kind = "a text file" if head and b"\x00" not in head and head.decode("utf-8") else "not one"
+        except UnicodeDecodeError:
+            kind = "not one"
+        raise DSIRError(f"{path}: not a PyTorch checkpoint (.pt){': ' + kind if kind == 'a text file' else ''}; "
+                        "give a shipped model's name or a checkpoint file")
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)

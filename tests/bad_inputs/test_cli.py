@@ -116,7 +116,6 @@ TABLE_CASES = {
     "px_without_pixel_size": ("frame,x [px],y [px]\n1,2,3\n", "pixel size"),
     "non_numeric": ("frame,x,y\n1,2,three\n", "non-numeric"),
     "empty": ("", "empty"),
-    "header_only": ("frame,x,y\n", "no rows"),
     "zero_frame": ("frame,x,y\n0,2,3\n", "1-based"),
 }
 
@@ -130,6 +129,18 @@ def test_bad_tables(tmp_path, capsys, case):
     bad.write_text(text)
     err = _expect_clean_failure(capsys, tmp_path, bad, ["evaluate", str(gt), str(bad)], needle)
     assert bad.name in err
+
+
+def test_a_table_with_a_header_and_no_rows(tmp_path, capsys):
+    """An empty result (what a run that found nothing writes) scores recall
+    0; as the ground truth it is refused."""
+    gt, empty = tmp_path / "gt.csv", tmp_path / "empty.csv"
+    gt.write_text("frame,x,y\n1,100,100\n")
+    empty.write_text("frame,x,y\n")
+    rc, out, err = _run_cli(["evaluate", str(gt), str(empty)], capsys)
+    assert rc == 0 and "recall 0.000" in out and "(TP 0, FP 0, FN 1)" in out, err
+    err = _expect_clean_failure(capsys, tmp_path, empty, ["evaluate", str(empty), str(gt)], "no rows")
+    assert empty.name in err
 
 
 def test_tables_px_bom_crlf_semicolon_are_read(tmp_path, capsys):
@@ -157,6 +168,11 @@ def _make_model(tmp_path, case, tiny_checkpoint):
     p = tmp_path / f"{case}.pt"
     if case == "not_a_checkpoint":
         p.write_text("hello")
+    elif case == "a_table":  # a ground-truth CSV given as --model
+        p = tmp_path / "gt.csv"
+        p.write_text('"id","frame","x [nm]","y [nm]"\n1,1,100,100\n')
+    elif case == "binary_of_another_kind":
+        p.write_bytes(b"II*\x00" + bytes(100))  # a TIFF
     elif case == "code":
         torch.save({"state_dict": _Evil()}, p)
     elif case == "other_shape":
@@ -172,7 +188,9 @@ def _make_model(tmp_path, case, tiny_checkpoint):
 
 
 MODEL_CASES = {
-    "not_a_checkpoint": "not a valid or a truncated",
+    "not_a_checkpoint": "not a PyTorch checkpoint (.pt): a text file",
+    "a_table": "not a PyTorch checkpoint (.pt): a text file",
+    "binary_of_another_kind": "not a PyTorch checkpoint (.pt); give",
     "code": "refused",
     "other_shape": "do not fit",
     "other_arch": "not a napari-dsir checkpoint",
@@ -320,6 +338,49 @@ def test_output_folder_missing(tmp_path, capsys, tiny_checkpoint):
                                                     "--model", str(tiny_checkpoint), "-q"], "does not exist")
 
 
+# ------------------------------------------------------------------ outputs
+
+#: outputs that would replace an input, come out in another format than
+#: their name says, or land on each other: (argv after the stack, needle);
+#: "STACK" stands for the input movie's path, "DIR" for the test's folder
+OUTPUT_CASES = {
+    "sum_image_over_the_movie": (["reconstruct", "-o", "STACK", "--overwrite"], "is the input"),
+    "image_of_localize_over_the_movie": (["localize", "-o", "DIR/l.csv", "--image", "STACK", "--overwrite"],
+                                         "is the input"),
+    "table_named_as_a_tiff": (["localize", "-o", "DIR/l.tif"], "the table is written as .csv"),
+    "table_over_the_movie": (["localize", "-o", "STACK", "--overwrite"], "the table is written as"),
+    "image_named_as_a_table": (["reconstruct", "-o", "DIR/sum.csv"], "the image is written as .tif"),
+    "frames_output_on_the_sum_image": (["reconstruct", "-o", "DIR/s.tif", "--frames-output", "DIR/s.tif"],
+                                       "two outputs"),
+    "camera_file_over_written": (["localize", "-o", "DIR/cam.hdf5", "--camera", "DIR/cam.yaml", "--overwrite"],
+                                 "is the input"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUT_CASES))
+def test_bad_outputs(tmp_path, capsys, tiny_checkpoint, case):
+    stack = tmp_path / "movie.tif"
+    tifffile.imwrite(stack, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
+    (tmp_path / "cam.yaml").write_text("baseline: 100\n")
+    before = digest(tmp_path / "cam.yaml")
+    opts, needle = OUTPUT_CASES[case]
+    argv = [a.replace("STACK", str(stack)).replace("DIR", str(tmp_path)) for a in opts]
+    argv = [argv[0], str(stack), *argv[1:], "--model", str(tiny_checkpoint), "-q"]
+    _expect_clean_failure(capsys, tmp_path, stack, argv, needle)
+    assert digest(tmp_path / "cam.yaml") == before
+
+
+def test_a_tiff_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny_checkpoint):
+    """The next run on the folder would read the sum image as a frame."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        tifffile.imwrite(folder / f"{i:03d}.tif", np.full((16, 16), 300, np.uint16))
+    _expect_clean_failure(capsys, folder, folder / "000.tif", ["reconstruct", str(folder), "-o",
+                                                               str(folder / "sum.tif"), "--model",
+                                                               str(tiny_checkpoint), "-q"], "inside the input folder")
+
+
 # ------------------------------------------------------------------ camera
 
 CAMERA_CASES = {
@@ -332,6 +393,9 @@ CAMERA_CASES = {
     "unknown_key_in_file": ("gain_of_camera: 3\n", "unknown camera setting"),
     "file_not_a_mapping": ("- 1\n- 2\n", "camera"),
     "missing_file": (None, "no such"),
+    # a Picasso .hdf5 (or a movie) chosen instead of the YAML beside it
+    "binary_file": (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "not a text (YAML) file"),
+    "not_utf8": (b"baseline: 100 # caf\xe9\n", "not a UTF-8 text"),
     # Picasso's camera config.yaml, against a movie with no Micro-Manager metadata
     "picasso_config_of_several_cameras": ("Cameras:\n  A: {Baseline: 100, Sensitivity: 1}\n"
                                           "  B: {Baseline: 100, Sensitivity: 2}\n", "names no camera"),
@@ -359,7 +423,9 @@ def test_bad_camera(tmp_path, capsys, tiny_checkpoint, case, command):
     opts, needle = CAMERA_CASES[case]
     if not isinstance(opts, list):
         cam = tmp_path / "camera.yaml"
-        if opts is not None:
+        if isinstance(opts, bytes):
+            cam.write_bytes(opts)
+        elif opts is not None:
             cam.write_text(opts)
         opts = ["--camera", str(cam)]
     sub, o, out, *rest = CAMERA_COMMANDS[command]

@@ -274,7 +274,7 @@ def _bad_model(tmp_path, case, tiny_checkpoint, marker) -> Path:
 
 
 MODEL_CASES = {
-    "not_a_checkpoint": "not a valid or a truncated",
+    "not_a_checkpoint": "not a PyTorch checkpoint (.pt): a text file",
     "code": "refused",
     "other_shape": "do not fit",
     "truncated": "truncated",

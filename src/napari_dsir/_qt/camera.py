@@ -18,6 +18,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 
 from ..camera import MICRO_MANAGER_CAMERA, PRESETS, Camera
 from ..errors import DSIRError
+from .common import message_of
 
 #: the preset box's entry for settings typed in (or taken from the file)
 CUSTOM = "custom"
@@ -91,8 +92,8 @@ class CameraFields(Container):
         if path and Path(path).is_file():
             try:
                 cam = Camera.from_yaml(path, self._stated[0])
-            except DSIRError as e:  # not this image's camera: the fields no longer hold
-                self._file_error = str(e)
+            except Exception as e:  # not this image's camera, or not a camera file: the fields no longer hold
+                self._file_error = message_of(e)  # (a signal handler: never a traceback)
                 self.set_camera.value = False
             else:
                 self._fill(cam)

@@ -187,18 +187,20 @@ class GroundTruthWidget(Container):
             locs = read_localizations(path, pixel_size=geo.pixel_size)
             notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "
                                       f"of '{image.name}', {geo.pixel_size:g} nm")
+        if len(locs) == 0:
+            raise DSIRError(f"{name}: the table has no rows")
         ndim = 3 if image.ndim == 3 else 2
-        if ndim == 3 and len(locs):
-            n = int(image.data.shape[0])
-            outside = locs.frame >= n  # frames < 1 are refused by the parser
-            if outside.all():
-                raise DSIRError(f"{name}: all {len(locs)} rows lie outside frames 1..{n} of '{image.name}'; "
-                                "is it the right file?")
-            if outside.any():
-                k = int(outside.sum())
-                notify("warning", WIDGET, f"{k} of {len(locs)} rows of {name} lie outside frames 1..{n} "
-                                          f"of '{image.name}' and were left out")
-                locs = locs.select(~outside)
+        n = int(image.data.shape[0]) if ndim == 3 else 1  # a 2-D image is one frame: the file's frame 1
+        frames = f"frames 1..{n}" if n > 1 else "frame 1 (the image is one frame)"
+        outside = locs.frame >= n  # frames < 1 are refused by the parser
+        if outside.all():
+            raise DSIRError(f"{name}: all {len(locs)} rows lie outside {frames} of '{image.name}'; "
+                            "is it the right file?")
+        if outside.any():
+            k = int(outside.sum())
+            notify("warning", WIDGET, f"{k} of {len(locs)} rows of {name} lie outside {frames} "
+                                      f"of '{image.name}' and were left out")
+            locs = locs.select(~outside)
         (layer,) = put_layers(self.viewer, [points_layer_data(
             locs, f"{image.name} ground truth", geometry=geo, ndim=ndim,
             metadata={"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size},

@@ -7,7 +7,7 @@ corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
 (Picasso HDF5 + YAML), `files` (atomic writes, TIFF images).
 """
 
-from .files import atomic_output, write_tiff
+from .files import OUTPUT_SUFFIXES, atomic_output, check_outputs, write_tiff
 from .picasso import read_picasso, write_picasso
 from .stacks import (
     DEFAULT_PIXEL_SIZE_NM,
@@ -22,7 +22,7 @@ from .stacks import (
 from .tables import read_localizations, write_localizations
 
 __all__ = [
-    "DEFAULT_PIXEL_SIZE_NM", "check_pixel_size", "TIFF_SUFFIXES", "Stack", "atomic_output", "is_folder_tiff",
-    "natural_key", "open_stack", "read_localizations", "stack_of", "read_picasso", "write_localizations",
-    "write_picasso", "write_tiff",
+    "DEFAULT_PIXEL_SIZE_NM", "OUTPUT_SUFFIXES", "check_outputs", "check_pixel_size", "TIFF_SUFFIXES", "Stack",
+    "atomic_output", "is_folder_tiff", "natural_key", "open_stack", "read_localizations", "stack_of", "read_picasso",
+    "write_localizations", "write_picasso", "write_tiff",
 ]

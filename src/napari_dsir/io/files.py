@@ -14,6 +14,65 @@ from ..errors import DSIRError
 
 # --------------------------------------------------------------------------- outputs
 
+#: the extensions each kind of output is written as (the format follows
+#: the name: a table named .tif would be a CSV under a TIFF's name)
+OUTPUT_SUFFIXES = {
+    "image": (".tif", ".tiff"),
+    "table": (".csv", ".tsv", ".txt", ".hdf5", ".h5"),
+    "drift table": (".csv",),
+    "plot": (".png",),
+    "checkpoint": (".pt", ".pth"),
+}
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
+    """Refuse, before any work is done, the outputs that would lose data or
+    come out in another format than their name says. ``outputs``: (path,
+    kind) pairs, kind a key of `OUTPUT_SUFFIXES` (None: a file written
+    beside another, such as a Picasso YAML; no extension test); None paths
+    are skipped. ``inputs``: the paths the same command reads (files or
+    folders of TIFFs). Refused: a wrong extension; one path for two
+    outputs; an output that is an input, or a TIFF inside an input folder
+    (the next run would read it as a frame); a folder; an existing file
+    unless ``overwrite``; a missing folder."""
+    seen: dict[Path, str] = {}
+    inputs = [Path(i) for i in inputs if i is not None]
+    for path, kind in outputs:
+        if path is None:
+            continue
+        path = Path(path)
+        if kind is not None and path.suffix.lower() not in OUTPUT_SUFFIXES[kind]:
+            raise DSIRError(f"{path}: the {kind} is written as {' or '.join(OUTPUT_SUFFIXES[kind])}; "
+                            "name the output so")
+        key = path.resolve()
+        if key in seen:
+            raise DSIRError(f"{path}: named for two outputs ({seen[key]} and {kind or 'its companion file'}); "
+                            "give each its own name")
+        seen[key] = kind or "companion file"
+        for src in inputs:
+            if _same(path, src):
+                raise DSIRError(f"{path}: is the input {src}; writing there would replace it (name the output "
+                                "apart)")
+            if src.is_dir() and key.parent == src.resolve() and path.suffix.lower() in OUTPUT_SUFFIXES["image"]:
+                raise DSIRError(f"{path}: is inside the input folder {src}, whose TIFFs are the movie's frames "
+                                "(write it elsewhere)")
+        if path.is_dir():
+            raise DSIRError(f"{path}: is a folder, not a file")
+        if path.exists() and not overwrite:
+            raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise DSIRError(f"{path}: the folder {parent} does not exist")
+
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False):

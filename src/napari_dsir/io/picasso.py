@@ -191,6 +191,22 @@ def _from_info(info: list, key: str):
     return None
 
 
+def movie_info(info: list) -> dict:
+    """The movie a Picasso file's ``info`` (`read_picasso`) describes:
+    ``pixel_size`` (nm), ``frame_shape`` (Height, Width px) and ``n_frames``,
+    None where it does not say (or says something that is not a number)."""
+    def number(key, kind):
+        try:
+            v = kind(_from_info(info, key))
+        except (TypeError, ValueError):
+            return None
+        return v if v > 0 else None
+
+    h, w = number("Height", int), number("Width", int)
+    return {"pixel_size": number("Pixelsize", float), "frame_shape": (h, w) if h and w else None,
+            "n_frames": number("Frames", int)}
+
+
 def read_picasso(
     path: str | os.PathLike, pixel_size: float | None = None
 ) -> tuple[Localizations, list[dict]]:

@@ -241,8 +241,12 @@ def read_localizations(
         fx = fy = 1.0
         body = lines
     del lines
-    if not body:
-        raise DSIRError(f"{path}: the table has a header but no rows")
+    if not body:  # an empty result (a run that found nothing): no rows, its columns
+        empty = np.zeros(0)
+        opt = {k: empty for k in optional}
+        if "photons" in opt and "intensity" not in opt:
+            opt["intensity"] = empty
+        return Localizations(np.zeros(0, np.int64), empty, empty, **opt)
     need = max([ifr, ix, iy] + [i for i, _ in optional.values()])
     column, lens = _cells(body, delim, split)
     # rows too short: check (and report) only the rows before the first one
