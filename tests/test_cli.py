@@ -283,6 +283,13 @@ def test_localize_warns_when_the_fits_disagree_with_the_camera(tmp_path, capsys)
         assert ("variance the camera settings predict" in err) is warned, err
         if warned:
             assert "overestimated" in err
+    # the Python API hears it too: one run path, its warnings through the progress callback
+    from napari_dsir.run import reconstruct
+
+    heard = []
+    reconstruct(movie, localize=True, refine=True, camera={"baseline": 100, "sensitivity": 3},
+                progress=lambda p: heard.append(p.message) if p.kind == "warning" else None)
+    assert any("variance the camera settings predict" in m for m in heard), heard
 
 
 def test_localize_binning_reaches_the_run_and_its_metadata(small_stack, tiny_checkpoint, tmp_path):

@@ -367,6 +367,7 @@ def test_reconstruct_errors_are_notifications(make_napari_viewer, tmp_path, note
     w.model_file.value = ""
     w.run()
     assert "model file" in _texts(notes, "error")[-1]
+    assert w.status.value.startswith("not started: ") and "model file" in w.status.value  # not the last run's
     assert all(m.startswith(("DSIR Reconstruct: ", "DSIR Ground Truth: ")) for m in _texts(notes))
 
 

@@ -76,7 +76,7 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         if ("default" in text or not action.option_strings or action.default is None
-                or action.default is False or action.default == argparse.SUPPRESS):
+                or isinstance(action.default, bool) or action.default == argparse.SUPPRESS):
             return text
         return text + " (default: %(default)s)"
 
@@ -248,22 +248,15 @@ def cmd_localize(args) -> int:
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
-    from .fit import camera_doubt, fit_report, fit_summary
+    from .fit import fit_report, fit_summary
 
     report = fit_report(res.info.get("fit"), res.localizations, res.info.get("fit_chi2"))
-    if report:
+    if report:  # (the camera check and the failed fits came as the run's warnings)
         print(fit_summary(report))
-        doubt = camera_doubt(report)
-        if doubt:
-            _warn(doubt)
         if report["crowded"] or report["pulled"]:
             print(f"{report['crowded']} of {report['total']} detections have a neighbour closer than the isolation "
                   f"distance and {report['pulled']} were pulled away by light the fit did not model (an undetected "
                   "neighbour): they keep the network's position, with photons and uncertainty fitted there")
-        failed = report["failed"]
-        if failed:
-            _warn(f"{sum(failed.values())} of {report['total']} fits failed and keep the network's "
-                  f"position with no photons or uncertainty ({', '.join(f'{v} {k}' for k, v in failed.items())})")
     return 0
 
 
@@ -478,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-frames", type=_positive_int, default=100, help="number of frames")
     p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same movie)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="accepted as by the other commands (no progress bar "
+                                                              "to hide)")
     _add_sim_options(p, size_default=(64, 64))
     p.set_defaults(func=cmd_simulate)
 

@@ -189,9 +189,10 @@ def add_parsers(sub, formatter_class) -> None:
                        help="estimate drift (redundant cross-correlation) and correct a table")
     table_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="corrected table (.csv or .hdf5)")
-    p.add_argument("--segments", type=int, default=10, help="number of time segments")
-    p.add_argument("--segment-frames", type=int, default=None,
-                   help="frames per segment (instead of --segments)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--segments", type=int, default=10, help="number of time segments (default 10)")
+    how.add_argument("--segment-frames", type=int, default=None,
+                     help="frames per segment (instead of --segments)")
     p.add_argument("--bin-size", type=_positive_float, default=20.0, help="pixel size of the segment images, nm")
     p.add_argument("--drift-table", type=Path, default=None,
                    help="write the drift per frame (CSV: frame 1-based, x [nm], y [nm])")

@@ -264,6 +264,15 @@ def fit_summary(report: dict) -> str:
             + (f"; {report['beyond']} emitters outside the frame left out" if report.get("beyond") else ""))
 
 
+def failed_fits_message(report: dict) -> str | None:
+    """A warning when fits failed (`fit_report`), with how many of each kind; else None."""
+    failed = report.get("failed") or {}
+    if not failed:
+        return None
+    return (f"{sum(failed.values())} of {report['total']} fits failed and keep the network's position with no "
+            f"photons or uncertainty ({', '.join(f'{v} {k}' for k, v in failed.items())})")
+
+
 def camera_doubt(report: dict) -> str | None:
     """A warning when the free fits' residuals disagree with the camera
     model (`fit_report`'s median reduced chi-square outside `CHI2_DOUBT`),

@@ -359,6 +359,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         saturated=None if clipped is None else {"adu": clipped[0], "share": clipped[1]},
         **(light.to_dict() if light is not None else {}),
     )
+    if refine and result.localizations is not None:  # what the fits say of the camera, and the fits that failed
+        from .fit import camera_doubt, failed_fits_message, fit_report
+
+        report = fit_report(result.info.get("fit"), result.localizations, result.info.get("fit_chi2"))
+        for message in (camera_doubt(report), failed_fits_message(report)) if report else ():
+            if message:
+                yield Progress(total, total, req.batch_size or 0, message, kind="warning")
     return result
 
 

@@ -67,8 +67,10 @@ class SimulationConfig:
             raise DSIRError(f"pixel_size must be > 0 nm, got {self.pixel_size}")
         for name in ("fwhm", "photons", "density", "background", "base_level", "gain", "em_gain"):
             as_range(name, getattr(self, name))
-        if as_range("fwhm", self.fwhm)[0] <= 0 or as_range("gain", self.gain)[0] <= 0:
-            raise DSIRError("fwhm and gain must be > 0")
+        if as_range("fwhm", self.fwhm)[0] <= 0:
+            raise DSIRError(f"fwhm must be > 0 nm, got {self.fwhm}")
+        if as_range("gain", self.gain)[0] <= 0:
+            raise DSIRError(f"gain must be > 0 ADU per photoelectron, got {self.gain}")
         if as_range("em_gain", self.em_gain)[0] < 1:
             raise DSIRError("em_gain must be >= 1 (1: no electron multiplication)")
         if self.read_noise < 0:

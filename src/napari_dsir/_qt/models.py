@@ -20,7 +20,7 @@ def model_spec(choice: str, path) -> str | None:
     if choice in SHIPPED:
         return choice.split(":", 1)[0]
     path = str(path or "").strip()
-    if not path or path == ".":
+    if not path or path == "." or Path(path).is_dir():  # (an empty file box reads as the working folder)
         raise DSIRError(f"choose a model file (.pt) for \"{choice}\"")
     return f"legacy:{path}" if choice == MODEL_LEGACY else path
 

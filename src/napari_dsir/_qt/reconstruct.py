@@ -70,7 +70,9 @@ class ReconstructWidget(Container):
         self.start = SpinBox(label="First frame", min=0, max=0, tooltip="0-based")
         self.stop = SpinBox(label="Stop frame", min=0, max=0, tooltip="0-based, excluded")
         self.batch = SpinBox(label="Batch (0 = auto)", min=0, max=4096, value=0,
-                             tooltip="Frames per batch; 0, auto: 1 on the CPU, 32 on a GPU (halved on out-of-memory)")
+                             tooltip="Frames per batch; 0, auto: on the CPU 8 for the fast network (fewer for "
+                                     "large frames) and 1 for the DSIR auto-encoder, 32 on a GPU (halved on "
+                                     "out-of-memory)")
         self.out_sum = CheckBox(text="Sum image", value=True)
         self.out_frames = CheckBox(text="Per-frame stack", value=False)
         self.out_locs = CheckBox(text="Localizations (points)", value=False)
@@ -199,6 +201,7 @@ class ReconstructWidget(Container):
             req = self.request()
         except DSIRError as e:
             notify("error", WIDGET, str(e))
+            self.status.value = f"not started: {e}"  # not the last run's "done"
             return None
         layer = self.image.value
         self._job = {"name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
@@ -274,12 +277,10 @@ class ReconstructWidget(Container):
         if n_locs == 0:
             notify("warning", WIDGET, f"no localizations above the threshold {loc['threshold']:.5g}; "
                                       "untick \"use the model's threshold\" and lower the threshold")
-        from ..fit import camera_doubt, fit_report, fit_summary  # scipy.spatial: only once there is a result
+        from ..fit import fit_report, fit_summary  # scipy.spatial: only once there is a result
 
+        # (the camera check and the failed fits came as the run's warnings)
         report = fit_report(info.get("fit"), result.localizations, info.get("fit_chi2"))
-        doubt = camera_doubt(report) if report else None
-        if doubt:
-            notify("warning", WIDGET, doubt)
         self.status.value = (
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
