@@ -41,6 +41,17 @@ def test_render_hist_and_gauss_write_calibrated_tiffs(drifting, tmp_path, capsys
     assert "localizations (gauss)" in capsys.readouterr().out
 
 
+def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path):
+    """The image spans the frame the Picasso YAML states (Height x Width
+    camera px), not the positions' extent."""
+    path, _ = drifting
+    pic = tmp_path / "in.hdf5"
+    write_localizations(pic, read_localizations(path), pixel_size=100.0, frame_shape=(40, 36))
+    out = tmp_path / "r.tif"
+    assert main(["render", str(pic), "-o", str(out), "--pixel-size", "20"]) == 0
+    assert open_stack(out).shape == (1, 200, 180)
+
+
 def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):
     p = tmp_path / "plain.csv"
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n")

@@ -56,10 +56,13 @@ def cmd_render(args) -> int:
     from .render import render
 
     _refuse(args, [(args.output, "image")])
-    locs = _read(args)
+    locs, movie = _read(args, movie=True)
     if args.mode == "gauss" and args.sigma is None and locs.uncertainty is None:
         raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
-    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame)
+    # the camera's frame where the table states it (a Picasso file), else 0 to the largest position
+    frame = {} if not (movie and movie["frame_shape"] and movie["pixel_size"]) else {
+        "camera_shape": movie["frame_shape"], "camera_pixel_size_nm": movie["pixel_size"]}
+    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **frame)
     if args.color_by_frame:
         _write_rgb_tiff(args.output, img, args.pixel_size, args.overwrite)
     else:
