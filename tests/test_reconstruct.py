@@ -222,6 +222,13 @@ def test_reconstruct_uses_the_stacks_own_pixel_size(tiny_checkpoint, tmp_path, r
     assert r.pixel_size == pytest.approx(12.5) and r.info["pixel_size_origin"] == "default"
     assert [p.message for p in seen if p.kind == "warning"] == [
         "the input: no pixel size in the file; assuming 100 nm (set the camera pixel size to change it)"]
+    # a pixel size that no SMLM camera has (0.1: um taken for nm; a file's calibration in mm) is run, and warned of
+    for given, meta, origin in ((0.1, None, "given"), (None, 1e5, "from the metadata of the input")):
+        seen = []
+        reconstruct(rng.integers(90, 300, (2, 8, 8)), m, pixel_size=given, source_pixel_size=meta,
+                    progress=seen.append)
+        odd = [p.message for p in seen if p.kind == "warning"]
+        assert len(odd) == 1 and f"nm ({origin}) is outside the 20-1000 nm of SMLM cameras" in odd[0], odd
 
 
 def test_cancel_event_stops_a_run(tiny_checkpoint, rng):

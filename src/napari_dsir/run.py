@@ -133,6 +133,24 @@ def resolve_pixel_size(explicit: float | None, from_metadata: float | None) -> P
     return PixelSize(DEFAULT_PIXEL_SIZE_NM, "default")
 
 
+#: camera pixel sizes (nm, in the sample plane) of SMLM set-ups lie well
+#: within this range; one outside it is most likely in another unit
+PLAUSIBLE_PIXEL_NM = (20.0, 1000.0)
+
+
+def implausible_pixel_size_warning(name: str, px: PixelSize) -> str | None:
+    """A warning for a camera pixel size outside `PLAUSIBLE_PIXEL_NM`
+    (e.g. 0.1 given for 100 nm, or a calibration in another unit); None
+    within it."""
+    lo, hi = PLAUSIBLE_PIXEL_NM
+    if lo <= px.nm <= hi:
+        return None
+    where = "given" if px.origin == "given" else f"from the metadata of {name}"
+    return (f"camera pixel size {px.nm:g} nm ({where}) is outside the {lo:g}-{hi:g} nm of SMLM cameras in the "
+            "sample plane: is it in another unit (100 nm is 0.1 um)? The PSF, the fits and the precisions rest "
+            "on it")
+
+
 def pixel_size_warning(name: str) -> str:
     return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
             "(set the camera pixel size to change it)")
@@ -231,6 +249,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
+    odd = implausible_pixel_size_warning(name, px)
+    if odd:
+        yield Progress(0, total, req.batch_size or 0, odd, kind="warning")
     model = load_request_model(req.model, req.device)
     if req.upsampling is not None and int(req.upsampling) != model.upsampling and model.camera_resolution:
         raise DSIRError(f"the model {model.source or ''} produces its x{model.upsampling} grid itself "
