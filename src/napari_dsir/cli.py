@@ -323,7 +323,7 @@ def cmd_simulate(args) -> int:
     # the camera in the file, as acquisition software states it: runs on it use it (`io.Stack.camera_metadata`)
     write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16", info=cfg.camera_info())
     write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon")
-    print(f"{args.output}\t{args.n_frames} frames of {cfg.frame_size[0]}x{cfg.frame_size[1]} px")
+    print(f"{args.output}\t{args.n_frames} frames of {cfg.frame_size[1]}x{cfg.frame_size[0]} px")
     print(f"{positions}\t{len(locs)} emitters")
     return 0
 
