@@ -41,7 +41,7 @@ def test_render_hist_and_gauss_write_calibrated_tiffs(drifting, tmp_path, capsys
     assert "localizations (gauss)" in capsys.readouterr().out
 
 
-def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path):
+def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path, capsys):
     """The image spans the frame the Picasso YAML states (Height x Width
     camera px), not the positions' extent."""
     path, _ = drifting
@@ -50,6 +50,11 @@ def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path):
     out = tmp_path / "r.tif"
     assert main(["render", str(pic), "-o", str(out), "--pixel-size", "20"]) == 0
     assert open_stack(out).shape == (1, 200, 180)
+    # a frame too small for the table: what it leaves out is said
+    locs = read_localizations(pic)
+    n_out = int(((locs.x >= 3600) | (locs.y >= 4000) | (locs.x < 0) | (locs.y < 0)).sum())
+    err = capsys.readouterr().err
+    assert n_out > 0 and f"{n_out} of {len(locs)} localizations lie outside the 36x40 px frame" in err
 
 
 def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):

@@ -410,6 +410,24 @@ def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
     assert _texts(notes, "error")[-1].startswith("DSIR Ground Truth: ") and "missing.csv" in _texts(notes)[-1]
 
 
+def test_a_run_stops_quietly_when_the_viewer_is_closed(make_napari_viewer, monkeypatch):
+    """Regression: closing the viewer mid-run printed a traceback from the
+    progress handler (a deleted QLabel); now the run is cancelled quietly."""
+    from napari_dsir.reconstruct import Progress
+
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "DSIR Reconstruct")
+    w._job = {"cancelled": False}
+
+    class Deleted:
+        def __setattr__(self, name, value):
+            raise RuntimeError("wrapped C/C++ object of type QLabel has been deleted")
+
+    monkeypatch.setattr(w, "status", Deleted())
+    w._on_progress(Progress(0, 10, 8, "loading the model", kind="start"))
+    assert w._job["cancelled"] and w._cancel.is_set()
+
+
 def test_ground_truth_of_a_single_frame_keeps_its_frame(make_napari_viewer, tmp_path, notes):
     """Regression: on a 2-D image every row of a multi-frame positions file
     landed in its one frame (Compare then counted them all as missed). Now

@@ -231,6 +231,24 @@ def test_reconstruct_uses_the_stacks_own_pixel_size(tiny_checkpoint, tmp_path, r
         assert len(odd) == 1 and f"nm ({origin}) is outside the 20-1000 nm of SMLM cameras" in odd[0], odd
 
 
+def test_a_model_with_no_calibrated_localizer_is_warned_of(tiny_checkpoint, rng):
+    """A checkpoint saved before its calibration (an interrupted training)
+    localizes with the default threshold: the run says so, unless the
+    threshold is given; a calibrated model is not warned of."""
+    m = load_checkpoint(tiny_checkpoint)
+    assert "localize" not in m.metadata
+    frames = rng.integers(90, 300, (2, 8, 8))
+    for threshold, warned in ((None, True), (0.5, False)):
+        seen = []
+        reconstruct(frames, m, pixel_size=100.0, localize=True, threshold=threshold, progress=seen.append)
+        said = [p.message for p in seen if p.kind == "warning" and "no calibrated localizer" in p.message]
+        assert bool(said) is warned, said
+    m.metadata["localize"] = {"threshold": 0.2}
+    seen = []
+    reconstruct(frames, m, pixel_size=100.0, localize=True, progress=seen.append)
+    assert not [p for p in seen if p.kind == "warning" and "no calibrated localizer" in p.message]
+
+
 def test_cancel_event_stops_a_run(tiny_checkpoint, rng):
     import threading
 

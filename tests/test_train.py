@@ -83,6 +83,16 @@ def test_training_writes_best_checkpoint_log_png_and_calibrates(tmp_path):
     assert raw["metadata"]["training"]["lr"] == 3e-3
 
 
+def test_settings_that_cannot_train_are_refused():
+    """A density of 0 (frames with nothing to find: the model came out
+    Jaccard 0 and flooded movies with detections) and a negative PNG
+    interval are refused before any simulation."""
+    for cfg, needle in ((_cfg(simulation=SimulationConfig(frame_size=(16, 16), density=0.0)), "density 0.0"),
+                        (_cfg(png_every=-1), "png_every")):
+        with pytest.raises(DSIRError, match=needle):
+            next(iter_train(cfg, save=False))
+
+
 def _epochs(records):
     return [r for r in records if isinstance(r, EpochLog)]
 
@@ -104,6 +114,12 @@ def test_resume_after_interruption(tmp_path):
         gen.throw(KeyboardInterrupt)  # Ctrl-C: the state is saved first
     state = torch.load(tmp_path / "m.last.pt", weights_only=True)
     assert state["epoch"] == 1
+    # resumed with other settings (another network, other data): refused by name, before any epoch
+    # (a resume with another --arch ended in an unexpected error, one with other data went on silently)
+    for other in (dict(arch="shuffle", channels=8, context=8), dict(n_train=16)):
+        with pytest.raises(DSIRError, match=f"other settings \\({next(iter(other))}: "):
+            list(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False, **other), path,
+                                 resume=True)))
     logs = _epochs(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True)))
     assert [l.epoch for l in logs] == [2, 3]
     with pytest.raises(DSIRError, match="nothing to resume"):

@@ -219,7 +219,8 @@ def cmd_reconstruct(args) -> int:
         write_tiff(args.frames_output, res.frames, res.pixel_size, overwrite=args.overwrite)
     n = res.stop - res.start
     print(f"{args.output}\t{res.sum_image.shape[1]}x{res.sum_image.shape[0]} px of {res.pixel_size:g} nm, "
-          f"{n} frames in {res.info['seconds']:.2f} s ({n / max(res.info['seconds'], 1e-9):.0f} frames/s)")
+          f"{n} frame{'s' * (n != 1)} in {res.info['seconds']:.2f} s "
+          f"({n / max(res.info['seconds'], 1e-9):.0f} frames/s)")
     return 0
 
 
@@ -335,6 +336,9 @@ def cmd_train(args) -> int:
     path = args.output or default_model_path()
     if Path(path).exists() and not (args.overwrite or args.resume):
         raise DSIRError(f"{path}: already exists (use --overwrite, or --resume to continue)")
+    from .io import check_outputs
+
+    check_outputs([(path, "checkpoint")], [args.init], overwrite=True)  # its name, not the init's file
     movies = None
     if args.movies:
         from .simulate import MovieConfig
@@ -371,7 +375,10 @@ def cmd_train(args) -> int:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
             model = drive(gen, lambda log: show_epoch(bar, log))
     except KeyboardInterrupt:
-        print(f"dsir: interrupted; resume with: dsir train -o {path} --resume", file=sys.stderr)
+        again = command if "--resume" in args.argv else f"{command} --resume"
+        if args.output is None:  # the default path, named so that the command finds it again
+            again += f" -o {shlex.quote(str(path))}"
+        print(f"dsir: interrupted; resume with: {again}", file=sys.stderr)
         return 130
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))

@@ -62,6 +62,14 @@ def cmd_render(args) -> int:
     # the camera's frame where the table states it (a Picasso file), else 0 to the largest position
     frame = {} if not (movie and movie["frame_shape"] and movie["pixel_size"]) else {
         "camera_shape": movie["frame_shape"], "camera_pixel_size_nm": movie["pixel_size"]}
+    if frame:  # what the stated frame leaves out is said, not dropped in silence
+        (h, w), p = frame["camera_shape"], frame["camera_pixel_size_nm"]
+        out = int(((locs.x < 0) | (locs.y < 0) | (locs.x >= w * p) | (locs.y >= h * p)).sum())
+        if out:
+            import sys
+
+            print(f"dsir: warning: {out} of {len(locs)} localizations lie outside the {w}x{h} px frame "
+                  f"({p:g} nm pixels) that {args.localizations} states, and are not drawn", file=sys.stderr)
     img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **frame)
     if args.color_by_frame:
         _write_rgb_tiff(args.output, img, args.pixel_size, args.overwrite)

@@ -231,7 +231,8 @@ def _segment_index(frame, segments, segment_frames) -> np.ndarray:
         raise DSIRError(f"drift needs at least 2 segments, got {segments}")
     nseg = int(segments)
     if span < nseg:
-        raise DSIRError(f"drift: the movie has {span} frames with localizations, fewer than {nseg} segments")
+        raise DSIRError(f"drift: the movie has {span} frame{'s' * (span != 1)} with localizations, fewer than "
+                        f"{nseg} segments")
     return np.minimum((frame - first) * nseg // span, nseg - 1)
 
 

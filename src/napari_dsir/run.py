@@ -151,6 +151,15 @@ def implausible_pixel_size_warning(name: str, px: PixelSize) -> str | None:
             "on it")
 
 
+def uncalibrated_warning(model, params) -> str:
+    """What a run says of a model with no calibrated localizer (a training
+    interrupted before its calibration, or not calibrated)."""
+    return (f"the model {model.source or ''} carries no calibrated localizer (its training was interrupted or not "
+            f"calibrated): the threshold {params.threshold:g} is a default, not the model's own; give one "
+            "(--threshold; widget: untick \"use the model's threshold\"), or finish the training (dsir train "
+            "--resume)")
+
+
 def pixel_size_warning(name: str) -> str:
     return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
             "(set the camera pixel size to change it)")
@@ -266,6 +275,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         params = req.localize.validate()
     elif req.localize:
         params = params_for(model, threshold=req.threshold, radius=req.radius)
+        if req.threshold is None and "localize" not in model.metadata:
+            yield Progress(0, total, req.batch_size or 0, uncalibrated_warning(model, params), kind="warning")
     camera = None
     refine = params is not None and bool(req.refine)
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames

@@ -41,7 +41,7 @@ from .model import (
     save_checkpoint,
 )
 from .progress import drive
-from .simulate import MovieConfig, SimulationConfig, simulate, simulate_movies
+from .simulate import MovieConfig, SimulationConfig, as_range, simulate, simulate_movies
 
 ARCHS = ("dsir", "shuffle")
 
@@ -265,6 +265,25 @@ def _last_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".last.pt")
 
 
+#: settings a resumed run may change: how long, where, how often a panel
+RESUME_MAY_CHANGE = ("epochs", "device", "png_every")
+
+
+def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path) -> None:
+    """Refuse to resume the run whose settings (``stored``, its
+    `TrainConfig.to_dict`; None: a state saved before they were kept) differ
+    from ``cfg`` but for `RESUME_MAY_CHANGE`: its weights, data and schedule
+    would not fit them."""
+    if stored is None:
+        return
+    now = cfg.to_dict()
+    diff = [k for k in stored if k not in RESUME_MAY_CHANGE and stored.get(k) != now.get(k)]
+    if diff:
+        said = "; ".join(f"{k}: {stored[k]!r} then, {now.get(k)!r} now" for k in diff[:4])
+        raise DSIRError(f"{last}: the interrupted run had other settings ({said}); resume with the same command "
+                        "and --resume (only --epochs and --device may change)")
+
+
 def cosine_lr(lr: float, step: int, n_steps: float) -> float:
     """The learning rate at ``step`` of ``n_steps``: ``lr`` decayed along a
     half cosine to 5 % of it at the last step (and after)."""
@@ -312,6 +331,11 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         raise DSIRError(f"learning rate must be > 0, got {cfg.lr}")
     if cfg.arch not in ARCHS:
         raise DSIRError(f"unknown architecture {cfg.arch!r} (use {', '.join(ARCHS)})")
+    if cfg.movies is None and as_range("density", cfg.simulation.density)[1] <= 0:
+        raise DSIRError(f"density {cfg.simulation.density} emitters/um^2: frames with no emitter teach the network "
+                        "nothing to find (give a density > 0)")
+    if cfg.png_every < 0:
+        raise DSIRError(f"png_every must be >= 0 epochs (0: none), got {cfg.png_every}")
     if cfg.movies is not None and cfg.normalization != "movie":
         raise DSIRError("training on movies needs normalization 'movie' (each movie's noise level)")
     if cfg.normalization == "movie" and cfg.movies is None:
@@ -369,6 +393,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         if not last.is_file():
             raise DSIRError(f"{last}: nothing to resume from")
         state = torch.load(last, map_location="cpu", weights_only=True)
+        _check_resume(state.get("config"), cfg, last)
         model.net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, best = int(state["epoch"]), float(state["best"])
@@ -383,7 +408,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
             from .io import atomic_output
             with atomic_output(last, overwrite=True) as tmp:
                 torch.save({"state_dict": model.net.state_dict(), "optimizer": opt.state_dict(),
-                            "epoch": epoch, "best": best, "history": history}, tmp)
+                            "epoch": epoch, "best": best, "history": history, "config": training_meta}, tmp)
 
     csv_path = log_dir / (model_path.stem + "_log.csv")
     if save and not resume:

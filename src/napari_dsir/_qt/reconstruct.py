@@ -246,6 +246,24 @@ class ReconstructWidget(Container):
             self.status.value = "cancelling…"
 
     def _on_progress(self, p):
+        try:
+            self._show_progress(p)
+        except RuntimeError:  # the Qt side was deleted with the viewer (closed mid-run): stop quietly
+            self._gone()
+
+    def _on_result(self, result):
+        try:
+            self._show_result(result)
+        except RuntimeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """The viewer was closed during the run: cancel it, add nothing."""
+        self._job["cancelled"] = True
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _show_progress(self, p):
         if p.kind == "warning":
             notify("warning", WIDGET, p.message)
         elif p.kind == "start":
@@ -256,7 +274,7 @@ class ReconstructWidget(Container):
             if p.done > self._pbar.n:  # last: napari's progress may process events (and end the run)
                 self._pbar.update(p.done - self._pbar.n)
 
-    def _on_result(self, result):
+    def _show_result(self, result):
         if self._job.get("cancelled"):
             return
         job = self._job
