@@ -52,6 +52,18 @@ def test_baseline_above_the_data_is_refused():
         Camera(baseline=1000).check_data(frames)
 
 
+def test_a_negative_baseline_serves_signed_data():
+    """Signed data whose offset was taken off and more (int16 reading
+    -100 + photons): the baseline given as -100 ADU converts them; it was
+    refused (baseline must be >= 0), leaving no way to state it."""
+    rng = np.random.default_rng(1)
+    frames = (rng.poisson(20, (3, 16, 16)) - 100).astype(np.int16)
+    cam = Camera(baseline=-100).validate()
+    cam.check_data(frames)
+    photons = cam.to_photons(torch.as_tensor(frames.astype(np.float32)))
+    assert float(photons.mean()) == pytest.approx(20.0, rel=0.05)
+
+
 def test_aliases_and_unknown_keys():
     cam = Camera.from_dict(
         {"Offset": 400, "photoelectrons per A/D count": 0.5, "Gain": 100, "Quantum Efficiency": 0.9}

@@ -96,6 +96,9 @@ def test_drift_writes_picasso_files(drifting, tmp_path, capsys):
                  "--plot", str(tmp_path / "d.png")]) == 0, capsys.readouterr().err
     movie = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))[0]
     assert (movie["Pixelsize"], movie["Height"], movie["Width"], movie["Frames"]) == (160.0, 24, 25, 2000)
+    # a pixel size given for a file that states its own is not used, and said so
+    assert main(["render", str(pic), "-o", str(tmp_path / "r.tif"), "--camera-pixel-size", "100"]) == 0
+    assert "states its pixel size, 160 nm; --camera-pixel-size 100 is not used" in capsys.readouterr().err
     assert len(read_localizations(out)) == len(read_localizations(pic))
     assert (tmp_path / "d.csv").exists() and (tmp_path / "d.png").exists()
     capsys.readouterr()

@@ -146,8 +146,7 @@ class Camera:
             raise DSIRError(f"camera quantum efficiency must be in (0, 1], got {self.qe}")
         if self.read_noise < 0:
             raise DSIRError(f"camera read noise must be >= 0 e- rms, got {self.read_noise}")
-        if self.baseline < 0:
-            raise DSIRError(f"camera baseline must be >= 0 ADU, got {self.baseline}")
+        # a baseline may be negative: signed data whose offset was taken off and more
         return self
 
     def describe(self) -> str:

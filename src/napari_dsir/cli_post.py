@@ -36,6 +36,12 @@ def _read(args, movie: bool = False):
     if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:
         locs, steps = read_picasso(args.localizations, pixel_size=args.camera_pixel_size)
         info = movie_info(steps)
+        stated, given = info["pixel_size"], args.camera_pixel_size
+        if stated is not None and given is not None and abs(stated - given) > 1e-9 * stated:
+            import sys
+
+            print(f"dsir: warning: {args.localizations} states its pixel size, {stated:g} nm; "
+                  f"--camera-pixel-size {given:g} is not used", file=sys.stderr)
     else:
         locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size)
     if len(locs) == 0:

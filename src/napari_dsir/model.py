@@ -511,6 +511,9 @@ def load_checkpoint(path) -> DSIRModel:
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         if {"conv1.weight", "convt1.weight", "bn4.weight"} <= set(ckpt):
             return load_legacy(path)
+        if {"state_dict", "optimizer", "epoch"} <= set(ckpt):
+            raise DSIRError(f"{path}: the state an interrupted training resumes from, not a model: give "
+                            f"{path.name.removesuffix('.last.pt')}.pt, or finish the training (dsir train --resume)")
         raise DSIRError(f"{path}: not a napari-dsir checkpoint (no metadata; for an original "
                         "DSIR file use legacy:PATH)")
     arch = ckpt.get("arch")

@@ -171,6 +171,9 @@ def _make_model(tmp_path, case, tiny_checkpoint):
     elif case == "a_table":  # a ground-truth CSV given as --model
         p = tmp_path / "gt.csv"
         p.write_text('"id","frame","x [nm]","y [nm]"\n1,1,100,100\n')
+    elif case == "resume_state":  # what an interrupted training leaves beside its checkpoint
+        p = tmp_path / "m.last.pt"
+        torch.save({"state_dict": {}, "optimizer": {}, "epoch": 3, "best": 1.0, "history": {}}, p)
     elif case == "binary_of_another_kind":
         p.write_bytes(b"II*\x00" + bytes(100))  # a TIFF
     elif case == "code":
@@ -191,6 +194,7 @@ MODEL_CASES = {
     "not_a_checkpoint": "not a PyTorch checkpoint (.pt): a text file",
     "a_table": "not a PyTorch checkpoint (.pt): a text file",
     "binary_of_another_kind": "not a PyTorch checkpoint (.pt); give",
+    "resume_state": "the state an interrupted training resumes from, not a model: give m.pt",
     "code": "refused",
     "other_shape": "do not fit",
     "other_arch": "not a napari-dsir checkpoint",

@@ -43,7 +43,7 @@ class CameraFields(Container):
                                             "sensitivity the image's Micro-Manager metadata picks, or a "
                                             "ThunderSTORM protocol (-protocol.txt); fills the fields and ticks "
                                             "'Camera settings as set here'")
-        self.baseline = FloatSpinBox(label="Baseline (ADU)", min=0.0, max=1e5, value=100.0,
+        self.baseline = FloatSpinBox(label="Baseline (ADU)", min=-1e5, max=1e5, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
         self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
                                         tooltip="Photoelectrons per A/D count")
