@@ -268,7 +268,7 @@ class RenderDriftWidget(Container):
             kwargs.update(scale=tuple(layer.scale), translate=tuple(layer.translate))
             put_layers(self.viewer, [(data, kwargs, kind)])
             self._plot(drift.frames + 1, {"x": drift.x, "y": drift.y}, "frame", "drift (nm)",
-                       "Drift (subtracted from the positions)")
+                       "Drift (subtracted)")
             span = max(float(drift.x.max() - drift.x.min()), float(drift.y.max() - drift.y.min()))
             self.status.value = f"drift spans {span:.1f} nm over {len(drift.frames)} frames; corrected layer added"
 
