@@ -132,8 +132,8 @@ STATUS = {
     CROWDED: "a neighbour closer than isolation_px: position held at the start, photons and bound fitted there",
     PULLED: "free fit pulled away (it moved or its residuals were not explained, as for MOVED and BAD_FIT: "
             "e.g. an undetected neighbour): position held at the start, photons and bound fitted there",
-    BEYOND: "free fit outside the frame by more than BEYOND_BOUNDS times its bound: an emitter beyond the field of "
-            "view whose light shines in",
+    BEYOND: "free fit outside the frame by more than BEYOND_BOUNDS times its uncertainty: an emitter beyond the "
+            "field of view whose light shines in",
 }
 
 #: key of ``Result.info["fit"]`` for the detections left out before the fits
@@ -431,7 +431,7 @@ def refine(
     beyond_frame: a free fit whose window touches the frame's edge may place
         its emitter up to half a window outside the frame (False: within
         its window, in the frame); one that ends outside it by more than
-        `BEYOND_BOUNDS` times its bound on that axis has status `BEYOND`
+        `BEYOND_BOUNDS` times its uncertainty on that axis has status `BEYOND`
         (an emitter beyond the field of view whose light shines in: its
         fitted values are reported, x or y outside the frame).
 
