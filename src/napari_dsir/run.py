@@ -154,7 +154,8 @@ def implausible_pixel_size_warning(name: str, px: PixelSize) -> str | None:
 def uncalibrated_warning(model, params) -> str:
     """What a run says of a model with no calibrated localizer (a training
     interrupted before its calibration, or not calibrated)."""
-    return (f"the model{' ' + str(model.source) if model.source else ''} carries no calibrated localizer (its training was interrupted or not "
+    which = f" {model.source}" if model.source else ""
+    return (f"the model{which} carries no calibrated localizer (its training was interrupted or not "
             f"calibrated): the threshold {params.threshold:g} is a default, not the model's own; give one "
             "(--threshold; widget: untick \"use the model's threshold\"), or finish the training (dsir train "
             "--resume)")
