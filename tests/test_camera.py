@@ -141,6 +141,9 @@ def test_the_assumed_camera_has_no_offset_where_the_data_go_below_it():
     assert assumed_camera(rng.normal(130.0, 5.0, (4, 32, 32))) == Camera().validate()
     assert assumed_camera(rng.normal(30.0, 5.0, (4, 32, 32))).baseline == 0.0
     assert assumed_camera(rng.normal(0.0, 5.0, (4, 32, 32))).sensitivity == 1.0
+    # signed data below 0 (an offset taken off and more): the darkest 1 % read as no light
+    below = assumed_camera(rng.normal(-80.0, 5.0, (4, 32, 32))).baseline
+    assert -80.0 - 3.0 * 5.0 < below < -80.0 - 2.0 * 5.0
     cfg = SimulationConfig(frame_size=(32, 32), density=1.0, photons=(300.0, 3000.0), background=30.0,
                            base_level=100.0, gain=2.0, read_noise=1.5)
     raw, gt = simulate(12, cfg, seed=4)
@@ -150,6 +153,13 @@ def test_the_assumed_camera_has_no_offset_where_the_data_go_below_it():
     assert any("assuming baseline 0 ADU (the darkest pixels read below 100 ADU" in r.message for r in records)
     L = res.localizations
     assert np.mean(np.isfinite(L.photons)) > 0.95 and 0.8 < np.nanmedian(L.photons) / np.median(gt.intensity) < 1.25
+    # the same movie with 200 ADU too many taken off (signed, mostly negative): the fits hold
+    records = []
+    res = drive(iter_run(RunRequest(raw - 300.0, pixel_size=100.0, localize=True)), records.append)
+    assert -200.0 < res.info["camera"]["baseline"] < -140.0  # between the true offset and the background
+    assert any("the data go below 0 ADU" in r.message for r in records)
+    L = res.localizations
+    assert np.mean(np.isfinite(L.photons)) > 0.95
 
 
 def test_saturation_finds_clipped_and_blank_movies(rng):

@@ -323,10 +323,13 @@ def assumed_camera(frames_adu) -> Camera:
     offset (baseline 0) where the darkest 1 % of the pixels (sampled) read
     below their 100 ADU: data converted to photons or background-subtracted
     (with 100 ADU taken off, the background went negative and a quarter of
-    the fits failed)."""
+    the fits failed); where they read below 0 (signed data whose offset was
+    taken off and more), the darkest 1 % are taken as no light (with 0, the
+    background was negative and a third of the fits failed)."""
     cam = Camera().validate()
-    if float(np.percentile(_pixel_sample(frames_adu), 1)) < cam.baseline:
-        cam.baseline = 0.0
+    p1 = float(np.percentile(_pixel_sample(frames_adu), 1))
+    if p1 < cam.baseline:
+        cam.baseline = min(0.0, p1)
     return cam
 
 

@@ -168,7 +168,8 @@ def pixel_size_warning(name: str) -> str:
 
 def camera_warning(camera: Camera) -> str:
     c = camera
-    why = " (the darkest pixels read below 100 ADU: no camera offset in these data)" if c.baseline == 0 else ""
+    why = (" (the darkest pixels read below 100 ADU: no camera offset in these data)" if c.baseline == 0 else
+           " (the data go below 0 ADU: the darkest 1 % of the pixels taken as no light)" if c.baseline < 0 else "")
     return (f"camera settings not given: assuming baseline {c.baseline:g} ADU{why}, {c.sensitivity:g} e-/ADU, "
             f"EM gain {c.em_gain:g}, QE {c.qe:g}; photons and precisions rest on them "
             "(set the camera to change them)")
