@@ -749,9 +749,9 @@ def _refine(
                     bad = _moved(theta_out[r0], xs_[r0], ys_[r0], wx0[r0], wy0[r0], window, max_shift_px)
                     bad |= _unexplained(fit_out[r0], camera.excess_noise, max_chi2_sigma, mm)
                     bad &= np.isfinite(theta_out[r0]).all(-1)
-                    out = _beyond(theta_out[r0], var_out[r0], fit_out[r0], camera.excess_noise, mm, H, W,
-                                  beyond_frame, chi2_scale)
-                    bad &= ~(conv_out[r0] & out)  # an emitter outside the frame: status BEYOND
+                    if beyond_frame:  # an emitter outside the frame: status BEYOND, not pulled
+                        c2 = _chi2_ratio(fit_out[r0], camera.excess_noise, mm) if chi2_scale else None
+                        bad &= ~(conv_out[r0] & _beyond(theta_out[r0], var_out[r0], camera.excess_noise, H, W, c2))
                     held[r0[bad]] = pulled[r0[bad]] = True
                     theta_out[r0[bad]] = np.nan
                     stages[1] = held[rows]
@@ -779,8 +779,10 @@ def _refine(
     status[dim] = DIM
     status[s_bound] = SIGMA_AT_BOUND
     status[moved & ~held] = MOVED  # held positions are their starts (on the window's edge at the frame's)
-    beyond = ~held & finite & conv_out & _beyond(theta_out, var_out, fit_out, excess, mismatch, H, W, beyond_frame,
-                                                 chi2_scale)
+    chi2 = _chi2_ratio(fit_out, excess, mismatch)  # each row's own fit (`FitResult.chi2`)
+    beyond = np.zeros(n, bool)
+    if beyond_frame:
+        beyond = ~held & finite & conv_out & _beyond(theta_out, var_out, excess, H, W, chi2 if chi2_scale else None)
     status[beyond] = BEYOND
     status[~finite] = NON_FINITE
     status[~valid] = OUTSIDE
@@ -791,7 +793,7 @@ def _refine(
     ok = status == OK
     rep = np.isin(status, REPORTED)
     if chi2_scale:
-        unc_px = np.where(ok, unc_px * np.sqrt(np.maximum(_chi2_ratio(fit_out, excess, mismatch), 1.0)), unc_px)
+        unc_px = np.where(ok, unc_px * np.sqrt(np.maximum(chi2, 1.0)), unc_px)
     if len(crowded_error):
         # the network's error model in its own pixels (b camera px a side)
         nb = float(network_binning)
@@ -822,22 +824,17 @@ def _refine(
         free_chi2 = free_gof[:, 0] / excess / free_gof[:, 1]
         # the camera check counts the fits that a PSF's mismatch leaves alone
         free_chi2[mismatch * free_gof[:, 2] > 0.5 * np.sqrt(2 * free_gof[:, 1])] = np.nan
-    chi2 = _chi2_ratio(fit_out, excess, mismatch)
     return FitResult(out, ok, status, free_chi2, neighbours, density, nearest, chi2)
 
 
-def _beyond(theta, var, gof, excess, mismatch, H, W, on=True, chi2_scale=False):
+def _beyond(theta, var, excess, H, W, chi2=None):
     """Fits (theta: x, y, ... px; var: var x, var y, ...) whose position is
     outside the H x W px frame by more than `BEYOND_BOUNDS` times their bound
-    on that axis (an EMCCD's ``excess`` noise included; with ``chi2_scale``
-    times the square root of their reduced chi-square above 1, ``gof``, as
-    their reported uncertainty); none when not ``on``."""
-    if not on:
-        return np.zeros(len(theta), bool)
+    on that axis (an EMCCD's ``excess`` noise included; given their reduced
+    chi-square ``chi2`` (`_chi2_ratio`), times its square root above 1, as
+    their reported uncertainty with ``chi2_scale``)."""
     with np.errstate(invalid="ignore"):
-        scale = 1.0
-        if chi2_scale:
-            scale = np.sqrt(np.maximum(np.nan_to_num(_chi2_ratio(gof, excess, mismatch), nan=1.0), 1.0))
+        scale = 1.0 if chi2 is None else np.sqrt(np.maximum(np.nan_to_num(chi2, nan=1.0), 1.0))
         sx, sy = scale * np.sqrt(excess * var[:, 0]), scale * np.sqrt(excess * var[:, 1])
         x, y = theta[:, 0], theta[:, 1]
         k = BEYOND_BOUNDS
