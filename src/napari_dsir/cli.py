@@ -249,9 +249,9 @@ def cmd_localize(args) -> int:
     if args.image is not None:
         write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
-    from .fit import fit_report, fit_summary
+    from .fit import fit_summary
 
-    report = fit_report(res.info.get("fit"), res.localizations, res.info.get("fit_chi2"))
+    report = res.info.get("fit_report")
     if report:  # (the camera check and the failed fits came as the run's warnings)
         print(fit_summary(report))
         if report["crowded"] or report["pulled"]:

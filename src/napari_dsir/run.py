@@ -397,6 +397,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         from .fit import camera_doubt, failed_fits_message, fit_report
 
         report = fit_report(result.info.get("fit"), result.localizations, result.info.get("fit_chi2"))
+        result.info["fit_report"] = report  # what the front ends show (`fit.fit_summary`)
         for message in (camera_doubt(report), failed_fits_message(report)) if report else ():
             if message:
                 yield Progress(total, total, req.batch_size or 0, message, kind="warning")

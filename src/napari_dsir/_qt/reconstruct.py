@@ -295,10 +295,9 @@ class ReconstructWidget(Container):
         if n_locs == 0:
             notify("warning", WIDGET, f"no localizations above the threshold {loc['threshold']:.5g}; "
                                       "untick \"use the model's threshold\" and lower the threshold")
-        from ..fit import fit_report, fit_summary  # scipy.spatial: only once there is a result
+        from ..fit import fit_summary
 
-        # (the camera check and the failed fits came as the run's warnings)
-        report = fit_report(info.get("fit"), result.localizations, info.get("fit_chi2"))
+        report = info.get("fit_report")  # (its camera check and failed fits came as the run's warnings)
         self.status.value = (
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
