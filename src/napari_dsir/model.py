@@ -451,10 +451,10 @@ def _torch_load(path: Path):
     # a checkpoint is a zip archive (torch >= 1.6) or a pickle (the 2018 weights)
     if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         try:
-            kind = "a text file" if head and b"\x00" not in head and head.decode("utf-8") else "not one"
+            text = bool(head) and b"\x00" not in head and bool(head.decode("utf-8"))
         except UnicodeDecodeError:
-            kind = "not one"
-        raise DSIRError(f"{path}: not a PyTorch checkpoint (.pt){': ' + kind if kind == 'a text file' else ''}; "
+            text = False
+        raise DSIRError(f"{path}: not a PyTorch checkpoint (.pt){': a text file' if text else ''}; "
                         "give a shipped model's name or a checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
