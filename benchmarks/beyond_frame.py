@@ -16,8 +16,9 @@ simulator puts emitters up to 200 nm outside the frame (not in the truth),
 and on the same sets with none outside (margin 0: every emitter in the
 truth, up to the edge itself, as ThunderSTORM's simulator has them).
 
-The fits run as `reconstruct` runs them (`reconstruct.refine_settings`,
-the split spots merged first, one `fit.refine` call per set) with
+The fits run as `reconstruct` runs them (`calibrate.fit_movies`: the
+set's own camera, `reconstruct.refine_settings`, the split spots merged
+first, one `fit.refine` call per set) with
 ``beyond_frame`` off and on. Per set: Jaccard, precision and RMSE (nm) at
 250 nm without / with the leave; the detections left out, against those
 within 150 nm of the edge; how many of them lie within 250 nm of an
@@ -33,17 +34,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _machine import describe
-from accuracy import EMCCD, SCMOS, n_frames, sim_config
+from accuracy import n_frames, sim_config
 
-from napari_dsir.camera import Camera
+from napari_dsir.calibrate import fit_movies
 from napari_dsir.evaluate import evaluate, match
-from napari_dsir.fit import BEYOND, refine
+from napari_dsir.fit import BEYOND
 from napari_dsir.localize import params_for
 from napari_dsir.model import load_model
-from napari_dsir.reconstruct import fit_sigma_init, merge_splits, movie_psf, refine_settings
-from napari_dsir.run import reconstruct
 from napari_dsir.simulate import simulate
 
 HERE = Path(__file__).resolve().parent
@@ -53,28 +51,24 @@ P = 100.0
 
 
 def sets(margin: bool):
-    """(name, camera, config, frames, seed): the accuracy benchmark's test sets."""
+    """(name, config, frames, seed): the accuracy benchmark's test sets (the camera is the config's)."""
     def cfg(c):
         return c if margin else dataclasses.replace(c, margin=0.0)
     for i, d in enumerate(DENSITIES):
-        yield f"sCMOS {d:g} /um^2", SCMOS, cfg(sim_config(d)), n_frames(d), 81001 + i
-    yield "EMCCD 2 /um^2", EMCCD, cfg(sim_config(2.0, emccd=True)), n_frames(2.0), 81101
+        yield f"sCMOS {d:g} /um^2", cfg(sim_config(d)), n_frames(d), 81001 + i
+    yield "EMCCD 2 /um^2", cfg(sim_config(2.0, emccd=True)), n_frames(2.0), 81101
 
 
-def refined(frames, camera: dict, beyond: bool):
+def refined(frames, truth, cfg, beyond: bool):
     """The default model's detections refined as `reconstruct` refines them
-    (`reconstruct.refine_settings`, the split spots merged, one `fit.refine`
-    call), its free fits on the edge let past it or not: the `FitResult`."""
+    (`calibrate.fit_movies`: the set as one movie on its own camera), its
+    free fits on the edge let past it or not: the `FitResult`."""
     model = load_model("default")
     params = params_for(model)
-    found = reconstruct(frames, model=model, pixel_size=P, localize=params, refine=False, binning=1).localizations
-    cam = Camera(camera["baseline"], camera["sensitivity"], camera.get("em_gain", 1.0), 1.0,
-                 read_noise=camera["read_noise"])
-    photons = cam.to_photons(torch.from_numpy(frames))
-    kw = {**refine_settings(P, params, fit_sigma_init(movie_psf(frames, 0, len(frames), P, cam))),
-          "beyond_frame": beyond}
-    found = merge_splits(photons, found, P, cam, kw)[0]
-    return refine(photons, found, P, cam, **kw)
+    camera = [{k: getattr(cfg, k) for k in ("base_level", "gain", "em_gain", "read_noise")}]
+    ((res, _),) = fit_movies(model, frames, truth, np.zeros(len(frames), np.int64), camera, P, params,
+                             error_model=params, refine_overrides={"beyond_frame": beyond})
+    return res
 
 
 def near(locs, others, radius=250.0) -> np.ndarray:
@@ -91,11 +85,11 @@ def edge_distance(locs) -> np.ndarray:
     return np.minimum.reduce([locs.x, locs.y, SIZE_NM - locs.x, SIZE_NM - locs.y])
 
 
-def row(name, camera, cfg, nf, seed) -> str:
+def row(name, cfg, nf, seed) -> str:
     frames, truth = simulate(nf, cfg, seed=seed)
     _, everyone = simulate(nf, cfg, seed=seed, outside=True)
     outside = everyone.select(edge_distance(everyone) < 0)
-    off, on = refined(frames, camera, False), refined(frames, camera, True)
+    off, on = refined(frames, truth, cfg, False), refined(frames, truth, cfg, True)
     left = on.status == BEYOND
     kept = on.locs.select(~left)
     cells = []

@@ -188,13 +188,15 @@ CROWDED_CLASSES = 4
 
 
 def fit_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie: np.ndarray,
-               settings: list[dict], pixel_size: float, params: LocalizeParams, error_model=None):
+               settings: list[dict], pixel_size: float, params: LocalizeParams, error_model=None,
+               refine_overrides: dict | None = None):
     """Each movie of validation movies (`simulate.simulate_movies`: frames
     in ADU, truth in nm, the movie of each frame and each movie's drawn
     camera) run as `reconstruct` runs it: its own noise level, detections
     with ``params``, its own camera, reconstruct's fit settings (with the
     network's error of ``error_model``, `LocalizeParams`; None: none), the
-    split spots merged, one `refine` call. Yields its `fit.FitResult` and
+    split spots merged, one `refine` call, with ``refine_overrides`` over
+    those settings (e.g. ``{"beyond_frame": True}``). Yields its `fit.FitResult` and
     its truth (frames counted from the movie's first); movies with fewer
     than 2 detections are left out."""
     from .camera import Camera
@@ -213,7 +215,7 @@ def fit_movies(model: DSIRModel, frames: np.ndarray, truth: Localizations, movie
             continue
         photons = cam.to_photons(torch.from_numpy(np.asarray(frames[idx], np.float32)))
         start = fit_sigma_init(movie_psf(frames[idx], 0, len(idx), p, cam))  # as in a run
-        fit_kw = refine_settings(p, error_model, start)
+        fit_kw = {**refine_settings(p, error_model, start), **(refine_overrides or {})}
         found = merge_splits(photons, found, p, cam, fit_kw)[0]  # as in a run
         gt = truth.select(np.isin(truth.frame, idx))
         yield refine(photons, found, p, cam, **fit_kw), Localizations(np.searchsorted(idx, gt.frame), gt.x, gt.y)
