@@ -82,11 +82,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     temporary file is removed, so no partial output is ever left behind.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
+    check_outputs([(path, None)], overwrite=overwrite)  # exists, a folder, no folder to write in
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DSIRError(f"{path}: the folder {parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
     os.close(fd)
     tmp = Path(tmp)
