@@ -57,6 +57,19 @@ def test_render_overlays_the_points(make_napari_viewer, drifting, notes):
     assert not [m for lv, m in notes if lv == "error"]
 
 
+def test_render_beyond_the_free_memory_is_a_note_not_a_crash(make_napari_viewer, drifting, notes, monkeypatch):
+    import napari_dsir.render as r
+
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs)
+    monkeypatch.setattr(r, "available_memory", lambda: 1_000_000)
+    w.pixel_size.value = 1.0
+    w.render()
+    assert "sim DSIR localizations render" not in [layer.name for layer in viewer.layers]
+    assert any(lv == "error" and "of memory and 1 MB is free" in m for lv, m in notes), notes
+
+
 def test_drift_layer_and_plot(make_napari_viewer, drifting, notes):
     locs, truth = drifting
     viewer = make_napari_viewer()

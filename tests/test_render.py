@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,32 @@ def test_bad_inputs():
     with pytest.raises(DSIRError, match="too large"):
         render(_locs([1e9], [1e9]), 1.0)
     assert render(Localizations.empty(), 10.0, shape=(3, 3)).sum() == 0
+
+
+def test_a_render_larger_than_the_free_memory_is_refused(monkeypatch):
+    """Refused with the sizes in the message, before any allocation; a
+    coloured rendering needs more per pixel than a grey one."""
+    import napari_dsir.render as r
+
+    locs = _locs([5.0, 995.0], [5.0, 995.0])  # 100 x 100 px at 10 nm
+    grey, coloured = 100 * 100 * r.BYTES_PER_PIXEL[False], 100 * 100 * r.BYTES_PER_PIXEL[True]
+    assert coloured > grey
+    monkeypatch.setattr(r, "available_memory", lambda: (grey + coloured) / 2 / r.MEMORY_SHARE)
+    assert render(locs, 10.0).shape == (100, 100)
+    with pytest.raises(DSIRError, match=r"100 x 100 px at 10 nm/px coloured by frame: it needs about 1 MB"):
+        render(locs, 10.0, by_frame=True)
+    monkeypatch.setattr(r, "available_memory", lambda: None)  # unknown: no check
+    assert render(locs, 10.0, by_frame=True).shape == (100, 100, 3)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="Linux's /proc/meminfo")
+def test_available_memory_is_at_most_the_total():
+    from napari_dsir.render import available_memory
+
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    free = available_memory()
+    assert isinstance(free, int) and 0 < free <= total
 
 
 def test_gauss_draws_localizations_without_uncertainty_with_the_median():

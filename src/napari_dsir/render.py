@@ -30,6 +30,12 @@ from .locs import Localizations
 
 #: largest image rendered, in pixels (a 4 GB float32 image)
 MAX_PIXELS = 1 << 30
+#: peak memory of a rendering per image pixel, bytes, grey / coloured by
+#: frame: float64 accumulators (1 channel, 4 by frame), their temporaries and
+#: the float32 result (measured with tracemalloc: at most 27 and 72)
+BYTES_PER_PIXEL = {False: 28, True: 72}
+#: share of the free memory a rendering may take
+MEMORY_SHARE = 0.8
 #: a Gaussian patch reaches this many standard deviations from its centre
 TRUNCATE = 3.0
 _SPLAT_ENTRIES = 1 << 20  # patch pixels splatted at a time (small temporaries, reused)
@@ -122,6 +128,7 @@ def render(
     (y0, x0), (ny, nx) = render_extent(
         locs, p, extent=extent, shape=shape, camera_shape=camera_shape, camera_pixel_size_nm=camera_pixel_size_nm
     )
+    check_memory((ny, nx), p, by_frame)
     u = (locs.x - x0) / p  # position in image pixels
     v = (locs.y - y0) / p
     keep = np.isfinite(u) & np.isfinite(v)
@@ -147,6 +154,43 @@ def render(
     if not by_frame:
         return acc[0].astype(np.float32)
     return _colour_image(acc, vmax)
+
+
+def check_memory(shape: tuple[int, int], pixel_size_nm: float, by_frame: bool = False) -> None:
+    """Refuse (DSIRError) a rendering of ``shape`` (Y, X) px that would need
+    more than `MEMORY_SHARE` of the memory free now: a clear message instead of
+    the system killing the process (and a napari session with it)."""
+    free = available_memory()
+    need = shape[0] * shape[1] * BYTES_PER_PIXEL[bool(by_frame)]
+    if free is not None and need > MEMORY_SHARE * free:
+        raise DSIRError(
+            f"the rendered image would be {shape[0]} x {shape[1]} px at {pixel_size_nm:g} nm/px"
+            f"{' coloured by frame' if by_frame else ''}: it needs about {_gb(need)} of memory and "
+            f"{_gb(free)} is free; use a larger pixel size or a smaller extent"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give now without swapping (psutil, else
+    Linux's /proc/meminfo), or None where neither tells."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # not installed, or no answer on this system
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def _check_shape(name, shape) -> tuple[int, int]:

@@ -143,6 +143,17 @@ def test_a_table_with_a_header_and_no_rows(tmp_path, capsys):
     assert empty.name in err
 
 
+def test_a_render_beyond_the_free_memory_is_refused(tmp_path, capsys, monkeypatch):
+    import napari_dsir.render as r
+
+    table = tmp_path / "locs.csv"
+    table.write_text("frame,x [nm],y [nm]\n1,100,100\n2,6300,6300\n")
+    monkeypatch.setattr(r, "available_memory", lambda: 10_000_000)  # 10 MB free
+    argv = ["render", str(table), "-o", str(tmp_path / "sr.tif"), "--pixel-size", "5"]
+    err = _expect_clean_failure(capsys, tmp_path, table, argv, "1261 x 1261 px at 5 nm/px: it needs about 45 MB")
+    assert "10 MB is free; use a larger pixel size" in err
+
+
 def test_tables_px_bom_crlf_semicolon_are_read(tmp_path, capsys):
     gt = tmp_path / "gt.csv"
     gt.write_bytes("\ufeffframe;x [px];y [px]\r\n1;1.0;1.0\r\n2;5.0;5.0\r\n".encode())
