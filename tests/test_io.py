@@ -384,6 +384,24 @@ def test_plain_and_headerless_tables(tmp_path):
         np.testing.assert_allclose(l.y, [20, 40])
 
 
+@pytest.mark.parametrize("text, warned", [
+    ("frame,x,y\n1,10.5,20\n2,63.9,40\n", True),  # unitless, within a 64-px camera: pixels?
+    ("1,10.5,20\n2,63.9,40\n", True),  # no header
+    ("frame,x,y\n1,10.5,20\n2,6390,40\n", False),  # a field of micrometres
+    ("frame,x [nm],y [nm]\n1,10.5,20\n2,63.9,40\n", False),  # nm, as the header says
+])
+def test_unitless_positions_that_look_like_pixels_are_warned_of(tmp_path, text, warned):
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    heard = []
+    locs = read_localizations(p, warn=heard.append)
+    assert locs.x.max() in (63.9, 6390)  # read as nm all the same
+    assert len(heard) == int(warned)
+    if warned:
+        assert "within 63.9 nm" in heard[0] and "x [px]" in heard[0] and str(p) in heard[0]
+    read_localizations(p)  # no warn given: silent
+
+
 def test_px_units_bom_crlf_semicolon(tmp_path):
     p = tmp_path / "px.csv"
     p.write_bytes("\ufeffFrame;X [px];Y [px]\r\n1;1.5;2.5\r\n".encode("utf-8"))

@@ -94,22 +94,22 @@ def _read_stack(path: Path):
 
 
 def _read_table(path: Path):
-    note = None
+    notes = []
     try:
-        locs = read_localizations(path)
+        locs = read_localizations(path, warn=lambda m: notes.append(f"napari-dsir: {m}"))
         px = None
     except PixelSizeRequired:
         px = DEFAULT_PIXEL_SIZE_NM
         locs = read_localizations(path, pixel_size=px)
-        note = (f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
-                "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
+        notes.append(f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
+                     "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
     meta = {"source": str(path), "kind": "localizations"}
     if px is not None:
         meta["pixel_size"] = px
     layer = points_layer_data(locs, path.stem, metadata=meta)
 
     def reader(_path=None):
-        if note:
+        for note in notes:
             show_warning(note)
         return [layer]
 

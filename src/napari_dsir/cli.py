@@ -265,10 +265,10 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
     from .io import read_localizations
 
-    gt = read_localizations(args.ground_truth, pixel_size=args.pixel_size)
+    gt = read_localizations(args.ground_truth, pixel_size=args.pixel_size, warn=_warn)
     if len(gt) == 0:
         raise DSIRError(f"{args.ground_truth}: the ground truth has no rows")
-    pred = read_localizations(args.localizations, pixel_size=args.pixel_size)  # none: recall 0
+    pred = read_localizations(args.localizations, pixel_size=args.pixel_size, warn=_warn)  # none: recall 0
     radii = args.radius or [250.0, 100.0]
     metrics = [evaluate(gt, pred, r) for r in radii]
     if args.json:

@@ -43,7 +43,9 @@ def _read(args, movie: bool = False):
             print(f"dsir: warning: {args.localizations} states its pixel size, {stated:g} nm; "
                   f"--camera-pixel-size {given:g} is not used", file=sys.stderr)
     else:
-        locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size)
+        from .cli import _warn
+
+        locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size, warn=_warn)
     if len(locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
     return (locs, info) if movie else locs

@@ -143,6 +143,16 @@ def test_a_table_with_a_header_and_no_rows(tmp_path, capsys):
     assert empty.name in err
 
 
+def test_unitless_positions_like_pixels_are_warned_of(tmp_path, capsys):
+    gt, pred = tmp_path / "gt.csv", tmp_path / "pred.csv"
+    gt.write_text("frame,x,y\n1,10,10\n2,50,50\n")
+    pred.write_text("frame,x [nm],y [nm]\n1,10,10\n")
+    rc, out, err = _run_cli(["evaluate", str(gt), str(pred)], capsys)
+    assert rc == 0 and err.count("dsir: warning:") == 1 and f"{gt}: x and y name no unit" in err, err
+    rc, out, err = _run_cli(["render", str(gt), "-o", str(tmp_path / "sr.tif"), "--pixel-size", "5"], capsys)
+    assert rc == 0 and "x [px]" in err, err
+
+
 def test_a_render_beyond_the_free_memory_is_refused(tmp_path, capsys, monkeypatch):
     import napari_dsir.render as r
 

@@ -187,6 +187,14 @@ def test_reader_table_in_pixels_warns_on_read(tmp_path, notes):
     assert "pixels" in _texts(notes, "warning")[0] and "100 nm" in _texts(notes, "warning")[0]
 
 
+def test_reader_unitless_table_like_pixels_warns_on_read(tmp_path, notes):
+    p = tmp_path / "unitless.csv"
+    p.write_text("frame,x,y\n1,2.5,3\n2,60,41\n")
+    layers = napari_get_reader(str(p))(str(p))
+    np.testing.assert_allclose(layers[0][0], [[0, 3, 2.5], [1, 41, 60]])  # read as nm, as documented
+    assert "x [px]" in _texts(notes, "warning")[0]
+
+
 # --------------------------------------------------------------------------- reconstruct: inputs
 
 

@@ -182,7 +182,7 @@ class GroundTruthWidget(Container):
         geo = image_geometry(image, lambda m: notify("warning", WIDGET, m))
         name = Path(path).name
         try:
-            locs = read_localizations(path)
+            locs = read_localizations(path, warn=lambda m: notify("warning", WIDGET, m))
         except PixelSizeRequired:
             locs = read_localizations(path, pixel_size=geo.pixel_size)
             notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "

@@ -38,6 +38,9 @@ _PX_UNITS = {"px", "pix", "pixel", "pixels"}
 
 #: extensions of Picasso files; any other is a CSV text table (``.tsv``: tab-separated)
 HDF5_SUFFIXES = (".hdf5", ".h5")
+#: positions with no unit (read as nm) that all lie below this many nm look
+#: like camera pixels (a field under half a micrometre): `read_localizations` warns
+PIXEL_LIKE_NM = 512.0
 
 
 def _parse_header_name(cell: str) -> tuple[str, str | None]:
@@ -159,7 +162,7 @@ def _cells(body: list[str], delim: str | None, split):
 
 
 def read_localizations(
-    path: str | os.PathLike, pixel_size: float | None = None
+    path: str | os.PathLike, pixel_size: float | None = None, *, warn=None
 ) -> Localizations:
     """Read a ThunderSTORM, EPFL 2016, plain ``frame,x,y`` or DSIR label CSV,
     or a Picasso HDF5 file (``.hdf5``/``.h5``, see `picasso.read_picasso`).
@@ -231,6 +234,7 @@ def read_localizations(
             )
         fx = _length_factor(path, cols[ix][1], first[ix], pixel_size)
         fy = _length_factor(path, cols[iy][1], first[iy], pixel_size)
+        unitless = cols[ix][1] is None and cols[iy][1] is None
         optional = _optional_columns(path, cols, first, pixel_size, {ifr, ix, iy})
     else:
         if len(first) < 3:
@@ -239,6 +243,7 @@ def read_localizations(
             )
         ifr, ix, iy = 0, 1, 2
         fx = fy = 1.0
+        unitless = True
         body = lines
     del lines
     if not body:  # an empty result (a run that found nothing): no rows, its columns
@@ -283,6 +288,10 @@ def read_localizations(
         )
     if "photons" in opt and "intensity" not in opt:
         opt["intensity"] = opt["photons"].copy()
+    if warn is not None and unitless and max(np.abs(x).max(), np.abs(y).max()) < PIXEL_LIKE_NM:
+        warn(f"{path}: x and y name no unit, so they are read as nm, and all lie within "
+             f"{max(np.abs(x).max(), np.abs(y).max()):.4g} nm (a field under {PIXEL_LIKE_NM / 1000:g} um); "
+             "if they are camera pixels, write the unit in the header (x [px], y [px]) and give the pixel size")
     return Localizations(fr.astype(np.int64) - 1, x, y, **opt)
 
 
