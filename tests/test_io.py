@@ -402,6 +402,46 @@ def test_unitless_positions_that_look_like_pixels_are_warned_of(tmp_path, text, 
     read_localizations(p)  # no warn given: silent
 
 
+def test_a_header_written_as_a_comment_is_the_header(tmp_path):
+    """numpy's savetxt(header=...) writes "# id,frame,x,y": its columns are
+    taken by name, not by position; a comment above a header stays a comment."""
+    p = tmp_path / "savetxt.csv"
+    np.savetxt(p, [[7, 1, 150.5, 50.0], [8, 3, 300.0, 20.0]], delimiter=",", header="id,frame,x [nm],y [nm]",
+               comments="# ")
+    l = read_localizations(p)
+    np.testing.assert_array_equal(l.frame, [0, 2])
+    np.testing.assert_allclose(l.x, [150.5, 300.0])
+    np.testing.assert_allclose(l.y, [50.0, 20.0])
+    p.write_text("# x [px] y [px] frame\n1.5 2.5 1\n")
+    with pytest.raises(DSIRError, match="pixel size"):
+        read_localizations(p)
+    p.write_text("# exported by a script, x and y in nm\nframe,x,y\n1,10,20\n")
+    np.testing.assert_allclose(read_localizations(p).x, [10])
+    p.write_text("# just a note\n1,10,20\n")  # no column names in the comment: headerless frame,x,y
+    np.testing.assert_allclose(read_localizations(p).y, [20])
+
+
+@pytest.mark.parametrize("name, text", [
+    ("tab_comma_name.csv", 'frame\tx [nm]\ty [nm]\tcomment, misc\n1\t150.5\t50\tok\n'),
+    ("tab_quoted.csv", 'frame\tx [nm]\ty [nm]\t"a, b; c"\n1\t150.5\t50\t1\n'),
+    ("semicolon_comma_name.csv", 'frame;x [nm];y [nm];note, x\n1;150.5;50;1\n'),
+    ("comma_in_tsv.tsv", 'frame\tx [nm]\ty [nm]\tnote,\n1\t150.5\t50\t1\n'),
+    ("spaced_units.txt", "frame x [nm] y [nm] photons\n1 150.5 50 1000\n"),
+])
+def test_delimiters_and_names_that_hold_other_delimiters(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    l = read_localizations(p)
+    np.testing.assert_allclose([l.frame[0], l.x[0], l.y[0]], [0, 150.5, 50])
+
+
+def test_a_utf16_table_is_read(tmp_path):
+    p = tmp_path / "excel_unicode.txt"
+    p.write_bytes("frame\tx [\u00b5m]\ty [\u00b5m]\r\n1\t0.15\t0.05\r\n".encode("utf-16"))
+    l = read_localizations(p)
+    np.testing.assert_allclose([l.x[0], l.y[0]], [150.0, 50.0])
+
+
 def test_px_units_bom_crlf_semicolon(tmp_path):
     p = tmp_path / "px.csv"
     p.write_bytes("\ufeffFrame;X [px];Y [px]\r\n1;1.5;2.5\r\n".encode("utf-8"))

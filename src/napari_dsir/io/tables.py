@@ -57,11 +57,53 @@ def _parse_header_name(cell: str) -> tuple[str, str | None]:
     return name, (unit.strip().lower() if unit else None)
 
 
-def _sniff_delimiter(line: str) -> str | None:
-    for d in (",", ";", "\t"):
-        if d in line:
-            return d
-    return None  # whitespace
+def _sniff_delimiter(line: str, nxt: str | None = None, prefer: str | None = None) -> str | None:
+    """The delimiter of a table whose first line is ``line`` and second
+    ``nxt``: of comma, semicolon and tab (``prefer`` first, a .tsv's tab),
+    outside quotes, the most frequent in ``line`` among those found as
+    often in ``nxt`` (a comma in a tab file's column name, a decimal comma in
+    its numbers), else in ``line`` alone; None for whitespace."""
+    order = ((prefer,) if prefer else ()) + (",", ";", "\t")
+    count = {d: re.sub(r'"[^"]*"', "", line).count(d) for d in order}
+    found = [d for d in order if count[d]]
+    if nxt is not None:
+        bare = re.sub(r'"[^"]*"', "", nxt)
+        found = [d for d in found if bare.count(d) == count[d]] or found
+    return max(found, key=lambda d: count[d], default=None)  # ties: the first in order
+
+
+def _split_header(line: str, delim: str | None) -> list[str]:
+    """A header line's cells; split on whitespace (``delim`` None), a unit
+    spaced off its name ("x [nm]") stays with it."""
+    if delim is not None:
+        return next(csv.reader([line], delimiter=delim), [])
+    cells: list[str] = []
+    for tok in line.split():
+        if cells and tok[:1] in "[(" and not _is_number(cells[-1]):
+            cells[-1] += " " + tok
+        else:
+            cells.append(tok)
+    return cells
+
+
+def _commented_header(lines: list[str], stripped: list[str]) -> int | None:
+    """Index of a header written as a comment (numpy's ``savetxt(header=...)``:
+    ``# frame,x,y``): the last comment line before the first data line, when
+    that line holds numbers only and the comment names its x and y columns in
+    as many cells; else None."""
+    first = next((k for k, c in enumerate(stripped) if c and c[0] != "#"), None)
+    if not first:
+        return None
+    k = next((j for j in range(first - 1, -1, -1) if stripped[j]), None)
+    if k is None or not stripped[k].startswith("#"):
+        return None
+    delim = _sniff_delimiter(lines[first])
+    data = lines[first].split() if delim is None else next(csv.reader([lines[first]], delimiter=delim))
+    cells = _split_header(stripped[k].lstrip("#").strip(), delim)
+    if not all(_is_number(c.strip()) for c in data if c.strip()) or len(cells) != len(data):
+        return None
+    names = {_parse_header_name(c)[0] for c in cells}
+    return k if names & _X_NAMES and names & _Y_NAMES else None
 
 
 def _is_number(s: str) -> bool:
@@ -186,6 +228,11 @@ def read_localizations(
         raw = path.read_bytes()
     except OSError as e:
         raise DSIRError(f"{path}: cannot read ({e.strerror or e})") from e
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with its byte-order mark (Excel's "Unicode text")
+        try:
+            raw = raw.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise DSIRError(f"{path}: not a readable UTF-16 text table") from None
     if b"\x00" in raw[:4096]:
         raise DSIRError(f"{path}: binary data, not a text table")
     try:
@@ -196,7 +243,10 @@ def read_localizations(
     lines = text.splitlines()
     stripped = list(map(str.strip, lines))
     if "" in stripped or "#" in text:  # blank lines and comments are skipped
-        keep = [k for k, c in enumerate(stripped) if c and c[0] != "#"]
+        header = _commented_header(lines, stripped) if "#" in text else None
+        if header is not None:  # "# frame,x,y" over numbers: the header, not a comment
+            lines[header] = stripped[header].lstrip("#").strip()
+        keep = [k for k, c in enumerate(stripped) if c and (c[0] != "#" or k == header)]
         lines = [lines[k] for k in keep]
         linenos = np.asarray(keep, dtype=np.int64) + 1
     else:
@@ -204,14 +254,16 @@ def read_localizations(
     del text, stripped
     if not lines:
         raise DSIRError(f"{path}: the table is empty")
-    delim = _sniff_delimiter(lines[0])
+    delim = _sniff_delimiter(lines[0], lines[1] if len(lines) > 1 else None,
+                             prefer="\t" if path.suffix.lower() == ".tsv" else None)
 
     def split(rows: list[str]) -> list[list[str]]:
         if delim is None:
             return [ln.split() for ln in rows]
         return list(csv.reader(rows, delimiter=delim))
 
-    first = [c.strip() for c in split([lines[0]])[0]]
+
+    first = [c.strip() for c in _split_header(lines[0], delim)]
     has_header = not all(_is_number(c) for c in first if c != "")
     optional: dict[str, tuple[int, float]] = {}
     if has_header:
