@@ -114,6 +114,34 @@ def test_drift_writes_picasso_files(drifting, tmp_path, capsys):
     assert "the table is written as" in capsys.readouterr().err and not (tmp_path / "c.tif").exists()
 
 
+def test_drift_keeps_every_other_column_of_the_input(drifting, tmp_path, capsys):
+    """A table from another tool (a ThunderSTORM 3-D CSV) comes back with x
+    and y corrected and every other cell as it was; written in another
+    format it carries our columns only, and says so."""
+    import csv
+
+    path, _ = drifting
+    locs = read_localizations(path)
+    src = tmp_path / "ts3d.csv"
+    z = np.round(np.linspace(-300, 300, len(locs)), 1)
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "frame", "x [nm]", "y [nm]", "z [nm]", "sigma1 [nm]", "sigma2 [nm]", "chi2"])
+        for i in range(len(locs)):
+            w.writerow([i + 1, locs.frame[i] + 1, f"{locs.x[i]:.3f}", f"{locs.y[i]:.3f}", z[i], 120.5, 140.5, 1.7])
+    out = tmp_path / "ts3d_corrected.csv"
+    assert main(["drift", str(src), "-o", str(out), "--segments", "8"]) == 0
+    assert "dsir: warning" not in capsys.readouterr().err
+    rows_in, rows_out = list(csv.reader(open(src))), list(csv.reader(open(out)))
+    assert rows_out[0] == rows_in[0] and len(rows_out) == len(rows_in)
+    assert all(a[:2] + a[4:] == b[:2] + b[4:] for a, b in zip(rows_in, rows_out))
+    moved = np.array([float(b[2]) - float(a[2]) for a, b in zip(rows_in[1:], rows_out[1:])])
+    assert np.ptp(moved) > 100  # the 200 nm drift in x, taken out
+    assert main(["drift", str(src), "-o", str(tmp_path / "c.hdf5"), "--segments", "8",
+                 "--camera-pixel-size", "100"]) == 0
+    assert "carries frame, x, y only (give -o the input's extension" in capsys.readouterr().err
+
+
 def test_drift_on_a_too_short_table_is_refused(tmp_path, capsys):
     p = tmp_path / "short.csv"
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n3,160,130\n")

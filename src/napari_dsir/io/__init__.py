@@ -4,7 +4,8 @@ Arrays are (frame, y, x). Positions are in nm with the origin at the top-left
 corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
 (CONVENTIONS.md). One module per kind of file: `stacks` (camera movies),
 `tables` (localization CSVs; the format follows the extension), `picasso`
-(Picasso HDF5 + YAML), `files` (atomic writes, TIFF images).
+(Picasso HDF5 + YAML), `positions` (a table rewritten with new positions,
+every other column kept), `files` (atomic writes, TIFF images).
 """
 
 from .files import OUTPUT_SUFFIXES, atomic_output, check_outputs, write_tiff

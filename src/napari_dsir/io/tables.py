@@ -14,6 +14,7 @@ import os
 import re
 from itertools import repeat
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -222,6 +223,27 @@ def read_localizations(
         from .picasso import read_picasso
 
         return read_picasso(path, pixel_size=pixel_size)[0]
+    return read_table(path, pixel_size, warn=warn)[0]
+
+
+class TableLayout(NamedTuple):
+    """Where a text table's positions are: the 1-based line of each row read
+    (in order), the delimiter (None: whitespace), the columns of x and y
+    (0-based) and their nm per unit."""
+
+    linenos: np.ndarray
+    delimiter: str | None
+    x_column: int
+    y_column: int
+    x_nm_per_unit: float
+    y_nm_per_unit: float
+
+
+def table_text(path: Path) -> str:
+    """A text table's text: UTF-8 (with or without its BOM), UTF-16 with its
+    BOM, else Latin-1; refused (DSIRError) when missing, a folder or binary."""
+    if path.is_dir():
+        raise DSIRError(f"{path}: a folder, not a table")
     if not path.is_file():
         raise DSIRError(f"{path}: no such file")
     try:
@@ -236,10 +258,14 @@ def read_localizations(
     if b"\x00" in raw[:4096]:
         raise DSIRError(f"{path}: binary data, not a text table")
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    del raw
+        return raw.decode("latin-1")
+
+
+def read_table(path: Path, pixel_size: float | None = None, *, warn=None) -> tuple[Localizations, TableLayout]:
+    """`read_localizations` of a text table, with its `TableLayout`."""
+    text = table_text(path)
     lines = text.splitlines()
     stripped = list(map(str.strip, lines))
     if "" in stripped or "#" in text:  # blank lines and comments are skipped
@@ -298,12 +324,13 @@ def read_localizations(
         unitless = True
         body = lines
     del lines
+    layout = TableLayout(linenos, delim, ix, iy, fx, fy)
     if not body:  # an empty result (a run that found nothing): no rows, its columns
         empty = np.zeros(0)
         opt = {k: empty for k in optional}
         if "photons" in opt and "intensity" not in opt:
             opt["intensity"] = empty
-        return Localizations(np.zeros(0, np.int64), empty, empty, **opt)
+        return Localizations(np.zeros(0, np.int64), empty, empty, **opt), layout
     need = max([ifr, ix, iy] + [i for i, _ in optional.values()])
     column, lens = _cells(body, delim, split)
     # rows too short: check (and report) only the rows before the first one
@@ -344,7 +371,7 @@ def read_localizations(
         warn(f"{path}: x and y name no unit, so they are read as nm, and all lie within "
              f"{max(np.abs(x).max(), np.abs(y).max()):.4g} nm (a field under {PIXEL_LIKE_NM / 1000:g} um); "
              "if they are camera pixels, write the unit in the header (x [px], y [px]) and give the pixel size")
-    return Localizations(fr.astype(np.int64) - 1, x, y, **opt)
+    return Localizations(fr.astype(np.int64) - 1, x, y, **opt), layout
 
 
 # ------------------------------------------------------------------ writing

@@ -1,0 +1,117 @@
+"""A localization table with new positions (a drift correction), written in
+its own format with everything else kept: a text table's other columns,
+header, comments and number formats; a Picasso file's other fields
+(z, group, sx/sy, lpx/lpy, ...), datasets and YAML steps, with a step of
+ours added.
+
+Positions are nm, one per row of `read_localizations` of the input, in its
+order (CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DSIRError
+from ..locs import Localizations
+from .files import atomic_output
+from .tables import HDF5_SUFFIXES, read_table, table_text
+
+
+def same_format(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Whether ``dst`` is written in ``src``'s format (both Picasso HDF5, or
+    both text tables of the same extension), so `with_positions` keeps every
+    column."""
+    a, b = Path(src).suffix.lower(), Path(dst).suffix.lower()
+    return (a in HDF5_SUFFIXES) == (b in HDF5_SUFFIXES) and (a in HDF5_SUFFIXES or a == b)
+
+
+def with_positions(src: str | os.PathLike, dst: str | os.PathLike, locs: Localizations, *,
+                   pixel_size: float | None = None, step: dict | None = None, overwrite: bool = False) -> Path:
+    """Write ``src`` as ``dst`` (the same format, see `same_format`) with the
+    x and y of ``locs`` (nm; its rows those of ``src``, in order). ``step``:
+    a dict added as the last of a Picasso file's YAML steps; ``pixel_size``
+    (nm) for a file in pixels that does not state it. Atomic."""
+    src, dst = Path(src), Path(dst)
+    if not same_format(src, dst):
+        raise DSIRError(f"{dst}: not the format of {src}")
+    if src.suffix.lower() in HDF5_SUFFIXES:
+        return _picasso(src, dst, locs, pixel_size, step, overwrite)
+    return _text(src, dst, locs, pixel_size, overwrite)
+
+
+def _check_rows(src: Path, n: int, locs: Localizations) -> None:
+    if len(locs) != n:
+        raise DSIRError(f"{src}: {len(locs)} positions for its {n} rows")
+
+
+def _decimals(nm_per_unit: float) -> int:
+    """Decimals that keep 0.001 nm in a column of ``nm_per_unit``."""
+    return 3 + max(0, math.ceil(math.log10(nm_per_unit)))
+
+
+def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite) -> Path:
+    old, lay = read_table(src, pixel_size)
+    _check_rows(src, len(old), locs)
+    text = table_text(src)
+    newline = "\r\n" if "\r\n" in text[:65536] else "\n"
+    lines = text.splitlines()
+    del text
+    d = lay.delimiter
+    xs = [f"{v:.{_decimals(lay.x_nm_per_unit)}f}" for v in locs.x / lay.x_nm_per_unit]
+    ys = [f"{v:.{_decimals(lay.y_nm_per_unit)}f}" for v in locs.y / lay.y_nm_per_unit]
+    for i, k in enumerate(lay.linenos - 1):
+        line = lines[k]
+        if d is None:
+            cells = line.split()
+        elif '"' in line:
+            cells = next(csv.reader([line], delimiter=d))
+        else:
+            cells = line.split(d)
+        cells[lay.x_column], cells[lay.y_column] = xs[i], ys[i]
+        if d is None:
+            lines[k] = " ".join(cells)
+        elif '"' in line:
+            out = io.StringIO()
+            csv.writer(out, delimiter=d, lineterminator="").writerow(cells)
+            lines[k] = out.getvalue()
+        else:
+            lines[k] = d.join(cells)
+    with atomic_output(dst, overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(newline.join(lines) + newline)
+    return dst
+
+
+def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwrite) -> Path:
+    import h5py
+    import yaml
+
+    from .picasso import _from_info, _plain, read_picasso, yaml_path
+
+    old, info = read_picasso(src, pixel_size=pixel_size)
+    _check_rows(src, len(old), locs)
+    p = float(_from_info(info, "Pixelsize") or pixel_size)
+    steps = _plain([*info, *([step] if step else [])], dst)
+    ypath = yaml_path(dst)
+    with atomic_output(dst, overwrite) as tmp_h5, atomic_output(ypath, overwrite) as tmp_yaml:
+        with h5py.File(src, "r") as fi, h5py.File(tmp_h5, "w") as fo:
+            for key in fi:  # every dataset and group, "locs" and "metadata" replaced
+                if key not in ("locs", "metadata"):
+                    fi.copy(key, fo)
+            rec = fi["locs"][()]
+            rec["x"] = (locs.x / p - 0.5).astype(rec.dtype["x"])
+            rec["y"] = (locs.y / p - 0.5).astype(rec.dtype["y"])
+            fo.create_dataset("locs", data=rec)
+            if "metadata" in fi:
+                fo.create_dataset("metadata", data=json.dumps(steps))
+        with open(tmp_yaml, "w", encoding="utf-8") as fh:
+            yaml.safe_dump_all(steps, fh, default_flow_style=False, sort_keys=False)
+    return dst
