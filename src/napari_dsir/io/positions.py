@@ -17,8 +17,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DSIRError
 from ..locs import Localizations
 from .files import atomic_output
