@@ -57,6 +57,28 @@ def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path, ca
     assert n_out > 0 and f"{n_out} of {len(locs)} localizations lie outside the 36x40 px frame" in err
 
 
+def test_render_says_what_its_area_leaves_out_and_takes_an_extent(tmp_path, capsys):
+    p = tmp_path / "neg.csv"
+    p.write_text("frame,x,y\n1,-500,100\n1,100,-50\n2,150,120\n3,1000,990\n")
+    out = tmp_path / "r.tif"
+    assert main(["render", str(p), "-o", str(out), "--pixel-size", "10"]) == 0
+    cap = capsys.readouterr()
+    assert ("2 of 4 localizations lie outside the image, from 0 nm to the largest position, and are not drawn; "
+            "--extent Y0 X0 Y1 X1 (nm) sets the area") in cap.err
+    assert "2 localizations (hist)" in cap.out and open_stack(out).read()[0].sum() == 2
+    assert main(["render", str(p), "-o", str(out), "--pixel-size", "10", "--overwrite",
+                 "--extent", "-100", "-600", "1000", "1100"]) == 0
+    cap = capsys.readouterr()
+    assert "warning" not in cap.err and "170x110 px of 10 nm from (x -600, y -100) nm, 4 localizations" in cap.out
+    assert open_stack(out).read()[0].sum() == 4
+    assert main(["render", str(p), "-o", str(out), "--overwrite", "--extent", "0", "0", "500", "500"]) == 0
+    cap = capsys.readouterr()
+    assert "3 of 4 localizations lie outside --extent, and are not drawn" in cap.err and ", 1 localization (" in cap.out
+    p.write_text("frame,x,y\n1,-500,-100\n")
+    assert main(["render", str(p), "-o", str(tmp_path / "n.tif")]) == 2
+    assert "give an extent" in capsys.readouterr().err
+
+
 def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):
     p = tmp_path / "plain.csv"
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n")

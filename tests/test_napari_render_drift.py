@@ -45,7 +45,12 @@ def test_render_overlays_the_points(make_napari_viewer, drifting, notes):
     w.mode.value = "hist"
     w.render()
     img = viewer.layers["sim DSIR localizations render"]
-    assert img.data.sum() == pytest.approx(np.sum((locs.x >= 0) & (locs.y >= 0)), abs=1)
+    drawn = int(np.sum((locs.x >= 0) & (locs.y >= 0)))
+    assert img.data.sum() == pytest.approx(drawn, abs=1)
+    assert w.status.value.startswith(f"rendered {drawn} localizations")
+    assert 0 < len(locs) - drawn and [m for lv, m in notes if lv == "warning"] == [
+        f"DSIR Render & Drift: {len(locs) - drawn} of {len(locs)} localizations of 'sim DSIR localizations' lie "
+        "at negative positions (left of or above the image's 0 nm) and are not drawn"]
     # the brightest pixel's centre in world coordinates lies where localizations are densest
     j = np.unravel_index(np.argmax(img.data), img.data.shape)
     world = np.asarray(img.data_to_world(j))

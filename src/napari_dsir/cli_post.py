@@ -60,31 +60,36 @@ def _refuse(args, outputs) -> None:
 
 
 def cmd_render(args) -> int:
+    from .cli import _warn
     from .io import write_tiff
-    from .render import render
+    from .render import outside_area, render
 
     _refuse(args, [(args.output, "image")])
     locs, movie = _read(args, movie=True)
     if args.mode == "gauss" and args.sigma is None and locs.uncertainty is None:
         raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
-    # the camera's frame where the table states it (a Picasso file), else 0 to the largest position
-    frame = {} if not (movie and movie["frame_shape"] and movie["pixel_size"]) else {
-        "camera_shape": movie["frame_shape"], "camera_pixel_size_nm": movie["pixel_size"]}
-    if frame:  # what the stated frame leaves out is said, not dropped in silence
-        (h, w), p = frame["camera_shape"], frame["camera_pixel_size_nm"]
-        out = int(((locs.x < 0) | (locs.y < 0) | (locs.x >= w * p) | (locs.y >= h * p)).sum())
-        if out:
-            import sys
-
-            print(f"dsir: warning: {out} of {len(locs)} localizations lie outside the {w}x{h} px frame "
-                  f"({p:g} nm pixels) that {args.localizations} states, and are not drawn", file=sys.stderr)
-    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **frame)
+    # the area: --extent, else the camera's frame where the table states it
+    # (a Picasso file), else 0 to the largest position
+    if args.extent is not None:
+        area, where = {"extent": tuple(args.extent)}, "--extent"
+    elif movie and movie["frame_shape"] and movie["pixel_size"]:
+        (h, w), p = movie["frame_shape"], movie["pixel_size"]
+        area = {"camera_shape": (h, w), "camera_pixel_size_nm": p}
+        where = f"the {w}x{h} px frame ({p:g} nm pixels) that {args.localizations} states"
+    else:
+        area, where = {}, "the image, from 0 nm to the largest position"
+    out = outside_area(locs, args.pixel_size, **area)
+    if out:  # what the area leaves out is said, not dropped in silence
+        _warn(f"{out} of {len(locs)} localizations lie outside {where}, and are not drawn"
+              + ("" if args.extent is not None else "; --extent Y0 X0 Y1 X1 (nm) sets the area"))
+    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **area)
     if args.color_by_frame:
         _write_rgb_tiff(args.output, img, args.pixel_size, args.overwrite)
     else:
         write_tiff(args.output, img, args.pixel_size, overwrite=args.overwrite)
-    print(f"{args.output}\t{img.shape[1]}x{img.shape[0]} px of {args.pixel_size:g} nm, "
-          f"{len(locs)} localizations ({args.mode})")
+    origin = "" if args.extent is None else f" from (x {args.extent[1]:g}, y {args.extent[0]:g}) nm"
+    print(f"{args.output}\t{img.shape[1]}x{img.shape[0]} px of {args.pixel_size:g} nm{origin}, "
+          f"{len(locs) - out} localization{'' if len(locs) - out == 1 else 's'} ({args.mode})")
     return 0
 
 
@@ -206,6 +211,8 @@ def add_parsers(sub, formatter_class) -> None:
     p.add_argument("--sigma", type=_positive_float, default=None,
                    help="Gaussian sigma in nm (default: each localization's uncertainty)")
     p.add_argument("--color-by-frame", action="store_true", help="RGB image, hue = frame (time)")
+    p.add_argument("--extent", type=float, nargs=4, metavar=("Y0", "X0", "Y1", "X1"), default=None,
+                   help="the area rendered, nm (default: a Picasso file's frame, else 0 to the largest position)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("resolution", formatter_class=formatter_class,

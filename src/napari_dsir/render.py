@@ -94,6 +94,18 @@ def render_extent(
     return (y0, x0), (ny, nx)
 
 
+def outside_area(locs: Localizations, pixel_size_nm: float, **area) -> int:
+    """How many of ``locs`` `render` leaves out of the area ``area`` (its
+    keywords ``extent``, ``shape``, ``camera_shape``, ``camera_pixel_size_nm``;
+    see `render_extent`): outside it, or with a non-finite position."""
+    (y0, x0), (ny, nx) = render_extent(locs, pixel_size_nm, **area)
+    p = float(pixel_size_nm)
+    with np.errstate(invalid="ignore"):
+        u, v = (locs.x - x0) / p, (locs.y - y0) / p
+        inside = (u >= 0) & (u < nx) & (v >= 0) & (v < ny)
+    return int(len(locs) - np.count_nonzero(inside))
+
+
 def render(
     locs: Localizations,
     pixel_size_nm: float,

@@ -78,11 +78,13 @@ def one_colour(layer, colour: str = "yellow") -> str:
 
 
 def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
-    from ..render import render
+    """(the image, how many localizations lie outside it: it spans 0 nm to the largest position)."""
+    from ..render import outside_area, render
 
     if mode == "gauss" and sigma <= 0 and locs.uncertainty is None:
         raise DSIRError("these localizations have no uncertainty to size the Gaussians; set a sigma (nm)")
-    return render(locs, pixel_size, mode=mode, sigma_nm=sigma if sigma > 0 else None, by_frame=by_frame)
+    image = render(locs, pixel_size, mode=mode, sigma_nm=sigma if sigma > 0 else None, by_frame=by_frame)
+    return image, outside_area(locs, pixel_size)
 
 
 def drift_job(locs, segments: int):
@@ -242,11 +244,16 @@ class RenderDriftWidget(Container):
         p, mode, by_frame = float(self.pixel_size.value), self.mode.value, bool(self.by_frame.value)
         suffix = f"{mode}{' by frame' if by_frame else ''}"
 
-        def done(image):
+        def done(result):
+            image, out = result
             put_layers(self.viewer, [render_layer_data(
                 image, p, f"{layer.name} render", points_scale=tuple(layer.scale),
                 points_translate=tuple(layer.translate), metadata={"source": layer.name, "mode": suffix})])
-            self.status.value = f"rendered {len(locs)} localizations: {image.shape[1]}x{image.shape[0]} px of {p:g} nm"
+            self.status.value = (f"rendered {len(locs) - out} localizations: {image.shape[1]}x{image.shape[0]} px "
+                                 f"of {p:g} nm")
+            if out:
+                notify("warning", WIDGET, f"{out} of {len(locs)} localizations of '{layer.name}' lie at negative "
+                                          "positions (left of or above the image's 0 nm) and are not drawn")
 
         return self._start(render_job, (locs, p, mode, float(self.sigma.value), by_frame), done, "rendering")
 
