@@ -123,6 +123,13 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
         p.mkdir()
         for i in range(5):
             tifffile.imwrite(p / f"{i + 1:05d}.tif", np.ones((16, 24 if i == 1 else 16), np.uint16))
+    elif case == "mixed_types":
+        # frame 3 of 5 is uint16 where the first is uint8: its 300 would wrap to 44
+        p = tmp_path / "mixed_types"
+        p.mkdir()
+        for i in range(5):
+            tifffile.imwrite(p / f"{i + 1:05d}.tif", np.full((16, 16), 300 if i == 2 else 100,
+                                                             np.uint16 if i == 2 else np.uint8))
     elif case == "folder_of_text":
         p = tmp_path / "texts"
         p.mkdir()

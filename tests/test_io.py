@@ -289,6 +289,32 @@ def test_folder_in_natural_order(tmp_path, rng):
     np.testing.assert_array_equal(s.read(), data)
 
 
+@pytest.mark.parametrize("names, note", [
+    (["f1.tif", "f2.tif", "f4.tif", "f10.tif"], "numbered 1..10 with 6 missing (3, 5, 6, 7, 8, ...)"),
+    (["img_0007.tif", "img_0008.tif", "img_0009.tif"], None),  # consecutive, from 7
+    (["a1.tif", "b3.tif"], None),  # two series of names: not one numbering
+    (["first.tif", "second.tif"], None),
+])
+def test_folder_numbering_gaps_are_noted(tmp_path, names, note):
+    for n in names:
+        tifffile.imwrite(tmp_path / n, np.zeros((8, 8), np.uint16))
+    stack = open_stack(tmp_path)
+    if note is None:
+        assert stack.notes == ()
+    else:
+        assert len(stack.notes) == 1 and note in stack.notes[0]
+        assert f"counted in order, 1 to {len(names)}" in stack.notes[0]
+
+
+def test_folder_frames_of_a_type_the_first_holds_are_read(tmp_path):
+    tifffile.imwrite(tmp_path / "1.tif", np.full((8, 8), 1000, np.uint16))
+    tifffile.imwrite(tmp_path / "2.tif", np.full((8, 8), 200, np.uint8))  # uint8 fits in uint16
+    np.testing.assert_array_equal(open_stack(tmp_path).read()[:, 0, 0], [1000, 200])
+    tifffile.imwrite(tmp_path / "3.tif", np.full((8, 8), 2.5, np.float32))
+    with pytest.raises(DSIRError, match="3.tif: pixels of type float32 where 1.tif has uint16"):
+        open_stack(tmp_path).read()
+
+
 def test_folder_frames_of_different_size(tmp_path, rng):
     d = tmp_path / "seq"
     d.mkdir()

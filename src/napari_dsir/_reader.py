@@ -46,7 +46,8 @@ def _is_table_path(p: Path) -> bool:
 
 
 def _check_folder_frames(folder: Path, stack) -> None:
-    """All files of a folder stack have the first frame's size (else DSIRError).
+    """All files of a folder stack have the first frame's size and a pixel
+    type it holds (else DSIRError).
 
     Only TIFF headers are read, and only one per distinct file size, so
     uncompressed frames (all the same number of bytes) cost one header.
@@ -54,6 +55,7 @@ def _check_folder_frames(folder: Path, stack) -> None:
     import tifffile
 
     from .io import is_folder_tiff, natural_key
+    from .io.stacks import check_folder_dtype
 
     files = sorted((f for f in folder.iterdir() if is_folder_tiff(f)), key=natural_key)
     want = tuple(stack.shape[1:])
@@ -66,6 +68,7 @@ def _check_folder_frames(folder: Path, stack) -> None:
         try:
             with tifffile.TiffFile(f) as tif:
                 shape = tuple(s for s in tif.series[0].shape if s != 1)
+                dtype = tif.series[0].dtype
         except Exception as e:
             raise DSIRError(f"{f}: not a readable TIFF file ({type(e).__name__}: {e})") from e
         if shape != want:
@@ -73,6 +76,7 @@ def _check_folder_frames(folder: Path, stack) -> None:
                 f"{f}: frame of shape {shape} differs from {files[0].name} {want}; "
                 "all frames in a folder must have one size"
             )
+        check_folder_dtype(f, dtype, files[0].name, stack.dtype)
 
 
 def _read_stack(path: Path):
@@ -82,6 +86,8 @@ def _read_stack(path: Path):
     layer = stack_layer_data(stack)  # reads the first, middle and last frames
 
     def reader(_path=None):
+        for note in stack.notes:
+            show_warning(f"napari-dsir: {note}")
         if stack.pixel_size is None:
             show_info(
                 f"napari-dsir: {layer_name(stack)} has no pixel size in its metadata; assuming "

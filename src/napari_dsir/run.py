@@ -260,6 +260,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
+    for note in src.notes if isinstance(src, Stack) else ():
+        yield Progress(0, total, req.batch_size or 0, note, kind="warning")
     odd = implausible_pixel_size_warning(name, px)
     if odd:
         yield Progress(0, total, req.batch_size or 0, odd, kind="warning")

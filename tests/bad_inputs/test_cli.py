@@ -55,6 +55,7 @@ STACK_CASES = {
     "nan": "NaN",
     "inf": "infinite",
     "mixed_sizes": "differs",
+    "mixed_types": "one pixel type",
     "empty_folder": "no .tif",
     "complex": "pixel type",
     "ome_part_missing": "not found beside it",
@@ -404,6 +405,17 @@ def test_a_tiff_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny
     _expect_clean_failure(capsys, folder, folder / "000.tif", ["reconstruct", str(folder), "-o",
                                                                str(folder / "sum.tif"), "--model",
                                                                str(tiny_checkpoint), "-q"], "inside the input folder")
+
+
+def test_a_folder_with_a_gap_in_its_numbering_is_warned_of(tmp_path, capsys, tiny_checkpoint):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in (1, 2, 4):
+        tifffile.imwrite(folder / f"{i:03d}.tif", np.full((16, 16), 300, np.uint16))
+    rc, out, err = _run_cli(["reconstruct", str(folder), "-o", str(tmp_path / "sr.tif"), "--model",
+                             str(tiny_checkpoint), "-q"], capsys)
+    assert rc == 0, err
+    assert "the frame files are numbered 1..4 with 1 missing (3); frames are counted in order, 1 to 3" in err
 
 
 # ------------------------------------------------------------------ camera

@@ -127,6 +127,7 @@ READER_CASES = {
     "5d": "5-D",
     "empty_folder": "no .tif",
     "mixed_sizes": "differs",
+    "mixed_types": "one pixel type",
     "folder_of_text": "not a readable TIFF",
     "ome_part_missing": "not found beside it",
 }

@@ -80,6 +80,9 @@ class Stack:
     #: value; `_camera_metadata`): `napari_dsir.camera.Camera.from_metadata`
     #: reads them; empty when it states none
     camera_metadata: dict = field(default_factory=dict, repr=False)
+    #: what the user should know of how the file was read (a warning each;
+    #: the run path and the napari reader show them)
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -552,11 +555,37 @@ class _FolderReader:
                     f"{f}: frame of shape {img.shape} differs from {files[0].name} "
                     f"{frame_shape}; all frames in a folder must have one size"
                 )
+            check_folder_dtype(f, img.dtype, files[0].name, self.dtype)
             out[i - start] = img
         return out
 
     def close(self) -> None:
         pass
+
+
+def check_folder_dtype(f: Path, dtype, first_name: str, first_dtype) -> None:
+    """Refuse a frame file whose pixels the first file's type cannot hold
+    exactly (a uint16 frame after a uint8 one, a float after an integer)."""
+    if not np.can_cast(np.dtype(dtype), np.dtype(first_dtype), "safe"):
+        raise DSIRError(f"{f}: pixels of type {np.dtype(dtype)} where {first_name} has {np.dtype(first_dtype)}; "
+                        "all frames in a folder must have one pixel type (export them again together)")
+
+
+def numbering_gaps(files: list[Path]) -> str | None:
+    """A note when the frame files are numbered (the last number of each
+    name, one prefix) with numbers missing, else None: frames are numbered
+    by position, so after a gap they are not the file numbers."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", f.stem) for f in files]
+    if len(files) < 2 or not all(parts) or len({(m[1], m[3]) for m in parts}) != 1:
+        return None
+    numbers = np.array([int(m[2]) for m in parts])
+    missing = np.setdiff1d(np.arange(numbers.min(), numbers.max() + 1), numbers)
+    if not len(missing):
+        return None
+    shown = ", ".join(str(v) for v in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return (f"{files[0].parent}: the frame files are numbered {numbers.min()}..{numbers.max()} with "
+            f"{len(missing)} missing ({shown}); frames are counted in order, 1 to {len(files)}, so those after "
+            "a gap are not the file numbers (a ground truth by file number will not match)")
 
 
 def _open_folder(path: Path) -> Stack:
@@ -571,7 +600,9 @@ def _open_folder(path: Path) -> Stack:
         )
     frame_shape, dtype = first.shape[1:], first.dtype
     reader = _FolderReader(files, frame_shape, dtype)
-    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader, first.camera_metadata)
+    gaps = numbering_gaps(files)
+    return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader, first.camera_metadata,
+                 notes=(gaps,) if gaps else ())
 
 
 def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:
