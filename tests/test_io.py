@@ -315,6 +315,29 @@ def test_folder_frames_of_a_type_the_first_holds_are_read(tmp_path):
         open_stack(tmp_path).read()
 
 
+def test_ome_channels_are_refused_and_imagej_stacks_of_tifffile_are_frames(tmp_path):
+    """An OME-TIFF's channels are the acquisition's; tifffile labels any 3-D
+    ImageJ stack 'channels', and those are the movie's frames."""
+    data = np.zeros((2, 16, 16), np.uint16)
+    ome = tmp_path / "two_colours.ome.tif"
+    tifffile.imwrite(ome, data, ome=True, metadata={"axes": "CYX"})
+    with pytest.raises(DSIRError, match="2 channels .axes CYX"):
+        open_stack(ome)
+    ij = tmp_path / "ij.tif"
+    tifffile.imwrite(ij, data, imagej=True)
+    assert tifffile.TiffFile(ij).series[0].axes == "CYX"
+    assert open_stack(ij).shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("unit, value, nm", [("\u00c5", 1070.0, 107.0), ("pm", 160000.0, 160.0),
+                                             ("nm", 65.0, 65.0)])
+def test_ome_pixel_size_units(tmp_path, unit, value, nm):
+    p = tmp_path / "m.ome.tif"
+    tifffile.imwrite(p, np.zeros((3, 16, 16), np.uint16), ome=True,
+                     metadata={"axes": "TYX", "PhysicalSizeX": value, "PhysicalSizeXUnit": unit})
+    assert open_stack(p).pixel_size == pytest.approx(nm)
+
+
 def test_folder_frames_of_different_size(tmp_path, rng):
     d = tmp_path / "seq"
     d.mkdir()

@@ -41,6 +41,11 @@ def check_pixel_size(value, name: str | None = None) -> float:
     return v
 
 UNIT_TO_NM =  {
+    "pm": 1e-3,
+    "picometer": 1e-3,
+    "picometre": 1e-3,
+    "\u00e5": 0.1,  # angstrom (the letter and the sign, U+212B, lower-cased)
+    "angstrom": 0.1,
     "nm": 1.0,
     "nanometer": 1.0,
     "nanometre": 1.0,
@@ -178,14 +183,20 @@ def stack_of(data) -> Stack | None:
     return stack
 
 
-def _check_frame_array(shape, dtype, path, photometric=None) -> tuple[int, int, int]:
-    """Validate frame axes and return the (frame, y, x) shape."""
+def _check_frame_array(shape, dtype, path, photometric=None, axes: str | None = None) -> tuple[int, int, int]:
+    """Validate frame axes and return the (frame, y, x) shape; ``axes``
+    (tifffile's letters of an OME-TIFF, whose channels are the acquisition's:
+    tifffile writes any 3-D ImageJ stack as channels) refuses several
+    channels taken for frames."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "uif" or dtype.itemsize > 8:
         raise DSIRError(f"{path}: pixel type {dtype} is not supported (need integer or float)")
     shape = tuple(int(s) for s in shape)
     if photometric is not None and "RGB" in str(photometric).upper():
         raise DSIRError(f"{path}: RGB image; SMLM stacks must be single-channel grey frames")
+    if axes and len(axes) == len(shape) and "C" in axes and shape[axes.index("C")] > 1:
+        raise DSIRError(f"{path}: {shape[axes.index('C')]} channels (axes {axes}, shape {shape}); SMLM stacks are "
+                        "one channel: save one channel as a (frame, y, x) stack (e.g. Fiji's Split Channels)")
     while len(shape) > 3 and shape[0] == 1:
         shape = shape[1:]
     # squeeze singleton axes between frame and y (e.g. ImageJ TZCYX with Z=C=1)
@@ -472,7 +483,7 @@ def _open_tiff(path: Path) -> Stack:
     with tif:
         try:
             series = tif.series[0]
-            raw_shape, dtype = series.shape, series.dtype
+            raw_shape, dtype, axes = series.shape, series.dtype, getattr(series, "axes", None)
             photometric = getattr(tif.pages[0], "photometric", None)
             if photometric is not None:
                 photometric = getattr(photometric, "name", photometric)
@@ -487,7 +498,7 @@ def _open_tiff(path: Path) -> Stack:
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         contiguous = _contiguous_data(tif, series, path)
-    shape = _check_frame_array(raw_shape, dtype, path, photometric)
+    shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if ome is not None else None)
 
     # Contiguous, uncompressed data (what tifffile could memory-map) is read
     # straight from its offset in the file; anything else page by page.
