@@ -84,6 +84,10 @@ def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n")
     assert main(["render", str(p), "-o", str(tmp_path / "o.tif"), "--mode", "gauss"]) == 2
     assert "give --sigma" in capsys.readouterr().err
+    p.write_text("frame,x,y,uncertainty [nm]\n1,100,100,0\n2,150,120,nan\n")  # every fit failed
+    assert main(["render", str(p), "-o", str(tmp_path / "o.tif"), "--mode", "gauss"]) == 2
+    assert "no localization has an uncertainty (all fits failed?) to size the Gaussians; give --sigma" in \
+        capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
 
 

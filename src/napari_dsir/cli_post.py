@@ -60,14 +60,20 @@ def _refuse(args, outputs) -> None:
 
 
 def cmd_render(args) -> int:
+    import numpy as np
+
     from .cli import _warn
     from .io import write_tiff
     from .render import outside_area, render
 
     _refuse(args, [(args.output, "image")])
     locs, movie = _read(args, movie=True)
-    if args.mode == "gauss" and args.sigma is None and locs.uncertainty is None:
-        raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
+    if args.mode == "gauss" and args.sigma is None:
+        if locs.uncertainty is None:
+            raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
+        if not np.any(np.isfinite(locs.uncertainty) & (locs.uncertainty > 0)):
+            raise DSIRError(f"{args.localizations}: no localization has an uncertainty (all fits failed?) to size "
+                            "the Gaussians; give --sigma NM")
     # the area: --extent, else the camera's frame where the table states it
     # (a Picasso file), else 0 to the largest position
     if args.extent is not None:

@@ -283,6 +283,14 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             yield Progress(0, total, req.batch_size or 0, uncalibrated_warning(model, params), kind="warning")
     camera = None
     refine = params is not None and bool(req.refine)
+    if refine:
+        from .reconstruct import fit_window
+
+        h, w = (int(s) for s in src.shape[-2:])
+        if min(h, w) < fit_window(px.nm):
+            raise DSIRError(f"{name}: frames of {h}x{w} px are smaller than the {fit_window(px.nm)} px fitting "
+                            "window: localize them without the fits (--refine none; widget: untick \"Fit photons, "
+                            "background and precision\"; API refine=False)")
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
     camera_origin = None

@@ -118,6 +118,7 @@ TABLE_CASES = {
     "non_numeric": ("frame,x,y\n1,2,three\n", "non-numeric"),
     "empty": ("", "empty"),
     "zero_frame": ("frame,x,y\n0,2,3\n", "1-based"),
+    "folder": (None, "a folder, not a table"),
 }
 
 
@@ -127,7 +128,10 @@ def test_bad_tables(tmp_path, capsys, case):
     gt = tmp_path / "gt.csv"
     gt.write_text("frame,x,y\n1,100,100\n")
     bad = tmp_path / f"{case}.csv"
-    bad.write_text(text)
+    if text is None:
+        bad.mkdir()
+    else:
+        bad.write_text(text)
     err = _expect_clean_failure(capsys, tmp_path, bad, ["evaluate", str(gt), str(bad)], needle)
     assert bad.name in err
 
@@ -405,6 +409,16 @@ def test_a_tiff_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny
     _expect_clean_failure(capsys, folder, folder / "000.tif", ["reconstruct", str(folder), "-o",
                                                                str(folder / "sum.tif"), "--model",
                                                                str(tiny_checkpoint), "-q"], "inside the input folder")
+
+
+def test_frames_smaller_than_the_fitting_window_ask_for_no_fits(tmp_path, capsys, tiny_checkpoint):
+    p = tmp_path / "five.tif"
+    tifffile.imwrite(p, np.full((4, 5, 5), 300, np.uint16), photometric="minisblack")
+    argv = ["localize", str(p), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint), "-q"]
+    _expect_clean_failure(capsys, tmp_path, p, argv, "five.tif: frames of 5x5 px are smaller than the 7 px fitting "
+                          "window: localize them without the fits (--refine none")
+    rc, _, err = _run_cli(argv + ["--refine", "none"], capsys)
+    assert rc == 0, err
 
 
 def test_a_folder_with_a_gap_in_its_numbering_is_warned_of(tmp_path, capsys, tiny_checkpoint):
