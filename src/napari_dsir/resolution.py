@@ -59,8 +59,10 @@ def frc_images(
     """The FRC of two images (y, x) of the same area, ``pixel_size_nm`` per pixel.
 
     Each image is multiplied by a Tukey window (taper fraction ``window``) and
-    padded to a square; the ring correlation is smoothed with a Gaussian of
-    ``smooth`` x (number of rings) rings.
+    padded to a square. The curve is the correlation over a band of rings:
+    its numerator and both powers summed per ring, each smoothed with a
+    Gaussian of ``smooth`` x (number of rings) rings, so that the few pixels
+    of the lowest rings weigh little (``raw``: ring by ring).
     """
     a = np.asarray(img1, dtype=np.float64)
     b = np.asarray(img2, dtype=np.float64)
@@ -95,15 +97,18 @@ def frc_images(
     denom = np.sqrt(paa * pbb)
     raw = np.divide(num, denom, out=np.zeros(nr), where=denom > 0)
     freqs = np.arange(nr) / (n * pixel_size_nm)
-    curve = gaussian_filter1d(raw[1:], max(1.0, smooth * nr), mode="nearest")
-    curve = np.concatenate([[1.0], curve])
+    s = max(1.0, smooth * nr)
+    sn, sa, sb = (gaussian_filter1d(v[1:], s, mode="nearest") for v in (num, paa, pbb))
+    band = np.sqrt(sa * sb)
+    curve = np.concatenate([[1.0], np.divide(sn, band, out=np.zeros_like(sn), where=band > 0)])
     res, note = _crossing(freqs, curve, threshold)
     return FRCResult(res, freqs, curve, raw, threshold, float(pixel_size_nm), note)
 
 
 #: a crossing before this ring (a resolution coarser than field / 8) is not
-#: a resolution: uniform random points, the halves independent, crossed at
-#: rings 4-7 in 2 of 10 seeds with the guard at 4
+#: a resolution (uniform random points, whose halves are independent: with
+#: the curve smoothed ring by ring they crossed at rings 4-19, about 1-3 um,
+#: in 21 of 100 seeds; smoothed as a band, 1 of 100 at ring 4)
 MIN_CROSSING_RING = 8
 
 

@@ -287,7 +287,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         from .reconstruct import fit_window
 
         h, w = (int(s) for s in src.shape[-2:])
-        if min(h, w) < fit_window(px.nm):
+        if 2 <= min(h, w) < fit_window(px.nm):  # (below 2 px the network's own refusal)
             raise DSIRError(f"{name}: frames of {h}x{w} px are smaller than the {fit_window(px.nm)} px fitting "
                             "window: localize them without the fits (--refine none; widget: untick \"Fit photons, "
                             "background and precision\"; API refine=False)")

@@ -288,7 +288,6 @@ def read_table(path: Path, pixel_size: float | None = None, *, warn=None) -> tup
             return [ln.split() for ln in rows]
         return list(csv.reader(rows, delimiter=delim))
 
-
     first = [c.strip() for c in _split_header(lines[0], delim)]
     has_header = not all(_is_number(c) for c in first if c != "")
     optional: dict[str, tuple[int, float]] = {}
