@@ -290,7 +290,10 @@ def test_folder_in_natural_order(tmp_path, rng):
 
 
 @pytest.mark.parametrize("names, note", [
-    (["f1.tif", "f2.tif", "f4.tif", "f10.tif"], "numbered 1..10 with 6 missing (3, 5, 6, 7, 8, ...)"),
+    (["f1.tif", "f2.tif", "f4.tif", "f10.tif", "f11.tif", "f12.tif"],
+     "numbered 1..12 with 6 missing (3, 5, 6, 7, 8, ...)"),
+    (["t1700000000000000000.tif", "t1700000000000000007.tif"], None),  # nanosecond timestamps: not frame numbers
+    (["f1.tif", "f2.tif", "f10.tif"], None),  # more missing than files: a stride or times
     (["img_0007.tif", "img_0008.tif", "img_0009.tif"], None),  # consecutive, from 7
     (["a1.tif", "b3.tif"], None),  # two series of names: not one numbering
     (["first.tif", "second.tif"], None),
@@ -315,18 +318,19 @@ def test_folder_frames_of_a_type_the_first_holds_are_read(tmp_path):
         open_stack(tmp_path).read()
 
 
-def test_ome_channels_are_refused_and_imagej_stacks_of_tifffile_are_frames(tmp_path):
-    """An OME-TIFF's channels are the acquisition's; tifffile labels any 3-D
-    ImageJ stack 'channels', and those are the movie's frames."""
+def test_acquired_channels_are_refused_and_stacks_tifffile_labels_channels_are_frames(tmp_path):
+    """An OME-TIFF whose channels are named (as microscopes write them) is
+    refused; tifffile labels any 3-D stack it writes without axes (OME or
+    ImageJ) as bare channels, and those are a movie's frames."""
     data = np.zeros((2, 16, 16), np.uint16)
     ome = tmp_path / "two_colours.ome.tif"
-    tifffile.imwrite(ome, data, ome=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(ome, data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["Cy5", "Alexa 488"]}})
     with pytest.raises(DSIRError, match="2 channels .axes CYX"):
         open_stack(ome)
-    ij = tmp_path / "ij.tif"
-    tifffile.imwrite(ij, data, imagej=True)
-    assert tifffile.TiffFile(ij).series[0].axes == "CYX"
-    assert open_stack(ij).shape == (2, 16, 16)
+    for name, kw in (("bare.ome.tif", {}), ("ij.tif", {"imagej": True})):
+        tifffile.imwrite(tmp_path / name, data, **kw)
+        assert tifffile.TiffFile(tmp_path / name).series[0].axes == "CYX"
+        assert open_stack(tmp_path / name).shape == (2, 16, 16)
 
 
 @pytest.mark.parametrize("unit, value, nm", [("\u00c5", 1070.0, 107.0), ("pm", 160000.0, 160.0),
@@ -482,6 +486,22 @@ def test_delimiters_and_names_that_hold_other_delimiters(tmp_path, name, text):
     p.write_text(text)
     l = read_localizations(p)
     np.testing.assert_allclose([l.frame[0], l.x[0], l.y[0]], [0, 150.5, 50])
+
+
+def test_lines_end_only_at_newlines(tmp_path):
+    """A form feed in a row or a Latin-1 ellipsis (0x85) in a comment is no line end."""
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"# exported by me\x85 x in nm\nframe,x,y,note\n1,10,20,a\x0cb\n2,30,40,c\n")
+    l = read_localizations(p)
+    np.testing.assert_allclose(l.x, [10, 30])
+
+
+def test_a_commented_header_over_rows_with_a_trailing_delimiter(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("# x,y,frame\n10,20,1,\n30,40,2,\n")
+    l = read_localizations(p)
+    np.testing.assert_array_equal(l.frame, [0, 1])
+    np.testing.assert_allclose(l.x, [10, 30])
 
 
 def test_a_utf16_table_is_read(tmp_path):

@@ -9,6 +9,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_dsir.layers import locs_from_points, points_layer_data  # noqa: E402
+from napari_dsir.locs import Localizations  # noqa: E402
 from napari_dsir.structures import StructureConfig, simulate_structure_locs  # noqa: E402
 
 
@@ -115,6 +116,16 @@ def test_resolution_and_bad_layers(make_napari_viewer, drifting, notes):
     w.correct_drift()
     assert "few drift-corrected" not in viewer.layers
     assert w.status.value.startswith("failed:")
+    # Gaussians of each uncertainty where every fit failed: asks for the widget's sigma
+    failed = Localizations(few.frame, few.x, few.y, uncertainty=np.full(len(few), np.nan))
+    data, kwargs, _ = points_layer_data(failed, "failed", metadata={"kind": "localizations"})
+    viewer.add_points(data, **kwargs)
+    w.reset_choices()
+    w.points.value = viewer.layers["failed"]
+    w.mode.value, w.sigma.value = "gauss", 0.0
+    w.render()
+    assert "failed render" not in viewer.layers
+    assert any(lv == "error" and "no uncertainty to size the Gaussians; set a sigma (nm)" in m for lv, m in notes)
 
 
 def test_threaded_render(make_napari_viewer, drifting, qtbot):

@@ -1,8 +1,9 @@
 """A localization table with new positions (a drift correction), written in
-its own format with everything else kept: a text table's other columns,
-header, comments and number formats; a Picasso file's other fields
-(z, group, sx/sy, lpx/lpy, ...), datasets and YAML steps, with a step of
-ours added.
+its own format with everything else kept: a text table's other cells,
+header, comments and units (x and y to 0.001 nm in their unit; UTF-8; one
+space between the cells of a table separated by spaces); a Picasso file's
+other fields (z, group, sx/sy, lpx/lpy, ...), datasets and YAML steps, with
+a step of ours added.
 
 Positions are nm, one per row of `read_localizations` of the input, in its
 order (CONVENTIONS.md).
@@ -20,7 +21,7 @@ from pathlib import Path
 from ..errors import DSIRError
 from ..locs import Localizations
 from .files import atomic_output
-from .tables import HDF5_SUFFIXES, read_table, table_text
+from .tables import HDF5_SUFFIXES, read_table, table_text, text_lines
 
 
 def same_format(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
@@ -56,11 +57,11 @@ def _decimals(nm_per_unit: float) -> int:
 
 
 def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite) -> Path:
-    old, lay = read_table(src, pixel_size)
-    _check_rows(src, len(old), locs)
     text = table_text(src)
+    old, lay = read_table(src, pixel_size, text=text)
+    _check_rows(src, len(old), locs)
     newline = "\r\n" if "\r\n" in text[:65536] else "\n"
-    lines = text.splitlines()
+    lines = text_lines(text)
     del text
     d = lay.delimiter
     xs = [f"{v:.{_decimals(lay.x_nm_per_unit)}f}" for v in locs.x / lay.x_nm_per_unit]

@@ -185,9 +185,9 @@ def stack_of(data) -> Stack | None:
 
 def _check_frame_array(shape, dtype, path, photometric=None, axes: str | None = None) -> tuple[int, int, int]:
     """Validate frame axes and return the (frame, y, x) shape; ``axes``
-    (tifffile's letters of an OME-TIFF, whose channels are the acquisition's:
-    tifffile writes any 3-D ImageJ stack as channels) refuses several
-    channels taken for frames."""
+    (tifffile's letters, given for an OME-TIFF whose channels are an
+    acquisition's, `_acquired_channels`) refuses several channels taken for
+    frames."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "uif" or dtype.itemsize > 8:
         raise DSIRError(f"{path}: pixel type {dtype} is not supported (need integer or float)")
@@ -228,6 +228,19 @@ def _ome_root(tif: tifffile.TiffFile):
         return ET.fromstring(ome)
     except ET.ParseError:
         return None
+
+
+_CHANNEL_KEYS = ("Name", "Fluor", "EmissionWavelength", "ExcitationWavelength")
+
+
+def _acquired_channels(root) -> bool:
+    """Whether an OME-XML (``root``, `_ome_root`; None: not OME) describes its
+    channels (a name, a fluorophore, a wavelength), as microscopes write them:
+    tifffile labels any 3-D stack it writes without axes as bare channels, and
+    those are a movie's frames."""
+    if root is None:
+        return False
+    return any(el.tag.endswith("Channel") and any(k in el.attrib for k in _CHANNEL_KEYS) for el in root.iter())
 
 
 def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None) -> float | None:
@@ -498,7 +511,7 @@ def _open_tiff(path: Path) -> Stack:
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         contiguous = _contiguous_data(tif, series, path)
-    shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if ome is not None else None)
+    shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if _acquired_channels(ome) else None)
 
     # Contiguous, uncompressed data (what tifffile could memory-map) is read
     # straight from its offset in the file; anything else page by page.
@@ -584,19 +597,26 @@ def check_folder_dtype(f: Path, dtype, first_name: str, first_dtype) -> None:
 
 def numbering_gaps(files: list[Path]) -> str | None:
     """A note when the frame files are numbered (the last number of each
-    name, one prefix) with numbers missing, else None: frames are numbered
-    by position, so after a gap they are not the file numbers."""
+    name, one prefix) with numbers missing, else None (also when more are
+    missing than there are files: timestamps or a stride, not gaps): frames
+    are numbered by position, so after a gap they are not the file numbers."""
     parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", f.stem) for f in files]
     if len(files) < 2 or not all(parts) or len({(m[1], m[3]) for m in parts}) != 1:
         return None
-    numbers = np.array([int(m[2]) for m in parts])
-    missing = np.setdiff1d(np.arange(numbers.min(), numbers.max() + 1), numbers)
-    if not len(missing):
+    numbers = sorted({int(m[2]) for m in parts})
+    lo, hi = numbers[0], numbers[-1]
+    n_missing = hi - lo + 1 - len(numbers)
+    if n_missing == 0 or n_missing > len(numbers):  # more gaps than files: timestamps or a stride, not frames
         return None
-    shown = ", ".join(str(v) for v in missing[:5]) + (", ..." if len(missing) > 5 else "")
-    return (f"{files[0].parent}: the frame files are numbered {numbers.min()}..{numbers.max()} with "
-            f"{len(missing)} missing ({shown}); frames are counted in order, 1 to {len(files)}, so those after "
-            "a gap are not the file numbers (a ground truth by file number will not match)")
+    missing = []
+    for a, b in zip(numbers, numbers[1:]):
+        missing.extend(range(a + 1, min(b, a + 6)))
+        if len(missing) >= 5:
+            break
+    shown = ", ".join(str(v) for v in missing[:5]) + (", ..." if n_missing > 5 else "")
+    return (f"{files[0].parent}: the frame files are numbered {lo}..{hi} with {n_missing} missing ({shown}); "
+            f"frames are counted in order, 1 to {len(files)}, so those after a gap are not the file numbers "
+            "(a ground truth by file number will not match)")
 
 
 def _open_folder(path: Path) -> Stack:

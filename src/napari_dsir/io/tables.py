@@ -100,6 +100,8 @@ def _commented_header(lines: list[str], stripped: list[str]) -> int | None:
         return None
     delim = _sniff_delimiter(lines[first])
     data = lines[first].split() if delim is None else next(csv.reader([lines[first]], delimiter=delim))
+    while data and not data[-1].strip():  # a trailing delimiter
+        data.pop()
     cells = _split_header(stripped[k].lstrip("#").strip(), delim)
     if not all(_is_number(c.strip()) for c in data if c.strip()) or len(cells) != len(data):
         return None
@@ -263,10 +265,24 @@ def table_text(path: Path) -> str:
         return raw.decode("latin-1")
 
 
-def read_table(path: Path, pixel_size: float | None = None, *, warn=None) -> tuple[Localizations, TableLayout]:
-    """`read_localizations` of a text table, with its `TableLayout`."""
-    text = table_text(path)
-    lines = text.splitlines()
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def text_lines(text: str) -> list[str]:
+    """A text's lines, split at \\n, \\r\\n or \\r only (str.splitlines also
+    splits at form feeds, \\x1c-\\x1e and a Latin-1 ellipsis, \\x85)."""
+    lines = _NEWLINE.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def read_table(path: Path, pixel_size: float | None = None, *, warn=None,
+               text: str | None = None) -> tuple[Localizations, TableLayout]:
+    """`read_localizations` of a text table (``text``: its `table_text`, when
+    read already), with its `TableLayout`."""
+    text = table_text(path) if text is None else text
+    lines = text_lines(text)
     stripped = list(map(str.strip, lines))
     if "" in stripped or "#" in text:  # blank lines and comments are skipped
         header = _commented_header(lines, stripped) if "#" in text else None
