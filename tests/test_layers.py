@@ -12,6 +12,7 @@ from napari_dsir.layers import (
     Geometry,
     layer_name,
     layer_pixel_size,
+    locs_from_points,
     points_features,
     points_layer_data,
     result_layers,
@@ -84,6 +85,13 @@ def test_points_layer_data_has_a_feature_per_column():
     assert list(points_features(Localizations([1], [2.0], [3.0]))) == ["frame"]
     empty, kw, _ = points_layer_data(Localizations.empty(), "none", ndim=2)
     assert empty.shape == (0, 2) and len(kw["features"]["frame"]) == 0
+    back = locs_from_points(empty, kw["features"])  # an empty layer reads back (it raised in reshape)
+    assert len(back) == 0 and len(locs_from_points(np.zeros((0, 3)))) == 0
+
+
+def test_points_added_by_hand_get_no_copied_measurements():
+    _, kw, _ = points_layer_data(Localizations([0, 119], [1.0, 2.0], [1.0, 2.0], photons=[10, 20]), "l")
+    assert kw["feature_defaults"]["frame"] == -1 and np.isnan(kw["feature_defaults"]["photons"])
 
 
 def test_points_layer_data_on_a_pixel_image_maps_nm_to_its_world():

@@ -128,6 +128,17 @@ def test_resolution_and_bad_layers(make_napari_viewer, drifting, notes):
     assert any(lv == "error" and "no uncertainty to size the Gaussians; set a sigma (nm)" in m for lv, m in notes)
 
 
+def test_an_empty_layer_gets_a_message_from_every_action(make_napari_viewer, notes):
+    """An empty localizations layer (a run that found nothing): before, a
+    ValueError from reshape escaped every action as a traceback."""
+    viewer = make_napari_viewer()
+    w = _widget(viewer, Localizations.empty(), name="nothing")
+    for action in (w.render, w.correct_drift, w.resolution, w.colour):
+        action()
+    errors = [m for lv, m in notes if lv == "error"]
+    assert errors.count("DSIR Render & Drift: 'nothing' has no localizations") == 3, errors
+
+
 def test_threaded_render(make_napari_viewer, drifting, qtbot):
     locs, _ = drifting
     viewer = make_napari_viewer()

@@ -237,6 +237,23 @@ def test_reconstruct_a_file_layer_reads_it_as_a_run_on_the_file(make_napari_view
     assert frame_source(layer.data).file is not None and frame_source(layer.data[1:]).file is None
 
 
+def test_reconstruct_never_takes_its_own_results_as_a_movie(make_napari_viewer, peaky, notes):
+    """With the movie deleted, the chooser does not fall back on the DSIR
+    image (before: it did, and Run reconstructed the 12.5 nm sum image)."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.out_frames.value = True
+    w.run()
+    assert {"spot DSIR", "spot DSIR frames"} <= {layer.name for layer in viewer.layers}
+    del viewer.layers["spot"]
+    w.reset_choices()
+    assert w.image.value is None and list(w.image.choices) == []
+    n_layers = len(viewer.layers)
+    w.run()
+    assert "no image layer selected" in _texts(notes, "error")[-1] and len(viewer.layers) == n_layers
+
+
 def test_reconstruct_overlay_pixel_units(make_napari_viewer, peaky):
     """A layer in pixel units (e.g. opened by napari's own reader): the output
     still covers exactly the same area."""
@@ -471,6 +488,41 @@ def test_compare_never_scores_a_layer_against_itself(make_napari_viewer, tmp_pat
     w.localizations.value = other
     viewer.add_points(np.zeros((0, 3)), name="later", units=("pixel", "nm", "nm"))
     assert w.localizations.value.name == "mine"
+
+
+def test_compare_scores_an_empty_run_and_ground_truth_at_the_runs_pixel_size(make_napari_viewer, tmp_path, notes):
+    """An empty localizations layer scores recall 0 (before: a ValueError).
+    Ground truth in pixels converted at the image's 100 nm, against a run
+    given 160 nm: the two overlay, and are scored at the run's pixel size."""
+    from napari_dsir.layers import Geometry, points_layer_data
+    from napari_dsir.locs import Localizations
+
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    truth = tmp_path / "px.csv"
+    truth.write_text("frame,x [px],y [px]\n1,10.5,12.5\n2,20.5,5.5\n")
+    gt = w.load(str(truth))
+    data, kw, _ = points_layer_data(Localizations.empty(), "spot DSIR localizations",
+                                    metadata={"kind": "localizations", "pixel_size": 160.0})
+    viewer.add_points(data, **kw)
+    w.localizations.value, w.ground_truth.value = viewer.layers["spot DSIR localizations"], gt
+    m = w.compare()
+    assert m is not None and (m.tp, m.fn, m.recall) == (0, 2, 0.0)
+    found = Localizations([0, 1], [10.5 * 160 + 20, 20.5 * 160], [12.5 * 160, 5.5 * 160])
+    data, kw, _ = points_layer_data(found, "run 160", geometry=Geometry.for_pixel_size(160.0),
+                                    metadata={"kind": "localizations", "pixel_size": 160.0})
+    viewer.add_points(data, **kw)
+    w.localizations.value = viewer.layers["run 160"]
+    m = w.compare()
+    assert m.tp == 2 and m.rmse == pytest.approx(np.sqrt(20.0 ** 2 / 2), abs=0.01)
+    assert any("converted from pixels of 100 nm and 'run 160' made with 160 nm pixels: scored at 160 nm" in t
+               for t in _texts(notes, "warning"))
+    # points with no frame axis against ground truth of several frames: said
+    viewer.add_points(np.array([[12.5 * 100, 10.5 * 100]]), name="flat", metadata={"units": "nm"})
+    w.localizations.value = viewer.layers["flat"]
+    assert w.compare().tp == 1
+    assert "'flat' has no frame axis: its points are taken as frame 1" in _texts(notes, "warning")[-1]
 
 
 def test_compare_converts_layers_in_pixels(make_napari_viewer, notes):
@@ -714,3 +766,8 @@ def test_a_picasso_camera_file_fills_the_fields_by_the_image_metadata(make_napar
     binary.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     w.camera.camera_file.value = binary
     assert "not a text (YAML) file" in w.camera.note.value and not w.camera.set_camera.value
+    # the greyed fields show what the run now uses (not the config's 400 ADU, 0.5 e-/ADU), and say so
+    assert (w.camera.baseline.value, w.camera.sensitivity.value) == (100.0, 1.0)
+    assert w.camera.note.value.splitlines()[1].startswith("'mm' states no camera settings")
+    w.camera.camera_file.value = tmp_path / "no_such_camera.yaml"  # a path typed wrong: said, not ignored
+    assert w.camera.note.value.startswith(f"camera file {tmp_path / 'no_such_camera.yaml'}: no such file")

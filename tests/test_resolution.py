@@ -34,6 +34,14 @@ def test_frc_matches_the_analytic_crossing(rng, noise_var):
     assert frc_images(a, b, 10.0).resolution_nm == pytest.approx(expected, rel=0.03)
 
 
+def test_frc_of_one_frame_says_why_its_halves_are_uneven():
+    rng = np.random.default_rng(0)
+    locs = Localizations(np.zeros(500, int), rng.uniform(0, 3000, 500), rng.uniform(0, 3000, 500))
+    with pytest.raises(DSIRError, match="a half has only 0 localizations .need 100.: the localizations lie in 1 "
+                                        "frame, .* --split random"):
+        frc(locs)
+
+
 @pytest.mark.parametrize("n, field_nm", [(3000, 6300.0), (20000, 20000.0)])
 def test_frc_of_points_with_no_structure_is_refused(n, field_nm):
     """Uniform random points, whose halves are independent: a curve

@@ -202,6 +202,17 @@ class Camera:
                 "probably wrong; check the camera settings"
             )
 
+    def data_warning(self, frames_adu) -> str | None:
+        """A warning when the baseline is above the median pixel (but below
+        the 99th percentile, which `check_data` refuses): most pixels then read
+        less than no light, which even a dark background does not do."""
+        a = _pixel_sample(frames_adu)
+        median = float(np.median(a))
+        if self.baseline <= median:
+            return None
+        return (f"camera baseline {self.baseline:g} ADU is above the median pixel ({median:g} ADU): most pixels "
+                "read less than no light, and photons, background and fits suffer; check the camera's offset")
+
     # ---- (de)serialisation ---------------------------------------------------
     def to_dict(self) -> dict:
         """Plain dict of the five fields (YAML/JSON friendly)."""

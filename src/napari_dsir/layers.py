@@ -311,6 +311,10 @@ def points_layer_data(
         # a frame shows its own emitters; the summed (2-D) image shows all
         kwargs["out_of_slice_display"] = False
     kwargs["features"] = points_features(locs)
+    # a point added by hand has no measured values (NaN: grey when coloured,
+    # the median uncertainty when rendered; frame -1: its frame is its data's),
+    # not a copy of another point's
+    kwargs["feature_defaults"] = {k: (np.nan if v.dtype.kind == "f" else -1) for k, v in kwargs["features"].items()}
     return (data, kwargs, "points")
 
 
@@ -369,11 +373,19 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
     return out
 
 
+def points_array(data) -> np.ndarray:
+    """Points data as a float (n, ndim) array; an empty layer as (0, 3)."""
+    d = np.asarray(data, dtype=float)
+    if d.size == 0:
+        return np.zeros((0, d.shape[-1] if d.ndim == 2 and d.shape[-1] in (2, 3) else 3))
+    return d.reshape(len(d), -1)
+
+
 def locs_from_points(data, features=None) -> Localizations:
     """A `Localizations` from points data (frame, y, x) or (y, x) in nm (frame
     0 for 2-D data) and their features (a mapping or DataFrame; columns named
     as `Localizations`' optional ones are kept)."""
-    d = np.asarray(data, dtype=float).reshape(len(data), -1)
+    d = points_array(data)
     if d.shape[1] == 2:
         d = np.column_stack([np.zeros(len(d)), d])
     cols = {}

@@ -180,7 +180,12 @@ def frc(
         raise DSIRError(f"FRC needs at least {2 * min_locs} localizations, got {len(locs)}")
     h1, h2 = split_halves(locs, split, seed=seed, block_frames=block_frames)
     if min(len(h1), len(h2)) < min_locs:
-        raise DSIRError(f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs})")
+        why = ""
+        if split == "odd_even":
+            k = len(np.unique(locs.frame))
+            why = (f": the localizations lie in {k} frame{'s' if k != 1 else ''}, and odd and even frames split "
+                   "them unevenly; split them at random (dsir resolution --split random)")
+        raise DSIRError(f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs}){why}")
     if extent is None:
         ok = np.isfinite(locs.x) & np.isfinite(locs.y)
         if not ok.any():

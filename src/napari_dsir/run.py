@@ -318,6 +318,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             if camera_origin != "metadata":
                 raise
             raise _stated_camera_error(name, e) from None
+        low = camera.data_warning(first)
+        if low is not None:
+            yield Progress(0, total, req.batch_size or 0, f"{name}: {low}", kind="warning")
     distributed = req.client is not None or bool(req.scheduler)
     if distributed and req.keep_frames:
         raise DSIRError("keep_frames (the per-frame images) is not available with a dask scheduler "

@@ -421,6 +421,16 @@ def test_frames_smaller_than_the_fitting_window_ask_for_no_fits(tmp_path, capsys
     assert rc == 0, err
 
 
+def test_a_baseline_above_the_median_pixel_is_warned_of_by_the_run(tmp_path, capsys, tiny_checkpoint):
+    p = tmp_path / "movie.tif"
+    rng = np.random.default_rng(1)
+    tifffile.imwrite(p, (100 + rng.poisson(20, (4, 16, 16))).astype(np.uint16), photometric="minisblack")
+    rc, _, err = _run_cli(["localize", str(p), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint),
+                           "--baseline", "125", "-q"], capsys)
+    assert rc == 0, err
+    assert "movie.tif: camera baseline 125 ADU is above the median pixel (120 ADU)" in err
+
+
 def test_a_folder_with_a_gap_in_its_numbering_is_warned_of(tmp_path, capsys, tiny_checkpoint):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -89,11 +89,15 @@ class CameraFields(Container):
         """Fill the fields from the camera file chosen, read against the image's metadata."""
         path = self.camera_file.value
         self._file_error = ""
-        if path and Path(path).is_file():
+        if path and not Path(path).exists():
+            self._file_error = f"camera file {path}: no such file"
+            self.set_camera.value = False
+        elif path and Path(path).is_file():  # (an empty box reads as a folder)
             try:
                 cam = Camera.from_yaml(path, self._stated[0])
             except Exception as e:  # not this image's camera, or not a camera file: the fields no longer hold
-                self._file_error = message_of(e)  # (a signal handler: never a traceback)
+                # (a signal handler: never a traceback); a parser's message, its first line
+                self._file_error = message_of(e).strip().splitlines()[0]
                 self.set_camera.value = False
             else:
                 self._fill(cam)
@@ -119,10 +123,13 @@ class CameraFields(Container):
         self.note.visible = bool(self.note.value)
 
     def _note(self) -> str:
-        """What the greyed fields show (filled here), or "" when they are the camera."""
+        """What the greyed fields show (filled here), or "" when they are the
+        camera; after a camera file that could not be used, its error first."""
+        note = self._stated_note()
+        return "\n".join(m for m in (self._file_error, note) if m)
+
+    def _stated_note(self) -> str:
         stated, name = self._stated
-        if self._file_error:
-            return self._file_error
         if self.set_camera.value or not name or not self.refine.value:  # settings given, or no fits to use them
             return ""
         try:

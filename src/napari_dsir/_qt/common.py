@@ -49,13 +49,20 @@ def same_layer(a, b) -> bool:
     return a is not None and b is not None and a.name == b.name
 
 
-def layer_choices(viewer, layer_type, prefer: str = "", avoid: str = "") -> list[tuple[str, object]]:
+#: kinds of the image layers napari-dsir makes: results, never camera movies
+OUTPUT_KINDS = ("dsir_sum", "dsir_frames", "render")
+
+
+def layer_choices(viewer, layer_type, prefer: str = "", avoid: str = "",
+                  exclude: tuple[str, ...] = ()) -> list[tuple[str, object]]:
     """(name, layer) choices of the viewer's layers of ``layer_type``: those
     of kind ``prefer`` first, those of kind ``avoid`` last (so a chooser's
-    default is a fitting layer), else in the viewer's order, newest first."""
+    default is a fitting layer), else in the viewer's order, newest first;
+    none of a kind in ``exclude``."""
     if viewer is None:
         return []
-    layers = [lay for lay in reversed(list(viewer.layers)) if isinstance(lay, layer_type)]
+    layers = [lay for lay in reversed(list(viewer.layers))
+              if isinstance(lay, layer_type) and kind_of(lay) not in exclude]
     rank = {prefer: 0, avoid: 2} if prefer or avoid else {}
     layers.sort(key=lambda lay: rank.get(kind_of(lay), 1))
     return [(lay.name, lay) for lay in layers]

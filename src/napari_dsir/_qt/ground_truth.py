@@ -19,7 +19,7 @@ from napari.layers import Image, Points
 
 from ..errors import DSIRError, PixelSizeRequired
 from ..io import read_localizations
-from ..layers import Geometry, nm_per_world_unit, points_layer_data
+from ..layers import Geometry, nm_per_world_unit, points_array, points_layer_data
 from ..locs import Localizations
 from ..run import resolve_pixel_size
 from .common import (
@@ -55,7 +55,7 @@ def in_nm(layer) -> bool:
 
 def points_nm(layer, geometry: Geometry | None) -> np.ndarray:
     """A points layer as (frame, y, x) with y, x in nm (corner origin)."""
-    d = np.asarray(layer.data, dtype=float).reshape(len(layer.data), -1)
+    d = points_array(layer.data)
     if d.shape[1] == 2:
         d = np.column_stack([np.zeros(len(d)), d])
     if (layer.metadata or {}).get("units") == "nm":
@@ -177,14 +177,16 @@ class GroundTruthWidget(Container):
         if image.rgb:
             raise DSIRError(f"'{image.name}' is an RGB image; choose the camera stack")
         path = str(path or self.positions.value or "").strip()
-        if not path or path == ".":
+        if not path or path == "." or Path(path).is_dir():
             raise DSIRError("choose a positions file")
         geo = image_geometry(image, lambda m: notify("warning", WIDGET, m))
         name = Path(path).name
+        meta = {"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size}
         try:
             locs = read_localizations(path, warn=lambda m: notify("warning", WIDGET, m))
         except PixelSizeRequired:
             locs = read_localizations(path, pixel_size=geo.pixel_size)
+            meta["from_px"] = True
             notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "
                                       f"of '{image.name}', {geo.pixel_size:g} nm")
         if len(locs) == 0:
@@ -203,12 +205,29 @@ class GroundTruthWidget(Container):
             locs = locs.select(~outside)
         (layer,) = put_layers(self.viewer, [points_layer_data(
             locs, f"{image.name} ground truth", geometry=geo, ndim=ndim,
-            metadata={"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size},
+            metadata=meta,
             size=self.size.value, symbol=self.symbol.value, color=self.colour.value,
             units=tuple(str(u) for u in image.units))])
         self.reset_choices()
         self.ground_truth.value = next(v for v in self.ground_truth.choices if v.name == layer.name)
         return layer
+
+    @staticmethod
+    def _at_run_pixel_size(gt: Localizations, gt_layer, pred_layer) -> Localizations:
+        """Ground truth converted from pixels at the image's pixel size, scaled
+        to the pixel size the localizations were made with where the run was
+        given another (the two layers overlay; their nm would not match)."""
+        gt_px = (gt_layer.metadata or {}).get("pixel_size")
+        run_px = (pred_layer.metadata or {}).get("pixel_size")
+        if not (gt_layer.metadata or {}).get("from_px") or not gt_px or not run_px:
+            return gt
+        gt_px, run_px = float(gt_px), float(run_px)
+        if abs(run_px / gt_px - 1) < 1e-6:
+            return gt
+        notify("warning", WIDGET, f"'{gt_layer.name}' was converted from pixels of {gt_px:g} nm and "
+                                  f"'{pred_layer.name}' made with {run_px:g} nm pixels: scored at {run_px:g} nm")
+        f = run_px / gt_px
+        return Localizations(gt.frame, gt.x * f, gt.y * f)
 
     def compare(self):
         """Match the localizations to the ground truth, colour both and show
@@ -226,6 +245,10 @@ class GroundTruthWidget(Container):
             if image is not None and not (in_nm(pred_layer) and in_nm(gt_layer)):
                 geo = image_geometry(image, lambda m: notify("warning", WIDGET, f"{m} to convert pixels to nm"))
             gt, pred = _as_locs(points_nm(gt_layer, geo)), _as_locs(points_nm(pred_layer, geo))
+            gt = self._at_run_pixel_size(gt, gt_layer, pred_layer)
+            if pred_layer.ndim == 2 and len(np.unique(gt.frame)) > 1:
+                notify("warning", WIDGET, f"'{pred_layer.name}' has no frame axis: its points are taken as "
+                                          f"frame 1, and the ground truth of the other frames counts as missed")
             span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
             in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
             gt = gt.select(in_span)

@@ -21,7 +21,15 @@ from ..errors import Cancelled, DSIRError
 from ..layers import Geometry, result_layers
 from ..run import RunRequest, iter_run
 from .camera import CameraFields
-from .common import camera_pixel_size, cuda_available, layer_choices, message_of, notify, put_layers
+from .common import (
+    OUTPUT_KINDS,
+    camera_pixel_size,
+    cuda_available,
+    layer_choices,
+    message_of,
+    notify,
+    put_layers,
+)
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
 
 WIDGET = "DSIR Reconstruct"
@@ -56,7 +64,7 @@ class ReconstructWidget(Container):
         self._pbar = None
         self._job: dict = {}
         self._frames_for = ""
-        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum"),
+        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, exclude=OUTPUT_KINDS),
                               tooltip="The camera frames (frame, y, x) to reconstruct")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
                                        tooltip="Camera pixel size; 0: the layer's own (metadata or nm scale)")

@@ -189,7 +189,7 @@ class RenderDriftWidget(Container):
                 raise DSIRError(f"'{layer.name}' has no feature '{feature}'")
             else:
                 self.status.value = colour_points(layer, feature)
-        except DSIRError as e:
+        except Exception as e:  # never a traceback in the viewer
             self._failed(e)
 
     # -- jobs
@@ -242,7 +242,7 @@ class RenderDriftWidget(Container):
         """Render the chosen layer into an image layer that overlays it."""
         try:
             layer, locs = self._chosen()
-        except DSIRError as e:
+        except Exception as e:  # never a traceback in the viewer
             return self._failed(e)
         p, mode, by_frame = float(self.pixel_size.value), self.mode.value, bool(self.by_frame.value)
         suffix = f"{mode}{' by frame' if by_frame else ''}"
@@ -264,7 +264,7 @@ class RenderDriftWidget(Container):
         """Estimate the drift by RCC, add the corrected layer and plot the drift."""
         try:
             layer, locs = self._chosen()
-        except DSIRError as e:
+        except Exception as e:  # never a traceback in the viewer
             return self._failed(e)
 
         def done(result):
@@ -288,7 +288,7 @@ class RenderDriftWidget(Container):
         """FRC resolution and NeNA precision of the chosen layer, with the FRC curve."""
         try:
             _layer, locs = self._chosen()
-        except DSIRError as e:
+        except Exception as e:  # never a traceback in the viewer
             return self._failed(e)
 
         def done(out):
