@@ -58,9 +58,8 @@ def test_a_baseline_above_the_median_pixel_is_warned_of():
     rng = np.random.default_rng(0)
     frames = (100 + rng.poisson(20, (3, 16, 16))).astype(np.uint16)
     frames[:, 8, 8] = 5000  # an emitter: the 99th percentile stays low, the maximum high
-    assert Camera(baseline=100).data_warning(frames) is None
-    Camera(baseline=125).check_data(frames)  # not refused
-    msg = Camera(baseline=125).data_warning(frames)
+    assert Camera(baseline=100).check_data(frames) is None
+    msg = Camera(baseline=125).check_data(frames)  # not refused: warned of
     assert msg.startswith("camera baseline 125 ADU is above the median pixel (120 ADU)")
 
 

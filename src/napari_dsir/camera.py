@@ -190,24 +190,20 @@ class Camera:
         a = a.astype(np.float64 if a.dtype == np.float64 else np.float32, copy=False)
         return (a - a.dtype.type(self.baseline)) * a.dtype.type(scale)
 
-    def check_data(self, frames_adu) -> None:
+    def check_data(self, frames_adu) -> str | None:
         """Refuse a baseline above the data: when more than 99 % of the pixels
-        (sampled, up to ~1e6) are below it, the baseline is almost surely wrong."""
+        (sampled, up to ~1e6) are below it, the baseline is almost surely wrong.
+        Returns a warning when it is above the median pixel: most pixels then
+        read less than no light, which even a dark background does not do;
+        else None."""
         a = _pixel_sample(frames_adu)
-        p99 = float(np.percentile(a, 99))
+        p99, median = (float(v) for v in np.percentile(a, [99, 50]))
         if self.baseline > p99:
             raise DSIRError(
                 f"camera baseline {self.baseline:g} ADU is above 99% of the pixel values "
                 f"(99th percentile {p99:g}, max {a.max():g} ADU): the baseline (offset) is "
                 "probably wrong; check the camera settings"
             )
-
-    def data_warning(self, frames_adu) -> str | None:
-        """A warning when the baseline is above the median pixel (but below
-        the 99th percentile, which `check_data` refuses): most pixels then read
-        less than no light, which even a dark background does not do."""
-        a = _pixel_sample(frames_adu)
-        median = float(np.median(a))
         if self.baseline <= median:
             return None
         return (f"camera baseline {self.baseline:g} ADU is above the median pixel ({median:g} ADU): most pixels "

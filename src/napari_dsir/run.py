@@ -287,8 +287,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         from .reconstruct import fit_window
 
         h, w = (int(s) for s in src.shape[-2:])
-        if 2 <= min(h, w) < fit_window(px.nm):  # (below 2 px the network's own refusal)
-            raise DSIRError(f"{name}: frames of {h}x{w} px are smaller than the {fit_window(px.nm)} px fitting "
+        window = fit_window(px.nm)
+        if 2 <= min(h, w) < window:  # (below 2 px the network's own refusal)
+            raise DSIRError(f"{name}: frames of {h}x{w} px are smaller than the {window} px fitting "
                             "window: localize them without the fits (--refine none; widget: untick \"Fit photons, "
                             "background and precision\"; API refine=False)")
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames
@@ -313,12 +314,11 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         camera, camera_origin = resolve_camera(_as_camera(req.camera, stated))[0], "given"
     if camera is not None:
         try:
-            camera.check_data(first)
+            low = camera.check_data(first)
         except DSIRError as e:
             if camera_origin != "metadata":
                 raise
             raise _stated_camera_error(name, e) from None
-        low = camera.data_warning(first)
         if low is not None:
             yield Progress(0, total, req.batch_size or 0, f"{name}: {low}", kind="warning")
     distributed = req.client is not None or bool(req.scheduler)
