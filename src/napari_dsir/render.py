@@ -215,6 +215,13 @@ def _check_shape(name, shape) -> tuple[int, int]:
     return h, w
 
 
+def has_uncertainty(locs: Localizations) -> bool:
+    """Whether any localization has an uncertainty (finite, > 0 nm) to size
+    its Gaussian: else `render` needs ``sigma_nm`` in mode "gauss"."""
+    u = locs.uncertainty
+    return u is not None and bool(np.any(np.isfinite(u) & (u > 0)))
+
+
 def _sigmas(locs: Localizations, sigma_nm) -> np.ndarray:
     """Per-localization Gaussian standard deviation, nm."""
     if sigma_nm is None:

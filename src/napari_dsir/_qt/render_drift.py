@@ -79,12 +79,9 @@ def one_colour(layer, colour: str = "yellow") -> str:
 
 def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
     """(the image, how many localizations lie outside it: it spans 0 nm to the largest position)."""
-    import numpy as np
+    from ..render import has_uncertainty, outside_area, render
 
-    from ..render import outside_area, render
-
-    if mode == "gauss" and sigma <= 0 and (locs.uncertainty is None or not np.any(
-            np.isfinite(locs.uncertainty) & (locs.uncertainty > 0))):
+    if mode == "gauss" and sigma <= 0 and not has_uncertainty(locs):
         raise DSIRError("these localizations have no uncertainty to size the Gaussians; set a sigma (nm)")
     image = render(locs, pixel_size, mode=mode, sigma_nm=sigma if sigma > 0 else None, by_frame=by_frame)
     return image, outside_area(locs, pixel_size)
