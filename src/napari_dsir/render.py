@@ -32,7 +32,8 @@ from .locs import Localizations
 MAX_PIXELS = 1 << 30
 #: peak memory of a rendering per image pixel, bytes, grey / coloured by
 #: frame: float64 accumulators (1 channel, 4 by frame), their temporaries and
-#: the float32 result (measured with tracemalloc: at most 27 and 72)
+#: the float32 result (measured peaks at most 27 and 72:
+#: benchmarks/render_memory.py)
 BYTES_PER_PIXEL = {False: 28, True: 72}
 #: share of the free memory a rendering may take
 MEMORY_SHARE = 0.8
