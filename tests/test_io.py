@@ -342,6 +342,29 @@ def test_ome_pixel_size_units(tmp_path, unit, value, nm):
     assert open_stack(p).pixel_size == pytest.approx(nm)
 
 
+
+def test_pixels_that_are_not_square_are_noted(tmp_path, rng):
+    """x's size is used for both axes, with a note that says so (OME,
+    ImageJ resolution tags, and a folder of such frames); square pixels and
+    a 1 % rounding give none."""
+    ome = tmp_path / "m.ome.tif"
+    tifffile.imwrite(ome, _stack(rng), metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.3})
+    s = open_stack(ome)
+    assert s.pixel_size == pytest.approx(100.0)
+    assert len(s.notes) == 1 and "100 nm (x) by 300 nm (y)" in s.notes[0] and "uses 100 nm (x)" in s.notes[0]
+    ij = tmp_path / "ij.tif"
+    tifffile.imwrite(ij, _stack(rng), imagej=True, resolution=(1 / 0.16, 1 / 0.08), metadata={"unit": "um"})
+    assert "160 nm (x) by 80 nm (y)" in open_stack(ij).notes[0]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        tifffile.imwrite(folder / f"{i}.tif", _stack(rng, n=1)[0], imagej=True, resolution=(1 / 0.16, 1 / 0.08),
+                         metadata={"unit": "um"})
+    assert "160 nm (x) by 80 nm (y)" in open_stack(folder).notes[0]
+    for y in (0.1, 0.1005):
+        tifffile.imwrite(ome, _stack(rng), metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": y})
+        assert open_stack(ome).notes == ()
+
 def test_folder_frames_of_different_size(tmp_path, rng):
     d = tmp_path / "seq"
     d.mkdir()

@@ -243,16 +243,18 @@ def _acquired_channels(root) -> bool:
     return any(el.tag.endswith("Channel") and any(k in el.attrib for k in _CHANNEL_KEYS) for el in root.iter())
 
 
-def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None) -> float | None:
-    """Pixel size in nm from OME (``root``: its parsed XML, `_ome_root`),
-    Micro-Manager's ``PixelSizeUm`` (``mm``: its image metadata; 0 when
-    uncalibrated), ImageJ or resolution tags, or None."""
+def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None,
+                          axis: str = "X") -> float | None:
+    """Pixel size in nm along ``axis`` ("X" or "Y") from OME (``root``: its
+    parsed XML, `_ome_root`), Micro-Manager's ``PixelSizeUm`` (``mm``: its
+    image metadata; 0 when uncalibrated; one size for both axes), ImageJ or
+    resolution tags, or None."""
     if root is not None:
         try:
             for el in root.iter():
-                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
-                    val = float(el.attrib["PhysicalSizeX"])
-                    unit = el.attrib.get("PhysicalSizeXUnit", "µm")
+                if el.tag.endswith("Pixels") and f"PhysicalSize{axis}" in el.attrib:
+                    val = float(el.attrib[f"PhysicalSize{axis}"])
+                    unit = el.attrib.get(f"PhysicalSize{axis}Unit", "µm")
                     factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
                     if factor and val > 0:
                         return val * factor
@@ -266,7 +268,7 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = N
         return um * 1000.0
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     tags = page.tags
-    xres = tags.get("XResolution")
+    xres = tags.get(f"{axis}Resolution")
     if xres is None:
         return None
     try:
@@ -503,6 +505,7 @@ def _open_tiff(path: Path) -> Stack:
             ome = _ome_root(tif)  # parsed once, read by both
             mm = _micro_manager_image(tif)
             pixel_size = _pixel_size_from_tiff(tif, ome, mm)
+            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y"))
             camera = _camera_metadata(tif, ome, mm)
             npages = len(series.pages) if hasattr(series, "pages") else None
             _check_parts(path, series, ome)
@@ -519,7 +522,19 @@ def _open_tiff(path: Path) -> Stack:
         reader = _ContiguousReader(Path(path), contiguous[0], contiguous[1], shape[1:])
     else:
         reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None)
-    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera)
+    return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera, notes=notes)
+
+
+def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]:
+    """A note when the file states pixels that are not square (x and y sizes
+    in nm more than 1 % apart): positions are computed with square pixels."""
+    if not x_nm or not y_nm or abs(y_nm / x_nm - 1.0) <= 0.01:
+        return ()
+    return (
+        f"the file states pixels of {x_nm:g} nm (x) by {y_nm:g} nm (y); napari-dsir treats camera "
+        f"pixels as square and uses {x_nm:g} nm (x) for both axes (or the pixel size you give): "
+        "re-sampled data should be given at the camera's own pixels",
+    )
 
 
 def _check_parts(path: Path, series, ome) -> None:
@@ -633,7 +648,7 @@ def _open_folder(path: Path) -> Stack:
     reader = _FolderReader(files, frame_shape, dtype)
     gaps = numbering_gaps(files)
     return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader, first.camera_metadata,
-                 notes=(gaps,) if gaps else ())
+                 notes=first.notes + ((gaps,) if gaps else ()))
 
 
 def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:
