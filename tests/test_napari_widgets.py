@@ -771,3 +771,17 @@ def test_a_picasso_camera_file_fills_the_fields_by_the_image_metadata(make_napar
     assert w.camera.note.value.splitlines()[1].startswith("'mm' states no camera settings")
     w.camera.camera_file.value = tmp_path / "no_such_camera.yaml"  # a path typed wrong: said, not ignored
     assert w.camera.note.value.startswith(f"camera file {tmp_path / 'no_such_camera.yaml'}: no such file")
+
+
+def test_a_movie_with_no_signal_is_said_so_not_saturated(make_napari_viewer, notes):
+    """A blank recording (every pixel one value) summed without
+    localizations: the warning and the status say it holds no signal."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.full((3, 24, 24), 1000, np.uint16), name="blank", metadata={"pixel_size": 100.0})
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.device.value = "cpu"
+    w.run()
+    assert _texts(notes, "error") == [], notes
+    assert any("the movie holds no signal" in m for m in _texts(notes, "warning")), notes
+    assert "saturated" not in w.status.value
+    assert "no signal: every pixel at 1000 ADU" in w.status.value

@@ -310,8 +310,7 @@ class ReconstructWidget(Container):
             f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
             f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
             + (f", network binning {info['binning']}x{info['binning']}" if info.get("binning", 1) > 1 else "")
-            + (f", saturated: {info['saturated']['share']:.1%} of the pixels at {info['saturated']['adu']:g} ADU"
-               if info.get("saturated") else "")
+            + _saturation_status(info.get("saturated"))
             + (f", hot pixels repaired: {len(info['hot_pixels'])}" if info.get("hot_pixels") else "")
             + (f", dead pixels repaired: {info['dead_pixels']}" if info.get("dead_pixels") else "")
             + (f", column/row offsets subtracted: {info['stripes']['columns']}/{info['stripes']['rows']}"
@@ -343,3 +342,12 @@ class ReconstructWidget(Container):
         except RuntimeError:  # the Qt side was deleted with the viewer
             pass
         self.finished.emit()
+
+
+def _saturation_status(saturated: dict | None) -> str:
+    """The status line's part for `napari_dsir.camera.saturation`'s finding."""
+    if not saturated:
+        return ""
+    if saturated["share"] == 1.0:
+        return f", no signal: every pixel at {saturated['adu']:g} ADU"
+    return f", saturated: {saturated['share']:.1%} of the pixels at {saturated['adu']:g} ADU"
