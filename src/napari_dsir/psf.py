@@ -166,7 +166,7 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None,
     without the chi-square test) of their bright spots (`BRIGHT_SNR`) that
     have no other spot within 500 nm: a `PSFWidth` (median, lower quartile,
     number of fits, 40th and 70th percentiles); None with fewer than
-    `MIN_FITS`. Undetected neighbours widen
+    `MIN_FITS` or on frames smaller than a fit's window. Undetected neighbours widen
     some fits in crowded frames: the lower quartile is the steadier figure
     (`benchmarks/results/psf_width.md`: 0.87-1.02x the middle of the
     simulated FWHM range from 0.5 to 8 emitters/um^2, the median
@@ -177,6 +177,10 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None,
     from .reconstruct import fit_settings
 
     cam = camera or Camera()
+    p = float(pixel_size_nm)
+    settings = {**fit_settings(p), "max_chi2_sigma": None, "hold_pulled": False}
+    if min(np.shape(frames_adu)[-2:]) < settings["window"]:  # frames smaller than a fit: not measured
+        return None
     if photons is None:
         photons = cam.to_photons(torch.as_tensor(np.asarray(frames_adu, np.float32)))
     f, y, x, snr = find_spots(photons)
@@ -184,11 +188,9 @@ def measure_fwhm(frames_adu, pixel_size_nm: float, camera: Camera | None = None,
         f, y, x, snr = f[:MAX_SPOTS], y[:MAX_SPOTS], x[:MAX_SPOTS], snr[:MAX_SPOTS]
     if (snr > BRIGHT_SNR).sum() < MIN_FITS:
         return None
-    p = float(pixel_size_nm)
     spots = Localizations(f.astype(np.int64), (x + 0.5) * p, (y + 0.5) * p)
-    # the chi-square test is left out: a camera whose sensitivity is not known
-    # (assumed) scales the variances, not the PSF
-    settings = {**fit_settings(p), "max_chi2_sigma": None, "hold_pulled": False}
+    # the chi-square test is left out (``settings``): a camera whose
+    # sensitivity is not known (assumed) scales the variances, not the PSF
     res = refine(photons, spots, p, cam, threads=1, background_shape=background_shape, **settings)
     sigma = res.locs.sigma[(res.status == OK) & (snr > BRIGHT_SNR)]
     fwhm = sigma[np.isfinite(sigma)] / FWHM_TO_SIGMA

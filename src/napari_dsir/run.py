@@ -289,9 +289,11 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         h, w = (int(s) for s in src.shape[-2:])
         window = fit_window(px.nm)
         if 2 <= min(h, w) < window:  # (below 2 px the network's own refusal)
+            check = (f" at {px.nm:g} nm pixels: check the pixel size (--pixel-size, in nm), or"
+                     if implausible_pixel_size_warning(name, px) else ":")
             raise DSIRError(f"{name}: frames of {h}x{w} px are smaller than the {window} px fitting "
-                            "window: localize them without the fits (--refine none; widget: untick \"Fit photons, "
-                            "background and precision\"; API refine=False)")
+                            f"window{check} localize them without the fits (--refine none; widget: untick "
+                            "\"Fit photons, background and precision\"; API refine=False)")
     # a camera with the fits, or given without them; checked against (or assumed from) the first frames
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
     camera_origin = None

@@ -412,13 +412,37 @@ def test_a_tiff_output_inside_the_input_folder_is_refused(tmp_path, capsys, tiny
 
 
 def test_frames_smaller_than_the_fitting_window_ask_for_no_fits(tmp_path, capsys, tiny_checkpoint):
+    """Frames of 5x5 px with a bright spot in each (enough for the PSF's
+    measurement, which needs a fit's window too: it is skipped): the fits are
+    refused with the way out, which works, and so does a sum image; at a
+    pixel size in another unit the refusal asks to check it."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:5, :5]
+    shifts = rng.uniform(-0.5, 0.5, (40, 2))
+    spots = [3000 * np.exp(-((yy - 2 - dy) ** 2 + (xx - 2 - dx) ** 2) / 2) for dy, dx in shifts]
     p = tmp_path / "five.tif"
-    tifffile.imwrite(p, np.full((4, 5, 5), 300, np.uint16), photometric="minisblack")
+    tifffile.imwrite(p, (100 + rng.poisson(20 + np.array(spots))).astype(np.uint16), photometric="minisblack")
     argv = ["localize", str(p), "-o", str(tmp_path / "l.csv"), "--model", str(tiny_checkpoint), "-q"]
     _expect_clean_failure(capsys, tmp_path, p, argv, "five.tif: frames of 5x5 px are smaller than the 7 px fitting "
                           "window: localize them without the fits (--refine none")
-    rc, _, err = _run_cli(argv + ["--refine", "none"], capsys)
+    _expect_clean_failure(capsys, tmp_path, p, argv + ["--pixel-size", "0.1"], "fitting window at 0.1 nm pixels: "
+                          "check the pixel size (--pixel-size, in nm), or localize them without the fits")
+    for extra in (["--refine", "none"], ["--refine", "none", "-o", str(tmp_path / "l.csv"), "--overwrite"]):
+        rc, _, err = _run_cli(argv + extra, capsys)
+        assert rc == 0, err
+    rc, _, err = _run_cli(["reconstruct", str(p), "-o", str(tmp_path / "s.tif"), "--model", str(tiny_checkpoint),
+                           "-q"], capsys)
     assert rc == 0, err
+
+
+def test_the_psf_is_not_measured_on_frames_smaller_than_a_fit(rng):
+    from napari_dsir.psf import measure_fwhm
+
+    yy, xx = np.mgrid[:6, :6]
+    frames = 100 + rng.poisson(20 + 3000 * np.exp(-((yy - 2.5) ** 2 + (xx - 2.5) ** 2) / 2), (40, 6, 6))
+    assert measure_fwhm(frames, 100.0) is None
+    big = np.tile(frames, (1, 2, 2))  # 12x12 px: the same spots measured
+    assert measure_fwhm(big, 100.0) is not None
 
 
 def test_a_baseline_above_the_median_pixel_is_warned_of_by_the_run(tmp_path, capsys, tiny_checkpoint):
