@@ -116,6 +116,10 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
         folder.mkdir()
         p, second = split_ome(folder, np.full((6, 16, 16), 100, np.uint16))
         second.unlink()
+    elif case == "multi_position":  # two movies in one OME-TIFF (a multi-position acquisition)
+        with tifffile.TiffWriter(p, ome=True) as w:
+            for pos in range(2):
+                w.write(np.full((4, 16, 16), 100 + pos, np.uint16), metadata={"axes": "TYX", "Name": f"Pos{pos}"})
     elif case == "mixed_sizes":
         # frame 2 of 5 differs: not among the first, middle and last frames,
         # so only a check of every size finds it

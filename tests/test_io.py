@@ -365,6 +365,26 @@ def test_pixels_that_are_not_square_are_noted(tmp_path, rng):
         tifffile.imwrite(ome, _stack(rng), metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": y})
         assert open_stack(ome).notes == ()
 
+
+@pytest.mark.parametrize("first", ["mean image", "thumbnail"])
+def test_the_movie_beside_single_images_is_read_and_said(tmp_path, rng, first):
+    """A TIFF whose first series is one image (a mean image, a preview) and
+    the second the movie: the movie is read (every way), with a note."""
+    data = _stack(rng)
+    p = tmp_path / "m.tif"
+    with tifffile.TiffWriter(p) as w:
+        w.write(data.mean(0).astype(np.uint16) if first == "mean image" else data[0, :8, :8])
+        w.write(data, compression="zlib")
+    s = open_stack(p)
+    assert s.shape == data.shape
+    np.testing.assert_array_equal(s.read(), data)
+    np.testing.assert_array_equal(s[3], data[3])
+    assert len(s.notes) == 1 and "series 1, the only one with several frames, is read as the movie" in s.notes[0]
+    with tifffile.TiffWriter(p) as w:  # uncompressed: read from its offset
+        w.write(data[0])
+        w.write(data)
+    np.testing.assert_array_equal(open_stack(p)[1:4], data[1:4])
+
 def test_folder_frames_of_different_size(tmp_path, rng):
     d = tmp_path / "seq"
     d.mkdir()

@@ -59,6 +59,7 @@ STACK_CASES = {
     "empty_folder": "no .tif",
     "complex": "pixel type",
     "ome_part_missing": "not found beside it",
+    "multi_position": "holds 2 image series (0: 4x16x16, 1: 4x16x16): several positions",
 }
 
 

@@ -130,6 +130,7 @@ READER_CASES = {
     "mixed_types": "one pixel type",
     "folder_of_text": "not a readable TIFF",
     "ome_part_missing": "not found beside it",
+    "multi_position": "several positions",
 }
 
 

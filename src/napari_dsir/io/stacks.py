@@ -429,8 +429,8 @@ class _PageReader:
     reader is garbage collected; `close` closes it now (a later read reopens).
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, paged: bool):
-        self.path, self.shape, self.dtype, self.paged = path, shape, dtype, paged
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, paged: bool, series: int = 0):
+        self.path, self.shape, self.dtype, self.paged, self.series = path, shape, dtype, paged, series
         self._reset()
 
     def _reset(self) -> None:
@@ -438,7 +438,7 @@ class _PageReader:
         self._reset_handle()
 
     def __getstate__(self):
-        return {k: self.__dict__[k] for k in ("path", "shape", "dtype", "paged")}
+        return {k: self.__dict__[k] for k in ("path", "shape", "dtype", "paged", "series")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -449,7 +449,7 @@ class _PageReader:
             return
         self._tif = self._pages = None  # a forked child never shares its parent's file offset
         tif = tifffile.TiffFile(self.path)
-        series = tif.series[0]
+        series = tif.series[self.series]
         pages = series.pages if hasattr(series, "pages") else tif.pages
         # a series over several files (Micro-Manager's OME-TIFF split at 4 GB:
         # NAME_1.ome.tif, ...): tifffile closes the others once parsed; kept
@@ -473,7 +473,7 @@ class _PageReader:
                     for i in range(start, stop):
                         out[i - start] = np.asarray(pages[i].asarray()).reshape(frame_shape)
                 else:  # unusual layout (e.g. one page holding all frames)
-                    out[:] = self._tif.series[0].asarray().reshape(self.shape)[start:stop]
+                    out[:] = self._tif.series[self.series].asarray().reshape(self.shape)[start:stop]
             except Exception as e:
                 raise DSIRError(f"{self.path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         return out
@@ -497,7 +497,8 @@ def _open_tiff(path: Path) -> Stack:
         raise DSIRError(f"{path}: not a readable TIFF file ({type(e).__name__}: {e})") from e
     with tif:
         try:
-            series = tif.series[0]
+            index, series_note = _movie_series(path, tif.series)
+            series = tif.series[index]
             raw_shape, dtype, axes = series.shape, series.dtype, getattr(series, "axes", None)
             photometric = getattr(tif.pages[0], "photometric", None)
             if photometric is not None:
@@ -505,7 +506,7 @@ def _open_tiff(path: Path) -> Stack:
             ome = _ome_root(tif)  # parsed once, read by both
             mm = _micro_manager_image(tif)
             pixel_size = _pixel_size_from_tiff(tif, ome, mm)
-            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y"))
+            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y")) + series_note
             camera = _camera_metadata(tif, ome, mm)
             npages = len(series.pages) if hasattr(series, "pages") else None
             _check_parts(path, series, ome)
@@ -521,7 +522,7 @@ def _open_tiff(path: Path) -> Stack:
     if contiguous is not None and contiguous[2] == int(np.prod(shape)):
         reader = _ContiguousReader(Path(path), contiguous[0], contiguous[1], shape[1:])
     else:
-        reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None)
+        reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None, index)
     return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera, notes=notes)
 
 
@@ -535,6 +536,27 @@ def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]
         f"pixels as square and uses {x_nm:g} nm (x) for both axes (or the pixel size you give): "
         "re-sampled data should be given at the camera's own pixels",
     )
+
+
+def _movie_series(path: Path, series) -> tuple[int, tuple[str, ...]]:
+    """The index of the movie among a TIFF's ``series`` (tifffile's) and a
+    note when the file holds others: one series with several frames beside
+    single images (a preview, a mean image) is the movie; several movies
+    (a multi-position acquisition) are refused, as is a file of single
+    images of different shapes."""
+    if len(series) <= 1:
+        return 0, ()
+    shapes = [tuple(int(v) for v in s.shape) for s in series]
+    listed = ", ".join(f"{i}: {'x'.join(map(str, sh))}" for i, sh in enumerate(shapes[:6]))
+    listed += ", ..." if len(shapes) > 6 else ""
+    movies = [i for i, sh in enumerate(shapes) if len(sh) >= 3 and sh[0] > 1]
+    if len(movies) == 1:
+        i = movies[0]
+        return i, (f"the file holds {len(shapes)} image series ({listed}); series {i}, the only one with several "
+                   "frames, is read as the movie and the others are left out",)
+    raise DSIRError(f"{path}: holds {len(shapes)} image series ({listed}): several positions or acquisitions in "
+                    "one file; napari-dsir reads one movie per file: save each series as its own TIFF (e.g. in Fiji: "
+                    "File > Import > Bio-Formats, then save each)")
 
 
 def _check_parts(path: Path, series, ome) -> None:
