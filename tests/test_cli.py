@@ -560,3 +560,39 @@ def test_an_existing_protocol_is_refused_before_any_work(small_stack, tiny_check
         err = capsys.readouterr().err
         assert rc == 2 and "already exists" in err and str(existing) in err
         assert existing.read_text() == "precious" and not (tmp_path / name).exists()
+
+
+def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_path, capsys, monkeypatch):
+    """An interrupted --overwrite training leaves the finished model it was
+    to replace as NAME.previous.pt (its best epoch so far is NAME.pt, as
+    any interrupted training's); a finished one removes it."""
+    import napari_dsir.train as train_mod
+
+    from .conftest import digest
+
+    out = tmp_path / "m.pt"
+    argv = ["train", "-o", str(out), "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
+            "--n-train", "16", "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu",
+            "--movie-error-movies", "0", "-q"]
+    assert main(argv + ["--epochs", "1"]) == 0
+    finished = digest(out)
+    calls = []
+    epoch = train_mod.train_epoch
+
+    def interrupted_second_epoch(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return epoch(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "train_epoch", interrupted_second_epoch)
+    capsys.readouterr()
+    assert main(argv + ["--epochs", "3", "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    previous = tmp_path / "m.previous.pt"
+    assert "m.pt is kept as m.previous.pt until this training finishes" in err
+    assert f"the checkpoint it was to replace is {previous}" in err
+    assert digest(previous) == finished and out.is_file() and digest(out) != finished
+    monkeypatch.setattr(train_mod, "train_epoch", epoch)
+    assert main(argv + ["--epochs", "1", "--overwrite"]) == 0
+    assert not previous.exists() and out.is_file()

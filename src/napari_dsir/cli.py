@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -370,6 +371,12 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     command = "dsir " + shlex.join(args.argv)
+    # --overwrite: the checkpoint replaced keeps its place aside until the new
+    # one is done (the run writes its best epoch to the path as it goes)
+    previous = Path(path).with_name(Path(path).stem + ".previous.pt")
+    if Path(path).is_file() and not args.resume:
+        os.replace(path, previous)
+        _warn(f"{path} is kept as {previous.name} until this training finishes")
     gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
@@ -378,8 +385,10 @@ def cmd_train(args) -> int:
         again = command if "--resume" in args.argv else f"{command} --resume"
         if args.output is None:  # the default path, named so that the command finds it again
             again += f" -o {shlex.quote(str(path))}"
-        print(f"dsir: interrupted; resume with: {again}", file=sys.stderr)
+        kept = f"; the checkpoint it was to replace is {previous}" if previous.is_file() else ""
+        print(f"dsir: interrupted; resume with: {again}{kept}", file=sys.stderr)
         return 130
+    previous.unlink(missing_ok=True)
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
     return 0
