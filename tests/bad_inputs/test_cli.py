@@ -555,3 +555,30 @@ def test_camera_file_and_options_are_used_and_stored(tmp_path, capsys, tiny_chec
     docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
     text = yaml.safe_dump(docs)
     assert "baseline: 400.0" in text and "sensitivity: 0.5" in text and "qe: 0.9" in text
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_path, capsys, tiny_checkpoint, monkeypatch):
+    """A file name too long for the folder, or a folder that cannot be
+    written in (read-only, /sys): refused by name before the run, not an
+    "unexpected error" after it; a name of 250 characters, whose temporary
+    name would be longer than the folder takes, is written."""
+    import errno
+
+    import napari_dsir.io.files as files
+
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
+    run = ["reconstruct", str(p), "--model", str(tiny_checkpoint), "-q", "-o"]
+    _expect_clean_failure(capsys, tmp_path, p, run + [str(tmp_path / ("a" * 300 + ".tif"))],
+                          "the file name is too long (304 bytes; the folder takes 255)")
+    long_ok = tmp_path / ("b" * 250 + ".tif")
+    rc, _, err = _run_cli(run + [str(long_ok)], capsys)
+    assert rc == 0 and long_ok.is_file(), err
+    long_ok.unlink()
+
+    def read_only(*a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
+    _expect_clean_failure(capsys, tmp_path, p, run + [str(tmp_path / "sr.tif")],
+                          f"cannot write in the folder {tmp_path} (Read-only file system): choose another folder")

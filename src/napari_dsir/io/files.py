@@ -43,7 +43,8 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
     folders of TIFFs). Refused: a wrong extension; one path for two
     outputs; an output that is an input, or a TIFF inside an input folder
     (the next run would read it as a frame); a folder; an existing file
-    unless ``overwrite``; a missing folder."""
+    unless ``overwrite``; a name too long; a missing folder, or one that
+    cannot be written in."""
     seen: dict[Path, str] = {}
     inputs = [Path(i) for i in inputs if i is not None]
     for path, kind in outputs:
@@ -53,6 +54,11 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
         if kind is not None and path.suffix.lower() not in OUTPUT_SUFFIXES[kind]:
             raise DSIRError(f"{path}: the {kind} is written as {' or '.join(OUTPUT_SUFFIXES[kind])}; "
                             "name the output so")
+        parent = path.parent if str(path.parent) else Path(".")
+        limit = _name_max(parent) if parent.is_dir() else 255
+        if len(os.fsencode(path.name)) > limit:
+            raise DSIRError(f"{path}: the file name is too long ({len(os.fsencode(path.name))} bytes; the folder "
+                            f"takes {limit}): give a shorter one")
         key = path.resolve()
         if key in seen:
             raise DSIRError(f"{path}: named for two outputs ({seen[key]} and {kind or 'its companion file'}); "
@@ -69,9 +75,36 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
             raise DSIRError(f"{path}: is a folder, not a file")
         if path.exists() and not overwrite:
             raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
-        parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise DSIRError(f"{path}: the folder {parent} does not exist")
+        _check_writable(path, parent)
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the folder's file system takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _check_writable(path: Path, parent: Path) -> None:
+    """Refuse, before any work, an output whose folder cannot be written in
+    (read-only, no permission): a file is created there and removed."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dsir-", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DSIRError(f"{path}: cannot write in the folder {parent} ({e.strerror or e}): choose another "
+                        "folder") from e
+
+
+def _temporary_prefix(name: str, name_max: int) -> str:
+    """``.NAME.``, NAME cut so that the temporary name (mkstemp adds 8
+    characters and ``.part``) stays within ``name_max`` bytes."""
+    keep = os.fsencode(name)[: max(1, name_max - 16)]
+    return "." + os.fsdecode(keep.decode("utf-8", "ignore").encode()) + "."
 
 
 @contextlib.contextmanager
@@ -84,7 +117,11 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     path = Path(path)
     check_outputs([(path, None)], overwrite=overwrite)  # exists, a folder, no folder to write in
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path.name, _name_max(parent)), suffix=".part",
+                                   dir=parent)
+    except OSError as e:
+        raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
