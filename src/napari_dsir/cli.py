@@ -9,6 +9,7 @@ unexpected; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -381,13 +382,13 @@ def cmd_train(args) -> int:
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
             model = drive(gen, lambda log: show_epoch(bar, log))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         again = command if "--resume" in args.argv else f"{command} --resume"
         if args.output is None:  # the default path, named so that the command finds it again
             again += f" -o {shlex.quote(str(path))}"
         kept = f"; the checkpoint it was to replace is {previous}" if previous.is_file() else ""
         print(f"dsir: interrupted; resume with: {again}{kept}", file=sys.stderr)
-        return 130
+        return _exit_code(e)
     previous.unlink(missing_ok=True)
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
@@ -576,12 +577,49 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch system's time limit, ``kill``, a closed
+    terminal), raised where the command is, as Ctrl-C is: temporary files
+    are removed and a training saves the state it resumes from."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM and SIGHUP raise `Terminated` for the duration (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    before = {n: signal.signal(getattr(signal, n), stop) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in before.items():
+            signal.signal(getattr(signal, n), handler)
+
+
+def _exit_code(e: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 128 + the signal's number for `Terminated`."""
+    return 128 + e.signum if isinstance(e, Terminated) else 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.simplefilter("ignore", UserWarning)
             rc = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
@@ -590,9 +628,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"dsir: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dsir: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("dsir: terminated" if isinstance(e, Terminated) else "dsir: interrupted", file=sys.stderr)
+        return _exit_code(e)
     except BrokenPipeError:
         # the reader went away (dsir ... | head): stop quietly, as Unix tools do
         _silence_stdout()

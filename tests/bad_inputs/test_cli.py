@@ -4,6 +4,9 @@ modifies its input. The napari side of the catalogue is in test_napari.py
 beside this file; the property and fuzz tests in tests/test_properties.py."""
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -582,3 +585,55 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_path, ca
     monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
     _expect_clean_failure(capsys, tmp_path, p, run + [str(tmp_path / "sr.tif")],
                           f"cannot write in the folder {tmp_path} (Read-only file system): choose another folder")
+
+
+def _cli_in_a_process(code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_termination_while_writing_leaves_no_partial_file(tmp_path, tiny_checkpoint, signame):
+    """SIGTERM (a batch system's time limit, kill) or SIGHUP (a closed
+    terminal) while the output is written: the temporary file is removed,
+    as on Ctrl-C, and the exit code is 128 + the signal's number."""
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
+    before = sorted(os.listdir(tmp_path))
+    code = f"""
+import os, signal, sys
+import napari_dsir.io.files as files
+from napari_dsir.cli import main
+real = files.os.replace
+def killed_before_the_rename(a, b):
+    assert os.path.exists(a)  # the partial file is there
+    os.kill(os.getpid(), signal.{signame})
+    real(a, b)
+files.os.replace = killed_before_the_rename
+sys.exit(main(["localize", "movie.tif", "-o", "locs.csv", "--model", {str(tiny_checkpoint)!r}, "-q"]))
+"""
+    r = _cli_in_a_process(code, tmp_path)
+    assert r.returncode == 128 + getattr(signal, signame), r.stderr
+    assert "dsir: terminated" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_termination_of_a_training_saves_the_state_to_resume_from(tmp_path):
+    code = """
+import os, signal, sys
+import napari_dsir.train as train
+from napari_dsir.cli import main
+epoch, calls = train.train_epoch, []
+def killed_in_the_second_epoch(*a, **kw):
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return epoch(*a, **kw)
+train.train_epoch = killed_in_the_second_epoch
+sys.exit(main(["train", "-o", "m.pt", "--arch", "shuffle", "--channels", "4", "--context", "4", "--movies",
+               "--n-train", "16", "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu",
+               "--movie-error-movies", "0", "--epochs", "3", "-q"]))
+"""
+    r = _cli_in_a_process(code, tmp_path)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr
+    assert "dsir: interrupted; resume with: dsir train -o m.pt" in r.stderr and "--resume" in r.stderr
+    assert (tmp_path / "m.last.pt").is_file() and not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
