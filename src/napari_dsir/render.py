@@ -178,8 +178,8 @@ def check_memory(shape: tuple[int, int], pixel_size_nm: float, by_frame: bool = 
     if free is not None and need > MEMORY_SHARE * free:
         raise DSIRError(
             f"the rendered image would be {shape[0]} x {shape[1]} px at {pixel_size_nm:g} nm/px"
-            f"{' coloured by frame' if by_frame else ''}: it needs about {_gb(need)} of memory and "
-            f"{_gb(free)} is free; use a larger pixel size or a smaller extent"
+            f"{' coloured by frame' if by_frame else ''}: it needs about {memory_text(need)} of memory and "
+            f"{memory_text(free)} is free; use a larger pixel size or a smaller extent"
         )
 
 
@@ -202,7 +202,8 @@ def available_memory() -> int | None:
     return None
 
 
-def _gb(n: float) -> str:
+def memory_text(n: float) -> str:
+    """Bytes as GB (MB below 1 GB), for messages."""
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 

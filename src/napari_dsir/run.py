@@ -151,6 +151,21 @@ def implausible_pixel_size_warning(name: str, px: PixelSize) -> str | None:
             "on it")
 
 
+def check_frames_memory(name: str, frames: int, frame_shape, upsampling: int) -> None:
+    """Refuse (DSIRError), before any work, per-frame images (kept in memory,
+    float32, ``upsampling`` x the camera frame a side) that would need more
+    than `napari_dsir.render.MEMORY_SHARE` of the memory free now."""
+    from .render import MEMORY_SHARE, available_memory, memory_text
+
+    h, w = (int(v) * int(upsampling) for v in frame_shape)
+    need, free = frames * h * w * 4, available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise DSIRError(f"{name}: the per-frame images of {frames} frames ({h}x{w} px each) need about "
+                        f"{memory_text(need)} of memory and {memory_text(free)} is free: choose fewer frames "
+                        "(--frames; widget: Frames) or leave out the per-frame output (the sum image and the "
+                        "localizations stream)")
+
+
 def uncalibrated_warning(model, params) -> str:
     """What a run says of a model with no calibrated localizer (a training
     interrupted before its calibration, or not calibrated)."""
@@ -274,6 +289,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
                        f"the model was trained at up-sampling {model.upsampling}; using {req.upsampling}",
                        kind="warning")
         model.upsampling = int(req.upsampling)
+    if req.keep_frames:
+        check_frames_memory(name, total, src.shape[-2:], model.upsampling)
     params = None
     if isinstance(req.localize, LocalizeParams):
         params = req.localize.validate()

@@ -637,3 +637,21 @@ sys.exit(main(["train", "-o", "m.pt", "--arch", "shuffle", "--channels", "4", "-
     assert r.returncode == 128 + signal.SIGTERM, r.stderr
     assert "dsir: interrupted; resume with: dsir train -o m.pt" in r.stderr and "--resume" in r.stderr
     assert (tmp_path / "m.last.pt").is_file() and not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
+
+
+def test_per_frame_images_too_large_for_memory_are_refused_before_the_run(tmp_path, capsys, tiny_checkpoint,
+                                                                         monkeypatch):
+    """The per-frame images are kept in memory (1 MB a 64x64 px frame):
+    refused, with the way out, where they need more than 80 % of the free
+    memory (here made 1 MB); the sum image alone streams and is made."""
+    import napari_dsir.render as render
+
+    monkeypatch.setattr(render, "available_memory", lambda: 1_000_000)
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, np.full((20, 16, 16), 300, np.uint16), photometric="minisblack")
+    run = ["reconstruct", str(p), "-o", str(tmp_path / "s.tif"), "--model", str(tiny_checkpoint), "-q"]
+    _expect_clean_failure(capsys, tmp_path, p, run + ["--frames-output", str(tmp_path / "f.tif")],
+                          "the per-frame images of 20 frames (128x128 px each) need about 1 MB of memory and 1 MB "
+                          "is free: choose fewer frames (--frames")
+    rc, _, err = _run_cli(run, capsys)
+    assert rc == 0, err
