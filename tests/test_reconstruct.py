@@ -44,12 +44,12 @@ def test_frame_range_and_localizations_numbering(tiny_checkpoint, rng):
         parse_frames("a:b", 6)
 
 
-def test_nan_frames_are_refused(tiny_checkpoint):
+def test_a_frame_of_nan_is_replaced_and_counted(tiny_checkpoint):
     m = load_checkpoint(tiny_checkpoint)
     data = np.full((3, 8, 8), 100.0, np.float32)
-    data[1, 2, 2] = np.nan
-    with pytest.raises(DSIRError, match="frame 1"):
-        reconstruct(data, m)
+    data[1] = np.nan  # no finite pixel: 0
+    res = reconstruct(data, m)
+    assert res.info["non_finite"] == (1, 64, 1) and np.isfinite(res.sum_image).all()
 
 
 def test_cancel_by_closing_generator(tiny_checkpoint, rng):
@@ -652,10 +652,11 @@ def test_a_saturated_bead_in_padded_frames_is_light_not_a_dead_pixel():
     assert res.info["halos"][0] == 20 and res.info["halos"][1] > 0
 
 
-def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_refused():
+def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_replaced_and_said():
     """A float image registered and padded with NaN: those pixels are dead
-    (NaN in every frame) and the run goes on; a NaN in one frame is still a
-    clear error."""
+    (NaN in every frame) and the run goes on; NaN and infinite pixels in a
+    few frames (late in a long movie: the work before them was lost) are
+    replaced by their frame's median, with a warning and a count."""
     from napari_dsir.simulate import SimulationConfig, simulate
 
     cfg = SimulationConfig(frame_size=(32, 32), density=1.0, background=30.0, base_level=100.0)
@@ -665,9 +666,28 @@ def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_refused():
     res = reconstruct(frames, pixel_size=100.0, localize=True, refine=False)
     assert res.info["dead_pixels"] == 32 * 4 and np.isfinite(res.sum_image).all()
     assert len(res.localizations) and not (res.localizations.x < 300.0).any()
+    frames[7, 10, 10] = np.nan  # beside the padding: only this one is counted, and no NaN is left
+    res = reconstruct(frames, pixel_size=100.0, localize=True, refine=False)
+    assert res.info["non_finite"] == (1, 1, 7) and res.info["dead_pixels"] == 32 * 4
+    assert np.isfinite(res.sum_image).all() and len(res.localizations)
+
+    frames, _ = simulate(20, cfg, seed=3)
+    frames = frames.astype(np.float32)
+    by_hand = frames.copy()
     frames[7, 10, 10] = np.nan
-    with pytest.raises(DSIRError, match="frame 7 contains NaN"):
-        reconstruct(frames, pixel_size=100.0, localize=True, refine=False)
+    frames[12, 20, 5:8] = [np.inf, -np.inf, np.nan]
+    for f, y, x in ((7, 10, [10]), (12, 20, [5, 6, 7])):
+        by_hand[f, y, x] = np.median(frames[f][np.isfinite(frames[f])])
+    seen = []
+    res = reconstruct(frames, pixel_size=100.0, localize=True, refine=False, progress=seen.append)
+    assert res.info["non_finite"] == (2, 4, 7)
+    assert [p.message for p in seen if p.kind == "warning" and "NaN" in p.message] == [
+        "the input: 4 NaN or infinite pixels in 2 frames (the first: frame 7, 0-based) replaced by their frame's "
+        "median: a processed movie? Localizations next to them may be off; the raw camera frames are better"]
+    expected = reconstruct(by_hand, pixel_size=100.0, localize=True, refine=False)
+    np.testing.assert_array_equal(res.sum_image, expected.sum_image)
+    np.testing.assert_array_equal(res.localizations.x, expected.localizations.x)
+    assert expected.info["non_finite"] == (0, 0, None)
 
 
 def test_frames_that_are_not_numbers_are_refused_before_the_defect_search():

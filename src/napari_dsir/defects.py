@@ -307,12 +307,14 @@ def repair(frames: np.ndarray, hot: np.ndarray, pattern: np.ndarray | None = Non
     good = ~hot_map.reshape(-1)
     good = good if good.any() else ~good
     live = out.reshape(len(out), -1)[:, good]
-    level = np.median(live, axis=1)
+    if not np.isfinite(live).all():  # a NaN or infinite pixel in some frames: replaced later, not counted here
+        live = np.where(np.isfinite(live), live, np.nan)
+    level = np.nanmedian(live, axis=1) if np.isnan(live).any() else np.median(live, axis=1)
     fill = np.repeat(level[:, None], len(y), axis=1)
     if not alone.all():  # in a dead region: the level with the live pixels' spread, as a background has
         # (flat, its edge with the noisy frame was a line of false detections); drawn from each frame's
         # own content, so that a frame repairs the same however it is read
-        spread = 1.4826 * np.median(np.abs(live - level[:, None]), axis=1)
+        spread = 1.4826 * np.nanmedian(np.abs(live - level[:, None]), axis=1)
         inner = np.flatnonzero(~alone)
         for i in range(len(out)):
             rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(out[i]).tobytes()))

@@ -23,6 +23,7 @@ from .locs import Localizations
 from .model import DSIRModel
 from .progress import drive
 from .reconstruct import (
+    NonFinite,
     Progress,
     Result,
     bright_message,
@@ -31,6 +32,7 @@ from .reconstruct import (
     iter_reconstruct,
     movie_noise_scale,
     network_input,
+    non_finite_message,
 )
 
 
@@ -118,7 +120,8 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
                       refine: bool = True):
     """One block on a worker: (sum image float64, localizations or None, fit
     status counts or None, the free fits' chi-square histogram or None, the
-    bright objects and the detections left out around them)."""
+    bright objects and the detections left out around them, the NaN and
+    infinite pixels replaced: `napari_dsir.reconstruct.NonFinite`)."""
     params = LocalizeParams(**localize) if localize is not None else None
     cam = Camera.from_dict(camera) if camera is not None else None
     res = drive(iter_reconstruct(_Block(np.asarray(frames), first_frame), model, pixel_size=pixel_size,
@@ -127,7 +130,7 @@ def reconstruct_block(frames: np.ndarray, model: DSIRModel, first_frame: int, pi
                                  echoes=echoes, fit_sigma_nm=fit_sigma_nm, background_shape=background_shape,
                                  refine=refine))
     return (res.sum_image.astype(np.float64), res.localizations, res.info.get("fit"), res.info.get("fit_chi2"),
-            res.info["halos"])
+            res.info["halos"], NonFinite(*res.info["non_finite"]))
 
 
 def iter_reconstruct_distributed(
@@ -187,6 +190,7 @@ def iter_reconstruct_distributed(
     fit_counts: dict[str, int] = {}
     chi2_hist = None
     halos = [0, 0]
+    non_finite = NonFinite()
     done = 0
     yield Progress(0, total, batch_size, f"reconstructing on {n_workers} workers", kind="start")
     try:
@@ -194,7 +198,7 @@ def iter_reconstruct_distributed(
             yield Progress(0, total, batch_size, bright_message(bright), kind="warning")
         for fut in pending:
             try:
-                sum_image, block_locs, block_fit, block_chi2, block_halos = fut.result()
+                sum_image, block_locs, block_fit, block_chi2, block_halos, block_nf = fut.result()
             except DSIRError:
                 raise
             except Exception as e:
@@ -207,6 +211,7 @@ def iter_reconstruct_distributed(
             if block_chi2 is not None:
                 chi2_hist = block_chi2 if chi2_hist is None else chi2_hist + block_chi2
             halos = [a + b for a, b in zip(halos, block_halos)]
+            non_finite += block_nf
             done += futures.pop(fut)
             nxt = submit()
             if nxt is not None:
@@ -216,6 +221,8 @@ def iter_reconstruct_distributed(
         client.cancel(list(futures))
     if halos[0]:
         yield Progress(done, total, batch_size, halo_message(*halos), kind="warning")
+    if non_finite.frames:
+        yield Progress(done, total, batch_size, non_finite_message(non_finite), kind="warning")
     loc_table = None
     if localize is not None:
         loc_table = Localizations.concatenate(locs)
@@ -232,5 +239,6 @@ def iter_reconstruct_distributed(
               "fit": fit_counts if camera is not None and localize is not None and refine else None,
               "fit_chi2": chi2_hist,
               "binning": binning, "noise_scale": noise_scale, "brightness_factor": bright,
-              "halos": tuple(halos), "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
+              "halos": tuple(halos), "non_finite": tuple(non_finite),
+              "scheduler": getattr(client, "scheduler", None) and str(client.scheduler.address)},
     )

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -267,9 +268,7 @@ def _is_oom(err: BaseException) -> bool:
 def sample_frames(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
     """Up to ``n`` frames spread over ``start:stop`` of ``src`` (checked)."""
     idx = _sample_index(start, stop, n)
-    sample = _read_frames(src, idx)
-    check_frames(sample, idx, where)
-    return sample
+    return check_frames(_read_frames(src, idx), idx, where)
 
 
 def _sample_index(start: int, stop: int, n: int) -> np.ndarray:
@@ -402,7 +401,7 @@ def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarr
     dead = find_dead_pixels(sample)  # NaN padding among them
     if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
         sample = repair(sample, dead)
-    check_frames(sample, idx, where)  # NaN elsewhere is refused
+    sample = check_frames(sample, idx, where)  # NaN elsewhere replaced
     stripes = find_stripes(sample, dead)
     if stripes is not None:  # hot pixels on the frames as the run reads them
         sample = repair(sample, np.zeros((0, 2), np.int64), stripes.pattern)
@@ -488,14 +487,52 @@ def _detection_density(model: DSIRModel, frames: np.ndarray) -> float:
     return n / (len(frames) * frames.shape[1] * frames.shape[2] / 100.0)
 
 
-def check_frames(frames: np.ndarray, numbers, where: str = "") -> None:
-    """Refuse frames (frame, y, x) that are not numbers or hold NaN or
-    infinite values; ``numbers`` are their frame numbers, for the message."""
-    numbers = np.asarray(numbers)
-    _check_pixel_type(frames, numbers, where)
-    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
-        bad = int(numbers[np.flatnonzero(~np.isfinite(frames).reshape(len(frames), -1).all(1))[0]])
-        raise DSIRError(f"{where}frame {bad} contains NaN or infinite values")
+def check_frames(frames: np.ndarray, numbers, where: str = "") -> np.ndarray:
+    """Frames (frame, y, x) whose NaN and infinite pixels are replaced
+    (`finite_frames`); refused (DSIRError) when they are not numbers.
+    ``numbers`` are their frame numbers, for the message."""
+    _check_pixel_type(frames, np.asarray(numbers), where)
+    return finite_frames(frames, numbers)[0]
+
+
+def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
+    """``frames`` (frame, y, x) with their NaN and infinite pixels (a
+    processed movie's) replaced by the median of their frame's finite
+    pixels (0 in a frame that has none), and what was replaced. Pixels
+    NaN in every frame (a registered image's padding) are dead pixels,
+    found and repaired before (`napari_dsir.defects`)."""
+    if frames.dtype.kind != "f":
+        return frames, NonFinite()
+    bad = ~np.isfinite(frames)
+    if not bad.any():
+        return frames, NonFinite()
+    out = frames.copy()
+    per_frame = bad.reshape(len(frames), -1).sum(1)
+    hit = np.flatnonzero(per_frame)
+    for i in hit:
+        finite = frames[i][~bad[i]]
+        out[i][bad[i]] = np.median(finite) if finite.size else 0.0
+    return out, NonFinite(len(hit), int(per_frame.sum()), int(np.asarray(numbers)[hit[0]]))
+
+
+class NonFinite(NamedTuple):
+    """NaN or infinite pixels replaced (`finite_frames`): in how many frames,
+    how many pixels, the first such frame (0-based; None: none)."""
+
+    frames: int = 0
+    pixels: int = 0
+    first: int | None = None
+
+    def __add__(self, other: NonFinite) -> NonFinite:
+        firsts = [f for f in (self.first, other.first) if f is not None]
+        return NonFinite(self.frames + other.frames, self.pixels + other.pixels, min(firsts) if firsts else None)
+
+
+def non_finite_message(nf: NonFinite) -> str:
+    """The run's warning of the NaN and infinite pixels it replaced."""
+    return (f"{nf.pixels} NaN or infinite pixel{'s' if nf.pixels != 1 else ''} in {nf.frames} "
+            f"frame{'s' if nf.frames != 1 else ''} (the first: frame {nf.first}, 0-based) replaced by their frame's "
+            "median: a processed movie? Localizations next to them may be off; the raw camera frames are better")
 
 
 def _check_pixel_type(frames: np.ndarray, numbers: np.ndarray, where: str = "") -> None:
@@ -867,11 +904,14 @@ def iter_reconstruct(
     # objects brighter than the network's training (a saturated bead): the detections around them left out
     limit = model.input_limit
     halos = [0, 0]  # such objects, detections left out
+    non_finite = NonFinite()
     while done < total:
         b0 = start + done
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
-        check_frames(raw, np.arange(b0, b1), where)
+        _check_pixel_type(raw, np.arange(b0, b1), where)
+        raw, bad = finite_frames(raw, np.arange(b0, b1))
+        non_finite += bad
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
@@ -930,6 +970,8 @@ def iter_reconstruct(
         yield Progress(done, total, bs)
     if halos[0]:
         yield Progress(done, total, bs, halo_message(*halos), kind="warning")
+    if non_finite.frames:
+        yield Progress(done, total, bs, where + non_finite_message(non_finite), kind="warning")
     return Result(
         sum_image=acc.cpu().numpy().astype(np.float32),
         pixel_size=sr_px,
@@ -941,5 +983,5 @@ def iter_reconstruct(
         info={"batch_size": bs, "device": str(device), "model": model.source,
               "fit": fit_counts if fitting else None,
               "fit_chi2": pending.chi2_hist, "noise_scale": noise_scale, "binning": nb,
-              "brightness_factor": bright, "halos": tuple(halos)},
+              "brightness_factor": bright, "halos": tuple(halos), "non_finite": tuple(non_finite)},
     )

@@ -55,8 +55,6 @@ STACK_CASES = {
     "zero_frames": "zero frames",
     "rgb": "RGB",
     "5d": "5-D",
-    "nan": "NaN",
-    "inf": "infinite",
     "mixed_sizes": "differs",
     "mixed_types": "one pixel type",
     "empty_folder": "no .tif",
@@ -655,3 +653,19 @@ def test_per_frame_images_too_large_for_memory_are_refused_before_the_run(tmp_pa
                           "is free: choose fewer frames (--frames")
     rc, _, err = _run_cli(run, capsys)
     assert rc == 0, err
+
+
+
+@pytest.mark.parametrize("case", ["nan", "inf"])
+@pytest.mark.parametrize("command", ["reconstruct", "localize"])
+def test_nan_or_infinite_pixels_are_replaced_and_said(tmp_path, capsys, tiny_checkpoint, case, command):
+    """A float movie with a NaN or infinite pixel in one frame: the run ends,
+    with a warning that counts them (before: refused where the frame was
+    reached, the work before it lost)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    src = make_bad_stack(work, case)
+    out = work / ("out.tif" if command == "reconstruct" else "out.csv")
+    rc, _, err = _run_cli([command, str(src), "-o", str(out), "--model", str(tiny_checkpoint), "-q"], capsys)
+    assert rc == 0 and out.is_file(), err
+    assert "dsir: warning: " in err and "1 NaN or infinite pixel in 1 frame (the first: frame 1, 0-based)" in err
