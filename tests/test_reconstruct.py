@@ -38,6 +38,11 @@ def test_frame_range_and_localizations_numbering(tiny_checkpoint, rng):
     assert set(np.unique(r.localizations.frame)) == {2, 3, 4}
     assert parse_frames("2:5", 6) == (2, 5)
     assert parse_frames(":-1", 6) == (0, 5)
+    notes = []
+    assert parse_frames("0:400", 6, notes) == (0, 6) and parse_frames("-9:", 6, notes) == (0, 6)
+    assert parse_frames("1:6", 6, notes) == (1, 6)
+    assert notes == ["--frames 0:400 reaches past the movie's 6 frames: frames 0:6 are run",
+                     "--frames -9: reaches past the movie's 6 frames: frames 0:6 are run"]
     with pytest.raises(DSIRError):
         parse_frames("5:2", 6)
     with pytest.raises(DSIRError):
@@ -703,7 +708,8 @@ def test_api_refuses_an_empty_or_negative_frame_range_before_reading(tiny_checkp
     """The Python API refuses a frame range that selects no frame with the
     message the CLI gives, before any frame is sampled (it raised numpy's
     "need at least one array to stack")."""
-    with pytest.raises(DSIRError, match="selects no frames of the 5 in the stack"):
+    match = "start -1 is negative" if start < 0 else "selects no frames of the 5 in the stack"
+    with pytest.raises(DSIRError, match=match):
         reconstruct(rng.normal(300.0, 10.0, (5, 16, 16)), load_checkpoint(tiny_checkpoint), pixel_size=100.0,
                     start=start, stop=stop)
 
@@ -729,3 +735,17 @@ def test_api_refuses_frames_that_are_not_numbers_when_fitting(tiny_checkpoint):
     frames = np.full((2, 16, 16), "a", dtype=object)
     with pytest.raises(DSIRError, match="pixel type object"):
         reconstruct(frames, load_checkpoint(tiny_checkpoint), pixel_size=100.0, localize=True)
+
+
+def test_the_api_takes_a_list_of_frames_and_says_what_a_negative_start_means():
+    from napari_dsir.errors import DSIRError
+    from napari_dsir.run import reconstruct as run
+
+    rng = np.random.default_rng(0)
+    frames = [rng.poisson(100, (16, 16)).astype(np.uint16) for _ in range(3)]
+    np.testing.assert_array_equal(run(frames, pixel_size=100.0).sum_image,
+                                  run(np.stack(frames), pixel_size=100.0).sum_image)
+    with pytest.raises(DSIRError, match="arrays .y, x. of one shape"):
+        run([np.zeros((4, 4)), np.zeros((5, 5))], pixel_size=100.0)
+    with pytest.raises(DSIRError, match="start -2 is negative: start and stop count frames from 0"):
+        run(np.stack(frames), pixel_size=100.0, start=-2)

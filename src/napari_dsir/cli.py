@@ -144,7 +144,10 @@ def _request(args, localize: bool, keep_frames: bool = False):
     from .run import RunRequest, open_source
 
     stack = open_source(args.stack)
-    start, stop = parse_frames(args.frames, len(stack))
+    notes: list[str] = []
+    start, stop = parse_frames(args.frames, len(stack), notes)
+    for note in notes:
+        _warn(f"{args.stack}: {note}")
     if args.scheduler and keep_frames:
         raise DSIRError("--frames-output cannot be used with --scheduler (the frames stay on the workers)")
     return RunRequest(

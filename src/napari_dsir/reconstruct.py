@@ -157,8 +157,10 @@ def frame_source(data):
     raise DSIRError(f"cannot reconstruct from {type(data).__name__}; give a Stack or an array")
 
 
-def parse_frames(spec: str | None, n: int) -> tuple[int, int]:
-    """'START:STOP' (0-based, Python slice) -> (start, stop) within n frames."""
+def parse_frames(spec: str | None, n: int, notes: list[str] | None = None) -> tuple[int, int]:
+    """'START:STOP' (0-based, Python slice) -> (start, stop) within n frames;
+    a range past either end is cut to the movie, with a note appended to
+    ``notes`` (where given)."""
     if spec is None or spec == "":
         return 0, n
     try:
@@ -171,10 +173,12 @@ def parse_frames(spec: str | None, n: int) -> tuple[int, int]:
         start += n
     if stop < 0:
         stop += n
-    start, stop = max(0, start), min(n, stop)
-    if stop <= start:
+    cut = (max(0, start), min(n, stop))
+    if cut[1] <= cut[0]:
         raise DSIRError(f"frame range {spec!r} selects no frames of the {n} in the stack")
-    return start, stop
+    if cut != (start, stop) and notes is not None:
+        notes.append(f"--frames {spec} reaches past the movie's {n} frames: frames {cut[0]}:{cut[1]} are run")
+    return cut
 
 
 def default_batch_size(device: torch.device, model: DSIRModel | None = None,
@@ -210,6 +214,9 @@ def check_frame_range(n: int, start: int, stop: int | None) -> tuple[int, int]:
     """(start, stop) of ``n`` frames, ``stop`` None or past the end meaning
     the end; a range that selects no frame (a negative start included) is
     refused."""
+    if start < 0:
+        raise DSIRError(f"start {start} is negative: start and stop count frames from 0 (the command line's "
+                        "--frames also takes them from the end)")
     stop = n if stop is None else min(stop, n)
     if not 0 <= start < stop:
         raise DSIRError(f"frame range {start}:{stop} selects no frames of the {n} in the stack")

@@ -228,9 +228,18 @@ def _first_frames(src, start: int, n: int = 4):
 
 
 def open_source(source):
-    """``source`` as something `iter_reconstruct` reads: a path becomes a `Stack`."""
+    """``source`` as something `iter_reconstruct` reads: a path becomes a
+    `Stack`, a list or tuple of frames (y, x) an array (frame, y, x)."""
     if isinstance(source, (str, os.PathLike)):
         return open_stack(Path(source))
+    if isinstance(source, (list, tuple)):
+        try:
+            frames = np.stack([np.asarray(f) for f in source]) if len(source) else None
+        except ValueError as e:
+            raise DSIRError(f"a list of frames must hold arrays (y, x) of one shape ({e})") from None
+        if frames is None or frames.ndim != 3:
+            raise DSIRError("a list of frames must hold one or more arrays (y, x)")
+        return frames
     return source
 
 
