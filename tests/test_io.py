@@ -385,6 +385,26 @@ def test_the_movie_beside_single_images_is_read_and_said(tmp_path, rng, first):
         w.write(data)
     np.testing.assert_array_equal(open_stack(p)[1:4], data[1:4])
 
+
+def test_lzw_tiffs_as_pillow_writes_them_are_read(tmp_path, rng, monkeypatch):
+    """LZW (Pillow's, Bio-Formats' exports) decodes through imagecodecs, a
+    dependency; without it the message names the package, not a corrupt file."""
+    from PIL import Image
+
+    data = _stack(rng, n=4)
+    p = tmp_path / "lzw.tif"
+    frames = [Image.fromarray(f) for f in data]
+    frames[0].save(p, save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    assert tifffile.TiffFile(p).pages[0].compression == tifffile.COMPRESSION.LZW
+    np.testing.assert_array_equal(open_stack(p).read(), data)
+
+    def no_codec(self, *a, **kw):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    with pytest.raises(DSIRError, match="compressed in a way that needs the imagecodecs package .* pip install"):
+        open_stack(p).read()
+
 def test_folder_frames_of_different_size(tmp_path, rng):
     d = tmp_path / "seq"
     d.mkdir()

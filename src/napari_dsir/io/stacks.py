@@ -475,6 +475,9 @@ class _PageReader:
                 else:  # unusual layout (e.g. one page holding all frames)
                     out[:] = self._tif.series[self.series].asarray().reshape(self.shape)[start:stop]
             except Exception as e:
+                if "imagecodecs" in str(e):  # a compression tifffile decodes through imagecodecs (LZW, JPEG, ...)
+                    raise DSIRError(f"{self.path}: its frames are compressed in a way that needs the imagecodecs "
+                                    f"package ({e}): pip install imagecodecs") from e
                 raise DSIRError(f"{self.path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         return out
 
