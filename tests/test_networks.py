@@ -85,8 +85,13 @@ def test_shipped_models_by_name():
     assert dsir.arch == "dsir" and dsir.source == "dsir"
     for m in (fast, dsir):
         assert m.metadata["localize"]["threshold"] > 0
-    with pytest.raises(DSIRError, match="no such model file"):
+    with pytest.raises(DSIRError, match="fastest: no shipped model of that name and no such file .shipped: default"):
         load_model("fastest")
+    for typo, name in (("Wide", "wide"), ("defualt", "default")):  # a name mistyped: the closest is offered
+        with pytest.raises(DSIRError, match=f"did you mean '{name}'"):
+            load_model(typo)
+    with pytest.raises(DSIRError, match="no such model file"):
+        load_model("missing.pt")
 
 
 # --------------------------------------------------------------------------- movie normalisation

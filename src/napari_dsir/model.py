@@ -9,6 +9,7 @@ pixel size p/u nm.
 
 from __future__ import annotations
 
+import difflib
 import math
 import pickle
 import zipfile
@@ -565,6 +566,13 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     elif name.startswith("legacy:"):
         model = load_legacy(name[len("legacy:"):])
     else:
+        if isinstance(spec, str) and not Path(spec).exists() and not Path(spec).suffix and "/" not in spec:
+            # a bare word that is no file: a shipped model's name mistyped
+            close = [n for n in SHIPPED_MODELS if n.lower() == name.lower()] or difflib.get_close_matches(
+                name.lower(), list(SHIPPED_MODELS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DSIRError(f"{spec}: no shipped model of that name and no such file ({hint}shipped: "
+                            f"{', '.join(SHIPPED_MODELS)}; or a checkpoint file .pt)")
         model = load_checkpoint(spec)
     return model.to(device)
 
