@@ -596,3 +596,13 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     monkeypatch.setattr(train_mod, "train_epoch", epoch)
     assert main(argv + ["--epochs", "1", "--overwrite"]) == 0
     assert not previous.exists() and out.is_file()
+
+
+def test_a_run_that_finds_nothing_says_how_to_find_more(small_stack, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "l.csv"
+    assert main(["localize", str(small_stack), "-o", str(out), "--model", str(tiny_checkpoint), "--threshold", "1e9",
+                 "--refine", "none", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "0 localizations" in captured.out
+    assert "dsir: warning: no localizations above the threshold 1e+09: if the movie holds emitters, lower the " \
+           "threshold (--threshold" in captured.err

@@ -339,7 +339,7 @@ def test_reconstruct_checkpoint_file(make_napari_viewer, tmp_path, notes):
     w.run()
     warns = _texts(notes, "warning")
     assert len(warns) == 1 and warns[0].startswith("DSIR Reconstruct: no localizations above the threshold")
-    assert "lower the threshold" in warns[0]
+    assert "lower the threshold (--threshold; widget: untick \"use the model's threshold\"" in warns[0]
     assert len(viewer.layers["spot DSIR localizations"].data) == 0
     frames = viewer.layers["spot DSIR frames"]
     assert frames.data.shape == (3, 192, 192)

@@ -43,7 +43,8 @@ def connect(address: str):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as e:  # pragma: no cover - distributed is a dependency
-        raise DSIRError("--scheduler needs dask.distributed: pip install 'distributed'") from e
+        raise DSIRError("--scheduler needs dask.distributed: pip install \"napari-dsir[cluster]\" (or "
+                        "pip install distributed)") from e
     if address == "local" or address.startswith("local:"):
         n = None
         if address.startswith("local:"):

@@ -442,7 +442,15 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         for message in (camera_doubt(report), failed_fits_message(report)) if report else ():
             if message:
                 yield Progress(total, total, req.batch_size or 0, message, kind="warning")
+    if params is not None and result.localizations is not None and len(result.localizations) == 0:
+        yield Progress(total, total, req.batch_size or 0, empty_message(params.threshold), kind="warning")
     return result
+
+
+def empty_message(threshold: float) -> str:
+    """The warning of a run that found no localization."""
+    return (f"no localizations above the threshold {threshold:.5g}: if the movie holds emitters, lower the "
+            "threshold (--threshold; widget: untick \"use the model's threshold\"; API threshold=)")
 
 
 def _cancellable(gen, cancel: threading.Event | None):

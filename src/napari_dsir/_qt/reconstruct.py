@@ -299,10 +299,7 @@ class ReconstructWidget(Container):
             return
         if loc and self.use_model_threshold.value:
             self.threshold.value = float(loc["threshold"])
-        n_locs = None if result.localizations is None else len(result.localizations)
-        if n_locs == 0:
-            notify("warning", WIDGET, f"no localizations above the threshold {loc['threshold']:.5g}; "
-                                      "untick \"use the model's threshold\" and lower the threshold")
+        n_locs = None if result.localizations is None else len(result.localizations)  # (none: the run's warning)
         from ..fit import fit_summary
 
         report = info.get("fit_report")  # (its camera check and failed fits came as the run's warnings)

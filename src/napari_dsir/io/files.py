@@ -74,7 +74,7 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
         if path.is_dir():
             raise DSIRError(f"{path}: is a folder, not a file")
         if path.exists() and not overwrite:
-            raise DSIRError(f"{path}: already exists (use --overwrite to replace it)")
+            raise DSIRError(f"{path}: already exists (use --overwrite to replace it; Python: overwrite=True)")
         if not parent.is_dir():
             raise DSIRError(f"{path}: the folder {parent} does not exist")
         _check_writable(path, parent)
