@@ -1,4 +1,4 @@
-"""Camera model: ADU -> photoelectrons -> photons (CONVENTIONS.md, "Camera model").
+"""Camera model: ADU -> photoelectrons -> photons (README, "Coordinates and files").
 
 The names are those Picasso and ThunderSTORM users know:
 

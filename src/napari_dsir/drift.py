@@ -10,7 +10,7 @@ whose residual exceeds a threshold are dropped and the system is solved again.
 The segment drifts (at the segments' mean frames) are interpolated to every
 frame.
 
-A drift (per CONVENTIONS.md) is the stage displacement at a frame: positions
+A drift (README, "From a table to a publishable image") is the stage displacement at a frame: positions
 are corrected by SUBTRACTING it. It is relative to the first frame. A drift
 table file has columns ``frame`` (1-based), ``x [nm]``, ``y [nm]``.
 """

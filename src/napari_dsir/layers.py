@@ -7,7 +7,7 @@ translate, colormap, axis labels, units and metadata. napari is not imported
 at module level (only to ask whether its layers take ``units``).
 
 Positions are nm with the origin at the top-left CORNER of camera pixel (0, 0)
-(CONVENTIONS.md). A viewer such as napari puts the CENTRE of pixel k at
+(README, "Coordinates and files"). A viewer such as napari puts the CENTRE of pixel k at
 ``translate + k * scale``, so
 
 * a camera layer of pixel size p nm has scale p and translate p / 2: the

@@ -1,7 +1,7 @@
 """`Localizations`: the project's data model, a table of single-molecule positions.
 
 Every row is one localization: a 0-based ``frame`` and a position ``x``, ``y``
-in nm (origin: the top-left corner of camera pixel (0, 0), CONVENTIONS.md).
+in nm (origin: the top-left corner of camera pixel (0, 0); README, "Coordinates and files").
 Optional per-localization columns, each an array of the same length or None:
 
 ==============  ===========  ====================================================

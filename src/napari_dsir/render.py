@@ -3,7 +3,7 @@
 The image is (y, x) on a grid of ``pixel_size_nm`` pixels whose origin is the
 top-left corner of the area rendered: image pixel ``j`` spans
 ``[y0 + j*p, y0 + (j+1)*p)`` nm, so with the default origin (0, 0) it lies on the
-same grid as the DSIR super-resolved image (CONVENTIONS.md) and the two overlay.
+same grid as the DSIR super-resolved image (README, "Coordinates and files") and the two overlay.
 
 Two modes:
 

@@ -11,7 +11,7 @@ PSF model of `napari_dsir.simulate`; `simulate_structure_locs` skips the camera
 and returns localizations with Gaussian localization noise instead (cheap:
 10,000 frames in about a second). Positions are nm from the top-left corner
 of pixel (0, 0); a drift is what is SUBTRACTED to correct positions
-(CONVENTIONS.md), so an emitter at p appears at p + drift(frame).
+(README, "Coordinates and files"), so an emitter at p appears at p + drift(frame).
 """
 
 from __future__ import annotations

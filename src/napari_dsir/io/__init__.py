@@ -2,7 +2,7 @@
 
 Arrays are (frame, y, x). Positions are in nm with the origin at the top-left
 corner of pixel (0, 0); frames are 0-based in Python and 1-based in CSV files
-(CONVENTIONS.md). One module per kind of file: `stacks` (camera movies),
+(README, "Coordinates and files"). One module per kind of file: `stacks` (camera movies),
 `tables` (localization CSVs; the format follows the extension), `picasso`
 (Picasso HDF5 + YAML), `positions` (a table rewritten with new positions,
 every other column kept), `files` (atomic writes, TIFF images).

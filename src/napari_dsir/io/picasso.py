@@ -1,6 +1,6 @@
 """Picasso localization files: an HDF5 ``/locs`` table and a YAML beside it.
 
-Layout (what ``picasso.io.load_locs`` reads, CONVENTIONS.md):
+Layout (what ``picasso.io.load_locs`` reads; README, "Coordinates and files"):
 
 ``/locs``, one compound record per localization, in CAMERA PIXELS with pixel
 centres at integer coordinates (x_px = x_nm / pixel_size - 0.5):

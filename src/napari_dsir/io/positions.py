@@ -6,7 +6,7 @@ other fields (z, group, sx/sy, lpx/lpy, ...), datasets and YAML steps, with
 a step of ours added.
 
 Positions are nm, one per row of `read_localizations` of the input, in its
-order (CONVENTIONS.md).
+order (README, "Coordinates and files").
 """
 
 from __future__ import annotations

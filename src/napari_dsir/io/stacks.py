@@ -1,6 +1,6 @@
 """Camera stacks: multi-page TIFFs and folders of single-frame TIFFs, read lazily.
 
-Arrays are (frame, y, x); the pixel size is in nm (CONVENTIONS.md).
+Arrays are (frame, y, x); the pixel size is in nm (README, "Coordinates and files").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 label CSVs, and Picasso HDF5 (by extension, see `picasso`).
 
 Positions are nm with the origin at the top-left corner of pixel (0, 0); frames
-are 0-based in Python and 1-based in the CSV files (CONVENTIONS.md). Columns
+are 0-based in Python and 1-based in the CSV files (README, "Coordinates and files"). Columns
 are parsed and written with numpy, a column at a time (no loop over rows).
 """
 
