@@ -438,6 +438,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         from .fit import camera_doubt, failed_fits_message, fit_report
 
         report = fit_report(result.info.get("fit"), result.localizations, result.info.get("fit_chi2"))
+        if report:  # its counts are of every detection fitted, those left out in dead pixels after too
+            report["dead_left_out"] = left_out
         result.info["fit_report"] = report  # what the front ends show (`fit.fit_summary`)
         for message in (camera_doubt(report), failed_fits_message(report)) if report else ():
             if message:
