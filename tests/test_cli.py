@@ -590,12 +590,21 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     assert main(argv + ["--epochs", "3", "--overwrite"]) == 130
     err = capsys.readouterr().err
     previous = tmp_path / "m.previous.pt"
-    assert "m.pt is kept as m.previous.pt until this training finishes" in err
+    assert "m.pt: the finished checkpoint is kept as m.previous.pt until this training finishes" in err
     assert f"the checkpoint it was to replace is {previous}" in err
     assert digest(previous) == finished and out.is_file() and digest(out) != finished
+    # run again and interrupted again: the finished one stays aside, never replaced by the unfinished
+    calls.clear()
+    assert main(argv + ["--epochs", "3", "--overwrite"]) == 130
+    assert digest(previous) == finished
+    assert "the finished checkpoint is kept as m.previous.pt" in capsys.readouterr().err
     monkeypatch.setattr(train_mod, "train_epoch", epoch)
     assert main(argv + ["--epochs", "1", "--overwrite"]) == 0
     assert not previous.exists() and out.is_file()
+    # refused before its first epoch: the checkpoint is put back where it was
+    done = digest(out)
+    assert main(argv + ["--epochs", "1", "--overwrite", "--init", str(tmp_path / "missing.pt")]) == 2
+    assert digest(out) == done and not previous.exists()
 
 
 def test_a_run_that_finds_nothing_says_how_to_find_more(small_stack, tiny_checkpoint, tmp_path, capsys):

@@ -3,7 +3,8 @@ resolution, drift, demo (the last three post-processing commands live in `cli_po
 
 Progress bars go to stderr, results to stdout. Exit codes: 0 success; 2 usage
 or bad input (one line naming the file and the problem); 1 anything
-unexpected; 130 interrupted.
+unexpected; 130 interrupted (Ctrl-C); 128 + the signal for SIGTERM and
+SIGHUP, handled as Ctrl-C; 141 when stdout's reader went away.
 """
 
 from __future__ import annotations
@@ -376,11 +377,15 @@ def cmd_train(args) -> int:
 
     command = "dsir " + shlex.join(args.argv)
     # --overwrite: the checkpoint replaced keeps its place aside until the new
-    # one is done (the run writes its best epoch to the path as it goes)
+    # one is done (the run writes its best epoch to the path as it goes); one
+    # kept there by an interrupted run stays (the path then holds that run's
+    # unfinished epochs)
     previous = Path(path).with_name(Path(path).stem + ".previous.pt")
-    if Path(path).is_file() and not args.resume:
+    moved = Path(path).is_file() and not args.resume and not previous.exists()
+    if moved:
         os.replace(path, previous)
-        _warn(f"{path} is kept as {previous.name} until this training finishes")
+    if previous.is_file() and not args.resume:
+        _warn(f"{path}: the finished checkpoint is kept as {previous.name} until this training finishes")
     gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
@@ -390,8 +395,15 @@ def cmd_train(args) -> int:
         if args.output is None:  # the default path, named so that the command finds it again
             again += f" -o {shlex.quote(str(path))}"
         kept = f"; the checkpoint it was to replace is {previous}" if previous.is_file() else ""
-        print(f"dsir: interrupted; resume with: {again}{kept}", file=sys.stderr)
+        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"dsir: {stopped}; resume with: {again}{kept}", file=sys.stderr)
         return _exit_code(e)
+    except BaseException:
+        if moved and not Path(path).exists():  # refused or failed before its first epoch: put it back
+            os.replace(previous, path)
+        elif previous.is_file():
+            print(f"dsir: the checkpoint this training was to replace is {previous}", file=sys.stderr)
+        raise
     previous.unlink(missing_ok=True)
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
@@ -603,7 +615,9 @@ def _terminate_as_interrupt():
     def stop(signum, frame):
         raise Terminated(signum)
 
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    # a signal ignored (SIGHUP under nohup) stays ignored
+    names = [n for n in ("SIGTERM", "SIGHUP")
+             if hasattr(signal, n) and signal.getsignal(getattr(signal, n)) is not signal.SIG_IGN]
     before = {n: signal.signal(getattr(signal, n), stop) for n in names}
     try:
         yield

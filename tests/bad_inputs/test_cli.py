@@ -669,3 +669,24 @@ def test_nan_or_infinite_pixels_are_replaced_and_said(tmp_path, capsys, tiny_che
     rc, _, err = _run_cli([command, str(src), "-o", str(out), "--model", str(tiny_checkpoint), "-q"], capsys)
     assert rc == 0 and out.is_file(), err
     assert "dsir: warning: " in err and "1 NaN or infinite pixel in 1 frame (the first: frame 1, 0-based)" in err
+
+
+def test_a_hangup_ignored_as_nohup_ignores_it_stays_ignored(tmp_path, tiny_checkpoint):
+    """Under nohup (SIGHUP ignored) a closed terminal does not stop the run."""
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, np.full((2, 16, 16), 300, np.uint16), photometric="minisblack")
+    code = f"""
+import os, signal, sys
+import napari_dsir.io.files as files
+from napari_dsir.cli import main
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+real = files.os.replace
+def hangup_before_the_rename(a, b):
+    os.kill(os.getpid(), signal.SIGHUP)
+    real(a, b)
+files.os.replace = hangup_before_the_rename
+sys.exit(main(["localize", "movie.tif", "-o", "locs.csv", "--model", {str(tiny_checkpoint)!r}, "-q"]))
+"""
+    r = _cli_in_a_process(code, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "locs.csv").is_file()
