@@ -633,7 +633,7 @@ sys.exit(main(["train", "-o", "m.pt", "--arch", "shuffle", "--channels", "4", "-
 """
     r = _cli_in_a_process(code, tmp_path)
     assert r.returncode == 128 + signal.SIGTERM, r.stderr
-    assert "dsir: interrupted; resume with: dsir train -o m.pt" in r.stderr and "--resume" in r.stderr
+    assert "dsir: terminated; resume with: dsir train -o m.pt" in r.stderr and "--resume" in r.stderr
     assert (tmp_path / "m.last.pt").is_file() and not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
 
 
