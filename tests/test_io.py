@@ -386,6 +386,40 @@ def test_the_movie_beside_single_images_is_read_and_said(tmp_path, rng, first):
     np.testing.assert_array_equal(open_stack(p)[1:4], data[1:4])
 
 
+def test_a_movie_beside_a_preview_keeps_its_own_metadata_and_frames_written_one_by_one_are_a_movie(tmp_path, rng):
+    """The pixel size is the movie's (its OME Image, its own tags), not the
+    preview's; a colour preview is no movie; single grey images of one shape,
+    each a series (a movie written a frame at a time with tifffile), are the
+    frames (before: the first frame alone, silently)."""
+    data = _stack(rng)
+    ome = tmp_path / "preview.ome.tif"
+    with tifffile.TiffWriter(ome, ome=True) as w:
+        w.write(data[0, :8, :8], metadata={"axes": "YX", "PhysicalSizeX": 0.4, "PhysicalSizeY": 0.4})
+        w.write(data, metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
+    assert open_stack(ome).pixel_size == pytest.approx(100.0)
+    tags = tmp_path / "tags.tif"
+    with tifffile.TiffWriter(tags) as w:
+        w.write(data[0, :8, :8], resolution=(1 / 0.4, 1 / 0.4), resolutionunit="CENTIMETER")
+        w.write(data, resolution=(1e4 / 0.16, 1e4 / 0.16), resolutionunit="CENTIMETER")
+    assert open_stack(tags).pixel_size == pytest.approx(160.0)
+    for rgb_first in (False, True):
+        p = tmp_path / f"rgb{rgb_first}.tif"
+        with tifffile.TiffWriter(p) as w:
+            parts = [lambda: w.write(np.zeros((16, 16, 3), np.uint8), photometric="rgb"), lambda: w.write(data)]
+            for write in parts[::-1] if not rgb_first else parts:
+                write()
+        np.testing.assert_array_equal(open_stack(p).read(), data)
+    one_by_one = tmp_path / "frames.tif"
+    with tifffile.TiffWriter(one_by_one) as w:
+        for frame in data:
+            w.write(frame)
+    assert len(tifffile.TiffFile(one_by_one).series) == len(data)
+    s = open_stack(one_by_one)
+    assert s.shape == data.shape and s.notes == ()
+    np.testing.assert_array_equal(s.read(), data)
+    np.testing.assert_array_equal(s[2], data[2])
+
+
 def test_lzw_tiffs_as_pillow_writes_them_are_read(tmp_path, rng, monkeypatch):
     """LZW (Pillow's, Bio-Formats' exports) decodes through imagecodecs, a
     dependency; without it the message names the package, not a corrupt file."""

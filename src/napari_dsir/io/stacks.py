@@ -244,15 +244,17 @@ def _acquired_channels(root) -> bool:
 
 
 def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None,
-                          axis: str = "X") -> float | None:
+                          axis: str = "X", page=None, image: int = 0) -> float | None:
     """Pixel size in nm along ``axis`` ("X" or "Y") from OME (``root``: its
-    parsed XML, `_ome_root`), Micro-Manager's ``PixelSizeUm`` (``mm``: its
-    image metadata; 0 when uncalibrated; one size for both axes), ImageJ or
-    resolution tags, or None."""
+    parsed XML, `_ome_root`; the ``image``-th Image's Pixels), Micro-Manager's
+    ``PixelSizeUm`` (``mm``: its image metadata; 0 when uncalibrated; one
+    size for both axes), ImageJ or the resolution tags of ``page`` (None:
+    the first), or None."""
     if root is not None:
         try:
-            for el in root.iter():
-                if el.tag.endswith("Pixels") and f"PhysicalSize{axis}" in el.attrib:
+            pixels = [el for el in root.iter() if el.tag.endswith("Pixels")]
+            for el in pixels[image:image + 1] or pixels[:1]:
+                if f"PhysicalSize{axis}" in el.attrib:
                     val = float(el.attrib[f"PhysicalSize{axis}"])
                     unit = el.attrib.get(f"PhysicalSize{axis}Unit", "µm")
                     factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
@@ -266,7 +268,8 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = N
         um = 0.0
     if math.isfinite(um) and um > 0:
         return um * 1000.0
-    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+    if page is None:
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     tags = page.tags
     xres = tags.get(f"{axis}Resolution")
     if xres is None:
@@ -429,7 +432,8 @@ class _PageReader:
     reader is garbage collected; `close` closes it now (a later read reopens).
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, paged: bool, series: int = 0):
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, paged: bool,
+                 series: int | None = 0):  # None: every page of the file is a frame (`_movie_series`)
         self.path, self.shape, self.dtype, self.paged, self.series = path, shape, dtype, paged, series
         self._reset()
 
@@ -449,7 +453,7 @@ class _PageReader:
             return
         self._tif = self._pages = None  # a forked child never shares its parent's file offset
         tif = tifffile.TiffFile(self.path)
-        series = tif.series[self.series]
+        series = tif.series[self.series] if self.series is not None else None
         pages = series.pages if hasattr(series, "pages") else tif.pages
         # a series over several files (Micro-Manager's OME-TIFF split at 4 GB:
         # NAME_1.ome.tif, ...): tifffile closes the others once parsed; kept
@@ -501,23 +505,32 @@ def _open_tiff(path: Path) -> Stack:
     with tif:
         try:
             index, series_note = _movie_series(path, tif.series)
-            series = tif.series[index]
-            raw_shape, dtype, axes = series.shape, series.dtype, getattr(series, "axes", None)
-            photometric = getattr(tif.pages[0], "photometric", None)
+            if index is None:  # single images of one shape, one a series (written a frame at a time)
+                series, keyframe = None, tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+                raw_shape, dtype, axes = (len(tif.pages),) + tuple(keyframe.shape), keyframe.dtype, None
+                npages = len(tif.pages)
+            else:
+                series = tif.series[index]
+                keyframe = _keyframe(series, tif)
+                raw_shape, dtype, axes = series.shape, series.dtype, getattr(series, "axes", None)
+                npages = len(series.pages) if hasattr(series, "pages") else None
+            photometric = getattr(keyframe, "photometric", None)
             if photometric is not None:
                 photometric = getattr(photometric, "name", photometric)
             ome = _ome_root(tif)  # parsed once, read by both
             mm = _micro_manager_image(tif)
-            pixel_size = _pixel_size_from_tiff(tif, ome, mm)
-            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y")) + series_note
+            image = index or 0  # the movie's OME Image and tags: its own, not the first series'
+            pixel_size = _pixel_size_from_tiff(tif, ome, mm, page=keyframe, image=image)
+            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y", page=keyframe,
+                                                                        image=image)) + series_note
             camera = _camera_metadata(tif, ome, mm)
-            npages = len(series.pages) if hasattr(series, "pages") else None
-            _check_parts(path, series, ome)
+            if series is not None:
+                _check_parts(path, series, ome)
         except DSIRError:
             raise
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
-        contiguous = _contiguous_data(tif, series, path)
+        contiguous = _contiguous_data(tif, series, path) if series is not None else None
     shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if _acquired_channels(ome) else None)
 
     # Contiguous, uncompressed data (what tifffile could memory-map) is read
@@ -541,10 +554,28 @@ def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]
     )
 
 
-def _movie_series(path: Path, series) -> tuple[int, tuple[str, ...]]:
+def _keyframe(series, tif):
+    """The page that describes a series (its tags, its photometric)."""
+    page = getattr(series, "keyframe", None)
+    if page is None:
+        pages = getattr(series, "pages", None) or tif.pages
+        page = pages[0]
+    return page
+
+
+def _is_colour(series) -> bool:
+    """A series of colour images (a preview): samples last, or RGB pages."""
+    axes = getattr(series, "axes", "") or ""
+    photometric = str(getattr(getattr(series, "keyframe", None), "photometric", "")).upper()
+    return axes.endswith("S") or "RGB" in photometric
+
+
+def _movie_series(path: Path, series) -> tuple[int | None, tuple[str, ...]]:
     """The index of the movie among a TIFF's ``series`` (tifffile's) and a
-    note when the file holds others: one series with several frames beside
-    single images (a preview, a mean image) is the movie; several movies
+    note when the file holds others: one grey series with several frames
+    beside single or colour images (a preview, a mean image) is the movie;
+    single grey images of one shape and type, each a series (a movie written
+    a frame at a time), are its frames: None (every page); several movies
     (a multi-position acquisition) are refused, as is a file of single
     images of different shapes."""
     if len(series) <= 1:
@@ -552,7 +583,11 @@ def _movie_series(path: Path, series) -> tuple[int, tuple[str, ...]]:
     shapes = [tuple(int(v) for v in s.shape) for s in series]
     listed = ", ".join(f"{i}: {'x'.join(map(str, sh))}" for i, sh in enumerate(shapes[:6]))
     listed += ", ..." if len(shapes) > 6 else ""
-    movies = [i for i, sh in enumerate(shapes) if len(sh) >= 3 and sh[0] > 1]
+    colour = [_is_colour(s) for s in series]
+    movies = [i for i, sh in enumerate(shapes) if not colour[i] and len(sh) >= 3 and sh[0] > 1]
+    if not movies and not any(colour) and len(set(shapes)) == 1 and len(shapes[0]) == 2 \
+            and len({str(s.dtype) for s in series}) == 1:
+        return None, ()
     if len(movies) == 1:
         i = movies[0]
         return i, (f"the file holds {len(shapes)} image series ({listed}); series {i}, the only one with several "
