@@ -87,9 +87,10 @@ def test_shipped_models_by_name():
         assert m.metadata["localize"]["threshold"] > 0
     with pytest.raises(DSIRError, match="fastest: no shipped model of that name and no such file .shipped: default"):
         load_model("fastest")
-    for typo, name in (("Wide", "wide"), ("defualt", "default")):  # a name mistyped: the closest is offered
+    for typo, name in (("widee", "wide"), ("defualt", "default")):  # a name mistyped: the closest is offered
         with pytest.raises(DSIRError, match=f"did you mean '{name}'"):
             load_model(typo)
+    assert load_model("Wide").source == "wide"  # another case: the shipped model
     with pytest.raises(DSIRError, match="no such model file"):
         load_model("missing.pt")
 

@@ -11,10 +11,9 @@ are off part of the time and leave it at the background; a hot pixel is
 high in every frame): a pixel is hot where it stands above all its 8
 neighbours, more than `HOT_LEVEL` noise levels above their median (and
 `HOT_OVER_SCATTER` times their scatter over the frames: on bright
-structure), and the
-second highest of its 4 nearest neighbours less than `HOT_SPREAD` of that (light
-through the optics always spreads: a PSF of 0.5 px sigma gives its
-neighbours about a fifth of its centre's). Every frame read then has those
+structure), and the second highest of its 4 nearest neighbours less
+than `HOT_SPREAD` of that (light through the optics always spreads: a
+PSF of 0.5 px sigma gives its neighbours about a fifth of its centre's). Every frame read then has those
 pixels replaced by the median of their 8 neighbours in that frame,
 for the network and for the fits alike.
 
@@ -307,14 +306,16 @@ def repair(frames: np.ndarray, hot: np.ndarray, pattern: np.ndarray | None = Non
     good = ~hot_map.reshape(-1)
     good = good if good.any() else ~good
     live = out.reshape(len(out), -1)[:, good]
-    if not np.isfinite(live).all():  # a NaN or infinite pixel in some frames: replaced later, not counted here
+    finite = np.isfinite(live).all()  # else a NaN or infinite pixel in some frames: replaced later
+    median = np.median if finite else np.nanmedian
+    if not finite:
         live = np.where(np.isfinite(live), live, np.nan)
-    level = np.nanmedian(live, axis=1) if np.isnan(live).any() else np.median(live, axis=1)
+    level = median(live, axis=1)
     fill = np.repeat(level[:, None], len(y), axis=1)
     if not alone.all():  # in a dead region: the level with the live pixels' spread, as a background has
         # (flat, its edge with the noisy frame was a line of false detections); drawn from each frame's
         # own content, so that a frame repairs the same however it is read
-        spread = 1.4826 * np.nanmedian(np.abs(live - level[:, None]), axis=1)
+        spread = 1.4826 * median(np.abs(live - level[:, None]), axis=1)
         inner = np.flatnonzero(~alone)
         for i in range(len(out)):
             rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(out[i]).tobytes()))

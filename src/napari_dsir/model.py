@@ -560,16 +560,18 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     `SHIPPED_MODELS`, ``"legacy:PATH"`` (original DSIR weights) or a
     checkpoint path; moved to ``device``."""
     name = "default" if spec is None or str(spec) == "" else str(spec)
+    if isinstance(spec, str) and name.lower() in SHIPPED_MODELS and not Path(name).exists():
+        name = name.lower()  # "Wide": the shipped model
     if isinstance(spec, (str, type(None))) and name in SHIPPED_MODELS:
         model = load_checkpoint(default_model_path(name))
         model.source = name
     elif name.startswith("legacy:"):
         model = load_legacy(name[len("legacy:"):])
     else:
-        if isinstance(spec, str) and not Path(spec).exists() and not Path(spec).suffix and "/" not in spec:
+        if isinstance(spec, str) and not Path(spec).exists() and not Path(spec).suffix and not any(
+                sep in spec for sep in "/\\"):
             # a bare word that is no file: a shipped model's name mistyped
-            close = [n for n in SHIPPED_MODELS if n.lower() == name.lower()] or difflib.get_close_matches(
-                name.lower(), list(SHIPPED_MODELS), n=1)
+            close = difflib.get_close_matches(name.lower(), list(SHIPPED_MODELS), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise DSIRError(f"{spec}: no shipped model of that name and no such file ({hint}shipped: "
                             f"{', '.join(SHIPPED_MODELS)}; or a checkpoint file .pt)")

@@ -505,9 +505,9 @@ def check_frames(frames: np.ndarray, numbers, where: str = "") -> np.ndarray:
 def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
     """``frames`` (frame, y, x) with their NaN and infinite pixels (a
     processed movie's) replaced by the median of their frame's finite
-    pixels (0 in a frame that has none), and what was replaced. Pixels
-    NaN in every frame (a registered image's padding) are dead pixels,
-    found and repaired before (`napari_dsir.defects`)."""
+    pixels (where none is, of the batch's other frames; else 0), and what
+    was replaced. Pixels NaN in every frame (a registered image's padding)
+    are dead pixels, found and repaired before (`napari_dsir.defects`)."""
     if frames.dtype.kind != "f":
         return frames, NonFinite()
     bad = ~np.isfinite(frames)
@@ -516,9 +516,10 @@ def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
     out = frames.copy()
     per_frame = bad.reshape(len(frames), -1).sum(1)
     hit = np.flatnonzero(per_frame)
+    everywhere = frames[~bad]  # a frame with no finite pixel: the others' level (0 with none)
     for i in hit:
         finite = frames[i][~bad[i]]
-        out[i][bad[i]] = np.median(finite) if finite.size else 0.0
+        out[i][bad[i]] = np.median(finite) if finite.size else (np.median(everywhere) if everywhere.size else 0.0)
     return out, NonFinite(len(hit), int(per_frame.sum()), int(np.asarray(numbers)[hit[0]]))
 
 
@@ -917,8 +918,7 @@ def iter_reconstruct(
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
         _check_pixel_type(raw, np.arange(b0, b1), where)
-        raw, bad = finite_frames(raw, np.arange(b0, b1))
-        non_finite += bad
+        raw, bad = finite_frames(raw, np.arange(b0, b1))  # (counted once the batch is done)
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
@@ -973,6 +973,7 @@ def iter_reconstruct(
             if time.monotonic() - trimmed >= TRIM_SECONDS:
                 _trim_heap()
                 trimmed = time.monotonic()
+        non_finite += bad
         done += b1 - b0
         yield Progress(done, total, bs)
     if halos[0]:

@@ -34,7 +34,7 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
+def check_outputs(outputs, inputs=(), overwrite: bool = False, probe: bool = True) -> None:
     """Refuse, before any work is done, the outputs that would lose data or
     come out in another format than their name says. ``outputs``: (path,
     kind) pairs, kind a key of `OUTPUT_SUFFIXES` (None: a file written
@@ -43,8 +43,8 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
     folders of TIFFs). Refused: a wrong extension; one path for two
     outputs; an output that is an input, or a TIFF inside an input folder
     (the next run would read it as a frame); a folder; an existing file
-    unless ``overwrite``; a name too long; a missing folder, or one that
-    cannot be written in."""
+    unless ``overwrite``; a name too long; a missing folder, or (``probe``:
+    a file is created there and removed) one that cannot be written in."""
     seen: dict[Path, str] = {}
     inputs = [Path(i) for i in inputs if i is not None]
     for path, kind in outputs:
@@ -77,7 +77,8 @@ def check_outputs(outputs, inputs=(), overwrite: bool = False) -> None:
             raise DSIRError(f"{path}: already exists (use --overwrite to replace it; Python: overwrite=True)")
         if not parent.is_dir():
             raise DSIRError(f"{path}: the folder {parent} does not exist")
-        _check_writable(path, parent)
+        if probe:
+            _check_writable(path, parent)
 
 
 def _name_max(folder: Path) -> int:
@@ -93,11 +94,13 @@ def _check_writable(path: Path, parent: Path) -> None:
     (read-only, no permission): a file is created there and removed."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".dsir-", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as e:
         raise DSIRError(f"{path}: cannot write in the folder {parent} ({e.strerror or e}): choose another "
                         "folder") from e
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def _temporary_prefix(name: str, name_max: int) -> str:
@@ -115,7 +118,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     temporary file is removed, so no partial output is ever left behind.
     """
     path = Path(path)
-    check_outputs([(path, None)], overwrite=overwrite)  # exists, a folder, no folder to write in
+    check_outputs([(path, None)], overwrite=overwrite, probe=False)  # exists, a folder, no folder (its own
+    # temporary file below is the test of writing there)
     parent = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path.name, _name_max(parent)), suffix=".part",
