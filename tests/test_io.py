@@ -666,3 +666,23 @@ def test_an_ome_tiff_split_into_parts(tmp_path, rng):
     third.unlink()
     with pytest.raises(DSIRError, match=r"3 of its 9 frames \(from 6\) are in m_MMStack_Pos0_2.ome.tif, not found"):
         open_stack(first)
+
+
+def test_a_short_write_on_a_full_device_says_no_space(tmp_path, monkeypatch):
+    """numpy's short write ("N requested and M written") names no cause: on a
+    device with less than 1 MB free it is a full disk, and no file is left."""
+    import shutil
+
+    from napari_dsir.io import write_tiff
+
+    def short_write(*a, **kw):
+        raise OSError("262144 requested and 153512 written")
+
+    monkeypatch.setattr(tifffile, "imwrite", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DSIRError, match="sr.tif: no space left on the device"):
+        write_tiff(tmp_path / "sr.tif", np.zeros((4, 4)), 100.0)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 0, 10**9))
+    with pytest.raises(DSIRError, match=r"sr.tif: cannot write \(262144 requested and 153512 written\)"):
+        write_tiff(tmp_path / "sr.tif", np.zeros((4, 4)), 100.0)
+    assert list(tmp_path.iterdir()) == []

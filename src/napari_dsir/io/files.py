@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -103,6 +104,14 @@ def _check_writable(path: Path, parent: Path) -> None:
         os.unlink(probe)
 
 
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes free on the folder's device, or None where the system does not say."""
+    try:
+        return int(shutil.disk_usage(folder).free)
+    except OSError:
+        return None
+
+
 def _temporary_prefix(name: str, name_max: int) -> str:
     """``.NAME.``, NAME cut so that the temporary name (mkstemp adds 8
     characters and ``.part``) stays within ``name_max`` bytes."""
@@ -135,8 +144,9 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == 28:
+        free = _free_bytes(parent) if e.errno is None else None  # numpy's short write names no cause:
+        tmp.unlink(missing_ok=True)  # measured with the partial file still there
+        if e.errno == 28 or (free is not None and free < (1 << 20)):
             raise DSIRError(f"{path}: no space left on the device") from e
         raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
     except BaseException:

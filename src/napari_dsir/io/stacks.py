@@ -479,9 +479,7 @@ class _PageReader:
                 else:  # unusual layout (e.g. one page holding all frames)
                     out[:] = self._tif.series[self.series].asarray().reshape(self.shape)[start:stop]
             except Exception as e:
-                if "imagecodecs" in str(e):  # a compression tifffile decodes through imagecodecs (LZW, JPEG, ...)
-                    raise DSIRError(f"{self.path}: its frames are compressed in a way that needs the imagecodecs "
-                                    f"package ({e}): pip install imagecodecs") from e
+                _need_codec(self.path, e)
                 raise DSIRError(f"{self.path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         return out
 
@@ -570,6 +568,14 @@ def _is_colour(series) -> bool:
     return axes.endswith("S") or "RGB" in photometric
 
 
+def _need_codec(path: Path, e: Exception) -> None:
+    """Refuse by name frames whose compression tifffile decodes through the
+    imagecodecs package (LZW, JPEG, ...) when it is missing."""
+    if "imagecodecs" in str(e):
+        raise DSIRError(f"{path}: its frames are compressed in a way that needs the imagecodecs package ({e}): "
+                        "pip install imagecodecs") from e
+
+
 def _movie_series(path: Path, series) -> tuple[int | None, tuple[str, ...]]:
     """The index of the movie among a TIFF's ``series`` (tifffile's) and a
     note when the file holds others: one grey series with several frames
@@ -647,6 +653,7 @@ class _FolderReader:
             try:
                 img = tifffile.imread(f)
             except Exception as e:
+                _need_codec(f, e)
                 raise DSIRError(f"{f}: not a readable TIFF file ({type(e).__name__}: {e})") from e
             img = np.squeeze(img)
             if img.shape != frame_shape:
