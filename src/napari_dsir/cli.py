@@ -636,7 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        with warnings.catch_warnings(), _terminate_as_interrupt():
+        from .io.files import outputs_together
+
+        # a command's outputs are renamed into place together (a training's
+        # checkpoints and resume state as they come: an interrupted one resumes)
+        together = contextlib.nullcontext() if args.func is cmd_train else outputs_together()
+        with warnings.catch_warnings(), _terminate_as_interrupt(), together:
             warnings.simplefilter("ignore", UserWarning)
             rc = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe fails here, inside the handlers below

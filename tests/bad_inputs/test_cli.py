@@ -690,3 +690,31 @@ sys.exit(main(["localize", "movie.tif", "-o", "locs.csv", "--model", {str(tiny_c
     r = _cli_in_a_process(code, tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "locs.csv").is_file()
+
+
+def test_a_run_stopped_between_its_outputs_leaves_every_one_as_it_was(tmp_path, capsys, tiny_checkpoint,
+                                                                      monkeypatch):
+    """Ctrl-C while the second output (the image beside the table) is
+    written: the table written before it is not renamed into place either,
+    so the old pair stays a pair, and no temporary file is left."""
+    import napari_dsir.io as nio
+
+    p = tmp_path / "movie.tif"
+    tifffile.imwrite(p, np.full((4, 16, 16), 300, np.uint16), photometric="minisblack")
+    table, image = tmp_path / "l.csv", tmp_path / "sr.tif"
+    run = ["localize", str(p), "-o", str(table), "--image", str(image), "--model", str(tiny_checkpoint), "-q"]
+    rc, _, err = _run_cli(run, capsys)
+    assert rc == 0, err
+    before = {f: (digest(f), os.stat(f).st_ino) for f in (table, image)}  # a file renamed in has another inode
+    listing = sorted(os.listdir(tmp_path))
+
+    def interrupted(path, *a, **kw):
+        with nio.files.atomic_output(path, overwrite=True) as tmp:
+            Path(tmp).write_bytes(b"half")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(nio, "write_tiff", interrupted)
+    rc, _, err = _run_cli(run + ["--overwrite", "--threshold", "0.5"], capsys)
+    assert rc == 130 and "dsir: interrupted" in err
+    assert {f: (digest(f), os.stat(f).st_ino) for f in (table, image)} == before
+    assert sorted(os.listdir(tmp_path)) == listing

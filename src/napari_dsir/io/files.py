@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import shutil
 import tempfile
@@ -119,9 +120,38 @@ def _temporary_prefix(name: str, name_max: int) -> str:
     return "." + os.fsdecode(keep.decode("utf-8", "ignore").encode()) + "."
 
 
+#: the (temporary, final) paths of the outputs written inside `outputs_together`
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("napari_dsir_pending_outputs", default=None)
+
+
+@contextlib.contextmanager
+def outputs_together():
+    """The outputs `atomic_output` writes inside are renamed into place
+    together when the block ends, and none is if it fails or is
+    interrupted: a run with several outputs (a table and its image, a
+    corrected table and its drift table) never leaves some new and some as
+    they were."""
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        while pending:
+            tmp, path = pending[0]
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
+            pending.pop(0)
+    finally:
+        _PENDING.reset(token)
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary path beside ``path``; rename it into place on success.
+    """Yield a temporary path beside ``path``; rename it into place on success
+    (inside `outputs_together`: with the others, at its end).
 
     An existing ``path`` is refused unless ``overwrite``. On any error the
     temporary file is removed, so no partial output is ever left behind.
@@ -142,7 +172,11 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
     try:
         yield tmp
-        os.replace(tmp, path)
+        pending = _PENDING.get()
+        if pending is None:
+            os.replace(tmp, path)
+        else:  # renamed with the others at the end of `outputs_together`
+            pending.append((tmp, path))
     except OSError as e:
         free = _free_bytes(parent) if e.errno is None else None  # numpy's short write names no cause:
         tmp.unlink(missing_ok=True)  # measured with the partial file still there
