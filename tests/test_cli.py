@@ -615,3 +615,11 @@ def test_a_run_that_finds_nothing_says_how_to_find_more(small_stack, tiny_checkp
     assert "0 localizations" in captured.out
     assert "dsir: warning: no localizations above the threshold 1e+09: if the movie holds emitters, lower the " \
            "threshold (--threshold" in captured.err
+
+
+def test_train_refuses_a_name_whose_companions_would_be_too_long(tmp_path, capsys):
+    """NAME.previous.pt and NAME.last.pt are checked with NAME.pt before any epoch."""
+    out = tmp_path / ("a" * 247 + ".pt")  # 250 bytes: itself fits, NAME.previous.pt does not
+    assert main(["train", "-o", str(out), "--epochs", "1", "-q"]) == 2
+    assert ".previous.pt: the file name is too long (259 bytes" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

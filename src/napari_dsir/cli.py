@@ -344,7 +344,9 @@ def cmd_train(args) -> int:
         raise DSIRError(f"{path}: already exists (use --overwrite, or --resume to continue)")
     from .io import check_outputs
 
-    check_outputs([(path, "checkpoint")], [args.init], overwrite=True)  # its name, not the init's file
+    stem = Path(path).stem  # its name, not the init's file; and the names beside it (lengths)
+    check_outputs([(path, "checkpoint"), (Path(path).with_name(stem + ".previous.pt"), None),
+                   (Path(path).with_name(stem + ".last.pt"), None)], [args.init], overwrite=True)
     movies = None
     if args.movies:
         from .simulate import MovieConfig
