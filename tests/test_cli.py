@@ -605,6 +605,18 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     done = digest(out)
     assert main(argv + ["--epochs", "1", "--overwrite", "--init", str(tmp_path / "missing.pt")]) == 2
     assert digest(out) == done and not previous.exists()
+    # interrupted while its data are made (no state saved yet): put back, and no resume offered
+    (tmp_path / "m.last.pt").unlink()
+
+    def interrupted_at_once(*a, **kw):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(train_mod, "iter_train", interrupted_at_once)
+    capsys.readouterr()
+    assert main(argv + ["--epochs", "1", "--overwrite"]) == 130
+    assert "interrupted before the first epoch ended; nothing to resume" in capsys.readouterr().err
+    assert digest(out) == done and not previous.exists()
 
 
 def test_a_run_that_finds_nothing_says_how_to_find_more(small_stack, tiny_checkpoint, tmp_path, capsys):

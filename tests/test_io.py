@@ -415,9 +415,17 @@ def test_a_movie_beside_a_preview_keeps_its_own_metadata_and_frames_written_one_
             w.write(frame)
     assert len(tifffile.TiffFile(one_by_one).series) == len(data)
     s = open_stack(one_by_one)
-    assert s.shape == data.shape and s.notes == ()
+    assert s.shape == data.shape
+    assert s.notes == ("the file holds 5 single images of 16x20 px, each a series (frames written one at a time): "
+                       "read as 5 frames",)
     np.testing.assert_array_equal(s.read(), data)
     np.testing.assert_array_equal(s[2], data[2])
+    snapshots = tmp_path / "positions.ome.tif"  # one image at each of 3 positions: no movie
+    with tifffile.TiffWriter(snapshots, ome=True) as w:
+        for pos in range(3):
+            w.write(data[pos], metadata={"axes": "YX", "Name": f"Pos{pos}", "PhysicalSizeX": 0.1 * (pos + 1)})
+    with pytest.raises(DSIRError, match="holds 3 image series .* several positions"):
+        open_stack(snapshots)
 
 
 def test_lzw_tiffs_as_pillow_writes_them_are_read(tmp_path, rng, monkeypatch):

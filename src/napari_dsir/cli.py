@@ -217,12 +217,14 @@ def _run_reconstruction(args, localize: bool, keep_frames: bool = False):
 
 def cmd_reconstruct(args) -> int:
     from .io import check_outputs, write_tiff
+    from .io.files import outputs_together
 
     check_outputs([(args.output, "image"), (args.frames_output, "image")], _inputs(args), args.overwrite)
     res = _run_reconstruction(args, localize=False, keep_frames=args.frames_output is not None)
-    write_tiff(args.output, res.sum_image, res.pixel_size, overwrite=args.overwrite)
-    if args.frames_output is not None:
-        write_tiff(args.frames_output, res.frames, res.pixel_size, overwrite=args.overwrite)
+    with outputs_together():  # both or neither
+        write_tiff(args.output, res.sum_image, res.pixel_size, overwrite=args.overwrite)
+        if args.frames_output is not None:
+            write_tiff(args.frames_output, res.frames, res.pixel_size, overwrite=args.overwrite)
     n = res.stop - res.start
     print(f"{args.output}\t{res.sum_image.shape[1]}x{res.sum_image.shape[0]} px of {res.pixel_size:g} nm, "
           f"{n} frame{'s' * (n != 1)} in {res.info['seconds']:.2f} s "
@@ -232,6 +234,7 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_localize(args) -> int:
     from .io import check_outputs, write_localizations, write_tiff
+    from .io.files import outputs_together
     from .io.tables import output_paths
 
     table, *beside = output_paths(args.output)  # the table and what goes beside it (YAML, protocol)
@@ -248,12 +251,13 @@ def cmd_localize(args) -> int:
             "dead_pixels": res.info.get("dead_pixels", 0), "stripes": res.info.get("stripes"),
             "saturated": res.info.get("saturated"),
             **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
-    write_localizations(args.output, res.localizations, overwrite=args.overwrite,
-                        pixel_size=res.info["camera_pixel_size"],
-                        frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),
-                        n_frames=res.stop, metadata=meta)
-    if args.image is not None:
-        write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
+    with outputs_together():  # the table (and what goes beside it) and the image, or none
+        write_localizations(args.output, res.localizations, overwrite=args.overwrite,
+                            pixel_size=res.info["camera_pixel_size"],
+                            frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),
+                            n_frames=res.stop, metadata=meta)
+        if args.image is not None:
+            write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
     from .fit import fit_summary
 
@@ -321,6 +325,7 @@ def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
 
 def cmd_simulate(args) -> int:
     from .io import check_outputs, write_localizations, write_tiff
+    from .io.files import outputs_together
     from .simulate import simulate
 
     positions = args.positions or args.output.with_suffix(".csv")
@@ -328,8 +333,10 @@ def cmd_simulate(args) -> int:
     cfg = _sim_config(args)
     frames, locs = simulate(args.n_frames, cfg, seed=args.seed)
     # the camera in the file, as acquisition software states it: runs on it use it (`io.Stack.camera_metadata`)
-    write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16", info=cfg.camera_info())
-    write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon")
+    with outputs_together():
+        write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16",
+                   info=cfg.camera_info())
+        write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon")
     print(f"{args.output}\t{args.n_frames} frames of {cfg.frame_size[1]}x{cfg.frame_size[0]} px")
     print(f"{positions}\t{len(locs)} emitters")
     return 0
@@ -337,7 +344,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_train(args) -> int:
     from .progress import drive
-    from .train import TrainConfig, default_model_path, iter_train, show_epoch
+    from .train import TrainConfig, _last_path, default_model_path, iter_train, show_epoch
 
     path = args.output or default_model_path()
     if Path(path).exists() and not (args.overwrite or args.resume):
@@ -393,11 +400,16 @@ def cmd_train(args) -> int:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
             model = drive(gen, lambda log: show_epoch(bar, log))
     except KeyboardInterrupt as e:
+        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
+        if moved and not Path(path).exists():  # before its first epoch: put it back
+            os.replace(previous, path)
+        if not _last_path(Path(path)).is_file():  # nothing saved yet to resume from
+            print(f"dsir: {stopped} before the first epoch ended; nothing to resume", file=sys.stderr)
+            return _exit_code(e)
         again = command if "--resume" in args.argv else f"{command} --resume"
         if args.output is None:  # the default path, named so that the command finds it again
             again += f" -o {shlex.quote(str(path))}"
         kept = f"; the checkpoint it was to replace is {previous}" if previous.is_file() else ""
-        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"dsir: {stopped}; resume with: {again}{kept}", file=sys.stderr)
         return _exit_code(e)
     except BaseException:
@@ -638,12 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        from .io.files import outputs_together
-
-        # a command's outputs are renamed into place together (a training's
-        # checkpoints and resume state as they come: an interrupted one resumes)
-        together = contextlib.nullcontext() if args.func is cmd_train else outputs_together()
-        with warnings.catch_warnings(), _terminate_as_interrupt(), together:
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.simplefilter("ignore", UserWarning)
             rc = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe fails here, inside the handlers below

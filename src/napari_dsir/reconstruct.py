@@ -505,8 +505,8 @@ def check_frames(frames: np.ndarray, numbers, where: str = "") -> np.ndarray:
 def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
     """``frames`` (frame, y, x) with their NaN and infinite pixels (a
     processed movie's) replaced by the median of their frame's finite
-    pixels (where none is, of the batch's other frames; else 0), and what
-    was replaced. Pixels NaN in every frame (a registered image's padding)
+    pixels (0 in a frame that has none: flat, nothing is found in it), and
+    what was replaced. Pixels NaN in every frame (a registered image's padding)
     are dead pixels, found and repaired before (`napari_dsir.defects`)."""
     if frames.dtype.kind != "f":
         return frames, NonFinite()
@@ -516,10 +516,11 @@ def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
     out = frames.copy()
     per_frame = bad.reshape(len(frames), -1).sum(1)
     hit = np.flatnonzero(per_frame)
-    everywhere = frames[~bad]  # a frame with no finite pixel: the others' level (0 with none)
     for i in hit:
         finite = frames[i][~bad[i]]
-        out[i][bad[i]] = np.median(finite) if finite.size else (np.median(everywhere) if everywhere.size else 0.0)
+        # a frame with no finite pixel: flat (0), whatever the batch (the networks see a
+        # frame less its median: nothing is found in it)
+        out[i][bad[i]] = np.median(finite) if finite.size else 0.0
     return out, NonFinite(len(hit), int(per_frame.sum()), int(np.asarray(numbers)[hit[0]]))
 
 

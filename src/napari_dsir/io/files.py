@@ -130,7 +130,12 @@ def outputs_together():
     together when the block ends, and none is if it fails or is
     interrupted: a run with several outputs (a table and its image, a
     corrected table and its drift table) never leaves some new and some as
-    they were."""
+    they were (a failure while renaming, rare, leaves those renamed before
+    it). Nested, the inner block joins the outer one. Threads start with
+    their own context: a write from another thread renames at once."""
+    if _PENDING.get() is not None:  # inside another: renamed with its outputs, at its end
+        yield
+        return
     pending: list[tuple[Path, Path]] = []
     token = _PENDING.set(pending)
     try:

@@ -576,6 +576,18 @@ def _need_codec(path: Path, e: Exception) -> None:
                         "pip install imagecodecs") from e
 
 
+def _frames_one_by_one(series, shapes, colour) -> bool:
+    """Whether a TIFF's ``series`` are a movie's frames written one at a time
+    (tifffile's shaped or generic series: one grey 2-D page each, of one
+    shape and type, in this file). Never an OME, ImageJ or Micro-Manager
+    file's series: those are positions, or a movie split over files."""
+    kinds = {str(getattr(s, "kind", "")).lower() for s in series}
+    return (kinds <= {"shaped", "generic"} and not any(colour) and len(set(shapes)) == 1 and len(shapes[0]) == 2
+            and len({str(s.dtype) for s in series}) == 1
+            and all(len(getattr(s, "pages", ())) == 1 and s.pages[0] is not None for s in series)
+            and len(series[0].parent.pages) == len(series))
+
+
 def _movie_series(path: Path, series) -> tuple[int | None, tuple[str, ...]]:
     """The index of the movie among a TIFF's ``series`` (tifffile's) and a
     note when the file holds others: one grey series with several frames
@@ -591,9 +603,9 @@ def _movie_series(path: Path, series) -> tuple[int | None, tuple[str, ...]]:
     listed += ", ..." if len(shapes) > 6 else ""
     colour = [_is_colour(s) for s in series]
     movies = [i for i, sh in enumerate(shapes) if not colour[i] and len(sh) >= 3 and sh[0] > 1]
-    if not movies and not any(colour) and len(set(shapes)) == 1 and len(shapes[0]) == 2 \
-            and len({str(s.dtype) for s in series}) == 1:
-        return None, ()
+    if _frames_one_by_one(series, shapes, colour):
+        return None, (f"the file holds {len(shapes)} single images of {shapes[0][0]}x{shapes[0][1]} px, each a "
+                      f"series (frames written one at a time): read as {len(shapes)} frames",)
     if len(movies) == 1:
         i = movies[0]
         return i, (f"the file holds {len(shapes)} image series ({listed}); series {i}, the only one with several "
