@@ -615,7 +615,8 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     monkeypatch.setattr(train_mod, "iter_train", interrupted_at_once)
     capsys.readouterr()
     assert main(argv + ["--epochs", "1", "--overwrite"]) == 130
-    assert "interrupted before the first epoch ended; nothing to resume" in capsys.readouterr().err
+    assert "interrupted before its training began (while its data were made); nothing to resume" in \
+        capsys.readouterr().err
     assert digest(out) == done and not previous.exists()
 
 

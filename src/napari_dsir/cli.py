@@ -401,10 +401,11 @@ def cmd_train(args) -> int:
             model = drive(gen, lambda log: show_epoch(bar, log))
     except KeyboardInterrupt as e:
         stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
-        if moved and not Path(path).exists():  # before its first epoch: put it back
+        if moved and not Path(path).exists():  # before its first better epoch: put it back
             os.replace(previous, path)
         if not _last_path(Path(path)).is_file():  # nothing saved yet to resume from
-            print(f"dsir: {stopped} before the first epoch ended; nothing to resume", file=sys.stderr)
+            print(f"dsir: {stopped} before its training began (while its data were made); nothing to resume",
+                  file=sys.stderr)
             return _exit_code(e)
         again = command if "--resume" in args.argv else f"{command} --resume"
         if args.output is None:  # the default path, named so that the command finds it again
