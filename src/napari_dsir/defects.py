@@ -306,10 +306,10 @@ def repair(frames: np.ndarray, hot: np.ndarray, pattern: np.ndarray | None = Non
     good = ~hot_map.reshape(-1)
     good = good if good.any() else ~good
     live = out.reshape(len(out), -1)[:, good]
-    finite = np.isfinite(live).all()  # else a NaN or infinite pixel in some frames: replaced later
-    median = np.median if finite else np.nanmedian
-    if not finite:
-        live = np.where(np.isfinite(live), live, np.nan)
+    finite = np.isfinite(live)  # a NaN or infinite pixel in some frames: left out here, replaced later
+    median = np.median if finite.all() else np.nanmedian
+    if median is np.nanmedian:
+        live = np.where(finite, live, np.nan)
     level = median(live, axis=1)
     fill = np.repeat(level[:, None], len(y), axis=1)
     if not alone.all():  # in a dead region: the level with the live pixels' spread, as a background has

@@ -275,7 +275,7 @@ def _is_oom(err: BaseException) -> bool:
 def sample_frames(src, start: int, stop: int, n: int, where: str) -> np.ndarray:
     """Up to ``n`` frames spread over ``start:stop`` of ``src`` (checked)."""
     idx = _sample_index(start, stop, n)
-    return check_frames(_read_frames(src, idx), idx, where)
+    return check_frames(_read_frames(src, idx), idx, where)[0]
 
 
 def _sample_index(start: int, stop: int, n: int) -> np.ndarray:
@@ -408,7 +408,7 @@ def movie_defects(src, start: int, stop: int, where: str = "") -> tuple[np.ndarr
     dead = find_dead_pixels(sample)  # NaN padding among them
     if len(dead):  # hot pixels among the live ones: a dead region repaired first (its edge is no hot pixel)
         sample = repair(sample, dead)
-    sample = check_frames(sample, idx, where)  # NaN elsewhere replaced
+    sample = check_frames(sample, idx, where)[0]  # NaN elsewhere replaced
     stripes = find_stripes(sample, dead)
     if stripes is not None:  # hot pixels on the frames as the run reads them
         sample = repair(sample, np.zeros((0, 2), np.int64), stripes.pattern)
@@ -494,12 +494,12 @@ def _detection_density(model: DSIRModel, frames: np.ndarray) -> float:
     return n / (len(frames) * frames.shape[1] * frames.shape[2] / 100.0)
 
 
-def check_frames(frames: np.ndarray, numbers, where: str = "") -> np.ndarray:
-    """Frames (frame, y, x) whose NaN and infinite pixels are replaced
-    (`finite_frames`); refused (DSIRError) when they are not numbers.
-    ``numbers`` are their frame numbers, for the message."""
+def check_frames(frames: np.ndarray, numbers, where: str = "") -> tuple[np.ndarray, NonFinite]:
+    """Frames (frame, y, x) whose NaN and infinite pixels are replaced, and
+    what was (`finite_frames`); refused (DSIRError) when they are not
+    numbers. ``numbers`` are their frame numbers, for the message."""
     _check_pixel_type(frames, np.asarray(numbers), where)
-    return finite_frames(frames, numbers)[0]
+    return finite_frames(frames, numbers)
 
 
 def finite_frames(frames: np.ndarray, numbers) -> tuple[np.ndarray, NonFinite]:
@@ -918,8 +918,7 @@ def iter_reconstruct(
         b0 = start + done
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
-        _check_pixel_type(raw, np.arange(b0, b1), where)
-        raw, bad = finite_frames(raw, np.arange(b0, b1))  # (counted once the batch is done)
+        raw, bad = check_frames(raw, np.arange(b0, b1), where)  # (counted once the batch is done)
         try:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)

@@ -268,9 +268,7 @@ def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = N
         um = 0.0
     if math.isfinite(um) and um > 0:
         return um * 1000.0
-    if page is None:
-        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-    tags = page.tags
+    tags = (page if page is not None else _first_page(tif)).tags
     xres = tags.get(f"{axis}Resolution")
     if xres is None:
         return None
@@ -504,7 +502,7 @@ def _open_tiff(path: Path) -> Stack:
         try:
             index, series_note = _movie_series(path, tif.series)
             if index is None:  # single images of one shape, one a series (written a frame at a time)
-                series, keyframe = None, tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+                series, keyframe = None, _first_page(tif)
                 raw_shape, dtype, axes = (len(tif.pages),) + tuple(keyframe.shape), keyframe.dtype, None
                 npages = len(tif.pages)
             else:
@@ -552,12 +550,17 @@ def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]
     )
 
 
+def _first_page(tif: tifffile.TiffFile):
+    """The file's first page (tifffile's ``pages.first`` where it has it)."""
+    return tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+
+
 def _keyframe(series, tif):
     """The page that describes a series (its tags, its photometric)."""
     page = getattr(series, "keyframe", None)
     if page is None:
-        pages = getattr(series, "pages", None) or tif.pages
-        page = pages[0]
+        pages = getattr(series, "pages", None)
+        page = pages[0] if pages else _first_page(tif)
     return page
 
 
