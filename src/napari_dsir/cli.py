@@ -399,10 +399,14 @@ def cmd_train(args) -> int:
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
             model = drive(gen, lambda log: show_epoch(bar, log))
-    except KeyboardInterrupt as e:
-        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
-        if moved and not Path(path).exists():  # before its first better epoch: put it back
+    except BaseException as e:
+        if moved and not Path(path).exists():  # refused, failed or stopped before any epoch: put it back
             os.replace(previous, path)
+        if not isinstance(e, KeyboardInterrupt):
+            if previous.is_file():
+                print(f"dsir: the checkpoint this training was to replace is {previous}", file=sys.stderr)
+            raise
+        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
         if not _last_path(Path(path)).is_file():  # nothing saved yet to resume from
             print(f"dsir: {stopped} before its training began (while its data were made); nothing to resume",
                   file=sys.stderr)
@@ -413,12 +417,6 @@ def cmd_train(args) -> int:
         kept = f"; the checkpoint it was to replace is {previous}" if previous.is_file() else ""
         print(f"dsir: {stopped}; resume with: {again}{kept}", file=sys.stderr)
         return _exit_code(e)
-    except BaseException:
-        if moved and not Path(path).exists():  # refused or failed before its first epoch: put it back
-            os.replace(previous, path)
-        elif previous.is_file():
-            print(f"dsir: the checkpoint this training was to replace is {previous}", file=sys.stderr)
-        raise
     previous.unlink(missing_ok=True)
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
