@@ -92,6 +92,58 @@ def test_out_of_memory_halves_batch(tiny_checkpoint, rng, monkeypatch):
     np.testing.assert_allclose(r.sum_image, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_out_of_memory_in_the_network_or_the_fits_changes_nothing(monkeypatch):
+    """A batch that runs out of memory runs again whole, and a block of fits
+    that does is fitted in halves: the sum, the table and the counts are
+    those of a run with memory to spare (before, a batch whose fits ran out
+    of memory was added twice)."""
+    from napari_dsir import fit
+    from napari_dsir.camera import Camera
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(8, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(500.0, 5000.0)), seed=5)
+    cam = Camera(100.0, 1.0)
+    model = load_model("default")
+    kw = dict(pixel_size=100.0, localize=True, camera=cam, batch_size=4)
+    want = reconstruct(frames, model, **kw)
+    real_refine, real_predict, blocks = fit.refine, model.predict, []
+
+    def small_refine(frames, *a, **k):
+        if "first_frame" not in k:  # the PSF's measurement
+            return real_refine(frames, *a, **k)
+        blocks.append(len(frames))
+        if len(frames) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake allocator)")
+        return real_refine(frames, *a, **k)
+
+    def small_predict(x, **k):
+        if len(x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake allocator)")
+        return real_predict(x, **k)
+
+    monkeypatch.setattr(fit, "refine", small_refine)
+    got = reconstruct(frames, model, **kw)
+    assert blocks == [8, 4, 2, 2, 4, 2, 2]  # the block of 8 frames in halves
+    monkeypatch.setattr(model, "predict", small_predict)
+    got2 = reconstruct(frames, model, **kw)
+    assert got2.info["batch_size"] == 2
+    for r in (got, got2):
+        np.testing.assert_allclose(r.sum_image, want.sum_image, rtol=1e-5, atol=1e-5)
+        assert r.info["fit"] == want.info["fit"] and len(r.localizations) == len(want.localizations) > 10
+        np.testing.assert_allclose(r.localizations.x, want.localizations.x, atol=1e-3)
+        np.testing.assert_array_equal(r.localizations.frame, want.localizations.frame)
+    monkeypatch.setattr(model, "predict", real_predict)
+
+    def no_memory(frames, *a, **k):
+        if "first_frame" not in k:
+            return real_refine(frames, *a, **k)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake allocator)")
+
+    monkeypatch.setattr(fit, "refine", no_memory)
+    with pytest.raises(DSIRError, match="fitting the detections of one frame"):
+        reconstruct(frames, model, **kw)
+
+
 def test_memory_stays_bounded_when_streaming(tiny_checkpoint, tmp_path, rng):
     """Frames are read batch by batch: the reader never gets more than a batch."""
     import tifffile

@@ -782,28 +782,51 @@ class _PendingFits:
     def fit(self, pixel_size: float, camera: Camera, window: int | None, counts: dict,
             localize=None, binning: int = 1, sigma_init_nm: float | None = None,
             background_shape=None) -> Localizations:
+        """The block's detections refined; the block emptied. Out of memory
+        (a GPU), the block is fitted in halves, down to single frames."""
+        found, n = Localizations.concatenate(self.locs), self.n_frames
+        if len(found):
+            frames = torch.cat(self.frames)
+            self.frames = []  # the block's frames in one tensor, not two copies
+            settings = refine_settings(pixel_size, localize, sigma_init_nm, binning, window, tuple(frames.shape[-2:]))
+            found = self._fit(frames, found, self.first, pixel_size, camera, settings, binning, counts,
+                              background_shape)
+        self.first += n
+        self.frames, self.locs = [], []
+        return found
+
+    def _fit(self, frames: torch.Tensor, found: Localizations, first: int, pixel_size: float, camera: Camera,
+             settings: dict, binning: int, counts: dict, background_shape) -> Localizations:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import BEYOND, SPLIT, chi2_histogram, refine
 
-        found = Localizations.concatenate(self.locs)
-        if len(found):
-            frames = torch.cat(self.frames)
-            settings = refine_settings(pixel_size, localize, sigma_init_nm, binning, window, tuple(frames.shape[-2:]))
-            found, merged = merge_splits(frames, found, pixel_size, camera, settings, binning, self.first)
-            if merged:
-                counts[SPLIT] = counts.get(SPLIT, 0) + merged
-            fitted = refine(frames, found, pixel_size, camera, first_frame=self.first,
+        try:
+            found, merged = merge_splits(frames, found, pixel_size, camera, settings, binning, first)
+            fitted = refine(frames, found, pixel_size, camera, first_frame=first,
                             threads=min(FIT_THREADS, torch.get_num_threads()), background_shape=background_shape,
                             **settings)
-            # emitters outside the frame: counted, left out of the table
-            found = fitted.locs.select(fitted.status != BEYOND)
-            for k, v in fitted.summary().items():
-                counts[k] = counts.get(k, 0) + v
-            hist = chi2_histogram(fitted.free_chi2)
-            self.chi2_hist = hist if self.chi2_hist is None else self.chi2_hist + hist
-        self.first += self.n_frames
-        self.frames, self.locs = [], []
-        return found
+        except RuntimeError as e:
+            if not _is_oom(e):
+                raise
+            if len(frames) == 1:
+                raise OutOfMemory("out of memory fitting the detections of one frame; use the CPU") from e
+            if frames.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(frames) // 2
+            parts = [(frames[:half], first, found.frame < first + half),
+                     (frames[half:], first + half, found.frame >= first + half)]
+            return Localizations.concatenate([
+                self._fit(f, found.select(keep), f0, pixel_size, camera, settings, binning, counts,
+                          background_shape) for f, f0, keep in parts])
+        # counted once the fits are done (a half that runs out of memory counts nothing)
+        if merged:
+            counts[SPLIT] = counts.get(SPLIT, 0) + merged
+        for k, v in fitted.summary().items():
+            counts[k] = counts.get(k, 0) + v
+        hist = chi2_histogram(fitted.free_chi2)
+        self.chi2_hist = hist if self.chi2_hist is None else self.chi2_hist + hist
+        # emitters outside the frame: counted, left out of the table
+        return fitted.locs.select(fitted.status != BEYOND)
 
 
 def iter_reconstruct(
@@ -919,7 +942,7 @@ def iter_reconstruct(
         b1 = min(b0 + bs, stop)
         raw = src.read(b0, b1)
         raw, bad = check_frames(raw, np.arange(b0, b1), where)  # (counted once the batch is done)
-        try:
+        try:  # nothing of the run's state changes in here: after running out of memory, the batch runs again
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(device)
                 photons = camera.to_photons(x) if fitting else None  # for the fits (`flat` converts its own)
@@ -927,7 +950,6 @@ def iter_reconstruct(
                 sr = model.predict(seen, tile=tile, scale=noise_scale)
                 objects = bright_objects(seen, noise_scale, limit) if limit is not None else []
                 n_objects = sum(len(o) for o in objects)
-                halos[0] += n_objects
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges
@@ -935,25 +957,15 @@ def iter_reconstruct(
                     if echoes:
                         found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size * nb)  # network px
                     if n_objects:
-                        found, n = suppress_halos(found, objects, b0, pixel_size * nb)
-                        halos[1] += n
+                        found, n_halo = suppress_halos(found, objects, b0, pixel_size * nb)
                 if n_objects:  # the image agrees with the table
                     clear_halos(sr, objects, u)
                 if nb > 1:  # back on the camera's x u grid, the same total
                     sr = sr.repeat_interleave(nb, -2).repeat_interleave(nb, -1)[:, : h * u, : w * u] / nb**2
                 # a batch in float32, the movie in float64; a batch of one frame as it is (its
                 # sum a copy: 1 GB for a 2048x2048 px camera's x8 grid)
-                acc += sr[0] if len(sr) == 1 else sr.sum(0)
-                if localize is not None:
-                    if not fitting:
-                        locs.append(found)
-                    else:  # fitted in blocks of frames: one batched call for many detections
-                        pending.add(photons, found)
-                        if pending.full or b1 == stop:
-                            locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb,
-                                                    fit_sigma_nm, background_shape))
-                if frames_out is not None:
-                    frames_out[b0 - start : b1 - start] = sr.cpu().numpy()
+                batch_sum = sr[0] if len(sr) == 1 else sr.sum(0)
+                sr_frames = sr.cpu().numpy() if frames_out is not None else None
         except RuntimeError as e:
             if _is_oom(e) and bs > 1:
                 if device.type == "cuda":
@@ -964,6 +976,22 @@ def iter_reconstruct(
             if _is_oom(e):
                 raise OutOfMemory("out of memory even with a batch of one frame; use the CPU") from e
             raise
+        acc += batch_sum
+        if frames_out is not None:
+            frames_out[b0 - start : b1 - start] = sr_frames
+        halos[0] += n_objects
+        if localize is not None:
+            if n_objects:
+                halos[1] += n_halo
+            if not fitting:
+                locs.append(found)
+            else:  # fitted in blocks of frames: one batched call for many detections
+                pending.add(photons, found)
+                if pending.full or b1 == stop:
+                    with torch.inference_mode():
+                        locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb,
+                                                fit_sigma_nm, background_shape))
+        del sr, batch_sum
         if (done + b1 - b0) // TRIM_EVERY != done // TRIM_EVERY:
             # the last frames' small tables become one block (fewer, larger
             # arrays that do not pin the heap), then freed memory goes back
