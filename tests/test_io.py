@@ -517,6 +517,44 @@ def test_atomic_output_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("links", [True, False])
+def test_outputs_renamed_together_are_put_back_when_one_rename_fails(tmp_path, monkeypatch, links):
+    """Three outputs, the third's rename fails: the first (which existed)
+    is put back as it was, the second (new) removed, nothing else left.
+    Without hard links, the replaced first stays new; the new second goes."""
+    import os
+
+    from napari_dsir.io import files
+
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.tif", tmp_path / "c.csv"
+    a.write_text("old a")
+    c.write_text("old c")
+    real_replace = os.replace
+    if not links:
+        monkeypatch.setattr(files.os, "link", lambda *x: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+
+    def replace(src, dst):
+        if str(dst) == str(c):
+            raise OSError(13, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with pytest.raises(DSIRError, match="c.csv: cannot write"):
+        with files.outputs_together():
+            for p in (a, b, c):
+                with atomic_output(p, overwrite=True) as tmp:
+                    tmp.write_text("new")
+    assert a.read_text() == ("old a" if links else "new") and c.read_text() == "old c"
+    assert sorted(os.listdir(tmp_path)) == ["a.csv", "c.csv"]
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    with files.outputs_together():  # and with no failure, all three new, no link left
+        for p in (a, b, c):
+            with atomic_output(p, overwrite=True) as tmp:
+                tmp.write_text("new")
+    assert [p.read_text() for p in (a, b, c)] == ["new"] * 3 and sorted(os.listdir(tmp_path)) == [
+        "a.csv", "b.tif", "c.csv"]
+
+
 def test_epfl_2016_activations(tmp_path):
     p = tmp_path / "activations.csv"
     p.write_text(

@@ -130,9 +130,11 @@ def outputs_together():
     together when the block ends, and none is if it fails or is
     interrupted: a run with several outputs (a table and its image, a
     corrected table and its drift table) never leaves some new and some as
-    they were (a failure while renaming, rare, leaves those renamed before
-    it). Nested, the inner block joins the outer one. Threads start with
-    their own context: a write from another thread renames at once."""
+    they were. A failure while renaming (rare) puts back the files renamed
+    before it (the old ones are kept as hard links until all are renamed;
+    on a file system without hard links, those renamed before it stay).
+    Nested, the inner block joins the outer one. Threads start with their
+    own context: a write from another thread renames at once."""
     if _PENDING.get() is not None:  # inside another: renamed with its outputs, at its end
         yield
         return
@@ -140,17 +142,58 @@ def outputs_together():
     token = _PENDING.set(pending)
     try:
         yield
-        while pending:
-            tmp, path = pending[0]
-            try:
-                os.replace(tmp, path)
-            except OSError as e:
-                raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
-            pending.pop(0)
+        _rename_all(pending)
     finally:
         _PENDING.reset(token)
         for tmp, _ in pending:
             tmp.unlink(missing_ok=True)
+
+
+def _keep_old(path: Path) -> Path | None:
+    """A hard link to ``path``'s current file beside it (None: no file, or
+    no hard links there)."""
+    if not path.is_file():
+        return None
+    try:
+        fd, old = tempfile.mkstemp(prefix=_temporary_prefix(path.name, _name_max(path.parent)), suffix=".old",
+                                   dir=path.parent)
+        os.close(fd)
+        os.unlink(old)
+        os.link(path, old)
+    except OSError:
+        return None
+    return Path(old)
+
+
+def _rename_all(pending: list[tuple[Path, Path]]) -> None:
+    """Rename each (temporary, final) pair into place, popping it; on a
+    failure, the finals renamed before it are put back as they were."""
+    done: list[tuple[Path, Path | None, bool]] = []  # (final, its old file's link, it existed)
+    try:
+        while pending:
+            tmp, path = pending[0]
+            existed = path.exists()
+            old = _keep_old(path) if existed and len(pending) + len(done) > 1 else None
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                if old is not None:
+                    old.unlink()
+                raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
+            done.append((path, old, existed))
+            pending.pop(0)
+    except BaseException:
+        for path, old, existed in reversed(done):
+            with contextlib.suppress(OSError):
+                if old is not None:
+                    os.replace(old, path)
+                elif not existed:
+                    path.unlink()
+        raise
+    finally:
+        for _, old, _ in done:
+            if old is not None:
+                old.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
