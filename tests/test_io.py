@@ -397,6 +397,15 @@ def test_a_movie_beside_a_preview_keeps_its_own_metadata_and_frames_written_one_
         w.write(data[0, :8, :8], metadata={"axes": "YX", "PhysicalSizeX": 0.4, "PhysicalSizeY": 0.4})
         w.write(data, metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
     assert open_stack(ome).pixel_size == pytest.approx(100.0)
+    # an OME Image that tifffile leaves out (no planes in the file) shifts its series' numbering
+    xml = tifffile.tiffcomment(ome)
+    i = xml.index("<Image ")
+    gone = ('<Image ID="Image:9"><Pixels ID="Pixels:9" DimensionOrder="XYCZT" Type="uint16" SizeX="64" SizeY="64" '
+            'SizeC="1" SizeZ="1" SizeT="3" PhysicalSizeX="0.2" PhysicalSizeY="0.2"><Channel ID="Channel:9:0" '
+            'SamplesPerPixel="1"/></Pixels></Image>')
+    tifffile.tiffcomment(ome, xml[:i] + gone + xml[i:])
+    assert len(tifffile.TiffFile(ome).series) == 2
+    assert open_stack(ome).pixel_size == pytest.approx(100.0)  # before: 400, the preview's
     tags = tmp_path / "tags.tif"
     with tifffile.TiffWriter(tags) as w:
         w.write(data[0, :8, :8], resolution=(1 / 0.4, 1 / 0.4), resolutionunit="CENTIMETER")

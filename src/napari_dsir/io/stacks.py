@@ -243,25 +243,48 @@ def _acquired_channels(root) -> bool:
     return any(el.tag.endswith("Channel") and any(k in el.attrib for k in _CHANNEL_KEYS) for el in root.iter())
 
 
-def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None,
-                          axis: str = "X", page=None, image: int = 0) -> float | None:
-    """Pixel size in nm along ``axis`` ("X" or "Y") from OME (``root``: its
-    parsed XML, `_ome_root`; the ``image``-th Image's Pixels), Micro-Manager's
-    ``PixelSizeUm`` (``mm``: its image metadata; 0 when uncalibrated; one
-    size for both axes), ImageJ or the resolution tags of ``page`` (None:
-    the first), or None."""
-    if root is not None:
+def _ome_pixels(root, image: int = 0, shape: tuple[int, ...] | None = None):
+    """The OME-XML ``Pixels`` element of a TIFF's ``image``-th series, of
+    ``shape`` (its frames', y and x last; None: not checked), or None.
+    tifffile leaves out the Images it cannot read (no planes in the file,
+    discontiguous), so its series are not always the OME Images in order:
+    an Image of another shape is passed over for the first of this one."""
+    pixels = [el for el in root.iter() if el.tag.endswith("Pixels")]
+    if shape is None or len(shape) < 2:
+        return (pixels[image:image + 1] or pixels[:1] or [None])[0]
+
+    def size(el, ax):
         try:
-            pixels = [el for el in root.iter() if el.tag.endswith("Pixels")]
-            for el in pixels[image:image + 1] or pixels[:1]:
-                if f"PhysicalSize{axis}" in el.attrib:
-                    val = float(el.attrib[f"PhysicalSize{axis}"])
-                    unit = el.attrib.get(f"PhysicalSize{axis}Unit", "µm")
-                    factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
-                    if factor and val > 0:
-                        return val * factor
+            return int(el.attrib.get(f"Size{ax}", 1))
         except ValueError:
-            pass
+            return -1
+
+    frames = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    same = [el for el in pixels if (size(el, "Y"), size(el, "X")) == tuple(shape[-2:])
+            and size(el, "T") * size(el, "Z") * size(el, "C") in (frames, frames * size(el, "C"))]
+    if image < len(pixels) and pixels[image] in same:
+        return pixels[image]
+    return same[0] if same else (pixels[image:image + 1] or pixels[:1] or [None])[0]
+
+
+def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None,
+                          axis: str = "X", page=None, image: int = 0,
+                          shape: tuple[int, ...] | None = None) -> float | None:
+    """Pixel size in nm along ``axis`` ("X" or "Y") from OME (``root``: its
+    parsed XML, `_ome_root`; the Pixels of the ``image``-th series, of
+    ``shape``, `_ome_pixels`), Micro-Manager's ``PixelSizeUm`` (``mm``: its
+    image metadata; 0 when uncalibrated; one size for both axes), ImageJ or
+    the resolution tags of ``page`` (None: the first), or None."""
+    el = _ome_pixels(root, image, shape) if root is not None else None
+    if el is not None and f"PhysicalSize{axis}" in el.attrib:
+        try:
+            val = float(el.attrib[f"PhysicalSize{axis}"])
+        except ValueError:
+            val = 0.0
+        unit = el.attrib.get(f"PhysicalSize{axis}Unit", "µm")
+        factor = UNIT_TO_NM.get(unit.strip().lower().replace("\u03bc", "\u00b5"))
+        if factor and val > 0:
+            return val * factor
     try:
         um = float((mm or {}).get("PixelSizeUm", 0) or 0)
     except (TypeError, ValueError):
@@ -516,9 +539,9 @@ def _open_tiff(path: Path) -> Stack:
             ome = _ome_root(tif)  # parsed once, read by both
             mm = _micro_manager_image(tif)
             image = index or 0  # the movie's OME Image and tags: its own, not the first series'
-            pixel_size = _pixel_size_from_tiff(tif, ome, mm, page=keyframe, image=image)
+            pixel_size = _pixel_size_from_tiff(tif, ome, mm, page=keyframe, image=image, shape=raw_shape)
             notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y", page=keyframe,
-                                                                        image=image)) + series_note
+                                                                        image=image, shape=raw_shape)) + series_note
             camera = _camera_metadata(tif, ome, mm)
             if series is not None:
                 _check_parts(path, series, ome)
