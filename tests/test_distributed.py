@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tifffile
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack, write_tiff
@@ -93,7 +94,7 @@ def test_cluster_reads_a_stack_by_path_and_frame_range(client, tmp_path):
     assert (many.start, many.stop) == (4, 23)
 
 
-def test_cluster_bad_input_is_a_clear_error(client):
+def test_cluster_bad_input_is_a_clear_error(client, tmp_path):
     model = load_model("default")
     with pytest.raises(DSIRError, match="keep_frames"):
         reconstruct(_movie(4), model, client=client, keep_frames=True)
@@ -105,6 +106,11 @@ def test_cluster_bad_input_is_a_clear_error(client):
     res = reconstruct(bad, model, client=client, chunk=2, progress=seen.append)  # replaced on the worker, said
     assert res.info["non_finite"] == (1, 1, 3)
     assert any("1 NaN or infinite pixel in 1 frame (the first: frame 3" in p.message for p in seen if p.message)
+    path = tmp_path / "nan.tif"  # a file: the warning names it, as in one process
+    tifffile.imwrite(path, bad)
+    seen.clear()
+    reconstruct(open_stack(path), model, client=client, chunk=2, progress=seen.append)
+    assert any(p.message.startswith(f"{path}: 1 NaN or infinite pixel") for p in seen if p.message)
 
 
 def test_cluster_fits_follow_an_uneven_illumination(client):

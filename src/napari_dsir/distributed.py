@@ -139,13 +139,15 @@ def iter_reconstruct_distributed(
     start: int = 0, stop: int | None = None, localize: LocalizeParams | None = None,
     tile="auto", chunk: int = 256, camera: Camera | None = None, fit_window: int | None = None,
     binning: int = 1, echoes: bool = False, fit_sigma_nm: float | None = None, hot_pixels=None, pattern=None,
-    background_shape=None, refine: bool = True,
+    background_shape=None, refine: bool = True, where: str | None = None,
 ) -> Generator:
     """`iter_reconstruct` on a dask.distributed ``client``; same yields
     (`Progress` per finished block) and the same `Result`. ``hot_pixels``:
     (n, 2) y, x repaired, and ``pattern`` (y, x ADU; None: none) subtracted,
     in every frame (`napari_dsir.defects.repair`);
-    ``background_shape``, ``refine``: see `iter_reconstruct`."""
+    ``background_shape``, ``refine``, ``where`` (the name its warnings
+    start with): see `iter_reconstruct`."""
+    where = f"{where or data.path}: " if (where or isinstance(data, Stack)) else ""
     from dask.distributed import as_completed
 
     if int(chunk) < 1:
@@ -161,7 +163,7 @@ def iter_reconstruct_distributed(
     total = stop - start
     model.net.eval()
     # one noise level for the whole movie (movie-normalised models), as in one process
-    noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, binning=binning,
+    noise_scale, bright = movie_noise_scale(_DaskFrames(arr, start), model, start, stop, where, binning=binning,
                                             transform=network_input(camera, background_shape))
     echoes = echoes or bright > 1.0  # as in one process (`iter_reconstruct`)
     params = localize.validate().to_dict() if localize is not None else None
@@ -223,7 +225,7 @@ def iter_reconstruct_distributed(
     if halos[0]:
         yield Progress(done, total, batch_size, halo_message(*halos), kind="warning")
     if non_finite.frames:
-        yield Progress(done, total, batch_size, non_finite_message(non_finite), kind="warning")
+        yield Progress(done, total, batch_size, where + non_finite_message(non_finite), kind="warning")
     loc_table = None
     if localize is not None:
         loc_table = Localizations.concatenate(locs)

@@ -400,7 +400,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             gen = iter_reconstruct_distributed(
                 src, model, client, pixel_size=px.nm, batch_size=req.batch_size, start=req.start,
                 stop=req.stop, localize=params, tile=req.tile, chunk=req.chunk, camera=camera,
-                fit_window=req.fit_window, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
+                fit_window=req.fit_window, where=name, binning=binning, echoes=echoes, fit_sigma_nm=fit_sigma,
                 hot_pixels=defects, pattern=pattern, background_shape=shape, refine=refine)
         else:
             gen = iter_reconstruct(
