@@ -74,6 +74,13 @@ def test_nan_in_optional_columns_round_trips(tmp_path):
     back = read_localizations(write_localizations(tmp_path / "nan.csv", locs))
     assert np.isnan(back.photons[2]) and np.isnan(back.background[2])
     _assert_close(back.select(np.arange(6) != 2), locs.select(np.arange(6) != 2))
+    locs.sigma[2] = locs.uncertainty[2] = np.nan  # a failed fit's row, in a Picasso file: 0 there, NaN back
+    locs.background[3] = 0.0  # a background fitted to 0 stays 0
+    back, _ = read_picasso(write_localizations(tmp_path / "nan.hdf5", locs, pixel_size=100.0, frame_shape=(64, 64)))
+    for col in ("photons", "sigma", "uncertainty", "background"):
+        assert np.isnan(getattr(back, col)[2]) and np.isfinite(getattr(back, col)[np.arange(6) != 2]).all(), col
+    assert back.background[3] == 0.0
+    _assert_close(back.select(np.arange(6) != 2), locs.select(np.arange(6) != 2))
 
 
 def test_plain_names_case_and_px_units(tmp_path):
@@ -212,6 +219,7 @@ def test_picasso_fallbacks_are_nan_free(tmp_path):
     back, _ = read_picasso(p)
     assert back.background is None and back.uncertainty is None and back.intensity is None  # as written
     np.testing.assert_allclose(back.sigma, locs.sigma, rtol=1e-5)
+    assert np.isnan(back.photons[1]) and np.isfinite(back.photons[ok]).all()  # as it was
     bare = Localizations([0, 1], [50.0, 150.0], [50.0, 150.0])
     p = write_localizations(tmp_path / "bare.hdf5", bare, pixel_size=100.0, frame_shape=(8, 8))
     with h5py.File(p, "r") as f:
