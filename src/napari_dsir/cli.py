@@ -344,7 +344,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_train(args) -> int:
     from .progress import drive
-    from .train import TrainConfig, _last_path, default_model_path, iter_train, show_epoch
+    from .train import TrainConfig, default_model_path, iter_train, last_path, show_epoch
 
     path = args.output or default_model_path()
     if Path(path).exists() and not (args.overwrite or args.resume):
@@ -407,7 +407,7 @@ def cmd_train(args) -> int:
                 print(f"dsir: the checkpoint this training was to replace is {previous}", file=sys.stderr)
             raise
         stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
-        if not _last_path(Path(path)).is_file():  # nothing saved yet to resume from
+        if not last_path(Path(path)).is_file():  # nothing saved yet to resume from
             print(f"dsir: {stopped} before its training began (while its data were made); nothing to resume",
                   file=sys.stderr)
             return _exit_code(e)

@@ -261,7 +261,9 @@ def _pixel_size(cfg: TrainConfig) -> float:
     return float(cfg.movies.pixel_size if cfg.movies is not None else cfg.simulation.pixel_size)
 
 
-def _last_path(model_path: Path) -> Path:
+def last_path(model_path: Path) -> Path:
+    """Where a training to ``model_path`` keeps the state it resumes from:
+    ``NAME.last.pt`` beside it."""
     return model_path.with_name(model_path.stem + ".last.pt")
 
 
@@ -373,8 +375,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                           cfg.normalization, _pixel_size(cfg),
                           output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
     model.to(device)
-    if resume and not _last_path(model_path).is_file():
-        raise DSIRError(f"{_last_path(model_path)}: nothing to resume from")
+    if resume and not last_path(model_path).is_file():
+        raise DSIRError(f"{last_path(model_path)}: nothing to resume from")
     yield TrainStatus("simulating", f"simulating {cfg.n_train} training and {cfg.n_val} validation frames",
                       0, cfg.epochs)
     train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling, cfg.movies)
@@ -388,7 +390,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         return cosine_lr(cfg.lr, step, n_steps) if cfg.lr_decay else cfg.lr
     history: dict[str, list[float]] = {"train": [], "val": []}
     best, start_epoch = math.inf, 0
-    last = _last_path(model_path)
+    last = last_path(model_path)
     if resume:
         if not last.is_file():
             raise DSIRError(f"{last}: nothing to resume from")
