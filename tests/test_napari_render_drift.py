@@ -105,7 +105,7 @@ def test_resolution_and_bad_layers(make_napari_viewer, drifting, notes):
     w.reset_choices()
     w.points.value = viewer.layers["foreign"]
     w.render()
-    assert any(lv == "error" and m.startswith("DSIR Render & Drift: 'foreign' does not hold positions in nm")
+    assert any(lv == "error" and m.startswith("DSIR Render & Drift: 'foreign' holds positions in pixels, not nm")
                for lv, m in notes)
     # too few localizations for the drift segments: a clear message
     few = locs.select(locs.frame < 20)
@@ -200,3 +200,35 @@ def test_colour_points_by_a_feature(make_napari_viewer, notes):
     w.points.value = viewer.layers["bare"]
     assert list(w.colour_by.choices) == ["one colour"]
     assert not [m for lv, m in notes if lv == "error"]
+
+
+def test_a_points_layer_drawn_in_nm_world_units_is_rendered_and_corrected_where_it_lies(make_napari_viewer, drifting,
+                                                                                        notes):
+    """A points layer the user made over a napari-dsir image (napari gives it
+    the image's units, nm; before, refused as "not nm"): its world positions
+    are the localizations, and the render and the corrected layer overlay it."""
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    w = _widget(viewer, locs.select(locs.frame < 5), "dummy")
+    # drawn at world (y, x) nm, in a layer with its own scale and translate, units um
+    world = np.column_stack([locs.frame, locs.y, locs.x]).astype(float)
+    scale, translate = np.array([1.0, 0.002, 0.002]), np.array([0.0, 0.1, -0.2])
+    viewer.add_points((world * [1, 1e-3, 1e-3] - translate) / scale, name="drawn", scale=scale,
+                      translate=translate, units=("pixel", "um", "um"))
+    w.reset_choices()
+    w.points.value = viewer.layers["drawn"]
+    w.pixel_size.value, w.mode.value = 20.0, "hist"
+    w.render()
+    assert not [m for lv, m in notes if lv == "error"], notes
+    img = viewer.layers["drawn render"]
+    j = np.unravel_index(np.argmax(img.data), img.data.shape)
+    at = np.asarray(img.data_to_world(j)) * 1e3  # um -> nm
+    assert (np.hypot(locs.y - at[0], locs.x - at[1]) < 20.0).sum() >= img.data.max() * 0.9
+    w.segments.value = 6
+    w.correct_drift()
+    corrected = viewer.layers["drawn drift-corrected"]
+    drift, _ = w.last
+    moved = np.asarray([corrected.data_to_world(p) for p in corrected.data[:50]]) * [1, 1e3, 1e3]
+    expected = np.column_stack([locs.frame, locs.y - np.interp(locs.frame, drift.frames, drift.y),
+                                locs.x - np.interp(locs.frame, drift.frames, drift.x)])[:50]
+    np.testing.assert_allclose(moved, expected, atol=0.5)

@@ -17,7 +17,7 @@ from psygnal import Signal
 
 from ..errors import DSIRError
 from ..figures import curves_figure
-from ..layers import locs_from_points, points_layer_data, render_layer_data
+from ..layers import locs_from_points, nm_per_world_unit, points_array, points_layer_data, render_layer_data
 from .common import kind_of, layer_choices, message_of, notify, put_layers, set_marker_colour
 
 WIDGET = "DSIR Render & Drift"
@@ -25,15 +25,37 @@ MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
 
 
 def layer_locs(layer):
-    """The localizations of a points layer, in nm; refused (DSIRError) when
-    the layer's positions are not nm (a layer from another plugin in pixels)."""
-    if (layer.metadata or {}).get("units") != "nm":
-        raise DSIRError(f"'{layer.name}' does not hold positions in nm; use a layer made by napari-dsir "
-                        "(DSIR Reconstruct, or a table opened with napari-dsir)")
-    locs = locs_from_points(layer.data, layer.features)
+    """The localizations of a points layer, in nm: a napari-dsir layer's
+    data, or the world positions of a layer whose world units are a length
+    (one drawn over a napari-dsir image); refused (DSIRError) for positions
+    in pixels (a layer from another plugin)."""
+    import numpy as np
+
+    if (layer.metadata or {}).get("units") == "nm":
+        locs = locs_from_points(layer.data, layer.features)
+    else:
+        per = nm_per_world_unit(getattr(layer, "units", None))
+        if per is None:
+            raise DSIRError(f"'{layer.name}' holds positions in pixels, not nm; use a layer made by napari-dsir "
+                            "(DSIR Reconstruct, or a table opened with napari-dsir), or one drawn over its image")
+        d = points_array(layer.data)
+        if len(d) == 0:
+            raise DSIRError(f"'{layer.name}' has no localizations")
+        world = d * np.asarray(layer.scale, float) + np.asarray(layer.translate, float)
+        world[:, -2:] *= per
+        locs = locs_from_points(world, layer.features)
     if len(locs) == 0:
         raise DSIRError(f"'{layer.name}' has no localizations")
     return locs
+
+
+def nm_placement(layer) -> tuple[tuple, tuple]:
+    """(scale, translate) that place positions in nm (frame, y, x or y, x,
+    as `layer_locs` gives them) where ``layer``'s points are."""
+    if (layer.metadata or {}).get("units") == "nm":
+        return tuple(layer.scale), tuple(layer.translate)
+    per = nm_per_world_unit(layer.units)
+    return (1.0,) * (layer.ndim - 2) + (1.0 / per,) * 2, (0.0,) * layer.ndim
 
 
 #: the colour-by box's entry that puts back one colour
@@ -246,9 +268,10 @@ class RenderDriftWidget(Container):
 
         def done(result):
             image, out = result
+            scale, translate = nm_placement(layer)
             put_layers(self.viewer, [render_layer_data(
-                image, p, f"{layer.name} render", points_scale=tuple(layer.scale),
-                points_translate=tuple(layer.translate), metadata={"source": layer.name, "mode": suffix})])
+                image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
+                metadata={"source": layer.name, "mode": suffix})])
             self.status.value = (f"rendered {len(locs) - out} localizations: {image.shape[1]}x{image.shape[0]} px "
                                  f"of {p:g} nm")
             if out:
@@ -272,7 +295,8 @@ class RenderDriftWidget(Container):
                               drift={"frame": (drift.frames + 1).tolist(), "x_nm": drift.x.tolist(),
                                      "y_nm": drift.y.tolist()}),
                 size=float(layer.size.mean()) if len(layer.data) else None, color="cyan")
-            kwargs.update(scale=tuple(layer.scale), translate=tuple(layer.translate))
+            scale, translate = nm_placement(layer)
+            kwargs.update(scale=scale, translate=translate)
             put_layers(self.viewer, [(data, kwargs, kind)])
             self._plot(drift.frames + 1, {"x": drift.x, "y": drift.y}, "frame", "drift (nm)",
                        "Drift (subtracted)")
