@@ -785,3 +785,113 @@ def test_a_movie_with_no_signal_is_said_so_not_saturated(make_napari_viewer, not
     assert any("the movie holds no signal" in m for m in _texts(notes, "warning")), notes
     assert "saturated" not in w.status.value
     assert "no signal: every pixel at 1000 ADU" in w.status.value
+
+
+def test_a_rename_keeps_the_frames_and_a_run_keeps_the_users_own_layers(make_napari_viewer, peaky, notes):
+    """Renaming the image keeps the frame range typed (before: reset to all
+    frames, and Run ran the whole movie); a layer of the user's own that
+    bears an output's name stays, the output beside it (before: removed);
+    the plugin's own outputs are still replaced by a re-run."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=6, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.start.value, w.stop.value = 2, 4
+    viewer.layers["spot"].name = "cell"
+    assert (w.start.value, w.stop.value) == (2, 4)
+    viewer.add_image(np.zeros((8, 8)), name="cell DSIR")  # the user's own
+    viewer.add_points(np.array([[1.0, 2.0]]), name="cell DSIR localizations")
+    w.image.value = viewer.layers["cell"]
+    assert (w.start.value, w.stop.value) == (2, 4)
+    w.out_locs.value = True
+    w.run()
+    assert _texts(notes, "error") == [] and (w.last_result.start, w.last_result.stop) == (2, 4)
+    assert viewer.layers["cell DSIR"].data.shape == (8, 8) and len(viewer.layers["cell DSIR localizations"].data) == 1
+    outputs = [layer for layer in viewer.layers if layer.metadata.get("kind") in ("dsir_sum", "localizations")]
+    assert [layer.name for layer in outputs] == ["cell DSIR [1]", "cell DSIR localizations [1]"]
+    n_layers = len(viewer.layers)
+    w.run()  # the plugin's own outputs replaced in place, the user's left alone
+    assert len(viewer.layers) == n_layers and viewer.layers["cell DSIR"].data.shape == (8, 8)
+    assert viewer.layers[-1].name == "cell DSIR localizations [1]"
+    viewer.layers.remove("cell DSIR")
+    w.run()  # the name free again: the output takes it
+    assert len(viewer.layers) == n_layers - 1 and viewer.layers["cell DSIR"].metadata["kind"] == "dsir_sum"
+
+
+def test_camera_fields_keep_a_files_decimals_and_the_users_edits(make_napari_viewer, tmp_path, notes):
+    """A camera file's 0.0435 e-/ADU is kept (before: 0.04, Qt's 2 decimals);
+    a baseline typed after it, or a preset chosen, survives a new pixel size
+    and another image (before: the file was read again over it); a file
+    value no field can hold is said, the box left unticked (before: the
+    field kept its last value, silently)."""
+    import yaml
+
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2))
+    _add_stack(viewer, one_emitter_stack(n=2), name="other")
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.image.value = viewer.layers["spot"]
+    cam = tmp_path / "cam.yaml"
+    cam.write_text(yaml.safe_dump({"baseline": 98.7, "sensitivity": 0.0435, "em_gain": 1, "qe": 0.905,
+                                   "read_noise": 0.125}))
+    w.camera.camera_file.value = cam
+    assert w.camera.set_camera.value
+    assert w.camera.camera() == {"baseline": 98.7, "sensitivity": 0.0435, "em_gain": 1.0, "qe": 0.905,
+                                 "read_noise": 0.125}
+    w.camera.baseline.value = 250.0
+    w.pixel_size.value = 110.0
+    w.image.value = viewer.layers["other"]
+    assert w.camera.camera()["baseline"] == 250.0 and w.camera.camera()["sensitivity"] == 0.0435
+    from napari_dsir.camera import PRESETS
+
+    name = next(iter(PRESETS))
+    w.camera.preset.value = name
+    w.image.value = viewer.layers["spot"]
+    assert w.camera.preset.value == name and w.camera.camera()["baseline"] == PRESETS[name].baseline
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump({"baseline": 100, "sensitivity": 1, "em_gain": 3e5}))
+    w.camera.camera_file.value = huge
+    assert not w.camera.set_camera.value
+    assert w.camera.note.value.startswith(f"camera file {huge}: EM gain 300000 is beyond this field's")
+
+
+def test_the_threshold_shown_is_the_chosen_models(make_napari_viewer, peaky, tmp_path):
+    """Another model chosen during a run keeps its own threshold in the box
+    (before: the finished run's); a checkpoint not yet chosen shows 0, not
+    the last model's."""
+    from napari_dsir.localize import params_for
+    from napari_dsir.model import load_model
+
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=2, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.out_locs.value = True
+    wide = next(c for c in SHIPPED if c.startswith("wide"))
+    real = w._on_result
+
+    def switch_then_show(result):  # the user picks "wide" while the run goes on
+        w.model.value = wide
+        real(result)
+
+    w._on_result = switch_then_show
+    w.run()
+    assert w.last_result.info["localize"]["threshold"] == 1.0  # the stand-in's
+    assert w.threshold.value == pytest.approx(params_for(load_model("wide")).threshold, abs=1e-6)
+    w.model.value = MODEL_FILE
+    assert w.threshold.value == 0.0
+
+
+def test_ground_truth_is_placed_on_the_movie_not_on_a_frame_range_or_a_rendering(make_napari_viewer, peaky):
+    """The per-frame stack of a frame range counts its frames from its start,
+    and a rendering has its own pixel size: neither is offered as the image
+    positions belong to (before: ground truth on frames 10-19 was drawn on
+    frames 0-9 of the range)."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=4, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.start.value, w.out_frames.value = 1, True
+    w.run()
+    assert "spot DSIR frames" in viewer.layers
+    viewer.add_image(np.zeros((8, 8)), name="r", metadata={"kind": "render", "pixel_size": 10.0})
+    gt = _dock(viewer, "DSIR Ground Truth")
+    gt.reset_choices()
+    assert [c.name for c in gt.image.choices] == ["spot", "spot DSIR"]

@@ -22,6 +22,8 @@ from .common import message_of
 
 #: the preset box's entry for settings typed in (or taken from the file)
 CUSTOM = "custom"
+#: decimals of the baseline, sensitivity, EM gain, QE and read noise fields
+FIELD_DECIMALS = (3, 6, 3, 4, 3)
 
 
 class CameraFields(Container):
@@ -43,16 +45,18 @@ class CameraFields(Container):
                                             "sensitivity the image's Micro-Manager metadata picks, or a "
                                             "ThunderSTORM protocol (-protocol.txt); fills the fields and ticks "
                                             "'Camera settings as set here'")
-        self.baseline = FloatSpinBox(label="Baseline (ADU)", min=-1e5, max=1e5, value=100.0,
+        self.baseline = FloatSpinBox(label="Baseline (ADU)", min=-1e9, max=1e9, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
-        self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=0.0001, max=1e4, step=0.01, value=1.0,
+        self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=1e-6, max=1e6, step=0.01, value=1.0,
                                         tooltip="Photoelectrons per A/D count")
-        self.em_gain = FloatSpinBox(label="EM gain", min=1.0, max=1e4, value=1.0, tooltip="1 for sCMOS or CCD")
-        self.qe = FloatSpinBox(label="QE", min=0.01, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
-        self.read_noise = FloatSpinBox(label="Read noise (e-)", min=0.0, max=1e3, step=0.1, value=0.0,
+        self.em_gain = FloatSpinBox(label="EM gain", min=1e-3, max=1e5, value=1.0, tooltip="1 for sCMOS or CCD")
+        self.qe = FloatSpinBox(label="QE", min=1e-4, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
+        self.read_noise = FloatSpinBox(label="Read noise (e-)", min=0.0, max=1e5, step=0.1, value=0.0,
                                        tooltip="Read noise, e- rms (0 when unknown)")
         self.note = Label(value="")
         self.fields = (self.baseline, self.sensitivity, self.em_gain, self.qe, self.read_noise)
+        for w, decimals in zip(self.fields, FIELD_DECIMALS):  # a camera file's 0.0435 e-/ADU kept (Qt's 2: 0.04)
+            w.native.setDecimals(decimals)
         super().__init__(widgets=[self.refine, self.set_camera, self.note, self.preset, self.camera_file,
                                   *self.fields], labels=True)
         self.note.native.setWordWrap(True)
@@ -60,6 +64,7 @@ class CameraFields(Container):
         self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
         self._filling = False  # the fields are being filled (from a preset or the file): not an edit
         self._file_error = ""  # why the camera file chosen could not be read
+        self._from_file = False  # the fields hold the camera file's settings (not edited since)
         self.refine.changed.connect(self._update)
         self.set_camera.changed.connect(self._update)
         self.preset.changed.connect(self._on_preset)
@@ -68,14 +73,15 @@ class CameraFields(Container):
             w.changed.connect(self._on_edit)
         self._update()
 
-    def _fill(self, cam: Camera) -> None:
+    def _fill(self, cam: Camera) -> str:
+        """Fill the fields with ``cam``'s settings; "" or what a field could not hold."""
         self._filling = True
         try:
             for w, v in zip(self.fields, (cam.baseline, cam.sensitivity, cam.em_gain, cam.qe, cam.read_noise)):
-                try:
-                    w.value = v
-                except ValueError:  # beyond the field's range: the note still says it
-                    pass
+                if not w.min <= v <= w.max:
+                    return f"{w.label} {v:g} is beyond this field's {w.min:g} to {w.max:g}"
+                w.value = v
+            return ""
         finally:
             self._filling = False
 
@@ -83,12 +89,14 @@ class CameraFields(Container):
         if self.preset.value == CUSTOM:
             return
         self._fill(PRESETS[self.preset.value])
+        self._from_file = False
         self.set_camera.value = True
 
     def _on_file(self, *_) -> None:
         """Fill the fields from the camera file chosen, read against the image's metadata."""
         path = self.camera_file.value
         self._file_error = ""
+        self._from_file = False
         if path and not Path(path).exists():
             self._file_error = f"camera file {path}: no such file"
             self.set_camera.value = False
@@ -100,21 +108,35 @@ class CameraFields(Container):
                 self._file_error = message_of(e).strip().splitlines()[0]
                 self.set_camera.value = False
             else:
-                self._fill(cam)
+                beyond = self._fill(cam)
                 self.preset.value = CUSTOM
-                self.set_camera.value = True
+                if beyond:  # not all of the file's settings are in the fields
+                    self._file_error = f"camera file {path}: {beyond}"
+                    self.set_camera.value = False
+                else:
+                    self._from_file = True
+                    self.set_camera.value = True
         self._update()
 
     def _on_edit(self, *_):
-        if not self._filling:  # typed in: no longer the preset's
+        if not self._filling:  # typed in: no longer the preset's, nor the file's
             self.preset.value = CUSTOM
+            self._from_file = False
 
     def show_stated(self, stated, name: str) -> None:
         """The camera settings the image ``name`` states (its metadata's
         ``camera``): unticked, the fields show them (what a run then uses),
-        or the defaults a run would assume, and the note says which."""
+        or the defaults a run would assume, and the note says which. A
+        camera file whose settings the fields hold is read again when the
+        image states another camera (a Picasso camera file picks its
+        settings by the image's metadata), as is one that did not fit the
+        last image's; settings typed or a preset stay."""
+        again = (self._from_file or bool(self._file_error)) and stated != self._stated[0]
         self._stated = (stated, name)
-        self._on_file()  # a Picasso camera file picks its settings by the image's metadata
+        if again:
+            self._on_file()
+        else:
+            self._update()
 
     def _update(self, *_):
         for w in self.fields:
@@ -136,8 +158,10 @@ class CameraFields(Container):
             cam = Camera.from_metadata(stated)
         except DSIRError as e:
             return f"'{name}' states impossible camera settings ({e}): set them here"
-        self._fill(cam or Camera())
+        beyond = self._fill(cam or Camera())
         self.preset.value = CUSTOM
+        if beyond:
+            return f"'{name}' states its camera: {cam.describe()} ({beyond}: shown as it was)"
         if cam is not None:
             return f"'{name}' states its camera: {cam.describe()}"
         device = (stated or {}).get(MICRO_MANAGER_CAMERA)  # named, but no settings

@@ -42,6 +42,12 @@ def kind_of(layer) -> str:
     return str((getattr(layer, "metadata", None) or {}).get("kind", ""))
 
 
+def layer_id(layer) -> str:
+    """What identifies a layer through a rename: napari's ``unique_id``
+    (the widgets' proxies are new objects per access), else its name."""
+    return str(getattr(layer, "unique_id", None) or layer.name)
+
+
 def same_layer(a, b) -> bool:
     """Whether ``a`` and ``b`` are one layer of the viewer. napari hands
     widgets proxies (a new one per access, so ``a is b`` is False for the
@@ -86,17 +92,24 @@ def set_marker_colour(layer, colour) -> None:
 
 
 def put_layers(viewer, layer_data: list[tuple]) -> list:
-    """Add LayerData tuples, each replacing a layer of the same name in its
-    place (a re-run updates in place): all of them or, on a failure, none
-    (the layers already added are removed again and the exception re-raised)."""
+    """Add LayerData tuples, each replacing in its place the plugin's layer
+    of the same kind that was added under the same name (a re-run updates in
+    place); a layer of the user's own that bears the name stays, and the new
+    one is named "NAME [1]" beside it (then replaced by re-runs in turn).
+    All of them or, on a failure, none (the layers already added are removed
+    again and the exception re-raised)."""
     added = []
     try:
         for data, kwargs, layer_type in layer_data:
             name = kwargs["name"]
+            meta = kwargs["metadata"] = dict(kwargs.get("metadata") or {}, output_name=name)
+            kind = str(meta.get("kind", ""))
+            old = next((lay for lay in viewer.layers if kind and kind_of(lay) == kind
+                        and (lay.metadata or {}).get("output_name", lay.name) == name), None)
             index = None
-            if name in viewer.layers:
-                index = viewer.layers.index(name)
-                viewer.layers.remove(name)
+            if old is not None:
+                index = viewer.layers.index(old)
+                viewer.layers.remove(old)
             layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
             if index is not None:
                 viewer.layers.move(viewer.layers.index(layer), index)

@@ -99,7 +99,10 @@ class GroundTruthWidget(Container):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.metrics = None
-        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum"),
+        # the camera movie (or the sum image): not the per-frame stack of a frame range, whose frames are
+        # counted from its start, nor a rendering at its own pixel size (both overlay the movie's positions)
+        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum",
+                                                                               exclude=("dsir_frames", "render")),
                               tooltip="The image the positions belong to (pixel size, placement)")
         self.positions = FileEdit(label="Positions", mode="r", filter="Positions (*.csv *.txt *.tsv *.hdf5 *.h5)",
                                   tooltip="ThunderSTORM CSV, EPFL activations, frame,x,y (nm) or Picasso HDF5")

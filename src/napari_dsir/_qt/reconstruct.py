@@ -26,6 +26,7 @@ from .common import (
     camera_pixel_size,
     cuda_available,
     layer_choices,
+    layer_id,
     message_of,
     notify,
     put_layers,
@@ -63,7 +64,7 @@ class ReconstructWidget(Container):
         self._cancel = threading.Event()
         self._pbar = None
         self._job: dict = {}
-        self._frames_for = ""
+        self._frames_for = None  # the layer whose frames start and stop count (`layer_id`)
         self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, exclude=OUTPUT_KINDS),
                               tooltip="The camera frames (frame, y, x) to reconstruct")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
@@ -111,7 +112,7 @@ class ReconstructWidget(Container):
         self.pixel_note.native.setWordWrap(True)
         self._disable_gpu_without_cuda()
         self.image.changed.connect(self._on_image)
-        self.pixel_size.changed.connect(self._on_image)
+        self.pixel_size.changed.connect(self._show_pixel_size)
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model)
         self.use_model_threshold.changed.connect(self._on_model)
@@ -141,9 +142,15 @@ class ReconstructWidget(Container):
         self.camera.show_stated((layer.metadata or {}).get("camera"), layer.name)
         n = int(layer.data.shape[0]) if layer.ndim == 3 and not layer.rgb else 1
         self.start.max, self.stop.max = max(0, n - 1), n
-        if self._frames_for != layer.name:  # another layer: all its frames
+        if self._frames_for != layer_id(layer):  # another layer (not this one renamed): all its frames
             self.start.value, self.stop.value = 0, n
-            self._frames_for = layer.name
+            self._frames_for = layer_id(layer)
+        self._show_pixel_size()
+
+    def _show_pixel_size(self, *_):
+        layer = self.image.value
+        if layer is None:
+            return
         px = camera_pixel_size(layer)
         if self.pixel_size.value > 0:
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
@@ -163,10 +170,13 @@ class ReconstructWidget(Container):
                 thr = model_threshold(model_spec(self.model.value, self.model_file.value))
             except DSIRError:
                 thr = None
-            if thr is not None:
-                self.threshold.value = thr
+            # a model file not chosen or not readable: 0, not the last model's
+            self.threshold.value = thr if thr is not None else 0.0
             self.threshold.tooltip = ("the model's calibrated threshold" if thr is not None
                                       else "the model's calibrated threshold (choose a readable model file)")
+
+    def _model_choice(self) -> tuple:
+        return (self.model.value, str(self.model_file.value) if self.model.value not in SHIPPED else None)
 
     def request(self) -> RunRequest:
         """The `RunRequest` the fields describe; `DSIRError` when they are not usable."""
@@ -215,7 +225,8 @@ class ReconstructWidget(Container):
         self._job = {"name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
                      "translate": tuple(layer.translate), "units": tuple(str(u) for u in layer.units) or None,
                      "sum": bool(self.out_sum.value),
-                     "frames": req.keep_frames, "locs": bool(req.localize), "cancelled": False}
+                     "frames": req.keep_frames, "locs": bool(req.localize), "cancelled": False,
+                     "model": self._model_choice()}
         self._cancel = threading.Event()
         self._pbar = progress(total=req.stop - req.start, desc=f"DSIR {layer.name}")
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -297,8 +308,8 @@ class ReconstructWidget(Container):
         except Exception as e:  # never a traceback in the viewer
             notify("error", WIDGET, f"cannot show the result ({message_of(e)})")
             return
-        if loc and self.use_model_threshold.value:
-            self.threshold.value = float(loc["threshold"])
+        if loc and self.use_model_threshold.value and self._job.get("model") == self._model_choice():
+            self.threshold.value = float(loc["threshold"])  # (another model chosen during the run: its own)
         n_locs = None if result.localizations is None else len(result.localizations)  # (none: the run's warning)
         from ..fit import fit_summary
 
