@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM
 from .locs import OPTIONAL_COLUMNS, Localizations
 
@@ -339,7 +340,9 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
         "model": info.get("model"),
         "camera": info.get("camera"),  # the camera settings the fits used, and where they came from
         "camera_origin": info.get("camera_origin"),
+        "frame_shape": tuple(int(v) // u for v in np.shape(result.sum_image)),  # camera px (y, x)
     }
+
     def axes(n):
         return axes_kwargs(n, geometry.world_is_nm, units)
 
@@ -394,6 +397,41 @@ def locs_from_points(data, features=None) -> Localizations:
             if name in features:
                 cols[name] = np.asarray(features[name], dtype=float)
     return Localizations(np.rint(d[:, 0]).astype(np.int64), d[:, 2], d[:, 1], **cols)
+
+
+def locs_from_layer(data, *, features=None, metadata=None, scale=None, translate=None, units=None,
+                    name: str = "the layer") -> Localizations:
+    """The localizations (nm) of a points layer given by its parts (napari's
+    layer attributes): a napari-dsir layer's data (metadata ``units`` "nm"),
+    or the world positions of a layer whose world ``units`` are a length
+    (one drawn over a napari-dsir image). A 2-D layer's frames are its
+    ``frame`` feature's where it has one (a point added by hand: 0).
+    Positions in pixels (a layer from elsewhere) are refused (`DSIRError`)."""
+    d = points_array(data)
+    if (metadata or {}).get("units") != "nm":
+        per = nm_per_world_unit(units)
+        if per is None:
+            raise DSIRError(f"'{name}' holds positions in pixels, not nm; use a layer made by napari-dsir "
+                            "(DSIR Reconstruct, or a table opened with napari-dsir), or one drawn over its image")
+        n = d.shape[1]
+        s = np.ones(n) if scale is None else np.asarray(scale, float)[-n:]
+        t = np.zeros(n) if translate is None else np.asarray(translate, float)[-n:]
+        d = d * s + t
+        d[:, -2:] *= per
+    locs = locs_from_points(d, features)
+    if d.shape[1] == 2 and features is not None and "frame" in features and len(d):
+        frame = np.asarray(features["frame"], dtype=float)
+        locs.frame = np.where(frame >= 0, np.rint(frame), 0).astype(np.int64)
+    return locs
+
+
+def nm_placement(metadata, scale, translate, units, ndim: int) -> tuple[tuple, tuple]:
+    """(scale, translate) that place positions in nm (frame, y, x or y, x,
+    as `locs_from_layer` gives them) where the points of that layer are."""
+    if (metadata or {}).get("units") == "nm":
+        return tuple(scale), tuple(translate)
+    per = nm_per_world_unit(units)
+    return (1.0,) * (ndim - 2) + (1.0 / per,) * 2, (0.0,) * ndim
 
 
 def render_layer_data(image, pixel_size_nm: float, name: str, *, points_scale=(1.0, 1.0),

@@ -17,7 +17,7 @@ from psygnal import Signal
 
 from ..errors import DSIRError
 from ..figures import curves_figure
-from ..layers import locs_from_points, nm_per_world_unit, points_array, points_layer_data, render_layer_data
+from ..layers import locs_from_layer, nm_placement, points_layer_data, render_layer_data
 from .common import kind_of, layer_choices, message_of, notify, put_layers, set_marker_colour
 
 WIDGET = "DSIR Render & Drift"
@@ -25,37 +25,19 @@ MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
 
 
 def layer_locs(layer):
-    """The localizations of a points layer, in nm: a napari-dsir layer's
-    data, or the world positions of a layer whose world units are a length
-    (one drawn over a napari-dsir image); refused (DSIRError) for positions
-    in pixels (a layer from another plugin)."""
-    import numpy as np
-
-    if (layer.metadata or {}).get("units") == "nm":
-        locs = locs_from_points(layer.data, layer.features)
-    else:
-        per = nm_per_world_unit(getattr(layer, "units", None))
-        if per is None:
-            raise DSIRError(f"'{layer.name}' holds positions in pixels, not nm; use a layer made by napari-dsir "
-                            "(DSIR Reconstruct, or a table opened with napari-dsir), or one drawn over its image")
-        d = points_array(layer.data)
-        if len(d) == 0:
-            raise DSIRError(f"'{layer.name}' has no localizations")
-        world = d * np.asarray(layer.scale, float) + np.asarray(layer.translate, float)
-        world[:, -2:] *= per
-        locs = locs_from_points(world, layer.features)
+    """The localizations of a points layer, in nm (`layers.locs_from_layer`):
+    a napari-dsir layer's, or one drawn over its image; refused (DSIRError)
+    for positions in pixels (a layer from another plugin)."""
+    locs = locs_from_layer(layer.data, features=layer.features, metadata=layer.metadata, scale=layer.scale,
+                           translate=layer.translate, units=getattr(layer, "units", None), name=layer.name)
     if len(locs) == 0:
         raise DSIRError(f"'{layer.name}' has no localizations")
     return locs
 
 
-def nm_placement(layer) -> tuple[tuple, tuple]:
-    """(scale, translate) that place positions in nm (frame, y, x or y, x,
-    as `layer_locs` gives them) where ``layer``'s points are."""
-    if (layer.metadata or {}).get("units") == "nm":
-        return tuple(layer.scale), tuple(layer.translate)
-    per = nm_per_world_unit(layer.units)
-    return (1.0,) * (layer.ndim - 2) + (1.0 / per,) * 2, (0.0,) * layer.ndim
+def placement(layer) -> tuple[tuple, tuple]:
+    """(scale, translate) that put `layer_locs`' nm where ``layer``'s points are."""
+    return nm_placement(layer.metadata, layer.scale, layer.translate, getattr(layer, "units", None), layer.ndim)
 
 
 #: the colour-by box's entry that puts back one colour
@@ -268,7 +250,7 @@ class RenderDriftWidget(Container):
 
         def done(result):
             image, out = result
-            scale, translate = nm_placement(layer)
+            scale, translate = placement(layer)
             put_layers(self.viewer, [render_layer_data(
                 image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
                 metadata={"source": layer.name, "mode": suffix})])
@@ -295,7 +277,7 @@ class RenderDriftWidget(Container):
                               drift={"frame": (drift.frames + 1).tolist(), "x_nm": drift.x.tolist(),
                                      "y_nm": drift.y.tolist()}),
                 size=float(layer.size.mean()) if len(layer.data) else None, color="cyan")
-            scale, translate = nm_placement(layer)
+            scale, translate = placement(layer)
             kwargs.update(scale=scale, translate=translate)
             put_layers(self.viewer, [(data, kwargs, kind)])
             self._plot(drift.frames + 1, {"x": drift.x, "y": drift.y}, "frame", "drift (nm)",

@@ -323,6 +323,10 @@ def read_table(path: Path, pixel_size: float | None = None, *, warn=None,
 
         ifr, ix, iy = find(_FRAME_NAMES), find(_X_NAMES), find(_Y_NAMES)
         missing = [n for n, i in (("frame", ifr), ("x", ix), ("y", iy)) if i is None]
+        if missing and {"axis-0", "axis-1"} <= set(first):
+            raise DSIRError(f"{path}: napari's own points CSV (axis-0, axis-1, ...: layer coordinates in no stated "
+                            "units), not a localization table; in napari, save localizations with File > Save "
+                            "Selected Layers and the file type 'napari-dsir localizations', a ThunderSTORM CSV")
         if missing:
             raise DSIRError(
                 f"{path}: missing column(s) {', '.join(missing)} "

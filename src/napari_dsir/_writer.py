@@ -1,0 +1,53 @@
+"""napari's File > Save for a localizations points layer: a ThunderSTORM CSV
+(``.csv``, ``.tsv``, ``.txt``) or a Picasso HDF5 + YAML (``.hdf5``, ``.h5``),
+as `dsir localize -o` writes them (`napari_dsir.io.write_localizations`),
+with every feature the layer carries (photons, uncertainty, ...). napari's
+own points CSV (axis-0, axis-1, ...) states no units and is not a table
+that ThunderSTORM, Picasso or napari-dsir read.
+
+A Picasso file is in camera pixels: their size is the layer's camera pixel
+size (a DSIR Reconstruct run's, or the pixel size a table in pixels was read
+at), and its frame (Width, Height) the run's camera frame, else the smallest
+that holds the positions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import DSIRError
+from .io import write_localizations
+from .io.tables import HDF5_SUFFIXES
+from .layers import locs_from_layer
+
+
+def write_points(path: str, data, attributes: dict) -> list[str]:
+    """Write a points layer (napari's ``data`` and layer ``attributes``) as a
+    localization table at ``path``; returns ``[path]``. Replaces an existing
+    file (napari's save dialog asks first)."""
+    meta = attributes.get("metadata") or {}
+    name = attributes.get("name", "the layer")
+    locs = locs_from_layer(data, features=attributes.get("features"), metadata=meta,
+                           scale=attributes.get("scale"), translate=attributes.get("translate"),
+                           units=attributes.get("units"), name=name)
+    frames = meta.get("frames")
+    kw: dict = {"metadata": {"generator": f"napari-dsir {__version__}", "layer": name,
+                             **{k: meta[k] for k in ("source", "model", "camera", "camera_origin", "localize")
+                                if meta.get(k) is not None}}}
+    if Path(path).suffix.lower() in HDF5_SUFFIXES:
+        pixel = meta.get("camera_pixel_size") or meta.get("pixel_size")
+        if not pixel:
+            raise DSIRError(f"{path}: a Picasso file is in camera pixels and '{name}' states no camera pixel "
+                            "size; save it as a .csv (nm)")
+        shape = meta.get("frame_shape")
+        if not shape and len(locs):
+            shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (locs.y, locs.x))
+        kw.update(pixel_size=float(pixel), frame_shape=tuple(shape or (1, 1)),
+                  n_frames=int(frames[1]) if frames else None)
+    unit = "photon" if meta.get("kind") == "ground_truth" else "a.u."  # a simulation's truth: photons
+    write_localizations(path, locs, overwrite=True, intensity_unit=unit, **kw)
+    return [str(path)]

@@ -1,0 +1,90 @@
+"""napari's File > Save for localizations: napari-dsir's writer (ThunderSTORM
+CSV, Picasso HDF5), chosen as the save dialog's file type does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_dsir.errors import DSIRError  # noqa: E402
+from napari_dsir.io import read_localizations, read_picasso  # noqa: E402
+from napari_dsir.layers import Geometry, points_layer_data, result_layers  # noqa: E402
+from napari_dsir.locs import Localizations  # noqa: E402
+
+
+def _locs():
+    return Localizations(np.array([0, 1, 4]), np.array([150.0, 250.0, 350.0]), np.array([120.0, 220.0, 320.0]),
+                         intensity=np.array([3.0, 4.0, 5.0]), photons=np.array([100.0, 200.0, np.nan]),
+                         background=np.array([10.0, 11.0, np.nan]), sigma=np.array([110.0, 120.0, np.nan]),
+                         uncertainty=np.array([10.0, 12.0, np.nan]))
+
+
+def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari_viewer, tmp_path):
+    """The localizations of a run (a layer whose world is in um: its data
+    nm) saved with napari-dsir's writer read back with every column; the
+    Picasso file in the run's camera pixels and frame."""
+    from napari_dsir.reconstruct import Result
+
+    locs = _locs()
+    res = Result(sum_image=np.zeros((8 * 16, 8 * 20), np.float32), pixel_size=12.5, upsampling=8, start=0, stop=5,
+                 localizations=locs, info={"camera": {"baseline": 100.0, "sensitivity": 0.5}})
+    geometry = Geometry.from_layer((1.0, 0.1, 0.1), (0.0, 0.05, 0.05), 100.0)  # an image in um
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in result_layers(res, geometry, "movie", localizations=True, units=("pixel", "um", "um")):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    layer = viewer.layers["movie DSIR localizations"]
+    assert layer.metadata["frame_shape"] == (16, 20)
+    viewer.layers.selection = {layer}
+    csv = tmp_path / "locs.csv"
+    assert viewer.layers.save(str(csv), selected=True, plugin="napari-dsir") == [str(csv)]
+    back = read_localizations(csv)
+    for col in ("frame", "x", "y", "photons", "background", "sigma", "uncertainty", "intensity"):
+        np.testing.assert_allclose(getattr(back, col), getattr(locs, col), rtol=1e-6, equal_nan=True, err_msg=col)
+    assert (tmp_path / "locs-protocol.txt").is_file()  # the camera beside it, as ThunderSTORM writes it
+    h5 = tmp_path / "locs.hdf5"
+    assert viewer.layers.save(str(h5), selected=True, plugin="napari-dsir") == [str(h5)]
+    back, steps = read_picasso(h5)
+    np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)
+    np.testing.assert_allclose(back.uncertainty, locs.uncertainty, rtol=1e-5, equal_nan=True)
+    assert (steps[0]["Width"], steps[0]["Height"], steps[0]["Pixelsize"], steps[0]["Frames"]) == (20, 16, 100.0, 5)
+
+
+def test_a_layer_drawn_in_um_saves_in_nm_and_one_in_pixels_is_refused(make_napari_viewer, tmp_path, rng):
+    viewer = make_napari_viewer()
+    yx_um = rng.uniform(0.1, 3.0, (5, 2))
+    drawn = viewer.add_points(np.column_stack([np.arange(5), yx_um]), name="drawn", units=("pixel", "um", "um"))
+    viewer.layers.selection = {drawn}
+    out = tmp_path / "drawn.csv"
+    assert viewer.layers.save(str(out), selected=True, plugin="napari-dsir") == [str(out)]
+    back = read_localizations(out)
+    np.testing.assert_allclose(np.column_stack([back.y, back.x]), yx_um * 1000, rtol=1e-6)
+    np.testing.assert_array_equal(back.frame, np.arange(5))
+    pixels = viewer.add_points(np.column_stack([np.arange(3), rng.uniform(0, 30, (3, 2))]), name="pixels")
+    viewer.layers.selection = {pixels}
+    from napari_dsir._writer import write_points
+
+    with pytest.raises(DSIRError, match="'pixels' holds positions in pixels, not nm"):
+        write_points(str(tmp_path / "p.csv"), pixels.data, pixels._get_state())
+    with pytest.warns(UserWarning):  # napari says it failed, and writes nothing
+        assert viewer.layers.save(str(tmp_path / "p.csv"), selected=True, plugin="napari-dsir") == []
+    assert not (tmp_path / "p.csv").exists()
+    # a Picasso file needs a camera pixel size: a layer drawn in um has none
+    with pytest.raises(DSIRError, match="states no camera pixel size; save it as a .csv"):
+        write_points(str(tmp_path / "d.hdf5"), drawn.data, drawn._get_state())
+
+
+def test_napari_own_points_csv_is_named_as_such(make_napari_viewer, tmp_path):
+    """napari's builtin points CSV (axis-0, axis-1, ...) is refused with a
+    message that says how to save a table instead (before: "missing
+    column(s) x, y")."""
+    viewer = make_napari_viewer()
+    data, kwargs, _ = points_layer_data(_locs(), "L", metadata={"kind": "localizations"})
+    layer = viewer.add_points(data, **kwargs)
+    viewer.layers.selection = {layer}
+    path = tmp_path / "napari.csv"
+    assert viewer.layers.save(str(path), selected=True, plugin="napari") == [str(path)]
+    with pytest.raises(DSIRError, match="napari's own points CSV .* 'napari-dsir localizations'"):
+        read_localizations(path)
