@@ -57,8 +57,8 @@ def test_geometry_for_pixel_size_is_nm():
 
 
 @pytest.mark.parametrize("metadata,scale,units,expected", [
-    ({"pixel_size": 160}, (1, 1, 1), None, 160.0),  # metadata first
-    ({"pixel_size": 160}, (1, 100, 100), ("pixel", "nm", "nm"), 160.0),
+    ({"pixel_size": 160}, (1, 1, 1), None, 160.0),  # metadata, where the scale is not a length
+    ({"pixel_size": 160}, (1, 100, 100), ("pixel", "nm", "nm"), 100.0),  # the scale shown (one the user set)
     ({}, (1, 107, 107), ("pixel", "nanometer", "nanometer"), 107.0),  # scale, when in nm
     ({}, (1, 0.107, 0.107), ("pixel", "micrometer", "micrometer"), 107.0),
     ({}, (1, 107, 107), ("pixel", "pixel", "pixel"), None),  # a scale in pixels is not nm

@@ -187,6 +187,14 @@ def test_pixel_size_is_resolved_by_the_run(make_napari_viewer, peaky, notes):
                                                                     "pixel_size_from_file": False})
     w.image.value = viewer.layers["read"]  # as the reader opens a file that states none
     assert w.pixel_note.value == "'read' states no pixel size: 100 nm assumed (set it here)"
+    viewer.layers["read"].scale = (1, 160, 160)  # the user sets it on the layer (its world in nm)
+    viewer.layers["read"].units = ("pixel", "nm", "nm")
+    w.image.value = viewer.layers["spot"]
+    w.image.value = viewer.layers["read"]
+    assert w.pixel_note.value == "'read' states 160 nm"
+    w.run()
+    assert w.last_result.info["camera_pixel_size"] == 160.0  # before: 100, the reader's default
+    assert w.last_result.info["pixel_size_origin"] == "metadata"
     viewer.add_image(one_emitter_stack(n=2), name="nm", scale=(1, 160, 160), translate=(0, 80, 80),
                      metadata={"pixel_size": 160.0})
     w.image.value = viewer.layers["nm"]
@@ -235,6 +243,10 @@ def test_reconstruct_a_file_layer_reads_it_as_a_run_on_the_file(make_napari_view
     assert {a for a, b in reads if b - a == 1} - set(range(16))  # samples beyond the first chunk of 16
     np.testing.assert_allclose(viewer.layers["movie DSIR"].data, ref.sum_image, rtol=1e-6, atol=1e-6)
     assert frame_source(layer.data).file is not None and frame_source(layer.data[1:]).file is None
+    layer.scale = (1, 160, 160)  # a scale the user sets on the file's layer is what the run uses
+    w.stop.value = 4
+    w.run()
+    assert w.last_result.info["camera_pixel_size"] == 160.0
 
 
 def test_reconstruct_never_takes_its_own_results_as_a_movie(make_napari_viewer, peaky, notes):

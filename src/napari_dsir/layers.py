@@ -166,12 +166,18 @@ def nm_per_world_unit(units) -> float | None:
 def layer_pixel_size(metadata, scale, units=None) -> float | None:
     """The camera pixel size (nm) an image layer states, or None.
 
-    The layer's ``metadata["pixel_size"]`` first (this plugin's reader and
-    sample data set it); else its x scale, but only when its ``units`` say
-    the world is nm (or um). A scale in pixels or unknown units is never
+    Its x scale when its ``units`` say the world is nm (or um): what the
+    layer shows, a scale the user set included (this plugin's reader and
+    sample data set it to the pixel size); else its
+    ``metadata["pixel_size"]``. A scale in pixels or unknown units is never
     taken as nm: None then, and `napari_dsir.run.resolve_pixel_size`
     decides (the default, with a warning). Feeds `RunRequest.source_pixel_size`.
     """
+    per = nm_per_world_unit(units)
+    if per is not None and scale is not None and len(scale):
+        s = float(scale[-1]) * per
+        if math.isfinite(s) and s > 0:
+            return s
     value = (metadata or {}).get("pixel_size")
     if value is not None:
         try:
@@ -180,11 +186,6 @@ def layer_pixel_size(metadata, scale, units=None) -> float | None:
             v = math.nan
         if math.isfinite(v) and v > 0:
             return v
-    per = nm_per_world_unit(units)
-    if per is not None and scale is not None and len(scale):
-        s = float(scale[-1]) * per
-        if math.isfinite(s) and s > 0:
-            return s
     return None
 
 

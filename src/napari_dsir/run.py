@@ -52,8 +52,9 @@ class RunRequest:
     ``source``: a stack file or folder, a `Stack`, or an array (frame, y, x)
     or (y, x) of camera frames in ADU. ``pixel_size``: camera pixel size in
     nm given by the user (None: from ``source_pixel_size`` or the file, else
-    100 nm). ``source_pixel_size``: the pixel size the source's own metadata
-    states (a napari layer's), used when ``pixel_size`` is None.
+    100 nm). ``source_pixel_size``: the pixel size the source states (a
+    napari layer's: its scale in nm, `napari_dsir.layers.layer_pixel_size`;
+    before a file's own), used when ``pixel_size`` is None.
     ``source_camera``: the camera settings the source's own metadata states
     (key -> value as written; a napari layer's ``metadata["camera"]``, from
     `napari_dsir.io.Stack.camera_metadata`), used by the fits when
@@ -277,7 +278,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     _check_request(req)
     src = open_source(req.source)
     name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
-    meta_px = src.pixel_size if isinstance(src, Stack) else req.source_pixel_size
+    # a napari layer's (its scale: the user may have set it), else the file's
+    meta_px = req.source_pixel_size if req.source_pixel_size is not None or not isinstance(src, Stack) \
+        else src.pixel_size
     px = resolve_pixel_size(req.pixel_size, meta_px)
     first_frame, stop_frame = check_frame_range(_length(src), req.start, req.stop)  # before any frame is read
     total = stop_frame - first_frame

@@ -51,6 +51,15 @@ def _work(req: RunRequest, cancel: threading.Event):
         raise DSIRError(f"reconstruction failed ({message_of(e)})") from e
 
 
+def _stated_pixel_size(layer) -> float | None:
+    """The pixel size (nm) the layer states, None where it is the reader's
+    default for a file that states none (its scale left as it was): the run
+    then says it assumed it."""
+    px = camera_pixel_size(layer)
+    meta = layer.metadata or {}
+    return None if meta.get("pixel_size_from_file") is False and px == meta.get("pixel_size") else px
+
+
 class ReconstructWidget(Container):
     """Run DSIR on an image layer; outputs overlay it exactly."""
 
@@ -156,7 +165,7 @@ class ReconstructWidget(Container):
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
         elif px is None:
             self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
-        elif (layer.metadata or {}).get("pixel_size_from_file") is False:  # the reader's default
+        elif _stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
             self.pixel_note.value = f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
         else:
             self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
@@ -199,7 +208,7 @@ class ReconstructWidget(Container):
             raise DSIRError(f"frames {start} to {stop} select none of the {n} frames of '{layer.name}'")
         return RunRequest(
             source=layer.data, pixel_size=self.pixel_size.value or None,
-            source_pixel_size=camera_pixel_size(layer), source_camera=(layer.metadata or {}).get("camera"),
+            source_pixel_size=_stated_pixel_size(layer), source_camera=(layer.metadata or {}).get("camera"),
             model=model_spec(self.model.value, self.model_file.value), device=self.device.value,
             start=start, stop=stop, batch_size=int(self.batch.value) or None,
             keep_frames=bool(self.out_frames.value), localize=bool(self.out_locs.value),
