@@ -440,6 +440,9 @@ def test_pulled_fits_are_held_at_the_start_and_reported_with_the_networks_error(
     assert abs(np.median(held.locs.photons[was]) / 1500 - 1) < 0.5
     np.testing.assert_allclose(held.locs.x[plain.ok], plain.locs.x[plain.ok], atol=0.1)
     assert "pulled" in fit.fit_summary(fit.fit_report(held.summary(), held.locs))
+    none = fit.fit_report({"bad fit": 3}, Localizations([0, 1, 2], [1.0] * 3, [1.0] * 3,
+                                                        photons=[np.nan] * 3, uncertainty=[np.nan] * 3))
+    assert fit.fit_summary(none).startswith("no fitted photons or uncertainty; 0 free fits")  # not "median nan"
     assert fit.fit_report(held.summary(), held.locs)["pulled"] == was.sum()
     # their own calibrated error when the model has one (and the power too)
     own = fit.refine(pair, start, P, hold_pulled=True, **kw, pulled_error_px=0.4, crowded_error_power=0.5)

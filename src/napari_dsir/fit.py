@@ -256,8 +256,10 @@ def fit_report(counts: dict[str, int] | None, locs: Localizations | None, chi2_h
 def fit_summary(report: dict) -> str:
     """One line of `fit_report`: medians, then the fits per kind."""
     n_failed = sum(report["failed"].values())
-    return (f"median {report['median_photons']:.0f} photons, median uncertainty "
-            f"{report['median_uncertainty_nm']:.1f} nm; {report['free']} free fits, {report['crowded']} "
+    photons, unc = report["median_photons"], report["median_uncertainty_nm"]
+    medians = (f"median {photons:.0f} photons, median uncertainty {unc:.1f} nm" if np.isfinite(photons)
+               and np.isfinite(unc) else "no fitted photons or uncertainty")
+    return (f"{medians}; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
             f"(fit pulled away), {n_failed} failed"
             + (f"; {report['split']} split spots merged" if report.get("split") else "")
