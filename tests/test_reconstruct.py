@@ -762,10 +762,15 @@ def test_nan_padding_is_repaired_as_dead_and_nan_elsewhere_is_replaced_and_said(
 
 def test_frames_that_are_not_numbers_are_refused_before_the_defect_search():
     """The pixel type is checked before the sample is read as numbers (the
-    dead-pixel search reads it unchecked for NaN padding: strings crashed it)."""
-    for bad in (np.full((20, 16, 16), "a", dtype=object), np.zeros((20, 16, 16), complex)):
+    dead-pixel search reads it unchecked for NaN padding: strings crashed it),
+    and before any warning (a bool movie was warned of an assumed camera
+    first)."""
+    for bad in (np.full((20, 16, 16), "a", dtype=object), np.zeros((20, 16, 16), complex),
+                np.zeros((20, 16, 16), bool)):
+        seen = []
         with pytest.raises(DSIRError, match="pixel type .* is not supported"):
-            reconstruct(bad, pixel_size=100.0)
+            reconstruct(bad, localize=True, progress=seen.append)
+        assert [p.kind for p in seen] == []
 
 
 @pytest.mark.parametrize("start, stop", [(3, 3), (5, None), (2, 1), (-1, None)])

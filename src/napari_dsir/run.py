@@ -278,6 +278,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     _check_request(req)
     src = open_source(req.source)
     name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
+    kind = getattr(getattr(src, "dtype", None), "kind", "f")
+    if kind not in "uif":  # before any warning about its pixel size or camera
+        raise DSIRError(f"{name}: pixel type {src.dtype} is not supported (need integer or float camera frames)")
     # a napari layer's (its scale: the user may have set it), else the file's
     meta_px = req.source_pixel_size if req.source_pixel_size is not None or not isinstance(src, Stack) \
         else src.pixel_size
