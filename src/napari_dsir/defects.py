@@ -38,7 +38,10 @@ lower decile (the background, where blinking emitters are off), as the
 median over the column: the columns whose offset stands out of the
 estimate's own noise (measured between two halves of the sample, where a
 fixed pattern repeats and noise does not) and reaches the background's
-noise are subtracted from every frame (`repair`), then the rows' likewise;
+noise, and read it along their whole length (over each quarter of it: a
+filament lit in every frame raises part of a line, and its halves agree as
+a fixed pattern's do), are subtracted from every frame
+(`repair`), then the rows' likewise;
 `PASSES` times, each measuring the lines against neighbours whose offsets
 the pass before took out (once a pattern is found along an axis, its
 lines need only stand out of the estimate's noise).
@@ -101,6 +104,17 @@ STRIPE_LEVEL = 1.0
 STRIPE_REACH = 3
 #: fewer sample frames than this: no search (the two halves' lower deciles)
 STRIPE_MIN_FRAMES = 16
+#: a line's offset is measured over this many runs of it too: the same in
+#: each, or it is structure (a filament along it), not the camera's
+STRIPE_SEGMENTS = 4
+#: each run's offset within this many of its noise levels of the line's (or half of it)
+STRIPE_SEGMENT_SIGMAS = 3.0
+#: a line's offset is known to no better than this times the background's
+#: noise over the root of (frames x its length): a lower decile over N
+#: frames varies 1.7 / sqrt(N) of the noise, its differences' median over
+#: a line of H px 1.4 / sqrt(H) of that (integer data of low noise make
+#: the estimate's own measure 0, which stopped the search)
+STRIPE_NOISE_FLOOR = 2.0
 
 
 def _neighbours(img: torch.Tensor) -> torch.Tensor:
@@ -181,16 +195,37 @@ def find_dead_pixels(sample) -> np.ndarray:
     return torch.nonzero(dead).numpy().astype(np.int64)
 
 
-def _line_offsets(low: torch.Tensor) -> torch.Tensor:
+def _line_offsets(low: torch.Tensor, segments: int = 1) -> torch.Tensor:
     """Each column's offset (W,) over its `STRIPE_REACH` neighbouring columns
     on each side (mirrored at the frame's edges) in a (y, x) image: the
     median over the rows of the pixel less its neighbours' median; NaN
-    pixels (dead) do not count, and a column with none left has offset 0."""
+    pixels (dead) do not count, and a column with none left has offset 0.
+    ``segments`` > 1: (segments, W), the same over that many runs of rows."""
     k = STRIPE_REACH
     w = low.shape[1]
     pad = F.pad(low[None, None], (k, k, 0, 0), mode="reflect")[0, 0]
     nbrs = torch.stack([pad[:, k + d : k + d + w] for d in range(-k, k + 1) if d])
-    return torch.nan_to_num((low - nbrs.nanmedian(0).values).nanmedian(0).values, nan=0.0)
+    diff = low - nbrs.nanmedian(0).values
+    if segments > 1:
+        return torch.stack([torch.nan_to_num(part.nanmedian(0).values, nan=0.0)
+                            for part in torch.tensor_split(diff, segments, 0)])
+    return torch.nan_to_num(diff.nanmedian(0).values, nan=0.0)
+
+
+def _uniform(low: torch.Tensor, offsets: torch.Tensor, noise: float) -> torch.Tensor:
+    """Which columns of a (y, x) image read their ``offsets`` along their
+    whole length, as an amplifier's offset does: over every quarter of the
+    rows (`STRIPE_SEGMENTS`) an offset of the same sign and at least half as
+    large, or over every quarter one within `STRIPE_SEGMENT_SIGMAS` of a
+    quarter's noise (``noise``, that of the whole column's estimate, times
+    the root of the quarters). Structure (a filament lit in every frame)
+    raises a line in part of its length; where structure crosses a true
+    stripe, it raises a quarter further or leaves it as it was."""
+    n = STRIPE_SEGMENTS if low.shape[0] >= 4 * STRIPE_SEGMENTS else 2
+    parts = _line_offsets(low, n)
+    same = parts * torch.sign(offsets) >= offsets.abs() / 2
+    near = (parts - offsets).abs() <= STRIPE_SEGMENT_SIGMAS * noise * n**0.5
+    return same.all(0) | near.all(0)
 
 
 class Stripes(NamedTuple):
@@ -239,9 +274,14 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
             off = [_line_offsets(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
             diff = off[1] - off[2]  # a fixed pattern cancels, the estimate's noise does not
             noise = 1.4826 * float((diff - diff.median()).abs().median()) / 2.0  # that of the whole sample's
+            # at least `STRIPE_NOISE_FLOOR`'s: integer data of low noise make the halves' lower deciles, and
+            # most of their differences, equal (noise 0: no search before)
+            noise = max(noise, STRIPE_NOISE_FLOOR * level / STRIPE_LEVEL / (x.shape[0] * x.shape[2 - axis]) ** 0.5)
             if not noise > 0:  # no noise (a simulation): nothing to tell a pattern from
                 continue
             big = off[0].abs() > max(STRIPE_SIGMAS * noise, 0.0 if found[axis] else level)
+            if bool(big.any()):  # and the same along the whole line
+                big &= _uniform(lows[0] - pattern if axis == 1 else (lows[0] - pattern).T, off[0], noise)
             if not bool(big.any()):
                 continue
             found[axis] = True
