@@ -23,7 +23,7 @@ from .common import message_of
 #: the preset box's entry for settings typed in (or taken from the file)
 CUSTOM = "custom"
 #: decimals of the baseline, sensitivity, EM gain, QE and read noise fields
-FIELD_DECIMALS = (3, 6, 3, 4, 3)
+FIELD_DECIMALS = (3, 4, 3, 4, 3)
 
 
 class CameraFields(Container):
@@ -47,7 +47,7 @@ class CameraFields(Container):
                                             "'Camera settings as set here'")
         self.baseline = FloatSpinBox(label="Baseline (ADU)", min=-1e9, max=1e9, value=100.0,
                                      tooltip="Counts with no light (offset, base level)")
-        self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=1e-6, max=1e6, step=0.01, value=1.0,
+        self.sensitivity = FloatSpinBox(label="Sensitivity (e-/ADU)", min=1e-4, max=1e6, step=0.01, value=1.0,
                                         tooltip="Photoelectrons per A/D count")
         self.em_gain = FloatSpinBox(label="EM gain", min=1e-3, max=1e5, value=1.0, tooltip="1 for sCMOS or CCD")
         self.qe = FloatSpinBox(label="QE", min=1e-4, max=1.0, step=0.01, value=1.0, tooltip="Quantum efficiency")
