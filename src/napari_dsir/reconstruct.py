@@ -764,6 +764,7 @@ class _PendingFits:
     def __init__(self, first: int):
         self.first, self.frames, self.locs = first, [], []
         self.chi2_hist = None  # the free fits' reduced chi-square (`fit.chi2_histogram`), over all blocks
+        self.halved = 0  # blocks of fits split in two for want of memory
 
     @property
     def n_frames(self) -> int:
@@ -800,9 +801,10 @@ class _PendingFits:
         # imported here: scipy.spatial (0.3 s) is only needed when refining
         from .fit import BEYOND, SPLIT, chi2_histogram, refine
 
+        fitted = None
         try:
-            found, merged = merge_splits(frames, found, pixel_size, camera, settings, binning, first)
-            fitted = refine(frames, found, pixel_size, camera, first_frame=first,
+            merged_locs, merged = merge_splits(frames, found, pixel_size, camera, settings, binning, first)
+            fitted = refine(frames, merged_locs, pixel_size, camera, first_frame=first,
                             threads=min(FIT_THREADS, torch.get_num_threads()), background_shape=background_shape,
                             **settings)
         except RuntimeError as e:
@@ -810,8 +812,11 @@ class _PendingFits:
                 raise
             if len(frames) == 1:
                 raise OutOfMemory("out of memory fitting the detections of one frame; use the CPU") from e
+        if fitted is None:  # out of memory: the halves fitted outside the handler, whose traceback held the
+            # failed attempt's tensors; each half merges its own splits (from the detections as they came)
             if frames.device.type == "cuda":
                 torch.cuda.empty_cache()
+            self.halved += 1
             half = len(frames) // 2
             parts = [(frames[:half], first, found.frame < first + half),
                      (frames[half:], first + half, found.frame >= first + half)]
@@ -988,9 +993,13 @@ def iter_reconstruct(
             else:  # fitted in blocks of frames: one batched call for many detections
                 pending.add(photons, found)
                 if pending.full or b1 == stop:
+                    halved = pending.halved
                     with torch.inference_mode():
                         locs.append(pending.fit(pixel_size, camera, fit_window, fit_counts, localize, nb,
                                                 fit_sigma_nm, background_shape))
+                    if pending.halved > halved and not halved:  # said once
+                        yield Progress(done, total, bs, "out of memory in the fits: blocks of frames fitted in "
+                                       "smaller parts", kind="warning")
         del sr, batch_sum
         if (done + b1 - b0) // TRIM_EVERY != done // TRIM_EVERY:
             # the last frames' small tables become one block (fewer, larger
