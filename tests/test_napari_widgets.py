@@ -827,6 +827,20 @@ def test_a_rename_keeps_the_frames_and_a_run_keeps_the_users_own_layers(make_nap
     viewer.layers.remove("cell DSIR")
     w.run()  # the name free again: the output takes it
     assert len(viewer.layers) == n_layers - 1 and viewer.layers["cell DSIR"].metadata["kind"] == "dsir_sum"
+    viewer.layers["cell DSIR"].name = "run 1"  # renamed to keep it: the next run leaves it
+    w.run()
+    assert "run 1" in viewer.layers and viewer.layers["cell DSIR"].metadata["kind"] == "dsir_sum"
+    # a table opened under an output's name (a saved run, read back) is the user's too
+    from napari_dsir.layers import points_layer_data
+    from napari_dsir.locs import Localizations
+
+    viewer.layers.remove("cell DSIR localizations")
+    viewer.layers.remove("cell DSIR localizations [1]")
+    data, kwargs, _ = points_layer_data(Localizations([0], [50.0], [50.0]), "cell DSIR localizations",
+                                        metadata={"kind": "localizations", "source": "saved.csv"})
+    viewer.add_points(data, **kwargs)
+    w.run()
+    assert len(viewer.layers["cell DSIR localizations"].data) == 1 and "cell DSIR localizations [1]" in viewer.layers
 
 
 def test_camera_fields_keep_a_files_decimals_and_the_users_edits(make_napari_viewer, tmp_path, notes):

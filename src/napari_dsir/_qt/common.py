@@ -5,6 +5,8 @@ Thin napari glue only; the layers themselves come from `napari_dsir.layers`.
 
 from __future__ import annotations
 
+import re
+
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import DSIRError
@@ -91,11 +93,21 @@ def set_marker_colour(layer, colour) -> None:
         layer.face_color = colour
 
 
+def _output_of(layer, name: str) -> bool:
+    """Whether ``layer`` is the plugin's output added as ``name`` and still
+    bears that name (or napari's "NAME [k]" beside a layer of the user's): an
+    output the user renamed, or a table opened under that name, is theirs."""
+    if (layer.metadata or {}).get("output_name") != name:
+        return False
+    return layer.name == name or re.fullmatch(re.escape(name) + r" \[\d+\]", layer.name) is not None
+
+
 def put_layers(viewer, layer_data: list[tuple]) -> list:
     """Add LayerData tuples, each replacing in its place the plugin's layer
     of the same kind that was added under the same name (a re-run updates in
-    place); a layer of the user's own that bears the name stays, and the new
-    one is named "NAME [1]" beside it (then replaced by re-runs in turn).
+    place, `_output_of`); a layer of the user's own that bears the name
+    stays, and the new one is named "NAME [1]" beside it (then replaced by
+    re-runs in turn); an output the user renamed stays too.
     All of them or, on a failure, none (the layers already added are removed
     again and the exception re-raised)."""
     added = []
@@ -105,7 +117,7 @@ def put_layers(viewer, layer_data: list[tuple]) -> list:
             meta = kwargs["metadata"] = dict(kwargs.get("metadata") or {}, output_name=name)
             kind = str(meta.get("kind", ""))
             old = next((lay for lay in viewer.layers if kind and kind_of(lay) == kind
-                        and (lay.metadata or {}).get("output_name", lay.name) == name), None)
+                        and _output_of(lay, name)), None)
             index = None
             if old is not None:
                 index = viewer.layers.index(old)
