@@ -228,3 +228,18 @@ def test_structure_lit_in_every_frame_is_no_stripe_and_a_low_noise_camera_is_sea
     # bundles pass, below the background's noise (11 ADU; before this test, 28 rows up to 13 ADU)
     others = np.delete(st.rows, 40)
     assert np.count_nonzero(others) <= 3 and np.abs(others).max() < 8.0
+
+
+def test_a_stripe_through_a_dead_region_is_found():
+    """A column 30 ADU high whose top 18 rows are dead (padding of a
+    registered movie): its quarters of dead pixels say nothing, the live
+    ones agree, and it is found (the length test first read them as 0 and
+    left the column)."""
+    rng = np.random.default_rng(1)
+    frames = rng.normal(200.0, 10.0, (32, 64, 64)).astype(np.float32)
+    frames[:, :, 20] += 30.0
+    frames[:, :18, 16:26] = 0.0
+    dead = np.array([(y, c) for y in range(18) for c in range(16, 26)])
+    st = find_stripes(frames, dead)
+    assert st is not None and st.counts() == {"columns": 1, "rows": 0, "max_adu": pytest.approx(31.1, abs=2.0)}
+    assert st.columns[20] == pytest.approx(30.0, abs=2.0)

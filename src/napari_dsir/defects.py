@@ -206,9 +206,8 @@ def _line_offsets(low: torch.Tensor, segments: int = 1) -> torch.Tensor:
     pad = F.pad(low[None, None], (k, k, 0, 0), mode="reflect")[0, 0]
     nbrs = torch.stack([pad[:, k + d : k + d + w] for d in range(-k, k + 1) if d])
     diff = low - nbrs.nanmedian(0).values
-    if segments > 1:
-        return torch.stack([torch.nan_to_num(part.nanmedian(0).values, nan=0.0)
-                            for part in torch.tensor_split(diff, segments, 0)])
+    if segments > 1:  # (a run of dead pixels only: NaN)
+        return torch.stack([part.nanmedian(0).values for part in torch.tensor_split(diff, segments, 0)])
     return torch.nan_to_num(diff.nanmedian(0).values, nan=0.0)
 
 
@@ -223,9 +222,10 @@ def _uniform(low: torch.Tensor, offsets: torch.Tensor, noise: float) -> torch.Te
     stripe, it raises a quarter further or leaves it as it was."""
     n = STRIPE_SEGMENTS if low.shape[0] >= 4 * STRIPE_SEGMENTS else 2
     parts = _line_offsets(low, n)
-    same = parts * torch.sign(offsets) >= offsets.abs() / 2
-    near = (parts - offsets).abs() <= STRIPE_SEGMENT_SIGMAS * noise * n**0.5
-    return same.all(0) | near.all(0)
+    dead = parts.isnan()  # quarters of dead pixels only say nothing; two live ones at least must agree
+    same = (parts * torch.sign(offsets) >= offsets.abs() / 2) | dead
+    near = ((parts - offsets).abs() <= STRIPE_SEGMENT_SIGMAS * noise * n**0.5) | dead
+    return (same.all(0) | near.all(0)) & ((~dead).sum(0) >= 2)
 
 
 class Stripes(NamedTuple):
