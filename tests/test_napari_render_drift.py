@@ -232,3 +232,6 @@ def test_a_points_layer_drawn_in_nm_world_units_is_rendered_and_corrected_where_
     expected = np.column_stack([locs.frame, locs.y - np.interp(locs.frame, drift.frames, drift.y),
                                 locs.x - np.interp(locs.frame, drift.frames, drift.x)])[:50]
     np.testing.assert_allclose(moved, expected, atol=0.5)
+    # the outputs in the drawn layer's units (one set of units in the viewer: napari renders by them)
+    assert [str(u) for u in img.units] == ["micrometer"] * 2
+    assert [str(u) for u in corrected.units] == ["pixel", "micrometer", "micrometer"]

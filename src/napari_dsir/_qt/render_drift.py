@@ -35,6 +35,12 @@ def layer_locs(layer):
     return locs
 
 
+def _units(layer):
+    """The layer's world units, which its outputs take (one set of units in the viewer), or None."""
+    units = getattr(layer, "units", None)
+    return tuple(str(u) for u in units) if units is not None else None
+
+
 def placement(layer) -> tuple[tuple, tuple]:
     """(scale, translate) that put `layer_locs`' nm where ``layer``'s points are."""
     return nm_placement(layer.metadata, layer.scale, layer.translate, getattr(layer, "units", None), layer.ndim)
@@ -253,7 +259,7 @@ class RenderDriftWidget(Container):
             scale, translate = placement(layer)
             put_layers(self.viewer, [render_layer_data(
                 image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
-                metadata={"source": layer.name, "mode": suffix})])
+                metadata={"source": layer.name, "mode": suffix}, units=_units(layer))])
             self.status.value = (f"rendered {len(locs) - out} localizations: {image.shape[1]}x{image.shape[0]} px "
                                  f"of {p:g} nm")
             if out:
@@ -276,7 +282,7 @@ class RenderDriftWidget(Container):
                 metadata=dict(layer.metadata or {}, kind=kind_of(layer) or "localizations",
                               drift={"frame": (drift.frames + 1).tolist(), "x_nm": drift.x.tolist(),
                                      "y_nm": drift.y.tolist()}),
-                size=float(layer.size.mean()) if len(layer.data) else None, color="cyan")
+                size=float(layer.size.mean()) if len(layer.data) else None, color="cyan", units=_units(layer))
             scale, translate = placement(layer)
             kwargs.update(scale=scale, translate=translate)
             put_layers(self.viewer, [(data, kwargs, kind)])
