@@ -81,6 +81,12 @@ def test_nan_in_optional_columns_round_trips(tmp_path):
         assert np.isnan(getattr(back, col)[2]) and np.isfinite(getattr(back, col)[np.arange(6) != 2]).all(), col
     assert back.background[3] == 0.0
     _assert_close(back.select(np.arange(6) != 2), locs.select(np.arange(6) != 2))
+    # an intensity is never written as 0 for NaN: a true 0 stays 0, with or without photons
+    for photons in (None, np.array([100.0, 200.0])):
+        net = Localizations([0, 1], [150.0, 250.0], [150.0, 250.0], intensity=[0.0, 5.0], photons=photons)
+        back, _ = read_picasso(write_localizations(tmp_path / "i.hdf5", net, pixel_size=100.0, frame_shape=(8, 8),
+                                                   overwrite=True))
+        np.testing.assert_array_equal(back.intensity, [0.0, 5.0])
 
 
 def test_plain_names_case_and_px_units(tmp_path):
