@@ -562,6 +562,22 @@ def test_outputs_renamed_together_are_put_back_when_one_rename_fails(tmp_path, m
                 tmp.write_text("new")
     assert [p.read_text() for p in (a, b, c)] == ["new"] * 3 and sorted(os.listdir(tmp_path)) == [
         "a.csv", "b.tif", "c.csv"]
+    if links:  # an old file that cannot be put back stays beside it, named in the error
+        a.write_text("old a")
+
+        def no_way_back(src, dst):
+            if str(dst) == str(c) or str(src).endswith(".old"):
+                raise OSError(13, "Permission denied")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(files.os, "replace", no_way_back)
+        with pytest.raises(DSIRError, match=r"could not all be put back: the old .*a\.csv is .*\.old"):
+            with files.outputs_together():
+                for p in (a, c):
+                    with atomic_output(p, overwrite=True) as tmp:
+                        tmp.write_text("newer")
+        kept = [f for f in os.listdir(tmp_path) if f.endswith(".old")]
+        assert len(kept) == 1 and (tmp_path / kept[0]).read_text() == "old a"
 
 
 def test_epfl_2016_activations(tmp_path):

@@ -167,8 +167,10 @@ def _keep_old(path: Path) -> Path | None:
 
 def _rename_all(pending: list[tuple[Path, Path]]) -> None:
     """Rename each (temporary, final) pair into place, popping it; on a
-    failure, the finals renamed before it are put back as they were."""
+    failure, the finals renamed before it are put back as they were (an
+    old file that cannot be put back stays beside it, named in the error)."""
     done: list[tuple[Path, Path | None, bool]] = []  # (final, its old file's link, it existed)
+    kept: list[tuple[Path, Path]] = []  # (final, its old file's link) that could not be put back
     try:
         while pending:
             tmp, path = pending[0]
@@ -178,22 +180,30 @@ def _rename_all(pending: list[tuple[Path, Path]]) -> None:
                 os.replace(tmp, path)
             except OSError as e:
                 if old is not None:
-                    old.unlink()
+                    with contextlib.suppress(OSError):
+                        old.unlink()
                 raise DSIRError(f"{path}: cannot write ({e.strerror or e})") from e
             done.append((path, old, existed))
             pending.pop(0)
-    except BaseException:
+    except BaseException as err:
         for path, old, existed in reversed(done):
-            with contextlib.suppress(OSError):
+            try:
                 if old is not None:
                     os.replace(old, path)
                 elif not existed:
                     path.unlink()
+            except OSError:
+                if old is not None:
+                    kept.append((path, old))
+        if kept:
+            raise DSIRError(f"{err}; the outputs written before it could not all be put back: "
+                            + ", ".join(f"the old {p} is {o}" for p, o in kept)) from err
         raise
     finally:
         for _, old, _ in done:
-            if old is not None:
-                old.unlink(missing_ok=True)
+            if old is not None and all(old != o for _, o in kept):
+                with contextlib.suppress(OSError):
+                    old.unlink()
 
 
 @contextlib.contextmanager
