@@ -903,7 +903,14 @@ def test_the_threshold_shown_is_the_chosen_models(make_napari_viewer, peaky, tmp
     assert w.last_result.info["localize"]["threshold"] == 1.0  # the stand-in's
     assert w.threshold.value == pytest.approx(params_for(load_model("wide")).threshold, abs=1e-6)
     w.model.value = MODEL_FILE
-    assert w.threshold.value == 0.0
+    assert w.threshold.value == 0.0 and w.threshold.native.text() == "none"
+    w.model.value = wide
+    w.use_model_threshold.value = False
+    w.threshold.value = 0.0  # not a threshold: refused before the run
+    from napari_dsir.errors import DSIRError
+
+    with pytest.raises(DSIRError, match="set a threshold above 0"):
+        w.request()
 
 
 def test_ground_truth_is_placed_on_the_movie_not_on_a_frame_range_or_a_rendering(make_napari_viewer, peaky):

@@ -105,6 +105,7 @@ class ReconstructWidget(Container):
         self.threshold = FloatSpinBox(label="Threshold", min=0.0, max=1e6, step=0.0001, value=0.0,
                                       tooltip="Peak threshold for localizations (network output units)")
         self.threshold.native.setDecimals(6)
+        self.threshold.native.setSpecialValueText("none")  # 0: no model threshold to show (none is usable)
         self.threshold.native.setMinimumWidth(self.threshold.native.fontMetrics().horizontalAdvance("0.000000") + 48)
         self.camera = CameraFields()
         self.run_button = PushButton(text="Run")
@@ -179,10 +180,11 @@ class ReconstructWidget(Container):
                 thr = model_threshold(model_spec(self.model.value, self.model_file.value))
             except DSIRError:
                 thr = None
-            # a model file not chosen or not readable: 0, not the last model's
+            # a model file not chosen or not readable, or no calibrated threshold: "none", not the last model's
             self.threshold.value = thr if thr is not None else 0.0
             self.threshold.tooltip = ("the model's calibrated threshold" if thr is not None
-                                      else "the model's calibrated threshold (choose a readable model file)")
+                                      else "no calibrated threshold to show: choose a readable model file, or "
+                                           "untick and set one")
 
     def _model_choice(self) -> tuple:
         return (self.model.value, str(self.model_file.value) if self.model.value not in SHIPPED else None)
@@ -200,6 +202,8 @@ class ReconstructWidget(Container):
             raise DSIRError(f"'{layer.name}' has {layer.ndim} dimensions; expected (frame, y, x) or (y, x)")
         if not (self.out_sum.value or self.out_frames.value or self.out_locs.value):
             raise DSIRError("choose at least one output")
+        if self.out_locs.value and not self.use_model_threshold.value and not self.threshold.value > 0:
+            raise DSIRError("set a threshold above 0 (at 0 every peak of the network's output is a localization)")
         if self.device.value == "cuda" and not cuda_available():
             raise DSIRError("GPU (CUDA) was chosen but PyTorch sees no CUDA GPU on this machine; choose Auto or CPU")
         n = int(layer.data.shape[0]) if layer.ndim == 3 else 1
