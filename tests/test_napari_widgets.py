@@ -874,9 +874,9 @@ def test_camera_fields_keep_a_files_decimals_and_the_users_edits(make_napari_vie
     w.image.value = viewer.layers["spot"]
     assert w.camera.preset.value == name and w.camera.camera()["baseline"] == PRESETS[name].baseline
     huge = tmp_path / "huge.yaml"
-    huge.write_text(yaml.safe_dump({"baseline": 100, "sensitivity": 1, "em_gain": 3e5}))
+    huge.write_text(yaml.safe_dump({"baseline": 321, "sensitivity": 1, "em_gain": 3e5}))
     w.camera.camera_file.value = huge
-    assert not w.camera.set_camera.value
+    assert not w.camera.set_camera.value and w.camera.baseline.value != 321  # none filled, not a mix
     assert w.camera.note.value.startswith(f"camera file {huge}: EM gain 300000 is beyond this field's")
 
 

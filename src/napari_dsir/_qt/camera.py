@@ -74,12 +74,15 @@ class CameraFields(Container):
         self._update()
 
     def _fill(self, cam: Camera) -> str:
-        """Fill the fields with ``cam``'s settings; "" or what a field could not hold."""
+        """Fill the fields with ``cam``'s settings; "" or what a field could
+        not hold (then none is filled)."""
+        values = (cam.baseline, cam.sensitivity, cam.em_gain, cam.qe, cam.read_noise)
+        for w, v in zip(self.fields, values):  # all or none: never a mix of two cameras
+            if not w.min <= v <= w.max:
+                return f"{w.label} {v:g} is beyond this field's {w.min:g} to {w.max:g}"
         self._filling = True
         try:
-            for w, v in zip(self.fields, (cam.baseline, cam.sensitivity, cam.em_gain, cam.qe, cam.read_noise)):
-                if not w.min <= v <= w.max:
-                    return f"{w.label} {v:g} is beyond this field's {w.min:g} to {w.max:g}"
+            for w, v in zip(self.fields, values):
                 w.value = v
             return ""
         finally:
@@ -161,7 +164,7 @@ class CameraFields(Container):
         beyond = self._fill(cam or Camera())
         self.preset.value = CUSTOM
         if beyond:
-            return f"'{name}' states its camera: {cam.describe()} ({beyond}: shown as it was)"
+            return f"'{name}' states its camera: {cam.describe()} ({beyond}: the fields show the last settings)"
         if cam is not None:
             return f"'{name}' states its camera: {cam.describe()}"
         device = (stated or {}).get(MICRO_MANAGER_CAMERA)  # named, but no settings
