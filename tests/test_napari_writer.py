@@ -50,6 +50,14 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)
     np.testing.assert_allclose(back.uncertainty, locs.uncertainty, rtol=1e-5, equal_nan=True)
     assert (steps[0]["Width"], steps[0]["Height"], steps[0]["Pixelsize"], steps[0]["Frames"]) == (20, 16, 100.0, 5)
+    # opened with the reader and saved back as a Picasso file: the same movie (camera pixels, frame)
+    viewer.open(str(h5), plugin="napari-dsir")
+    viewer.layers.selection = {viewer.layers["locs"]}
+    again = tmp_path / "again.hdf5"
+    assert viewer.layers.save(str(again), selected=True, plugin="napari-dsir") == [str(again)]
+    back, steps = read_picasso(again)
+    assert (steps[0]["Width"], steps[0]["Height"], steps[0]["Pixelsize"], steps[0]["Frames"]) == (20, 16, 100.0, 5)
+    np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)
 
 
 def test_a_layer_drawn_in_um_saves_in_nm_and_one_in_pixels_is_refused(make_napari_viewer, tmp_path, rng):

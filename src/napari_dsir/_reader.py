@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 
 from .errors import DSIRError, PixelSizeRequired
-from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations
+from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
+from .io.picasso import movie_info
+from .io.tables import HDF5_SUFFIXES
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -101,17 +103,29 @@ def _read_stack(path: Path):
 
 def _read_table(path: Path):
     notes = []
+    picasso = path.suffix.lower() in HDF5_SUFFIXES
+
+    def read(px):
+        if picasso:  # with its movie (pixel size, frame), for saving it back as a Picasso file
+            locs, steps = read_picasso(path, pixel_size=px)
+            return locs, movie_info(steps)
+        return read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}")), None
+
     try:
-        locs = read_localizations(path, warn=lambda m: notes.append(f"napari-dsir: {m}"))
-        px = None
+        (locs, movie), px = read(None), None
     except PixelSizeRequired:
         px = DEFAULT_PIXEL_SIZE_NM
-        locs = read_localizations(path, pixel_size=px)
+        locs, movie = read(px)
         notes.append(f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
                      "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
     meta = {"source": str(path), "kind": "localizations"}
     if px is not None:
         meta["pixel_size"] = px
+    if movie:
+        meta.update({k: v for k, v in (("camera_pixel_size", movie["pixel_size"]),
+                                       ("frame_shape", movie["frame_shape"]),
+                                       ("frames", (0, movie["n_frames"]) if movie["n_frames"] else None))
+                     if v is not None})
     layer = points_layer_data(locs, path.stem, metadata=meta)
 
     def reader(_path=None):
