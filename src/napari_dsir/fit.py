@@ -257,8 +257,11 @@ def fit_summary(report: dict) -> str:
     """One line of `fit_report`: medians, then the fits per kind."""
     n_failed = sum(report["failed"].values())
     photons, unc = report["median_photons"], report["median_uncertainty_nm"]
-    medians = (f"median {photons:.0f} photons, median uncertainty {unc:.1f} nm" if np.isfinite(photons)
-               and np.isfinite(unc) else "no fitted photons or uncertainty")
+    if not (np.isfinite(photons) or np.isfinite(unc)):
+        medians = "no fitted photons or uncertainty"
+    else:
+        medians = (f"median {photons:.0f} photons" if np.isfinite(photons) else "no fitted photons") + ", " + (
+            f"median uncertainty {unc:.1f} nm" if np.isfinite(unc) else "no uncertainty")
     return (f"{medians}; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
             f"(fit pulled away), {n_failed} failed"

@@ -412,7 +412,9 @@ def locs_from_layer(data, *, features=None, metadata=None, scale=None, translate
     if (metadata or {}).get("units") != "nm":
         per = nm_per_world_unit(units)
         if per is None:
-            raise DSIRError(f"'{name}' holds positions in pixels, not nm; use a layer made by napari-dsir "
+            unit = str(list(units)[-1]) if units is not None and len(units) else "pixel"
+            held = "in pixels, not nm" if unit == "pixel" else f"in {unit}, which napari-dsir does not convert"
+            raise DSIRError(f"'{name}' holds positions {held}; use a layer made by napari-dsir "
                             "(DSIR Reconstruct, or a table opened with napari-dsir), or one drawn over its image")
         n = d.shape[1]
         s = np.ones(n) if scale is None else np.asarray(scale, float)[-n:]

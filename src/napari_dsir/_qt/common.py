@@ -77,7 +77,7 @@ def layer_choices(viewer, layer_type, prefer: str = "", avoid: str = "",
 
 
 def camera_pixel_size(layer) -> float | None:
-    """The pixel size (nm) an image layer states (metadata, or scale in nm), or None."""
+    """The pixel size (nm) an image layer states (its scale in nm, else its metadata), or None."""
     return layer_pixel_size(layer.metadata, layer.scale, getattr(layer, "units", None))
 
 

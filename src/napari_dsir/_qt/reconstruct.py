@@ -77,7 +77,7 @@ class ReconstructWidget(Container):
         self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, exclude=OUTPUT_KINDS),
                               tooltip="The camera frames (frame, y, x) to reconstruct")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
-                                       tooltip="Camera pixel size; 0: the layer's own (metadata or nm scale)")
+                                       tooltip="Camera pixel size; 0: the layer's own (its nm scale, else metadata)")
         self.pixel_size.native.setSpecialValueText("from the layer")
         self.pixel_note = Label(value="")
         self.model = ComboBox(label="Model", choices=MODELS, value=MODEL_DEFAULT,
