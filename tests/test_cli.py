@@ -463,6 +463,10 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
     assert "camera settings not given" not in err
     protocol = json.loads((tmp_path / "from_file-protocol.txt").read_text())
     assert protocol["napari-dsir"]["camera_origin"] == "metadata"
+    from napari_dsir.io import open_stack
+    from napari_dsir.io.tables import stated_frames
+
+    assert stated_frames(out) == (0, len(open_stack(stated)))  # the frames the run covered, read back
     assert protocol["cameraSettings"]["offset"] == 400 and protocol["cameraSettings"]["photons2ADU"] == 0.5
     assert protocol["cameraSettings"]["isEmGain"] is False
 

@@ -29,7 +29,7 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     from napari_dsir.reconstruct import Result
 
     locs = _locs()
-    res = Result(sum_image=np.zeros((8 * 16, 8 * 20), np.float32), pixel_size=12.5, upsampling=8, start=0, stop=5,
+    res = Result(sum_image=np.zeros((8 * 16, 8 * 20), np.float32), pixel_size=12.5, upsampling=8, start=1, stop=5,
                  localizations=locs, info={"camera": {"baseline": 100.0, "sensitivity": 0.5}})
     geometry = Geometry.from_layer((1.0, 0.1, 0.1), (0.0, 0.05, 0.05), 100.0)  # an image in um
     viewer = make_napari_viewer()
@@ -44,6 +44,11 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     for col in ("frame", "x", "y", "photons", "background", "sigma", "uncertainty", "intensity"):
         np.testing.assert_allclose(getattr(back, col), getattr(locs, col), rtol=1e-6, equal_nan=True, err_msg=col)
     assert (tmp_path / "locs-protocol.txt").is_file()  # the camera beside it, as ThunderSTORM writes it
+    # read back, it states the run's frames (DSIR Ground Truth scores those, not every frame)
+    viewer.open(str(csv), plugin="napari-dsir")
+    assert tuple(viewer.layers[-1].metadata["frames"]) == (1, 5)
+    viewer.layers.remove(viewer.layers[-1])
+    viewer.layers.selection = {layer}
     h5 = tmp_path / "locs.hdf5"
     assert viewer.layers.save(str(h5), selected=True, plugin="napari-dsir") == [str(h5)]
     back, steps = read_picasso(h5)
@@ -55,6 +60,7 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     viewer.layers.selection = {viewer.layers["locs"]}
     again = tmp_path / "again.hdf5"
     assert viewer.layers.save(str(again), selected=True, plugin="napari-dsir") == [str(again)]
+    assert tuple(viewer.layers["locs"].metadata["frames"]) == (1, 5)
     back, steps = read_picasso(again)
     assert (steps[0]["Width"], steps[0]["Height"], steps[0]["Pixelsize"], steps[0]["Frames"]) == (20, 16, 100.0, 5)
     np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)

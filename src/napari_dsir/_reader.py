@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DSIRError, PixelSizeRequired
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
 from .io.picasso import movie_info
-from .io.tables import HDF5_SUFFIXES
+from .io.tables import HDF5_SUFFIXES, stated_frames
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -108,8 +108,9 @@ def _read_table(path: Path):
     def read(px):
         if picasso:  # with its movie (pixel size, frame), for saving it back as a Picasso file
             locs, steps = read_picasso(path, pixel_size=px)
-            return locs, movie_info(steps)
-        return read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}")), None
+            return locs, dict(movie_info(steps), frames=stated_frames(path, steps))
+        locs = read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}"))
+        return locs, {"frames": stated_frames(path)}
 
     try:
         (locs, movie), px = read(None), None
@@ -121,11 +122,11 @@ def _read_table(path: Path):
     meta = {"source": str(path), "kind": "localizations"}
     if px is not None:
         meta["pixel_size"] = px
-    if movie:
-        meta.update({k: v for k, v in (("camera_pixel_size", movie["pixel_size"]),
-                                       ("frame_shape", movie["frame_shape"]),
-                                       ("frames", (0, movie["n_frames"]) if movie["n_frames"] else None))
-                     if v is not None})
+    n_frames = movie.get("n_frames")
+    # the frames its run covered (scored by DSIR Ground Truth), else the movie's
+    frames = movie.get("frames") or ((0, n_frames) if n_frames else None)
+    meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
+                                   ("frame_shape", movie.get("frame_shape")), ("frames", frames)) if v is not None})
     layer = points_layer_data(locs, path.stem, metadata=meta)
 
     def reader(_path=None):

@@ -38,6 +38,8 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     kw: dict = {"metadata": {"generator": f"napari-dsir {__version__}", "layer": name,
                              **{k: meta[k] for k in ("source", "model", "camera", "camera_origin", "localize")
                                 if meta.get(k) is not None}}}
+    if frames:  # the frames the run covered: read back, DSIR Ground Truth scores those
+        kw["metadata"]["frames"] = [int(frames[0]), int(frames[1])]
     if Path(path).suffix.lower() in HDF5_SUFFIXES:
         pixel = meta.get("camera_pixel_size") or meta.get("pixel_size")
         if not pixel:
@@ -46,8 +48,9 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
         shape = meta.get("frame_shape")
         if not shape and len(locs):
             shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (locs.y, locs.x))
+        last = int(locs.frame.max()) + 1 if len(locs) else 0  # a point drawn by hand may lie beyond the run
         kw.update(pixel_size=float(pixel), frame_shape=tuple(shape or (1, 1)),
-                  n_frames=int(frames[1]) if frames else None)
+                  n_frames=max(int(frames[1]), last) if frames else None)
     unit = "photon" if meta.get("kind") == "ground_truth" else "a.u."  # a simulation's truth: photons
     write_localizations(path, locs, overwrite=True, intensity_unit=unit, **kw)
     return [str(path)]

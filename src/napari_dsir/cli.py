@@ -249,7 +249,7 @@ def cmd_localize(args) -> int:
             "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
             "bright_objects": dict(zip(("objects", "detections_left_out"), res.info.get("halos", (0, 0)))),
             "dead_pixels": res.info.get("dead_pixels", 0), "stripes": res.info.get("stripes"),
-            "saturated": res.info.get("saturated"),
+            "saturated": res.info.get("saturated"), "frames": [res.start, res.stop],
             **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
     with outputs_together():  # the table (and what goes beside it) and the image, or none
         write_localizations(args.output, res.localizations, overwrite=args.overwrite,

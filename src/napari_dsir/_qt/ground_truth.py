@@ -253,6 +253,12 @@ class GroundTruthWidget(Container):
                 notify("warning", WIDGET, f"'{pred_layer.name}' has no frame axis: its points are taken as "
                                           f"frame 1, and the ground truth of the other frames counts as missed")
             span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
+            if not span and len(pred) and len(gt) and (gt.frame.min() < pred.frame.min()
+                                                       or gt.frame.max() > pred.frame.max()):
+                notify("warning", WIDGET, f"'{pred_layer.name}' states no frame range (a table from elsewhere): "
+                                          f"the ground truth of every frame is scored, frames "
+                                          f"{int(gt.frame.min())}-{int(gt.frame.max())}, while its localizations lie "
+                                          f"in frames {int(pred.frame.min())}-{int(pred.frame.max())}")
             in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
             gt = gt.select(in_span)
             radius = float(self.radius.value)

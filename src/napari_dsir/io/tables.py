@@ -489,6 +489,30 @@ def write_localizations(
     return path
 
 
+def stated_frames(path: str | os.PathLike, info: list | None = None) -> tuple[int, int] | None:
+    """The frames (start, stop; 0-based, stop excluded) a table's run
+    covered, as napari-dsir states them ("frames" in its metadata): in a
+    Picasso file's steps (``info``, `picasso.read_picasso`), else in the
+    protocol beside a CSV (`protocol_path`); None where none is stated."""
+    import json
+
+    from .picasso import _from_info
+
+    if info is not None:
+        value = _from_info(info, "frames")
+    else:
+        try:
+            body = json.loads(protocol_path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = (body.get("napari-dsir") or {}).get("frames") if isinstance(body, dict) else None
+    try:
+        start, stop = (int(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (start, stop) if 0 <= start < stop else None
+
+
 def protocol_path(path: str | os.PathLike) -> Path:
     """The protocol beside a CSV table, as ThunderSTORM names it: ``<name>-protocol.txt``."""
     p = Path(path)
