@@ -73,6 +73,8 @@ def test_nan_in_optional_columns_round_trips(tmp_path):
     locs.background[2] = np.nan
     back = read_localizations(write_localizations(tmp_path / "nan.csv", locs))
     assert np.isnan(back.photons[2]) and np.isnan(back.background[2])
+    text = (tmp_path / "nan.csv").read_text()  # as Java writes it: ThunderSTORM's import parses NaN, not nan
+    assert ",NaN," in text and "nan" not in text
     _assert_close(back.select(np.arange(6) != 2), locs.select(np.arange(6) != 2))
     locs.sigma[2] = locs.uncertainty[2] = np.nan  # a failed fit's row, in a Picasso file: 0 there, NaN back
     locs.background[3] = 0.0  # a background fitted to 0 stays 0
