@@ -136,3 +136,31 @@ def test_nena_errors(rng):
         nena(_blinking_pairs(20, 10.0, rng))
     with pytest.raises(DSIRError, match="bin_nm"):
         nena(_blinking_pairs(20, 10.0, rng), bin_nm=500)
+
+
+def test_frc_of_field_chooses_what_the_widget_cannot_be_told():
+    """A whole camera chip (51 um: 10,000 px a side at 5 nm, refused by
+    `frc`) is measured at coarser pixels, said in a note; a table of one
+    frame is split at random; exact positions (the curve never crosses) get
+    one halved pixel size, then a message with no command-line advice."""
+    from napari_dsir.resolution import FRC_MAX_SIDE, frc_of_field
+
+    locs, _, _ = simulate_structure_locs(2000, CFG, precision_nm=10.0, seed=3)
+    wide = Localizations(locs.frame, locs.x * 16, locs.y * 16)  # the structure spread over a chip
+    span = max(np.ptp(wide.x), np.ptp(wide.y))
+    assert span / 5.0 > FRC_MAX_SIDE
+    with pytest.raises(DSIRError, match="too large"):
+        frc(wide)
+    r, notes = frc_of_field(wide)
+    assert r.pixel_size_nm == np.ceil(2 * span / FRC_MAX_SIDE) / 2 and "um wide" in notes[0]
+    r, notes = frc_of_field(locs)
+    assert r.pixel_size_nm == 5.0 and notes == [] and np.isfinite(r.resolution_nm)
+    one = Localizations(np.zeros(len(locs), int), locs.x, locs.y)
+    r, notes = frc_of_field(one)
+    assert notes == ["halves at random (odd and even frames split the localizations unevenly)"]
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 2000, 150), rng.uniform(0, 2000, 150)
+    exact = Localizations(np.repeat(np.arange(4), 150), np.tile(x, 4), np.tile(y, 4))
+    with pytest.raises(DSIRError) as err:
+        frc_of_field(exact)
+    assert "at 2.5 nm pixels" in str(err.value) and "pixel size" not in str(err.value)

@@ -203,6 +203,41 @@ def frc(
     return res
 
 
+#: the widest FRC image `frc_of_field` renders (px a side): 4096 x 4096 at 5 nm
+#: is a 20 um field, coarser pixels beyond (a 51 um camera chip: 12.5 nm)
+FRC_MAX_SIDE = 4096
+
+
+def frc_of_field(locs: Localizations, max_side: int = FRC_MAX_SIDE) -> tuple[FRCResult, list[str]]:
+    """The FRC of a whole table with no settings to choose (DSIR Render &
+    Drift): 5 nm pixels, or coarser where the field is wider than
+    ``max_side`` of them; halves of blocks of odd and even frames, or at
+    random where those split it unevenly (few frames); half the pixel size
+    once where the curve stays above the threshold (positions finer than
+    2 px). Returns (result, notes on what was chosen); `DSIRError` as `frc`."""
+    ok = np.isfinite(locs.x) & np.isfinite(locs.y)
+    field = max(float(np.ptp(locs.y[ok])), float(np.ptp(locs.x[ok]))) if ok.any() else 0.0
+    pixel = max(5.0, math.ceil(2.0 * field / max_side) / 2.0)
+    notes = [f"{pixel:g} nm pixels (the field is {field / 1000:.1f} um wide)"] if pixel > 5.0 else []
+    split = "odd_even"
+    try:
+        return frc(locs, pixel, split=split), notes
+    except DSIRError as e:
+        if "split them at random" in str(e):
+            split = "random"
+            notes.append("halves at random (odd and even frames split the localizations unevenly)")
+        elif "finer than 2 pixels" in str(e) and field / (pixel / 2.0) <= max_side:
+            pixel /= 2.0
+            notes.append(f"{pixel:g} nm pixels (the curve stayed above the threshold at {2 * pixel:g} nm)")
+        else:
+            raise
+    try:
+        return frc(locs, pixel, split=split), notes
+    except DSIRError as e:
+        raise DSIRError(str(e).replace("; use a smaller pixel size", f" at {pixel:g} nm pixels")
+                        .replace("; split them at random (dsir resolution --split random)", "")) from e
+
+
 # ----------------------------------------------------------------------------- NeNA
 
 

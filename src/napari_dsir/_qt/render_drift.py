@@ -105,10 +105,11 @@ def drift_job(locs, segments: int):
 
 
 def resolution_job(locs):
-    from ..resolution import frc, nena
+    """{"frc": (FRCResult, notes) or the error, "nena": NeNAResult or the error}."""
+    from ..resolution import frc_of_field, nena
 
     out = {}
-    for name, fn in (("frc", lambda: frc(locs)), ("nena", lambda: nena(locs))):
+    for name, fn in (("frc", lambda: frc_of_field(locs)), ("nena", lambda: nena(locs))):
         try:
             out[name] = fn()
         except DSIRError as e:
@@ -302,7 +303,9 @@ class RenderDriftWidget(Container):
 
         def done(out):
             f, n = out["frc"], out["nena"]
-            parts = [f"FRC resolution {f.resolution_nm:.1f} nm" if not isinstance(f, Exception) else str(f),
+            f, notes = (f, []) if isinstance(f, Exception) else f
+            parts = [(f"FRC resolution {f.resolution_nm:.1f} nm" + (f" ({'; '.join(notes)})" if notes else ""))
+                     if not isinstance(f, Exception) else str(f),
                      f"NeNA precision {n.precision_nm:.1f} nm" if not isinstance(n, Exception) else str(n)]
             self.status.value = "; ".join(parts)
             if not isinstance(f, Exception):
