@@ -78,15 +78,24 @@ def test_a_layer_drawn_in_um_saves_in_nm_and_one_in_pixels_is_refused(make_napar
     np.testing.assert_array_equal(back.frame, np.arange(5))
     pixels = viewer.add_points(np.column_stack([np.arange(3), rng.uniform(0, 30, (3, 2))]), name="pixels")
     viewer.layers.selection = {pixels}
-    from napari_dsir._writer import write_points
+    from napari_dsir._writer import CannotSave, write_points
 
-    with pytest.raises(DSIRError, match="'pixels' holds positions in pixels, not nm"):
+    with pytest.raises(CannotSave, match="napari-dsir cannot save p.csv: 'pixels' holds positions in pixels, not nm"):
         write_points(str(tmp_path / "p.csv"), pixels.data, pixels._get_state())
-    with pytest.warns(UserWarning):  # napari says it failed, and writes nothing
-        assert viewer.layers.save(str(tmp_path / "p.csv"), selected=True, plugin="napari-dsir") == []
+    with pytest.raises(CannotSave, match="holds positions in pixels"):  # from napari too: the reason, not
+        viewer.layers.save(str(tmp_path / "p.csv"), selected=True, plugin="napari-dsir")  # "no writer"
     assert not (tmp_path / "p.csv").exists()
+    # a file beside the table that is not the table's (the user's own YAML, another table's protocol) stays
+    (tmp_path / "mine.yaml").write_text("my: settings\n")
+    (tmp_path / "other-protocol.txt").write_text("{}")
+    (tmp_path / "other.csv").write_text("frame,x,y\n1,2,3\n")
+    for target, side in (("mine.h5", "mine.yaml"), ("other.tsv", "other-protocol.txt")):
+        with pytest.raises(CannotSave, match=f"{side} is there already and is not"):
+            write_points(str(tmp_path / target), drawn.data, drawn._get_state())
+        assert not (tmp_path / target).exists()
+    assert (tmp_path / "mine.yaml").read_text() == "my: settings\n"
     # a Picasso file needs a camera pixel size: a layer drawn in um has none
-    with pytest.raises(DSIRError, match="states no camera pixel size; save it as a .csv"):
+    with pytest.raises(CannotSave, match="states no camera pixel size; save it as a .csv"):
         write_points(str(tmp_path / "d.hdf5"), drawn.data, drawn._get_state())
 
 

@@ -3,7 +3,9 @@
 as `dsir localize -o` writes them (`napari_dsir.io.write_localizations`),
 with every feature the layer carries (photons, uncertainty, ...). napari's
 own points CSV (axis-0, axis-1, ...) states no units and is not a table
-that ThunderSTORM, Picasso or napari-dsir read.
+that ThunderSTORM, Picasso or napari-dsir read. A file beside the table
+(the protocol beside a CSV, the YAML beside a Picasso file) that is there
+while the table is not belongs to something else, and is never replaced.
 
 A Picasso file is in camera pixels: their size is the layer's camera pixel
 size (a DSIR Reconstruct run's, or the pixel size a table in pixels was read
@@ -21,16 +23,33 @@ import numpy as np
 from . import __version__
 from .errors import DSIRError
 from .io import write_localizations
-from .io.tables import HDF5_SUFFIXES
+from .io.tables import HDF5_SUFFIXES, output_paths
 from .layers import locs_from_layer
+
+
+class CannotSave(OSError):
+    """Why napari-dsir cannot save a layer (an OSError: napari takes a
+    writer's ValueError, as `DSIRError` is, for "no writer" and drops it)."""
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
     """Write a points layer (napari's ``data`` and layer ``attributes``) as a
     localization table at ``path``; returns ``[path]``. Replaces an existing
-    file (napari's save dialog asks first)."""
+    file (napari's save dialog asks first). `CannotSave` says why not."""
+    try:
+        return _write_points(path, data, attributes)
+    except DSIRError as e:
+        raise CannotSave(f"napari-dsir cannot save {Path(path).name}: {e}") from e
+
+
+def _write_points(path: str, data, attributes: dict) -> list[str]:
     meta = attributes.get("metadata") or {}
     name = attributes.get("name", "the layer")
+    table, *beside = output_paths(path)
+    for side in beside:  # napari's dialog asked about the table only
+        if side.exists() and not table.exists():
+            raise DSIRError(f"{side} is there already and is not {table.name}'s (another table's, or a file of "
+                            f"yours); save under another name")
     locs = locs_from_layer(data, features=attributes.get("features"), metadata=meta,
                            scale=attributes.get("scale"), translate=attributes.get("translate"),
                            units=attributes.get("units"), name=name)
