@@ -434,6 +434,22 @@ def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
     np.testing.assert_allclose(loc.border_color[0], [0, 1, 0, 1.0])
     np.testing.assert_allclose(loc.border_color[2], [1, 0, 0, 1])
     np.testing.assert_allclose(gt.border_color[3], [1, 0, 1, 1])
+    # another image chosen (another pixel size) sets the size the next load draws with: Compare's colours stay
+    viewer.add_image(one_emitter_stack(n=3), name="wide px", scale=(1, 160, 160), units=("pixel", "nm", "nm"))
+    w.reset_choices()
+    w.image.value = viewer.layers["wide px"]
+    assert w.size.value == pytest.approx(128.0)
+    np.testing.assert_allclose(gt.border_color[0], [0, 1, 0, 1])  # (before: all the colour field's magenta)
+    assert gt.size[0] == pytest.approx(80.0)
+    assert list(gt.features["match"]) == ["TP", "TP", "FN", "FN"]
+    # another file loaded over the same image goes beside the first; the same file again replaces its layer
+    w.image.value = viewer.layers["spot"]
+    other = tmp_path / "other.csv"
+    other.write_text(_truth_csv(tmp_path).read_text())
+    n_layers = len(viewer.layers)
+    assert w.load(str(other)).name == "spot ground truth (other)" and len(viewer.layers) == n_layers + 1
+    assert w.load(str(other)).name == "spot ground truth (other)" and len(viewer.layers) == n_layers + 1
+    assert "spot ground truth" in viewer.layers
     # errors: a missing file is a notification, not a traceback
     assert w.load(str(tmp_path / "missing.csv")) is None
     assert _texts(notes, "error")[-1].startswith("DSIR Ground Truth: ") and "missing.csv" in _texts(notes)[-1]

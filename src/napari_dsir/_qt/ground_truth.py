@@ -129,6 +129,7 @@ class GroundTruthWidget(Container):
         self.compare_button.changed.connect(lambda *_: self.compare())
         for w in (self.symbol, self.size, self.colour):
             w.changed.connect(self._restyle)
+        self._sizing = False  # the size set for another image, not by the user
         self.image.changed.connect(self._on_image)
         self.reset_choices()
         self._on_image()
@@ -147,13 +148,17 @@ class GroundTruthWidget(Container):
     def _on_image(self, *_):
         image = self.image.value
         px = None if image is None else camera_pixel_size(image)
-        if px is not None:
-            self.size.value = 0.8 * px
+        if px is not None:  # the size the next load draws with; a layer already drawn keeps its style
+            self._sizing = True
+            try:
+                self.size.value = 0.8 * px
+            finally:
+                self._sizing = False
 
     def _restyle(self, *_):
-        """Apply symbol, size and colour to the chosen ground-truth layer."""
+        """Apply symbol, size and colour, as the user set them, to the chosen ground-truth layer."""
         layer = self.ground_truth.value
-        if layer is None or kind_of(layer) != "ground_truth":
+        if layer is None or kind_of(layer) != "ground_truth" or self._sizing:
             return
         symbol, colour, size = self.symbol.value, self.colour.value, float(self.size.value)
         layer.symbol = "disc" if symbol == "ring" else symbol
@@ -206,8 +211,12 @@ class GroundTruthWidget(Container):
             notify("warning", WIDGET, f"{k} of {len(locs)} rows of {name} lie outside {frames} "
                                       f"of '{image.name}' and were left out")
             locs = locs.select(~outside)
+        title = f"{image.name} ground truth"  # the same file loaded again replaces its layer; another file, beside
+        if any(lay.name == title and kind_of(lay) == "ground_truth" and (lay.metadata or {}).get("source") != path
+               for lay in self.viewer.layers):
+            title = f"{image.name} ground truth ({Path(path).stem})"
         (layer,) = put_layers(self.viewer, [points_layer_data(
-            locs, f"{image.name} ground truth", geometry=geo, ndim=ndim,
+            locs, title, geometry=geo, ndim=ndim,
             metadata=meta,
             size=self.size.value, symbol=self.symbol.value, color=self.colour.value,
             units=tuple(str(u) for u in image.units))])
