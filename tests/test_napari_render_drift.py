@@ -88,7 +88,9 @@ def test_drift_layer_and_plot(make_napari_viewer, drifting, notes):
     assert np.sqrt(np.mean(err**2)) < 15.0  # nm, of a 150 nm drift
     assert len(corrected.data) == len(locs)
     assert corrected.metadata["drift"]["frame"][0] == 1  # 1-based, as in drift tables
-    assert w._canvas is not None and w._canvas.figure.axes[0].get_xlabel() == "frame"
+    axes = w._canvas.figure.axes[0]
+    assert axes.get_xlabel() == "frame (from 0, as napari's)"  # the slider's numbers, not the drift table's
+    assert axes.lines[0].get_xdata()[0] == drift.frames[0]
     assert "drift spans" in w.status.value
 
 

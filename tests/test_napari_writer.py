@@ -99,6 +99,18 @@ def test_a_layer_drawn_in_um_saves_in_nm_and_one_in_pixels_is_refused(make_napar
         write_points(str(tmp_path / "d.hdf5"), drawn.data, drawn._get_state())
 
 
+def test_saved_ground_truth_reads_back_as_ground_truth(make_napari_viewer, tmp_path):
+    """Ground truth saved with the writer opens as ground truth (DSIR Ground
+    Truth offers it as such; before: as localizations)."""
+    viewer = make_napari_viewer()
+    data, kwargs, _ = points_layer_data(_locs(), "truth", metadata={"kind": "ground_truth"})
+    viewer.layers.selection = {viewer.add_points(data, **kwargs)}
+    path = tmp_path / "truth.csv"
+    assert viewer.layers.save(str(path), selected=True, plugin="napari-dsir") == [str(path)]
+    viewer.open(str(path), plugin="napari-dsir")
+    assert viewer.layers[-1].metadata["kind"] == "ground_truth"
+
+
 def test_napari_own_points_csv_is_named_as_such(make_napari_viewer, tmp_path):
     """napari's builtin points CSV (axis-0, axis-1, ...) is refused with a
     message that says how to save a table instead (before: "missing

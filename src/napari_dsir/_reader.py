@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DSIRError, PixelSizeRequired
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
 from .io.picasso import movie_info
-from .io.tables import HDF5_SUFFIXES, stated_frames
+from .io.tables import HDF5_SUFFIXES, stated_frames, stated_metadata
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -108,9 +108,10 @@ def _read_table(path: Path):
     def read(px):
         if picasso:  # with its movie (pixel size, frame), for saving it back as a Picasso file
             locs, steps = read_picasso(path, pixel_size=px)
-            return locs, dict(movie_info(steps), frames=stated_frames(path, steps))
+            return locs, dict(movie_info(steps), frames=stated_frames(path, steps),
+                              kind=stated_metadata(path, steps).get("kind"))
         locs = read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}"))
-        return locs, {"frames": stated_frames(path)}
+        return locs, {"frames": stated_frames(path), "kind": stated_metadata(path).get("kind")}
 
     try:
         (locs, movie), px = read(None), None
@@ -119,7 +120,9 @@ def _read_table(path: Path):
         locs, movie = read(px)
         notes.append(f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
                      "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
-    meta = {"source": str(path), "kind": "localizations"}
+    # ground truth saved from DSIR Ground Truth reads back as such
+    kind = movie.get("kind") if movie.get("kind") in ("localizations", "ground_truth") else "localizations"
+    meta = {"source": str(path), "kind": kind}
     if px is not None:
         meta["pixel_size"] = px
     n_frames = movie.get("n_frames")
@@ -127,7 +130,8 @@ def _read_table(path: Path):
     frames = movie.get("frames") or ((0, n_frames) if n_frames else None)
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
                                    ("frame_shape", movie.get("frame_shape")), ("frames", frames)) if v is not None})
-    layer = points_layer_data(locs, path.stem, metadata=meta)
+    camera_px = meta.get("camera_pixel_size")  # markers of 0.8 camera px, as a run's
+    layer = points_layer_data(locs, path.stem, metadata=meta, size=0.8 * camera_px if camera_px else None)
 
     def reader(_path=None):
         for note in notes:

@@ -55,8 +55,8 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
                            units=attributes.get("units"), name=name)
     frames = meta.get("frames")
     kw: dict = {"metadata": {"generator": f"napari-dsir {__version__}", "layer": name,
-                             **{k: meta[k] for k in ("source", "model", "camera", "camera_origin", "localize")
-                                if meta.get(k) is not None}}}
+                             **{k: meta[k] for k in ("kind", "source", "model", "camera", "camera_origin",
+                                                     "localize") if meta.get(k) is not None}}}
     if frames:  # the frames the run covered: read back, DSIR Ground Truth scores those
         kw["metadata"]["frames"] = [int(frames[0]), int(frames[1])]
     if Path(path).suffix.lower() in HDF5_SUFFIXES:

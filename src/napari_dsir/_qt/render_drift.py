@@ -287,8 +287,8 @@ class RenderDriftWidget(Container):
             scale, translate = placement(layer)
             kwargs.update(scale=scale, translate=translate)
             put_layers(self.viewer, [(data, kwargs, kind)])
-            self._plot(drift.frames + 1, {"x": drift.x, "y": drift.y}, "frame", "drift (nm)",
-                       "Drift (subtracted)")
+            self._plot(drift.frames, {"x": drift.x, "y": drift.y}, "frame (from 0, as napari's)", "drift (nm)",
+                       "Drift (subtracted)")  # (the drift table's frames, as ThunderSTORM's, from 1)
             span = max(float(drift.x.max() - drift.x.min()), float(drift.y.max() - drift.y.min()))
             self.status.value = f"drift spans {span:.1f} nm over {len(drift.frames)} frames; corrected layer added"
 
