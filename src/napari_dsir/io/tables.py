@@ -439,9 +439,8 @@ def _csv_pieces(locs: Localizations, intensity_unit: str, delimiter: str = ",", 
             block[:, c] = part.astype(np.int64).tolist() if fmt == "%d" else part.astype(np.float64).tolist()
         text = (row * (k - j)) % tuple(block.ravel().tolist())
         if "nan" in text or "inf" in text:  # as Java writes them: ThunderSTORM's import parses NaN, not nan
-            d = re.escape(delimiter)
-            text = re.sub(rf"(?<={d})(-?)(nan|inf)(?={d}|\n)",
-                          lambda m: m.group(1) + ("NaN" if m.group(2) == "nan" else "Infinity"), text)
+            for py, java in (("nan", "NaN"), ("inf", "Infinity"), ("-inf", "-Infinity")):  # (a cell is a number)
+                text = text.replace(delimiter + py, delimiter + java)
         yield text
 
 
