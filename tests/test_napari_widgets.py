@@ -944,3 +944,40 @@ def test_ground_truth_is_placed_on_the_movie_not_on_a_frame_range_or_a_rendering
     gt = _dock(viewer, "DSIR Ground Truth")
     gt.reset_choices()
     assert [c.name for c in gt.image.choices] == ["spot", "spot DSIR"]
+
+
+def test_compare_widens_a_stated_range_to_every_localization_and_names_files_apart(make_napari_viewer, tmp_path,
+                                                                                   notes, monkeypatch):
+    """A table whose stated frames miss some of its localizations (a stale
+    protocol, points drawn beyond the run): those frames are scored too, with
+    a warning (before: its localizations there counted as false positives).
+    The same positions file typed another way replaces its layer; another
+    file of the same name elsewhere goes beside; the sample's ground truth
+    loaded again replaces the sample's layer."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth")
+    gt = w.load(str(_truth_csv(tmp_path)))
+    loc = viewer.add_points(np.array([[0, 1150, 1250], [1, 1150, 1250], [2, 1150, 1250]]), name="stale",
+                            units=("pixel", "nm", "nm"), metadata={"kind": "localizations", "units": "nm",
+                                                                   "frames": (0, 1)})
+    w.reset_choices()
+    w.localizations.value, w.ground_truth.value = loc, gt
+    m = w.compare()
+    assert (m.tp, m.fp, m.fn) == (3, 0, 1)
+    assert "'stale' states frames 0-0, but has localizations in frames 0-2: frames 0-2 are scored" in \
+        _texts(notes, "warning")[-1]
+    monkeypatch.chdir(tmp_path)
+    assert w.load("truth.csv").name == "spot ground truth"  # the same file, typed relative
+    (tmp_path / "elsewhere").mkdir()
+    other = tmp_path / "elsewhere" / "truth.csv"
+    other.write_text(_truth_csv(tmp_path).read_text())
+    assert w.load(str(other)).name == "spot ground truth (truth)"
+    viewer.open_sample("napari-dsir", "sample_stack")
+    from napari_dsir._sample_data import SAMPLE_POSITIONS, sample_path
+
+    w.reset_choices()
+    w.image.value = viewer.layers["DSIR sample"]
+    n_layers = len(viewer.layers)
+    assert w.load(str(sample_path(SAMPLE_POSITIONS))).name == "DSIR sample ground truth"
+    assert len(viewer.layers) == n_layers

@@ -62,6 +62,9 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     assert viewer.layers.save(str(again), selected=True, plugin="napari-dsir") == [str(again)]
     assert tuple(viewer.layers["locs"].metadata["frames"]) == (1, 5)
     back, steps = read_picasso(again)
+    from napari_dsir.io.tables import stated_frames
+
+    assert stated_frames(again, steps) == (1, 5)  # the file just written states them too
     assert (steps[0]["Width"], steps[0]["Height"], steps[0]["Pixelsize"], steps[0]["Frames"]) == (20, 16, 100.0, 5)
     np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)
 

@@ -108,26 +108,27 @@ def _read_table(path: Path):
     def read(px):
         if picasso:  # with its movie (pixel size, frame), for saving it back as a Picasso file
             locs, steps = read_picasso(path, pixel_size=px)
-            return locs, dict(movie_info(steps), frames=stated_frames(path, steps),
-                              kind=stated_metadata(path, steps).get("kind"))
-        locs = read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}"))
-        return locs, {"frames": stated_frames(path), "kind": stated_metadata(path).get("kind")}
+            return locs, steps
+        return read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}")), None
 
     try:
-        (locs, movie), px = read(None), None
+        (locs, steps), px = read(None), None
     except PixelSizeRequired:
         px = DEFAULT_PIXEL_SIZE_NM
-        locs, movie = read(px)
+        locs, steps = read(px)
         notes.append(f"napari-dsir: {path.name} gives positions in pixels; assumed {px:g} nm "
                      "per pixel (load it with DSIR Ground Truth to use an image's pixel size)")
+    own = stated_metadata(path, steps)  # what napari-dsir stated, where it wrote the table
+    movie = movie_info(steps) if picasso else {}
     # ground truth saved from DSIR Ground Truth reads back as such
-    kind = movie.get("kind") if movie.get("kind") in ("localizations", "ground_truth") else "localizations"
+    kind = own.get("kind") if own.get("kind") in ("localizations", "ground_truth") else "localizations"
     meta = {"source": str(path), "kind": kind}
     if px is not None:
         meta["pixel_size"] = px
+    # the frames its run covered (scored by DSIR Ground Truth); a Picasso file of Picasso's own: its movie's
+    # (napari-dsir's Frames may be only the last localized frame + 1)
     n_frames = movie.get("n_frames")
-    # the frames its run covered (scored by DSIR Ground Truth), else the movie's
-    frames = movie.get("frames") or ((0, n_frames) if n_frames else None)
+    frames = stated_frames(path, steps) if own else ((0, n_frames) if n_frames else None)
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
                                    ("frame_shape", movie.get("frame_shape")), ("frames", frames)) if v is not None})
     camera_px = meta.get("camera_pixel_size")  # markers of 0.8 camera px, as a run's

@@ -31,7 +31,9 @@ def sample_stack():
     pts = points_layer_data(
         gt, "DSIR sample ground truth",
         geometry=Geometry.for_pixel_size(100.0),
-        metadata={"source": str(sample_path(SAMPLE_POSITIONS)), "kind": "ground_truth", "pixel_size": 100.0},
+        # (added as DSIR Ground Truth adds a load: that file loaded again replaces it)
+        metadata={"source": str(sample_path(SAMPLE_POSITIONS)), "kind": "ground_truth", "pixel_size": 100.0,
+                  "output_name": "DSIR sample ground truth"},
         color="cyan",
     )
     return [img, pts]

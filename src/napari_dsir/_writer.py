@@ -38,8 +38,10 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     file (napari's save dialog asks first). `CannotSave` says why not."""
     try:
         return _write_points(path, data, attributes)
-    except DSIRError as e:
-        raise CannotSave(f"napari-dsir cannot save {Path(path).name}: {e}") from e
+    except (DSIRError, ValueError) as e:  # (a message that names the path already: once)
+        text = str(e)
+        text = text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text
+        raise CannotSave(f"napari-dsir cannot save {Path(path).name}: {text}") from e
 
 
 def _write_points(path: str, data, attributes: dict) -> list[str]:

@@ -147,10 +147,12 @@ def cmd_drift(args) -> int:
     from .drift import estimate_drift, write_drift_table
     from .io import write_localizations
     from .io.files import outputs_together
-    from .io.positions import same_format, with_positions
+    from .io.positions import outputs_beside, same_format, with_positions
     from .io.tables import HDF5_SUFFIXES, output_paths
 
     table, *beside = output_paths(args.output, metadata=False)
+    if same_format(args.localizations, table):  # beside it: the input's YAML or protocol, as it is copied
+        beside = outputs_beside(args.localizations, table)
     _refuse(args, [(table, "table"), *((b, None) for b in beside), (args.drift_table, "drift table"),
                    (args.plot, "plot")])
     # a Picasso output: the input's movie (a Picasso file), else the pixel

@@ -210,18 +210,31 @@ FRC_MAX_SIDE = 4096
 
 def frc_of_field(locs: Localizations, max_side: int = FRC_MAX_SIDE) -> tuple[FRCResult, list[str]]:
     """The FRC of a whole table with no settings to choose (DSIR Render &
-    Drift): 5 nm pixels, or coarser where the field is wider than
-    ``max_side`` of them; halves of blocks of odd and even frames, or at
-    random where those split it unevenly (few frames); half the pixel size
-    once where the curve stays above the threshold (positions finer than
-    2 px). Returns (result, notes on what was chosen); `DSIRError` as `frc`."""
+    Drift): over the field that holds all but the outermost 0.1 % of the
+    positions on each side (strays left out), at 5 nm pixels, or coarser
+    where that field is wider than ``max_side`` of them; halves of blocks of
+    odd and even frames, or at random where those split it unevenly (few
+    frames); half the pixel size once where the curve stays above the
+    threshold (positions finer than 2 px). Returns (result, notes on what
+    was chosen); `DSIRError` as `frc`, its message with the notes and
+    without command-line advice."""
     ok = np.isfinite(locs.x) & np.isfinite(locs.y)
-    field = max(float(np.ptp(locs.y[ok])), float(np.ptp(locs.x[ok]))) if ok.any() else 0.0
+    if not ok.any():
+        raise DSIRError("FRC: no finite positions")
+    (y0, y1), (x0, x1) = (np.percentile(v[ok], [0.1, 99.9]) for v in (locs.y, locs.x))
+    extent = (float(y0), float(x0), float(y1) + 1e-6, float(x1) + 1e-6)
+    field = max(y1 - y0, x1 - x0)
     pixel = max(5.0, math.ceil(2.0 * field / max_side) / 2.0)
     notes = [f"{pixel:g} nm pixels (the field is {field / 1000:.1f} um wide)"] if pixel > 5.0 else []
     split = "odd_even"
+
+    def said(e: DSIRError) -> DSIRError:
+        text = (str(e).replace("; use a smaller pixel size", f" at {pixel:g} nm pixels")
+                .replace("; split them at random (dsir resolution --split random)", ""))
+        return DSIRError(text + (f" ({'; '.join(notes)})" if notes else ""))
+
     try:
-        return frc(locs, pixel, split=split), notes
+        return frc(locs, pixel, split=split, extent=extent), notes
     except DSIRError as e:
         if "split them at random" in str(e):
             split = "random"
@@ -230,12 +243,11 @@ def frc_of_field(locs: Localizations, max_side: int = FRC_MAX_SIDE) -> tuple[FRC
             pixel /= 2.0
             notes.append(f"{pixel:g} nm pixels (the curve stayed above the threshold at {2 * pixel:g} nm)")
         else:
-            raise
+            raise said(e) from e
     try:
-        return frc(locs, pixel, split=split), notes
+        return frc(locs, pixel, split=split, extent=extent), notes
     except DSIRError as e:
-        raise DSIRError(str(e).replace("; use a smaller pixel size", f" at {pixel:g} nm pixels")
-                        .replace("; split them at random (dsir resolution --split random)", "")) from e
+        raise said(e) from e
 
 
 # ----------------------------------------------------------------------------- NeNA

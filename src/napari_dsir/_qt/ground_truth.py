@@ -168,6 +168,45 @@ class GroundTruthWidget(Container):
             layer.face_color = "transparent" if symbol == "ring" else colour
         layer.current_size = size
 
+    def _title(self, image_name: str, path: str) -> str:
+        """The ground-truth layer's name: "<image> ground truth", the one it
+        had where the same file (wherever typed from) is loaded again, else
+        one no other file's layer holds ("<image> ground truth (<file>)")."""
+        def source(lay):
+            src = (lay.metadata or {}).get("source")
+            return Path(src).resolve() if src else None
+
+        own = Path(path).resolve()
+        taken = {lay.name: source(lay) for lay in self.viewer.layers if kind_of(lay) == "ground_truth"}
+        stem = Path(path).stem
+        for title in ([f"{image_name} ground truth", f"{image_name} ground truth ({stem})"]
+                      + [f"{image_name} ground truth ({stem} {k})" for k in range(2, 100)]):
+            if taken.get(title, own) == own:
+                return title
+        return f"{image_name} ground truth ({stem})"
+
+    @staticmethod
+    def _scored_frames(pred_layer, pred, gt) -> tuple[int, int] | None:
+        """The frames Compare scores: those the localizations' run covered
+        (their layer's ``frames``), widened to every localization (a table
+        edited, points drawn beyond the run: said); None, every frame (a table
+        from elsewhere, said where the ground truth reaches beyond it)."""
+        span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
+        if not len(pred) or pred_layer.ndim == 2:  # (a layer with no frame axis: said above)
+            return span
+        lo, hi = int(pred.frame.min()), int(pred.frame.max())
+        if span and (lo < span[0] or hi >= span[1]):
+            notify("warning", WIDGET, f"'{pred_layer.name}' states frames {span[0]}-{span[1] - 1}, but has "
+                                      f"localizations in frames {lo}-{hi}: frames {min(lo, span[0])}-"
+                                      f"{max(hi, span[1] - 1)} are scored")
+            return min(lo, int(span[0])), max(hi + 1, int(span[1]))
+        if not span and len(gt) and (gt.frame.min() < lo or gt.frame.max() > hi):
+            notify("warning", WIDGET, f"'{pred_layer.name}' states no frame range (a table from elsewhere): "
+                                      f"the ground truth of every frame is scored, frames "
+                                      f"{int(gt.frame.min())}-{int(gt.frame.max())}, while its localizations lie "
+                                      f"in frames {lo}-{hi}")
+        return span
+
     def load(self, path=None):
         """Add a positions file as a points layer over the chosen image; the layer or None."""
         try:
@@ -211,10 +250,7 @@ class GroundTruthWidget(Container):
             notify("warning", WIDGET, f"{k} of {len(locs)} rows of {name} lie outside {frames} "
                                       f"of '{image.name}' and were left out")
             locs = locs.select(~outside)
-        title = f"{image.name} ground truth"  # the same file loaded again replaces its layer; another file, beside
-        if any(lay.name == title and kind_of(lay) == "ground_truth" and (lay.metadata or {}).get("source") != path
-               for lay in self.viewer.layers):
-            title = f"{image.name} ground truth ({Path(path).stem})"
+        title = self._title(image.name, path)
         (layer,) = put_layers(self.viewer, [points_layer_data(
             locs, title, geometry=geo, ndim=ndim,
             metadata=meta,
@@ -261,13 +297,7 @@ class GroundTruthWidget(Container):
             if pred_layer.ndim == 2 and len(np.unique(gt.frame)) > 1:
                 notify("warning", WIDGET, f"'{pred_layer.name}' has no frame axis: its points are taken as "
                                           f"frame 1, and the ground truth of the other frames counts as missed")
-            span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
-            if not span and len(pred) and len(gt) and (gt.frame.min() < pred.frame.min()
-                                                       or gt.frame.max() > pred.frame.max()):
-                notify("warning", WIDGET, f"'{pred_layer.name}' states no frame range (a table from elsewhere): "
-                                          f"the ground truth of every frame is scored, frames "
-                                          f"{int(gt.frame.min())}-{int(gt.frame.max())}, while its localizations lie "
-                                          f"in frames {int(pred.frame.min())}-{int(pred.frame.max())}")
+            span = self._scored_frames(pred_layer, pred, gt)
             in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
             gt = gt.select(in_span)
             radius = float(self.radius.value)

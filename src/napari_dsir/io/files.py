@@ -195,7 +195,7 @@ def _rename_all(pending: list[tuple[Path, Path]]) -> None:
             except OSError:
                 if old is not None:
                     kept.append((path, old))
-        if kept:
+        if kept and isinstance(err, Exception):  # (an interruption stays one; the old files stay beside)
             raise DSIRError(f"{err}; the outputs written before it could not all be put back: "
                             + ", ".join(f"the old {p} is {o}" for p, o in kept)) from err
         raise

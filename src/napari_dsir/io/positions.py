@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import DSIRError
 from ..locs import Localizations
 from .files import atomic_output
-from .tables import HDF5_SUFFIXES, read_table, table_text, text_lines
+from .tables import HDF5_SUFFIXES, protocol_path, read_table, table_text, text_lines
 
 
 def same_format(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
@@ -86,7 +86,22 @@ def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite) -> P
     with atomic_output(dst, overwrite) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(newline.join(lines) + newline)
+    protocol = protocol_path(src)
+    if protocol.is_file() and protocol_path(dst) != protocol:  # the run's camera and frames go with the table
+        with atomic_output(protocol_path(dst), overwrite) as tmp:
+            tmp.write_bytes(protocol.read_bytes())
     return dst
+
+
+def outputs_beside(src: str | os.PathLike, dst: str | os.PathLike) -> list[Path]:
+    """The files `with_positions` writes beside ``dst`` (a Picasso file's
+    YAML; the protocol of a CSV whose source has one): for refusing them."""
+    from .picasso import yaml_path
+
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() in HDF5_SUFFIXES:
+        return [yaml_path(dst)]
+    return [protocol_path(dst)] if protocol_path(src).is_file() else []
 
 
 def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwrite) -> Path:
