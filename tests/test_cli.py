@@ -28,6 +28,11 @@ def test_simulate_writes_stack_and_ground_truth(small_stack, capsys):
     assert len(gt) > 0 and gt.frame.max() <= 3
     # each emitter's PSF sigma (nm) in the truth: FWHM 200-300 nm by default
     assert gt.sigma is not None and (gt.sigma > 84).all() and (gt.sigma < 128).all()
+    # the protocol beside it says it is ground truth of frames 0-3 (napari opens it as such)
+    from napari_dsir.io.tables import stated_frames, stated_metadata
+
+    path = small_stack.with_suffix(".csv")
+    assert stated_metadata(path)["kind"] == "ground_truth" and stated_frames(path) == (0, 4)
 
 
 def test_simulate_an_airy_psf(tmp_path):

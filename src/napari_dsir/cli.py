@@ -326,17 +326,23 @@ def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
 def cmd_simulate(args) -> int:
     from .io import check_outputs, write_localizations, write_tiff
     from .io.files import outputs_together
+    from .io.tables import output_paths
     from .simulate import simulate
 
     positions = args.positions or args.output.with_suffix(".csv")
-    check_outputs([(args.output, "image"), (positions, "table")], overwrite=args.overwrite)
+    table, *beside = output_paths(positions)  # the protocol (or YAML) beside it says it is ground truth
+    check_outputs([(args.output, "image"), (table, "table"), *((b, None) for b in beside)],
+                  overwrite=args.overwrite)
     cfg = _sim_config(args)
     frames, locs = simulate(args.n_frames, cfg, seed=args.seed)
     # the camera in the file, as acquisition software states it: runs on it use it (`io.Stack.camera_metadata`)
     with outputs_together():
         write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16",
                    info=cfg.camera_info())
-        write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon")
+        write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon",
+                            metadata={"generator": f"napari-dsir {__version__}", "kind": "ground_truth",
+                                      "frames": [0, args.n_frames], "simulation": args.output.name},
+                            pixel_size=cfg.pixel_size, frame_shape=cfg.frame_size, n_frames=args.n_frames)
     print(f"{args.output}\t{args.n_frames} frames of {cfg.frame_size[1]}x{cfg.frame_size[0]} px")
     print(f"{positions}\t{len(locs)} emitters")
     return 0
