@@ -401,17 +401,19 @@ def locs_from_points(data, features=None) -> Localizations:
 
 
 def locs_from_layer(data, *, features=None, metadata=None, scale=None, translate=None, units=None,
-                    name: str = "the layer") -> Localizations:
+                    name: str = "the layer", geometry: Geometry | None = None) -> Localizations:
     """The localizations (nm) of a points layer given by its parts (napari's
     layer attributes): a napari-dsir layer's data (metadata ``units`` "nm"),
     or the world positions of a layer whose world ``units`` are a length
-    (one drawn over a napari-dsir image). A 2-D layer's frames are its
+    (one drawn over a napari-dsir image), or, given the ``geometry`` of the
+    image they belong to, of a layer in pixels. A 2-D layer's frames are its
     ``frame`` feature's where it has one (a point added by hand: 0).
-    Positions in pixels (a layer from elsewhere) are refused (`DSIRError`)."""
+    Positions in pixels with no geometry (a layer from elsewhere) are
+    refused (`DSIRError`)."""
     d = points_array(data)
     if (metadata or {}).get("units") != "nm":
         per = nm_per_world_unit(units)
-        if per is None:
+        if per is None and geometry is None:
             unit = str(list(units)[-1]) if units is not None and len(units) else "pixel"
             held = "in pixels, not nm" if unit == "pixel" else f"in {unit}, which napari-dsir does not convert"
             raise DSIRError(f"'{name}' holds positions {held}; use a layer made by napari-dsir "
@@ -420,7 +422,7 @@ def locs_from_layer(data, *, features=None, metadata=None, scale=None, translate
         s = np.ones(n) if scale is None else np.asarray(scale, float)[-n:]
         t = np.zeros(n) if translate is None else np.asarray(translate, float)[-n:]
         d = d * s + t
-        d[:, -2:] *= per
+        d[:, -2:] = d[:, -2:] * per if per is not None else geometry.nm_from_world(d[:, -2:])
     locs = locs_from_points(d, features)
     if d.shape[1] == 2 and features is not None and "frame" in features and len(d):
         frame = np.asarray(features["frame"], dtype=float)

@@ -19,7 +19,7 @@ from napari.layers import Image, Points
 
 from ..errors import DSIRError, PixelSizeRequired
 from ..io import read_localizations
-from ..layers import Geometry, nm_per_world_unit, points_array, points_layer_data
+from ..layers import Geometry, locs_from_layer, nm_per_world_unit, points_layer_data
 from ..locs import Localizations
 from ..run import resolve_pixel_size
 from .common import (
@@ -53,28 +53,14 @@ def in_nm(layer) -> bool:
     return (layer.metadata or {}).get("units") == "nm" or nm_per_world_unit(getattr(layer, "units", None)) is not None
 
 
-def points_nm(layer, geometry: Geometry | None) -> np.ndarray:
-    """A points layer as (frame, y, x) with y, x in nm (corner origin)."""
-    d = points_array(layer.data)
-    if d.shape[1] == 2:
-        d = np.column_stack([np.zeros(len(d)), d])
-    if (layer.metadata or {}).get("units") == "nm":
-        return d  # this plugin's layers hold nm
-    scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
-    if len(scale) == 2:
-        scale, translate = np.r_[1.0, scale], np.r_[0.0, translate]
-    world = d * scale + translate
-    per = nm_per_world_unit(getattr(layer, "units", None))
-    if per is not None:
-        return np.column_stack([world[:, 0], world[:, 1:] * per])
-    if geometry is None:
+def points_nm(layer, geometry: Geometry | None) -> Localizations:
+    """A points layer's positions (nm, corner origin; `layers.locs_from_layer`),
+    one in pixels converted by ``geometry``, its image's."""
+    if geometry is None and not in_nm(layer):
         raise DSIRError(f"'{layer.name}' is in pixels (its world units are not nm); choose the image it "
                         "belongs to as Image, so that its pixel size converts it to nm")
-    return np.column_stack([world[:, 0], geometry.nm_from_world(world[:, 1:])])
-
-
-def _as_locs(a: np.ndarray) -> Localizations:
-    return Localizations(np.rint(a[:, 0]).astype(int), a[:, 2], a[:, 1])
+    return locs_from_layer(layer.data, metadata=layer.metadata, scale=layer.scale, translate=layer.translate,
+                           units=getattr(layer, "units", None), name=layer.name, geometry=geometry)
 
 
 def colour_points(layer, labels: np.ndarray, colours: dict) -> None:
@@ -292,7 +278,7 @@ class GroundTruthWidget(Container):
             image, geo = self.image.value, None
             if image is not None and not (in_nm(pred_layer) and in_nm(gt_layer)):
                 geo = image_geometry(image, lambda m: notify("warning", WIDGET, f"{m} to convert pixels to nm"))
-            gt, pred = _as_locs(points_nm(gt_layer, geo)), _as_locs(points_nm(pred_layer, geo))
+            gt, pred = points_nm(gt_layer, geo), points_nm(pred_layer, geo)
             gt = self._at_run_pixel_size(gt, gt_layer, pred_layer)
             if pred_layer.ndim == 2 and len(np.unique(gt.frame)) > 1:
                 notify("warning", WIDGET, f"'{pred_layer.name}' has no frame axis: its points are taken as "
