@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DSIRError, PixelSizeRequired
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
 from .io.picasso import movie_info
-from .io.tables import HDF5_SUFFIXES, stated_frames, stated_metadata
+from .io.tables import HDF5_SUFFIXES, frames_of, stated_metadata
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -128,7 +128,7 @@ def _read_table(path: Path):
     # the frames its run covered (scored by DSIR Ground Truth); a Picasso file of Picasso's own: its movie's
     # (napari-dsir's Frames may be only the last localized frame + 1)
     n_frames = movie.get("n_frames")
-    frames = stated_frames(path, steps) if own else ((0, n_frames) if n_frames else None)
+    frames = frames_of(own) if own else ((0, n_frames) if n_frames else None)
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
                                    ("frame_shape", movie.get("frame_shape")), ("frames", frames)) if v is not None})
     camera_px = meta.get("camera_pixel_size")  # markers of 0.8 camera px, as a run's

@@ -81,6 +81,21 @@ def camera_pixel_size(layer) -> float | None:
     return layer_pixel_size(layer.metadata, layer.scale, getattr(layer, "units", None))
 
 
+def stated_pixel_size(layer) -> float | None:
+    """`camera_pixel_size`, but None where it is the reader's default for a
+    file that states none (its scale left as it was): a run then says it
+    assumed it."""
+    px = camera_pixel_size(layer)
+    meta = layer.metadata or {}
+    return None if meta.get("pixel_size_from_file") is False and px == meta.get("pixel_size") else px
+
+
+def layer_units(layer) -> tuple[str, ...] | None:
+    """A layer's world units as text (its outputs take them: one set of units in the viewer), or None."""
+    units = getattr(layer, "units", None)
+    return tuple(str(u) for u in units) if units is not None else None
+
+
 def set_marker_colour(layer, colour) -> None:
     """Colour a points layer's markers: the outline, and the face too unless
     the markers are outlined (a transparent face: the image under them stays

@@ -26,6 +26,7 @@ from .common import (
     camera_pixel_size,
     kind_of,
     layer_choices,
+    layer_units,
     message_of,
     notify,
     put_layers,
@@ -241,7 +242,7 @@ class GroundTruthWidget(Container):
             locs, title, geometry=geo, ndim=ndim,
             metadata=meta,
             size=self.size.value, symbol=self.symbol.value, color=self.colour.value,
-            units=tuple(str(u) for u in image.units))])
+            units=layer_units(image))])
         self.reset_choices()
         self.ground_truth.value = next(v for v in self.ground_truth.choices if v.name == layer.name)
         return layer

@@ -27,10 +27,13 @@ from .common import (
     cuda_available,
     layer_choices,
     layer_id,
+    layer_units,
     message_of,
     notify,
     put_layers,
+    stated_pixel_size,
 )
+from .done_status import done_status
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
 
 WIDGET = "DSIR Reconstruct"
@@ -49,15 +52,6 @@ def _work(req: RunRequest, cancel: threading.Event):
         raise DSIRError("out of memory: choose fewer frames or fewer outputs") from e
     except Exception as e:
         raise DSIRError(f"reconstruction failed ({message_of(e)})") from e
-
-
-def _stated_pixel_size(layer) -> float | None:
-    """The pixel size (nm) the layer states, None where it is the reader's
-    default for a file that states none (its scale left as it was): the run
-    then says it assumed it."""
-    px = camera_pixel_size(layer)
-    meta = layer.metadata or {}
-    return None if meta.get("pixel_size_from_file") is False and px == meta.get("pixel_size") else px
 
 
 class ReconstructWidget(Container):
@@ -166,7 +160,7 @@ class ReconstructWidget(Container):
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
         elif px is None:
             self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
-        elif _stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
+        elif stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
             self.pixel_note.value = f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
         else:
             self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
@@ -212,7 +206,7 @@ class ReconstructWidget(Container):
             raise DSIRError(f"frames {start} to {stop} select none of the {n} frames of '{layer.name}'")
         return RunRequest(
             source=layer.data, pixel_size=self.pixel_size.value or None,
-            source_pixel_size=_stated_pixel_size(layer), source_camera=(layer.metadata or {}).get("camera"),
+            source_pixel_size=stated_pixel_size(layer), source_camera=(layer.metadata or {}).get("camera"),
             model=model_spec(self.model.value, self.model_file.value), device=self.device.value,
             start=start, stop=stop, batch_size=int(self.batch.value) or None,
             keep_frames=bool(self.out_frames.value), localize=bool(self.out_locs.value),
@@ -236,7 +230,7 @@ class ReconstructWidget(Container):
             return None
         layer = self.image.value
         self._job = {"name": layer.name, "ndim": layer.ndim, "scale": tuple(layer.scale),
-                     "translate": tuple(layer.translate), "units": tuple(str(u) for u in layer.units) or None,
+                     "translate": tuple(layer.translate), "units": layer_units(layer) or None,
                      "sum": bool(self.out_sum.value),
                      "frames": req.keep_frames, "locs": bool(req.localize), "cancelled": False,
                      "model": self._model_choice()}
@@ -323,25 +317,7 @@ class ReconstructWidget(Container):
             return
         if loc and self.use_model_threshold.value and self._job.get("model") == self._model_choice():
             self.threshold.value = float(loc["threshold"])  # (another model chosen during the run: its own)
-        n_locs = None if result.localizations is None else len(result.localizations)  # (none: the run's warning)
-        from ..fit import fit_summary
-
-        report = info.get("fit_report")  # (its camera check and failed fits came as the run's warnings)
-        self.status.value = (
-            f"done: frames {result.start}-{result.stop - 1} on {info.get('device', '?')}, "
-            f"batch {info.get('batch_size')}, {info['camera_pixel_size']:g} nm pixels"
-            + (f", network binning {info['binning']}x{info['binning']}" if info.get("binning", 1) > 1 else "")
-            + _saturation_status(info.get("saturated"))
-            + (f", hot pixels repaired: {len(info['hot_pixels'])}" if info.get("hot_pixels") else "")
-            + (f", dead pixels repaired: {info['dead_pixels']}" if info.get("dead_pixels") else "")
-            + (f", column/row offsets subtracted: {info['stripes']['columns']}/{info['stripes']['rows']}"
-               if info.get("stripes", {}).get("max_adu") else "")
-            + (f", detections around bright objects left out: {info['halos'][1]}" if info.get("halos", (0, 0))[1]
-               else "")
-            + (f", uneven background followed ({info['background_ratio']:.1f}x)" if info.get("background_shaped")
-               else "")
-            + (f", {n_locs} localizations (threshold {loc['threshold']:.5g})" if n_locs is not None else "")
-            + (f"\n{fit_summary(report)}" if report else ""))
+        self.status.value = done_status(result)
 
     def _on_error(self, exc):
         if isinstance(exc, Cancelled) or self._job.get("cancelled"):
@@ -363,12 +339,3 @@ class ReconstructWidget(Container):
         except RuntimeError:  # the Qt side was deleted with the viewer
             pass
         self.finished.emit()
-
-
-def _saturation_status(saturated: dict | None) -> str:
-    """The status line's part for `napari_dsir.camera.saturation`'s finding."""
-    if not saturated:
-        return ""
-    if saturated["share"] == 1.0:
-        return f", no signal: every pixel at {saturated['adu']:g} ADU"
-    return f", saturated: {saturated['share']:.1%} of the pixels at {saturated['adu']:g} ADU"

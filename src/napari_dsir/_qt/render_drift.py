@@ -18,7 +18,7 @@ from psygnal import Signal
 from ..errors import DSIRError
 from ..figures import curves_figure
 from ..layers import locs_from_layer, nm_placement, points_layer_data, render_layer_data
-from .common import kind_of, layer_choices, message_of, notify, put_layers, set_marker_colour
+from .common import kind_of, layer_choices, layer_units, message_of, notify, put_layers, set_marker_colour
 
 WIDGET = "DSIR Render & Drift"
 MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
@@ -33,12 +33,6 @@ def layer_locs(layer):
     if len(locs) == 0:
         raise DSIRError(f"'{layer.name}' has no localizations")
     return locs
-
-
-def _units(layer):
-    """The layer's world units, which its outputs take (one set of units in the viewer), or None."""
-    units = getattr(layer, "units", None)
-    return tuple(str(u) for u in units) if units is not None else None
 
 
 def placement(layer) -> tuple[tuple, tuple]:
@@ -260,7 +254,7 @@ class RenderDriftWidget(Container):
             scale, translate = placement(layer)
             put_layers(self.viewer, [render_layer_data(
                 image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
-                metadata={"source": layer.name, "mode": suffix}, units=_units(layer))])
+                metadata={"source": layer.name, "mode": suffix}, units=layer_units(layer))])
             self.status.value = (f"rendered {len(locs) - out} localizations: {image.shape[1]}x{image.shape[0]} px "
                                  f"of {p:g} nm")
             if out:
@@ -283,7 +277,7 @@ class RenderDriftWidget(Container):
                 metadata=dict(layer.metadata or {}, kind=kind_of(layer) or "localizations",
                               drift={"frame": (drift.frames + 1).tolist(), "x_nm": drift.x.tolist(),
                                      "y_nm": drift.y.tolist()}),
-                size=float(layer.size.mean()) if len(layer.data) else None, color="cyan", units=_units(layer))
+                size=float(layer.size.mean()) if len(layer.data) else None, color="cyan", units=layer_units(layer))
             scale, translate = placement(layer)
             kwargs.update(scale=scale, translate=translate)
             put_layers(self.viewer, [(data, kwargs, kind)])

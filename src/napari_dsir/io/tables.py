@@ -512,10 +512,16 @@ def stated_metadata(path: str | os.PathLike, info: list | None = None) -> dict:
 
 def stated_frames(path: str | os.PathLike, info: list | None = None) -> tuple[int, int] | None:
     """The frames (start, stop; 0-based, stop excluded) a table's run
-    covered, as napari-dsir states them ("frames", `stated_metadata`); None
-    where none is stated."""
+    covered, as napari-dsir states them (`stated_metadata`, `frames_of`);
+    None where none is stated."""
+    return frames_of(stated_metadata(path, info))
+
+
+def frames_of(stated: dict) -> tuple[int, int] | None:
+    """The frames (start, stop) in what napari-dsir stated of a table
+    (`stated_metadata`: its "frames"), None where they are not there."""
     try:
-        start, stop = (int(v) for v in stated_metadata(path, info).get("frames"))
+        start, stop = (int(v) for v in stated.get("frames"))
     except (TypeError, ValueError, OverflowError):  # none, or not two whole numbers
         return None
     return (start, stop) if 0 <= start < stop else None
