@@ -66,7 +66,7 @@ def main() -> None:
         for n in WINDOWS:
             starts = range(0, len(movie) - n + 1, n // 4)
             counts = []
-            before = (lambda low, off, noise: torch.ones_like(off, dtype=torch.bool), 0.0)
+            before = (lambda diff, off, noise: torch.ones_like(off, dtype=torch.bool), 0.0)
             for check, floor in ((uniform, defects.STRIPE_NOISE_FLOOR), before):
                 rng = np.random.default_rng(97100 + n)  # the same lines now and before
                 false = subtracted = col_found = row_found = 0

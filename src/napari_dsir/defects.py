@@ -195,33 +195,35 @@ def find_dead_pixels(sample) -> np.ndarray:
     return torch.nonzero(dead).numpy().astype(np.int64)
 
 
-def _line_offsets(low: torch.Tensor, segments: int = 1) -> torch.Tensor:
-    """Each column's offset (W,) over its `STRIPE_REACH` neighbouring columns
-    on each side (mirrored at the frame's edges) in a (y, x) image: the
-    median over the rows of the pixel less its neighbours' median; NaN
-    pixels (dead) do not count, and a column with none left has offset 0.
-    ``segments`` > 1: (segments, W), the same over that many runs of rows."""
+def _line_diffs(low: torch.Tensor) -> torch.Tensor:
+    """Each pixel of a (y, x) image less the median of the `STRIPE_REACH`
+    columns on each side of it (mirrored at the frame's edges); NaN pixels
+    (dead) do not count."""
     k = STRIPE_REACH
     w = low.shape[1]
     pad = F.pad(low[None, None], (k, k, 0, 0), mode="reflect")[0, 0]
     nbrs = torch.stack([pad[:, k + d : k + d + w] for d in range(-k, k + 1) if d])
-    diff = low - nbrs.nanmedian(0).values
-    if segments > 1:  # (a run of dead pixels only: NaN)
-        return torch.stack([part.nanmedian(0).values for part in torch.tensor_split(diff, segments, 0)])
+    return low - nbrs.nanmedian(0).values
+
+
+def _line_offsets(diff: torch.Tensor) -> torch.Tensor:
+    """Each column's offset (W,) over its neighbouring columns: the median
+    over the rows of its `_line_diffs`; a column with no live pixel has 0."""
     return torch.nan_to_num(diff.nanmedian(0).values, nan=0.0)
 
 
-def _uniform(low: torch.Tensor, offsets: torch.Tensor, noise: float) -> torch.Tensor:
-    """Which columns of a (y, x) image read their ``offsets`` along their
-    whole length, as an amplifier's offset does: over every quarter of the
-    rows (`STRIPE_SEGMENTS`) an offset of the same sign and at least half as
-    large, or over every quarter one within `STRIPE_SEGMENT_SIGMAS` of a
-    quarter's noise (``noise``, that of the whole column's estimate, times
-    the root of the quarters). Structure (a filament lit in every frame)
-    raises a line in part of its length; where structure crosses a true
-    stripe, it raises a quarter further or leaves it as it was."""
-    n = STRIPE_SEGMENTS if low.shape[0] >= 4 * STRIPE_SEGMENTS else 2
-    parts = _line_offsets(low, n)
+def _uniform(diff: torch.Tensor, offsets: torch.Tensor, noise: float) -> torch.Tensor:
+    """Which columns of a (y, x) image (its `_line_diffs`) read their
+    ``offsets`` along their whole length, as an amplifier's offset does:
+    over every quarter of the rows (`STRIPE_SEGMENTS`) an offset of the same
+    sign and at least half as large, or over every quarter one within
+    `STRIPE_SEGMENT_SIGMAS` of a quarter's noise (``noise``, that of the
+    whole column's estimate, times the root of the quarters). Structure (a
+    filament lit in every frame) raises a line in part of its length; where
+    structure crosses a true stripe, it raises a quarter further or leaves it
+    as it was."""
+    n = STRIPE_SEGMENTS if diff.shape[0] >= 4 * STRIPE_SEGMENTS else 2
+    parts = torch.stack([part.nanmedian(0).values for part in torch.tensor_split(diff, n, 0)])
     dead = parts.isnan()  # quarters of dead pixels only say nothing; two live ones at least must agree
     same = (parts * torch.sign(offsets) >= offsets.abs() / 2) | dead
     near = ((parts - offsets).abs() <= STRIPE_SEGMENT_SIGMAS * noise * n**0.5) | dead
@@ -271,7 +273,8 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
     for _ in range(PASSES):  # each line against neighbours whose own offsets the pass before took out
         before = found.copy(), pattern.clone()
         for axis in (1, 0):  # columns, then the rows of what they leave
-            off = [_line_offsets(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
+            diffs = [_line_diffs(im - pattern if axis == 1 else (im - pattern).T) for im in lows]
+            off = [_line_offsets(d) for d in diffs]
             diff = off[1] - off[2]  # a fixed pattern cancels, the estimate's noise does not
             noise = 1.4826 * float((diff - diff.median()).abs().median()) / 2.0  # that of the whole sample's
             # at least `STRIPE_NOISE_FLOOR`'s: integer data of low noise make the halves' lower deciles, and
@@ -281,7 +284,7 @@ def find_stripes(sample, dead: np.ndarray | None = None) -> Stripes | None:
                 continue
             big = off[0].abs() > max(STRIPE_SIGMAS * noise, 0.0 if found[axis] else level)
             if bool(big.any()):  # and the same along the whole line
-                big &= _uniform(lows[0] - pattern if axis == 1 else (lows[0] - pattern).T, off[0], noise)
+                big &= _uniform(diffs[0], off[0], noise)
             if not bool(big.any()):
                 continue
             found[axis] = True
