@@ -164,3 +164,25 @@ def test_frc_of_field_chooses_what_the_widget_cannot_be_told():
     with pytest.raises(DSIRError) as err:
         frc_of_field(exact)
     assert "at 2.5 nm pixels" in str(err.value) and "pixel size" not in str(err.value)
+
+
+def test_frc_errors_say_their_reason_apart_from_the_command_line_advice():
+    """The two failures a caller can mend (uneven odd/even halves, a curve
+    that never crosses) carry a reason code and their advice apart; the
+    message is the text then the advice, as the CLI prints it."""
+    from napari_dsir.resolution import FINER_THAN_2_PX, UNEVEN_HALVES, FRCError
+
+    locs, _, _ = simulate_structure_locs(2000, CFG, precision_nm=10.0, seed=3)
+    with pytest.raises(FRCError) as err:
+        frc(Localizations(np.zeros(len(locs), int), locs.x, locs.y))
+    e = err.value
+    assert e.reason == UNEVEN_HALVES and "--split random" in e.advice and "--split" not in e.text
+    assert str(e) == f"{e.text}; {e.advice}"
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 2000, 150), rng.uniform(0, 2000, 150)
+    with pytest.raises(FRCError) as err:
+        frc(Localizations(np.repeat(np.arange(4), 150), np.tile(x, 4), np.tile(y, 4)))
+    assert err.value.reason == FINER_THAN_2_PX and str(err.value).endswith("; use a smaller pixel size")
+    with pytest.raises(FRCError) as err:  # a curve that crosses too early: no reason, no advice
+        frc(Localizations(np.arange(400) % 2, rng.uniform(0, 50_000, 400), rng.uniform(0, 50_000, 400)), 50.0)
+    assert err.value.reason is None and err.value.advice == "" and "first 8 rings" in str(err.value)

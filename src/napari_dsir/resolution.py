@@ -101,7 +101,9 @@ def frc_images(
     sn, sa, sb = (gaussian_filter1d(v[1:], s, mode="nearest") for v in (num, paa, pbb))
     band = np.sqrt(sa * sb)
     curve = np.concatenate([[1.0], np.divide(sn, band, out=np.zeros_like(sn), where=band > 0)])
-    res, note = _crossing(freqs, curve, threshold)
+    res, note, reason = _crossing(freqs, curve, threshold)
+    if reason == FINER_THAN_2_PX:
+        note += f"; {SMALLER_PIXELS}"
     return FRCResult(res, freqs, curve, raw, threshold, float(pixel_size_nm), note)
 
 
@@ -112,23 +114,44 @@ def frc_images(
 MIN_CROSSING_RING = 8
 
 
-def _crossing(freqs, curve, threshold) -> tuple[float, str]:
+class FRCError(DSIRError):
+    """An FRC that could not be measured. ``reason``: `UNEVEN_HALVES`,
+    `FINER_THAN_2_PX` or None (another cause); ``advice``: what to change on
+    the command line ("" for none), the end of the message after ``text``."""
+
+    def __init__(self, text: str, reason: str | None = None, advice: str = ""):
+        super().__init__(text + (f"; {advice}" if advice else ""))
+        self.text, self.reason, self.advice = text, reason, advice
+
+
+#: `FRCError.reason`: odd and even frames split the table unevenly (few frames)
+UNEVEN_HALVES = "uneven halves"
+#: `FRCError.reason`: the curve stays above the threshold (positions finer than 2 px)
+FINER_THAN_2_PX = "finer than 2 px"
+
+
+def _crossing(freqs, curve, threshold) -> tuple[float, str, str | None]:
+    """(resolution nm or NaN, why NaN, its `FRCError` reason)."""
     below = np.flatnonzero(curve[1:] < threshold) + 1
     if len(below) == 0:
         return math.nan, (
             f"the FRC stays above {threshold:.3g} up to the Nyquist frequency: the resolution is finer "
-            "than 2 pixels; use a smaller pixel size"
-        )
+            "than 2 pixels"
+        ), FINER_THAN_2_PX
     i = int(below[0])
     if i < MIN_CROSSING_RING:
         return math.nan, (
             f"the FRC is below the threshold within its first {MIN_CROSSING_RING} rings (coarser than an "
             f"eighth of the field): the two halves do not correlate beyond the field's outline (too few "
             "localizations, or no structure)"
-        )
+        ), None
     c0, c1 = curve[i - 1], curve[i]
     q = freqs[i - 1] + (freqs[i] - freqs[i - 1]) * (c0 - threshold) / (c0 - c1)
-    return 1.0 / q, ""
+    return 1.0 / q, "", None
+
+
+#: the advice of an FRC finer than 2 pixels
+SMALLER_PIXELS = "use a smaller pixel size"
 
 
 def split_halves(locs: Localizations, split: str = "odd_even", *, seed: int = 0, block_frames: int = 100):
@@ -180,12 +203,13 @@ def frc(
         raise DSIRError(f"FRC needs at least {2 * min_locs} localizations, got {len(locs)}")
     h1, h2 = split_halves(locs, split, seed=seed, block_frames=block_frames)
     if min(len(h1), len(h2)) < min_locs:
-        why = ""
-        if split == "odd_even":
-            k = len(np.unique(locs.frame))
-            why = (f": the localizations lie in {k} frame{'s' if k != 1 else ''}, and odd and even frames split "
-                   "them unevenly; split them at random (dsir resolution --split random)")
-        raise DSIRError(f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs}){why}")
+        text = f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs})"
+        if split != "odd_even":
+            raise FRCError(text)
+        k = len(np.unique(locs.frame))
+        raise FRCError(f"{text}: the localizations lie in {k} frame{'s' if k != 1 else ''}, and odd and even "
+                       "frames split them unevenly", UNEVEN_HALVES, "split them at random (dsir resolution --split "
+                       "random)")
     if extent is None:
         ok = np.isfinite(locs.x) & np.isfinite(locs.y)
         if not ok.any():
@@ -199,7 +223,8 @@ def frc(
     i2 = render(h2, pixel_size_nm, mode=mode, sigma_nm=sigma_nm, extent=extent)
     res = frc_images(i1, i2, pixel_size_nm, **kwargs)
     if strict and not math.isfinite(res.resolution_nm):
-        raise DSIRError(f"FRC: {res.note}")
+        _, text, reason = _crossing(res.frequencies, res.curve, res.threshold)
+        raise FRCError(f"FRC: {text}", reason, SMALLER_PIXELS if reason == FINER_THAN_2_PX else "")
     return res
 
 
@@ -229,17 +254,19 @@ def frc_of_field(locs: Localizations, max_side: int = FRC_MAX_SIDE) -> tuple[FRC
     split = "odd_even"
 
     def said(e: DSIRError) -> DSIRError:
-        text = (str(e).replace("; use a smaller pixel size", f" at {pixel:g} nm pixels")
-                .replace("; split them at random (dsir resolution --split random)", ""))
+        text = e.text if isinstance(e, FRCError) else str(e)  # no command-line advice
+        if isinstance(e, FRCError) and e.reason == FINER_THAN_2_PX:
+            text += f" at {pixel:g} nm pixels"
         return DSIRError(text + (f" ({'; '.join(notes)})" if notes else ""))
 
     try:
         return frc(locs, pixel, split=split, extent=extent), notes
     except DSIRError as e:
-        if "split them at random" in str(e):
+        reason = e.reason if isinstance(e, FRCError) else None
+        if reason == UNEVEN_HALVES:
             split = "random"
             notes.append("halves at random (odd and even frames split the localizations unevenly)")
-        elif "finer than 2 pixels" in str(e) and field / (pixel / 2.0) <= max_side:
+        elif reason == FINER_THAN_2_PX and field / (pixel / 2.0) <= max_side:
             pixel /= 2.0
             notes.append(f"{pixel:g} nm pixels (the curve stayed above the threshold at {2 * pixel:g} nm)")
         else:
