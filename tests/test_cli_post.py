@@ -168,6 +168,30 @@ def test_drift_keeps_every_other_column_of_the_input(drifting, tmp_path, capsys)
     assert "carries frame, x, y only (give -o the input's extension" in capsys.readouterr().err
 
 
+def test_drift_reads_a_text_table_once(drifting, tmp_path, monkeypatch):
+    """The table is read and parsed once: its corrected copy is written from
+    what was read (a big table took twice its reading time, and its text
+    was read again after the drift's work)."""
+    from napari_dsir.io import positions, tables
+
+    calls = []
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            calls.append(fn.__name__)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for module in (tables, positions):
+        for name in ("table_text", "read_table"):
+            monkeypatch.setattr(module, name, counted(getattr(tables, name)))
+    path, _ = drifting
+    out = tmp_path / "once.csv"
+    assert main(["drift", str(path), "-o", str(out), "--segments", "8"]) == 0
+    assert sorted(calls) == ["read_table", "table_text"]
+    assert len(read_localizations(out)) == len(read_localizations(path))
+
+
 def test_drift_on_a_too_short_table_is_refused(tmp_path, capsys):
     p = tmp_path / "short.csv"
     p.write_text("frame,x,y\n1,100,100\n2,150,120\n3,160,130\n")

@@ -25,15 +25,17 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _read(args, movie: bool = False):
+def _read(args, movie: bool = False, parsed: bool = False):
     """The table's localizations (nm); with ``movie``, also the movie a
-    Picasso file describes (`io.picasso.movie_info`; None for a CSV)."""
+    Picasso file describes (`io.picasso.movie_info`; None for a CSV); with
+    ``parsed``, then a text table's (text, `io.tables.TableLayout`) for
+    `io.positions.with_positions` (None for a Picasso file)."""
     from .cli import _warn
-    from .io import read_localizations, read_picasso
+    from .io import read_picasso
     from .io.picasso import movie_info
-    from .io.tables import HDF5_SUFFIXES
+    from .io.tables import HDF5_SUFFIXES, read_table, table_text
 
-    info = None
+    info = source = None
     if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:
         locs, steps = read_picasso(args.localizations, pixel_size=args.camera_pixel_size)
         info = movie_info(steps)
@@ -42,10 +44,13 @@ def _read(args, movie: bool = False):
             _warn(f"{args.localizations} states its pixel size, {stated:g} nm; --camera-pixel-size {given:g} "
                   "is not used")
     else:
-        locs = read_localizations(args.localizations, pixel_size=args.camera_pixel_size, warn=_warn)
+        text = table_text(Path(args.localizations))
+        locs, layout = read_table(Path(args.localizations), args.camera_pixel_size, warn=_warn, text=text)
+        source = (text, layout) if parsed else None
+        del text
     if len(locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
-    return (locs, info) if movie else locs
+    return (locs, *((info,) if movie else ()), *((source,) if parsed else ())) if movie or parsed else locs
 
 
 def _refuse(args, outputs) -> None:
@@ -160,7 +165,7 @@ def cmd_drift(args) -> int:
     picasso = table.suffix.lower() in HDF5_SUFFIXES
     if picasso and args.camera_pixel_size is None and Path(args.localizations).suffix.lower() not in HDF5_SUFFIXES:
         raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
-    locs, movie = _read(args, movie=True)
+    locs, movie, source = _read(args, movie=True, parsed=True)
     drift = estimate_drift(locs, segments=args.segments, segment_frames=args.segment_frames,
                            pixel_size_nm=args.bin_size)
     corrected = drift.apply(locs)
@@ -171,7 +176,7 @@ def cmd_drift(args) -> int:
                     "Drift correction": f"redundant cross-correlation of {len(drift.segment_frames)} segments",
                     "Drift span (nm)": round(span, 2)}
             with_positions(args.localizations, args.output, corrected, pixel_size=args.camera_pixel_size, step=step,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, source=source)
         else:
             from .cli import _warn
 

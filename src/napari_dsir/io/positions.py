@@ -33,17 +33,20 @@ def same_format(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
 
 
 def with_positions(src: str | os.PathLike, dst: str | os.PathLike, locs: Localizations, *,
-                   pixel_size: float | None = None, step: dict | None = None, overwrite: bool = False) -> Path:
+                   pixel_size: float | None = None, step: dict | None = None, overwrite: bool = False,
+                   source: tuple | None = None) -> Path:
     """Write ``src`` as ``dst`` (the same format, see `same_format`) with the
     x and y of ``locs`` (nm; its rows those of ``src``, in order). ``step``:
     a dict added as the last of a Picasso file's YAML steps; ``pixel_size``
-    (nm) for a file in pixels that does not state it. Atomic."""
+    (nm) for a file in pixels that does not state it; ``source``: a text
+    table's (`table_text`, `TableLayout` of `read_table`) when read already.
+    Atomic."""
     src, dst = Path(src), Path(dst)
     if not same_format(src, dst):
         raise DSIRError(f"{dst}: not the format of {src}")
     if src.suffix.lower() in HDF5_SUFFIXES:
         return _picasso(src, dst, locs, pixel_size, step, overwrite)
-    return _text(src, dst, locs, pixel_size, overwrite)
+    return _text(src, dst, locs, pixel_size, overwrite, source)
 
 
 def _check_rows(src: Path, n: int, locs: Localizations) -> None:
@@ -56,10 +59,13 @@ def _decimals(nm_per_unit: float) -> int:
     return 3 + max(0, math.ceil(math.log10(nm_per_unit)))
 
 
-def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite) -> Path:
-    text = table_text(src)
-    old, lay = read_table(src, pixel_size, text=text)
-    _check_rows(src, len(old), locs)
+def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite, source=None) -> Path:
+    if source is None:
+        text = table_text(src)
+        lay = read_table(src, pixel_size, text=text)[1]
+    else:
+        text, lay = source
+    _check_rows(src, len(lay.linenos), locs)
     newline = "\r\n" if "\r\n" in text[:65536] else "\n"
     lines = text_lines(text)
     del text
