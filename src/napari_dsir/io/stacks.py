@@ -267,15 +267,20 @@ def _ome_pixels(root, image: int = 0, shape: tuple[int, ...] | None = None):
     return same[0] if same else (pixels[image:image + 1] or pixels[:1] or [None])[0]
 
 
-def _pixel_size_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None,
-                          axis: str = "X", page=None, image: int = 0,
-                          shape: tuple[int, ...] | None = None) -> float | None:
-    """Pixel size in nm along ``axis`` ("X" or "Y") from OME (``root``: its
-    parsed XML, `_ome_root`; the Pixels of the ``image``-th series, of
-    ``shape``, `_ome_pixels`), Micro-Manager's ``PixelSizeUm`` (``mm``: its
-    image metadata; 0 when uncalibrated; one size for both axes), ImageJ or
-    the resolution tags of ``page`` (None: the first), or None."""
+def _pixel_sizes_from_tiff(tif: tifffile.TiffFile, root=None, mm: dict | None = None, page=None, image: int = 0,
+                           shape: tuple[int, ...] | None = None) -> tuple[float | None, float | None]:
+    """Pixel size in nm along x and along y (each None where not stated) from
+    OME (``root``: its parsed XML, `_ome_root`; the Pixels of the
+    ``image``-th series, of ``shape``, `_ome_pixels`), Micro-Manager's
+    ``PixelSizeUm`` (``mm``: its image metadata; 0 when uncalibrated; one
+    size for both axes), ImageJ or the resolution tags of ``page`` (None:
+    the first)."""
     el = _ome_pixels(root, image, shape) if root is not None else None
+    return tuple(_pixel_size_along(tif, el, mm, axis, page) for axis in ("X", "Y"))
+
+
+def _pixel_size_along(tif: tifffile.TiffFile, el, mm: dict | None, axis: str, page) -> float | None:
+    """`_pixel_sizes_from_tiff` along ``axis`` ("X" or "Y"); ``el``: the OME Pixels or None."""
     if el is not None and f"PhysicalSize{axis}" in el.attrib:
         try:
             val = float(el.attrib[f"PhysicalSize{axis}"])
@@ -539,9 +544,8 @@ def _open_tiff(path: Path) -> Stack:
             ome = _ome_root(tif)  # parsed once, read by both
             mm = _micro_manager_image(tif)
             image = index or 0  # the movie's OME Image and tags: its own, not the first series'
-            pixel_size = _pixel_size_from_tiff(tif, ome, mm, page=keyframe, image=image, shape=raw_shape)
-            notes = _anisotropy_notes(pixel_size, _pixel_size_from_tiff(tif, ome, mm, axis="Y", page=keyframe,
-                                                                        image=image, shape=raw_shape)) + series_note
+            pixel_size, pixel_y = _pixel_sizes_from_tiff(tif, ome, mm, page=keyframe, image=image, shape=raw_shape)
+            notes = _anisotropy_notes(pixel_size, pixel_y) + series_note
             camera = _camera_metadata(tif, ome, mm)
             if series is not None:
                 _check_parts(path, series, ome)
