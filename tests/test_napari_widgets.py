@@ -721,6 +721,37 @@ def test_a_run_on_a_file_uses_the_camera_it_states(make_napari_viewer, tmp_path,
     assert w.camera.note.value == ""
 
 
+def test_the_greyed_camera_fields_show_the_camera_a_run_assumes(make_napari_viewer, notes):
+    """Data with no camera offset (the darkest pixels below 100 ADU) and no
+    camera stated: the greyed fields show the baseline 0 a run assumes, not
+    the default 100; ticked as they are, a run fits with what they showed,
+    the same photons as a run left to assume."""
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(800.0, 3000.0),
+                                             base_level=400.0, gain=2.0), seed=5)
+    viewer = make_napari_viewer()
+    viewer.add_image(frames - 400.0, name="no offset", metadata={"pixel_size": 100.0})
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.image.value = viewer.layers["no offset"]
+    w.camera.set_camera.value = False
+    assert w.camera.baseline.value == 0.0
+    assert "baseline 0 ADU (the darkest pixels read below 100 ADU" in w.camera.note.value
+    w.device.value = "cpu"
+    w.out_locs.value = True
+    w.run()
+    assert any("camera settings not given: assuming baseline 0 ADU" in m for m in _texts(notes, "warning"))
+    assumed = w.last_result.localizations.photons
+    w.camera.set_camera.value = True  # the settings shown, now given
+    w.run()
+    assert w.last_result.info["camera"]["baseline"] == 0.0
+    np.testing.assert_allclose(w.last_result.localizations.photons, assumed, rtol=1e-6)
+    viewer.add_image(frames, name="offset", metadata={"pixel_size": 100.0})
+    w.camera.set_camera.value = False
+    w.image.value = viewer.layers["offset"]
+    assert w.camera.baseline.value == 100.0 and w.camera.note.value.endswith("defaults will be assumed")
+
+
 def test_camera_presets_fill_the_fields_and_reach_the_run(make_napari_viewer, notes):
     """A preset fills every camera field (read noise included) and ticks
     "Camera settings as set here"; the run fits with it and records it; a

@@ -228,6 +228,14 @@ def _first_frames(src, start: int, n: int = 4):
     return np.asarray(data[start : start + n])
 
 
+def assumed_camera_of(source, start: int = 0) -> Camera:
+    """The camera a run of ``source`` (a path, `Stack` or array; frame, y, x)
+    from frame ``start`` assumes when none is given or stated:
+    `camera.assumed_camera` of the frames it checks (`_first_frames`). The
+    widget shows it before the run."""
+    return assumed_camera(_first_frames(open_source(source), start))
+
+
 def open_source(source):
     """``source`` as something `iter_reconstruct` reads: a path becomes a
     `Stack`, a list or tuple of frames (y, x) an array (frame, y, x)."""

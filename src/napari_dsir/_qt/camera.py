@@ -62,6 +62,7 @@ class CameraFields(Container):
         self.note.native.setWordWrap(True)
         self.margins = (0, 0, 0, 0)
         self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
+        self._assumed: Camera | None = None  # the camera a run of that image assumes when none is stated
         self._filling = False  # the fields are being filled (from a preset or the file): not an edit
         self._file_error = ""  # why the camera file chosen could not be read
         self._from_file = False  # the fields hold the camera file's settings (not edited since)
@@ -126,16 +127,17 @@ class CameraFields(Container):
             self.preset.value = CUSTOM
             self._from_file = False
 
-    def show_stated(self, stated, name: str) -> None:
+    def show_stated(self, stated, name: str, assumed: Camera | None = None) -> None:
         """The camera settings the image ``name`` states (its metadata's
         ``camera``): unticked, the fields show them (what a run then uses),
-        or the defaults a run would assume, and the note says which. A
+        or the camera a run would assume (``assumed``, `run.assumed_camera_of`;
+        None: the defaults), and the note says which. A
         camera file whose settings the fields hold is read again when the
         image states another camera (a Picasso camera file picks its
         settings by the image's metadata), as is one that did not fit the
         last image's; settings typed or a preset stay."""
         again = (self._from_file or bool(self._file_error)) and stated != self._stated[0]
-        self._stated = (stated, name)
+        self._stated, self._assumed = (stated, name), assumed
         if again:
             self._on_file()
         else:
@@ -161,16 +163,22 @@ class CameraFields(Container):
             cam = Camera.from_metadata(stated)
         except DSIRError as e:
             return f"'{name}' states impossible camera settings ({e}): set them here"
-        beyond = self._fill(cam or Camera())
+        assumed = self._assumed or Camera()
+        beyond = self._fill(cam or assumed)
         self.preset.value = CUSTOM
         if beyond:
             return f"'{name}' states its camera: {cam.describe()} ({beyond}: the fields show the last settings)"
         if cam is not None:
             return f"'{name}' states its camera: {cam.describe()}"
         device = (stated or {}).get(MICRO_MANAGER_CAMERA)  # named, but no settings
+        default = Camera()
+        why = ("" if assumed.baseline == default.baseline else
+               f" (the darkest pixels read below {default.baseline:g} ADU: no camera offset in these data)"
+               if assumed.baseline == 0 else " (the data go below 0 ADU: the darkest 1 % of the pixels as no light)")
         return (f"'{name}' states no camera settings" + (f" (camera '{device}'; a camera file can map it)"
                                                          if isinstance(device, str) else "")
-                + ": defaults will be assumed")
+                + (": defaults will be assumed" if not why else f": baseline {assumed.baseline:g} ADU{why} and "
+                   "the other defaults will be assumed"))
 
     def camera(self) -> dict | None:
         """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""

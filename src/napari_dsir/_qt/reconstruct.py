@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 
 from ..errors import Cancelled, DSIRError
 from ..layers import Geometry, result_layers
-from ..run import RunRequest, iter_run
+from ..run import RunRequest, assumed_camera_of, iter_run
 from .camera import CameraFields
 from .common import (
     OUTPUT_KINDS,
@@ -143,12 +143,16 @@ class ReconstructWidget(Container):
             self.pixel_note.value = ""
             self.camera.show_stated(None, "")
             return
-        self.camera.show_stated((layer.metadata or {}).get("camera"), layer.name)
         n = int(layer.data.shape[0]) if layer.ndim == 3 and not layer.rgb else 1
         self.start.max, self.stop.max = max(0, n - 1), n
         if self._frames_for != layer_id(layer):  # another layer (not this one renamed): all its frames
             self.start.value, self.stop.value = 0, n
             self._frames_for = layer_id(layer)
+        try:  # what a run from the start frame assumes when the image states no camera
+            assumed = assumed_camera_of(layer.data, min(int(self.start.value), n - 1))
+        except Exception:  # (a signal handler) not frames a run takes: the run says why
+            assumed = None
+        self.camera.show_stated((layer.metadata or {}).get("camera"), layer.name, assumed)
         self._show_pixel_size()
 
     def _show_pixel_size(self, *_):
