@@ -8,6 +8,7 @@ import yaml
 
 from napari_dsir.camera import Camera
 from napari_dsir.cli import main
+from napari_dsir.errors import DSIRError
 from napari_dsir.io import open_stack, read_localizations
 
 from .conftest import shared
@@ -495,11 +496,67 @@ def test_localize_uses_the_camera_the_file_states(camera_movie, tmp_path, capsys
 
     over = tmp_path / "over.hdf5"
     assert main(["localize", str(stated), "-o", str(over), "-q", "--pixel-size", "100", "--baseline", "390"]) == 0
-    assert "camera settings from the metadata" not in capsys.readouterr().err
+    # the option given wins; the file's other settings stay under it, and the run says which
+    assert "(em gain, qe, read noise, sensitivity, under those given)" in capsys.readouterr().err
     text = over.with_suffix(".yaml").read_text()
-    assert "camera_origin: given" in text and "baseline: 390.0" in text
-    assert "Baseline: 390.0" in text and "Sensitivity: 1.0" in text  # Picasso's names too
-    assert Camera.from_yaml(over.with_suffix(".yaml")) == Camera(390.0, 1.0, 1.0, 1.0)
+    assert "camera_origin: given" in text and "baseline: 390.0" in text and "sensitivity: 0.5" in text
+    assert "Baseline: 390.0" in text and "Sensitivity: 0.5" in text  # Picasso's names too
+    assert Camera.from_yaml(over.with_suffix(".yaml")) == Camera(390.0, 0.5, 1.0, 1.0)
+
+
+def test_single_camera_options_go_over_what_the_movie_states(camera_movie, tmp_path, capsys):
+    """`--sensitivity` alone on a movie that states its offset keeps the
+    offset (before: the default 100 ADU, silently), says which settings came
+    from the metadata, and gives the API's partial dict's result; a whole
+    `Camera` is the whole camera."""
+    from napari_dsir.run import reconstruct
+
+    stated, raw = camera_movie
+    out = tmp_path / "partial.csv"
+    capsys.readouterr()
+    assert main(["localize", str(stated), "-o", str(out), "-q", "--sensitivity", "0.25"]) == 0
+    err = capsys.readouterr().err
+    assert "camera settings from the metadata of" in err
+    assert "(baseline, em gain, qe, read noise, under those given)" in err
+    cam = json.loads((tmp_path / "partial-protocol.txt").read_text())["napari-dsir"]["camera"]
+    assert (cam["baseline"], cam["sensitivity"]) == (400.0, 0.25)
+    api = reconstruct(stated, localize=True, camera={"sensitivity": 0.25})
+    np.testing.assert_allclose(api.localizations.photons, read_localizations(out).photons, rtol=1e-5)
+    np.testing.assert_allclose(api.info["camera"]["baseline"], 400.0)
+    whole = reconstruct(stated, localize=True, camera=Camera(sensitivity=0.25))
+    assert whole.info["camera"]["baseline"] == 100.0
+    # on a movie that states nothing, the defaults under the options, as before
+    assert main(["localize", str(raw), "-o", str(tmp_path / "raw.csv"), "-q", "--sensitivity", "0.25"]) == 0
+    assert "camera settings from the metadata" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "raw-protocol.txt").read_text())["napari-dsir"]["camera"]["baseline"] == 100.0
+
+
+def test_the_api_saves_a_run_as_dsir_localize_writes_it(camera_movie, tmp_path):
+    """`run.save_localizations` (the Python API) writes the table and the
+    protocol beside it byte for byte as `dsir localize -o` does for the same
+    run: the camera, the model, the frames and the camera pixel size are
+    stated either way (before, the API's `write_localizations` stated none)."""
+    from napari_dsir.run import reconstruct, save_localizations
+
+    stated, _ = camera_movie
+    for suffix in (".csv", ".hdf5"):
+        cli, api = tmp_path / f"cli{suffix}", tmp_path / f"api{suffix}"
+        assert main(["localize", str(stated), "-o", str(cli), "-q", "--frames", "1:5"]) == 0
+        res = reconstruct(stated, localize=True, start=1, stop=5)
+        assert save_localizations(res, api) == api
+        beside = {".csv": "{}-protocol.txt", ".hdf5": "{}.yaml"}[suffix]
+        if suffix == ".csv":
+            assert api.read_bytes() == cli.read_bytes()
+        else:
+            np.testing.assert_array_equal(read_localizations(api).x, read_localizations(cli).x)
+        assert (tmp_path / beside.format("api")).read_text() == (tmp_path / beside.format("cli")).read_text()
+    protocol = json.loads((tmp_path / "api-protocol.txt").read_text())
+    assert protocol["cameraSettings"]["offset"] == 400 and protocol["cameraSettings"]["pixelSize"] == 100
+    mine = protocol["napari-dsir"]
+    assert mine["frames"] == [1, 5] and mine["camera_origin"] == "metadata" and mine["camera_pixel_size"] == 100
+    assert mine["frame_shape"] == [32, 32] and mine["model"]
+    with pytest.raises(DSIRError, match="already exists"):
+        save_localizations(res, api)
 
 
 def test_localize_reads_a_picasso_camera_config_against_micro_manager(camera_movie, tmp_path, capsys):

@@ -231,9 +231,12 @@ def test_reconstruct_a_file_layer_reads_it_as_a_run_on_the_file(make_napari_view
     viewer.open(str(path), plugin="napari-dsir")
     layer = viewer.layers[-1]
     assert type(layer.data).__module__.startswith("dask")
-    reads.clear()  # napari reads a chunk to show the first frame
     w = _dock(viewer, "DSIR Reconstruct")
     w.batch.value = 4
+    # napari read a chunk to show the first frame, and the widget the first
+    # 4 frames for the camera a run would assume (shown in its greyed fields)
+    assert reads[-1] == (0, 4)
+    reads.clear()
     w.run()
     assert _texts(notes, "error") == []
     from_layer = list(reads)

@@ -69,6 +69,46 @@ def test_a_run_of_dsir_reconstruct_saves_as_thunderstorm_and_picasso(make_napari
     np.testing.assert_allclose(back.x, locs.x, rtol=1e-6)
 
 
+def test_a_saved_layer_states_its_run_as_dsir_localize_does(make_napari_viewer, tmp_path):
+    """A run's localizations layer saved with File > Save states the run as
+    `dsir localize` (`run.save_localizations`) does: the same protocol
+    (camera, camera pixel size, defects, binning, frames...) plus the layer's
+    name and kind; reopened and saved again (as a Picasso file: the camera
+    pixel size now comes from the CSV's protocol) it still states them."""
+    import json
+
+    import tifffile
+
+    from napari_dsir.run import reconstruct, save_localizations
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(5, SimulationConfig(frame_size=(32, 32), density=1.0, photons=(800.0, 3000.0),
+                                             base_level=400.0, gain=2.0, pixel_size=120.0), seed=5)
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, frames.astype(np.uint16), photometric="minisblack", metadata={"offset": 400})
+    res = reconstruct(movie, localize=True, pixel_size=120.0, start=1, stop=4)
+    save_localizations(res, tmp_path / "api.csv")
+    viewer = make_napari_viewer()
+    geometry = Geometry.from_layer((1.0, 120.0, 120.0), (0.0, 0.0, 0.0), 120.0)
+    for data, kwargs, kind in result_layers(res, geometry, "movie", localizations=True):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.layers.selection = {viewer.layers["movie DSIR localizations"]}
+    assert viewer.layers.save(str(tmp_path / "gui.csv"), selected=True, plugin="napari-dsir")
+    api, gui = (json.loads((tmp_path / f"{n}-protocol.txt").read_text()) for n in ("api", "gui"))
+    assert gui["cameraSettings"] == api["cameraSettings"] and api["cameraSettings"]["pixelSize"] == 120.0
+    extra = {k: gui["napari-dsir"].pop(k) for k in ("layer", "kind", "source")}
+    assert gui["napari-dsir"] == api["napari-dsir"] and extra["kind"] == "localizations"
+    assert api["napari-dsir"]["frames"] == [1, 4] and api["napari-dsir"]["camera_origin"] == "metadata"
+    viewer.open(str(tmp_path / "gui.csv"), plugin="napari-dsir")
+    viewer.layers.selection = {viewer.layers["gui"]}
+    h5 = tmp_path / "again.hdf5"
+    assert viewer.layers.save(str(h5), selected=True, plugin="napari-dsir") == [str(h5)]
+    step = read_picasso(h5)[1][0]
+    assert (step["Pixelsize"], step["Width"], step["Height"]) == (120.0, 32, 32)
+    text = h5.with_suffix(".yaml").read_text()
+    assert "camera_origin: metadata" in text and "network_binning" in text
+
+
 def test_a_layer_drawn_in_um_saves_in_nm_and_one_in_pixels_is_refused(make_napari_viewer, tmp_path, rng):
     viewer = make_napari_viewer()
     yx_um = rng.uniform(0.1, 3.0, (5, 2))

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DSIRError, PixelSizeRequired
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
 from .io.picasso import movie_info
-from .io.tables import HDF5_SUFFIXES, frames_of, stated_metadata
+from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, frames_of, stated_metadata
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -122,7 +122,8 @@ def _read_table(path: Path):
     movie = movie_info(steps) if picasso else {}
     # ground truth saved from DSIR Ground Truth reads back as such
     kind = own.get("kind") if own.get("kind") in ("localizations", "ground_truth") else "localizations"
-    meta = {"source": str(path), "kind": kind}
+    # what its run stated (the camera, the model, ...): saved again with it
+    meta = {**{k: own[k] for k in PROTOCOL_KEYS if k in own and k != "frames"}, "source": str(path), "kind": kind}
     if px is not None:
         meta["pixel_size"] = px
     # the frames its run covered (scored by DSIR Ground Truth); a Picasso file of Picasso's own: its movie's

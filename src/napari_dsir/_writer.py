@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .errors import DSIRError
 from .io import write_localizations
-from .io.tables import HDF5_SUFFIXES, output_paths
+from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, output_paths
 from .layers import locs_from_layer
 
 
@@ -56,13 +56,16 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
                            scale=attributes.get("scale"), translate=attributes.get("translate"),
                            units=attributes.get("units"), name=name)
     frames = meta.get("frames")
-    kw: dict = {"metadata": {"generator": f"napari-dsir {__version__}", "layer": name,
-                             **{k: meta[k] for k in ("kind", "source", "model", "camera", "camera_origin",
-                                                     "localize") if meta.get(k) is not None}}}
+    # what the run stated of itself (`io.tables.run_protocol`), as `dsir localize` writes it
+    stated = {k: meta[k] for k in PROTOCOL_KEYS if k in meta}
+    kw: dict = {"metadata": {"generator": f"napari-dsir {__version__}", **stated, "layer": name,
+                             **{k: meta[k] for k in ("kind", "source") if meta.get(k) is not None}}}
     if frames:  # the frames the run covered: read back, DSIR Ground Truth scores those
         kw["metadata"]["frames"] = [int(frames[0]), int(frames[1])]
+    pixel = meta.get("camera_pixel_size") or meta.get("pixel_size")
+    if pixel:  # a CSV's protocol states it (ThunderSTORM's cameraSettings.pixelSize)
+        kw["pixel_size"] = float(pixel)
     if Path(path).suffix.lower() in HDF5_SUFFIXES:
-        pixel = meta.get("camera_pixel_size") or meta.get("pixel_size")
         if not pixel:
             raise DSIRError(f"{path}: a Picasso file is in camera pixels and '{name}' states no camera pixel "
                             "size; save it as a .csv (nm)")
@@ -70,7 +73,7 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
         if not shape and len(locs):
             shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (locs.y, locs.x))
         last = int(locs.frame.max()) + 1 if len(locs) else 0  # a point drawn by hand may lie beyond the run
-        kw.update(pixel_size=float(pixel), frame_shape=tuple(shape or (1, 1)),
+        kw.update(frame_shape=tuple(shape or (1, 1)),
                   n_frames=max(int(frames[1]), last) if frames else None)
     unit = "photon" if meta.get("kind") == "ground_truth" else "a.u."  # a simulation's truth: photons
     write_localizations(path, locs, overwrite=True, intensity_unit=unit, **kw)

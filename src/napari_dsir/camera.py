@@ -293,23 +293,47 @@ class Camera:
         the conversion factor of Micro-Manager's camera properties,
         `micro_manager_entries`), or None when it states none. Keys other
         than the camera's are ignored; missing settings keep their defaults."""
-        if not meta or not isinstance(meta, dict):
-            return None
-        out: dict[str, object] = {}
-        for k, v in [*meta.items(), *micro_manager_entries(meta).items()]:
-            name = ALIASES.get(_norm_key(k))
-            if name is None or name in out:
-                continue
-            try:
-                out[name] = float(v)
-            except (TypeError, ValueError):
-                continue
+        out = stated_settings(meta)
         if not out:
             return None
         try:
             return cls(**out).validate()
         except DSIRError as e:
             raise DSIRError(f"camera settings in the file metadata: {e}") from None
+
+
+def stated_settings(meta: dict | None) -> dict[str, float]:
+    """The camera settings file metadata states (`Camera.from_metadata`), by
+    field name; those it does not state are left out."""
+    if not meta or not isinstance(meta, dict):
+        return {}
+    out: dict[str, float] = {}
+    for k, v in [*meta.items(), *micro_manager_entries(meta).items()]:
+        name = ALIASES.get(_norm_key(k))
+        if name is None or name in out:
+            continue
+        try:
+            out[name] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def given_over_stated(given: dict, meta: dict | None) -> tuple[Camera, list[str]]:
+    """The camera of settings ``given`` (a dict by names or aliases, some of
+    them) over those the movie's metadata ``meta`` states, over the
+    defaults; and the names taken from the metadata (a run given only the
+    sensitivity keeps the baseline its movie states)."""
+    mine = Camera.from_dict(given)  # names checked, aliases resolved
+    names = {ALIASES[_norm_key(k)] for k in given}
+    stated = {k: v for k, v in stated_settings(meta).items() if k not in names}
+    if not stated:
+        return mine, []
+    values = {k: getattr(mine, k) for k in names}
+    try:
+        return Camera(**{**stated, **values}), sorted(stated)
+    except (TypeError, ValueError) as e:  # pragma: no cover - names and floats checked above
+        raise DSIRError(f"camera settings: {e}") from None
 
 
 #: example settings (typical values; check your camera's test sheet)

@@ -169,18 +169,27 @@ def _add_camera_options(g) -> None:
                    help="camera file (YAML: baseline, sensitivity, em_gain, qe, read_noise; Picasso's camera "
                         "config.yaml, read against the movie's Micro-Manager metadata; or a ThunderSTORM "
                         "protocol, such as the -protocol.txt of an earlier run)")
-    g.add_argument("--baseline", type=float, default=None, help="camera offset, ADU (default 100)")
-    g.add_argument("--sensitivity", type=float, default=None, help="photoelectrons per ADU (default 1)")
-    g.add_argument("--em-gain", type=float, default=None, help="EM gain, 1 for sCMOS/CCD (default 1)")
-    g.add_argument("--qe", type=float, default=None, help="quantum efficiency in (0, 1] (default 1)")
-    g.add_argument("--read-noise", type=float, default=None, help="read noise, e- rms (default 0)")
+    g.add_argument("--baseline", type=float, default=None,
+                   help="camera offset, ADU (default: the movie's metadata, else 100)")
+    g.add_argument("--sensitivity", type=float, default=None,
+                   help="photoelectrons per ADU (default: the movie's metadata, else 1)")
+    g.add_argument("--em-gain", type=float, default=None,
+                   help="EM gain, 1 for sCMOS/CCD (default: the movie's metadata, else 1)")
+    g.add_argument("--qe", type=float, default=None,
+                   help="quantum efficiency in (0, 1] (default: the movie's metadata, else 1)")
+    g.add_argument("--read-noise", type=float, default=None,
+                   help="read noise, e- rms (default: the movie's metadata, else 0)")
 
 
 def _camera(args, stated: dict | None = None):
-    """The camera the options give (a file, then single values over it), or
-    None when none is given (a run with the fits then assumes defaults, with
-    a warning; one without uses no camera). A Picasso camera configuration
-    takes its entry and settings from the movie's metadata ``stated``."""
+    """The camera the options give: a file, then single values over it (a
+    `Camera`); single values alone (a dict: the run takes the others from
+    the movie's metadata, else the defaults, `camera.given_over_stated`); or
+    None when none is given (a run with the fits then uses the movie's
+    metadata, else assumes defaults, with a warning; one without uses no
+    camera). A Picasso camera configuration takes its entry and settings
+    from the movie's metadata ``stated``. Impossible values are refused
+    here, before the work."""
     from .camera import Camera
 
     values = {k: getattr(args, k, None) for k in ("baseline", "sensitivity", "em_gain", "qe", "read_noise")}
@@ -188,7 +197,10 @@ def _camera(args, stated: dict | None = None):
     path = getattr(args, "camera", None)
     if path is None and not values:
         return None
-    base = Camera.from_yaml(path, stated, given=tuple(values)).to_dict() if path is not None else {}
+    if path is None:
+        Camera.from_dict(values).validate()
+        return values
+    base = Camera.from_yaml(path, stated, given=tuple(values)).to_dict()
     return Camera.from_dict({**base, **values}).validate()
 
 
@@ -233,29 +245,17 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_localize(args) -> int:
-    from .io import check_outputs, write_localizations, write_tiff
+    from .io import check_outputs, write_tiff
     from .io.files import outputs_together
     from .io.tables import output_paths
+    from .run import save_localizations
 
     table, *beside = output_paths(args.output)  # the table and what goes beside it (YAML, protocol)
     check_outputs([(table, "table"), *((b, None) for b in beside), (args.image, "image")], _inputs(args),
                   args.overwrite)
     res = _run_reconstruction(args, localize=True)
-    u = res.upsampling
-    meta = {"generator": f"napari-dsir {__version__}", "model": res.info.get("model"),
-            "camera": res.info.get("camera"), "camera_origin": res.info.get("camera_origin"),
-            "localize": res.info.get("localize"),
-            "pixel_size_origin": res.info.get("pixel_size_origin"), "network_binning": res.info.get("binning"),
-            "psf_fwhm_nm": res.info.get("psf_fwhm_nm"), "hot_pixels": res.info.get("hot_pixels"),
-            "bright_objects": dict(zip(("objects", "detections_left_out"), res.info.get("halos", (0, 0)))),
-            "dead_pixels": res.info.get("dead_pixels", 0), "stripes": res.info.get("stripes"),
-            "saturated": res.info.get("saturated"), "frames": [res.start, res.stop],
-            **{k: res.info[k] for k in ("background_shaped", "background_ratio") if k in res.info}}
     with outputs_together():  # the table (and what goes beside it) and the image, or none
-        write_localizations(args.output, res.localizations, overwrite=args.overwrite,
-                            pixel_size=res.info["camera_pixel_size"],
-                            frame_shape=(res.sum_image.shape[0] // u, res.sum_image.shape[1] // u),
-                            n_frames=res.stop, metadata=meta)
+        save_localizations(res, args.output, overwrite=args.overwrite)
         if args.image is not None:
             write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")

@@ -329,18 +329,19 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
     for and present. ``ndim``: the input layer's (2 or 3); ``units``: the
     input layer's world units (None: nm when its scale is the pixel size),
     so that napari sees one set of units."""
+    from .io.tables import run_protocol
+
     u = int(result.upsampling)
     info = result.info or {}
+    protocol = {k: v for k, v in run_protocol(result).items() if k != "generator"}  # saved with the table
     meta = {
+        **protocol,
         "pixel_size": float(result.pixel_size),
         "camera_pixel_size": geometry.pixel_size,
         "pixel_size_origin": info.get("pixel_size_origin"),
         "upsampling": u,
         "frames": (int(result.start), int(result.stop)),
         "source": name,
-        "model": info.get("model"),
-        "camera": info.get("camera"),  # the camera settings the fits used, and where they came from
-        "camera_origin": info.get("camera_origin"),
         "frame_shape": tuple(int(v) // u for v in np.shape(result.sum_image)),  # camera px (y, x)
     }
 
@@ -370,8 +371,7 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
         pts = points_layer_data(
             result.localizations, f"{name} DSIR localizations", geometry=geometry,
             ndim=3 if ndim == 3 else 2, size=0.5 * geometry.pixel_size, symbol="ring", color="yellow",
-            metadata=dict(meta, kind="localizations", pixel_size=geometry.pixel_size,
-                          localize=info.get("localize")), units=units,
+            metadata=dict(meta, kind="localizations", pixel_size=geometry.pixel_size), units=units,
         )
         out.append(pts)
     return out

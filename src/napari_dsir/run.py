@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import Camera, assumed_camera, resolve_camera
+from .camera import Camera, assumed_camera, given_over_stated, resolve_camera
 from .defects import inside_dead
 from .errors import Cancelled, DSIRError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack, stack_of
@@ -191,10 +191,12 @@ def camera_warning(camera: Camera) -> str:
             "(set the camera to change them)")
 
 
-def camera_metadata_message(name: str, camera: Camera) -> str:
-    """What a run says when its fits use the camera settings the input's metadata states."""
-    return (f"camera settings from the metadata of {name}: {camera.describe()}; photons and precisions rest on "
-            "them (set the camera to change them)")
+def camera_metadata_message(name: str, camera: Camera, names: list[str] | None = None) -> str:
+    """What a run says when its fits use the camera settings the input's
+    metadata states (``names``: only those, under the settings given)."""
+    which = f" ({', '.join(n.replace('_', ' ') for n in names)}, under those given)" if names else ""
+    return (f"camera settings from the metadata of {name}{which}: {camera.describe()}; photons and precisions "
+            "rest on them (set the camera to change them)")
 
 
 def _stated_camera_error(name: str, err: DSIRError) -> DSIRError:
@@ -205,16 +207,18 @@ def _stated_camera_error(name: str, err: DSIRError) -> DSIRError:
     return DSIRError(f"{name}: {what} (set the camera to override them)")
 
 
-def _as_camera(value, stated: dict | None = None) -> Camera | None:
-    """``value`` (`RunRequest.camera`) as a `Camera`: a camera file is read
-    against the source's metadata ``stated`` (a Picasso camera configuration
-    picks its entry and settings by it)."""
+def _as_camera(value, stated: dict | None = None) -> tuple[Camera | None, list[str]]:
+    """``value`` (`RunRequest.camera`) as a `Camera`, and the names of the
+    settings taken from the source's metadata ``stated``: a dict of some
+    settings goes over those the source states (`camera.given_over_stated`);
+    a camera file is read against it (a Picasso camera configuration picks
+    its entry and settings by it); a `Camera` is the whole camera."""
     if value is None or isinstance(value, Camera):
-        return value
+        return value, []
     if isinstance(value, dict):
-        return Camera.from_dict(value)
+        return given_over_stated(value, stated)
     if isinstance(value, (str, os.PathLike)):
-        return Camera.from_yaml(value, stated)
+        return Camera.from_yaml(value, stated), []
     raise DSIRError(f"camera: expected camera settings or a camera file, got {type(value).__name__}")
 
 
@@ -339,7 +343,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     camera_origin = None
     stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
     if refine:
-        explicit = _as_camera(req.camera, stated)
+        explicit, from_stated = _as_camera(req.camera, stated)
         try:
             camera, assumed = resolve_camera(explicit, stated)
         except DSIRError as e:
@@ -350,10 +354,11 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         if assumed:
             camera = assumed_camera(first)
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
-        elif camera_origin == "metadata":
-            yield Progress(0, total, req.batch_size or 0, camera_metadata_message(name, camera), kind="warning")
+        elif camera_origin == "metadata" or from_stated:
+            yield Progress(0, total, req.batch_size or 0, camera_metadata_message(name, camera, from_stated),
+                           kind="warning")
     elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
-        camera, camera_origin = resolve_camera(_as_camera(req.camera, stated))[0], "given"
+        camera, camera_origin = resolve_camera(_as_camera(req.camera, stated)[0])[0], "given"
     if camera is not None:
         try:
             low = camera.check_data(first)
@@ -605,6 +610,25 @@ def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None) -> Result:
     """Blocking form of `iter_run`; ``progress`` is called with every record."""
     return drive(iter_run(req, cancel), progress)
+
+
+def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``result``'s localizations at ``path`` as `dsir localize -o` does:
+    a ThunderSTORM CSV with its protocol beside it, or a Picasso HDF5 + YAML
+    in the run's camera pixels and frame (the format by the extension),
+    stating the run (`napari_dsir.io.tables.run_protocol`: camera, model,
+    frames, ...). Atomic; an existing file is replaced only with
+    ``overwrite``."""
+    from .io import write_localizations
+    from .io.tables import run_protocol
+
+    if result.localizations is None:
+        raise DSIRError("the run has no localizations (run it with localize=True)")
+    u = int(result.upsampling)
+    return write_localizations(path, result.localizations, overwrite=overwrite,
+                               pixel_size=result.info["camera_pixel_size"],
+                               frame_shape=(result.sum_image.shape[0] // u, result.sum_image.shape[1] // u),
+                               n_frames=result.stop, metadata=run_protocol(result))
 
 
 def reconstruct(source, model=None, progress: Callable[[Progress], None] | None = None, **fields) -> Result:

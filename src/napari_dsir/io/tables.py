@@ -517,6 +517,40 @@ def stated_frames(path: str | os.PathLike, info: list | None = None) -> tuple[in
     return frames_of(stated_metadata(path, info))
 
 
+#: what a run states of itself beside its table (`run_protocol`), napari's
+#: localizations layer carries and File > Save writes again
+PROTOCOL_KEYS = ("model", "camera", "camera_origin", "localize", "camera_pixel_size", "pixel_size_origin",
+                 "frame_shape", "network_binning",
+                 "psf_fwhm_nm", "hot_pixels", "bright_objects", "dead_pixels", "stripes", "saturated", "frames",
+                 "background_shaped", "background_ratio")
+
+
+def run_protocol(result) -> dict:
+    """What a run (a `napari_dsir.reconstruct.Result`) states of itself
+    beside its table (the CSV's protocol, the Picasso YAML's step; the
+    napari layer's metadata): the program, the model, the camera the fits
+    used and where it came from (given, metadata, assumed), the localizer,
+    the camera pixel size (nm) and where it came from, the camera frame
+    (height, width px), the network's binning, the PSF
+    measured, the defects found and the frames run (start, stop: 0-based,
+    stop excluded; the table's own frames are 1-based). One dict for the
+    CLI, the API (`napari_dsir.run.save_localizations`) and napari."""
+    from .. import __version__
+
+    info = result.info or {}
+    out = {"generator": f"napari-dsir {__version__}", "model": info.get("model"), "camera": info.get("camera"),
+           "camera_origin": info.get("camera_origin"), "localize": info.get("localize"),
+           "camera_pixel_size": info.get("camera_pixel_size"), "pixel_size_origin": info.get("pixel_size_origin"),
+           "frame_shape": [int(v) // int(result.upsampling) for v in np.shape(result.sum_image)],
+           "network_binning": info.get("binning"),
+           "psf_fwhm_nm": info.get("psf_fwhm_nm"), "hot_pixels": info.get("hot_pixels"),
+           "bright_objects": dict(zip(("objects", "detections_left_out"), info.get("halos", (0, 0)))),
+           "dead_pixels": info.get("dead_pixels", 0), "stripes": info.get("stripes"),
+           "saturated": info.get("saturated"), "frames": [int(result.start), int(result.stop)],
+           **{k: info[k] for k in ("background_shaped", "background_ratio") if k in info}}
+    return out
+
+
 def frames_of(stated: dict) -> tuple[int, int] | None:
     """The frames (start, stop) in what napari-dsir stated of a table
     (`stated_metadata`: its "frames"), None where they are not there."""
