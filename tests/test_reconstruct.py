@@ -831,3 +831,26 @@ def test_the_api_takes_a_list_of_frames_and_says_what_a_negative_start_means():
         run([np.zeros((4, 4)), np.zeros((5, 5))], pixel_size=100.0)
     with pytest.raises(DSIRError, match="start -2 is negative: start and stop count frames from 0"):
         run(np.stack(frames), pixel_size=100.0, start=-2)
+
+
+def test_the_api_warns_of_a_stop_past_the_end_and_without_a_callback_through_python(tiny_checkpoint, rng):
+    """A stop past the movie's end is cut with the warning the CLI gives
+    (the API cut it silently); with no progress callback a run's warnings
+    come as Python warnings (`DSIRWarning`) instead of being dropped."""
+    import warnings
+
+    from napari_dsir.errors import DSIRWarning
+
+    frames = rng.normal(300.0, 10.0, (5, 16, 16))
+    seen = []
+    res = reconstruct(frames, load_checkpoint(tiny_checkpoint), pixel_size=100.0, start=1, stop=100,
+                      progress=seen.append)
+    assert (res.start, res.stop) == (1, 5)
+    said = [p.message for p in seen if p.kind == "warning"]
+    assert "the input: frames 1:100 reach past its 5 frames: frames 1:5 are run" in said
+    with pytest.warns(DSIRWarning, match="reach past its 5 frames") as caught:
+        reconstruct(frames, load_checkpoint(tiny_checkpoint), start=1, stop=100)  # no pixel size: warned too
+    assert any("no pixel size" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a callback takes them all: none through Python
+        reconstruct(frames, load_checkpoint(tiny_checkpoint), start=1, stop=100, progress=seen.append)

@@ -18,5 +18,11 @@ class OutOfMemory(DSIRError):
     """Out of memory even at the smallest batch."""
 
 
+class DSIRWarning(UserWarning):
+    """What a run warns of (an assumed camera or pixel size, failed fits,
+    ...), through Python's warnings where the Python API is given no
+    progress callback (`napari_dsir.run.run`)."""
+
+
 class Cancelled(Exception):
     """The user cancelled a run (not an error: nothing to report)."""

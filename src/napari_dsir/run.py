@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from .camera import Camera, assumed_camera, given_over_stated, resolve_camera
 from .defects import inside_dead
-from .errors import Cancelled, DSIRError
+from .errors import Cancelled, DSIRError, DSIRWarning
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack, stack_of
 from .progress import drive
 from .reconstruct import (
@@ -300,6 +301,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     first_frame, stop_frame = check_frame_range(_length(src), req.start, req.stop)  # before any frame is read
     total = stop_frame - first_frame
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
+    if req.stop is not None and req.stop > stop_frame:  # (the CLI's --frames is cut, and said, before)
+        yield Progress(0, total, req.batch_size or 0, f"{name}: frames {req.start}:{req.stop} reach past its "
+                       f"{stop_frame} frames: frames {first_frame}:{stop_frame} are run", kind="warning")
     if px.assumed:
         yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
     for note in src.notes if isinstance(src, Stack) else ():
@@ -608,8 +612,16 @@ def _length(src) -> int:
 
 def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None) -> Result:
-    """Blocking form of `iter_run`; ``progress`` is called with every record."""
-    return drive(iter_run(req, cancel), progress)
+    """Blocking form of `iter_run`; ``progress`` is called with every record.
+    Without one, the run's warnings (an assumed camera or pixel size, failed
+    fits, ...) come as Python warnings (`DSIRWarning`): a script or a notebook
+    shows them."""
+    return drive(iter_run(req, cancel), progress or _python_warnings)
+
+
+def _python_warnings(p: Progress) -> None:
+    if p.kind == "warning":
+        warnings.warn(p.message, DSIRWarning, stacklevel=3)
 
 
 def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
