@@ -536,6 +536,7 @@ def test_the_api_saves_a_run_as_dsir_localize_writes_it(camera_movie, tmp_path):
     protocol beside it byte for byte as `dsir localize -o` does for the same
     run: the camera, the model, the frames and the camera pixel size are
     stated either way (before, the API's `write_localizations` stated none)."""
+    from napari_dsir.io import read_picasso
     from napari_dsir.run import reconstruct, save_localizations
 
     stated, _ = camera_movie
@@ -549,6 +550,7 @@ def test_the_api_saves_a_run_as_dsir_localize_writes_it(camera_movie, tmp_path):
             assert api.read_bytes() == cli.read_bytes()
         else:
             np.testing.assert_array_equal(read_localizations(api).x, read_localizations(cli).x)
+            assert read_picasso(api)[1][0]["Frames"] == 6  # the movie's length (Picasso's Frames), not the stop
         assert (tmp_path / beside.format("api")).read_text() == (tmp_path / beside.format("cli")).read_text()
     protocol = json.loads((tmp_path / "api-protocol.txt").read_text())
     assert protocol["cameraSettings"]["offset"] == 400 and protocol["cameraSettings"]["pixelSize"] == 100

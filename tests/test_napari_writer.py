@@ -104,7 +104,8 @@ def test_a_saved_layer_states_its_run_as_dsir_localize_does(make_napari_viewer, 
     h5 = tmp_path / "again.hdf5"
     assert viewer.layers.save(str(h5), selected=True, plugin="napari-dsir") == [str(h5)]
     step = read_picasso(h5)[1][0]
-    assert (step["Pixelsize"], step["Width"], step["Height"]) == (120.0, 32, 32)
+    # Picasso's Frames: the movie's length (5), not the run's stop (4)
+    assert (step["Pixelsize"], step["Width"], step["Height"], step["Frames"]) == (120.0, 32, 32, 5)
     text = h5.with_suffix(".yaml").read_text()
     assert "camera_origin: metadata" in text and "network_binning" in text
 

@@ -131,7 +131,8 @@ def _read_table(path: Path):
     n_frames = movie.get("n_frames")
     frames = frames_of(own) if own else ((0, n_frames) if n_frames else None)
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
-                                   ("frame_shape", movie.get("frame_shape")), ("frames", frames)) if v is not None})
+                                   ("frame_shape", movie.get("frame_shape")), ("frames", frames),
+                                   ("movie_frames", n_frames)) if v is not None})
     camera_px = meta.get("camera_pixel_size")  # markers of 0.8 camera px, as a run's
     layer = points_layer_data(locs, path.stem, metadata=meta, size=0.8 * camera_px if camera_px else None)
 

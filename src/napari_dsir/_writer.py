@@ -73,8 +73,9 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
         if not shape and len(locs):
             shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (locs.y, locs.x))
         last = int(locs.frame.max()) + 1 if len(locs) else 0  # a point drawn by hand may lie beyond the run
+        ran = max(int(frames[1]), last) if frames else None  # Picasso's Frames: the movie's length where known
         kw.update(frame_shape=tuple(shape or (1, 1)),
-                  n_frames=max(int(frames[1]), last) if frames else None)
+                  n_frames=max(int(meta["movie_frames"]), last) if meta.get("movie_frames") else ran)
     unit = "photon" if meta.get("kind") == "ground_truth" else "a.u."  # a simulation's truth: photons
     write_localizations(path, locs, overwrite=True, intensity_unit=unit, **kw)
     return [str(path)]

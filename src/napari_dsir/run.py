@@ -298,7 +298,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     meta_px = req.source_pixel_size if req.source_pixel_size is not None or not isinstance(src, Stack) \
         else src.pixel_size
     px = resolve_pixel_size(req.pixel_size, meta_px)
-    first_frame, stop_frame = check_frame_range(_length(src), req.start, req.stop)  # before any frame is read
+    movie_frames = _length(src)
+    first_frame, stop_frame = check_frame_range(movie_frames, req.start, req.stop)  # before any frame is read
     total = stop_frame - first_frame
     yield Progress(0, total, req.batch_size or 0, "loading the model", kind="start")
     if req.stop is not None and req.stop > stop_frame:  # (the CLI's --frames is cut, and said, before)
@@ -450,7 +451,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     result.info.update(
         dead_pixels=len(dead), dead_left_out=left_out,
         stripes=stripes.counts() if stripes is not None else {"columns": 0, "rows": 0, "max_adu": 0.0},
-        camera_pixel_size=px.nm, pixel_size_origin=px.origin, model=model.source, arch=model.arch,
+        camera_pixel_size=px.nm, pixel_size_origin=px.origin, movie_frames=movie_frames, model=model.source,
+        arch=model.arch,
         localize=params.to_dict() if params is not None else None,
         camera=camera.to_dict() if camera is not None else None, camera_origin=camera_origin,
         seconds=time.perf_counter() - t0, hot_pixels=hot.tolist(), **psf,
@@ -627,7 +629,7 @@ def _python_warnings(p: Progress) -> None:
 def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``result``'s localizations at ``path`` as `dsir localize -o` does:
     a ThunderSTORM CSV with its protocol beside it, or a Picasso HDF5 + YAML
-    in the run's camera pixels and frame (the format by the extension),
+    in the run's camera pixels and frame, whose Frames is the movie's (the format by the extension),
     stating the run (`napari_dsir.io.tables.run_protocol`: camera, model,
     frames, ...). Atomic; an existing file is replaced only with
     ``overwrite``."""
@@ -640,7 +642,7 @@ def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bo
     return write_localizations(path, result.localizations, overwrite=overwrite,
                                pixel_size=result.info["camera_pixel_size"],
                                frame_shape=(result.sum_image.shape[0] // u, result.sum_image.shape[1] // u),
-                               n_frames=result.stop, metadata=run_protocol(result))
+                               n_frames=result.info.get("movie_frames", result.stop), metadata=run_protocol(result))
 
 
 def reconstruct(source, model=None, progress: Callable[[Progress], None] | None = None, **fields) -> Result:

@@ -520,7 +520,7 @@ def stated_frames(path: str | os.PathLike, info: list | None = None) -> tuple[in
 #: what a run states of itself beside its table (`run_protocol`), napari's
 #: localizations layer carries and File > Save writes again
 PROTOCOL_KEYS = ("model", "camera", "camera_origin", "localize", "camera_pixel_size", "pixel_size_origin",
-                 "frame_shape", "network_binning",
+                 "frame_shape", "movie_frames", "network_binning",
                  "psf_fwhm_nm", "hot_pixels", "bright_objects", "dead_pixels", "stripes", "saturated", "frames",
                  "background_shaped", "background_ratio")
 
@@ -531,7 +531,7 @@ def run_protocol(result) -> dict:
     napari layer's metadata): the program, the model, the camera the fits
     used and where it came from (given, metadata, assumed), the localizer,
     the camera pixel size (nm) and where it came from, the camera frame
-    (height, width px), the network's binning, the PSF
+    (height, width px), the movie's length (frames), the network's binning, the PSF
     measured, the defects found and the frames run (start, stop: 0-based,
     stop excluded; the table's own frames are 1-based). One dict for the
     CLI, the API (`napari_dsir.run.save_localizations`) and napari."""
@@ -542,6 +542,7 @@ def run_protocol(result) -> dict:
            "camera_origin": info.get("camera_origin"), "localize": info.get("localize"),
            "camera_pixel_size": info.get("camera_pixel_size"), "pixel_size_origin": info.get("pixel_size_origin"),
            "frame_shape": [int(v) // int(result.upsampling) for v in np.shape(result.sum_image)],
+           "movie_frames": info.get("movie_frames"),
            "network_binning": info.get("binning"),
            "psf_fwhm_nm": info.get("psf_fwhm_nm"), "hot_pixels": info.get("hot_pixels"),
            "bright_objects": dict(zip(("objects", "detections_left_out"), info.get("halos", (0, 0)))),
