@@ -913,6 +913,14 @@ def test_camera_fields_keep_a_files_decimals_and_the_users_edits(make_napari_vie
     assert w.camera.set_camera.value
     assert w.camera.camera() == {"baseline": 98.7, "sensitivity": 0.0435, "em_gain": 1.0, "qe": 0.905,
                                  "read_noise": 0.125}
+    fine = tmp_path / "fine.yaml"  # more decimals than the fields show: the run takes the file's own
+    fine.write_text(yaml.safe_dump({"baseline": 99.87654, "sensitivity": 0.123456}))
+    w.camera.camera_file.value = fine
+    assert w.camera.sensitivity.value == 0.1235
+    assert (w.camera.camera()["baseline"], w.camera.camera()["sensitivity"]) == (99.87654, 0.123456)
+    w.pixel_size.value = 106.667
+    assert w.pixel_size.value == 106.667
+    w.camera.camera_file.value = cam
     w.camera.baseline.value = 250.0
     w.pixel_size.value = 110.0
     w.image.value = viewer.layers["other"]

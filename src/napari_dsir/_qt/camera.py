@@ -66,6 +66,7 @@ class CameraFields(Container):
         self._filling = False  # the fields are being filled (from a preset or the file): not an edit
         self._file_error = ""  # why the camera file chosen could not be read
         self._from_file = False  # the fields hold the camera file's settings (not edited since)
+        self._file_camera: Camera | None = None  # those settings as the file gives them (the fields round)
         self.refine.changed.connect(self._update)
         self.set_camera.changed.connect(self._update)
         self.preset.changed.connect(self._on_preset)
@@ -118,7 +119,7 @@ class CameraFields(Container):
                     self._file_error = f"camera file {path}: {beyond}"
                     self.set_camera.value = False
                 else:
-                    self._from_file = True
+                    self._from_file, self._file_camera = True, cam
                     self.set_camera.value = True
         self._update()
 
@@ -181,8 +182,14 @@ class CameraFields(Container):
                    "the other defaults will be assumed"))
 
     def camera(self) -> dict | None:
-        """The camera for `RunRequest.camera`: the settings, or None (from the file, else defaults)."""
+        """The camera for `RunRequest.camera`: the settings, or None (from the
+        file, else defaults); a camera file's as it gives them until edited
+        (the fields show them rounded: 0.123456 e-/ADU as 0.1235)."""
         if not self.set_camera.value:
             return None
+        if self._from_file and self._file_camera is not None:
+            c = self._file_camera
+            return {"baseline": c.baseline, "sensitivity": c.sensitivity, "em_gain": c.em_gain, "qe": c.qe,
+                    "read_noise": c.read_noise}
         return {"baseline": self.baseline.value, "sensitivity": self.sensitivity.value,
                 "em_gain": self.em_gain.value, "qe": self.qe.value, "read_noise": self.read_noise.value}

@@ -73,6 +73,7 @@ class ReconstructWidget(Container):
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.0, max=1e5, step=1.0, value=0.0,
                                        tooltip="Camera pixel size; 0: the layer's own (its nm scale, else metadata)")
         self.pixel_size.native.setSpecialValueText("from the layer")
+        self.pixel_size.native.setDecimals(3)  # 106.667 nm kept (Qt's 2: 106.67)
         self.pixel_note = Label(value="")
         self.model = ComboBox(label="Model", choices=MODELS, value=MODEL_DEFAULT,
                               tooltip="Default: shipped with napari-dsir. Original DSIR weights: the 2018 "
