@@ -170,7 +170,8 @@ def test_frc_errors_say_their_reason_apart_from_the_command_line_advice():
     """The two failures a caller can mend (uneven odd/even halves, a curve
     that never crosses) carry a reason code and their advice apart; the
     message is the text then the advice, as the CLI prints it."""
-    from napari_dsir.resolution import FINER_THAN_2_PX, UNEVEN_HALVES, FRCError
+    from napari_dsir.errors import FRCError
+    from napari_dsir.resolution import FINER_THAN_2_PX, UNEVEN_HALVES
 
     locs, _, _ = simulate_structure_locs(2000, CFG, precision_nm=10.0, seed=3)
     with pytest.raises(FRCError) as err:

@@ -14,6 +14,17 @@ class PixelSizeRequired(DSIRError):
     """A table gives positions in pixels and no pixel size was given to convert them."""
 
 
+class FRCError(DSIRError):
+    """An FRC that could not be measured (`napari_dsir.resolution.frc`).
+    ``reason``: `resolution.UNEVEN_HALVES`, `resolution.FINER_THAN_2_PX` or
+    None (another cause); ``advice``: what to change on the command line (""
+    for none), the end of the message after ``text``."""
+
+    def __init__(self, text: str, reason: str | None = None, advice: str = ""):
+        super().__init__(text + (f"; {advice}" if advice else ""))
+        self.text, self.reason, self.advice = text, reason, advice
+
+
 class OutOfMemory(DSIRError):
     """Out of memory even at the smallest batch."""
 

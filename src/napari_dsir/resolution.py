@@ -22,7 +22,7 @@ from scipy.optimize import curve_fit
 from scipy.signal.windows import tukey
 from scipy.spatial import cKDTree
 
-from .errors import DSIRError
+from .errors import DSIRError, FRCError
 from .io import check_pixel_size
 from .locs import Localizations
 from .render import render, render_extent
@@ -112,16 +112,6 @@ def frc_images(
 #: the curve smoothed ring by ring they crossed at rings 4-19, about 1-3 um,
 #: in 21 of 100 seeds; smoothed as a band, 1 of 100 at ring 4)
 MIN_CROSSING_RING = 8
-
-
-class FRCError(DSIRError):
-    """An FRC that could not be measured. ``reason``: `UNEVEN_HALVES`,
-    `FINER_THAN_2_PX` or None (another cause); ``advice``: what to change on
-    the command line ("" for none), the end of the message after ``text``."""
-
-    def __init__(self, text: str, reason: str | None = None, advice: str = ""):
-        super().__init__(text + (f"; {advice}" if advice else ""))
-        self.text, self.reason, self.advice = text, reason, advice
 
 
 #: `FRCError.reason`: odd and even frames split the table unevenly (few frames)
