@@ -167,3 +167,29 @@ def test_napari_own_points_csv_is_named_as_such(make_napari_viewer, tmp_path):
     assert viewer.layers.save(str(path), selected=True, plugin="napari") == [str(path)]
     with pytest.raises(DSIRError, match="napari's own points CSV .* 'napari-dsir localizations'"):
         read_localizations(path)
+
+
+def test_several_layers_save_as_one_table_each_all_or_none(make_napari_viewer, tmp_path):
+    """Save Selected Layers with several localization layers: napari-dsir's
+    writer (before: napari's own only) writes one table per layer, named
+    after the path and the layer, with its columns; none when one of them
+    cannot be saved, and two names that would clash are refused."""
+    from napari_dsir.errors import DSIRError
+
+    viewer = make_napari_viewer()
+    for name in ("movie 1: DSIR localizations", "movie 2 DSIR localizations"):
+        data, kwargs, _ = points_layer_data(_locs(), name, metadata={"kind": "localizations"})
+        viewer.add_points(data, **kwargs)
+    viewer.layers.selection = set(viewer.layers)
+    saved = viewer.layers.save(str(tmp_path / "runs.csv"), selected=True, plugin="napari-dsir")
+    assert sorted(saved) == [str(tmp_path / "runs_movie 1_ DSIR localizations.csv"),
+                             str(tmp_path / "runs_movie 2 DSIR localizations.csv")]
+    for path in saved:
+        np.testing.assert_allclose(read_localizations(path).photons, _locs().photons, equal_nan=True)
+    # a Picasso file needs the camera pixel size, which these layers do not state: neither is written
+    with pytest.raises((OSError, DSIRError), match="states no camera pixel size"):
+        viewer.layers.save(str(tmp_path / "runs.hdf5"), selected=True, plugin="napari-dsir")
+    assert not list(tmp_path.glob("*.hdf5")) and not list(tmp_path.glob("*.yaml"))
+    viewer.layers["movie 2 DSIR localizations"].name = "movie 1? DSIR localizations"
+    with pytest.raises(OSError, match="more than one would be saved as runs_movie 1_ DSIR localizations.csv"):
+        viewer.layers.save(str(tmp_path / "runs.csv"), selected=True, plugin="napari-dsir")

@@ -16,6 +16,7 @@ that holds the positions.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from . import __version__
 from .errors import DSIRError
 from .io import write_localizations
+from .io.files import outputs_together
 from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, output_paths
 from .layers import locs_from_layer
 
@@ -42,6 +44,28 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
         text = str(e)
         text = text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text
         raise CannotSave(f"napari-dsir cannot save {Path(path).name}: {text}") from e
+
+
+def write_points_layers(path: str, layer_data: list[tuple]) -> list[str]:
+    """Write several points layers (napari's ``(data, attributes, type)``
+    tuples), each as its own table beside ``path``: ``<stem>_<layer
+    name><suffix>`` (characters a file name cannot hold become "_"), all or
+    none (`io.files.outputs_together`); returns their paths. `CannotSave`
+    says why not."""
+    target = Path(path)
+    paths = [target.with_name(f"{target.stem}_{_file_name(a.get('name', 'layer'))}{target.suffix}")
+             for _, a, _ in layer_data]
+    twice = sorted({q.name for q in paths if paths.count(q) > 1})
+    if twice:
+        raise CannotSave(f"napari-dsir cannot save the layers: more than one would be saved as {twice[0]}; "
+                         "rename one")
+    with outputs_together():  # every table, or none
+        return [write_points(str(q), data, attributes)[0] for q, (data, attributes, _) in zip(paths, layer_data)]
+
+
+def _file_name(name: str) -> str:
+    """A layer's name as part of a file name."""
+    return re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", str(name)).strip(" .") or "layer"
 
 
 def _write_points(path: str, data, attributes: dict) -> list[str]:
