@@ -127,7 +127,7 @@ def _read_table(path: Path):
     if px is not None:
         meta["pixel_size"] = px
     # the frames its run covered (scored by DSIR Ground Truth); a Picasso file of Picasso's own: its movie's
-    # (napari-dsir's Frames may be only the last localized frame + 1)
+    # (napari-dsir's own state theirs: its older files' Frames was the run's stop, or the last frame + 1)
     n_frames = movie.get("n_frames")
     frames = frames_of(own) if own else ((0, n_frames) if n_frames else None)
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
