@@ -518,17 +518,29 @@ def test_single_camera_options_go_over_what_the_movie_states(camera_movie, tmp_p
     err = capsys.readouterr().err
     assert "camera settings from the metadata of" in err
     assert "(baseline, em gain, qe, read noise, under those given)" in err
-    cam = json.loads((tmp_path / "partial-protocol.txt").read_text())["napari-dsir"]["camera"]
-    assert (cam["baseline"], cam["sensitivity"]) == (400.0, 0.25)
+    mine = json.loads((tmp_path / "partial-protocol.txt").read_text())["napari-dsir"]
+    assert (mine["camera"]["baseline"], mine["camera"]["sensitivity"]) == (400.0, 0.25)
+    assert mine["camera_origin"] == "given, metadata"
     api = reconstruct(stated, localize=True, camera={"sensitivity": 0.25})
     np.testing.assert_allclose(api.localizations.photons, read_localizations(out).photons, rtol=1e-5)
     np.testing.assert_allclose(api.info["camera"]["baseline"], 400.0)
     whole = reconstruct(stated, localize=True, camera=Camera(sensitivity=0.25))
     assert whole.info["camera"]["baseline"] == 100.0
     # on a movie that states nothing, the defaults under the options, as before
+    capsys.readouterr()
     assert main(["localize", str(raw), "-o", str(tmp_path / "raw.csv"), "-q", "--sensitivity", "0.25"]) == 0
     assert "camera settings from the metadata" not in capsys.readouterr().err
     assert json.loads((tmp_path / "raw-protocol.txt").read_text())["napari-dsir"]["camera"]["baseline"] == 100.0
+    # an impossible setting the movie states, under an option: said whose, and how to get past it
+    import tifffile
+
+    bad = tmp_path / "bad.tif"
+    tifffile.imwrite(bad, open_stack(raw).read(), photometric="minisblack", metadata={"offset": 400, "qe": 0})
+    assert main(["localize", str(bad), "-o", str(tmp_path / "bad.csv"), "-q", "--sensitivity", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tif: camera settings in the file metadata: camera quantum efficiency must be in (0, 1]" in err
+    assert "(set the camera to override them)" in err
+    assert main(["localize", str(bad), "-o", str(tmp_path / "bad.csv"), "-q", "--qe", "0.9"]) == 0
 
 
 def test_the_api_saves_a_run_as_dsir_localize_writes_it(camera_movie, tmp_path):

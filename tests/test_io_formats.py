@@ -320,3 +320,18 @@ def test_intensity_equal_to_photons_is_written_once(tmp_path):
         back, _ = read_picasso(h5)
         _assert_close(back, locs)
         assert set(back.columns()) == set(locs.columns())
+
+
+def test_the_protocol_keys_are_every_key_a_run_states():
+    """`PROTOCOL_KEYS` (what napari's layer carries and File > Save writes
+    again) holds every key `run_protocol` writes: a key added to one alone
+    would be dropped from the files napari saves."""
+    from napari_dsir.io.tables import PROTOCOL_KEYS, run_protocol
+    from napari_dsir.reconstruct import Result
+
+    res = Result(sum_image=np.zeros((16, 24), np.float32), pixel_size=12.5, upsampling=8, start=2, stop=7,
+                 info={"background_shaped": True, "background_ratio": 1.5, "camera_pixel_size": 100.0,
+                       "movie_frames": 9})
+    stated = run_protocol(res)
+    assert set(stated) - {"generator"} == set(PROTOCOL_KEYS)
+    assert stated["frames"] == [2, 7] and stated["frame_shape"] == [2, 3] and stated["movie_frames"] == 9

@@ -920,6 +920,10 @@ def test_camera_fields_keep_a_files_decimals_and_the_users_edits(make_napari_vie
     assert (w.camera.camera()["baseline"], w.camera.camera()["sensitivity"]) == (99.87654, 0.123456)
     w.pixel_size.value = 106.667
     assert w.pixel_size.value == 106.667
+    w.camera.set_camera.value = False  # the greyed fields show the image's camera again ...
+    w.camera.set_camera.value = True  # ... and ticked, the run takes what they show, not the file's
+    fields = [f.value for f in w.camera.fields]
+    assert list(w.camera.camera().values()) == fields and fields[1] != 0.123456
     w.camera.camera_file.value = cam
     w.camera.baseline.value = 250.0
     w.pixel_size.value = 110.0

@@ -74,7 +74,8 @@ def test_a_saved_layer_states_its_run_as_dsir_localize_does(make_napari_viewer, 
     `dsir localize` (`run.save_localizations`) does: the same protocol
     (camera, camera pixel size, defects, binning, frames...) plus the layer's
     name and kind; reopened and saved again (as a Picasso file: the camera
-    pixel size now comes from the CSV's protocol) it still states them."""
+    pixel size and frame from what the CSV's protocol states) it still
+    states them."""
     import json
 
     import tifffile
@@ -193,3 +194,32 @@ def test_several_layers_save_as_one_table_each_all_or_none(make_napari_viewer, t
     viewer.layers["movie 2 DSIR localizations"].name = "movie 1? DSIR localizations"
     with pytest.raises(OSError, match="more than one would be saved as runs_movie 1_ DSIR localizations.csv"):
         viewer.layers.save(str(tmp_path / "runs.csv"), selected=True, plugin="napari-dsir")
+
+
+def test_older_tables_reopen_and_save_with_what_they_state(make_napari_viewer, tmp_path):
+    """A CSV whose protocol states the camera pixel size only as
+    ThunderSTORM's cameraSettings.pixelSize (ThunderSTORM's own, napari-dsir's
+    before it stated camera_pixel_size) saves as a Picasso file in those
+    pixels (before: refused, no camera pixel size); an older napari-dsir
+    Picasso file, whose Frames was the run's stop, is not read as stating the
+    movie's length."""
+    import json
+
+    from napari_dsir.io import write_localizations
+
+    csv = tmp_path / "ts.csv"
+    write_localizations(csv, _locs())
+    (tmp_path / "ts-protocol.txt").write_text(json.dumps({"cameraSettings": {"offset": 100, "pixelSize": 160.0}}))
+    viewer = make_napari_viewer()
+    viewer.open(str(csv), plugin="napari-dsir")
+    assert viewer.layers["ts"].metadata["camera_pixel_size"] == 160.0
+    viewer.layers.selection = {viewer.layers["ts"]}
+    h5 = tmp_path / "ts.hdf5"
+    assert viewer.layers.save(str(h5), selected=True, plugin="napari-dsir") == [str(h5)]
+    assert read_picasso(h5)[1][0]["Pixelsize"] == 160.0
+    old = tmp_path / "old.hdf5"  # as napari-dsir wrote it before: Frames 4 for a run on frames 1-3
+    write_localizations(old, _locs(), pixel_size=100.0, frame_shape=(8, 8), n_frames=5,
+                        metadata={"generator": "napari-dsir 0.1.0", "frames": [1, 5]})
+    viewer.open(str(old), plugin="napari-dsir")
+    assert "movie_frames" not in viewer.layers["old"].metadata
+    assert tuple(viewer.layers["old"].metadata["frames"]) == (1, 5)

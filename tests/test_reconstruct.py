@@ -851,6 +851,7 @@ def test_the_api_warns_of_a_stop_past_the_end_and_without_a_callback_through_pyt
     with pytest.warns(DSIRWarning, match="reach past its 5 frames") as caught:
         reconstruct(frames, load_checkpoint(tiny_checkpoint), start=1, stop=100)  # no pixel size: warned too
     assert any("no pixel size" in str(w.message) for w in caught)
+    assert {w.filename for w in caught} == {__file__}  # shown where the caller's code called napari_dsir
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a callback takes them all: none through Python
         reconstruct(frames, load_checkpoint(tiny_checkpoint), start=1, stop=100, progress=seen.append)

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DSIRError, PixelSizeRequired
 from .io import DEFAULT_PIXEL_SIZE_NM, TIFF_SUFFIXES, open_stack, read_localizations, read_picasso
 from .io.picasso import movie_info
-from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, frames_of, stated_metadata
+from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, frames_of, protocol_pixel_size, stated_metadata
 from .layers import layer_name, points_layer_data, stack_layer_data
 
 
@@ -130,9 +130,15 @@ def _read_table(path: Path):
     # (napari-dsir's own state theirs: its older files' Frames was the run's stop, or the last frame + 1)
     n_frames = movie.get("n_frames")
     frames = frames_of(own) if own else ((0, n_frames) if n_frames else None)
+    if not picasso and "camera_pixel_size" not in meta:  # a protocol beside it (ThunderSTORM's, our older ones)
+        camera_px = protocol_pixel_size(path)
+        if camera_px is not None:
+            meta["camera_pixel_size"] = camera_px
     meta.update({k: v for k, v in (("camera_pixel_size", movie.get("pixel_size")),
                                    ("frame_shape", movie.get("frame_shape")), ("frames", frames),
-                                   ("movie_frames", n_frames)) if v is not None})
+                                   # Picasso's own Frames is its movie's length; napari-dsir's own files
+                                   # state it as movie_frames (their older ones' Frames: the run's stop)
+                                   ("movie_frames", None if own else n_frames)) if v is not None})
     camera_px = meta.get("camera_pixel_size")  # markers of 0.8 camera px, as a run's
     layer = points_layer_data(locs, path.stem, metadata=meta, size=0.8 * camera_px if camera_px else None)
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .errors import DSIRError
+from .errors import DSIRError, StatedCameraError
 
 #: accepted key spellings (after lower-casing; spaces, dashes and dots become
 #: underscores, a trailing unit in brackets is dropped) -> field name
@@ -299,7 +299,7 @@ class Camera:
         try:
             return cls(**out).validate()
         except DSIRError as e:
-            raise DSIRError(f"camera settings in the file metadata: {e}") from None
+            raise StatedCameraError(f"camera settings in the file metadata: {e}") from None
 
 
 def stated_settings(meta: dict | None) -> dict[str, float]:
@@ -324,16 +324,16 @@ def given_over_stated(given: dict, meta: dict | None) -> tuple[Camera, list[str]
     them) over those the movie's metadata ``meta`` states, over the
     defaults; and the names taken from the metadata (a run given only the
     sensitivity keeps the baseline its movie states)."""
-    mine = Camera.from_dict(given)  # names checked, aliases resolved
+    mine = Camera.from_dict(given)  # names checked, aliases resolved, the values given validated
     names = {ALIASES[_norm_key(k)] for k in given}
     stated = {k: v for k, v in stated_settings(meta).items() if k not in names}
     if not stated:
         return mine, []
-    values = {k: getattr(mine, k) for k in names}
-    try:
-        return Camera(**{**stated, **values}), sorted(stated)
-    except (TypeError, ValueError) as e:  # pragma: no cover - names and floats checked above
-        raise DSIRError(f"camera settings: {e}") from None
+    try:  # what fails now is the metadata's
+        camera = Camera(**{**stated, **{k: getattr(mine, k) for k in names}}).validate()
+    except DSIRError as e:
+        raise StatedCameraError(f"camera settings in the file metadata: {e}") from None
+    return camera, sorted(stated)
 
 
 #: example settings (typical values; check your camera's test sheet)

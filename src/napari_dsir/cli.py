@@ -198,7 +198,7 @@ def _camera(args, stated: dict | None = None):
     if path is None and not values:
         return None
     if path is None:
-        Camera.from_dict(values).validate()
+        Camera.from_dict(values)  # (validated: an impossible value refused before the work)
         return values
     base = Camera.from_yaml(path, stated, given=tuple(values)).to_dict()
     return Camera.from_dict({**base, **values}).validate()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import DSIRError
+from .locs import Localizations
 
 
 def _positive_float(text: str) -> float:
@@ -25,32 +27,40 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _read(args, movie: bool = False, parsed: bool = False):
-    """The table's localizations (nm); with ``movie``, also the movie a
-    Picasso file describes (`io.picasso.movie_info`; None for a CSV); with
-    ``parsed``, then a text table's (text, `io.tables.TableLayout`) for
-    `io.positions.with_positions` (None for a Picasso file)."""
+class _Table(NamedTuple):
+    """A table read for a command: its localizations (nm), the movie a
+    Picasso file describes (`io.picasso.movie_info`; None for a text
+    table) and a text table's (text, `io.tables.TableLayout`), for
+    `io.positions.with_positions` to write a corrected copy of it without
+    reading it again (None for a Picasso file)."""
+
+    locs: Localizations
+    movie: dict | None
+    source: tuple | None
+
+
+def _read(args) -> _Table:
+    """The table ``args.localizations`` (`_Table`); refused when it holds no localization."""
     from .cli import _warn
     from .io import read_picasso
     from .io.picasso import movie_info
     from .io.tables import HDF5_SUFFIXES, read_table, table_text
 
-    info = source = None
-    if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:
-        locs, steps = read_picasso(args.localizations, pixel_size=args.camera_pixel_size)
-        info = movie_info(steps)
-        stated, given = info["pixel_size"], args.camera_pixel_size
+    path = Path(args.localizations)
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        locs, steps = read_picasso(path, pixel_size=args.camera_pixel_size)
+        table = _Table(locs, movie_info(steps), None)
+        stated, given = table.movie["pixel_size"], args.camera_pixel_size
         if stated is not None and given is not None and abs(stated - given) > 1e-9 * stated:
             _warn(f"{args.localizations} states its pixel size, {stated:g} nm; --camera-pixel-size {given:g} "
                   "is not used")
     else:
-        text = table_text(Path(args.localizations))
-        locs, layout = read_table(Path(args.localizations), args.camera_pixel_size, warn=_warn, text=text)
-        source = (text, layout) if parsed else None
-        del text
-    if len(locs) == 0:
+        text = table_text(path)
+        locs, layout = read_table(path, args.camera_pixel_size, warn=_warn, text=text)
+        table = _Table(locs, None, (text, layout))
+    if len(table.locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
-    return (locs, *((info,) if movie else ()), *((source,) if parsed else ())) if movie or parsed else locs
+    return table
 
 
 def _refuse(args, outputs) -> None:
@@ -67,7 +77,7 @@ def cmd_render(args) -> int:
     from .render import has_uncertainty, outside_area, render
 
     _refuse(args, [(args.output, "image")])
-    locs, movie = _read(args, movie=True)
+    locs, movie, _ = _read(args)
     if args.mode == "gauss" and args.sigma is None:
         if locs.uncertainty is None:
             raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
@@ -117,7 +127,7 @@ def cmd_resolution(args) -> int:
     from .resolution import frc, nena
 
     _refuse(args, [(args.plot, "plot")])
-    locs = _read(args)
+    locs = _read(args).locs
     lines, failures = [], 0
     try:
         f = frc(locs, args.pixel_size, split=args.split, seed=args.seed)
@@ -165,7 +175,7 @@ def cmd_drift(args) -> int:
     picasso = table.suffix.lower() in HDF5_SUFFIXES
     if picasso and args.camera_pixel_size is None and Path(args.localizations).suffix.lower() not in HDF5_SUFFIXES:
         raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
-    locs, movie, source = _read(args, movie=True, parsed=True)
+    locs, movie, source = _read(args)  # (a text table's text kept for its corrected copy)
     drift = estimate_drift(locs, segments=args.segments, segment_frames=args.segment_frames,
                            pixel_size_nm=args.bin_size)
     corrected = drift.apply(locs)

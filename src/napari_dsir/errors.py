@@ -15,14 +15,21 @@ class PixelSizeRequired(DSIRError):
 
 
 class FRCError(DSIRError):
-    """An FRC that could not be measured (`napari_dsir.resolution.frc`).
-    ``reason``: `resolution.UNEVEN_HALVES`, `resolution.FINER_THAN_2_PX` or
-    None (another cause); ``advice``: what to change on the command line (""
-    for none), the end of the message after ``text``."""
+    """An FRC that its halves or its curve did not give
+    (`napari_dsir.resolution.frc`; too few localizations in all is a plain
+    `DSIRError`). ``reason``: `resolution.UNEVEN_HALVES`,
+    `resolution.FINER_THAN_2_PX` or None (another cause); ``advice``: what
+    to change on the command line ("" for none), the end of the message
+    after ``text``."""
 
     def __init__(self, text: str, reason: str | None = None, advice: str = ""):
         super().__init__(text + (f"; {advice}" if advice else ""))
         self.text, self.reason, self.advice = text, reason, advice
+
+
+class StatedCameraError(DSIRError):
+    """Impossible camera settings in a file's metadata (a run says whose,
+    and that settings given override them)."""
 
 
 class OutOfMemory(DSIRError):

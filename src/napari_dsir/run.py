@@ -30,7 +30,7 @@ import numpy as np
 
 from .camera import Camera, assumed_camera, given_over_stated, resolve_camera
 from .defects import inside_dead
-from .errors import Cancelled, DSIRError, DSIRWarning
+from .errors import Cancelled, DSIRError, DSIRWarning, StatedCameraError
 from .io import DEFAULT_PIXEL_SIZE_NM, Stack, check_pixel_size, open_stack, stack_of
 from .progress import drive
 from .reconstruct import (
@@ -347,28 +347,26 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
     camera_origin = None
     stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
-    if refine:
-        explicit, from_stated = _as_camera(req.camera, stated)
+    if refine or req.camera is not None:  # (without the fits, a camera given takes an uneven illumination out)
         try:
+            explicit, from_stated = _as_camera(req.camera, stated)
             camera, assumed = resolve_camera(explicit, stated)
-        except DSIRError as e:
-            if explicit is not None:
-                raise
+        except StatedCameraError as e:  # (a setting given that is impossible: its own error, as it is)
             raise _stated_camera_error(name, e) from None
-        camera_origin = "given" if explicit is not None else ("assumed" if assumed else "metadata")
+        # "given, metadata": some settings given, the others the input's metadata states
+        camera_origin = ("given, metadata" if from_stated else "given") if explicit is not None else (
+            "assumed" if assumed else "metadata")
         if assumed:
             camera = assumed_camera(first)
             yield Progress(0, total, req.batch_size or 0, camera_warning(camera), kind="warning")
-        elif camera_origin == "metadata" or from_stated:
+        elif from_stated or camera_origin == "metadata":
             yield Progress(0, total, req.batch_size or 0, camera_metadata_message(name, camera, from_stated),
                            kind="warning")
-    elif req.camera is not None:  # no fits: camera settings given take an uneven illumination out for the network
-        camera, camera_origin = resolve_camera(_as_camera(req.camera, stated)[0])[0], "given"
     if camera is not None:
         try:
             low = camera.check_data(first)
         except DSIRError as e:
-            if camera_origin != "metadata":
+            if not camera_origin.endswith("metadata"):
                 raise
             raise _stated_camera_error(name, e) from None
         if low is not None:
@@ -622,8 +620,18 @@ def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
 
 
 def _python_warnings(p: Progress) -> None:
-    if p.kind == "warning":
-        warnings.warn(p.message, DSIRWarning, stacklevel=3)
+    if p.kind == "warning":  # shown where the caller's code called napari_dsir
+        warnings.warn(p.message, DSIRWarning, stacklevel=_outside_level())
+
+
+def _outside_level() -> int:
+    """The `warnings.warn` stacklevel, from its caller, of the first frame outside napari_dsir."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("napari_dsir"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -638,6 +646,9 @@ def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bo
 
     if result.localizations is None:
         raise DSIRError("the run has no localizations (run it with localize=True)")
+    if not (result.info or {}).get("camera_pixel_size"):
+        raise DSIRError("the result states no camera pixel size (info['camera_pixel_size']): not a run's "
+                        "result? Write its localizations with napari_dsir.io.write_localizations")
     u = int(result.upsampling)
     return write_localizations(path, result.localizations, overwrite=overwrite,
                                pixel_size=result.info["camera_pixel_size"],

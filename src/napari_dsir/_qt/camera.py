@@ -167,6 +167,7 @@ class CameraFields(Container):
         assumed = self._assumed or Camera()
         beyond = self._fill(cam or assumed)
         self.preset.value = CUSTOM
+        self._from_file, self._file_camera = False, None  # the fields no longer hold the camera file's
         if beyond:
             return f"'{name}' states its camera: {cam.describe()} ({beyond}: the fields show the last settings)"
         if cam is not None:
@@ -188,8 +189,6 @@ class CameraFields(Container):
         if not self.set_camera.value:
             return None
         if self._from_file and self._file_camera is not None:
-            c = self._file_camera
-            return {"baseline": c.baseline, "sensitivity": c.sensitivity, "em_gain": c.em_gain, "qe": c.qe,
-                    "read_noise": c.read_noise}
+            return self._file_camera.to_dict()
         return {"baseline": self.baseline.value, "sensitivity": self.sensitivity.value,
                 "em_gain": self.em_gain.value, "qe": self.qe.value, "read_noise": self.read_noise.value}

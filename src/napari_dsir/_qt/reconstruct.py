@@ -117,6 +117,7 @@ class ReconstructWidget(Container):
         self.pixel_note.native.setWordWrap(True)
         self._disable_gpu_without_cuda()
         self.image.changed.connect(self._on_image)
+        self.start.changed.connect(self._show_camera)
         self.pixel_size.changed.connect(self._show_pixel_size)
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model)
@@ -149,12 +150,23 @@ class ReconstructWidget(Container):
         if self._frames_for != layer_id(layer):  # another layer (not this one renamed): all its frames
             self.start.value, self.stop.value = 0, n
             self._frames_for = layer_id(layer)
-        try:  # what a run from the start frame assumes when the image states no camera
-            assumed = assumed_camera_of(layer.data, min(int(self.start.value), n - 1))
-        except Exception:  # (a signal handler) not frames a run takes: the run says why
-            assumed = None
-        self.camera.show_stated((layer.metadata or {}).get("camera"), layer.name, assumed)
+        self._show_camera()
         self._show_pixel_size()
+
+    def _show_camera(self, *_):
+        """The camera fields show the image's stated camera, or the one a run
+        from the first frame assumes (`run.assumed_camera_of`: 4 frames read)."""
+        layer = self.image.value
+        if layer is None:
+            return
+        stated = (layer.metadata or {}).get("camera")
+        assumed = None
+        if not stated:
+            try:
+                assumed = assumed_camera_of(layer.data, int(self.start.value))
+            except Exception:  # (a signal handler: never a traceback) not frames a run takes: the run says why
+                assumed = None
+        self.camera.show_stated(stated, layer.name, assumed)
 
     def _show_pixel_size(self, *_):
         layer = self.image.value

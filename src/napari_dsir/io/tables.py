@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import re
 from itertools import repeat
@@ -508,6 +509,20 @@ def stated_metadata(path: str | os.PathLike, info: list | None = None) -> dict:
         return {}
     own = body.get("napari-dsir") if isinstance(body, dict) else None
     return dict(own) if isinstance(own, dict) else {}
+
+
+def protocol_pixel_size(path: str | os.PathLike) -> float | None:
+    """The camera pixel size (nm) the protocol beside a CSV states
+    (`protocol_path`; ThunderSTORM's and ours: ``cameraSettings.pixelSize``),
+    or None."""
+    import json
+
+    try:
+        body = json.loads(protocol_path(path).read_text(encoding="utf-8"))
+        value = float(body["cameraSettings"]["pixelSize"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def stated_frames(path: str | os.PathLike, info: list | None = None) -> tuple[int, int] | None:
