@@ -185,6 +185,31 @@ def test_evaluate_text_and_json(tmp_path, capsys):
     assert m["tp"] == 2 and m["fp"] == 1 and m["fn"] == 1 and m["rmse"] == pytest.approx(np.sqrt(1250))
 
 
+def test_evaluate_scores_a_run_on_part_of_a_movie_on_its_frames(camera_movie, tmp_path, capsys):
+    """`dsir evaluate` of a run on frames 1-3 scores the ground truth of
+    those frames, as the table states them (before: of every frame, the
+    others' emitters counted as missed); a table that states no range is
+    scored on every frame, said where the truth reaches beyond it."""
+    stated, _ = camera_movie
+    gt = stated.with_suffix(".csv")
+    for suffix in (".csv", ".hdf5"):
+        part = tmp_path / f"part{suffix}"
+        assert main(["localize", str(stated), "-o", str(part), "-q", "--frames", "1:4"]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(gt), str(part), "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        truth = read_localizations(gt)
+        in_run = int(((truth.frame >= 1) & (truth.frame < 4)).sum())
+        assert d["frames"] == [1, 4] and d["n_ground_truth"] == in_run < len(truth)
+        assert d["metrics"][0]["recall"] > 0.5
+    bare = tmp_path / "bare.csv"  # the same rows, no protocol beside them
+    bare.write_bytes((tmp_path / "part.csv").read_bytes())
+    assert main(["evaluate", str(gt), str(bare)]) == 0
+    captured = capsys.readouterr()
+    assert "states no frame range (a table from elsewhere): the ground truth of every frame is scored" in captured.err
+    assert f"{len(read_localizations(gt))} ground-truth positions" in captured.out
+
+
 def test_demo(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "-q"]) == 0

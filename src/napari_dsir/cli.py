@@ -272,21 +272,33 @@ def cmd_localize(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate
-    from .io import read_localizations
+    from .evaluate import evaluate, scored_frames
+    from .io import read_localizations, read_picasso
+    from .io.tables import HDF5_SUFFIXES, stated_frames
 
     gt = read_localizations(args.ground_truth, pixel_size=args.pixel_size, warn=_warn)
     if len(gt) == 0:
         raise DSIRError(f"{args.ground_truth}: the ground truth has no rows")
-    pred = read_localizations(args.localizations, pixel_size=args.pixel_size, warn=_warn)  # none: recall 0
+    if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:  # none: recall 0
+        pred, steps = read_picasso(args.localizations, pixel_size=args.pixel_size)
+    else:
+        pred, steps = read_localizations(args.localizations, pixel_size=args.pixel_size, warn=_warn), None
+    # a run on part of a movie is scored on the frames it covered, as its table states them
+    span, note = scored_frames(stated_frames(args.localizations, steps), pred, gt, str(args.localizations))
+    if note:
+        _warn(note)
+    if span is not None:
+        gt = gt.select((gt.frame >= span[0]) & (gt.frame < span[1]))
     radii = args.radius or [250.0, 100.0]
     metrics = [evaluate(gt, pred, r) for r in radii]
     if args.json:
         print(json.dumps({"ground_truth": str(args.ground_truth), "localizations": str(args.localizations),
                           "n_ground_truth": len(gt), "n_localizations": len(pred),
+                          "frames": None if span is None else list(span),
                           "metrics": [m.to_dict() for m in metrics]}, indent=2))
     else:
-        print(f"{len(gt)} ground-truth positions, {len(pred)} localizations")
+        frames = "" if span is None else f" in frames {span[0] + 1}-{span[1]} (1-based: the frames the run covered)"
+        print(f"{len(gt)} ground-truth positions, {len(pred)} localizations{frames}")
         for m in metrics:
             print(m.summary())
     return 0

@@ -174,24 +174,17 @@ class GroundTruthWidget(Container):
 
     @staticmethod
     def _scored_frames(pred_layer, pred, gt) -> tuple[int, int] | None:
-        """The frames Compare scores: those the localizations' run covered
-        (their layer's ``frames``), widened to every localization (a table
-        edited, points drawn beyond the run: said); None, every frame (a table
-        from elsewhere, said where the ground truth reaches beyond it)."""
-        span = (pred_layer.metadata or {}).get("frames")  # the frames a run covered
-        if not len(pred) or pred_layer.ndim == 2:  # (a layer with no frame axis: said above)
+        """The frames Compare scores (`evaluate.scored_frames`: those the
+        localizations' run covered, their layer's ``frames``), said where
+        they are widened or not known."""
+        from ..evaluate import scored_frames
+
+        span = (pred_layer.metadata or {}).get("frames")
+        if pred_layer.ndim == 2:  # (a layer with no frame axis: said above)
             return span
-        lo, hi = int(pred.frame.min()), int(pred.frame.max())
-        if span and (lo < span[0] or hi >= span[1]):
-            notify("warning", WIDGET, f"'{pred_layer.name}' states frames {span[0]}-{span[1] - 1}, but has "
-                                      f"localizations in frames {lo}-{hi}: frames {min(lo, span[0])}-"
-                                      f"{max(hi, span[1] - 1)} are scored")
-            return min(lo, int(span[0])), max(hi + 1, int(span[1]))
-        if not span and len(gt) and (gt.frame.min() < lo or gt.frame.max() > hi):
-            notify("warning", WIDGET, f"'{pred_layer.name}' states no frame range (a table from elsewhere): "
-                                      f"the ground truth of every frame is scored, frames "
-                                      f"{int(gt.frame.min())}-{int(gt.frame.max())}, while its localizations lie "
-                                      f"in frames {lo}-{hi}")
+        span, note = scored_frames(span, pred, gt, f"'{pred_layer.name}'")
+        if note:
+            notify("warning", WIDGET, note)
         return span
 
     def load(self, path=None):
