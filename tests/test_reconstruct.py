@@ -855,3 +855,26 @@ def test_the_api_warns_of_a_stop_past_the_end_and_without_a_callback_through_pyt
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a callback takes them all: none through Python
         reconstruct(frames, load_checkpoint(tiny_checkpoint), start=1, stop=100, progress=seen.append)
+
+
+def test_a_model_with_no_calibrated_network_error_is_warned_of_when_positions_are_kept():
+    """A checkpoint trained without --movies carries no calibration of the
+    network's error: the crowded detections, which keep the network's
+    position, then get the fit's bare bound as their uncertainty (5.5x too
+    small in a hunt). The run says so; the shipped model's does not."""
+    from napari_dsir.model import load_model
+    from napari_dsir.simulate import SimulationConfig, simulate
+
+    frames, _ = simulate(6, SimulationConfig(frame_size=(32, 32), density=4.0, photons=(800.0, 3000.0)), seed=3)
+    said = {}
+    for name, strip in (("shipped", False), ("stripped", True)):
+        model = load_model("default", "cpu")
+        if strip:
+            model.metadata["localize"] = {k: v for k, v in model.metadata["localize"].items()
+                                          if not k.startswith(("crowded_error", "pulled_error"))}
+        seen = []
+        res = reconstruct(frames, model, pixel_size=100.0, localize=True, progress=seen.append)
+        said[name] = [p.message for p in seen if "calibration of the network's error" in p.message]
+        assert res.info["fit_report"]["crowded"] > 0
+    assert said["shipped"] == [] and len(said["stripped"]) == 1
+    assert "keep the network's position" in said["stripped"][0] and "--movies" in said["stripped"][0]

@@ -178,6 +178,21 @@ def uncalibrated_warning(model, params) -> str:
             "--resume)")
 
 
+def uncalibrated_error_message(model, params, report: dict) -> str | None:
+    """What a run says when detections keep the network's position (crowded,
+    pulled) and the model carries no calibration of the network's own error
+    there (a training without --movies): their uncertainty is the fit's bound
+    at that position alone, several times too small; None otherwise."""
+    kept = report.get("crowded", 0) + report.get("pulled", 0)
+    if not kept or len(params.crowded_error_px):
+        return None
+    which = f" {model.source}" if model.source else ""
+    return (f"{kept} of {report.get('total', kept)} detections keep the network's position, and the model{which} "
+            "carries no calibration of the network's error there (trained without --movies): their uncertainty "
+            "is the fit's bound at that position alone, too small (several times, in crowded frames); a shipped "
+            "model, or one trained with --movies, calibrates it")
+
+
 def pixel_size_warning(name: str) -> str:
     return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
             "(set the camera pixel size to change it)")
@@ -464,7 +479,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         if report:  # its counts are of every detection fitted, those left out in dead pixels after too
             report["dead_left_out"] = left_out
         result.info["fit_report"] = report  # what the front ends show (`fit.fit_summary`)
-        for message in (camera_doubt(report), failed_fits_message(report)) if report else ():
+        for message in (camera_doubt(report), failed_fits_message(report),
+                        uncalibrated_error_message(model, params, report)) if report else ():
             if message:
                 yield Progress(total, total, req.batch_size or 0, message, kind="warning")
     if params is not None and result.localizations is not None and len(result.localizations) == 0:
