@@ -710,8 +710,9 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     done = digest(out)
     assert main(argv + ["--epochs", "1", "--overwrite", "--init", str(tmp_path / "missing.pt")]) == 2
     assert digest(out) == done and not previous.exists()
-    # interrupted while its data are made (no state saved yet): put back, and no resume offered
-    (tmp_path / "m.last.pt").unlink()
+    # interrupted while its data are made (no state saved yet by this run: the m.last.pt beside it is the
+    # finished training's): put back, and no resume offered (before: a resume that the old state refused)
+    assert (tmp_path / "m.last.pt").is_file()
 
     def interrupted_at_once(*a, **kw):
         raise KeyboardInterrupt
@@ -723,6 +724,13 @@ def test_train_overwrite_keeps_the_checkpoint_it_replaces_until_it_is_done(tmp_p
     assert "interrupted before its training began (while its data were made); nothing to resume" in \
         capsys.readouterr().err
     assert digest(out) == done and not previous.exists()
+    # no -o on a fresh account: the default models folder is made (before: "... does not exist")
+    home = tmp_path / "fresh"
+    monkeypatch.setattr(train_mod, "user_data_dir", lambda: home)
+    assert main(["train", "--epochs", "1", "-q"]) == 130
+    assert (home / "models").is_dir()
+    assert main(["train", "-o", str(tmp_path), "--epochs", "1"]) == 2
+    assert "a folder; give the checkpoint's file name" in capsys.readouterr().err
 
 
 def test_a_run_that_finds_nothing_says_how_to_find_more(small_stack, tiny_checkpoint, tmp_path, capsys):

@@ -365,6 +365,10 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, default_model_path, iter_train, last_path, show_epoch
 
     path = args.output or default_model_path()
+    if args.output is None:  # the default place, ours to make on a fresh account
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).is_dir():
+        raise DSIRError(f"{path}: a folder; give the checkpoint's file name (-o FOLDER/NAME.pt)")
     if Path(path).exists() and not (args.overwrite or args.resume):
         raise DSIRError(f"{path}: already exists (use --overwrite, or --resume to continue)")
     from .io import check_outputs
@@ -413,6 +417,8 @@ def cmd_train(args) -> int:
         os.replace(path, previous)
     if previous.is_file() and not args.resume:
         _warn(f"{path}: the finished checkpoint is kept as {previous.name} until this training finishes")
+    last = last_path(Path(path))
+    stale = last.stat().st_mtime_ns if last.is_file() else None  # a resume state from before this run
     gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
@@ -425,7 +431,8 @@ def cmd_train(args) -> int:
                 print(f"dsir: the checkpoint this training was to replace is {previous}", file=sys.stderr)
             raise
         stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
-        if not last_path(Path(path)).is_file():  # nothing saved yet to resume from
+        if not last.is_file() or (not args.resume and last.stat().st_mtime_ns == stale):  # nothing saved yet
+            # by this run to resume from (a resume state left by an earlier training is that training's)
             print(f"dsir: {stopped} before its training began (while its data were made); nothing to resume",
                   file=sys.stderr)
             return _exit_code(e)
