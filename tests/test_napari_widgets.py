@@ -966,6 +966,13 @@ def test_the_threshold_shown_is_the_chosen_models(make_napari_viewer, peaky, tmp
     assert w.threshold.value == pytest.approx(params_for(load_model("wide")).threshold, abs=1e-6)
     w.model.value = MODEL_FILE
     assert w.threshold.value == 0.0 and w.threshold.native.text() == "none"
+    # an interrupted training's checkpoint carries no calibrated localizer: "none", not the default 0.1
+    from napari_dsir.model import DSIRModel, DSIRNet, save_checkpoint
+
+    bare = tmp_path / "interrupted.pt"
+    save_checkpoint(bare, DSIRModel(DSIRNet((4, 4, 4), (4, 4, 4), head_norm=False)))
+    w.model_file.value = bare
+    assert w.threshold.native.text() == "none" and "no calibrated localizer" in w.threshold.tooltip
     w.model.value = wide
     w.use_model_threshold.value = False
     w.threshold.value = 0.0  # not a threshold: refused before the run

@@ -31,7 +31,9 @@ _THRESHOLDS: dict = {}
 def model_threshold(spec: str | None) -> float | None:
     """The localization threshold calibrated for a model (its checkpoint
     metadata, via `localize.params_for`), None when the file cannot be read
-    (the run then says why). Cached per file and modification time."""
+    (the run then says why) or carries no calibrated localizer (an
+    interrupted training's: a run warns that its threshold is a default).
+    Cached per file and modification time."""
     from ..localize import params_for
     from ..model import default_model_path, load_model
 
@@ -45,7 +47,8 @@ def model_threshold(spec: str | None) -> float | None:
         return None
     if key not in _THRESHOLDS:
         try:
-            _THRESHOLDS[key] = float(params_for(load_model(spec, "cpu")).threshold)
+            model = load_model(spec, "cpu")
+            _THRESHOLDS[key] = float(params_for(model).threshold) if "localize" in model.metadata else None
         except (DSIRError, OSError):
             _THRESHOLDS[key] = None
     return _THRESHOLDS[key]

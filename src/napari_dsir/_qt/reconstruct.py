@@ -194,8 +194,9 @@ class ReconstructWidget(Container):
             # a model file not chosen or not readable, or no calibrated threshold: "none", not the last model's
             self.threshold.value = thr if thr is not None else 0.0
             self.threshold.tooltip = ("the model's calibrated threshold" if thr is not None
-                                      else "no calibrated threshold to show: choose a readable model file, or "
-                                           "untick and set one")
+                                      else "no calibrated threshold to show (a model file not readable, or one "
+                                           "with no calibrated localizer: an interrupted training's): untick and "
+                                           "set one")
 
     def _model_choice(self) -> tuple:
         return (self.model.value, str(self.model_file.value) if self.model.value not in SHIPPED else None)
