@@ -69,6 +69,14 @@ class SimulationConfig:
             as_range(name, getattr(self, name))
         if as_range("fwhm", self.fwhm)[0] <= 0:
             raise DSIRError(f"fwhm must be > 0 nm, got {self.fwhm}")
+        lo, hi = (v / self.pixel_size for v in as_range("fwhm", self.fwhm))
+        if hi < MIN_FWHM_PX or lo > MAX_FWHM_PX:  # one of them in um, the other in nm?
+            raise DSIRError(f"a PSF of FWHM {_text(self.fwhm)} nm on pixels of {self.pixel_size:g} nm is "
+                            f"{lo:.3g}-{hi:.3g} px wide: no emitter a camera sees; both are in nm (e.g. FWHM "
+                            "250-350, pixel size 100-160)")
+        p_lo, p_hi = as_range("photons", self.photons)
+        if p_lo < 0 or p_hi <= 0:
+            raise DSIRError(f"photons must be > 0 per emitter, got {_text(self.photons)}")
         if as_range("gain", self.gain)[0] <= 0:
             raise DSIRError(f"gain must be > 0 ADU per photoelectron, got {self.gain}")
         if as_range("em_gain", self.em_gain)[0] < 1:
@@ -95,6 +103,15 @@ class SimulationConfig:
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
+
+def _text(r) -> str:
+    lo, hi = as_range("range", r)
+    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+
+#: the PSF widths (FWHM, camera px) a simulation accepts: narrower, or wider,
+#: is no emitter a camera sees (a value in um beside one in nm)
+MIN_FWHM_PX, MAX_FWHM_PX = 0.3, 50.0
 
 DSIR_PRESET = SimulationConfig()
 PSF_SHAPES = ("gaussian", "airy")

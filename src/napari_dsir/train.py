@@ -331,6 +331,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         raise DSIRError("epochs, batch size, n_train and n_val must all be >= 1")
     if not (cfg.lr > 0):
         raise DSIRError(f"learning rate must be > 0, got {cfg.lr}")
+    if not (cfg.weight_decay >= 0 and math.isfinite(cfg.weight_decay)):
+        raise DSIRError(f"weight decay must be >= 0, got {cfg.weight_decay}")
     if cfg.arch not in ARCHS:
         raise DSIRError(f"unknown architecture {cfg.arch!r} (use {', '.join(ARCHS)})")
     if cfg.movies is None and as_range("density", cfg.simulation.density)[1] <= 0:

@@ -718,3 +718,27 @@ def test_a_run_stopped_between_its_outputs_leaves_every_one_as_it_was(tmp_path, 
     assert rc == 130 and "dsir: interrupted" in err
     assert {f: (digest(f), os.stat(f).st_ino) for f in (table, image)} == before
     assert sorted(os.listdir(tmp_path)) == listing
+
+
+SETTINGS_CASES = {
+    "weight_decay": (["train", "--weight-decay", "-1"], "weight decay must be >= 0, got -1.0"),
+    "photons_zero": (["train", "--photons", "0"], "photons must be > 0 per emitter, got 0"),
+    "pixel_in_um": (["train", "--sim-pixel-size", "0.16"], "on pixels of 0.16 nm is 1.25e+03-1.88e+03 px wide"),
+    "fwhm_in_um": (["simulate", "-o", "s.tif", "--fwhm", "0.35:0.45"], "both are in nm"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS_CASES))
+def test_training_and_simulation_settings_that_cannot_work(case, tmp_path, capsys, monkeypatch):
+    """Settings no camera sees or no training can use are refused by name
+    before any work: a negative weight decay ended in "unexpected error", 0
+    photons trained a Jaccard-0.13 model, and a pixel size or PSF width
+    typed in um beside one in nm trained on (or simulated) frames with no
+    visible emitter."""
+    monkeypatch.chdir(tmp_path)
+    argv, needle = SETTINGS_CASES[case]
+    if argv[0] == "train":
+        argv = argv + ["-o", "m.pt", "--epochs", "1", "--n-train", "8", "--n-val", "8", "-q"]
+    rc, _, err = _run_cli(argv, capsys)
+    assert rc == 2 and err.startswith("dsir: error:") and needle in err and len(err.splitlines()) == 1, err
+    assert os.listdir(tmp_path) == []
