@@ -559,7 +559,11 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     """Load a model: ``None``/``"default"`` or another name of
     `SHIPPED_MODELS`, ``"legacy:PATH"`` (original DSIR weights) or a
     checkpoint path; moved to ``device``."""
-    name = "default" if spec is None or str(spec) == "" else str(spec)
+    if spec is not None and not str(spec).strip():
+        raise DSIRError(f"the model is given as {str(spec)!r}, an empty name (an unset variable?): give a shipped "
+                        f"model's name ({', '.join(SHIPPED_MODELS)}) or a checkpoint file, or leave it out for "
+                        "the default")
+    name = "default" if spec is None else str(spec)
     if isinstance(spec, str) and name.lower() in SHIPPED_MODELS and not Path(name).exists():
         name = name.lower()  # "Wide": the shipped model
     if isinstance(spec, (str, type(None))) and name in SHIPPED_MODELS:

@@ -725,6 +725,8 @@ SETTINGS_CASES = {
     "photons_zero": (["train", "--photons", "0"], "photons must be > 0 per emitter, got 0"),
     "pixel_in_um": (["train", "--sim-pixel-size", "0.16"], "on pixels of 0.16 nm is 1.25e+03-1.88e+03 px wide"),
     "fwhm_in_um": (["simulate", "-o", "s.tif", "--fwhm", "0.35:0.45"], "both are in nm"),
+    "empty_model": (["reconstruct", "movie.tif", "-o", "x.tif", "--model", "", "-q", "--pixel-size", "100"],
+                    "an empty name (an unset variable?)"),
 }
 
 
@@ -739,6 +741,9 @@ def test_training_and_simulation_settings_that_cannot_work(case, tmp_path, capsy
     argv, needle = SETTINGS_CASES[case]
     if argv[0] == "train":
         argv = argv + ["-o", "m.pt", "--epochs", "1", "--n-train", "8", "--n-val", "8", "-q"]
+    if "movie.tif" in argv:  # (an empty --model: a script's unset variable; it ran the default model)
+        tifffile.imwrite(tmp_path / "movie.tif", np.full((2, 16, 16), 100, np.uint16))
+    before = sorted(os.listdir(tmp_path))
     rc, _, err = _run_cli(argv, capsys)
     assert rc == 2 and err.startswith("dsir: error:") and needle in err and len(err.splitlines()) == 1, err
-    assert os.listdir(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == before
