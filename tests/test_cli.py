@@ -36,6 +36,24 @@ def test_simulate_writes_stack_and_ground_truth(small_stack, capsys):
     assert stated_metadata(path)["kind"] == "ground_truth" and stated_frames(path) == (0, 4)
 
 
+def test_simulate_an_emccd(tmp_path, capsys):
+    """`--em-gain` simulates an EMCCD (gamma multiplication, its excess
+    noise) and the TIFF states it, so a run's fits take it from the file and
+    get the photons right (before: only through the Python API)."""
+    movie = tmp_path / "em.tif"
+    assert main(["simulate", "-o", str(movie), "-n", "6", "--size", "32", "32", "--density", "1", "--seed", "3",
+                 "--em-gain", "100", "--gain", "0.2083", "--photons", "1000:3000", "--background", "30"]) == 0
+    assert float(open_stack(movie).camera_metadata["EM gain"]) == 100
+    out = tmp_path / "em_locs.csv"
+    assert main(["localize", str(movie), "-o", str(out), "-q"]) == 0
+    assert "EM gain 100" in capsys.readouterr().err
+    from napari_dsir.evaluate import match
+
+    truth, locs = read_localizations(movie.with_suffix(".csv")), read_localizations(out)
+    gi, pi, _ = match(truth, locs, 100.0)
+    assert len(gi) > 20 and np.nanmedian(locs.photons[pi] / truth.intensity[gi]) == pytest.approx(1.0, abs=0.15)
+
+
 def test_simulate_an_airy_psf(tmp_path):
     args = ["simulate", "-n", "2", "--size", "16", "16", "--density", "2", "--seed", "1"]
     assert main(args + ["-o", str(tmp_path / "g.tif")]) == 0

@@ -310,12 +310,13 @@ def _sim_config(args):
     return SimulationConfig(
         frame_size=(args.size[0], args.size[1]), pixel_size=args.sim_pixel_size, fwhm=args.fwhm,
         photons=args.photons, density=args.density, background=args.background,
-        base_level=args.base_level, gain=args.gain, read_noise=args.read_noise, psf=args.psf,
+        base_level=args.base_level, gain=args.gain, em_gain=args.em_gain, read_noise=args.read_noise, psf=args.psf,
     ).validate()
 
 
 _SIM_DEFAULTS = {"sim_pixel_size": 100.0, "fwhm": (200.0, 300.0), "photons": (80.0, 2050.0), "density": 2.0,
-                 "background": 20.0, "base_level": 100.0, "gain": 1.0, "read_noise": 0.0, "psf": "gaussian"}
+                 "background": 20.0, "base_level": 100.0, "gain": 1.0, "em_gain": 1.0, "read_noise": 0.0,
+                 "psf": "gaussian"}
 
 
 def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
@@ -329,7 +330,10 @@ def _add_sim_options(p: argparse.ArgumentParser, size_default=(26, 26)) -> None:
     g.add_argument("--density", type=_range, default=d["density"], help="emitters per um^2")
     g.add_argument("--background", type=_range, default=d["background"], help="background, photons per px")
     g.add_argument("--base-level", type=_range, default=d["base_level"], help="camera offset, ADU")
-    g.add_argument("--gain", type=_range, default=d["gain"], help="ADU per photoelectron")
+    g.add_argument("--gain", type=_range, default=d["gain"],
+                   help="ADU per electron read out (after an EMCCD's multiplication: an iXon's 4.8 e-/ADU is 0.208)")
+    g.add_argument("--em-gain", type=_range, default=d["em_gain"],
+                   help="EMCCD electron multiplication with its excess noise (1: sCMOS/CCD)")
     g.add_argument("--read-noise", type=float, default=d["read_noise"], help="read noise, e- rms")
     g.add_argument("--psf", choices=("gaussian", "airy"), default=d["psf"],
                    help="PSF shape: integrated Gaussian, or an in-focus objective's Airy pattern of that FWHM")
