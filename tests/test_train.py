@@ -293,3 +293,25 @@ def test_train_epoch_takes_a_batch_loss():
     assert len(seen) == 2 and len(own) == len(plain) == 2
     # outputs near 0 are far from the caller's target of 1, nearer dsir train's sparse label
     assert float(own[0]) > 0.5 and float(plain[0]) < float(own[0])
+
+
+def test_init_takes_the_checkpoints_network_and_refuses_another_shape(tiny_checkpoint, tmp_path, capsys):
+    """`dsir train --init` fine-tunes the checkpoint's own network: another
+    --arch or network shape is refused (they were ignored, and the new
+    checkpoint recorded them), none given takes the checkpoint's; the new
+    checkpoint states the pixel size it was fine-tuned at."""
+    from napari_dsir.cli import main
+    from napari_dsir.model import load_checkpoint
+
+    base = ["train", "-o", str(tmp_path / "ft.pt"), "--init", str(tiny_checkpoint), "--epochs", "1", "--n-train",
+            "16", "--n-val", "16", "--batch-size", "8", "--png-every", "0", "--device", "cpu", "-q",
+            "--sim-pixel-size", "120"]
+    assert main(base + ["--arch", "shuffle"]) == 2
+    assert "is a 'dsir' network: --arch shuffle cannot fine-tune it" in capsys.readouterr().err
+    assert main(base + ["--encoder", "32", "16", "16"]) == 2
+    assert "--encoder shapes a new network" in capsys.readouterr().err
+    assert not (tmp_path / "ft.pt").exists()
+    assert main(base) == 0
+    model = load_checkpoint(tmp_path / "ft.pt")
+    assert model.arch == "dsir" and model.pixel_size == 120.0
+    assert list(model.metadata["training"]["encoder"]) == [4, 4, 4]

@@ -395,6 +395,7 @@ def cmd_train(args) -> int:
         raise DSIRError("--movie-airy-fraction, --movie-photons-max and --movie-error-movies apply to --movies")
     if args.error_movies is not None and args.error_movies < 0:
         raise DSIRError(f"--movie-error-movies must be >= 0, got {args.error_movies}")
+    _init_architecture(args)
     norm = args.normalization or ("movie" if movies is not None else "zscore")
     if args.kernel_width is None:
         args.kernel_width = 7 if args.arch == "shuffle" else 5
@@ -450,6 +451,44 @@ def cmd_train(args) -> int:
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
     return 0
+
+
+#: the options that shape a new network (``--init`` fine-tunes its checkpoint's)
+_NETWORK_OPTIONS = {"shuffle": ("channels", "context"), "dsir": ("encoder", "decoder")}
+
+
+def _init_architecture(args) -> None:
+    """``args.arch`` and the network's shape: with ``--init``, those of the
+    checkpoint fine-tuned (another --arch, or a shape option that differs
+    from it, is refused: they were ignored, and the new checkpoint recorded
+    them); else ``dsir`` unless given."""
+    if not args.init:
+        args.arch = args.arch or "dsir"
+        return
+    if str(args.init).startswith("legacy:"):
+        arch, shape = "dsir", {"encoder": [16, 8, 8], "decoder": [8, 16, 8]}
+    else:
+        from .model import load_checkpoint
+
+        net = load_checkpoint(args.init).net
+        arch = "shuffle" if hasattr(net, "context") else "dsir"
+        shape = ({"channels": net.channels, "context": net.context} if arch == "shuffle" else
+                 {"encoder": list(net.encoder_channels), "decoder": list(net.decoder_channels)})
+    if args.arch not in (None, arch):
+        raise DSIRError(f"--init {args.init} is a '{arch}' network: --arch {args.arch} cannot fine-tune it "
+                        "(leave --arch out)")
+    args.arch = arch
+    for name in _NETWORK_OPTIONS[arch]:
+        given = getattr(args, name)
+        given = list(given) if isinstance(given, (list, tuple)) else given
+        if given not in (shape[name], _TRAIN_SHAPE_DEFAULTS[name]):
+            raise DSIRError(f"--{name} shapes a new network; --init {args.init} fine-tunes its own "
+                            f"({name} {shape[name]}): leave --{name} out")
+        setattr(args, name, shape[name])  # what the checkpoint records: the network trained
+
+
+#: the defaults of the network-shape options (`_init_architecture`)
+_TRAIN_SHAPE_DEFAULTS = {"channels": 24, "context": 32, "encoder": [16, 8, 8], "decoder": [8, 16, 8]}
 
 
 def cmd_demo(args) -> int:
@@ -564,11 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=99, help="random seed of the simulation and the weights")
     p.add_argument("--n-train", type=_positive_int, default=3500, help="simulated training frames")
     p.add_argument("--n-val", type=_positive_int, default=1500, help="simulated validation frames")
-    p.add_argument("--arch", choices=["dsir", "shuffle"], default="dsir",
-                   help="dsir: the 2018 auto-encoder on the x8 up-sampled frame; shuffle: camera-resolution "
-                        "features and a pixel-shuffle output (the shipped model's)")
-    p.add_argument("--channels", type=_positive_int, default=24, help="shuffle: channels at camera resolution")
-    p.add_argument("--context", type=_positive_int, default=32, help="shuffle: channels at half resolution")
+    p.add_argument("--arch", choices=["dsir", "shuffle"], default=None,
+                   help="dsir (default; with --init: the checkpoint's): the 2018 auto-encoder on the x8 up-sampled "
+                        "frame; shuffle: camera-resolution features and a pixel-shuffle output (the shipped model's)")
+    p.add_argument("--channels", type=_positive_int, default=_TRAIN_SHAPE_DEFAULTS["channels"],
+                   help="shuffle: channels at camera resolution")
+    p.add_argument("--context", type=_positive_int, default=_TRAIN_SHAPE_DEFAULTS["context"],
+                   help="shuffle: channels at half resolution")
     p.add_argument("--movies", action="store_true",
                    help="train on short movies drawn over wide ranges (densities 0-9 /um^2 with empty frames, "
                         "FWHM 170-370 nm, 120-10,000 photons, background 3-130, sCMOS and EMCCD cameras), "
@@ -586,9 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", choices=["zscore", "robust", "movie"], default=None,
                    help="input normalisation: per frame (zscore, robust) or by the movie's noise level "
                         "(movie; default with --movies, zscore otherwise)")
-    p.add_argument("--encoder", type=_positive_int, nargs=3, default=[16, 8, 8],
+    p.add_argument("--encoder", type=_positive_int, nargs=3, default=_TRAIN_SHAPE_DEFAULTS["encoder"],
                    help="channels of the 3 encoder stages")
-    p.add_argument("--decoder", type=_positive_int, nargs=3, default=[8, 16, 8],
+    p.add_argument("--decoder", type=_positive_int, nargs=3, default=_TRAIN_SHAPE_DEFAULTS["decoder"],
                    help="channels of the 3 decoder stages")
     p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
                    help="no batch-norm before the final ReLU (the original has one)")

@@ -369,6 +369,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                             f"with the same normalization" + (" (--movies)" if model.normalization == "movie" else ""))
         if model.output_blur:  # linear output: judged through this run's loss kernel from now on
             model.output_blur = (cfg.kernel_width, cfg.kernel_fwhm)
+        model.pixel_size = _pixel_size(cfg)  # trained on from now on (not the initial model's)
     elif cfg.arch == "shuffle":
         model = DSIRModel(ShuffleNet(cfg.channels, cfg.context, cfg.upsampling), "shuffle", cfg.upsampling,
                           cfg.normalization, _pixel_size(cfg))
