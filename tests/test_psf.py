@@ -244,3 +244,25 @@ def test_the_echoes_message_says_how_the_network_sees_the_psf():
     assert "lower quartile 256 nm = 1.6 px" in plain and "binned" not in plain
     assert "binned 2x2 for it: lower quartile of the FWHM 256 nm = 1.6 of its px" in binned
     assert all("20% of the intensity" in m for m in (plain, binned))
+
+
+def test_a_model_of_a_narrow_width_range_is_not_binned_below_it(monkeypatch):
+    """A model trained on one camera's narrow range of PSF widths (350-450 nm
+    on 160 nm pixels: 2.2-2.8 px) on a movie within that range: its fitted
+    widths scatter past the widest (70th percentile 2.9 px), which asked for
+    2x2 binning and gave the network 1.4 px PSFs, below anything it saw;
+    the median stays unbinned now. The default model's binning of a wide
+    PSF is unchanged."""
+    from napari_dsir import reconstruct as rec
+
+    sample = np.zeros((4, 16, 16), np.float32)
+    monkeypatch.setattr(rec, "_detection_density", lambda m, f: 0.5)
+    info = {"psf_fwhm_nm": 435.0, "psf_fwhm_q25_nm": 405.0, "psf_fwhm_q40_nm": 425.0, "psf_fwhm_q70_nm": 470.0,
+            "psf_fits": 200}
+    monkeypatch.setattr(rec, "_measure_psf", lambda *a: (dict(info), sample))
+    own = load_model("default")
+    own.metadata["simulation"] = {"fwhm": [350.0, 450.0], "pixel_size": 160.0, "density": [0.0, 9.0]}
+    assert rec.movie_binning(sample, own, 0, 4, 160.0)[0] == 1
+    wide = {**info, "psf_fwhm_nm": 440.0, "psf_fwhm_q40_nm": 430.0, "psf_fwhm_q70_nm": 480.0}
+    monkeypatch.setattr(rec, "_measure_psf", lambda *a: (dict(wide), sample))
+    assert rec.movie_binning(sample, load_model("default"), 0, 4, 100.0)[0] == 2  # 4.4 px: binned as before

@@ -470,12 +470,26 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
         most = training_density(model)
         b = max(network_binning(q40, hi, density, most),
                 network_binning(q70, hi, density, most * STRADDLE_DENSITY_SHARE))
+    # never binned below the training's narrowest: a model trained on a
+    # narrow range of widths (one camera's) sees the fitted widths scatter
+    # past its widest while the movie's PSF is within its range (a training
+    # hunt: 420-450 nm on 160 nm pixels for a model of 350-450 nm, binned to
+    # 1.3 px for its 2.2-2.8); no movie of benchmarks/binning_rule.py or
+    # psf_width.py binned for the default model comes near (medians >= 3.3
+    # px binned 2x2 against its 1.7)
+    while b > 1 and median / b < BINNED_NARROWEST_SHARE * lo:
+        b -= 1
     # a quarter of the spots narrower, as the network sees them (binned),
     # than the training's narrowest: its echoes are left out (the median
     # before: crowding widens fits, and the rule costs little where the
     # PSF is in range: benchmarks/results/echoes.md)
     info["psf_narrow"] = info["psf_fwhm_q25_nm"] / px / b < lo
     return b, info
+
+
+#: `movie_binning` never brings the movie's median PSF width below this
+#: share of the training's narrowest
+BINNED_NARROWEST_SHARE = 0.8
 
 
 def _detection_density(model: DSIRModel, frames: np.ndarray) -> float:
