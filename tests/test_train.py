@@ -311,7 +311,10 @@ def test_init_takes_the_checkpoints_network_and_refuses_another_shape(tiny_check
     assert main(base + ["--encoder", "32", "16", "16"]) == 2
     assert "--encoder shapes a new network" in capsys.readouterr().err
     assert not (tmp_path / "ft.pt").exists()
+    capsys.readouterr()
     assert main(base) == 0
+    out = capsys.readouterr().out  # where everything went, and the threshold
+    assert "threshold " in out and "ft_log.csv" in out and "ft.last.pt" in out
     model = load_checkpoint(tmp_path / "ft.pt")
     assert model.arch == "dsir" and model.pixel_size == 120.0
     assert list(model.metadata["training"]["encoder"]) == [4, 4, 4]

@@ -450,6 +450,14 @@ def cmd_train(args) -> int:
     previous.unlink(missing_ok=True)
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
+    threshold = (model.metadata.get("localize") or {}).get("threshold")
+    logs = Path(args.log_dir) if args.log_dir else Path(path).parent
+    beside = [f"threshold {threshold:g} (calibrated, in the checkpoint)" if threshold is not None else None,
+              *(f"{what} {f}" for what, f in (("log", logs / f"{Path(path).stem}_log.csv"),
+                                              ("loss plot", logs / f"{Path(path).stem}_loss.png"),
+                                              ("resume state (for --resume with more --epochs)", last))
+                if f.is_file())]
+    print("\n".join(f"  {line}" for line in beside if line))
     return 0
 
 
