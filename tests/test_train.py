@@ -120,6 +120,14 @@ def test_resume_after_interruption(tmp_path):
         with pytest.raises(DSIRError, match=f"other settings \\({next(iter(other))}: "):
             list(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False, **other), path,
                                  resume=True)))
+    # another simulation: the setting that differs is named, not the whole simulation twice
+    from dataclasses import replace
+
+    cfg = _cfg(epochs=3, png_every=0, calibrate=False)
+    with pytest.raises(DSIRError, match=r"other settings \(simulation photons: \[1000, 3000\] then, "
+                                        r"\[10.0, 20.0\] now\)"):
+        list(_run(iter_train(replace(cfg, simulation=replace(cfg.simulation, photons=(10.0, 20.0))), path,
+                             resume=True)))
     logs = _epochs(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True)))
     assert [l.epoch for l in logs] == [2, 3]
     with pytest.raises(DSIRError, match="nothing to resume"):

@@ -279,11 +279,19 @@ def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path) -> None:
     if stored is None:
         return
     now = cfg.to_dict()
-    diff = [k for k in stored if k not in RESUME_MAY_CHANGE and stored.get(k) != now.get(k)]
+    diff = []  # (name, then, now); within a dict (the simulation), the settings that differ
+    for k in stored:
+        if k in RESUME_MAY_CHANGE or stored.get(k) == now.get(k):
+            continue
+        a, b = stored[k], now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [(f"{k} {j}", a.get(j), b.get(j)) for j in sorted(set(a) | set(b)) if a.get(j) != b.get(j)]
+        else:
+            diff.append((k, a, b))
     if diff:
-        said = "; ".join(f"{k}: {stored[k]!r} then, {now.get(k)!r} now" for k in diff[:4])
+        said = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, a, b in diff[:4])
         raise DSIRError(f"{last}: the interrupted run had other settings ({said}); resume with the same command "
-                        "and --resume (only --epochs and --device may change)")
+                        "and --resume (only --epochs, --device and --png-every may change)")
 
 
 def cosine_lr(lr: float, step: int, n_steps: float) -> float:
