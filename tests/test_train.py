@@ -128,8 +128,13 @@ def test_resume_after_interruption(tmp_path):
                                         r"\[10.0, 20.0\] now\)"):
         list(_run(iter_train(replace(cfg, simulation=replace(cfg.simulation, photons=(10.0, 20.0))), path,
                              resume=True)))
-    logs = _epochs(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True)))
+    logs = _epochs(_run(iter_train(_cfg(epochs=3, png_every=0, calibrate=False), path, resume=True,
+                                   log_dir=tmp_path / "logs")))
     assert [l.epoch for l in logs] == [2, 3]
+    assert (tmp_path / "logs" / "m_log.csv").read_text().startswith("epoch,train_loss")  # a new log: its header
+    # fewer epochs than done: refused (it finished silently, its metadata saying 2 epochs of 3 done)
+    with pytest.raises(DSIRError, match="the run has done 3 epochs, more than the 2 asked"):
+        list(_run(iter_train(replace(cfg, epochs=2), path, resume=True)))
     with pytest.raises(DSIRError, match="nothing to resume"):
         next(iter_train(_cfg(), tmp_path / "other.pt", resume=True))
 

@@ -410,6 +410,9 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
         model.net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, best = int(state["epoch"]), float(state["best"])
+        if start_epoch > cfg.epochs:
+            raise DSIRError(f"{last}: the run has done {start_epoch} epochs, more than the {cfg.epochs} asked: give "
+                            f"--epochs above {start_epoch} to train it on")
         history = {k: list(v) for k, v in state["history"].items()}
         rng = np.random.default_rng(cfg.seed + start_epoch)
     sim_meta = cfg.movies.to_dict() if cfg.movies is not None else cfg.simulation.to_dict()
@@ -424,7 +427,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                             "epoch": epoch, "best": best, "history": history, "config": training_meta}, tmp)
 
     csv_path = log_dir / (model_path.stem + "_log.csv")
-    if save and not resume:
+    if save and (not resume or not csv_path.is_file()):  # (resumed into another --log-dir: a new log, its header)
         with open(csv_path, "w", newline="") as fh:
             csv.writer(fh).writerow(["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"])
     epoch = completed = start_epoch
