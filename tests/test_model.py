@@ -476,3 +476,16 @@ def test_the_network_input_is_held_at_its_limit(tiny_shuffle_checkpoint):
         torch.testing.assert_close(model.raw(frames, scale=1.0), model.raw(at_limit, scale=1.0))
     model.metadata["spot_ceiling"] = None
     assert model.input_limit is None
+
+
+def test_a_resume_state_given_as_a_model_names_the_checkpoint_beside_it(tmp_path):
+    """The advice names the checkpoint with its folder (it said 'give int.pt'
+    for models/int.last.pt), and a renamed state gets no made-up name."""
+    (tmp_path / "models").mkdir()
+    state = {"state_dict": {}, "optimizer": {}, "epoch": 3, "best": 1.0, "history": {}}
+    torch.save(state, tmp_path / "models" / "int.last.pt")
+    with pytest.raises(DSIRError, match="not a model: give " + str(tmp_path / "models" / "int.pt").replace(".", r"\.")):
+        load_checkpoint(tmp_path / "models" / "int.last.pt")
+    torch.save(state, tmp_path / "renamed.pt")
+    with pytest.raises(DSIRError, match="give the checkpoint it was saved beside"):
+        load_checkpoint(tmp_path / "renamed.pt")

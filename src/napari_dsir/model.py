@@ -513,8 +513,11 @@ def load_checkpoint(path) -> DSIRModel:
         if {"conv1.weight", "convt1.weight", "bn4.weight"} <= set(ckpt):
             return load_legacy(path)
         if {"state_dict", "optimizer", "epoch"} <= set(ckpt):
-            raise DSIRError(f"{path}: the state an interrupted training resumes from, not a model: give "
-                            f"{path.name.removesuffix('.last.pt')}.pt, or finish the training (dsir train --resume)")
+            model = path.with_name(path.name.removesuffix(".last.pt") + ".pt") if path.name.endswith(".last.pt") \
+                else None  # the checkpoint beside it, where named as dsir train names it
+            give = f"give {model}" if model is not None else "give the checkpoint it was saved beside"
+            raise DSIRError(f"{path}: the state a training resumes from, not a model: {give} (an interrupted "
+                            "training's is finished by dsir train --resume)")
         raise DSIRError(f"{path}: not a napari-dsir checkpoint (no metadata; for an original "
                         "DSIR file use legacy:PATH)")
     arch = ckpt.get("arch")

@@ -222,7 +222,7 @@ MODEL_CASES = {
     "not_a_checkpoint": "not a PyTorch checkpoint (.pt): a text file",
     "a_table": "not a PyTorch checkpoint (.pt): a text file",
     "binary_of_another_kind": "not a PyTorch checkpoint (.pt); give",
-    "resume_state": "the state an interrupted training resumes from, not a model: give m.pt",
+    "resume_state": "the state a training resumes from, not a model: give ",
     "code": "refused",
     "other_shape": "do not fit",
     "other_arch": "not a napari-dsir checkpoint",
