@@ -323,6 +323,15 @@ def test_init_takes_the_checkpoints_network_and_refuses_another_shape(tiny_check
     assert "is a 'dsir' network: --arch shuffle cannot fine-tune it" in capsys.readouterr().err
     assert main(base + ["--encoder", "32", "16", "16"]) == 2
     assert "--encoder shapes a new network" in capsys.readouterr().err
+    assert main(base + ["--encoder", "16", "8", "8"]) == 2  # the default typed out is given too (it slipped by)
+    assert main(base + ["--no-head-relu"]) == 2  # (ignored, and recorded as trained)
+    assert "--no-head-relu shapes a new network" in capsys.readouterr().err
+    from .conftest import SHARED_DATA
+
+    original = SHARED_DATA / "dsir_original" / "autoencoder_model.pt"
+    if original.exists():  # the original weights without legacy: (an unexpected AttributeError)
+        assert main([*base[:3], "--init", str(original), *base[5:]]) == 2
+        assert "an original DSIR file: fine-tune it with --init legacy:" in capsys.readouterr().err
     assert not (tmp_path / "ft.pt").exists()
     capsys.readouterr()
     assert main(base) == 0

@@ -461,42 +461,56 @@ def cmd_train(args) -> int:
     return 0
 
 
-#: the options that shape a new network (``--init`` fine-tunes its checkpoint's)
-_NETWORK_OPTIONS = {"shuffle": ("channels", "context"), "dsir": ("encoder", "decoder")}
+#: the options that shape a new network (``--init`` fine-tunes its checkpoint's) and their defaults
+_NETWORK_OPTIONS = {"shuffle": ("channels", "context"), "dsir": ("encoder", "decoder", "head_norm", "head_relu")}
+_TRAIN_SHAPE_DEFAULTS = {"channels": 24, "context": 32, "encoder": [16, 8, 8], "decoder": [8, 16, 8],
+                         "head_norm": True, "head_relu": True}
 
 
 def _init_architecture(args) -> None:
-    """``args.arch`` and the network's shape: with ``--init``, those of the
-    checkpoint fine-tuned (another --arch, or a shape option that differs
-    from it, is refused: they were ignored, and the new checkpoint recorded
-    them); else ``dsir`` unless given."""
+    """``args.arch`` and the network's shape (options given as None: not
+    given): with ``--init``, those of the checkpoint fine-tuned (another
+    --arch, or a shape option given, is refused: they were ignored, and the
+    new checkpoint recorded them; a shipped model's name is its file); else
+    ``dsir`` and the defaults unless given."""
+    if args.init and not str(args.init).startswith("legacy:") and not Path(args.init).exists():
+        from .model import SHIPPED_MODELS, default_model_path
+
+        if str(args.init).lower() in SHIPPED_MODELS:  # --init default: the shipped file
+            args.init = str(default_model_path(str(args.init).lower()))
     if not args.init:
         args.arch = args.arch or "dsir"
+        for name, value in _TRAIN_SHAPE_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         return
     if str(args.init).startswith("legacy:"):
-        arch, shape = "dsir", {"encoder": [16, 8, 8], "decoder": [8, 16, 8]}
+        arch, shape = "dsir", {"encoder": [16, 8, 8], "decoder": [8, 16, 8], "head_norm": True, "head_relu": True}
     else:
         from .model import load_checkpoint
 
-        net = load_checkpoint(args.init).net
+        model = load_checkpoint(args.init)
+        if model.legacy:
+            raise DSIRError(f"{args.init}: an original DSIR file: fine-tune it with --init legacy:{args.init}")
+        net = model.net
         arch = "shuffle" if hasattr(net, "context") else "dsir"
         shape = ({"channels": net.channels, "context": net.context} if arch == "shuffle" else
-                 {"encoder": list(net.encoder_channels), "decoder": list(net.decoder_channels)})
+                 {"encoder": list(net.encoder_channels), "decoder": list(net.decoder_channels),
+                  "head_norm": net.head_norm, "head_relu": net.head_relu})
     if args.arch not in (None, arch):
         raise DSIRError(f"--init {args.init} is a '{arch}' network: --arch {args.arch} cannot fine-tune it "
                         "(leave --arch out)")
     args.arch = arch
-    for name in _NETWORK_OPTIONS[arch]:
+    for name in _TRAIN_SHAPE_DEFAULTS:
         given = getattr(args, name)
-        given = list(given) if isinstance(given, (list, tuple)) else given
-        if given not in (shape[name], _TRAIN_SHAPE_DEFAULTS[name]):
-            raise DSIRError(f"--{name} shapes a new network; --init {args.init} fine-tunes its own "
-                            f"({name} {shape[name]}): leave --{name} out")
-        setattr(args, name, shape[name])  # what the checkpoint records: the network trained
-
-
-#: the defaults of the network-shape options (`_init_architecture`)
-_TRAIN_SHAPE_DEFAULTS = {"channels": 24, "context": 32, "encoder": [16, 8, 8], "decoder": [8, 16, 8]}
+        if name in _NETWORK_OPTIONS[arch] and given is not None and (
+                list(given) if isinstance(given, (list, tuple)) else given) != shape[name]:
+            option = {"head_norm": "no-head-norm", "head_relu": "no-head-relu"}.get(name, name)
+            raise DSIRError(f"--{option.replace('_', '-')} shapes a new network; --init {args.init} fine-tunes "
+                            f"its own ({name} {shape[name]}): leave it out")
+        # what the checkpoint records: the network trained
+        setattr(args, name, shape.get(name, _TRAIN_SHAPE_DEFAULTS[name]) if given is None or name in shape
+                else given)
 
 
 def cmd_demo(args) -> int:
@@ -614,10 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["dsir", "shuffle"], default=None,
                    help="dsir (default; with --init: the checkpoint's): the 2018 auto-encoder on the x8 up-sampled "
                         "frame; shuffle: camera-resolution features and a pixel-shuffle output (the shipped model's)")
-    p.add_argument("--channels", type=_positive_int, default=_TRAIN_SHAPE_DEFAULTS["channels"],
-                   help="shuffle: channels at camera resolution")
-    p.add_argument("--context", type=_positive_int, default=_TRAIN_SHAPE_DEFAULTS["context"],
-                   help="shuffle: channels at half resolution")
+    p.add_argument("--channels", type=_positive_int, default=None,
+                   help="shuffle: channels at camera resolution (default 24; with --init: its own)")
+    p.add_argument("--context", type=_positive_int, default=None,
+                   help="shuffle: channels at half resolution (default 32; with --init: its own)")
     p.add_argument("--movies", action="store_true",
                    help="train on short movies drawn over wide ranges (densities 0-9 /um^2 with empty frames, "
                         "FWHM 170-370 nm, 120-10,000 photons, background 3-130, sCMOS and EMCCD cameras), "
@@ -635,15 +649,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", choices=["zscore", "robust", "movie"], default=None,
                    help="input normalisation: per frame (zscore, robust) or by the movie's noise level "
                         "(movie; default with --movies, zscore otherwise)")
-    p.add_argument("--encoder", type=_positive_int, nargs=3, default=_TRAIN_SHAPE_DEFAULTS["encoder"],
-                   help="channels of the 3 encoder stages")
-    p.add_argument("--decoder", type=_positive_int, nargs=3, default=_TRAIN_SHAPE_DEFAULTS["decoder"],
-                   help="channels of the 3 decoder stages")
-    p.add_argument("--no-head-norm", dest="head_norm", action="store_false",
+    p.add_argument("--encoder", type=_positive_int, nargs=3, default=None,
+                   help="channels of the 3 encoder stages (default 16 8 8; with --init: its own)")
+    p.add_argument("--decoder", type=_positive_int, nargs=3, default=None,
+                   help="channels of the 3 decoder stages (default 8 16 8; with --init: its own)")
+    p.add_argument("--no-head-norm", dest="head_norm", action="store_false", default=None,
                    help="no batch-norm before the final ReLU (the original has one)")
-    p.add_argument("--no-head-relu", dest="head_relu", action="store_false",
+    p.add_argument("--no-head-relu", dest="head_relu", action="store_false", default=None,
                    help="linear output while training, clipped at 0 when applied (avoids dead outputs)")
-    p.add_argument("--init", default=None, help="checkpoint to fine-tune from (legacy:PATH: the original weights)")
+    p.add_argument("--init", default=None,
+                   help="checkpoint to fine-tune from (a shipped model's name; legacy:PATH: the original weights)")
     p.add_argument("--label-scale", type=_positive_float, default=1.0,
                    help="label value of one emitter (1: the original; 100 as Deep-STORM trains faster)")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 sparsity term on the output")

@@ -366,7 +366,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     if cfg.init and str(cfg.init).startswith("legacy:"):
         # fine-tune from the original weights, with independent batch-norms
         legacy = load_legacy(str(cfg.init)[len("legacy:"):])
-        model = DSIRModel(dsir_from_legacy(legacy.net), "dsir", 8, "zscore", 100.0,
+        model = DSIRModel(dsir_from_legacy(legacy.net), "dsir", 8, "zscore", _pixel_size(cfg),
                           {"initialised_from": "original DSIR weights (2018, MIT)"})
     elif cfg.init:
         model = load_checkpoint(cfg.init)
