@@ -257,12 +257,20 @@ def test_a_model_of_a_narrow_width_range_is_not_binned_below_it(monkeypatch):
 
     sample = np.zeros((4, 16, 16), np.float32)
     monkeypatch.setattr(rec, "_detection_density", lambda m, f: 0.5)
-    info = {"psf_fwhm_nm": 435.0, "psf_fwhm_q25_nm": 405.0, "psf_fwhm_q40_nm": 425.0, "psf_fwhm_q70_nm": 470.0,
+    info = {"psf_fwhm_nm": 460.0, "psf_fwhm_q25_nm": 415.0, "psf_fwhm_q40_nm": 440.0, "psf_fwhm_q70_nm": 500.0,
             "psf_fits": 200}
     monkeypatch.setattr(rec, "_measure_psf", lambda *a: (dict(info), sample))
     own = load_model("default")
     own.metadata["simulation"] = {"fwhm": [350.0, 450.0], "pixel_size": 160.0, "density": [0.0, 9.0]}
-    assert rec.movie_binning(sample, own, 0, 4, 160.0)[0] == 1
+    b, got = rec.movie_binning(sample, own, 0, 4, 160.0)
+    assert b == 1 and got["binning_floor"] == 2
+    # a run says nothing of crowding there (it said the frames were "too crowded to bin")
+    from napari_dsir.run import reconstruct as run
+
+    seen = []
+    run(np.random.default_rng(0).poisson(100, (4, 16, 16)).astype(np.float32), own, pixel_size=160.0,
+        progress=seen.append)
+    assert not any("too crowded to bin" in p.message for p in seen)
     wide = {**info, "psf_fwhm_nm": 440.0, "psf_fwhm_q40_nm": 430.0, "psf_fwhm_q70_nm": 480.0}
     monkeypatch.setattr(rec, "_measure_psf", lambda *a: (dict(wide), sample))
     assert rec.movie_binning(sample, load_model("default"), 0, 4, 100.0)[0] == 2  # 4.4 px: binned as before

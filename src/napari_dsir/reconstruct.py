@@ -477,8 +477,10 @@ def movie_binning(src, model: DSIRModel, start: int, stop: int, pixel_size: floa
     # 1.3 px for its 2.2-2.8); no movie of benchmarks/binning_rule.py or
     # psf_width.py binned for the default model comes near (medians >= 3.3
     # px binned 2x2 against its 1.7)
-    while b > 1 and median / b < BINNED_NARROWEST_SHARE * lo:
-        b -= 1
+    if b > 1 and median / b < BINNED_NARROWEST_SHARE * lo:
+        info["binning_floor"] = b  # (not the crowding: the run does not say it is too crowded to bin)
+        while b > 1 and median / b < BINNED_NARROWEST_SHARE * lo:
+            b -= 1
     # a quarter of the spots narrower, as the network sees them (binned),
     # than the training's narrowest: its echoes are left out (the median
     # before: crowding widens fits, and the rule costs little where the

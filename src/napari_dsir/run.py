@@ -411,7 +411,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if not distributed:
         src = measured
     binning, psf = _binning(req, measured, model, px.nm, camera, total, name)
-    if binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None):
+    if binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None
+                       and not psf.get("binning_floor")):
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
