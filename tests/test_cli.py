@@ -225,6 +225,7 @@ def test_evaluate_scores_a_run_on_part_of_a_movie_on_its_frames(camera_movie, tm
     assert main(["evaluate", str(gt), str(bare)]) == 0
     captured = capsys.readouterr()
     assert "states no frame range (a table from elsewhere): the ground truth of every frame is scored" in captured.err
+    assert "while its localizations lie in frames 2-4" in captured.err  # 1-based, as the files count them
     assert f"{len(read_localizations(gt))} ground-truth positions" in captured.out
 
 

@@ -133,7 +133,7 @@ def test_resume_after_interruption(tmp_path):
     assert [l.epoch for l in logs] == [2, 3]
     assert (tmp_path / "logs" / "m_log.csv").read_text().startswith("epoch,train_loss")  # a new log: its header
     # fewer epochs than done: refused (it finished silently, its metadata saying 2 epochs of 3 done)
-    with pytest.raises(DSIRError, match="the run has done 3 epochs, more than the 2 asked"):
+    with pytest.raises(DSIRError, match="the run has done 3 epochs, more than the 2 asked: give --epochs 3 or more"):
         list(_run(iter_train(replace(cfg, epochs=2), path, resume=True)))
     with pytest.raises(DSIRError, match="nothing to resume"):
         next(iter_train(_cfg(), tmp_path / "other.pt", resume=True))

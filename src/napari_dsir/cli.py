@@ -284,7 +284,8 @@ def cmd_evaluate(args) -> int:
     else:
         pred, steps = read_localizations(args.localizations, pixel_size=args.pixel_size, warn=_warn), None
     # a run on part of a movie is scored on the frames it covered, as its table states them
-    span, note = scored_frames(stated_frames(args.localizations, steps), pred, gt, str(args.localizations))
+    stated = stated_frames(args.localizations, steps)
+    span, note = scored_frames(stated, pred, gt, str(args.localizations), base=1)  # (frames as the files count)
     if note:
         _warn(note)
     if span is not None:
@@ -297,7 +298,8 @@ def cmd_evaluate(args) -> int:
                           "frames": None if span is None else list(span),
                           "metrics": [m.to_dict() for m in metrics]}, indent=2))
     else:
-        frames = "" if span is None else f" in frames {span[0] + 1}-{span[1]} (1-based: the frames the run covered)"
+        frames = "" if span is None else f" in frames {span[0] + 1}-{span[1]}" + (
+            " (the frames the run covered)" if span == stated else "")
         print(f"{len(gt)} ground-truth positions, {len(pred)} localizations{frames}")
         for m in metrics:
             print(m.summary())
@@ -424,6 +426,7 @@ def cmd_train(args) -> int:
         _warn(f"{path}: the finished checkpoint is kept as {previous.name} until this training finishes")
     last = last_path(Path(path))
     stale = last.stat().st_mtime_ns if last.is_file() else None  # a resume state from before this run
+    began = time.time()
     gen = iter_train(cfg, path, resume=args.resume, log_dir=args.log_dir, metadata={"command": command})
     try:
         with tqdm(total=cfg.epochs, desc="training", unit="epoch", file=sys.stderr, disable=args.quiet) as bar:
@@ -456,7 +459,7 @@ def cmd_train(args) -> int:
               *(f"{what} {f}" for what, f in (("log", logs / f"{Path(path).stem}_log.csv"),
                                               ("loss plot", logs / f"{Path(path).stem}_loss.png"),
                                               ("resume state (for --resume with more --epochs)", last))
-                if f.is_file())]
+                if f.is_file() and f.stat().st_mtime >= began - 1)]  # (not an earlier training's)
     print("\n".join(f"  {line}" for line in beside if line))
     return 0
 

@@ -63,27 +63,29 @@ def match_frame(gt_xy: np.ndarray, pred_xy: np.ndarray, radius: float) -> tuple[
     return rows[r[keep]], cols[c[keep]]
 
 
-def scored_frames(stated, pred: Localizations, gt: Localizations,
-                  name: str = "the table") -> tuple[tuple[int, int] | None, str | None]:
+def scored_frames(stated, pred: Localizations, gt: Localizations, name: str = "the table",
+                  base: int = 0) -> tuple[tuple[int, int] | None, str | None]:
     """The frames (start, stop; 0-based, stop excluded) to score ``pred``
     against ``gt`` over, and a note to show or None: the frames the
     localizations' run covered (``stated``: their table's or layer's
     "frames"), widened to every localization (a table edited, points drawn
     beyond the run: said); None, every frame (a table from elsewhere: said
     where the ground truth reaches beyond its localizations). A run on part
-    of a movie is scored on that part, not against the truth of every frame."""
+    of a movie is scored on that part, not against the truth of every frame.
+    The notes count frames from ``base`` (0 as napari's slider, 1 as files)."""
     span = (int(stated[0]), int(stated[1])) if stated else None
     if not len(pred):
         return span, None
     lo, hi = int(pred.frame.min()), int(pred.frame.max())
+    k = int(base)
     if span and (lo < span[0] or hi >= span[1]):
         wide = min(lo, span[0]), max(hi + 1, span[1])
-        return wide, (f"{name} states frames {span[0]}-{span[1] - 1}, but has localizations in frames {lo}-{hi}: "
-                      f"frames {wide[0]}-{wide[1] - 1} are scored")
+        return wide, (f"{name} states frames {span[0] + k}-{span[1] - 1 + k}, but has localizations in frames "
+                      f"{lo + k}-{hi + k}: frames {wide[0] + k}-{wide[1] - 1 + k} are scored")
     if not span and len(gt) and (gt.frame.min() < lo or gt.frame.max() > hi):
         return None, (f"{name} states no frame range (a table from elsewhere): the ground truth of every frame "
-                      f"is scored, frames {int(gt.frame.min())}-{int(gt.frame.max())}, while its localizations "
-                      f"lie in frames {lo}-{hi}")
+                      f"is scored, frames {int(gt.frame.min()) + k}-{int(gt.frame.max()) + k}, while its "
+                      f"localizations lie in frames {lo + k}-{hi + k}")
     return span, None
 
 

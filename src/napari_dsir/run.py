@@ -178,7 +178,7 @@ def uncalibrated_warning(model, params) -> str:
             "--resume)")
 
 
-def uncalibrated_error_message(model, params, report: dict) -> str | None:
+def uncalibrated_error_message(params, report: dict) -> str | None:
     """What a run says when detections keep the network's position (crowded,
     pulled) and the model carries no calibration of the network's own error
     there (a training without --movies): their uncertainty is the fit's bound
@@ -186,11 +186,11 @@ def uncalibrated_error_message(model, params, report: dict) -> str | None:
     kept = report.get("crowded", 0) + report.get("pulled", 0)
     if not kept or len(params.crowded_error_px):
         return None
-    which = f" {model.source}" if model.source else ""
-    return (f"{kept} of {report.get('total', kept)} detections keep the network's position, and the model{which} "
-            "carries no calibration of the network's error there (trained without --movies): their uncertainty "
-            "is the fit's bound at that position alone, too small (several times, in crowded frames); a shipped "
-            "model, or one trained with --movies, calibrates it")
+    return (f"{kept} of {report.get('total', kept)} detections keep the network's position, and the localizer "
+            "settings carry no calibration of the network's error there (a model trained without --movies, the "
+            "original weights, or settings given without it): their uncertainty is the fit's bound at that "
+            "position alone, too small (several times, in crowded frames); the shipped models, or one "
+            "trained with --movies, calibrate it")
 
 
 def pixel_size_warning(name: str) -> str:
@@ -481,7 +481,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
             report["dead_left_out"] = left_out
         result.info["fit_report"] = report  # what the front ends show (`fit.fit_summary`)
         for message in (camera_doubt(report), failed_fits_message(report),
-                        uncalibrated_error_message(model, params, report)) if report else ():
+                        uncalibrated_error_message(params, report)) if report else ():
             if message:
                 yield Progress(total, total, req.batch_size or 0, message, kind="warning")
     if params is not None and result.localizations is not None and len(result.localizations) == 0:

@@ -75,7 +75,7 @@ class SimulationConfig:
                             f"{lo:.3g}-{hi:.3g} px wide: no emitter a camera sees; both are in nm (e.g. FWHM "
                             "250-350, pixel size 100-160)")
         p_lo, p_hi = as_range("photons", self.photons)
-        if p_lo < 0 or p_hi <= 0:
+        if p_lo <= 0:
             raise DSIRError(f"photons must be > 0 per emitter, got {_text(self.photons)}")
         if as_range("gain", self.gain)[0] <= 0:
             raise DSIRError(f"gain must be > 0 ADU per photoelectron, got {self.gain}")

@@ -386,8 +386,15 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                           cfg.normalization, _pixel_size(cfg),
                           output_blur=None if cfg.head_relu else (cfg.kernel_width, cfg.kernel_fwhm))
     model.to(device)
-    if resume and not last_path(model_path).is_file():
-        raise DSIRError(f"{last_path(model_path)}: nothing to resume from")
+    state = None
+    if resume:  # its settings and epochs checked before the data are made
+        if not last_path(model_path).is_file():
+            raise DSIRError(f"{last_path(model_path)}: nothing to resume from")
+        state = torch.load(last_path(model_path), map_location="cpu", weights_only=True)
+        _check_resume(state.get("config"), cfg, last_path(model_path))
+        if int(state["epoch"]) > cfg.epochs:
+            raise DSIRError(f"{last_path(model_path)}: the run has done {int(state['epoch'])} epochs, more than the "
+                            f"{cfg.epochs} asked: give --epochs {int(state['epoch'])} or more")
     yield TrainStatus("simulating", f"simulating {cfg.n_train} training and {cfg.n_val} validation frames",
                       0, cfg.epochs)
     train_data = _Data(cfg.n_train, cfg.simulation, cfg.seed, model.upsampling, cfg.movies)
@@ -402,17 +409,10 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     history: dict[str, list[float]] = {"train": [], "val": []}
     best, start_epoch = math.inf, 0
     last = last_path(model_path)
-    if resume:
-        if not last.is_file():
-            raise DSIRError(f"{last}: nothing to resume from")
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        _check_resume(state.get("config"), cfg, last)
+    if state is not None:
         model.net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, best = int(state["epoch"]), float(state["best"])
-        if start_epoch > cfg.epochs:
-            raise DSIRError(f"{last}: the run has done {start_epoch} epochs, more than the {cfg.epochs} asked: give "
-                            f"--epochs above {start_epoch} to train it on")
         history = {k: list(v) for k, v in state["history"].items()}
         rng = np.random.default_rng(cfg.seed + start_epoch)
     sim_meta = cfg.movies.to_dict() if cfg.movies is not None else cfg.simulation.to_dict()
