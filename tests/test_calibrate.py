@@ -263,3 +263,22 @@ def test_spot_ceiling_is_the_share_of_training_movies_under_it():
     assert got["movies"] == len(heights) and got["share"] == SPOT_CEILING_SHARE
     few = movie < 5
     assert spot_ceiling(frames[few], movie[few], scales[few]) is None
+
+
+def test_a_silent_network_cannot_be_calibrated_and_says_so():
+    """A network whose output is 0 on every validation frame (a too-short
+    fine-tuning of the original weights ended so) is refused by name; it
+    raised numpy's 'Geometric sequence cannot include zero'."""
+    import torch.nn as nn
+
+    from napari_dsir.calibrate import calibrate_localizer
+    from napari_dsir.errors import DSIRError
+    from napari_dsir.locs import Localizations
+    from napari_dsir.model import DSIRModel, ShuffleNet
+
+    model = DSIRModel(ShuffleNet(4, 4), "shuffle")
+    for p in model.net.parameters():
+        nn.init.zeros_(p)
+    frames = np.random.default_rng(0).poisson(100, (2, 16, 16)).astype(np.float32)
+    with pytest.raises(DSIRError, match="the network's output is 0 on every validation frame"):
+        calibrate_localizer(model, frames, Localizations([0], [500.0], [500.0]), 12.5)

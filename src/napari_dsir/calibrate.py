@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .errors import DSIRError
 from .evaluate import evaluate
 from .localize import (
     CROWDED_BOUND_REF_PX,
@@ -68,6 +69,9 @@ def calibrate_localizer(model: DSIRModel, frames: np.ndarray, truth: Localizatio
     ``frames`` (frame, y, x) ADU with ``truth`` in nm; ``sr_pixel`` nm.
     Returns the best `LocalizeParams` and its Jaccard at ``radius_nm``."""
     sr = _predict(model, frames, batch_size)
+    if not (sr.numel() and float(sr.max()) > 0):  # (a geometric grid of thresholds needs a peak above 0)
+        raise DSIRError("the network's output is 0 on every validation frame: no threshold can be calibrated "
+                        "(a training too short, or a learning rate that silenced the network: train longer)")
     best = (LocalizeParams(), -1.0)
     # (width, fwhm) of the extra blur before peak finding; fwhm 0: none
     blurs = [(blur[0], 0.0), (blur[0], blur[1]), (2 * math.ceil(2 * blur[1]) + 1, 2 * blur[1])]
