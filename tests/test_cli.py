@@ -585,6 +585,14 @@ def test_single_camera_options_go_over_what_the_movie_states(camera_movie, tmp_p
     assert "bad.tif: camera settings in the file metadata: camera quantum efficiency must be in (0, 1]" in err
     assert "(set the camera to override them)" in err
     assert main(["localize", str(bad), "-o", str(tmp_path / "bad.csv"), "-q", "--qe", "0.9"]) == 0
+    # a baseline above the data: blamed on the file where it came from there, else on the option given
+    high = tmp_path / "high.tif"
+    tifffile.imwrite(high, open_stack(raw).read(), photometric="minisblack", metadata={"offset": 60000})
+    assert main(["localize", str(high), "-o", str(tmp_path / "h.csv"), "-q", "--sensitivity", "0.5"]) == 2
+    assert "high.tif: camera settings in the file metadata: camera baseline 60000 ADU" in capsys.readouterr().err
+    assert main(["localize", str(raw), "-o", str(tmp_path / "h.csv"), "-q", "--baseline", "60000"]) == 2
+    err = capsys.readouterr().err
+    assert "camera baseline 60000 ADU" in err and "file metadata" not in err
 
 
 def test_the_api_saves_a_run_as_dsir_localize_writes_it(camera_movie, tmp_path):

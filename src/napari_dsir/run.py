@@ -380,8 +380,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if camera is not None:
         try:
             low = camera.check_data(first)
-        except DSIRError as e:
-            if not camera_origin.endswith("metadata"):
+        except DSIRError as e:  # (a baseline above the data: the file's, or the one given)
+            if camera_origin != "metadata" and "baseline" not in from_stated:
                 raise
             raise _stated_camera_error(name, e) from None
         if low is not None:
