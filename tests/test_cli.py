@@ -590,7 +590,7 @@ def test_single_camera_options_go_over_what_the_movie_states(camera_movie, tmp_p
     tifffile.imwrite(high, open_stack(raw).read(), photometric="minisblack", metadata={"offset": 60000})
     assert main(["localize", str(high), "-o", str(tmp_path / "h.csv"), "-q", "--sensitivity", "0.5"]) == 2
     assert "high.tif: camera settings in the file metadata: camera baseline 60000 ADU" in capsys.readouterr().err
-    assert main(["localize", str(raw), "-o", str(tmp_path / "h.csv"), "-q", "--baseline", "60000"]) == 2
+    assert main(["localize", str(stated), "-o", str(tmp_path / "h.csv"), "-q", "--baseline", "60000"]) == 2
     err = capsys.readouterr().err
     assert "camera baseline 60000 ADU" in err and "file metadata" not in err
 
