@@ -128,6 +128,21 @@ class CameraFields(Container):
             self.preset.value = CUSTOM
             self._from_file = False
 
+    def show_layer(self, layer, start: int = 0) -> None:
+        """`show_stated` for an image layer: its metadata's camera, or the one
+        a run from frame ``start`` assumes (`run.assumed_camera_of`: 4 frames
+        read, only where the layer states no camera)."""
+        from ..run import assumed_camera_of
+
+        stated = (layer.metadata or {}).get("camera")
+        assumed = None
+        if not stated:
+            try:
+                assumed = assumed_camera_of(layer.data, start)
+            except Exception:  # (a signal handler: never a traceback) not frames a run takes: the run says why
+                assumed = None
+        self.show_stated(stated, layer.name, assumed)
+
     def show_stated(self, stated, name: str, assumed: Camera | None = None) -> None:
         """The camera settings the image ``name`` states (its metadata's
         ``camera``): unticked, the fields show them (what a run then uses),

@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 
 from ..errors import Cancelled, DSIRError
 from ..layers import Geometry, result_layers
-from ..run import RunRequest, assumed_camera_of, iter_run
+from ..run import RunRequest, iter_run
 from .camera import CameraFields
 from .common import (
     OUTPUT_KINDS,
@@ -154,19 +154,9 @@ class ReconstructWidget(Container):
         self._show_pixel_size()
 
     def _show_camera(self, *_):
-        """The camera fields show the image's stated camera, or the one a run
-        from the first frame assumes (`run.assumed_camera_of`: 4 frames read)."""
         layer = self.image.value
-        if layer is None:
-            return
-        stated = (layer.metadata or {}).get("camera")
-        assumed = None
-        if not stated:
-            try:
-                assumed = assumed_camera_of(layer.data, int(self.start.value))
-            except Exception:  # (a signal handler: never a traceback) not frames a run takes: the run says why
-                assumed = None
-        self.camera.show_stated(stated, layer.name, assumed)
+        if layer is not None:
+            self.camera.show_layer(layer, int(self.start.value))
 
     def _show_pixel_size(self, *_):
         layer = self.image.value
