@@ -464,8 +464,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-#: the options that shape a new network (``--init`` fine-tunes its checkpoint's) and their defaults
-_NETWORK_OPTIONS = {"shuffle": ("channels", "context"), "dsir": ("encoder", "decoder", "head_norm", "head_relu")}
+#: the defaults of the options that shape a new network (``--init`` fine-tunes its checkpoint's)
 _TRAIN_SHAPE_DEFAULTS = {"channels": 24, "context": 32, "encoder": [16, 8, 8], "decoder": [8, 16, 8],
                          "head_norm": True, "head_relu": True}
 
@@ -481,15 +480,10 @@ def _init_architecture(args) -> None:
 
         if str(args.init).lower() in SHIPPED_MODELS:  # --init default: the shipped file
             args.init = str(default_model_path(str(args.init).lower()))
-    if not args.init:
-        args.arch = args.arch or "dsir"
-        for name, value in _TRAIN_SHAPE_DEFAULTS.items():
-            if getattr(args, name) is None:
-                setattr(args, name, value)
-        return
-    if str(args.init).startswith("legacy:"):
+    arch, shape = None, {}  # the checkpoint's network: its architecture and the options that shape it
+    if args.init and str(args.init).startswith("legacy:"):
         arch, shape = "dsir", {"encoder": [16, 8, 8], "decoder": [8, 16, 8], "head_norm": True, "head_relu": True}
-    else:
+    elif args.init:
         from .model import load_checkpoint
 
         model = load_checkpoint(args.init)
@@ -500,20 +494,19 @@ def _init_architecture(args) -> None:
         shape = ({"channels": net.channels, "context": net.context} if arch == "shuffle" else
                  {"encoder": list(net.encoder_channels), "decoder": list(net.decoder_channels),
                   "head_norm": net.head_norm, "head_relu": net.head_relu})
-    if args.arch not in (None, arch):
+    if arch is not None and args.arch not in (None, arch):
         raise DSIRError(f"--init {args.init} is a '{arch}' network: --arch {args.arch} cannot fine-tune it "
                         "(leave --arch out)")
-    args.arch = arch
-    for name in _TRAIN_SHAPE_DEFAULTS:
+    args.arch = arch or args.arch or "dsir"
+    for name, default in _TRAIN_SHAPE_DEFAULTS.items():
         given = getattr(args, name)
-        if name in _NETWORK_OPTIONS[arch] and given is not None and (
+        if name in shape and given is not None and (
                 list(given) if isinstance(given, (list, tuple)) else given) != shape[name]:
             option = {"head_norm": "no-head-norm", "head_relu": "no-head-relu"}.get(name, name)
-            raise DSIRError(f"--{option.replace('_', '-')} shapes a new network; --init {args.init} fine-tunes "
-                            f"its own ({name} {shape[name]}): leave it out")
+            raise DSIRError(f"--{option} shapes a new network; --init {args.init} fine-tunes its own "
+                            f"({name} {shape[name]}): leave it out")
         # what the checkpoint records: the network trained
-        setattr(args, name, shape.get(name, _TRAIN_SHAPE_DEFAULTS[name]) if given is None or name in shape
-                else given)
+        setattr(args, name, shape[name] if name in shape else default if given is None else given)
 
 
 def cmd_demo(args) -> int:

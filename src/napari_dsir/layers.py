@@ -332,17 +332,15 @@ def result_layers(result, geometry: Geometry, name: str, *, ndim: int = 3, sum_i
     from .io.tables import run_protocol
 
     u = int(result.upsampling)
-    info = result.info or {}
     protocol = {k: v for k, v in run_protocol(result).items() if k != "generator"}  # saved with the table
     meta = {
         **protocol,
         "pixel_size": float(result.pixel_size),
         "camera_pixel_size": geometry.pixel_size,
-        "pixel_size_origin": info.get("pixel_size_origin"),
         "upsampling": u,
-        "frames": (int(result.start), int(result.stop)),
+        "frames": tuple(protocol["frames"]),
         "source": name,
-        "frame_shape": tuple(int(v) // u for v in np.shape(result.sum_image)),  # camera px (y, x)
+        "frame_shape": tuple(protocol["frame_shape"]),  # camera px (y, x)
     }
 
     def axes(n):

@@ -217,9 +217,7 @@ def camera_metadata_message(name: str, camera: Camera, names: list[str] | None =
 
 def _stated_camera_error(name: str, err: DSIRError) -> DSIRError:
     """The error of camera settings the input's metadata states: whose, and how to get past them."""
-    what = str(err)
-    if not what.startswith("camera settings in the file metadata"):
-        what = f"camera settings in the file metadata: {what}"
+    what = str(err) if isinstance(err, StatedCameraError) else f"camera settings in the file metadata: {err}"
     return DSIRError(f"{name}: {what} (set the camera to override them)")
 
 
@@ -666,11 +664,10 @@ def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bo
     if not (result.info or {}).get("camera_pixel_size"):
         raise DSIRError("the result states no camera pixel size (info['camera_pixel_size']): not a run's "
                         "result? Write its localizations with napari_dsir.io.write_localizations")
-    u = int(result.upsampling)
+    stated = run_protocol(result)  # (its camera pixel size, frame and movie length the Picasso file's)
     return write_localizations(path, result.localizations, overwrite=overwrite,
-                               pixel_size=result.info["camera_pixel_size"],
-                               frame_shape=(result.sum_image.shape[0] // u, result.sum_image.shape[1] // u),
-                               n_frames=result.info.get("movie_frames", result.stop), metadata=run_protocol(result))
+                               pixel_size=stated["camera_pixel_size"], frame_shape=tuple(stated["frame_shape"]),
+                               n_frames=stated["movie_frames"] or result.stop, metadata=stated)
 
 
 def reconstruct(source, model=None, progress: Callable[[Progress], None] | None = None, **fields) -> Result:

@@ -553,7 +553,7 @@ def run_protocol(result) -> dict:
     from .. import __version__
 
     info = result.info or {}
-    out = {"generator": f"napari-dsir {__version__}", "model": info.get("model"), "camera": info.get("camera"),
+    return {"generator": f"napari-dsir {__version__}", "model": info.get("model"), "camera": info.get("camera"),
            "camera_origin": info.get("camera_origin"), "localize": info.get("localize"),
            "camera_pixel_size": info.get("camera_pixel_size"), "pixel_size_origin": info.get("pixel_size_origin"),
            "frame_shape": [int(v) // int(result.upsampling) for v in np.shape(result.sum_image)],
@@ -564,7 +564,6 @@ def run_protocol(result) -> dict:
            "dead_pixels": info.get("dead_pixels", 0), "stripes": info.get("stripes"),
            "saturated": info.get("saturated"), "frames": [int(result.start), int(result.stop)],
            **{k: info[k] for k in ("background_shaped", "background_ratio") if k in info}}
-    return out
 
 
 def frames_of(stated: dict) -> tuple[int, int] | None:
