@@ -382,6 +382,13 @@ def cmd_train(args) -> int:
     stem = Path(path).stem  # its name, not the init's file; and the names beside it (lengths)
     check_outputs([(path, "checkpoint"), (Path(path).with_name(stem + ".previous.pt"), None),
                    (Path(path).with_name(stem + ".last.pt"), None)], [args.init], overwrite=True)
+    logs = Path(args.log_dir) if args.log_dir else Path(path).parent
+    if logs.exists() and not logs.is_dir():
+        raise DSIRError(f"--log-dir {logs}: a file, not a folder")
+    if (logs / f"{stem}_log.csv").is_file() and not (args.overwrite or args.resume):
+        # e.g. another model of the same name logged to the same --log-dir
+        raise DSIRError(f"{logs / f'{stem}_log.csv'}: a training log is already there (use --overwrite to replace "
+                        "it, or give another --log-dir or model name)")
     movies = None
     if args.movies:
         from .simulate import MovieConfig
@@ -454,7 +461,6 @@ def cmd_train(args) -> int:
     jac = model.metadata.get("validation_jaccard_250nm")
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
     threshold = (model.metadata.get("localize") or {}).get("threshold")
-    logs = Path(args.log_dir) if args.log_dir else Path(path).parent
     beside = [f"threshold {threshold:g} (calibrated, in the checkpoint)" if threshold is not None else None,
               *(f"{what} {f}" for what, f in (("log", logs / f"{Path(path).stem}_log.csv"),
                                               ("loss plot", logs / f"{Path(path).stem}_loss.png"),
@@ -661,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu", "mps"])
     p.add_argument("--png-every", type=int, default=10, help="epochs between validation PNGs (0: never)")
-    p.add_argument("--log-dir", type=Path, default=None, help="CSV log and PNGs (default: beside the model)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="folder of the CSV log and PNGs, made if missing (default: beside the model)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_sim_options(p)

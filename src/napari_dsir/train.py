@@ -358,6 +358,8 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     model_path = Path(model_path) if model_path else default_model_path()
     log_dir = Path(log_dir) if log_dir else model_path.parent
     if save:
+        if log_dir.exists() and not log_dir.is_dir():
+            raise DSIRError(f"{log_dir}: the log folder is a file")
         model_path.parent.mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

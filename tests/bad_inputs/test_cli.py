@@ -748,3 +748,28 @@ def test_training_and_simulation_settings_that_cannot_work(case, tmp_path, capsy
     rc, _, err = _run_cli(argv, capsys)
     assert rc == 2 and err.startswith("dsir: error:") and needle in err and len(err.splitlines()) == 1, err
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("case", ["log_dir_is_a_file", "log_of_another_model"])
+def test_training_log_folder_that_would_lose_data(case, tmp_path, capsys, monkeypatch):
+    """A --log-dir that is a file ended in "unexpected error: FileExistsError";
+    a second model of the same name logged to the same --log-dir silently
+    replaced the first one's log. Both refused before any work; the log
+    is replaced with --overwrite."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "-o", "b/m.pt", "--epochs", "1", "--n-train", "8", "--n-val", "8", "--png-every", "0", "-q"]
+    (tmp_path / "b").mkdir()
+    if case == "log_dir_is_a_file":
+        (tmp_path / "logs").write_text("notes")
+        needle = "--log-dir logs: a file, not a folder"
+    else:
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "m_log.csv").write_text("epoch,train_loss\n1,0.5\n")
+        needle = "m_log.csv: a training log is already there (use --overwrite to replace it"
+    before = {p: digest(p) for p in tmp_path.rglob("*") if p.is_file()}
+    rc, _, err = _run_cli(argv + ["--log-dir", "logs"], capsys)
+    assert rc == 2 and err.startswith("dsir: error:") and needle in err and len(err.splitlines()) == 1, err
+    assert {p: digest(p) for p in tmp_path.rglob("*") if p.is_file()} == before
+    if case == "log_of_another_model":
+        assert _run_cli(argv + ["--log-dir", "logs", "--overwrite"], capsys)[0] == 0
+        assert (tmp_path / "logs" / "m_log.csv").read_text().startswith("epoch,train_loss,val_loss")
