@@ -175,6 +175,24 @@ def test_a_wide_psf_in_crowded_frames_is_not_binned():
     assert any("too crowded to bin" in p.message for p in seen if p.kind == "warning")
 
 
+def test_a_model_with_no_calibrated_localizer_says_so_when_it_counts_the_crowding():
+    """A run without localizations of a wide PSF counts the network's
+    detections to decide the binning, at the model's threshold: for a model
+    whose training stopped before its calibration that is a default, and
+    the run says so (it said nothing)."""
+    frames, _ = _movie(10, 100.0, (360.0, 400.0), 8.0, size=40)
+    model = load_model("default")
+    seen = []
+    reconstruct(frames, pixel_size=100.0, model=model, camera=CAM, progress=seen.append)
+    assert not any("no calibrated localizer" in p.message for p in seen)
+    del model.metadata["localize"]
+    seen.clear()
+    res = reconstruct(frames, pixel_size=100.0, model=model, camera=CAM, progress=seen.append)
+    assert res.info["network_density"] > 0
+    said = [p.message for p in seen if "no calibrated localizer" in p.message]
+    assert len(said) == 1 and "the crowding that decides the binning" in said[0] and "--binning" in said[0]
+
+
 def test_a_narrow_psf_loses_the_networks_echoes():
     """160 nm pixels and a 180-240 nm PSF (1.1-1.5 px, narrower than the
     training's 1.7): the network adds weak echoes beside the emitters; the

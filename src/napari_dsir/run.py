@@ -178,6 +178,16 @@ def uncalibrated_warning(model, params) -> str:
             "--resume)")
 
 
+def uncalibrated_binning_warning(model) -> str:
+    """What a run without localizations says when a model with no calibrated
+    localizer counted the detections that decide a wide PSF's binning."""
+    which = f" {model.source}" if model.source else ""
+    return (f"the model{which} carries no calibrated localizer (its training was interrupted or not "
+            "calibrated): the crowding that decides the binning for this wide PSF was counted at a default "
+            "threshold; choose the binning if it is wrong (--binning; API binning=), or finish the training "
+            "(dsir train --resume)")
+
+
 def uncalibrated_error_message(params, report: dict) -> str | None:
     """What a run says when detections keep the network's position (crowded,
     pulled) and the model carries no calibration of the network's own error
@@ -412,6 +422,9 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None
                        and not psf.get("binning_floor")):
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
+    if psf.get("network_density") is not None and "localize" not in model.metadata and params is None:
+        # (a run that localizes said so already: `uncalibrated_warning`)
+        yield Progress(0, total, req.batch_size or 0, uncalibrated_binning_warning(model), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:
         yield Progress(0, total, req.batch_size or 0, echoes_message(psf, px.nm, binning), kind="warning")
