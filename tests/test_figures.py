@@ -9,8 +9,8 @@ from PIL import Image
 from napari_dsir.figures import (
     colorize,
     curves_figure,
+    images_figure,
     loss_figure,
-    montage,
     plot_curves,
     plot_loss_curves,
     to_uint8,
@@ -63,16 +63,18 @@ def test_write_png_is_atomic_and_refuses_bad_shapes(tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["a.png"]  # no temporary files left
 
 
-def test_scaling_and_montage():
+def test_scaling_and_image_grid_with_column_titles(tmp_path):
     assert to_uint8(np.array([[0.0, 1.0], [np.nan, 2.0]]), 0, 100).tolist() == [[0, 128], [0, 255]]
     assert to_uint8(np.full((3, 3), 7.0)).max() == 0  # flat: no division by zero
-    m = montage([[np.zeros((4, 4)), np.arange(64.0).reshape(8, 8)]], size=16, pad=2)
-    assert m.shape == (20, 38)
-    assert (m[:2] == 255).all() and (m[:, :2] == 255).all()  # white gaps
-    assert (m[2:18, 2:18] == 0).all()  # flat image: black
-    tile = m[2:18, 20:36]
-    assert tile[0, 0] == 0 and tile[-1, -1] == 255  # nearest-neighbour x2 of the 8x8 ramp
-    np.testing.assert_array_equal(tile[::2, ::2], to_uint8(np.arange(64.0).reshape(8, 8)))
+    ramp = np.arange(64.0).reshape(8, 8)
+    fig = images_figure([[np.zeros((4, 4)), ramp], [ramp, ramp.T]], ["input", "truth"], "epoch 3", dpi=50)
+    assert [ax.get_title() for ax in fig.axes] == ["input", "truth", "", ""]
+    assert fig.get_suptitle() == "epoch 3"
+    shown = fig.axes[1].images[0].get_array()
+    np.testing.assert_array_equal(shown, to_uint8(ramp))  # each image on its own grey scale
+    assert fig.axes[0].images[0].get_array().max() == 0  # flat: black
+    with pytest.raises(ValueError, match="1 column titles for 2 columns"):
+        images_figure([[ramp, ramp]], ["input"])
 
 
 def test_curves_figure_has_labelled_axes_legend_and_lines():

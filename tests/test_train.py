@@ -73,7 +73,7 @@ def test_training_writes_best_checkpoint_log_png_and_calibrates(tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "m_epoch0002.png") as im:  # 4 validation frames x (input, prediction, truth)
-        assert im.size == (3 * 164 + 4, 4 * 164 + 4) and im.mode == "L"
+        assert im.format == "PNG" and im.size == (3 * 180, round((4 * 1.8 + 0.5) * 100))
     m = load_checkpoint(path)
     assert m.metadata["command"] == "test"
     assert m.metadata["training"]["epochs"] == 3 and "simulation" in m.metadata

@@ -38,18 +38,33 @@ def colorize(img: np.ndarray, cmap: str = "inferno", lo_pct: float = 0.0, hi_pct
     return lut[to_uint8(img, lo_pct, hi_pct)]
 
 
-def montage(rows: list[list[np.ndarray]], size: int = 128, pad: int = 4) -> np.ndarray:
-    """Grid of images (uint8, white gaps of ``pad`` px), each scaled to 0-255
-    and resized (nearest) to ``size`` x ``size`` px."""
-    out = np.full((len(rows) * (size + pad) + pad, max(len(r) for r in rows) * (size + pad) + pad), 255, np.uint8)
+def images_figure(rows: list[list[np.ndarray]], columns: Sequence[str], title: str = "", size: float = 1.8,
+                  dpi: int = 100):
+    """A `matplotlib.figure.Figure` (Agg canvas, no pyplot) of a grid of
+    (Y, X) images, each grey between its own 0 and 99.9th percentile
+    (`to_uint8`), with a title over each column (``columns``) and the
+    figure's ``title``; ``size`` inches a panel at ``dpi``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n_cols = max(len(r) for r in rows)
+    if len(columns) != n_cols:
+        raise ValueError(f"{len(columns)} column titles for {n_cols} columns")
+    fig = Figure(figsize=(size * n_cols, size * len(rows) + (0.5 if title else 0.2)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for i, row in enumerate(rows):
-        for j, im in enumerate(row):
-            im = to_uint8(im)
-            yi = (np.arange(size) * im.shape[0] // size).clip(0, im.shape[0] - 1)
-            xi = (np.arange(size) * im.shape[1] // size).clip(0, im.shape[1] - 1)
-            y0, x0 = pad + i * (size + pad), pad + j * (size + pad)
-            out[y0 : y0 + size, x0 : x0 + size] = im[np.ix_(yi, xi)]
-    return out
+        for j, ax in enumerate(axes[i]):
+            if j < len(row):
+                ax.imshow(to_uint8(np.asarray(row[j])), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(columns[j], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def write_png(path: str | Path, img: np.ndarray, cmap: str | None = None, lo_pct: float = 0.0,

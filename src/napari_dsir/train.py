@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .calibrate import ERROR_MOVIES, calibrate_localizer, calibrate_movie_localizer, spot_ceiling
 from .errors import DSIRError
-from .figures import montage, plot_loss_curves, write_png
+from .figures import images_figure, plot_loss_curves, save_figure
 from .localize import gauss_kernel
 from .locs import Localizations
 from .model import (
@@ -452,7 +452,7 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
                                                                  "best_val_loss": best})
             if save and cfg.png_every and (epoch % cfg.png_every == 0 or epoch == cfg.epochs):
                 _write_panel(log_dir / f"{model_path.stem}_epoch{epoch:04d}.png", model, val_data, kernel, pad,
-                             device)
+                             device, epoch)
                 plot_loss_curves(log_dir / f"{model_path.stem}_loss.png", history, title=model_path.name)
             dt = time.perf_counter() - t0  # the whole epoch, as the log and the bar report it
             if save:
@@ -493,9 +493,10 @@ def iter_train(cfg: TrainConfig, model_path: str | Path | None = None, *, save: 
     return model
 
 
-def _write_panel(path, model, data, kernel, pad, device):
+def _write_panel(path, model, data, kernel, pad, device, epoch=None):
     """4 validation frames, one a row: input, blurred prediction, blurred
-    ground truth (what the loss compares), each scaled to its own range."""
+    ground truth (what the loss compares), each scaled to its own range,
+    each column titled."""
     idx = np.arange(min(4, len(data)))
     x, y, sc = data.batch(idx, device)
     model.net.eval()
@@ -504,7 +505,9 @@ def _write_panel(path, model, data, kernel, pad, device):
         pb = (pred if model.camera_resolution else F.conv2d(pred, kernel, padding=pad))[:, 0].cpu().numpy()
         yb = F.conv2d(y, kernel, padding=pad)[:, 0].cpu().numpy()
     rows = [[data.frames[i], pb[k], yb[k]] for k, i in enumerate(idx)]
-    write_png(path, montage(rows, size=160))
+    blurred = "output" if model.camera_resolution else "output, blurred"
+    save_figure(images_figure(rows, ["input (camera frame)", f"prediction ({blurred})", "truth (blurred)"],
+                              f"validation frames, epoch {epoch}" if epoch else "validation frames"), path)
 
 
 def train(cfg: TrainConfig, model_path=None, *, verbose: bool = False, **kwargs) -> DSIRModel:
