@@ -311,11 +311,29 @@ def _plain_loader():
         if isinstance(node, yaml.MappingNode):
             return loader.construct_mapping(node, deep=True)
         if isinstance(node, yaml.SequenceNode):
-            return loader.construct_sequence(node, deep=True)
+            seq = loader.construct_sequence(node, deep=True)
+            return _numpy_scalar(seq) if suffix.endswith("multiarray.scalar") else seq
         return loader.construct_scalar(node)
 
     Loader.add_multi_constructor("", plain)
     return Loader
+
+
+def _numpy_scalar(seq: list):
+    """The number a numpy scalar's YAML tag holds ([dtype as {args: [type
+    code, ...], state: [version, byte order, ...]}, its bytes]), as Picasso's
+    ``yaml.dump_all`` writes a ``Pixelsize`` or ``Frames`` that was a numpy
+    number; ``seq`` as it is where it is not a number's."""
+    try:
+        dtype, raw = seq
+        code, state = dtype["args"][0], dtype.get("state") or [None, "|"]
+        dt = np.dtype(str(code))
+        if dt.kind not in "biuf" or not isinstance(raw, bytes) or len(raw) != dt.itemsize:
+            return seq
+        order = state[1] if isinstance(state, (list, tuple)) and len(state) > 1 else "|"
+        return np.frombuffer(raw, dt.newbyteorder(order) if order in "<>" else dt)[0].item()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        return seq
 
 
 def _read_info(path: Path, embedded) -> list[dict]:
