@@ -107,6 +107,29 @@ def test_plain_names_case_and_px_units(tmp_path):
     np.testing.assert_allclose(l.intensity, l.photons)  # no other intensity: the photons
 
 
+def test_a_table_in_px_takes_the_pixel_size_its_protocol_states(tmp_path):
+    """A ThunderSTORM CSV in px beside its measurement protocol (its
+    cameraSettings.pixelSize) is converted at that size, and the reader says
+    so (it needed the pixel size given; napari assumed 100 nm while the
+    layer's metadata said 160). A size given wins."""
+    from napari_dsir.io.tables import read_table
+
+    p = tmp_path / "ts.csv"
+    p.write_text('"id","frame","x [px]","y [px]","sigma [px]","uncertainty_xy [px]"\n1.0,1.0,10.0,5.0,1.2,0.1\n')
+    (tmp_path / "ts-protocol.txt").write_text('{"version": "ThunderSTORM (1.3-2014-11-08)", '
+                                              '"cameraSettings": {"offset": 100.0, "pixelSize": 160.0}}')
+    heard = []
+    locs = read_localizations(p, warn=heard.append)
+    assert (locs.x[0], locs.y[0], locs.sigma[0], locs.uncertainty[0]) == pytest.approx((1600, 800, 192, 16))
+    assert heard == ["ts.csv: positions in pixels, converted at 160 nm per pixel, the camera pixel size that "
+                     "ts-protocol.txt states"]
+    heard.clear()
+    assert read_table(p, 100.0, warn=heard.append)[0].x[0] == pytest.approx(1000) and heard == []
+    (tmp_path / "ts-protocol.txt").write_text('{"cameraSettings": {"offset": 100.0}}')  # states none
+    with pytest.raises(PixelSizeRequired):
+        read_localizations(p)
+
+
 def test_sigma_in_px_needs_the_pixel_size(tmp_path):
     p = tmp_path / "s.csv"
     p.write_text("frame,x [nm],y [nm],sigma [px]\n1,10,20,1.5\n")

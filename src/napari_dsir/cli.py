@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import DSIRError
+from .errors import DSIRError, PixelSizeRequired
 
 # --------------------------------------------------------------------------- helpers
 
@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matching radius in nm (repeatable; default 250 and 100)")
     p.add_argument("--pixel-size", type=_positive_float, default=None, help="nm, for tables in px")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, pixel_size_option="--pixel-size")
 
     p = sub.add_parser("simulate", formatter_class=_HelpFormatter,
                        help="simulate frames and ground truth (ThunderSTORM-like)")
@@ -752,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     except DSIRError as e:
         msg = " ".join(str(e).split())
+        if isinstance(e, PixelSizeRequired) and getattr(args, "pixel_size_option", None):
+            msg += f" ({args.pixel_size_option} NM)"  # the option that gives it, which differs by command
         print(f"dsir: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

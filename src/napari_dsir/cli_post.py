@@ -233,7 +233,7 @@ def add_parsers(sub, formatter_class) -> None:
     p.add_argument("--color-by-frame", action="store_true", help="RGB image, hue = frame (time)")
     p.add_argument("--extent", type=float, nargs=4, metavar=("Y0", "X0", "Y1", "X1"), default=None,
                    help="the area rendered, nm (default: a Picasso file's frame, else 0 to the largest position)")
-    p.set_defaults(func=cmd_render)
+    p.set_defaults(func=cmd_render, pixel_size_option="--camera-pixel-size")
 
     p = sub.add_parser("resolution", formatter_class=formatter_class,
                        help="FRC resolution and NeNA precision of a localization table")
@@ -243,7 +243,7 @@ def add_parsers(sub, formatter_class) -> None:
                    help="how the table is halved: blocks of odd/even frames, or at random")
     p.add_argument("--seed", type=int, default=0, help="seed of the random split")
     p.add_argument("--plot", type=Path, default=None, help="write the FRC curve as a PNG")
-    p.set_defaults(func=cmd_resolution)
+    p.set_defaults(func=cmd_resolution, pixel_size_option="--camera-pixel-size")
 
     p = sub.add_parser("drift", formatter_class=formatter_class,
                        help="estimate drift (redundant cross-correlation) and correct a table")
@@ -257,4 +257,4 @@ def add_parsers(sub, formatter_class) -> None:
     p.add_argument("--drift-table", type=Path, default=None,
                    help="write the drift per frame (CSV: frame 1-based, x [nm], y [nm])")
     p.add_argument("--plot", type=Path, default=None, help="write the drift plot (PNG)")
-    p.set_defaults(func=cmd_drift)
+    p.set_defaults(func=cmd_drift, pixel_size_option="--camera-pixel-size")

@@ -138,6 +138,18 @@ def test_bad_tables(tmp_path, capsys, case):
     assert bad.name in err
 
 
+@pytest.mark.parametrize("command", ["evaluate", "render", "resolution", "drift"])
+def test_a_table_in_pixels_names_the_commands_option(tmp_path, capsys, command):
+    """The error names the option that gives the pixel size, which differs
+    by command (it said "give the pixel size")."""
+    bad = tmp_path / "px.csv"
+    bad.write_text("frame,x [px],y [px]\n1,2,3\n2,4,5\n")
+    argv = {"evaluate": ["evaluate", str(bad), str(bad)], "render": ["render", str(bad), "-o", str(tmp_path / "r.tif")],
+            "resolution": ["resolution", str(bad)], "drift": ["drift", str(bad), "-o", str(tmp_path / "d.csv")]}
+    option = "--pixel-size" if command == "evaluate" else "--camera-pixel-size"
+    _expect_clean_failure(capsys, tmp_path, bad, argv[command], f"to convert it ({option} NM)")
+
+
 def test_a_table_with_a_header_and_no_rows(tmp_path, capsys):
     """An empty result (what a run that found nothing writes) scores recall
     0; as the ground truth it is refused."""

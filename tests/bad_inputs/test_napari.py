@@ -189,6 +189,19 @@ def test_reader_table_in_pixels_warns_on_read(tmp_path, notes):
     assert "pixels" in _texts(notes, "warning")[0] and "100 nm" in _texts(notes, "warning")[0]
 
 
+def test_reader_table_in_pixels_takes_its_protocols_pixel_size(tmp_path, notes):
+    """ThunderSTORM's protocol beside a table in px states its camera pixel
+    size: the layer is scaled by it (it was scaled by an assumed 100 nm while
+    its metadata said 160, and saved as Picasso with positions off by 0.625x)."""
+    p = tmp_path / "px.csv"
+    p.write_text("frame,x [px],y [px]\n1,2,3\n")
+    (tmp_path / "px-protocol.txt").write_text('{"cameraSettings": {"pixelSize": 160.0}}')
+    layers = napari_get_reader(str(p))(str(p))
+    np.testing.assert_allclose(layers[0][0], [[0, 480, 320]])
+    assert layers[0][1]["metadata"]["camera_pixel_size"] == 160.0 and "pixel_size" not in layers[0][1]["metadata"]
+    assert "converted at 160 nm per pixel" in _texts(notes, "warning")[0]
+
+
 def test_reader_unitless_table_like_pixels_warns_on_read(tmp_path, notes):
     p = tmp_path / "unitless.csv"
     p.write_text("frame,x,y\n1,2.5,3\n2,60,41\n")

@@ -214,7 +214,9 @@ def read_localizations(
     or a Picasso HDF5 file (``.hdf5``/``.h5``, see `picasso.read_picasso`).
 
     Frames become 0-based, positions and sigma/uncertainty nm. Columns in px
-    are converted with ``pixel_size`` (nm), which is then required. Optional
+    are converted with ``pixel_size`` (nm), or with none given the camera
+    pixel size that the protocol beside a CSV states (ThunderSTORM's,
+    `read_table`); one of them is then required. Optional
     columns (matched case-insensitively, units from the header): photons
     (also ThunderSTORM "intensity [photon]"), intensity (a.u.; the photons
     when the table has no other intensity), background ("offset [photon]",
@@ -284,8 +286,24 @@ def text_lines(text: str) -> list[str]:
 def read_table(path: Path, pixel_size: float | None = None, *, warn=None,
                text: str | None = None) -> tuple[Localizations, TableLayout]:
     """`read_localizations` of a text table (``text``: its `table_text`, when
-    read already), with its `TableLayout`."""
+    read already), with its `TableLayout`. Columns in px with no
+    ``pixel_size`` given take the camera pixel size that the protocol
+    beside the table states (`protocol_pixel_size`: ThunderSTORM's), and
+    ``warn`` says so."""
     text = table_text(path) if text is None else text
+    try:
+        return _read_table(path, pixel_size, warn, text)
+    except PixelSizeRequired:
+        stated = protocol_pixel_size(path) if pixel_size is None else None
+        if stated is None:
+            raise
+    if warn is not None:
+        warn(f"{path.name}: positions in pixels, converted at {stated:g} nm per pixel, the camera pixel size "
+             f"that {protocol_path(path).name} states")
+    return _read_table(path, stated, warn, text)
+
+
+def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[Localizations, TableLayout]:
     lines = text_lines(text)
     stripped = list(map(str.strip, lines))
     if "" in stripped or "#" in text:  # blank lines and comments are skipped
