@@ -39,12 +39,27 @@ def test_thunderstorm_csv_with_every_column(tmp_path):
     p = write_localizations(tmp_path / "all.csv", locs)
     header = p.read_text().splitlines()[0]
     assert header == ('"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]","offset [photon]",'
-                      '"bkgstd [photon]","uncertainty [nm]","network intensity [a.u.]"')
+                      '"bkgstd [photon]","uncertainty [nm]","uncertainty_xy [nm]","network intensity [a.u.]"')
     first = p.read_text().splitlines()[1].split(",")
     assert float(first[7]) == pytest.approx(np.sqrt(locs.background[0]), rel=1e-5)  # Poisson noise
+    assert first[8] == first[9] == f"{locs.uncertainty[0]:.3f}"  # (ThunderSTORM 1.3's name: its rendering's)
     back = read_localizations(p)
     _assert_close(back, locs)
     assert set(back.columns()) == set(OPTIONAL_COLUMNS)
+
+
+def test_bkgstd_is_the_background_noise_of_the_runs_camera(tmp_path):
+    """ThunderSTORM's bkgstd (which its uncertainty formula reads) is the
+    background's noise in photons for the camera the fits used: an EMCCD's
+    excess noise doubles its variance, the read noise (referred to the
+    input) adds to it, the QE divides it; it was sqrt(background) for every
+    camera."""
+    locs = Localizations(np.array([0]), np.array([100.0]), np.array([100.0]), background=np.array([50.0]))
+    cameras = {"emccd": ({"em_gain": 100.0, "qe": 0.9, "read_noise": 100.0}, np.sqrt(2 * 50 * 0.9 + 1.0) / 0.9),
+               "scmos": ({"sensitivity": 0.5, "read_noise": 1.5}, np.sqrt(50 + 1.5 ** 2)), "none": (None, np.sqrt(50))}
+    for name, (camera, want) in cameras.items():
+        p = write_localizations(tmp_path / f"{name}.csv", locs, metadata={"camera": camera})
+        assert float(p.read_text().splitlines()[1].split(",")[5]) == pytest.approx(want, rel=1e-5), name
 
 
 def test_csv_column_subsets_and_intensity_unit(tmp_path):

@@ -417,9 +417,29 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
 
 # ------------------------------------------------------------------ writing
 
-def _csv_columns(locs: Localizations, intensity_unit: str) -> list[tuple[str, np.ndarray, str]]:
+def _background_noise(background: np.ndarray, camera: dict | None) -> np.ndarray:
+    """ThunderSTORM's "bkgstd [photon]" of a background of ``background``
+    photons per pixel: its noise in photons, sqrt(F * b * qe + read
+    variance) / qe, with the camera (`napari_dsir.camera.Camera.to_dict`)
+    the fits used: F = 2 for an EMCCD's excess noise, the read noise
+    referred to the input (e-); Poisson's sqrt(b) without one."""
+    from ..camera import Camera
+
+    try:
+        cam = Camera.from_dict(camera) if isinstance(camera, dict) else None
+    except DSIRError:
+        cam = None
+    excess, qe, read = (cam.excess_noise, cam.qe, cam.read_variance_e) if cam is not None else (1.0, 1.0, 0.0)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(excess * np.maximum(background, 0.0) * qe + read) / qe
+
+
+def _csv_columns(locs: Localizations, intensity_unit: str,
+                 camera: dict | None = None) -> list[tuple[str, np.ndarray, str]]:
     """(quoted header cell, values, %-format) of each written column, in
-    ThunderSTORM's order."""
+    ThunderSTORM's order; the uncertainty under both its names (ThunderSTORM
+    1.3's "uncertainty_xy [nm]", which its rendering, Picasso's import and
+    locan read, and the older "uncertainty [nm]")."""
     cols: list[tuple[str, np.ndarray, str]] = [
         ('"id"', np.arange(1, len(locs) + 1), "%d"),
         ('"frame"', locs.frame + 1, "%d"),
@@ -434,20 +454,21 @@ def _csv_columns(locs: Localizations, intensity_unit: str) -> list[tuple[str, np
         cols.append((f'"intensity [{intensity_unit}]"', locs.intensity, "%.6g"))
     if locs.background is not None:
         cols.append(('"offset [photon]"', locs.background, "%.6g"))
-        with np.errstate(invalid="ignore"):
-            cols.append(('"bkgstd [photon]"', np.sqrt(np.maximum(locs.background, 0.0)), "%.6g"))
+        cols.append(('"bkgstd [photon]"', _background_noise(locs.background, camera), "%.6g"))
     if locs.uncertainty is not None:
         cols.append(('"uncertainty [nm]"', locs.uncertainty, "%.3f"))
+        cols.append(('"uncertainty_xy [nm]"', locs.uncertainty, "%.3f"))
     if (locs.photons is not None and locs.intensity is not None
             and not np.array_equal(locs.intensity, locs.photons, equal_nan=True)):
         cols.append((f'"network intensity [{intensity_unit}]"', locs.intensity, "%.6g"))
     return cols
 
 
-def _csv_pieces(locs: Localizations, intensity_unit: str, delimiter: str = ",", chunk: int = 100_000):
+def _csv_pieces(locs: Localizations, intensity_unit: str, delimiter: str = ",", chunk: int = 100_000,
+                camera: dict | None = None):
     """ThunderSTORM CSV text (1-based frames, nm) in pieces of ``chunk`` rows,
     each formatted by one %-operation over the block."""
-    cols = _csv_columns(locs, intensity_unit)
+    cols = _csv_columns(locs, intensity_unit, camera)
     yield delimiter.join(c[0] for c in cols) + "\n"
     row = delimiter.join(c[2] for c in cols) + "\n"
     for j in range(0, len(locs), chunk):
@@ -474,8 +495,10 @@ def write_localizations(
     ``.csv`` (and any other but HDF5; ``.tsv`` tab-separated): ThunderSTORM CSV (quoted header,
     1-based frames, nm): "id","frame","x [nm]","y [nm]", then those present
     of "sigma [nm]", "intensity [photon]" (photons), "offset [photon]"
-    (background) with "bkgstd [photon]" (its Poisson noise, sqrt), and
-    "uncertainty [nm]". Without photons the network's intensity is written
+    (background) with "bkgstd [photon]" (its noise, `_background_noise`: with
+    the camera of ``metadata``, else Poisson's sqrt), and "uncertainty [nm]"
+    with "uncertainty_xy [nm]" (the same, ThunderSTORM 1.3's name, which
+    its rendering and Picasso's import read). Without photons the network's intensity is written
     as "intensity [<intensity_unit>]" ("photon" for ground truth, "a.u." for
     network output); with photons as "network intensity [...]" (unless it
     equals them: reading gives the photons as intensity too). Written in
@@ -507,7 +530,8 @@ def write_localizations(
             tmp_protocol = outputs.enter_context(atomic_output(protocol_path(path), overwrite))
             tmp_protocol.write_text(protocol, encoding="utf-8")
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            for piece in _csv_pieces(locs, intensity_unit, delimiter):
+            camera = metadata.get("camera") if isinstance(metadata, dict) else None
+            for piece in _csv_pieces(locs, intensity_unit, delimiter, camera=camera):
                 fh.write(piece)
     return path
 
