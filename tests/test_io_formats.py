@@ -239,6 +239,27 @@ def test_picasso_layout(tmp_path):
     assert info[-1]["Pixelsize"] == 100.0 and info[-1]["camera"]["sensitivity"] == 0.45
 
 
+def test_picasso_photons_field_holds_photons_only(tmp_path):
+    """A table without fits (``--refine none``) has the network's intensity
+    (a.u.): it was written in Picasso's ``photons`` field, which Picasso
+    users read as photon counts (medians of ~700 for ~4,600 true photons).
+    It gets its own ``intensity`` field and ``photons`` is 0; a ground
+    truth's intensity in photons stays Picasso's photons. Both read back."""
+    net = Localizations(np.array([0, 1]), np.array([150.0, 250.0]), np.array([150.0, 250.0]),
+                        intensity=np.array([3.5, 7.25]))
+    p = write_localizations(tmp_path / "net.hdf5", net, pixel_size=100.0, frame_shape=(8, 8))
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+    assert (rec["photons"] == 0).all() and rec["intensity"].tolist() == [3.5, 7.25]
+    back, _ = read_picasso(p)
+    assert back.photons is None and back.intensity.tolist() == [3.5, 7.25]
+    p = write_localizations(tmp_path / "gt.hdf5", net, pixel_size=100.0, frame_shape=(8, 8), intensity_unit="photon")
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+    assert rec["photons"].tolist() == [3.5, 7.25] and "intensity" not in rec.dtype.names
+    assert read_picasso(p)[0].intensity.tolist() == [3.5, 7.25]
+
+
 def test_picasso_round_trip_every_column(tmp_path):
     locs = _full()
     p = write_localizations(tmp_path / "locs.h5", locs, pixel_size=107.0, frame_shape=(48, 64))
@@ -372,8 +393,9 @@ def test_intensity_equal_to_photons_is_written_once(tmp_path):
     p = write_localizations(tmp_path / "gt.csv", gt, intensity_unit="photon")
     assert p.read_text().splitlines()[0] == '"id","frame","x [nm]","y [nm]","intensity [photon]"'
     _assert_close(read_localizations(p), gt)
-    for locs in (gt, Localizations(base.frame, base.x, base.y, intensity=base.intensity)):
-        h5 = write_localizations(tmp_path / "l.hdf5", locs, pixel_size=100.0, frame_shape=(64, 64), overwrite=True)
+    for locs, unit in ((gt, "a.u."), (Localizations(base.frame, base.x, base.y, intensity=base.intensity), "photon")):
+        h5 = write_localizations(tmp_path / "l.hdf5", locs, pixel_size=100.0, frame_shape=(64, 64), overwrite=True,
+                                 intensity_unit=unit)
         with h5py.File(h5, "r") as f:
             assert "intensity" not in f["locs"].dtype.names  # the photons field holds it
         back, _ = read_picasso(h5)

@@ -85,28 +85,41 @@ def _nan_to(v: np.ndarray, fill: float = 0.0) -> np.ndarray:
     return np.where(np.isfinite(v), v, fill)
 
 
-def _intensity_field_needed(locs: Localizations) -> bool:
+def _photons_of(locs: Localizations, intensity_unit: str):
+    """What goes into Picasso's ``photons`` field: the photons, or an
+    intensity in photons (a ground truth's); None for an intensity in
+    another unit (the network's a.u.), which Picasso users would read as
+    photons: it gets a field of its own, ``intensity``."""
+    if locs.photons is not None:
+        return locs.photons
+    return locs.intensity if intensity_unit == "photon" else None
+
+
+def _intensity_field_needed(locs: Localizations, intensity_unit: str) -> bool:
     """Whether the intensity needs a field of its own (the photons field
-    holds it when there are no photons, or when it equals them)."""
+    holds it when it is in photons, or when it equals the photons)."""
     if locs.intensity is None:
         return False
-    if locs.photons is None:
+    photons = _photons_of(locs, intensity_unit)
+    if photons is locs.intensity:
         return not np.isfinite(locs.intensity).all()
-    return not np.array_equal(locs.intensity, locs.photons, equal_nan=True)
+    return photons is None or not np.array_equal(locs.intensity, photons, equal_nan=True)
 
 
-def locs_to_records(locs: Localizations, pixel_size: float) -> np.ndarray:
-    """The ``/locs`` records (camera px, pixel centres at integers) of a table (nm)."""
+def locs_to_records(locs: Localizations, pixel_size: float, intensity_unit: str = "a.u.") -> np.ndarray:
+    """The ``/locs`` records (camera px, pixel centres at integers) of a
+    table (nm); an intensity not in photons (``intensity_unit``) is its own
+    field and ``photons`` stays 0."""
     p = float(pixel_size)
     n = len(locs)
     dtype = LOCS_DTYPE
-    if _intensity_field_needed(locs):
+    if _intensity_field_needed(locs, intensity_unit):
         dtype = np.dtype(LOCS_DTYPE.descr + [("intensity", "<f4")])
     rec = np.zeros(n, dtype=dtype)
     rec["frame"] = locs.frame
     rec["x"] = locs.x / p - 0.5
     rec["y"] = locs.y / p - 0.5
-    photons = locs.photons if locs.photons is not None else locs.intensity
+    photons = _photons_of(locs, intensity_unit)
     if photons is not None:
         rec["photons"] = _nan_to(photons)
     if locs.sigma is not None:
@@ -131,14 +144,16 @@ PICASSO_CAMERA = {"baseline": "Baseline", "sensitivity": "Sensitivity", "em_gain
 def write_picasso(
     path: str | os.PathLike, locs: Localizations, *, pixel_size: float | None,
     frame_shape: tuple[int, int] | None, n_frames: int | None = None,
-    metadata: dict | list[dict] | None = None, overwrite: bool = False,
+    metadata: dict | list[dict] | None = None, overwrite: bool = False, intensity_unit: str = "a.u.",
 ) -> Path:
     """Write ``locs`` (nm) as Picasso HDF5 + YAML, both atomically.
 
     ``pixel_size``: camera pixel size (nm); ``frame_shape``: (Height, Width)
     of the camera frames (px); ``n_frames``: frames of the movie (default:
     the last localized frame + 1); ``metadata``: a dict added to the
-    napari-dsir step of the YAML (or a list of dicts, steps before it).
+    napari-dsir step of the YAML (or a list of dicts, steps before it);
+    ``intensity_unit``: that of ``locs.intensity`` ("photon": written as
+    Picasso's photons where the table has none).
     """
     import h5py
     import yaml
@@ -176,7 +191,7 @@ def write_picasso(
         COLUMNS_KEY: ["frame", "x", "y", *locs.columns()],
     }
     info = _plain([movie, *steps, step], path)
-    rec = locs_to_records(locs, pixel_size)
+    rec = locs_to_records(locs, pixel_size, intensity_unit)
     ypath = yaml_path(path)
     with atomic_output(path, overwrite) as tmp_h5, atomic_output(ypath, overwrite) as tmp_yaml:
         with open(tmp_yaml, "w", encoding="utf-8") as fh:

@@ -519,7 +519,8 @@ def write_localizations(
         from .picasso import write_picasso
 
         return write_picasso(path, locs, pixel_size=pixel_size, frame_shape=frame_shape,
-                             n_frames=n_frames, metadata=metadata, overwrite=overwrite)
+                             n_frames=n_frames, metadata=metadata, overwrite=overwrite,
+                             intensity_unit=intensity_unit)
     delimiter = "\t" if suffix == ".tsv" else ","
     protocol = None
     if isinstance(metadata, dict):
