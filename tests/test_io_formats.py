@@ -145,6 +145,28 @@ def test_a_table_in_px_takes_the_pixel_size_its_protocol_states(tmp_path):
         read_localizations(p)
 
 
+def test_picassos_thunderstorm_export_is_told(tmp_path):
+    """Picasso's "export ThunderSTORM" writes ids and frames from 0 and its
+    own pixel centres: a file with a frame 0 is refused naming it (the
+    message said only "not a 1-based frame number"), one without (linked or
+    filtered localizations) is read with a warning (it was read one frame
+    early and half a pixel off, silently)."""
+    header = ("id,frame,x [nm],y [nm],sigma [nm],intensity [photon],offset [photon],bkgstd [photon],"
+              "uncertainty_xy [nm]\n")
+    p = tmp_path / "export.csv"
+    p.write_text(header + "0,0,1537.07,1837.77,128.7,1085,15,0,9.945\n1,3,2000.0,1000.0,128.7,900,14,0,11.2\n")
+    with pytest.raises(DSIRError, match="frame 0 is not a 1-based frame number .Picasso's ThunderSTORM export"):
+        read_localizations(p)
+    p.write_text(header + "0,1,1537.07,1837.77,128.7,1085,15,0,9.945\n1,3,2000.0,1000.0,128.7,900,14,0,11.2\n")
+    heard = []
+    assert read_localizations(p, warn=heard.append).frame.tolist() == [0, 2]
+    assert len(heard) == 1 and "ids from 0, as Picasso's ThunderSTORM export writes them" in heard[0]
+    p.write_text(header + "1,1,1537.07,1837.77,128.7,1085,15,0,9.945\n")  # ThunderSTORM's own: ids from 1
+    heard.clear()
+    read_localizations(p, warn=heard.append)
+    assert heard == []
+
+
 def test_sigma_in_px_needs_the_pixel_size(tmp_path):
     p = tmp_path / "s.csv"
     p.write_text("frame,x [nm],y [nm],sigma [px]\n1,10,20,1.5\n")

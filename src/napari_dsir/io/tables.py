@@ -110,6 +110,11 @@ def _commented_header(lines: list[str], stripped: list[str]) -> int | None:
     return k if names & _X_NAMES and names & _Y_NAMES else None
 
 
+#: what a table written by Picasso's ThunderSTORM export is told
+PICASSO_EXPORT = ("Picasso's ThunderSTORM export writes them, with frames from 0 and positions half a camera "
+                  "pixel off ThunderSTORM's: open Picasso's .hdf5 file instead")
+
+
 def _is_number(s: str) -> bool:
     try:
         float(s)
@@ -382,6 +387,10 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
         return _to_float(column(i, n_ok))
 
     (fr, ok_f, _), (x, ok_x, _), (y, ok_y, _) = values(ifr), values(ix), values(iy)
+    # Picasso's "export ThunderSTORM" (picasso.io.export_thunderstorm): ids and frames from 0, x and y its
+    # pixel centres at integers, bkgstd 0 (ThunderSTORM's own ids start at 1)
+    picasso_export = (has_header and {"id", "bkgstd", "uncertainty_xy"} <= set(names) and n_ok > 0
+                      and column(names.index("id"), 1)[0].strip() in ("0", "0.0"))
     opt = {}
     non_numeric = ~(ok_f & ok_x & ok_y)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -401,13 +410,17 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
         if not_finite[k]:
             raise DSIRError(f"{path}: line {lineno}: NaN or infinite value")
         cell = column(ifr, n_ok)[k].strip()
-        raise DSIRError(f"{path}: line {lineno}: frame {cell} is not a 1-based frame number")
+        hint = f" ({PICASSO_EXPORT})" if picasso_export and fr[k] == 0 else ""
+        raise DSIRError(f"{path}: line {lineno}: frame {cell} is not a 1-based frame number{hint}")
     if n_ok < len(body):
         raise DSIRError(
             f"{path}: line {int(linenos[n_ok])} has {int(lens[n_ok])} column(s), expected {need + 1}"
         )
     if "photons" in opt and "intensity" not in opt:
         opt["intensity"] = opt["photons"].copy()
+    if warn is not None and picasso_export:
+        warn(f"{path}: ids from 0, as {PICASSO_EXPORT}; its frames are read as 1-based (each is one frame early "
+             "if they are not)")
     if warn is not None and unitless and max(np.abs(x).max(), np.abs(y).max()) < PIXEL_LIKE_NM:
         warn(f"{path}: x and y name no unit, so they are read as nm, and all lie within "
              f"{max(np.abs(x).max(), np.abs(y).max()):.4g} nm (a field under {PIXEL_LIKE_NM / 1000:g} um); "
