@@ -86,10 +86,11 @@ class GroundTruthWidget(Container):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.metrics = None
-        # the camera movie (or the sum image): not the per-frame stack of a frame range, whose frames are
-        # counted from its start, nor a rendering at its own pixel size (both overlay the movie's positions)
-        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(self.viewer, Image, avoid="dsir_sum",
-                                                                               exclude=("dsir_frames", "render")),
+        # the camera movie: not the sum image (one frame of its own pixel size: a table in camera px was
+        # drawn at 1/8 and all its frames but the first left out), the per-frame stack of a frame range,
+        # whose frames are counted from its start, nor a rendering (all overlay the movie's positions)
+        self.image = ComboBox(label="Image", choices=lambda _w: layer_choices(
+                                  self.viewer, Image, exclude=("dsir_sum", "dsir_frames", "render")),
                               tooltip="The image the positions belong to (pixel size, placement)")
         self.positions = FileEdit(label="Positions", mode="r", filter="Positions (*.csv *.txt *.tsv *.hdf5 *.h5)",
                                   tooltip="ThunderSTORM CSV, EPFL activations, frame,x,y (nm) or Picasso HDF5")
