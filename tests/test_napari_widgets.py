@@ -1036,3 +1036,16 @@ def test_compare_widens_a_stated_range_to_every_localization_and_names_files_apa
     n_layers = len(viewer.layers)
     assert w.load(str(sample_path(SAMPLE_POSITIONS))).name == "DSIR sample ground truth"
     assert len(viewer.layers) == n_layers
+
+
+def test_the_reconstruct_dock_fits_beside_the_canvas(make_napari_viewer):
+    """The model and camera-preset choices are long: the combo boxes were as
+    wide as their longest, and the dock needed 704 px (the canvas kept 279 px
+    of a 1280 px screen). They are sized for a few words (the open list
+    widens to the whole text), so the dock is narrower than the longest choice."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 16, 16)), name="a movie with a rather long file name from the microscope")
+    w = _dock(viewer, "DSIR Reconstruct")
+    metrics = w.model.native.fontMetrics()
+    longest = max(metrics.horizontalAdvance(str(c)) for c in (*w.model.choices, *w.camera.preset.choices))
+    assert w.native.minimumSizeHint().width() < longest

@@ -20,6 +20,21 @@ def notify(level: str, widget: str, message: str) -> None:
     _SHOW[level](f"{widget}: {message}")
 
 
+#: characters a combo box of long choices is sized for (it was as wide as its longest choice: the
+#: Reconstruct dock needed 704 px, leaving the canvas 279 px of a 1280 px screen); the rest is elided
+COMBO_CHARS = 24
+
+
+def narrow(*combos) -> None:
+    """Size magicgui ``ComboBox`` es for `COMBO_CHARS` characters, not their
+    longest choice (its full text shows in the open list)."""
+    from qtpy.QtWidgets import QComboBox
+
+    for combo in combos:
+        combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.native.setMinimumContentsLength(COMBO_CHARS)
+
+
 def message_of(exc: BaseException) -> str:
     """A one-line message for a user: a `DSIRError`'s own text, else the
     exception's type and first line (never a traceback)."""

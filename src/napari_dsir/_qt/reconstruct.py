@@ -29,6 +29,7 @@ from .common import (
     layer_id,
     layer_units,
     message_of,
+    narrow,
     notify,
     put_layers,
     stated_pixel_size,
@@ -106,6 +107,7 @@ class ReconstructWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        narrow(self.image, self.model, self.camera.preset)
         super().__init__(widgets=[
             self.image, self.pixel_size, self.pixel_note, self.model, self.model_file, self.device,
             self.start, self.stop, self.batch, self.hot_pixels, self.out_sum, self.out_frames, self.out_locs,
