@@ -187,6 +187,11 @@ def test_pixel_size_is_resolved_by_the_run(make_napari_viewer, peaky, notes):
                                                                     "pixel_size_from_file": False})
     w.image.value = viewer.layers["read"]  # as the reader opens a file that states none
     assert w.pixel_note.value == "'read' states no pixel size: 100 nm assumed (set it here)"
+    viewer.add_image(one_emitter_stack(n=2), name="um?", scale=(1, 0.16, 0.16))  # meant as um, no units
+    w.image.value = viewer.layers["um?"]  # (it said only "states no pixel size")
+    assert w.pixel_note.value.startswith("'um?' has a scale of 0.16 in no unit (napari's pixels): 100 nm will be "
+                                         "assumed; type the pixel size here, or give the layer its units")
+    w.image.value = viewer.layers["read"]
     viewer.layers["read"].scale = (1, 160, 160)  # the user sets it on the layer (its world in nm)
     viewer.layers["read"].units = ("pixel", "nm", "nm")
     w.image.value = viewer.layers["spot"]

@@ -33,6 +33,7 @@ from .common import (
     notify,
     put_layers,
     stated_pixel_size,
+    unstated_pixel_note,
 )
 from .done_status import done_status
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
@@ -168,7 +169,7 @@ class ReconstructWidget(Container):
         if self.pixel_size.value > 0:
             self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
         elif px is None:
-            self.pixel_note.value = f"'{layer.name}' states no pixel size: 100 nm will be assumed"
+            self.pixel_note.value = unstated_pixel_note(layer)
         elif stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
             self.pixel_note.value = f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
         else:
