@@ -171,6 +171,29 @@ def test_chooser_follows_new_localizations_until_the_user_picks(make_napari_view
     assert w.points.value.name == "truth"
 
 
+def test_chooser_follows_a_rerun_not_the_previous_runs_drift_corrected_copy(make_napari_viewer, drifting):
+    """After Correct drift the chooser is on the corrected copy; a re-run of
+    DSIR Reconstruct puts its new localizations back in their place, below
+    that copy: the chooser follows them (it stayed on the copy of the
+    previous run's, and Render and FRC used the old data)."""
+    from napari_dsir._qt.common import put_layers
+
+    locs, _ = drifting
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Render & Drift")
+    w.synchronous = True
+    name = "sim DSIR localizations"
+    put_layers(viewer, [points_layer_data(locs, name, metadata={"kind": "localizations"})])
+    assert w.points.value.name == name
+    w.segments.value = 6
+    w.correct_drift()
+    assert w.points.value.name == f"{name} drift-corrected"
+    rerun = Localizations(locs.frame[::2], locs.x[::2], locs.y[::2])
+    put_layers(viewer, [points_layer_data(rerun, name, metadata={"kind": "localizations"})])
+    assert [lay.name for lay in viewer.layers] == [name, f"{name} drift-corrected"]  # its place kept
+    assert w.points.value is viewer.layers[name] and len(w.points.value.data) == len(rerun)
+
+
 def test_colour_points_by_a_feature(make_napari_viewer, notes):
     """The chosen layer's numeric features are offered; colouring by one
     maps its 2-98 % range onto viridis (the outline of ring markers), a

@@ -149,6 +149,9 @@ class RenderDriftWidget(Container):
         self._canvas = None
         self._user_choice = False  # the user picked the layer: refreshing keeps it
         self._refreshing = False
+        self._newest = None  # the localizations layer added last (a re-run's goes back to its old place)
+        if self.viewer is not None:  # (before the viewer's own reset_choices: connected after this)
+            self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.points.changed.connect(self._on_pick)
         self.colour_button.changed.connect(self.colour)
         self.render_button.changed.connect(self.render)
@@ -158,16 +161,25 @@ class RenderDriftWidget(Container):
 
     def reset_choices(self, *_):
         """Refresh the layer choices. Unless the user picked a layer, follow the
-        newest localizations layer (e.g. one DSIR Reconstruct just added)."""
+        localizations layer added last (e.g. one DSIR Reconstruct just added,
+        or filled again by a re-run: not a drift-corrected copy of the
+        previous run's above it), else the topmost."""
         self._refreshing = True
         try:
             super().reset_choices()
             if not self._user_choice:
                 choices = layer_choices(self.viewer, Points, prefer="localizations")
-                if choices and kind_of(choices[0][1]) == "localizations":
+                newest = next((lay for _, lay in choices if lay is self._newest), None)
+                if newest is not None:
+                    self.points.value = newest
+                elif choices and kind_of(choices[0][1]) == "localizations":
                     self.points.value = choices[0][1]
         finally:
             self._refreshing = False
+
+    def _on_inserted(self, event):
+        if isinstance(event.value, Points) and kind_of(event.value) == "localizations":
+            self._newest = event.value
 
     def _on_pick(self, *_):
         if not self._refreshing:
