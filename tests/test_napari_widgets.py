@@ -416,7 +416,11 @@ def _truth_csv(tmp_path):
     return truth
 
 
-def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
+def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes, monkeypatch):
+    import napari_dsir.evaluate as ev
+
+    matched = []
+    monkeypatch.setattr(ev, "match", lambda *a, _match=ev.match: matched.append(1) or _match(*a))
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=3))
     w = _dock(viewer, "DSIR Ground Truth")
@@ -434,6 +438,7 @@ def test_ground_truth_load_and_compare(make_napari_viewer, tmp_path, notes):
     assert w.localizations.value.name == loc.name and w.ground_truth.value.name == gt.name
     m = w.compare()
     assert _texts(notes) == []
+    assert matched == [1]  # matched once (it matched again to score: 24 s frozen for 10^6 points)
     assert (m.tp, m.fp, m.fn) == (2, 1, 2)
     assert m.jaccard == pytest.approx(2 / 5) and m.rmse == pytest.approx(20.0)
     assert "Jaccard" in w.result.value and "0.400" in w.result.value

@@ -115,14 +115,20 @@ def match(gt: Localizations, pred: Localizations, radius: float = 250.0):
 
 def evaluate(gt: Localizations, pred: Localizations, radius: float = 250.0) -> Metrics:
     """SMLM challenge metrics of ``pred`` against ``gt`` at ``radius`` nm."""
-    gi, pi, dist = match(gt, pred, radius)
-    tp = len(gi)
-    fp = len(pred) - tp
-    fn = len(gt) - tp
+    return metrics_of(len(gt), len(pred), radius, match(gt, pred, radius)[2])
+
+
+def metrics_of(n_gt: int, n_pred: int, radius: float, dist: np.ndarray) -> Metrics:
+    """SMLM challenge metrics of ``n_pred`` localizations against ``n_gt``
+    true positions, matched (`match`) at ``radius`` nm with distances
+    ``dist`` (nm, one per match)."""
+    tp = len(dist)
+    fp = n_pred - tp
+    fn = n_gt - tp
     denom = tp + fp + fn
     jac = tp / denom if denom else 1.0
-    recall = tp / len(gt) if len(gt) else (1.0 if len(pred) == 0 else 0.0)
-    precision = tp / len(pred) if len(pred) else (1.0 if len(gt) == 0 else 0.0)
+    recall = tp / n_gt if n_gt else (1.0 if n_pred == 0 else 0.0)
+    precision = tp / n_pred if n_pred else (1.0 if n_gt == 0 else 0.0)
     rmse = float(np.sqrt(np.mean(dist**2))) if tp else float("nan")
     eff = 100.0 - math.sqrt((100.0 * (1.0 - jac)) ** 2 + (rmse if tp else 0.0) ** 2)
     return Metrics(float(radius), tp, fp, fn, jac, recall, precision, rmse, eff)

@@ -261,7 +261,7 @@ class GroundTruthWidget(Container):
     def compare(self):
         """Match the localizations to the ground truth, colour both and show
         the metrics; the `evaluate.Metrics` or None."""
-        from ..evaluate import evaluate, match
+        from ..evaluate import match, metrics_of
 
         pred_layer, gt_layer = self.localizations.value, self.ground_truth.value
         try:
@@ -282,8 +282,8 @@ class GroundTruthWidget(Container):
             in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
             gt = gt.select(in_span)
             radius = float(self.radius.value)
-            gi, pi, _ = match(gt, pred, radius)
-            m = evaluate(gt, pred, radius)
+            gi, pi, dist = match(gt, pred, radius)  # (once: it was matched again to score)
+            m = metrics_of(len(gt), len(pred), radius, dist)
         except DSIRError as e:
             notify("error", WIDGET, str(e))
             return None
