@@ -367,6 +367,24 @@ def test_reconstruct_checkpoint_file(make_napari_viewer, tmp_path, notes):
     assert w.last_result.start == 1 and w.last_result.stop == 4
 
 
+def test_the_slider_moves_to_the_runs_frames_when_it_stands_outside_them(make_napari_viewer, peaky, notes):
+    """The localizations layer shows the slider's frame only: after a run on
+    frames 1-3 with the slider at frame 5 it looked empty. The slider moves
+    to the run's first frame, and stays where it is inside the run's."""
+    viewer = make_napari_viewer()
+    layer = _add_stack(viewer, one_emitter_stack(n=6, noise=False))
+    layer.scale, layer.translate = (2.0, *layer.scale[1:]), (10.0, *layer.translate[1:])  # frames in world units
+    w = _dock(viewer, "DSIR Reconstruct")
+    w.out_locs.value = True
+    w.start.value, w.stop.value = 1, 4
+    viewer.dims.set_point(0, 10.0 + 2.0 * 5)
+    w.run()
+    assert viewer.dims.point[0] == pytest.approx(10.0 + 2.0 * 1)
+    viewer.dims.set_point(0, 10.0 + 2.0 * 2)
+    w.run()
+    assert viewer.dims.point[0] == pytest.approx(10.0 + 2.0 * 2)
+
+
 def test_threaded_run_reports_through_finished(make_napari_viewer, qtbot, peaky, notes):
     """The real (threaded) path: a worker, a progress bar, the same layers."""
     viewer = make_napari_viewer()

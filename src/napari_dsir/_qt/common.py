@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import DSIRError
@@ -126,7 +127,6 @@ def set_marker_colour(layer, colour) -> None:
     """Colour a points layer's markers: the outline, and the face too unless
     the markers are outlined (a transparent face: the image under them stays
     visible). ``colour``: one colour, or (n, 4) RGBA, one per point."""
-    import numpy as np
 
     layer.border_color = colour
     face = np.asarray(layer.face_color)
@@ -141,6 +141,20 @@ def _output_of(layer, name: str) -> bool:
     if (layer.metadata or {}).get("output_name") != name:
         return False
     return layer.name == name or re.fullmatch(re.escape(name) + r" \[\d+\]", layer.name) is not None
+
+
+def show_run_frames(viewer, layers) -> None:
+    """Move the frame slider to the run's first frame where it stands on a
+    frame the run did not cover: its localizations layer (of ``layers``)
+    shows only the slider's frame, and looked empty after a run on frames
+    0-N with the slider at frame 180."""
+    points = next((lay for lay in layers if kind_of(lay) == "localizations" and lay.ndim == 3), None)
+    frames = (points.metadata or {}).get("frames") if points is not None else None
+    if not frames or viewer.dims.ndim < 3:
+        return
+    first, stop = (float(points.data_to_world(np.array([f, 0.0, 0.0]))[0]) for f in frames[:2])
+    if not first - 1e-9 <= float(viewer.dims.point[0]) < stop - 1e-9:
+        viewer.dims.set_point(0, first)
 
 
 def put_layers(viewer, layer_data: list[tuple]) -> list:

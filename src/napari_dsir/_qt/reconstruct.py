@@ -32,6 +32,7 @@ from .common import (
     narrow,
     notify,
     put_layers,
+    show_run_frames,
     stated_pixel_size,
     unstated_pixel_note,
 )
@@ -320,9 +321,9 @@ class ReconstructWidget(Container):
         loc = info.get("localize")
         geometry = Geometry.from_layer(job["scale"], job["translate"], info["camera_pixel_size"])
         try:
-            put_layers(self.viewer, result_layers(
+            show_run_frames(self.viewer, put_layers(self.viewer, result_layers(
                 result, geometry, job["name"], ndim=job["ndim"], sum_image=job["sum"], units=job["units"],
-                frames=job["frames"], localizations=job["locs"]))
+                frames=job["frames"], localizations=job["locs"])))
         except Exception as e:  # never a traceback in the viewer
             notify("error", WIDGET, f"cannot show the result ({message_of(e)})")
             return
