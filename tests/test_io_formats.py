@@ -282,6 +282,24 @@ def test_picasso_photons_field_holds_photons_only(tmp_path):
     assert read_picasso(p)[0].intensity.tolist() == [3.5, 7.25]
 
 
+def test_picasso_writer_tells_of_the_rows_picasso_leaves_out(tmp_path):
+    """Picasso's load_locs keeps x and y >= 0 of its pixels (centres at
+    integers): a localization within half a pixel of the top or left edge is
+    left out there (8 of 669 of a demo run, with no word); the writer says
+    so, and napari-dsir reads them all."""
+    locs = Localizations(np.array([0, 0, 1]), np.array([20.0, 500.0, 500.0]), np.array([500.0, 500.0, 49.0]))
+    heard = []
+    p = write_localizations(tmp_path / "edge.hdf5", locs, pixel_size=100.0, frame_shape=(8, 8), warn=heard.append)
+    assert heard == [f"{p}: 2 of 3 localizations lie within half a camera pixel of the top or left edge, where "
+                     "Picasso's pixel coordinates are below 0: Picasso's load_locs leaves them out (napari-dsir "
+                     "reads them)"]
+    assert len(read_picasso(p)[0]) == 3
+    heard.clear()
+    write_localizations(tmp_path / "inside.hdf5", locs.select(np.array([False, True, False])), pixel_size=100.0,
+                        frame_shape=(8, 8), warn=heard.append)
+    assert heard == []
+
+
 def test_picasso_round_trip_every_column(tmp_path):
     locs = _full()
     p = write_localizations(tmp_path / "locs.h5", locs, pixel_size=107.0, frame_shape=(48, 64))

@@ -101,5 +101,12 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
         kw.update(frame_shape=tuple(shape or (1, 1)),
                   n_frames=max(int(meta["movie_frames"]), last) if meta.get("movie_frames") else ran)
     unit = "photon" if meta.get("kind") == "ground_truth" else "a.u."  # a simulation's truth: photons
-    write_localizations(path, locs, overwrite=True, intensity_unit=unit, **kw)
+    write_localizations(path, locs, overwrite=True, intensity_unit=unit, warn=_notify, **kw)
     return [str(path)]
+
+
+def _notify(message: str) -> None:
+    """A warning in napari (what Picasso will leave out of a saved file)."""
+    from napari.utils.notifications import show_warning
+
+    show_warning(f"napari-dsir: {message}")

@@ -255,7 +255,7 @@ def cmd_localize(args) -> int:
                   args.overwrite)
     res = _run_reconstruction(args, localize=True)
     with outputs_together():  # the table (and what goes beside it) and the image, or none
-        save_localizations(res, args.output, overwrite=args.overwrite)
+        save_localizations(res, args.output, overwrite=args.overwrite, warn=_warn)
         if args.image is not None:
             write_tiff(args.image, res.sum_image, res.pixel_size, overwrite=args.overwrite)
     print(f"{args.output}\t{len(res.localizations)} localizations in {res.stop - res.start} frames")
@@ -357,7 +357,7 @@ def cmd_simulate(args) -> int:
     with outputs_together():
         write_tiff(args.output, frames, cfg.pixel_size, overwrite=args.overwrite, dtype="uint16",
                    info=cfg.camera_info())
-        write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon",
+        write_localizations(positions, locs, overwrite=args.overwrite, intensity_unit="photon", warn=_warn,
                             metadata={"generator": f"napari-dsir {__version__}", "kind": "ground_truth",
                                       "frames": [0, args.n_frames], "simulation": args.output.name},
                             pixel_size=cfg.pixel_size, frame_shape=cfg.frame_size, n_frames=args.n_frames)

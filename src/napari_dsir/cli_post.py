@@ -199,7 +199,7 @@ def cmd_drift(args) -> int:
             if picasso and shape is None:
                 shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (corrected.y, corrected.x))
             write_localizations(args.output, corrected, overwrite=args.overwrite, pixel_size=pixel,
-                                frame_shape=shape if picasso else None, n_frames=movie.get("n_frames"))
+                                frame_shape=shape if picasso else None, n_frames=movie.get("n_frames"), warn=_warn)
         if args.drift_table is not None:
             write_drift_table(args.drift_table, drift, overwrite=args.overwrite)
         if args.plot is not None:

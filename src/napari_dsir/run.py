@@ -648,8 +648,13 @@ def run(req: RunRequest, progress: Callable[[Progress], None] | None = None,
 
 
 def _python_warnings(p: Progress) -> None:
-    if p.kind == "warning":  # shown where the caller's code called napari_dsir
-        warnings.warn(p.message, DSIRWarning, stacklevel=_outside_level())
+    if p.kind == "warning":
+        _python_warning(p.message)
+
+
+def _python_warning(message: str) -> None:
+    """A `DSIRWarning`, shown where the caller's code called napari_dsir."""
+    warnings.warn(message, DSIRWarning, stacklevel=_outside_level())
 
 
 def _outside_level() -> int:
@@ -662,13 +667,14 @@ def _outside_level() -> int:
     return level
 
 
-def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bool = False, warn=None) -> Path:
     """Write ``result``'s localizations at ``path`` as `dsir localize -o` does:
     a ThunderSTORM CSV with its protocol beside it, or a Picasso HDF5 + YAML
     in the run's camera pixels and frame, whose Frames is the movie's (the format by the extension),
     stating the run (`napari_dsir.io.tables.run_protocol`: camera, model,
     frames, ...). Atomic; an existing file is replaced only with
-    ``overwrite``."""
+    ``overwrite``. ``warn`` (None: a `DSIRWarning`) is told of the rows
+    Picasso will leave out of its file."""
     from .io import write_localizations
     from .io.tables import run_protocol
 
@@ -680,7 +686,8 @@ def save_localizations(result: Result, path: str | os.PathLike, *, overwrite: bo
     stated = run_protocol(result)  # (its camera pixel size, frame and movie length the Picasso file's)
     return write_localizations(path, result.localizations, overwrite=overwrite,
                                pixel_size=stated["camera_pixel_size"], frame_shape=tuple(stated["frame_shape"]),
-                               n_frames=stated["movie_frames"] or result.stop, metadata=stated)
+                               n_frames=stated["movie_frames"] or result.stop, metadata=stated,
+                               warn=warn or _python_warning)
 
 
 def reconstruct(source, model=None, progress: Callable[[Progress], None] | None = None, **fields) -> Result:

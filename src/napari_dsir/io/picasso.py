@@ -145,6 +145,7 @@ def write_picasso(
     path: str | os.PathLike, locs: Localizations, *, pixel_size: float | None,
     frame_shape: tuple[int, int] | None, n_frames: int | None = None,
     metadata: dict | list[dict] | None = None, overwrite: bool = False, intensity_unit: str = "a.u.",
+    warn=None,
 ) -> Path:
     """Write ``locs`` (nm) as Picasso HDF5 + YAML, both atomically.
 
@@ -153,7 +154,8 @@ def write_picasso(
     the last localized frame + 1); ``metadata``: a dict added to the
     napari-dsir step of the YAML (or a list of dicts, steps before it);
     ``intensity_unit``: that of ``locs.intensity`` ("photon": written as
-    Picasso's photons where the table has none).
+    Picasso's photons where the table has none). ``warn`` is told of the
+    rows Picasso's ``load_locs`` will drop (`edge_message`).
     """
     import h5py
     import yaml
@@ -192,6 +194,9 @@ def write_picasso(
     }
     info = _plain([movie, *steps, step], path)
     rec = locs_to_records(locs, pixel_size, intensity_unit)
+    edge = edge_message(rec, path)
+    if edge and warn is not None:
+        warn(edge)
     ypath = yaml_path(path)
     with atomic_output(path, overwrite) as tmp_h5, atomic_output(ypath, overwrite) as tmp_yaml:
         with open(tmp_yaml, "w", encoding="utf-8") as fh:
@@ -200,6 +205,19 @@ def write_picasso(
             f.create_dataset("locs", data=rec)
             f.create_dataset("metadata", data=json.dumps(info))
     return path
+
+
+def edge_message(rec: np.ndarray, path) -> str | None:
+    """What to say of the ``/locs`` rows that Picasso's ``load_locs`` drops
+    (its sanity check keeps x and y >= 0 of its pixels, whose centres are at
+    integers: localizations within half a pixel of the top or left edge),
+    or None."""
+    n = int(np.count_nonzero((rec["x"] < 0) | (rec["y"] < 0)))
+    if not n:
+        return None
+    return (f"{path}: {n} of {len(rec)} localizations lie within half a camera pixel of the top or left edge, "
+            "where Picasso's pixel coordinates are below 0: Picasso's load_locs leaves them out (napari-dsir "
+            "reads them)")
 
 
 def _from_info(info: list, key: str):

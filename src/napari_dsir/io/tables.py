@@ -501,7 +501,7 @@ def write_localizations(
     path: str | os.PathLike, locs: Localizations, overwrite: bool = False,
     intensity_unit: str = "a.u.", *, pixel_size: float | None = None,
     frame_shape: tuple[int, int] | None = None, n_frames: int | None = None,
-    metadata: dict | list[dict] | None = None,
+    metadata: dict | list[dict] | None = None, warn=None,
 ) -> Path:
     """Write a localization table, atomically; the format follows the extension.
 
@@ -524,7 +524,8 @@ def write_localizations(
 
     ``.hdf5``/``.h5``: Picasso localizations + YAML (`picasso.write_picasso`),
     which needs ``pixel_size`` (nm) and ``frame_shape`` (Height, Width in
-    camera px); ``n_frames`` and ``metadata`` go into the YAML.
+    camera px); ``n_frames`` and ``metadata`` go into the YAML; ``warn`` is
+    told of the rows Picasso will leave out (`picasso.edge_message`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -533,7 +534,7 @@ def write_localizations(
 
         return write_picasso(path, locs, pixel_size=pixel_size, frame_shape=frame_shape,
                              n_frames=n_frames, metadata=metadata, overwrite=overwrite,
-                             intensity_unit=intensity_unit)
+                             intensity_unit=intensity_unit, warn=warn)
     delimiter = "\t" if suffix == ".tsv" else ","
     protocol = None
     if isinstance(metadata, dict):
