@@ -1066,7 +1066,7 @@ def test_compare_widens_a_stated_range_to_every_localization_and_names_files_apa
     assert len(viewer.layers) == n_layers
 
 
-def test_the_reconstruct_dock_fits_beside_the_canvas(make_napari_viewer):
+def test_the_docks_fit_beside_the_canvas(make_napari_viewer):
     """The model and camera-preset choices are long: the combo boxes were as
     wide as their longest, and the dock needed 704 px (the canvas kept 279 px
     of a 1280 px screen). They are sized for a few words (the open list
@@ -1077,3 +1077,11 @@ def test_the_reconstruct_dock_fits_beside_the_canvas(make_napari_viewer):
     metrics = w.model.native.fontMetrics()
     longest = max(metrics.horizontalAdvance(str(c)) for c in (*w.model.choices, *w.camera.preset.choices))
     assert w.native.minimumSizeHint().width() < longest
+    # the form scrolls inside the dock: the three docks needed ~1,600 px of height (off a laptop's screen)
+    from qtpy.QtWidgets import QScrollArea
+
+    for name in ("DSIR Reconstruct", "DSIR Render & Drift", "DSIR Ground Truth"):
+        widget = w if name == "DSIR Reconstruct" else _dock(viewer, name)
+        scroll = widget.native.findChild(QScrollArea)
+        assert scroll is not None and scroll.widget().isAncestorOf(widget[0].native), name
+        assert widget.native.minimumSizeHint().height() < scroll.widget().minimumSizeHint().height() / 2, name

@@ -36,6 +36,34 @@ def narrow(*combos) -> None:
         combo.native.setMinimumContentsLength(COMBO_CHARS)
 
 
+def scroll_in_dock(container) -> None:
+    """Put a magicgui ``Container``'s form in a vertical scroll area inside
+    its own widget (napari docks ``container.native``, and magicgui's
+    ``scrollable`` wraps around it, where napari never sees it): the three
+    docks stacked needed about 1,600 px of height and pushed a laptop's
+    window, and its Run and Compare buttons, off the screen. Widgets added
+    to ``container.native.layout()`` afterwards go below the scroll area."""
+    from qtpy.QtCore import QSize, Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    class Scroll(QScrollArea):
+        def minimumSizeHint(self):  # as wide as the form needs (it scrolls up and down only), a few rows high
+            form = self.widget()
+            return QSize(form.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width(), 120)
+
+    native = container.native
+    form = QWidget()
+    form.setLayout(native.layout())  # (Qt moves the layout, and the widgets in it, to the form)
+    scroll = Scroll()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(form)
+    outer = QVBoxLayout(native)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+
+
 def message_of(exc: BaseException) -> str:
     """A one-line message for a user: a `DSIRError`'s own text, else the
     exception's type and first line (never a traceback)."""

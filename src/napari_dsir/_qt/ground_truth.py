@@ -31,6 +31,7 @@ from .common import (
     notify,
     put_layers,
     same_layer,
+    scroll_in_dock,
     set_marker_colour,
 )
 
@@ -113,6 +114,7 @@ class GroundTruthWidget(Container):
             self.localizations, self.ground_truth, self.radius, self.compare_button, self.result,
         ])
         self.result.native.setWordWrap(True)
+        scroll_in_dock(self)
         self.load_button.changed.connect(lambda *_: self.load())
         self.compare_button.changed.connect(lambda *_: self.compare())
         for w in (self.symbol, self.size, self.colour):

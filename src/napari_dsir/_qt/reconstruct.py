@@ -32,6 +32,7 @@ from .common import (
     narrow,
     notify,
     put_layers,
+    scroll_in_dock,
     show_run_frames,
     stated_pixel_size,
     unstated_pixel_note,
@@ -119,6 +120,7 @@ class ReconstructWidget(Container):
         ])
         self.status.native.setWordWrap(True)
         self.pixel_note.native.setWordWrap(True)
+        scroll_in_dock(self)
         self._disable_gpu_without_cuda()
         self.image.changed.connect(self._on_image)
         self.start.changed.connect(self._show_camera)

@@ -18,7 +18,16 @@ from psygnal import Signal
 from ..errors import DSIRError
 from ..figures import curves_figure
 from ..layers import locs_from_layer, nm_placement, points_layer_data, render_layer_data
-from .common import kind_of, layer_choices, layer_units, message_of, notify, put_layers, set_marker_colour
+from .common import (
+    kind_of,
+    layer_choices,
+    layer_units,
+    message_of,
+    notify,
+    put_layers,
+    scroll_in_dock,
+    set_marker_colour,
+)
 
 WIDGET = "DSIR Render & Drift"
 MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
@@ -146,6 +155,7 @@ class RenderDriftWidget(Container):
             self.segments, self.drift_button, self.resolution_button, self.status,
         ])
         self.status.native.setWordWrap(True)
+        scroll_in_dock(self)
         self._canvas = None
         self._user_choice = False  # the user picked the layer: refreshing keeps it
         self._refreshing = False
