@@ -135,6 +135,17 @@ def test_drift_writes_picasso_files(drifting, tmp_path, capsys):
     movie = list(yaml.safe_load_all(csv_out.with_suffix(".yaml").read_text()))[0]
     corrected = read_localizations(csv_out)
     assert movie["Pixelsize"] == 100.0 and movie["Width"] * 100 >= corrected.x.max() > (movie["Width"] - 1) * 100
+    # a CSV's ThunderSTORM protocol states its camera pixel size: that is the Picasso file's (it was refused);
+    # a size given wins, and the difference is said
+    beside = tmp_path / "stated.csv"
+    beside.write_text(path.read_text())
+    (tmp_path / "stated-protocol.txt").write_text('{"cameraSettings": {"pixelSize": 130.0}}')
+    capsys.readouterr()
+    assert main(["drift", str(beside), "-o", str(tmp_path / "stated.hdf5"), "--segments", "4"]) == 0
+    assert list(yaml.safe_load_all((tmp_path / "stated.yaml").read_text()))[0]["Pixelsize"] == 130.0
+    assert main(["render", str(beside), "-o", str(tmp_path / "s.tif"), "--camera-pixel-size", "100"]) == 0
+    assert "stated-protocol.txt states a camera pixel size of 130 nm; --camera-pixel-size 100 is used" in \
+        capsys.readouterr().err
     # the output named as an image is refused, not written as a table under that name
     assert main(["drift", str(path), "-o", str(tmp_path / "c.tif")]) == 2
     assert "the table is written as" in capsys.readouterr().err and not (tmp_path / "c.tif").exists()

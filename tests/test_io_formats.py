@@ -136,7 +136,7 @@ def test_a_table_in_px_takes_the_pixel_size_its_protocol_states(tmp_path):
     heard = []
     locs = read_localizations(p, warn=heard.append)
     assert (locs.x[0], locs.y[0], locs.sigma[0], locs.uncertainty[0]) == pytest.approx((1600, 800, 192, 16))
-    assert heard == ["ts.csv: positions in pixels, converted at 160 nm per pixel, the camera pixel size that "
+    assert heard == ["ts.csv: columns in pixels, converted at 160 nm per pixel, the camera pixel size that "
                      "ts-protocol.txt states"]
     heard.clear()
     assert read_table(p, 100.0, warn=heard.append)[0].x[0] == pytest.approx(1000) and heard == []
@@ -165,6 +165,8 @@ def test_picassos_thunderstorm_export_is_told(tmp_path):
     heard.clear()
     read_localizations(p, warn=heard.append)
     assert heard == []
+    p.write_text("frame,x [nm],y [nm],bkgstd [photon],uncertainty_xy [nm],id\n1,100,200,3,10\n")  # no id cells
+    assert len(read_localizations(p, warn=heard.append)) == 1 and heard == []  # (an IndexError, briefly)
 
 
 def test_sigma_in_px_needs_the_pixel_size(tmp_path):
@@ -290,14 +292,17 @@ def test_picasso_writer_tells_of_the_rows_picasso_leaves_out(tmp_path):
     locs = Localizations(np.array([0, 0, 1]), np.array([20.0, 500.0, 500.0]), np.array([500.0, 500.0, 49.0]))
     heard = []
     p = write_localizations(tmp_path / "edge.hdf5", locs, pixel_size=100.0, frame_shape=(8, 8), warn=heard.append)
-    assert heard == [f"{p}: 2 of 3 localizations lie within half a camera pixel of the top or left edge, where "
-                     "Picasso's pixel coordinates are below 0: Picasso's load_locs leaves them out (napari-dsir "
-                     "reads them)"]
+    assert heard == [f"{p}: 2 of 3 localizations lie within half a camera pixel of the top or left edge (below 0 "
+                     "of Picasso's pixel coordinates), outside the frame or hold NaN: Picasso's load_locs leaves them "
+                     "out (napari-dsir reads them)"]
     assert len(read_picasso(p)[0]) == 3
     heard.clear()
     write_localizations(tmp_path / "inside.hdf5", locs.select(np.array([False, True, False])), pixel_size=100.0,
                         frame_shape=(8, 8), warn=heard.append)
     assert heard == []
+    write_localizations(tmp_path / "beyond.hdf5", locs.select(np.array([False, True, False])), pixel_size=100.0,
+                        frame_shape=(4, 4), warn=heard.append)  # x = 4.5 px of a frame 4 px wide
+    assert len(heard) == 1 and ": 1 of 1 localizations" in heard[0]
 
 
 def test_picasso_round_trip_every_column(tmp_path):

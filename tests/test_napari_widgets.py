@@ -383,6 +383,10 @@ def test_the_slider_moves_to_the_runs_frames_when_it_stands_outside_them(make_na
     viewer.dims.set_point(0, 10.0 + 2.0 * 2)
     w.run()
     assert viewer.dims.point[0] == pytest.approx(10.0 + 2.0 * 2)
+    viewer.add_image(np.zeros((2, 6, 8, 8)), name="channels, frames")  # the frames become the viewer's axis 1
+    viewer.dims.set_point(1, 5.0)
+    w.run()
+    assert viewer.dims.point[1] == pytest.approx(10.0 + 2.0 * 1) and viewer.dims.point[0] == 0
 
 
 def test_threaded_run_reports_through_finished(make_napari_viewer, qtbot, peaky, notes):
@@ -561,7 +565,11 @@ def test_compare_scores_an_empty_run_and_ground_truth_at_the_runs_pixel_size(mak
     w = _dock(viewer, "DSIR Ground Truth")
     truth = tmp_path / "px.csv"
     truth.write_text("frame,x [px],y [px]\n1,10.5,12.5\n2,20.5,5.5\n")
-    gt = w.load(str(truth))
+    (tmp_path / "px-protocol.txt").write_text('{"cameraSettings": {"pixelSize": 160.0}}')  # another camera's
+    gt = w.load(str(truth))  # the image's pixels, at its pixel size (not at the protocol's 160 nm)
+    np.testing.assert_allclose(gt.data[0], [0, 12.5 * 100, 10.5 * 100])
+    assert "px.csv gives positions in pixels; converted with the pixel size of 'spot', 100 nm (px-protocol.txt " \
+           "states 160 nm: check the image's pixel size)" in _texts(notes, "warning")[-1]
     data, kw, _ = points_layer_data(Localizations.empty(), "spot DSIR localizations",
                                     metadata={"kind": "localizations", "pixel_size": 160.0})
     viewer.add_points(data, **kw)

@@ -191,6 +191,12 @@ def test_a_model_with_no_calibrated_localizer_says_so_when_it_counts_the_crowdin
     assert res.info["network_density"] > 0
     said = [p.message for p in seen if "no calibrated localizer" in p.message]
     assert len(said) == 1 and "the crowding that decides the binning" in said[0] and "--binning" in said[0]
+    for threshold, binning_said in ((None, False), (0.5, True)):  # localizing: said once, by the one that applies
+        seen.clear()
+        reconstruct(frames, pixel_size=100.0, model=model, camera=CAM, progress=seen.append, localize=True,
+                    threshold=threshold, refine=False)
+        said = [p.message for p in seen if "no calibrated localizer" in p.message]
+        assert len(said) == 1 and ("the crowding that decides the binning" in said[0]) == binning_said, said
 
 
 def test_a_narrow_psf_loses_the_networks_echoes():

@@ -184,8 +184,8 @@ def uncalibrated_binning_warning(model) -> str:
     which = f" {model.source}" if model.source else ""
     return (f"the model{which} carries no calibrated localizer (its training was interrupted or not "
             "calibrated): the crowding that decides the binning for this wide PSF was counted at a default "
-            "threshold; choose the binning if it is wrong (--binning; API binning=), or finish the training "
-            "(dsir train --resume)")
+            "threshold (the model's default, whatever threshold the localizations take); choose the binning if it "
+            "is wrong (CLI --binning, API binning=), or finish the training (dsir train --resume)")
 
 
 def uncalibrated_error_message(params, report: dict) -> str | None:
@@ -346,13 +346,14 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         model.upsampling = int(req.upsampling)
     if req.keep_frames:
         check_frames_memory(name, total, src.shape[-2:], model.upsampling)
-    params = None
+    params, uncalibrated_said = None, False
     if isinstance(req.localize, LocalizeParams):
         params = req.localize.validate()
     elif req.localize:
         params = params_for(model, threshold=req.threshold, radius=req.radius)
         if req.threshold is None and "localize" not in model.metadata:
             yield Progress(0, total, req.batch_size or 0, uncalibrated_warning(model, params), kind="warning")
+            uncalibrated_said = True
     camera = None
     refine = params is not None and bool(req.refine)
     if refine:
@@ -422,8 +423,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None
                        and not psf.get("binning_floor")):
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
-    if psf.get("network_density") is not None and "localize" not in model.metadata and params is None:
-        # (a run that localizes said so already: `uncalibrated_warning`)
+    if psf.get("network_density") is not None and "localize" not in model.metadata and not uncalibrated_said:
         yield Progress(0, total, req.batch_size or 0, uncalibrated_binning_warning(model), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
     if echoes:

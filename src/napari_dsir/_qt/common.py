@@ -181,8 +181,9 @@ def show_run_frames(viewer, layers) -> None:
     if not frames or viewer.dims.ndim < 3:
         return
     first, stop = (float(points.data_to_world(np.array([f, 0.0, 0.0]))[0]) for f in frames[:2])
-    if not first - 1e-9 <= float(viewer.dims.point[0]) < stop - 1e-9:
-        viewer.dims.set_point(0, first)
+    axis = viewer.dims.ndim - 3  # (napari aligns the layers' last axes: a 4-D layer puts the frames at 1)
+    if not first - 1e-9 <= float(viewer.dims.point[axis]) < stop - 1e-9:
+        viewer.dims.set_point(axis, first)
 
 
 def put_layers(viewer, layer_data: list[tuple]) -> list:

@@ -19,6 +19,7 @@ from napari.layers import Image, Points
 
 from ..errors import DSIRError, PixelSizeRequired
 from ..io import read_localizations
+from ..io.tables import protocol_path, protocol_pixel_size
 from ..layers import Geometry, locs_from_layer, nm_per_world_unit, points_layer_data
 from ..locs import Localizations
 from ..run import resolve_pixel_size
@@ -212,13 +213,16 @@ class GroundTruthWidget(Container):
         geo = image_geometry(image, lambda m: notify("warning", WIDGET, m))
         name = Path(path).name
         meta = {"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size}
-        try:
-            locs = read_localizations(path, warn=lambda m: notify("warning", WIDGET, m))
+        try:  # (pixels are the image's: converted at its pixel size, not at one a protocol beside states)
+            locs = read_localizations(path, warn=lambda m: notify("warning", WIDGET, m), protocol=False)
         except PixelSizeRequired:
             locs = read_localizations(path, pixel_size=geo.pixel_size)
             meta["from_px"] = True
+            stated = protocol_pixel_size(path)
+            other = (f" ({protocol_path(path).name} states {stated:g} nm: check the image's pixel size)"
+                     if stated and abs(stated - geo.pixel_size) > 1e-3 * stated else "")
             notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "
-                                      f"of '{image.name}', {geo.pixel_size:g} nm")
+                                      f"of '{image.name}', {geo.pixel_size:g} nm{other}")
         if len(locs) == 0:
             raise DSIRError(f"{name}: the table has no rows")
         ndim = 3 if image.ndim == 3 else 2

@@ -323,12 +323,13 @@ class ReconstructWidget(Container):
         loc = info.get("localize")
         geometry = Geometry.from_layer(job["scale"], job["translate"], info["camera_pixel_size"])
         try:
-            show_run_frames(self.viewer, put_layers(self.viewer, result_layers(
+            added = put_layers(self.viewer, result_layers(
                 result, geometry, job["name"], ndim=job["ndim"], sum_image=job["sum"], units=job["units"],
-                frames=job["frames"], localizations=job["locs"])))
+                frames=job["frames"], localizations=job["locs"]))
         except Exception as e:  # never a traceback in the viewer
             notify("error", WIDGET, f"cannot show the result ({message_of(e)})")
             return
+        show_run_frames(self.viewer, added)
         if loc and self.use_model_threshold.value and self._job.get("model") == self._model_choice():
             self.threshold.value = float(loc["threshold"])  # (another model chosen during the run: its own)
         self.status.value = done_status(result)

@@ -10,19 +10,21 @@ field       type     written from `Localizations`
 ==========  =======  =========================================================
 frame       uint32   frame (0-based)
 x, y        float32  x, y (nm -> px)
-photons     float32  photons, else intensity, else 0
+photons     float32  photons, else an intensity in photons (a ground
+                     truth's), else 0: never an intensity in another unit
 sx, sy      float32  sigma / pixel size (PSF sigma, px), else 0
 bg          float32  background (photons/px), else 0
 lpx, lpy    float32  uncertainty / pixel size (px); where there is none, the
                      photon-limited bound sx / sqrt(photons) when both are
                      positive, else 0
-intensity   float32  intensity (a.u.), only when the table has one that the
-                     photons field does not already hold
+intensity   float32  intensity (a.u., e.g. the network's), only when the
+                     table has one that the photons field does not hold
 ==========  =======  =========================================================
 
 NaN becomes 0 in photons, sx, sy, bg and lpx/lpy: Picasso drops every row
 with a NaN (and, when it loads the file, every row with x or y < 0 px, i.e.
-within half a pixel of the top or left edge, or x >= Width, y >= Height).
+within half a pixel of the top or left edge, or x >= Width, y >= Height:
+the writer's ``warn`` is told how many, `edge_message`).
 Reading back a file napari-dsir wrote, those 0 are NaN again (a fit never
 gives 0 photons, sigma or uncertainty; the background is NaN where the
 photons and sigma are: a failed fit). An intensity is never written as 0
@@ -194,9 +196,7 @@ def write_picasso(
     }
     info = _plain([movie, *steps, step], path)
     rec = locs_to_records(locs, pixel_size, intensity_unit)
-    edge = edge_message(rec, path)
-    if edge and warn is not None:
-        warn(edge)
+    edge = edge_message(rec, path, (height, width))
     ypath = yaml_path(path)
     with atomic_output(path, overwrite) as tmp_h5, atomic_output(ypath, overwrite) as tmp_yaml:
         with open(tmp_yaml, "w", encoding="utf-8") as fh:
@@ -204,20 +204,29 @@ def write_picasso(
         with h5py.File(tmp_h5, "w") as f:
             f.create_dataset("locs", data=rec)
             f.create_dataset("metadata", data=json.dumps(info))
+    if edge and warn is not None:  # (once written)
+        warn(edge)
     return path
 
 
-def edge_message(rec: np.ndarray, path) -> str | None:
+def edge_message(rec: np.ndarray, path, frame_shape=None) -> str | None:
     """What to say of the ``/locs`` rows that Picasso's ``load_locs`` drops
-    (its sanity check keeps x and y >= 0 of its pixels, whose centres are at
-    integers: localizations within half a pixel of the top or left edge),
-    or None."""
-    n = int(np.count_nonzero((rec["x"] < 0) | (rec["y"] < 0)))
+    (its sanity check, ``lib.ensure_sanity``, keeps x and y >= 0 of its
+    pixels, whose centres are at integers: localizations within half a pixel
+    of the top or left edge; x < Width and y < Height of ``frame_shape``
+    (Height, Width); no NaN in any field), or None."""
+    drop = (rec["x"] < 0) | (rec["y"] < 0)
+    if frame_shape is not None:
+        drop |= (rec["x"] >= frame_shape[1]) | (rec["y"] >= frame_shape[0])
+    for name in rec.dtype.names:
+        if rec.dtype[name].kind == "f":
+            drop |= np.isnan(rec[name])
+    n = int(np.count_nonzero(drop))
     if not n:
         return None
-    return (f"{path}: {n} of {len(rec)} localizations lie within half a camera pixel of the top or left edge, "
-            "where Picasso's pixel coordinates are below 0: Picasso's load_locs leaves them out (napari-dsir "
-            "reads them)")
+    return (f"{path}: {n} of {len(rec)} localizations lie within half a camera pixel of the top or left edge "
+            "(below 0 of Picasso's pixel coordinates), outside the frame or hold NaN: Picasso's load_locs leaves "
+            "them out (napari-dsir reads them)")
 
 
 def _from_info(info: list, key: str):

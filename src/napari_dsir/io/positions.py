@@ -34,18 +34,19 @@ def same_format(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
 
 def with_positions(src: str | os.PathLike, dst: str | os.PathLike, locs: Localizations, *,
                    pixel_size: float | None = None, step: dict | None = None, overwrite: bool = False,
-                   source: tuple | None = None) -> Path:
+                   source: tuple | None = None, warn=None) -> Path:
     """Write ``src`` as ``dst`` (the same format, see `same_format`) with the
     x and y of ``locs`` (nm; its rows those of ``src``, in order). ``step``:
     a dict added as the last of a Picasso file's YAML steps; ``pixel_size``
     (nm) for a file in pixels that does not state it; ``source``: a text
-    table's (`table_text`, `TableLayout` of `read_table`) when read already.
+    table's (`table_text`, `TableLayout` of `read_table`) when read already;
+    ``warn``: told of the rows Picasso will leave out of a Picasso ``dst``.
     Atomic."""
     src, dst = Path(src), Path(dst)
     if not same_format(src, dst):
         raise DSIRError(f"{dst}: not the format of {src}")
     if src.suffix.lower() in HDF5_SUFFIXES:
-        return _picasso(src, dst, locs, pixel_size, step, overwrite)
+        return _picasso(src, dst, locs, pixel_size, step, overwrite, warn)
     return _text(src, dst, locs, pixel_size, overwrite, source)
 
 
@@ -110,11 +111,11 @@ def outputs_beside(src: str | os.PathLike, dst: str | os.PathLike) -> list[Path]
     return [protocol_path(dst)] if protocol_path(src).is_file() else []
 
 
-def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwrite) -> Path:
+def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwrite, warn=None) -> Path:
     import h5py
     import yaml
 
-    from .picasso import _from_info, _plain, read_picasso, yaml_path
+    from .picasso import _from_info, _plain, edge_message, movie_info, read_picasso, yaml_path
 
     old, info = read_picasso(src, pixel_size=pixel_size)
     _check_rows(src, len(old), locs)
@@ -129,9 +130,12 @@ def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwr
             rec = fi["locs"][()]
             rec["x"] = (locs.x / p - 0.5).astype(rec.dtype["x"])
             rec["y"] = (locs.y / p - 0.5).astype(rec.dtype["y"])
+            edge = edge_message(rec, dst, movie_info(info)["frame_shape"])
             fo.create_dataset("locs", data=rec)
             if "metadata" in fi:
                 fo.create_dataset("metadata", data=json.dumps(steps))
         with open(tmp_yaml, "w", encoding="utf-8") as fh:
             yaml.safe_dump_all(steps, fh, default_flow_style=False, sort_keys=False)
+    if edge and warn is not None:  # (once written)
+        warn(edge)
     return dst

@@ -213,7 +213,7 @@ def _cells(body: list[str], delim: str | None, split):
 
 
 def read_localizations(
-    path: str | os.PathLike, pixel_size: float | None = None, *, warn=None
+    path: str | os.PathLike, pixel_size: float | None = None, *, warn=None, protocol: bool = True
 ) -> Localizations:
     """Read a ThunderSTORM, EPFL 2016, plain ``frame,x,y`` or DSIR label CSV,
     or a Picasso HDF5 file (``.hdf5``/``.h5``, see `picasso.read_picasso`).
@@ -221,7 +221,7 @@ def read_localizations(
     Frames become 0-based, positions and sigma/uncertainty nm. Columns in px
     are converted with ``pixel_size`` (nm), or with none given the camera
     pixel size that the protocol beside a CSV states (ThunderSTORM's,
-    `read_table`); one of them is then required. Optional
+    `read_table`; not with ``protocol=False``); one of them is then required. Optional
     columns (matched case-insensitively, units from the header): photons
     (also ThunderSTORM "intensity [photon]"), intensity (a.u.; the photons
     when the table has no other intensity), background ("offset [photon]",
@@ -233,7 +233,7 @@ def read_localizations(
         from .picasso import read_picasso
 
         return read_picasso(path, pixel_size=pixel_size)[0]
-    return read_table(path, pixel_size, warn=warn)[0]
+    return read_table(path, pixel_size, warn=warn, protocol=protocol)[0]
 
 
 class TableLayout(NamedTuple):
@@ -289,21 +289,21 @@ def text_lines(text: str) -> list[str]:
 
 
 def read_table(path: Path, pixel_size: float | None = None, *, warn=None,
-               text: str | None = None) -> tuple[Localizations, TableLayout]:
+               text: str | None = None, protocol: bool = True) -> tuple[Localizations, TableLayout]:
     """`read_localizations` of a text table (``text``: its `table_text`, when
     read already), with its `TableLayout`. Columns in px with no
     ``pixel_size`` given take the camera pixel size that the protocol
-    beside the table states (`protocol_pixel_size`: ThunderSTORM's), and
-    ``warn`` says so."""
+    beside the table states (`protocol_pixel_size`: ThunderSTORM's; with
+    ``protocol``), and ``warn`` says so."""
     text = table_text(path) if text is None else text
     try:
         return _read_table(path, pixel_size, warn, text)
     except PixelSizeRequired:
-        stated = protocol_pixel_size(path) if pixel_size is None else None
+        stated = protocol_pixel_size(path) if pixel_size is None and protocol else None
         if stated is None:
             raise
     if warn is not None:
-        warn(f"{path.name}: positions in pixels, converted at {stated:g} nm per pixel, the camera pixel size "
+        warn(f"{path.name}: columns in pixels, converted at {stated:g} nm per pixel, the camera pixel size "
              f"that {protocol_path(path).name} states")
     return _read_table(path, stated, warn, text)
 
@@ -390,7 +390,7 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
     # Picasso's "export ThunderSTORM" (picasso.io.export_thunderstorm): ids and frames from 0, x and y its
     # pixel centres at integers, bkgstd 0 (ThunderSTORM's own ids start at 1)
     picasso_export = (has_header and {"id", "bkgstd", "uncertainty_xy"} <= set(names) and n_ok > 0
-                      and column(names.index("id"), 1)[0].strip() in ("0", "0.0"))
+                      and lens[0] > names.index("id") and column(names.index("id"), 1)[0].strip() in ("0", "0.0"))
     opt = {}
     non_numeric = ~(ok_f & ok_x & ok_y)
     with np.errstate(over="ignore", invalid="ignore"):
