@@ -107,7 +107,7 @@ def _read_table(path: Path):
 
     def read(px):
         if picasso:  # with its movie (pixel size, frame), for saving it back as a Picasso file
-            locs, steps = read_picasso(path, pixel_size=px)
+            locs, steps = read_picasso(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}"))
             return locs, steps
         return read_localizations(path, pixel_size=px, warn=lambda m: notes.append(f"napari-dsir: {m}")), None
 

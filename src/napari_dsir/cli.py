@@ -280,7 +280,7 @@ def cmd_evaluate(args) -> int:
     if len(gt) == 0:
         raise DSIRError(f"{args.ground_truth}: the ground truth has no rows")
     if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES:  # none: recall 0
-        pred, steps = read_picasso(args.localizations, pixel_size=args.pixel_size)
+        pred, steps = read_picasso(args.localizations, pixel_size=args.pixel_size, warn=_warn)
     else:
         pred, steps = read_localizations(args.localizations, pixel_size=args.pixel_size, warn=_warn), None
     # a run on part of a movie is scored on the frames it covered, as its table states them

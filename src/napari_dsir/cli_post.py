@@ -48,7 +48,7 @@ def _read(args) -> _Table:
 
     path = Path(args.localizations)
     if path.suffix.lower() in HDF5_SUFFIXES:
-        locs, steps = read_picasso(path, pixel_size=args.camera_pixel_size)
+        locs, steps = read_picasso(path, pixel_size=args.camera_pixel_size, warn=_warn)
         table = _Table(locs, movie_info(steps), None)
         stated, given = table.movie["pixel_size"], args.camera_pixel_size
         if stated is not None and given is not None and abs(stated - given) > 1e-9 * stated:

@@ -254,7 +254,7 @@ def movie_info(info: list) -> dict:
 
 
 def read_picasso(
-    path: str | os.PathLike, pixel_size: float | None = None
+    path: str | os.PathLike, pixel_size: float | None = None, *, warn=None
 ) -> tuple[Localizations, list[dict]]:
     """Read a Picasso HDF5 file (and its YAML) as (`Localizations` in nm, info).
 
@@ -304,6 +304,8 @@ def read_picasso(
         raise DSIRError(f"{path}: localization {int(bad[0])}: NaN or infinite position")
     if frame.dtype.kind not in "ui" or (len(frame) and frame.min() < 0):
         raise DSIRError(f"{path}: frames must be integers >= 0 (0-based)")
+    if warn is not None and "z" in names:
+        warn(f"{path.name}: its z field is left out (napari-dsir localizes, renders and scores in 2-D: x, y)")
     present = _from_info(info, COLUMNS_KEY)
     cols: dict[str, np.ndarray] = {}
 

@@ -232,7 +232,7 @@ def read_localizations(
     if path.suffix.lower() in HDF5_SUFFIXES:
         from .picasso import read_picasso
 
-        return read_picasso(path, pixel_size=pixel_size)[0]
+        return read_picasso(path, pixel_size=pixel_size, warn=warn)[0]
     return read_table(path, pixel_size, warn=warn, protocol=protocol)[0]
 
 
@@ -418,6 +418,8 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
         )
     if "photons" in opt and "intensity" not in opt:
         opt["intensity"] = opt["photons"].copy()
+    if warn is not None and has_header and "z" in names:
+        warn(f"{path.name}: its z column is left out (napari-dsir localizes, renders and scores in 2-D: x, y)")
     if warn is not None and picasso_export:
         warn(f"{path}: ids from 0, as {PICASSO_EXPORT}; its frames are read as 1-based (each is one frame early "
              "if they are not)")
