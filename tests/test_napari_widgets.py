@@ -508,6 +508,25 @@ def test_a_run_stops_quietly_when_the_viewer_is_closed(make_napari_viewer, monke
     assert w._job["cancelled"] and w._cancel.is_set()
 
 
+def test_compare_matches_in_a_worker_thread(make_napari_viewer, tmp_path, qtbot, notes):
+    """Compare matches in a worker (10^6 points held the window for
+    seconds); its button waits, and the result is the synchronous one's."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=3))
+    w = _dock(viewer, "DSIR Ground Truth", synchronous=False)
+    w.load(str(_truth_csv(tmp_path)))
+    viewer.add_points(np.array([[0, 1170, 1250], [1, 1150, 1230], [2, 3000, 3000]]), units=("pixel", "nm", "nm"),
+                      name="spot DSIR localizations", metadata={"kind": "localizations", "units": "nm"})
+    w.reset_choices()
+    w.localizations.value = viewer.layers["spot DSIR localizations"]
+    assert w.compare() is None and w.worker is not None and not w.compare_button.enabled
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert w.compare_button.enabled and (w.metrics.tp, w.metrics.fp, w.metrics.fn) == (2, 1, 2)
+    assert "0.400" in w.result.value and list(viewer.layers["spot DSIR localizations"].features["match"]) == \
+        ["TP", "TP", "FP"]
+    assert _texts(notes) == []
+
+
 def test_ground_truth_of_a_single_frame_keeps_its_frame(make_napari_viewer, tmp_path, notes):
     """Regression: on a 2-D image every row of a multi-frame positions file
     landed in its one frame (Compare then counted them all as missed). Now

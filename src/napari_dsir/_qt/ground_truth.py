@@ -10,6 +10,7 @@ nm when its units say so, else converted with the chosen image's pixel size
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -88,6 +89,8 @@ class GroundTruthWidget(Container):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.metrics = None
+        self.synchronous = False  # Compare's matching in a worker thread (tests: here)
+        self.worker = None
         # the camera movie: not the sum image (one frame of its own pixel size: a table in camera px was
         # drawn at 1/8 and all its frames but the first left out), the per-frame stack of a frame range,
         # whose frames are counted from its start, nor a rendering (all overlay the movie's positions)
@@ -265,12 +268,15 @@ class GroundTruthWidget(Container):
         return Localizations(gt.frame, gt.x * f, gt.y * f)
 
     def compare(self):
-        """Match the localizations to the ground truth, colour both and show
-        the metrics; the `evaluate.Metrics` or None."""
-        from ..evaluate import match, metrics_of
+        """Match the localizations to the ground truth (in a worker thread
+        unless ``synchronous``: 10^6 points took seconds), colour both and
+        show the metrics; the `evaluate.Metrics` when synchronous, else None."""
+        from ..evaluate import match
 
         pred_layer, gt_layer = self.localizations.value, self.ground_truth.value
         try:
+            if self.worker is not None:
+                raise DSIRError("already comparing")
             if pred_layer is None or gt_layer is None:
                 raise DSIRError("choose a localizations layer and a ground-truth layer")
             if same_layer(pred_layer, gt_layer):
@@ -288,16 +294,43 @@ class GroundTruthWidget(Container):
             in_span = np.ones(len(gt), bool) if not span else (gt.frame >= span[0]) & (gt.frame < span[1])
             gt = gt.select(in_span)
             radius = float(self.radius.value)
-            gi, pi, dist = match(gt, pred, radius)  # (once: it was matched again to score)
-            m = metrics_of(len(gt), len(pred), radius, dist)
-        except DSIRError as e:
-            notify("error", WIDGET, str(e))
-            return None
         except Exception as e:  # never a traceback
             notify("error", WIDGET, message_of(e))
             return None
-        self.metrics = m
-        pred_tp, gt_tp = np.zeros(len(pred), bool), np.zeros(len(gt), bool)
+
+        def done(found):
+            return self._show_match(found, pred_layer, gt_layer, len(pred), in_span, span, radius)
+
+        if self.synchronous:
+            try:
+                return done(match(gt, pred, radius))
+            except Exception as e:
+                notify("error", WIDGET, message_of(e))
+                return None
+        from napari.qt.threading import create_worker
+
+        self.worker = create_worker(match, gt, pred, radius, _start_thread=False, _ignore_errors=True)
+        self.worker.returned.connect(done)
+        self.worker.errored.connect(lambda e: notify("error", WIDGET, message_of(e)))
+        self.worker.finished.connect(self._compared)
+        self.compare_button.enabled, self.result.value = False, "comparing…"
+        self.worker.start()
+        return None
+
+    def _compared(self):
+        self.worker = None
+        with contextlib.suppress(RuntimeError):  # (the Qt side deleted with the viewer)
+            self.compare_button.enabled = True
+            if self.result.value == "comparing…":
+                self.result.value = ""
+
+    def _show_match(self, found, pred_layer, gt_layer, n_pred, in_span, span, radius):
+        """Colour both layers by a `match` and show its metrics; the metrics."""
+        from ..evaluate import metrics_of
+
+        gi, pi, dist = found
+        m = self.metrics = metrics_of(int(in_span.sum()), n_pred, radius, dist)
+        pred_tp, gt_tp = np.zeros(n_pred, bool), np.zeros(int(in_span.sum()), bool)
         pred_tp[pi], gt_tp[gi] = True, True
         gt_labels = np.full(len(in_span), "unscored", dtype=object)  # ground truth outside the run: unscored
         gt_labels[in_span] = np.where(gt_tp, "TP", "FN")
