@@ -171,19 +171,20 @@ def test_picassos_thunderstorm_export_is_told(tmp_path):
 
 def test_a_3d_tables_z_is_said_to_be_left_out(tmp_path):
     """ThunderSTORM's and Picasso's 3-D tables carry z: napari-dsir is 2-D,
-    and says it leaves z out (it was dropped with no word)."""
+    and says z is not used (it was dropped with no word; a table written in
+    its own format, dsir drift's or filter's, keeps it as it was)."""
     p = tmp_path / "3d.csv"
     p.write_text('"id","frame","x [nm]","y [nm]","z [nm]","sigma1 [nm]","sigma2 [nm]"\n1,1,100,200,-150,120,140\n')
     heard = []
     assert read_localizations(p, warn=heard.append).x.tolist() == [100.0]
-    assert heard == ["3d.csv: its z column is left out (napari-dsir localizes, renders and scores in 2-D: x, y)"]
+    assert heard == ["3d.csv: its z column is not used (napari-dsir localizes, renders and scores in 2-D: x, y)"]
     rec = np.array([(0, 1.0, 2.0, -0.15)], dtype=[("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
     h5 = tmp_path / "3d.hdf5"
     with h5py.File(h5, "w") as f:
         f.create_dataset("locs", data=rec)
     heard.clear()
     assert len(read_localizations(h5, pixel_size=100.0, warn=heard.append)) == 1
-    assert heard == ["3d.hdf5: its z field is left out (napari-dsir localizes, renders and scores in 2-D: x, y)"]
+    assert heard == ["3d.hdf5: its z field is not used (napari-dsir localizes, renders and scores in 2-D: x, y)"]
 
 
 def test_sigma_in_px_needs_the_pixel_size(tmp_path):

@@ -1,5 +1,6 @@
 """The ``dsir`` command line: simulate, train, reconstruct, localize, evaluate, render,
-resolution, drift, demo (the last three post-processing commands live in `cli_post`).
+resolution, drift, filter, demo (the post-processing commands render, resolution, drift
+and filter live in `cli_post`).
 
 Progress bars go to stderr, results to stdout. Exit codes: 0 success; 2 usage
 or bad input (one line naming the file and the problem); 1 anything

@@ -305,7 +305,7 @@ def read_picasso(
     if frame.dtype.kind not in "ui" or (len(frame) and frame.min() < 0):
         raise DSIRError(f"{path}: frames must be integers >= 0 (0-based)")
     if warn is not None and "z" in names:
-        warn(f"{path.name}: its z field is left out (napari-dsir localizes, renders and scores in 2-D: x, y)")
+        warn(f"{path.name}: its z field is not used (napari-dsir localizes, renders and scores in 2-D: x, y)")
     present = _from_info(info, COLUMNS_KEY)
     cols: dict[str, np.ndarray] = {}
 

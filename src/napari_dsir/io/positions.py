@@ -1,4 +1,5 @@
-"""A localization table with new positions (a drift correction), written in
+"""A localization table with new positions (a drift correction,
+`with_positions`) or some of its rows (a filter, `with_rows`), written in
 its own format with everything else kept: a text table's other cells,
 header, comments and units (x and y to 0.001 nm in their unit; UTF-8; one
 space between the cells of a table separated by spaces); a Picasso file's
@@ -48,6 +49,42 @@ def with_positions(src: str | os.PathLike, dst: str | os.PathLike, locs: Localiz
     if src.suffix.lower() in HDF5_SUFFIXES:
         return _picasso(src, dst, locs, pixel_size, step, overwrite, warn)
     return _text(src, dst, locs, pixel_size, overwrite, source)
+
+
+def with_rows(src: str | os.PathLike, dst: str | os.PathLike, mask, *, pixel_size: float | None = None,
+              step: dict | None = None, overwrite: bool = False, source: tuple | None = None) -> Path:
+    """Write ``src`` as ``dst`` (the same format, `same_format`) with the rows
+    of ``mask`` only (a boolean per row of `read_localizations` of ``src``,
+    in order): a text table's other lines (header, comments) and its
+    protocol as they are, a Picasso file's other datasets and YAML steps with
+    ``step`` added. ``pixel_size``, ``source``: as `with_positions`. Atomic."""
+    import numpy as np
+
+    src, dst = Path(src), Path(dst)
+    if not same_format(src, dst):
+        raise DSIRError(f"{dst}: not the format of {src}")
+    mask = np.asarray(mask, bool)
+    if src.suffix.lower() in HDF5_SUFFIXES:
+        return _picasso(src, dst, None, pixel_size, step, overwrite, rows=mask)
+    if source is None:
+        text = table_text(src)
+        lay = read_table(src, pixel_size, text=text)[1]
+    else:
+        text, lay = source
+    if len(mask) != len(lay.linenos):
+        raise DSIRError(f"{src}: {len(mask)} rows chosen of its {len(lay.linenos)}")
+    newline = "\r\n" if "\r\n" in text[:65536] else "\n"
+    lines = text_lines(text)
+    del text
+    dropped = set((lay.linenos[~mask] - 1).tolist())
+    with atomic_output(dst, overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write("".join(line + newline for k, line in enumerate(lines) if k not in dropped))
+    protocol = protocol_path(src)
+    if protocol.is_file() and protocol_path(dst) != protocol:  # the run's camera and frames go with the table
+        with atomic_output(protocol_path(dst), overwrite) as tmp:
+            tmp.write_bytes(protocol.read_bytes())
+    return dst
 
 
 def _check_rows(src: Path, n: int, locs: Localizations) -> None:
@@ -111,14 +148,20 @@ def outputs_beside(src: str | os.PathLike, dst: str | os.PathLike) -> list[Path]
     return [protocol_path(dst)] if protocol_path(src).is_file() else []
 
 
-def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwrite, warn=None) -> Path:
+def _picasso(src: Path, dst: Path, locs: Localizations | None, pixel_size, step, overwrite, warn=None,
+             rows=None) -> Path:
+    """``src`` as ``dst``: with the positions of ``locs``, or (``locs`` None)
+    the ``rows`` of a boolean mask only."""
     import h5py
     import yaml
 
     from .picasso import _from_info, _plain, edge_message, movie_info, read_picasso, yaml_path
 
     old, info = read_picasso(src, pixel_size=pixel_size)
-    _check_rows(src, len(old), locs)
+    if locs is not None:
+        _check_rows(src, len(old), locs)
+    elif len(rows) != len(old):
+        raise DSIRError(f"{src}: {len(rows)} rows chosen of its {len(old)}")
     p = float(_from_info(info, "Pixelsize") or pixel_size)
     steps = _plain([*info, *([step] if step else [])], dst)
     ypath = yaml_path(dst)
@@ -128,8 +171,11 @@ def _picasso(src: Path, dst: Path, locs: Localizations, pixel_size, step, overwr
                 if key not in ("locs", "metadata"):
                     fi.copy(key, fo)
             rec = fi["locs"][()]
-            rec["x"] = (locs.x / p - 0.5).astype(rec.dtype["x"])
-            rec["y"] = (locs.y / p - 0.5).astype(rec.dtype["y"])
+            if locs is None:
+                rec = rec[rows]
+            else:
+                rec["x"] = (locs.x / p - 0.5).astype(rec.dtype["x"])
+                rec["y"] = (locs.y / p - 0.5).astype(rec.dtype["y"])
             edge = edge_message(rec, dst, movie_info(info)["frame_shape"])
             fo.create_dataset("locs", data=rec)
             if "metadata" in fi:

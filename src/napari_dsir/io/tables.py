@@ -419,7 +419,7 @@ def _read_table(path: Path, pixel_size: float | None, warn, text: str) -> tuple[
     if "photons" in opt and "intensity" not in opt:
         opt["intensity"] = opt["photons"].copy()
     if warn is not None and has_header and "z" in names:
-        warn(f"{path.name}: its z column is left out (napari-dsir localizes, renders and scores in 2-D: x, y)")
+        warn(f"{path.name}: its z column is not used (napari-dsir localizes, renders and scores in 2-D: x, y)")
     if warn is not None and picasso_export:
         warn(f"{path}: ids from 0, as {PICASSO_EXPORT}; its frames are read as 1-based (each is one frame early "
              "if they are not)")
