@@ -53,6 +53,7 @@ def scroll_in_dock(container) -> None:
 
     native = container.native
     form = QWidget()
+    native.layout().addStretch(1)  # rows packed at the top, as napari's dock does for a form it holds itself
     form.setLayout(native.layout())  # (Qt moves the layout, and the widgets in it, to the form)
     scroll = Scroll()
     scroll.setWidgetResizable(True)
