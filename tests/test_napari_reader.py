@@ -169,7 +169,7 @@ def test_manifest_contributions():
     assert mf.display_name == "napari-dsir"  # menus read "Plugins > napari-dsir > DSIR Reconstruct"
     mf.validate_imports()  # every python_name imports (npe2 validate --imports)
     widgets = {w.display_name for w in mf.contributions.widgets}
-    assert widgets == {"DSIR Reconstruct", "DSIR Ground Truth", "DSIR Render & Drift"}
+    assert widgets == {"DSIR Reconstruct", "DSIR Ground Truth", "DSIR Render & Drift", "DSIR Filter"}
     assert [s.key for s in mf.contributions.sample_data] == ["sample_stack"]
     reader = mf.contributions.readers[0]
     assert reader.accepts_directories
