@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     camera, truth = viewer.open_sample("napari-dsir", "sample_stack")
     _, rec = viewer.window.add_plugin_dock_widget("napari-dsir", "DSIR Reconstruct")
     gt = GroundTruthWidget(viewer)  # on the left, so both widgets show
-    viewer.window.add_dock_widget(gt, name="DSIR Ground Truth", area="left")
+    gt.synchronous = True  # (Compare returns its metrics)
+    gt_dock = viewer.window.add_dock_widget(gt, name="DSIR Ground Truth", area="left")
     if args.model:
         rec.model.value = MODEL_FILE
         rec.model_file.value = args.model
@@ -70,11 +71,25 @@ def main(argv=None) -> int:
     p = camera.metadata["pixel_size"]
     scene = getattr(viewer, "scene", None)  # napari >= 0.9
     camera_model = scene.camera if scene is not None else viewer.camera
-    viewer.reset_view()
-    camera_model.center = (h * p / 2, w * p / 2)
     scale_bar = viewer.canvas.overlays.scale_bar if hasattr(viewer, "canvas") else viewer.scale_bar
     scale_bar.visible = True
     app = QApplication.instance()
+    app.processEvents()
+    # the Ground Truth dock as tall as its form (it scrolls, and the left column would squeeze it)
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QScrollArea
+
+    form = gt.native.findChild(QScrollArea).widget()
+    viewer.window._qt_window.resizeDocks([gt_dock], [form.sizeHint().height() + 120], Qt.Orientation.Vertical)
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):  # (over the scale bar)
+        toast.close()
+    for _ in range(10):  # the canvas at its final size, then the view fitted to it
+        app.processEvents()
+        time.sleep(0.05)
+    viewer.reset_view()
+    camera_model.center = (h * p / 2, w * p / 2)
     for _ in range(30):
         app.processEvents()
         time.sleep(0.05)

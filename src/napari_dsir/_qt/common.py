@@ -43,13 +43,18 @@ def scroll_in_dock(container) -> None:
     docks stacked needed about 1,600 px of height and pushed a laptop's
     window, and its Run and Compare buttons, off the screen. Widgets added
     to ``container.native.layout()`` afterwards go below the scroll area."""
-    from qtpy.QtCore import QSize, Qt
+    from qtpy.QtCore import QEvent, QSize, Qt
     from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
     class Scroll(QScrollArea):
         def minimumSizeHint(self):  # as wide as the form needs (it scrolls up and down only), a few rows high
             form = self.widget()
             return QSize(form.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width(), 120)
+
+        def eventFilter(self, obj, event):  # the form's needs changed (a longer note): the dock follows
+            if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+                self.updateGeometry()
+            return super().eventFilter(obj, event)
 
     native = container.native
     form = QWidget()
@@ -60,6 +65,7 @@ def scroll_in_dock(container) -> None:
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     scroll.setWidget(form)
+    form.installEventFilter(scroll)
     outer = QVBoxLayout(native)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)
