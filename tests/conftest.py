@@ -95,6 +95,10 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
         tifffile.imwrite(p, np.ones((10, 32, 32), np.uint16), photometric="minisblack")
         data = p.read_bytes()
         p.write_bytes(data[: len(data) // 2])
+    elif case == "truncated_imagej":  # tifffile falls back to the one page it can read: one frame, silently
+        tifffile.imwrite(p, np.ones((12, 32, 32), np.uint16), imagej=True)
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
     elif case == "zero_frames":
         with pytest.warns(UserWarning):
             tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))

@@ -742,6 +742,9 @@ def _exit_code(e: KeyboardInterrupt) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # (what it logs of a bad file, the run says itself)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
