@@ -65,6 +65,10 @@ class SimulationConfig:
             raise DSIRError(f"frame_size must be at least 4x4 px, got {self.frame_size}")
         if not self.pixel_size > 0:
             raise DSIRError(f"pixel_size must be > 0 nm, got {self.pixel_size}")
+        if self.pixel_size < MIN_PIXEL_NM:  # (in um, with a FWHM in um too: the ratio looks right)
+            raise DSIRError(f"pixels of {self.pixel_size:g} nm: a camera's are tens to hundreds of nm, and "
+                            f"{int(h)}x{int(w)} of them hold no emitter; the pixel size and the FWHM are in nm "
+                            "(e.g. pixel size 100-160, FWHM 250-350)")
         for name in ("fwhm", "photons", "density", "background", "base_level", "gain", "em_gain"):
             as_range(name, getattr(self, name))
         if as_range("fwhm", self.fwhm)[0] <= 0:
@@ -112,6 +116,8 @@ def _text(r) -> str:
 #: the PSF widths (FWHM, camera px) a simulation accepts: narrower, or wider,
 #: is no emitter a camera sees (a value in um beside one in nm)
 MIN_FWHM_PX, MAX_FWHM_PX = 0.3, 50.0
+#: the smallest pixel size (nm) a simulation accepts: below, a value in um
+MIN_PIXEL_NM = 1.0
 
 DSIR_PRESET = SimulationConfig()
 PSF_SHAPES = ("gaussian", "airy")

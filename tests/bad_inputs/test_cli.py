@@ -737,8 +737,10 @@ def test_a_run_stopped_between_its_outputs_leaves_every_one_as_it_was(tmp_path, 
 SETTINGS_CASES = {
     "weight_decay": (["train", "--weight-decay", "-1"], "weight decay must be >= 0, got -1.0"),
     "photons_zero": (["train", "--photons", "0"], "photons must be > 0 per emitter, got 0"),
-    "pixel_in_um": (["train", "--sim-pixel-size", "0.16"], "on pixels of 0.16 nm is 1.25e+03-1.88e+03 px wide"),
+    "pixel_in_um": (["train", "--sim-pixel-size", "0.16"], "pixels of 0.16 nm: a camera's are tens to hundreds"),
     "fwhm_in_um": (["simulate", "-o", "s.tif", "--fwhm", "0.35:0.45"], "both are in nm"),
+    "both_in_um": (["simulate", "-o", "s.tif", "--fwhm", "0.25:0.35", "--sim-pixel-size", "0.16"],
+                   "pixels of 0.16 nm: a camera's are tens to hundreds of nm"),
     "empty_model": (["reconstruct", "movie.tif", "-o", "x.tif", "--model", "", "-q", "--pixel-size", "100"],
                     "an empty name (an unset variable?)"),
 }
