@@ -8,8 +8,8 @@ Runs, in a temporary folder, each as its own process (start-up included):
   3 emitters/um^2), ``--repeats`` times; the figures it prints against the
   sample's ground truth and the median wall time;
 - ``dsir demo -o demo``, then ``dsir resolution`` and ``dsir drift
-  --segments 10`` on its localizations, as the README's "Post-processing"
-  block does; the FRC, NeNA and drift figures they print.
+  --segments 10`` on its localizations, as the README's "From a table to a
+  publishable image" block does; the FRC, NeNA and drift figures they print.
 
 The README quotes these figures; this script is where they come from.
 """

@@ -265,7 +265,7 @@ def fit_summary(report: dict) -> str:
     return (f"{medians}; {report['free']} free fits, {report['crowded']} "
             f"at the network's position (crowded), {report.get('pulled', 0)} at the network's position "
             f"(fit pulled away), {n_failed} failed"
-            + (f"; {report['split']} split spots merged" if report.get("split") else "")
+            + (f"; {report['split']} split spot{'s' * (report['split'] != 1)} merged" if report.get("split") else "")
             + (f"; {report['beyond']} emitters outside the frame left out" if report.get("beyond") else "")
             + (f"; {report['dead_left_out']} of these inside dead pixels left out after their fits"
                if report.get("dead_left_out") else ""))
