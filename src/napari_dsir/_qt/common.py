@@ -27,7 +27,7 @@ COMBO_CHARS = 24
 
 
 def narrow(*combos) -> None:
-    """Size magicgui ``ComboBox`` es for `COMBO_CHARS` characters, not their
+    """Size magicgui combo boxes for `COMBO_CHARS` characters, not their
     longest choice (its full text shows in the open list)."""
     from qtpy.QtWidgets import QComboBox
 

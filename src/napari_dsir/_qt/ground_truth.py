@@ -298,15 +298,20 @@ class GroundTruthWidget(Container):
             notify("error", WIDGET, message_of(e))
             return None
 
-        def done(found):
-            return self._show_match(found, pred_layer, gt_layer, len(pred), in_span, span, radius)
+        def done(found):  # (on the main thread; a layer removed meanwhile: a notification)
+            try:
+                return self._show_match(found, pred_layer, gt_layer, len(pred), in_span, span, radius)
+            except Exception as e:  # never a traceback
+                notify("error", WIDGET, message_of(e))
+                return None
 
         if self.synchronous:
             try:
-                return done(match(gt, pred, radius))
+                found = match(gt, pred, radius)
             except Exception as e:
                 notify("error", WIDGET, message_of(e))
                 return None
+            return done(found)
         from napari.qt.threading import create_worker
 
         self.worker = create_worker(match, gt, pred, radius, _start_thread=False, _ignore_errors=True)
