@@ -132,17 +132,6 @@ def camera_pixel_size(layer) -> float | None:
     return layer_pixel_size(layer.metadata, layer.scale, getattr(layer, "units", None))
 
 
-def unstated_pixel_note(layer) -> str:
-    """What the widget says of a layer that states no pixel size: a scale
-    set without units (napari's pixels: ``scale=(1, 0.16, 0.16)`` meant as
-    um) is named, since it looks stated and is not taken as a size."""
-    scale = float(layer.scale[-1]) if len(layer.scale) else 1.0
-    if abs(scale - 1.0) > 1e-9:
-        return (f"'{layer.name}' has a scale of {scale:g} in no unit (napari's pixels): 100 nm will be assumed; "
-                "type the pixel size here, or give the layer its units (e.g. layer.units = 'um')")
-    return f"'{layer.name}' states no pixel size: 100 nm will be assumed"
-
-
 def stated_pixel_size(layer) -> float | None:
     """`camera_pixel_size`, but None where it is the reader's default for a
     file that states none (its scale left as it was): a run then says it
@@ -150,6 +139,26 @@ def stated_pixel_size(layer) -> float | None:
     px = camera_pixel_size(layer)
     meta = layer.metadata or {}
     return None if meta.get("pixel_size_from_file") is False and px == meta.get("pixel_size") else px
+
+
+def pixel_note(layer, typed: float) -> str:
+    """What DSIR Reconstruct says of the pixel size a run of ``layer`` takes:
+    the one ``typed`` (nm; 0: none), the layer's, the reader's default for a
+    file that states none, or 100 nm assumed; a scale set without units
+    (napari's pixels: ``scale=(1, 0.16, 0.16)`` meant as um) is named, since
+    it looks stated and is not taken as a size."""
+    px = camera_pixel_size(layer)
+    if typed > 0:
+        return f"using {typed:g} nm"
+    if px is None:
+        scale = float(layer.scale[-1]) if len(layer.scale) else 1.0
+        if abs(scale - 1.0) > 1e-9:
+            return (f"'{layer.name}' has a scale of {scale:g} in no unit (napari's pixels): 100 nm will be assumed; "
+                    "type the pixel size here, or give the layer its units (e.g. layer.units = 'um')")
+        return f"'{layer.name}' states no pixel size: 100 nm will be assumed"
+    if stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
+        return f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
+    return f"'{layer.name}' states {px:g} nm"
 
 
 def layer_units(layer) -> tuple[str, ...] | None:

@@ -23,7 +23,6 @@ from ..run import RunRequest, iter_run
 from .camera import CameraFields
 from .common import (
     OUTPUT_KINDS,
-    camera_pixel_size,
     cuda_available,
     layer_choices,
     layer_id,
@@ -31,11 +30,11 @@ from .common import (
     message_of,
     narrow,
     notify,
+    pixel_note,
     put_layers,
     scroll_in_dock,
     show_run_frames,
     stated_pixel_size,
-    unstated_pixel_note,
 )
 from .done_status import done_status
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
@@ -168,15 +167,7 @@ class ReconstructWidget(Container):
         layer = self.image.value
         if layer is None:
             return
-        px = camera_pixel_size(layer)
-        if self.pixel_size.value > 0:
-            self.pixel_note.value = f"using {self.pixel_size.value:g} nm"
-        elif px is None:
-            self.pixel_note.value = unstated_pixel_note(layer)
-        elif stated_pixel_size(layer) is None:  # the reader's default, its scale left as it was
-            self.pixel_note.value = f"'{layer.name}' states no pixel size: {px:g} nm assumed (set it here)"
-        else:
-            self.pixel_note.value = f"'{layer.name}' states {px:g} nm"
+        self.pixel_note.value = pixel_note(layer, float(self.pixel_size.value))
 
     def _on_model(self, *_):
         self.model_file.enabled = self.model.value not in SHIPPED
