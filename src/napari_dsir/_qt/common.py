@@ -71,6 +71,31 @@ def scroll_in_dock(container) -> None:
     outer.addWidget(scroll)
 
 
+def run_job(owner, job, args, done, failed, finished):
+    """``job(*args)`` in a napari worker thread, held as ``owner.worker``
+    until it ends (or here, where ``owner.synchronous``: tests, scripts);
+    then ``done(result)`` or ``failed(exception)``, then ``finished()``, on
+    the main thread. The worker, or None when run here."""
+    if owner.synchronous:
+        try:
+            result = job(*args)
+        except Exception as e:  # never a traceback in the viewer
+            failed(e)
+        else:
+            done(result)
+        finished()
+        return None
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(job, *args, _start_thread=False, _ignore_errors=True)
+    worker.returned.connect(done)
+    worker.errored.connect(failed)
+    worker.finished.connect(finished)
+    owner.worker = worker
+    worker.start()
+    return worker
+
+
 def message_of(exc: BaseException) -> str:
     """A one-line message for a user: a `DSIRError`'s own text, else the
     exception's type and first line (never a traceback)."""

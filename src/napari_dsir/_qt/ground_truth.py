@@ -32,6 +32,7 @@ from .common import (
     message_of,
     notify,
     put_layers,
+    run_job,
     same_layer,
     scroll_in_dock,
     set_marker_colour,
@@ -298,29 +299,18 @@ class GroundTruthWidget(Container):
             notify("error", WIDGET, message_of(e))
             return None
 
+        shown = []  # (the metrics, when matched here)
+
         def done(found):  # (on the main thread; a layer removed meanwhile: a notification)
             try:
-                return self._show_match(found, pred_layer, gt_layer, len(pred), in_span, span, radius)
+                shown.append(self._show_match(found, pred_layer, gt_layer, len(pred), in_span, span, radius))
             except Exception as e:  # never a traceback
                 notify("error", WIDGET, message_of(e))
-                return None
 
-        if self.synchronous:
-            try:
-                found = match(gt, pred, radius)
-            except Exception as e:
-                notify("error", WIDGET, message_of(e))
-                return None
-            return done(found)
-        from napari.qt.threading import create_worker
-
-        self.worker = create_worker(match, gt, pred, radius, _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(done)
-        self.worker.errored.connect(lambda e: notify("error", WIDGET, message_of(e)))
-        self.worker.finished.connect(self._compared)
-        self.compare_button.enabled, self.result.value = False, "comparing…"
-        self.worker.start()
-        return None
+        if run_job(self, match, (gt, pred, radius), done, lambda e: notify("error", WIDGET, message_of(e)),
+                   self._compared) is not None:
+            self.compare_button.enabled, self.result.value = False, "comparing…"  # (its results: queued)
+        return shown[0] if shown else None
 
     def _compared(self):
         self.worker = None

@@ -25,6 +25,7 @@ from .common import (
     message_of,
     notify,
     put_layers,
+    run_job,
     scroll_in_dock,
     set_marker_colour,
 )
@@ -224,22 +225,7 @@ class RenderDriftWidget(Container):
             notify("warning", WIDGET, "already running")
             return None
         self.status.value = f"{what}…"
-        if self.synchronous:
-            try:
-                self._finish(done, job(*args))
-            except Exception as e:
-                self._failed(e)
-            self.finished.emit()
-            return None
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(job, *args, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result: self._finish(done, result))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        return run_job(self, job, args, lambda result: self._finish(done, result), self._failed, self._on_finished)
 
     def _finish(self, done, result):
         self.last = result
