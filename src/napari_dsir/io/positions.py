@@ -66,22 +66,33 @@ def with_rows(src: str | os.PathLike, dst: str | os.PathLike, mask, *, pixel_siz
     mask = np.asarray(mask, bool)
     if src.suffix.lower() in HDF5_SUFFIXES:
         return _picasso(src, dst, None, pixel_size, step, overwrite, rows=mask)
+    lines, newline, lay = _source_lines(src, pixel_size, source)
+    if len(mask) != len(lay.linenos):
+        raise DSIRError(f"{src}: {len(mask)} rows chosen of its {len(lay.linenos)}")
+    dropped = set((lay.linenos[~mask] - 1).tolist())
+    return _write_lines(src, dst, [line for k, line in enumerate(lines) if k not in dropped], newline, overwrite)
+
+
+def _source_lines(src: Path, pixel_size, source=None) -> tuple[list[str], str, object]:
+    """A text table's lines, its line ending and its `TableLayout`
+    (``source``: its text and layout, when read already)."""
     if source is None:
         text = table_text(src)
         lay = read_table(src, pixel_size, text=text)[1]
     else:
         text, lay = source
-    if len(mask) != len(lay.linenos):
-        raise DSIRError(f"{src}: {len(mask)} rows chosen of its {len(lay.linenos)}")
-    newline = "\r\n" if "\r\n" in text[:65536] else "\n"
-    lines = text_lines(text)
-    del text
-    dropped = set((lay.linenos[~mask] - 1).tolist())
+    return text_lines(text), "\r\n" if "\r\n" in text[:65536] else "\n", lay
+
+
+def _write_lines(src: Path, dst: Path, lines: list[str], newline: str, overwrite) -> Path:
+    """Write ``lines`` at ``dst`` (UTF-8, each ended by ``newline``) and
+    copy the protocol beside ``src`` beside it (the run's camera and frames
+    go with the table); atomic."""
     with atomic_output(dst, overwrite) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write("".join(line + newline for k, line in enumerate(lines) if k not in dropped))
+            fh.write("".join(line + newline for line in lines))
     protocol = protocol_path(src)
-    if protocol.is_file() and protocol_path(dst) != protocol:  # the run's camera and frames go with the table
+    if protocol.is_file() and protocol_path(dst) != protocol:
         with atomic_output(protocol_path(dst), overwrite) as tmp:
             tmp.write_bytes(protocol.read_bytes())
     return dst
@@ -98,15 +109,8 @@ def _decimals(nm_per_unit: float) -> int:
 
 
 def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite, source=None) -> Path:
-    if source is None:
-        text = table_text(src)
-        lay = read_table(src, pixel_size, text=text)[1]
-    else:
-        text, lay = source
+    lines, newline, lay = _source_lines(src, pixel_size, source)
     _check_rows(src, len(lay.linenos), locs)
-    newline = "\r\n" if "\r\n" in text[:65536] else "\n"
-    lines = text_lines(text)
-    del text
     d = lay.delimiter
     xs = [f"{v:.{_decimals(lay.x_nm_per_unit)}f}" for v in locs.x / lay.x_nm_per_unit]
     ys = [f"{v:.{_decimals(lay.y_nm_per_unit)}f}" for v in locs.y / lay.y_nm_per_unit]
@@ -127,14 +131,7 @@ def _text(src: Path, dst: Path, locs: Localizations, pixel_size, overwrite, sour
             lines[k] = out.getvalue()
         else:
             lines[k] = d.join(cells)
-    with atomic_output(dst, overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(newline.join(lines) + newline)
-    protocol = protocol_path(src)
-    if protocol.is_file() and protocol_path(dst) != protocol:  # the run's camera and frames go with the table
-        with atomic_output(protocol_path(dst), overwrite) as tmp:
-            tmp.write_bytes(protocol.read_bytes())
-    return dst
+    return _write_lines(src, dst, lines, newline, overwrite)
 
 
 def outputs_beside(src: str | os.PathLike, dst: str | os.PathLike) -> list[Path]:
