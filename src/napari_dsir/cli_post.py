@@ -29,8 +29,9 @@ def _positive_float(text: str) -> float:
 
 class _Table(NamedTuple):
     """A table read for a command: its localizations (nm), the movie a
-    Picasso file describes (`io.picasso.movie_info`; None for a text
-    table) and a text table's (text, `io.tables.TableLayout`), for
+    Picasso file describes (`io.picasso.movie_info`; for a text table only
+    the camera pixel size its protocol states, else None) and a text
+    table's (text, `io.tables.TableLayout`), for
     `io.positions.with_positions` to write a corrected copy of it without
     reading it again (None for a Picasso file)."""
 
@@ -61,7 +62,8 @@ def _read(args) -> _Table:
             _warn(f"{protocol_path(path)} states a camera pixel size of {stated:g} nm; --camera-pixel-size {given:g} "
                   "is used")
         locs, layout = read_table(path, given, warn=_warn, text=text)
-        table = _Table(locs, None, (text, layout))
+        movie = {"pixel_size": stated, "frame_shape": None, "n_frames": None} if stated is not None else None
+        table = _Table(locs, movie, (text, layout))
     if len(table.locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
     return table
@@ -165,21 +167,16 @@ def cmd_drift(args) -> int:
     from .drift import estimate_drift, write_drift_table
     from .io.files import outputs_together
     from .io.positions import outputs_beside, same_format, with_positions
-    from .io.tables import HDF5_SUFFIXES, output_paths, protocol_pixel_size
+    from .io.tables import output_paths
 
     table, *beside = output_paths(args.output, metadata=False)
     if same_format(args.localizations, table):  # beside it: the input's YAML or protocol, as it is copied
         beside = outputs_beside(args.localizations, table)
     _refuse(args, [(table, "table"), *((b, None) for b in beside), (args.drift_table, "drift table"),
                    (args.plot, "plot")])
-    # a Picasso output: the input's movie (a Picasso file), else the pixel
-    # size given and the smallest frame that holds the positions
-    picasso, text_input = table.suffix.lower() in HDF5_SUFFIXES, Path(args.localizations).suffix.lower() not in \
-        HDF5_SUFFIXES
-    stated = protocol_pixel_size(args.localizations) if text_input else None  # (a protocol beside a CSV)
-    if picasso and args.camera_pixel_size is None and stated is None and text_input:
-        raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
     locs, movie, source = _read(args)  # (a text table's text kept for its corrected copy)
+    if not same_format(args.localizations, table):
+        _converted_pixel(args, table, movie)  # a Picasso output's pixels refused unknown before the drift
     drift = estimate_drift(locs, segments=args.segments, segment_frames=args.segment_frames,
                            pixel_size_nm=args.bin_size)
     corrected = drift.apply(locs)
@@ -207,6 +204,18 @@ def cmd_drift(args) -> int:
     return 0
 
 
+def _converted_pixel(args, table: Path, movie: dict | None) -> float | None:
+    """The camera pixel size (nm) of an output in another format than the
+    input's: the one given, else the input's (`_Table.movie`); refused
+    (`DSIRError`) where a Picasso output needs one and none is known."""
+    from .io.tables import HDF5_SUFFIXES
+
+    pixel = args.camera_pixel_size or (movie or {}).get("pixel_size")
+    if table.suffix.lower() in HDF5_SUFFIXES and pixel is None:
+        raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
+    return pixel
+
+
 def _write_converted(args, table: Path, locs: Localizations, movie: dict | None) -> None:
     """Write ``locs`` at ``args.output`` in another format than the input's
     (frame, x, y and the known columns only, as a warning says): a Picasso
@@ -216,16 +225,13 @@ def _write_converted(args, table: Path, locs: Localizations, movie: dict | None)
 
     from .cli import _warn
     from .io import write_localizations
-    from .io.tables import HDF5_SUFFIXES, protocol_pixel_size
+    from .io.tables import HDF5_SUFFIXES
 
+    pixel = _converted_pixel(args, table, movie)
     _warn(f"{table}: a table in another format than the input's carries frame, x, y"
           f"{''.join(', ' + c for c in locs.columns())} only (give -o the input's extension to keep every column)")
     movie = movie or {}
     picasso = table.suffix.lower() in HDF5_SUFFIXES
-    pixel = args.camera_pixel_size or movie.get("pixel_size") or (
-        None if Path(args.localizations).suffix.lower() in HDF5_SUFFIXES else protocol_pixel_size(args.localizations))
-    if picasso and pixel is None:
-        raise DSIRError(f"{table}: a Picasso file is in camera pixels; give their size with --camera-pixel-size NM")
     shape = movie.get("frame_shape")
     if picasso and shape is None:  # the smallest frame that holds the positions
         shape = tuple(max(1, math.ceil(float(np.max(v, initial=0.0)) / pixel)) for v in (locs.y, locs.x))
