@@ -554,9 +554,9 @@ def _open_tiff(path: Path) -> Stack:
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         contiguous = _contiguous_data(tif, series, path) if series is not None else None
-        stated = _imagej_images(tif)
+        stated = (tif.imagej_metadata or {}).get("images")  # (an ImageJ header's; a cut-off file has fewer)
     shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if _acquired_channels(ome) else None)
-    if stated is not None and stated > shape[0]:  # (tifffile falls back to the pages it can read)
+    if isinstance(stated, int) and stated > shape[0]:  # (tifffile falls back to the pages it can read)
         raise DSIRError(f"{path}: corrupt or truncated TIFF: its ImageJ header states {stated} images and "
                         f"{shape[0]} can be read (a cut-off copy?): export or copy the file again")
 
@@ -567,22 +567,6 @@ def _open_tiff(path: Path) -> Stack:
     else:
         reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None, index)
     return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera, notes=notes)
-
-
-def _imagej_images(tif) -> int | None:
-    """The number of images an ImageJ file's header states (its ``images=``),
-    or None: a file cut off after its header holds fewer pages."""
-    text = getattr(tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0], "description", "") or ""
-    if not text.startswith("ImageJ="):
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "images":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]:
