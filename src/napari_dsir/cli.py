@@ -384,12 +384,13 @@ def cmd_train(args) -> int:
     check_outputs([(path, "checkpoint"), (Path(path).with_name(stem + ".previous.pt"), None),
                    (Path(path).with_name(stem + ".last.pt"), None)], [args.init], overwrite=True)
     logs = Path(args.log_dir) if args.log_dir else Path(path).parent
+    log_csv = logs / f"{stem}_log.csv"  # (as iter_train names it)
     if logs.exists() and not logs.is_dir():
         raise DSIRError(f"--log-dir {logs}: a file, not a folder")
-    if (logs / f"{stem}_log.csv").is_file() and not (args.overwrite or args.resume):
+    if log_csv.is_file() and not (args.overwrite or args.resume):
         # e.g. another model of the same name logged to the same --log-dir
-        raise DSIRError(f"{logs / f'{stem}_log.csv'}: a training log is already there (use --overwrite to replace "
-                        "it, or give another --log-dir or model name)")
+        raise DSIRError(f"{log_csv}: a training log is already there (use --overwrite to replace it, or give "
+                        "another --log-dir or model name)")
     movies = None
     if args.movies:
         from .simulate import MovieConfig
@@ -463,8 +464,7 @@ def cmd_train(args) -> int:
     print(f"{path}\tvalidation Jaccard (250 nm) {jac:.3f}" if jac is not None else str(path))
     threshold = (model.metadata.get("localize") or {}).get("threshold")
     beside = [f"threshold {threshold:g} (calibrated, in the checkpoint)" if threshold is not None else None,
-              *(f"{what} {f}" for what, f in (("log", logs / f"{Path(path).stem}_log.csv"),
-                                              ("loss plot", logs / f"{Path(path).stem}_loss.png"),
+              *(f"{what} {f}" for what, f in (("log", log_csv), ("loss plot", logs / f"{stem}_loss.png"),
                                               ("resume state (for --resume with more --epochs)", last))
                 if f.is_file() and f.stat().st_mtime >= began - 1)]  # (not an earlier training's)
     print("\n".join(f"  {line}" for line in beside if line))
