@@ -15,16 +15,14 @@ that holds the positions.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
-
-import numpy as np
 
 from . import __version__
 from .errors import DSIRError
 from .io import write_localizations
 from .io.files import outputs_together
+from .io.picasso import smallest_frame
 from .io.tables import HDF5_SUFFIXES, PROTOCOL_KEYS, output_paths
 from .layers import locs_from_layer
 
@@ -94,8 +92,8 @@ def _write_points(path: str, data, attributes: dict) -> list[str]:
             raise DSIRError(f"{path}: a Picasso file is in camera pixels and '{name}' states no camera pixel "
                             "size; save it as a .csv (nm)")
         shape = meta.get("frame_shape")
-        if not shape and len(locs):
-            shape = tuple(max(1, math.ceil(float(np.max(v)) / pixel)) for v in (locs.y, locs.x))
+        if not shape:
+            shape = smallest_frame(locs, pixel)
         last = int(locs.frame.max()) + 1 if len(locs) else 0  # a point drawn by hand may lie beyond the run
         ran = max(int(frames[1]), last) if frames else None  # Picasso's Frames: the movie's length where known
         kw.update(frame_shape=tuple(shape or (1, 1)),

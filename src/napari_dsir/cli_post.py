@@ -9,7 +9,6 @@ writes its outputs atomically; plots are PNGs with labelled axes.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -220,11 +219,11 @@ def _write_converted(args, table: Path, locs: Localizations, movie: dict | None)
     """Write ``locs`` at ``args.output`` in another format than the input's
     (frame, x, y and the known columns only, as a warning says): a Picasso
     file in the camera pixels given, else the input Picasso file's
-    (``movie``), else those the protocol beside an input CSV states."""
-    import numpy as np
-
+    (``movie``), else those the protocol beside an input CSV states; its
+    frame the smallest that holds the positions where the input states none."""
     from .cli import _warn
     from .io import write_localizations
+    from .io.picasso import smallest_frame
     from .io.tables import HDF5_SUFFIXES
 
     pixel = _converted_pixel(args, table, movie)
@@ -233,8 +232,8 @@ def _write_converted(args, table: Path, locs: Localizations, movie: dict | None)
     movie = movie or {}
     picasso = table.suffix.lower() in HDF5_SUFFIXES
     shape = movie.get("frame_shape")
-    if picasso and shape is None:  # the smallest frame that holds the positions
-        shape = tuple(max(1, math.ceil(float(np.max(v, initial=0.0)) / pixel)) for v in (locs.y, locs.x))
+    if picasso and shape is None:
+        shape = smallest_frame(locs, pixel)
     write_localizations(args.output, locs, overwrite=args.overwrite, pixel_size=pixel,
                         frame_shape=shape if picasso else None, n_frames=movie.get("n_frames"), warn=_warn)
 

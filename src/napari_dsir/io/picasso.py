@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -227,6 +228,13 @@ def edge_message(rec: np.ndarray, path, frame_shape=None) -> str | None:
     return (f"{path}: {n} of {len(rec)} localizations lie within half a camera pixel of the top or left edge "
             "(below 0 of Picasso's pixel coordinates), outside the frame or hold NaN: Picasso's load_locs leaves "
             "them out (napari-dsir reads them)")
+
+
+def smallest_frame(locs: Localizations, pixel_size: float) -> tuple[int, int]:
+    """(Height, Width) in camera px of the smallest frame from 0 that holds
+    the positions of ``locs`` (nm): the frame of a Picasso file written from
+    a table that states none; at least 1 x 1."""
+    return tuple(max(1, math.ceil(float(np.max(v, initial=0.0)) / pixel_size)) for v in (locs.y, locs.x))
 
 
 def _from_info(info: list, key: str):
