@@ -24,7 +24,8 @@ def test_render_hist_and_gauss_write_calibrated_tiffs(drifting, tmp_path, capsys
     path, _ = drifting
     locs = read_localizations(path)
     out = tmp_path / "hist.tif"
-    assert main(["render", str(path), "-o", str(out), "--pixel-size", "20"]) == 0
+    assert main(["render", str(path), "-o", str(out), "--pixel-size", "20", "--mode", "hist"]) == 0
+    assert "localizations (histogram)" in capsys.readouterr().out
     img = open_stack(out)
     assert img.pixel_size == pytest.approx(20.0)
     inside = int(np.sum((locs.x >= 0) & (locs.y >= 0)))  # the image starts at 0 nm
@@ -32,13 +33,17 @@ def test_render_hist_and_gauss_write_calibrated_tiffs(drifting, tmp_path, capsys
     assert img.read()[0].sum() == pytest.approx(inside, abs=1)  # each one counted once
     out = tmp_path / "gauss.tif"
     assert main(["render", str(path), "-o", str(out), "--pixel-size", "20", "--mode", "gauss"]) == 0
-    assert open_stack(out).read()[0].sum() == pytest.approx(inside, rel=0.01)
+    gauss = open_stack(out).read()[0]
+    assert gauss.sum() == pytest.approx(inside, rel=0.01)
+    # the default: Gaussians, since the table has uncertainties
+    assert main(["render", str(path), "-o", str(tmp_path / "auto.tif"), "--pixel-size", "20"]) == 0
+    np.testing.assert_array_equal(open_stack(tmp_path / "auto.tif").read()[0], gauss)
     rgb = tmp_path / "time.tif"
     assert main(["render", str(path), "-o", str(rgb), "--color-by-frame"]) == 0
     import tifffile
 
     assert tifffile.imread(rgb).shape[-1] == 3
-    assert "localizations (gauss)" in capsys.readouterr().out
+    assert "localizations (Gaussians)" in capsys.readouterr().out
 
 
 def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path, capsys):
@@ -65,7 +70,7 @@ def test_render_says_what_its_area_leaves_out_and_takes_an_extent(tmp_path, caps
     cap = capsys.readouterr()
     assert ("2 of 4 localizations lie outside the image, from 0 nm to the largest position, and are not drawn; "
             "--extent Y0 X0 Y1 X1 (nm) sets the area") in cap.err
-    assert "2 localizations (hist)" in cap.out and open_stack(out).read()[0].sum() == 2
+    assert "2 localizations (histogram)" in cap.out and open_stack(out).read()[0].sum() == 2
     assert main(["render", str(p), "-o", str(out), "--pixel-size", "10", "--overwrite",
                  "--extent", "-100", "-600", "1000", "1100"]) == 0
     cap = capsys.readouterr()
@@ -89,6 +94,12 @@ def test_render_gauss_without_uncertainty_asks_for_sigma(tmp_path, capsys):
     assert "no localization has an uncertainty (all fits failed?) to size the Gaussians; give --sigma" in \
         capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
+    # the default mode falls back to the histogram where no uncertainty sizes a Gaussian
+    assert main(["render", str(p), "-o", str(tmp_path / "o.tif")]) == 0
+    assert "2 localizations (histogram)" in capsys.readouterr().out
+    assert open_stack(tmp_path / "o.tif").read()[0].sum() == 2
+    assert main(["render", str(p), "-o", str(tmp_path / "s.tif"), "--sigma", "20"]) == 0
+    assert "(Gaussians)" in capsys.readouterr().out
 
 
 def test_drift_recovers_a_linear_drift(drifting, tmp_path, capsys):

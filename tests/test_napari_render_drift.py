@@ -60,6 +60,10 @@ def test_render_overlays_the_points(make_napari_viewer, drifting, notes):
     w.mode.value, w.by_frame.value = "gauss", True
     w.render()
     assert viewer.layers["sim DSIR localizations render"].rgb
+    w.mode.value, w.by_frame.value = "auto", False  # the default: Gaussians, as the layer has uncertainties
+    w.render()
+    assert "localizations (Gaussians)" in w.status.value
+    assert viewer.layers["sim DSIR localizations render"].metadata["mode"] == "gauss"
     assert not [m for lv, m in notes if lv == "error"]
 
 

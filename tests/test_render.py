@@ -5,7 +5,7 @@ import pytest
 
 from napari_dsir.errors import DSIRError
 from napari_dsir.locs import Localizations
-from napari_dsir.render import render, render_extent
+from napari_dsir.render import render, render_extent, resolve_mode
 
 
 def _locs(x, y, frame=None, **cols):
@@ -146,3 +146,18 @@ def test_gauss_draws_localizations_without_uncertainty_with_the_median():
     assert img.sum() == pytest.approx(3.0, rel=1e-3)
     with pytest.raises(DSIRError, match="no localization has an uncertainty"):
         render(locs.select(np.array([1])), 10.0, mode="gauss", shape=(30, 60))
+
+
+def test_auto_mode_draws_gaussians_where_uncertainties_size_them():
+    plain = _locs([105.0, 305.0], [205.0, 105.0])
+    sized = _locs([105.0, 305.0], [205.0, 105.0], uncertainty=np.array([15.0, np.nan]))
+    unsized = _locs([105.0, 305.0], [205.0, 105.0], uncertainty=np.array([0.0, np.nan]))
+    assert resolve_mode(plain) == "hist" and resolve_mode(unsized) == "hist"
+    assert resolve_mode(sized) == "gauss" and resolve_mode(plain, sigma_nm=20.0) == "gauss"
+    assert resolve_mode(sized, "hist") == "hist" and resolve_mode(plain, "gauss") == "gauss"
+    np.testing.assert_array_equal(render(sized, 10.0, shape=(40, 40)),
+                                  render(sized, 10.0, mode="gauss", shape=(40, 40)))
+    np.testing.assert_array_equal(render(plain, 10.0, shape=(40, 40)),
+                                  render(plain, 10.0, mode="hist", shape=(40, 40)))
+    with pytest.raises(DSIRError, match="expected 'auto', 'hist' or 'gauss'"):
+        resolve_mode(plain, "Gaussian")

@@ -79,7 +79,7 @@ def _refuse(args, outputs) -> None:
 def cmd_render(args) -> int:
     from .cli import _warn
     from .io import write_tiff
-    from .render import has_uncertainty, outside_area, render
+    from .render import MODE_WORDS, has_uncertainty, outside_area, render, resolve_mode
 
     _refuse(args, [(args.output, "image")])
     locs, movie, _ = _read(args)
@@ -103,14 +103,15 @@ def cmd_render(args) -> int:
     if out:  # what the area leaves out is said, not dropped in silence
         _warn(f"{out} of {len(locs)} localizations lie outside {where}, and are not drawn"
               + ("" if args.extent is not None else "; --extent Y0 X0 Y1 X1 (nm) sets the area"))
-    img = render(locs, args.pixel_size, mode=args.mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **area)
+    mode = resolve_mode(locs, args.mode, args.sigma)
+    img = render(locs, args.pixel_size, mode=mode, sigma_nm=args.sigma, by_frame=args.color_by_frame, **area)
     if args.color_by_frame:
         _write_rgb_tiff(args.output, img, args.pixel_size, args.overwrite)
     else:
         write_tiff(args.output, img, args.pixel_size, overwrite=args.overwrite)
     origin = "" if args.extent is None else f" from (x {args.extent[1]:g}, y {args.extent[0]:g}) nm"
     print(f"{args.output}\t{img.shape[1]}x{img.shape[0]} px of {args.pixel_size:g} nm{origin}, "
-          f"{len(locs) - out} localization{'' if len(locs) - out == 1 else 's'} ({args.mode})")
+          f"{len(locs) - out} localization{'' if len(locs) - out == 1 else 's'} ({MODE_WORDS[mode]})")
     return 0
 
 
@@ -279,8 +280,9 @@ def add_parsers(sub, formatter_class) -> None:
     table_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (pixel size in its metadata)")
     p.add_argument("--pixel-size", type=_positive_float, default=10.0, help="rendered pixel size, nm")
-    p.add_argument("--mode", choices=["hist", "gauss"], default="hist",
-                   help="hist: counts per pixel; gauss: a Gaussian per localization")
+    p.add_argument("--mode", choices=["auto", "hist", "gauss"], default="auto",
+                   help="hist: counts per pixel; gauss: a Gaussian per localization (sized by --sigma or its "
+                        "uncertainty); auto: gauss where the table has uncertainties or --sigma is given, else hist")
     p.add_argument("--sigma", type=_positive_float, default=None,
                    help="Gaussian sigma in nm (default: each localization's uncertainty)")
     p.add_argument("--color-by-frame", action="store_true", help="RGB image, hue = frame (time)")

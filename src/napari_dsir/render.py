@@ -5,7 +5,9 @@ top-left corner of the area rendered: image pixel ``j`` spans
 ``[y0 + j*p, y0 + (j+1)*p)`` nm, so with the default origin (0, 0) it lies on the
 same grid as the DSIR super-resolved image (README, "Coordinates and files") and the two overlay.
 
-Two modes:
+Two modes, and ``"auto"`` (the default of the API, ``dsir render`` and
+DSIR Render & Drift) for Gaussians where the table can size them (a
+``sigma_nm`` given, or any localization with an uncertainty), else histogram:
 
 - ``"hist"``: the number of localizations in each pixel (a 2-D histogram);
 - ``"gauss"``: each localization is a normalised Gaussian of standard deviation
@@ -107,11 +109,26 @@ def outside_area(locs: Localizations, pixel_size_nm: float, **area) -> int:
     return int(len(locs) - np.count_nonzero(inside))
 
 
+#: the modes in words, for messages
+MODE_WORDS = {"hist": "histogram", "gauss": "Gaussians"}
+
+
+def resolve_mode(locs: Localizations, mode: str = "auto", sigma_nm=None) -> str:
+    """The mode a rendering uses: ``"auto"`` is ``"gauss"`` where a
+    ``sigma_nm`` is given or any localization has an uncertainty (nm) to size
+    its Gaussian, else ``"hist"``; ``"hist"`` and ``"gauss"`` stand."""
+    if mode not in ("auto", "hist", "gauss"):
+        raise DSIRError(f"mode: expected 'auto', 'hist' or 'gauss', got {mode!r}")
+    if mode == "auto":
+        return "gauss" if sigma_nm is not None or has_uncertainty(locs) else "hist"
+    return mode
+
+
 def render(
     locs: Localizations,
     pixel_size_nm: float,
     *,
-    mode: str = "hist",
+    mode: str = "auto",
     sigma_nm: float | np.ndarray | None = None,
     extent: tuple[float, float, float, float] | None = None,
     shape: tuple[int, int] | None = None,
@@ -123,10 +140,11 @@ def render(
 ) -> np.ndarray:
     """Render localizations (nm) into an image of ``pixel_size_nm`` pixels.
 
-    mode: ``"hist"`` (counts per pixel) or ``"gauss"`` (each localization a
+    mode: ``"hist"`` (counts per pixel), ``"gauss"`` (each localization a
     pixel-integrated Gaussian of ``sigma_nm``: a number, one value per
     localization, or None for each localization's own ``uncertainty``; those
-    without one, e.g. flagged fits, get the median uncertainty).
+    without one, e.g. flagged fits, get the median uncertainty) or
+    ``"auto"`` (`resolve_mode`: Gaussians where they can be sized).
     The area: see `render_extent` (default: from 0 to the largest position;
     localizations outside it, or with non-finite values, are left out).
 
@@ -135,8 +153,7 @@ def render(
     (first frame -> 0, last -> 1), brightness = density clipped at ``vmax``
     (default: the 99.5th percentile of the non-empty pixels).
     """
-    if mode not in ("hist", "gauss"):
-        raise DSIRError(f"mode: expected 'hist' or 'gauss', got {mode!r}")
+    mode = resolve_mode(locs, mode, sigma_nm)
     p = check_pixel_size(pixel_size_nm, "pixel_size_nm")
     (y0, x0), (ny, nx) = render_extent(
         locs, p, extent=extent, shape=shape, camera_shape=camera_shape, camera_pixel_size_nm=camera_pixel_size_nm

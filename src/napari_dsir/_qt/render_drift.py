@@ -31,7 +31,7 @@ from .common import (
 )
 
 WIDGET = "DSIR Render & Drift"
-MODES = (("Histogram", "hist"), ("Gaussian", "gauss"))
+MODES = (("Automatic", "auto"), ("Histogram", "hist"), ("Gaussian", "gauss"))
 
 
 def layer_locs(layer):
@@ -93,12 +93,14 @@ def one_colour(layer, colour: str = "yellow") -> str:
 
 def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
     """(the image, how many localizations lie outside it: it spans 0 nm to the largest position)."""
-    from ..render import has_uncertainty, outside_area, render
+    from ..render import has_uncertainty, outside_area, render, resolve_mode
 
     if mode == "gauss" and sigma <= 0 and not has_uncertainty(locs):
         raise DSIRError("these localizations have no uncertainty to size the Gaussians; set a sigma (nm)")
-    image = render(locs, pixel_size, mode=mode, sigma_nm=sigma if sigma > 0 else None, by_frame=by_frame)
-    return image, outside_area(locs, pixel_size)
+    sigma_nm = sigma if sigma > 0 else None
+    mode = resolve_mode(locs, mode, sigma_nm)
+    image = render(locs, pixel_size, mode=mode, sigma_nm=sigma_nm, by_frame=by_frame)
+    return image, outside_area(locs, pixel_size), mode
 
 
 def drift_job(locs, segments: int):
@@ -139,8 +141,9 @@ class RenderDriftWidget(Container):
         self.colour_button = PushButton(text="Colour points")
         self.pixel_size = FloatSpinBox(label="Pixel size (nm)", min=0.5, max=1000.0, step=1.0, value=10.0,
                                        tooltip="Pixel size of the rendered image")
-        self.mode = ComboBox(label="Mode", choices=MODES, value="gauss",
-                             tooltip="Histogram: localizations per pixel; Gaussian: one Gaussian per localization")
+        self.mode = ComboBox(label="Mode", choices=MODES, value="auto",
+                             tooltip="Histogram: localizations per pixel; Gaussian: one Gaussian per localization; "
+                                     "Automatic: Gaussians where the layer has uncertainties or a sigma is set")
         self.sigma = FloatSpinBox(label="Sigma (nm)", min=0.0, max=1000.0, step=1.0, value=0.0,
                                   tooltip="Gaussian sigma; 0: each localization's own uncertainty")
         self.by_frame = CheckBox(text="Colour by frame (time)", value=False)
@@ -255,16 +258,18 @@ class RenderDriftWidget(Container):
         except Exception as e:  # never a traceback in the viewer
             return self._failed(e)
         p, mode, by_frame = float(self.pixel_size.value), self.mode.value, bool(self.by_frame.value)
-        suffix = f"{mode}{' by frame' if by_frame else ''}"
+
+        from ..render import MODE_WORDS as words
 
         def done(result):
-            image, out = result
+            image, out, used = result  # (the mode "auto" chose)
             scale, translate = placement(layer)
             put_layers(self.viewer, [render_layer_data(
                 image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
-                metadata={"source": layer.name, "mode": suffix}, units=layer_units(layer))])
-            self.status.value = (f"rendered {len(locs) - out} localizations: {image.shape[1]}x{image.shape[0]} px "
-                                 f"of {p:g} nm")
+                metadata={"source": layer.name, "mode": f"{used}{' by frame' if by_frame else ''}"},
+                units=layer_units(layer))])
+            self.status.value = (f"rendered {len(locs) - out} localizations ({words[used]}): "
+                                 f"{image.shape[1]}x{image.shape[0]} px of {p:g} nm")
             if out:
                 notify("warning", WIDGET, f"{out} of {len(locs)} localizations of '{layer.name}' lie at negative "
                                           "positions (left of or above the image's 0 nm) and are not drawn")
