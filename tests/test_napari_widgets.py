@@ -508,13 +508,31 @@ def test_a_run_stops_quietly_when_the_viewer_is_closed(make_napari_viewer, monke
     assert w._job["cancelled"] and w._cancel.is_set()
 
 
-def test_compare_matches_in_a_worker_thread(make_napari_viewer, tmp_path, qtbot, notes):
-    """Compare matches in a worker (10^6 points held the window for
-    seconds); its button waits, and the result is the synchronous one's."""
+def test_load_and_compare_run_in_a_worker_thread(make_napari_viewer, tmp_path, qtbot, notes):
+    """Load reads and Compare matches in a worker (10^6 points held the
+    window for seconds); the buttons wait, and the results are the
+    synchronous ones."""
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=3))
     w = _dock(viewer, "DSIR Ground Truth", synchronous=False)
+    assert w.load(str(_truth_csv(tmp_path))) is None and w.worker is not None
+    assert not w.load_button.enabled and not w.compare_button.enabled
+    assert w.load(str(_truth_csv(tmp_path))) is None  # one job at a time
+    assert _texts(notes, "error") == ["DSIR Ground Truth: still loading or comparing: wait for it to end"]
+    notes.clear()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert w.load_button.enabled and "spot ground truth" in viewer.layers
+    assert len(viewer.layers["spot ground truth"].data) == 4 and w.ground_truth.value.name == "spot ground truth"
+    # the image removed while the file is read: said, no layer
+    viewer.add_image(one_emitter_stack(n=3), name="gone", scale=(1, P, P), metadata={"pixel_size": P})
+    w.reset_choices()
+    w.image.value = viewer.layers["gone"]
     w.load(str(_truth_csv(tmp_path)))
+    viewer.layers.remove("gone")
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert _texts(notes, "error") == ["DSIR Ground Truth: 'gone' was removed while truth.csv was read"]
+    assert "gone ground truth" not in viewer.layers
+    notes.clear()
     viewer.add_points(np.array([[0, 1170, 1250], [1, 1150, 1230], [2, 3000, 3000]]), units=("pixel", "nm", "nm"),
                       name="spot DSIR localizations", metadata={"kind": "localizations", "units": "nm"})
     w.reset_choices()

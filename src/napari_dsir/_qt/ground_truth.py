@@ -18,9 +18,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from napari.layers import Image, Points
 
-from ..errors import DSIRError, PixelSizeRequired
-from ..io import read_localizations
-from ..io.tables import protocol_path, protocol_pixel_size
+from ..errors import DSIRError
+from ..io.tables import read_positions
 from ..layers import Geometry, locs_from_layer, nm_per_world_unit, points_layer_data
 from ..locs import Localizations
 from ..run import resolve_pixel_size
@@ -196,16 +195,31 @@ class GroundTruthWidget(Container):
         return span
 
     def load(self, path=None):
-        """Add a positions file as a points layer over the chosen image; the layer or None."""
+        """Add a positions file as a points layer over the chosen image, read
+        in a worker thread unless ``synchronous`` (a table of millions of
+        rows held the window); the layer when synchronous, else None."""
         try:
-            return self._load(path)
-        except (DSIRError, OSError) as e:
-            notify("error", WIDGET, str(e))
+            image, path, geo = self._to_load(path)
         except Exception as e:  # never a traceback
             notify("error", WIDGET, message_of(e))
-        return None
+            return None
+        added = []
 
-    def _load(self, path):
+        def done(result):  # (on the main thread)
+            try:
+                added.append(self._add_positions(image, path, geo, *result))
+            except Exception as e:  # never a traceback
+                notify("error", WIDGET, message_of(e))
+
+        if run_job(self, read_positions, (path, geo.pixel_size, image.name), done,
+                   lambda e: notify("error", WIDGET, message_of(e)), self._idle) is not None:
+            self.load_button.enabled = self.compare_button.enabled = False
+        return added[0] if added else None
+
+    def _to_load(self, path):
+        """(the image, the path, the image's geometry) to load positions over, or DSIRError."""
+        if self.worker is not None:
+            raise DSIRError("still loading or comparing: wait for it to end")
         image = self.image.value
         if image is None:
             raise DSIRError("no image layer: open the stack the positions belong to first")
@@ -214,19 +228,17 @@ class GroundTruthWidget(Container):
         path = str(path or self.positions.value or "").strip()
         if not path or path == "." or Path(path).is_dir():
             raise DSIRError("choose a positions file")
-        geo = image_geometry(image, lambda m: notify("warning", WIDGET, m))
+        return image, path, image_geometry(image, lambda m: notify("warning", WIDGET, m))
+
+    def _add_positions(self, image, path, geo, locs, from_px, said):
+        """Add the positions read (`read_positions`) as a layer over ``image``; the layer."""
+        for m in said:
+            notify("warning", WIDGET, m)
         name = Path(path).name
-        meta = {"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size}
-        try:  # (pixels are the image's: converted at its pixel size, not at one a protocol beside states)
-            locs = read_localizations(path, warn=lambda m: notify("warning", WIDGET, m), protocol=False)
-        except PixelSizeRequired:
-            locs = read_localizations(path, pixel_size=geo.pixel_size)
-            meta["from_px"] = True
-            stated = protocol_pixel_size(path)
-            other = (f" ({protocol_path(path).name} states {stated:g} nm: check the image's pixel size)"
-                     if stated and abs(stated - geo.pixel_size) > 1e-3 * stated else "")
-            notify("warning", WIDGET, f"{name} gives positions in pixels; converted with the pixel size "
-                                      f"of '{image.name}', {geo.pixel_size:g} nm{other}")
+        if image not in self.viewer.layers:
+            raise DSIRError(f"'{image.name}' was removed while {name} was read")
+        meta = {"source": path, "kind": "ground_truth", "pixel_size": geo.pixel_size,
+                **({"from_px": True} if from_px else {})}
         if len(locs) == 0:
             raise DSIRError(f"{name}: the table has no rows")
         ndim = 3 if image.ndim == 3 else 2
@@ -277,7 +289,7 @@ class GroundTruthWidget(Container):
         pred_layer, gt_layer = self.localizations.value, self.ground_truth.value
         try:
             if self.worker is not None:
-                raise DSIRError("already comparing")
+                raise DSIRError("still loading or comparing: wait for it to end")
             if pred_layer is None or gt_layer is None:
                 raise DSIRError("choose a localizations layer and a ground-truth layer")
             if same_layer(pred_layer, gt_layer):
@@ -308,14 +320,16 @@ class GroundTruthWidget(Container):
                 notify("error", WIDGET, message_of(e))
 
         if run_job(self, match, (gt, pred, radius), done, lambda e: notify("error", WIDGET, message_of(e)),
-                   self._compared) is not None:
-            self.compare_button.enabled, self.result.value = False, "comparing…"  # (its results: queued)
+                   self._idle) is not None:
+            self.load_button.enabled = self.compare_button.enabled = False
+            self.result.value = "comparing…"  # (its results: queued)
         return shown[0] if shown else None
 
-    def _compared(self):
+    def _idle(self):
+        """A load or comparison ended: the buttons work again."""
         self.worker = None
         with contextlib.suppress(RuntimeError):  # (the Qt side deleted with the viewer)
-            self.compare_button.enabled = True
+            self.load_button.enabled = self.compare_button.enabled = True
             if self.result.value == "comparing…":
                 self.result.value = ""
 

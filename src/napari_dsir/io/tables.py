@@ -236,6 +236,24 @@ def read_localizations(
     return read_table(path, pixel_size, warn=warn, protocol=protocol)[0]
 
 
+def read_positions(path: str, pixel_size: float, image_name: str):
+    """(positions in nm, whether they were in pixels, warnings) of a positions
+    file over the image ``image_name`` (DSIR Ground Truth's): pixels converted
+    at ``pixel_size`` (nm), the image's, not at one a protocol beside
+    states; warnings returned, not emitted (a worker thread's job)."""
+    said = []
+    try:
+        return read_localizations(path, warn=said.append, protocol=False), False, said
+    except PixelSizeRequired:
+        locs = read_localizations(path, pixel_size=pixel_size)
+    stated = protocol_pixel_size(path)
+    other = (f" ({protocol_path(path).name} states {stated:g} nm: check the image's pixel size)"
+             if stated and abs(stated - pixel_size) > 1e-3 * stated else "")
+    said.append(f"{Path(path).name} gives positions in pixels; converted with the pixel size "
+                f"of '{image_name}', {pixel_size:g} nm{other}")
+    return locs, True, said
+
+
 class TableLayout(NamedTuple):
     """Where a text table's positions are: the 1-based line of each row read
     (in order), the delimiter (None: whitespace), the columns of x and y
