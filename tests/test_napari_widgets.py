@@ -402,6 +402,27 @@ def test_threaded_run_reports_through_finished(make_napari_viewer, qtbot, peaky,
     assert _texts(notes) == []
 
 
+def test_closing_the_dock_cancels_the_run(make_napari_viewer, qtbot, peaky, notes):
+    """Regression: a run went on after its dock was closed (the 'x') and
+    added its layers to the viewer; now it is cancelled, and adds none.
+    Hiding the dock is not closing it."""
+    viewer = make_napari_viewer()
+    _add_stack(viewer, one_emitter_stack(n=6, noise=False))
+    w = _dock(viewer, "DSIR Reconstruct", synchronous=False)
+    dock = w.native.parent()
+    dock.hide()  # (napari's hide button)
+    with qtbot.waitSignal(w.finished, timeout=60_000):
+        w.run()
+    assert "spot DSIR" in viewer.layers and "done" in w.status.value
+    viewer.layers.remove("spot DSIR")
+    dock.show()
+    with qtbot.waitSignal(w.finished, timeout=60_000):
+        assert w.run() is not None
+        viewer.window.remove_dock_widget(dock)  # what the dock's 'x' does
+    assert [lay.name for lay in viewer.layers] == ["spot"]
+    assert _texts(notes) == ["DSIR Reconstruct: cancelled (its dock was closed); no layer added"]
+
+
 def test_reconstruct_errors_are_notifications(make_napari_viewer, tmp_path, notes):
     viewer = make_napari_viewer()
     w = _dock(viewer, "DSIR Reconstruct")

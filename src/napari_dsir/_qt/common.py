@@ -71,6 +71,21 @@ def scroll_in_dock(container) -> None:
     outer.addWidget(scroll)
 
 
+def when_closed(container, callback) -> None:
+    """Call ``callback()`` when napari closes ``container``'s dock (its 'x':
+    napari takes ``container.native`` out of the dock, which Qt tells as a
+    parent change to none; hiding or floating the dock is not closing it)."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class Watch(QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+                callback()
+            return False
+
+    container.native.installEventFilter(Watch(container.native))  # (kept alive as the native's child)
+
+
 def run_job(owner, job, args, done, failed, finished):
     """``job(*args)`` in a napari worker thread, held as ``owner.worker``
     until it ends (or here, where ``owner.synchronous``: tests, scripts);

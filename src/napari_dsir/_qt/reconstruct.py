@@ -35,6 +35,7 @@ from .common import (
     scroll_in_dock,
     show_run_frames,
     stated_pixel_size,
+    when_closed,
 )
 from .done_status import done_status
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
@@ -120,6 +121,7 @@ class ReconstructWidget(Container):
         self.status.native.setWordWrap(True)
         self.pixel_note.native.setWordWrap(True)
         scroll_in_dock(self)
+        when_closed(self, self._closed)
         self._disable_gpu_without_cuda()
         self.image.changed.connect(self._on_image)
         self.start.changed.connect(self._show_camera)
@@ -159,15 +161,12 @@ class ReconstructWidget(Container):
         self._show_pixel_size()
 
     def _show_camera(self, *_):
-        layer = self.image.value
-        if layer is not None:
+        if (layer := self.image.value) is not None:
             self.camera.show_layer(layer, int(self.start.value))
 
     def _show_pixel_size(self, *_):
-        layer = self.image.value
-        if layer is None:
-            return
-        self.pixel_note.value = pixel_note(layer, float(self.pixel_size.value))
+        if (layer := self.image.value) is not None:
+            self.pixel_note.value = pixel_note(layer, float(self.pixel_size.value))
 
     def _on_model(self, *_):
         self.model_file.enabled = self.model.value not in SHIPPED
@@ -288,6 +287,12 @@ class ReconstructWidget(Container):
         except RuntimeError:
             self._gone()
 
+    def _closed(self) -> None:
+        """The dock was closed (its 'x'): a run is cancelled, and adds nothing."""
+        if self.worker is not None and not self._job.get("cancelled"):
+            self._job["why"] = " (its dock was closed)"
+            self._gone()
+
     def _gone(self) -> None:
         """The viewer was closed during the run: cancel it, add nothing."""
         self._job["cancelled"] = True
@@ -339,8 +344,8 @@ class ReconstructWidget(Container):
         self.worker = None
         try:
             if self._job.get("cancelled"):
-                self.status.value = "cancelled; no layer added"
-                notify("info", WIDGET, "cancelled; no layer added")
+                self.status.value = f"cancelled{self._job.get('why', '')}; no layer added"
+                notify("info", WIDGET, self.status.value)
             self.run_button.enabled, self.cancel_button.enabled = True, False
         except RuntimeError:  # the Qt side was deleted with the viewer
             pass
