@@ -18,7 +18,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 
 from ..camera import MICRO_MANAGER_CAMERA, PRESETS, Camera
 from ..errors import DSIRError
-from .common import message_of
+from .common import message_of, wrap
 
 #: the preset box's entry for settings typed in (or taken from the file)
 CUSTOM = "custom"
@@ -59,7 +59,7 @@ class CameraFields(Container):
             w.native.setDecimals(decimals)
         super().__init__(widgets=[self.refine, self.set_camera, self.note, self.preset, self.camera_file,
                                   *self.fields], labels=True)
-        self.note.native.setWordWrap(True)
+        wrap(self.note)
         self.margins = (0, 0, 0, 0)
         self._stated: tuple = (None, "")  # the image's stated camera (its metadata) and its name
         self._assumed: Camera | None = None  # the camera a run of that image assumes when none is stated

@@ -36,6 +36,17 @@ def narrow(*combos) -> None:
         combo.native.setMinimumContentsLength(COMBO_CHARS)
 
 
+def wrap(*labels) -> None:
+    """Let magicgui labels wrap their text, and the dock be narrower than
+    their longest line (magicgui fixes a label's width at its text's: after
+    a run, DSIR Reconstruct's two-line status made the form 594 px wide)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    for label in labels:
+        label.native.setWordWrap(True)
+        label.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+
 def scroll_in_dock(container) -> None:
     """Put a magicgui ``Container``'s form in a vertical scroll area inside
     its own widget (napari docks ``container.native``, and magicgui's

@@ -14,7 +14,7 @@ from napari.layers import Points
 from ..errors import DSIRError
 from ..filters import describe, keep, summary
 from ..layers import locs_from_points
-from .common import kind_of, layer_choices, message_of, notify, put_layers, scroll_in_dock
+from .common import kind_of, layer_choices, message_of, notify, put_layers, scroll_in_dock, wrap
 
 WIDGET = "DSIR Filter"
 
@@ -44,7 +44,7 @@ class FilterWidget(Container):
         self.filter_button = PushButton(text="Filter")
         self.status = Label(value="")
         super().__init__(widgets=[self.points, *self.fields.values(), self.filter_button, self.status])
-        self.status.native.setWordWrap(True)
+        wrap(self.status)
         scroll_in_dock(self)
         self.filter_button.changed.connect(lambda *_: self.filter())
         self.reset_choices()

@@ -35,6 +35,7 @@ from .common import (
     same_layer,
     scroll_in_dock,
     set_marker_colour,
+    wrap,
 )
 
 WIDGET = "DSIR Ground Truth"
@@ -117,7 +118,7 @@ class GroundTruthWidget(Container):
             self.image, self.positions, self.symbol, self.size, self.colour, self.load_button,
             self.localizations, self.ground_truth, self.radius, self.compare_button, self.result,
         ])
-        self.result.native.setWordWrap(True)
+        wrap(self.result)
         scroll_in_dock(self)
         self.load_button.changed.connect(lambda *_: self.load())
         self.compare_button.changed.connect(lambda *_: self.compare())

@@ -36,6 +36,7 @@ from .common import (
     show_run_frames,
     stated_pixel_size,
     when_closed,
+    wrap,
 )
 from .done_status import done_status
 from .models import MODEL_DEFAULT, MODELS, SHIPPED, model_spec, model_threshold
@@ -118,8 +119,7 @@ class ReconstructWidget(Container):
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
-        self.status.native.setWordWrap(True)
-        self.pixel_note.native.setWordWrap(True)
+        wrap(self.status, self.pixel_note)
         scroll_in_dock(self)
         when_closed(self, self._closed)
         self._disable_gpu_without_cuda()

@@ -28,6 +28,7 @@ from .common import (
     run_job,
     scroll_in_dock,
     set_marker_colour,
+    wrap,
 )
 
 WIDGET = "DSIR Render & Drift"
@@ -158,7 +159,7 @@ class RenderDriftWidget(Container):
             self.pixel_size, self.mode, self.sigma, self.by_frame, self.render_button,
             self.segments, self.drift_button, self.resolution_button, self.status,
         ])
-        self.status.native.setWordWrap(True)
+        wrap(self.status)
         scroll_in_dock(self)
         self._canvas = None
         self._user_choice = False  # the user picked the layer: refreshing keeps it
