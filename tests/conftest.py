@@ -99,6 +99,10 @@ def make_bad_stack(tmp_path: Path, case: str) -> Path:
         tifffile.imwrite(p, np.ones((12, 32, 32), np.uint16), imagej=True)
         data = p.read_bytes()
         p.write_bytes(data[: len(data) // 2])
+    elif case == "truncated_compressed":  # a zlib stack cut in half: 10 of 20 pages readable, read as 1 frame
+        tifffile.imwrite(p, np.random.default_rng(0).integers(0, 1000, (20, 32, 32), np.uint16), compression="zlib")
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
     elif case == "zero_frames":
         with pytest.warns(UserWarning):
             tifffile.imwrite(p, np.zeros((0, 16, 16), np.uint16))

@@ -123,6 +123,7 @@ READER_CASES = {
     "not_a_tiff": "not a readable TIFF",
     "truncated": "truncated",
     "truncated_imagej": "its ImageJ header states 12 images and 1 can be read",
+    "truncated_compressed": "its tifffile description states 20 images and 1 can be read",
     "zero_frames": "zero frames",
     "rgb": "RGB",
     "5d": "5-D",

@@ -554,10 +554,12 @@ def _open_tiff(path: Path) -> Stack:
         except Exception as e:
             raise DSIRError(f"{path}: corrupt or truncated TIFF ({type(e).__name__}: {e})") from e
         contiguous = _contiguous_data(tif, series, path) if series is not None else None
-        stated = (tif.imagej_metadata or {}).get("images")  # (an ImageJ header's; a cut-off file has fewer)
+        stated = _stated_images(tif, index or 0)  # (a cut-off file has fewer)
     shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if _acquired_channels(ome) else None)
-    if isinstance(stated, int) and stated > shape[0]:  # (tifffile falls back to the pages it can read)
-        raise DSIRError(f"{path}: corrupt or truncated TIFF: its ImageJ header states {stated} images and "
+    frame = int(np.prod(shape[1:]))
+    if stated and stated[0] > shape[0] * frame:  # (tifffile falls back to the pages it can read)
+        n = stated[0] // frame if stated[0] % frame == 0 else stated[0]
+        raise DSIRError(f"{path}: corrupt or truncated TIFF: its {stated[1]} states {n} images and "
                         f"{shape[0]} can be read (a cut-off copy?): export or copy the file again")
 
     # Contiguous, uncompressed data (what tifffile could memory-map) is read
@@ -567,6 +569,24 @@ def _open_tiff(path: Path) -> Stack:
     else:
         reader = _PageReader(Path(path), shape, np.dtype(dtype), npages is not None, index)
     return Stack(Path(path), shape, np.dtype(dtype), pixel_size, reader, camera, notes=notes)
+
+
+def _stated_images(tif: tifffile.TiffFile, series: int) -> tuple[int, str] | None:
+    """(the pixels the file states its movie holds, whose header states it):
+    an ImageJ header's images times their pixels, or tifffile's shaped
+    description of the series; None where neither says."""
+    try:
+        images = (tif.imagej_metadata or {}).get("images")
+        if isinstance(images, int) and images > 0:
+            page = _first_page(tif)
+            return images * int(np.prod(page.shape[-2:])), "ImageJ header"
+        shaped = tif.shaped_metadata or ()
+        stated = shaped[series].get("shape") if series < len(shaped) else None
+        if stated and all(isinstance(n, int) and n > 0 for n in stated):
+            return int(np.prod(stated)), "tifffile description"
+    except Exception:  # metadata that cannot be read states nothing
+        pass
+    return None
 
 
 def _anisotropy_notes(x_nm: float | None, y_nm: float | None) -> tuple[str, ...]:
