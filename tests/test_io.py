@@ -342,6 +342,20 @@ def test_ome_pixel_size_units(tmp_path, unit, value, nm):
     assert open_stack(p).pixel_size == pytest.approx(nm)
 
 
+@pytest.mark.parametrize("kw", [{"resolution": (1 / 0.16, 1 / 0.16), "resolutionunit": "MICROMETER"},
+                                {"resolution": (1e3 / 0.16, 1e3 / 0.16), "resolutionunit": "MILLIMETER"},
+                                {"resolution": (1e4 / 0.16, 1e4 / 0.16), "resolutionunit": "CENTIMETER"},
+                                {"resolution": (1 / 0.16, 1 / 0.16), "metadata": {"unit": "um"}}])
+def test_tifffile_resolution_units(tmp_path, kw):
+    """Regression: tifffile's micrometre and millimetre resolution units
+    (TIFF tag values 5 and 4) and the unit of its own description were
+    ignored: 160 nm pixels were taken as an assumed 100 nm (positions 0.625x)."""
+    p = tmp_path / "m.tif"
+    tifffile.imwrite(p, np.zeros((5, 16, 16), np.uint16), **kw)
+    assert open_stack(p).pixel_size == pytest.approx(160.0)
+    tifffile.imwrite(p, np.zeros((5, 16, 16), np.uint16), resolution=(1 / 0.16, 1 / 0.16))  # inch: no calibration
+    assert open_stack(p).pixel_size is None
+
 
 def test_pixels_that_are_not_square_are_noted(tmp_path, rng):
     """x's size is used for both axes, with a note that says so (OME,

@@ -5,6 +5,7 @@ Arrays are (frame, y, x); the pixel size is in nm (README, "Coordinates and file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -307,17 +308,19 @@ def _pixel_size_along(tif: tifffile.TiffFile, el, mm: dict | None, axis: str, pa
         return None
     if not px_per_unit or px_per_unit <= 0:
         return None
-    ij = tif.imagej_metadata or {}
-    unit = ij.get("unit")
+    unit = (tif.imagej_metadata or {}).get("unit")
+    if unit is None:  # tifffile's own description, as written by imwrite(..., metadata={"unit": "um"})
+        with contextlib.suppress(Exception):
+            unit = next((m["unit"] for m in tif.shaped_metadata or () if isinstance(m, dict) and "unit" in m), None)
     if unit is not None:
         unit = str(unit).strip().lower().replace("\\u00b5", "\u00b5").replace("\u03bc", "\u00b5")
         factor = UNIT_TO_NM.get(unit)
         return factor / px_per_unit if factor else None
     runit = tags.get("ResolutionUnit")
     runit = int(runit.value) if runit is not None else 2
-    if runit == 3:  # centimetre
-        return 1e7 / px_per_unit
-    return None  # inch or none: not a microscope calibration
+    # centimetre (TIFF's), millimetre and micrometre (tifffile's resolutionunit 4 and 5)
+    factor = {3: 1e7, 4: 1e6, 5: 1e3}.get(runit)
+    return factor / px_per_unit if factor else None  # inch or none: not a microscope calibration
 
 
 _INFO_LINE = re.compile(r"^\s*([^=:]+?)\s*[=:]\s*(.+?)\s*$")
