@@ -309,6 +309,29 @@ def test_folder_numbering_gaps_are_noted(tmp_path, names, note):
         assert f"counted in order, 1 to {len(names)}" in stack.notes[0]
 
 
+@pytest.mark.parametrize("odd", ["MAX_f.tif", "AVG_f001.tif"])
+def test_folder_files_named_unlike_the_frames_are_left_out(tmp_path, odd):
+    """Regression: a projection saved beside the frames was read as a frame
+    (sorted first, every frame's number shifted by one) and hid the note of
+    a missing frame; now it is left out, and said."""
+    frames = np.arange(12 * 64, dtype=np.uint16).reshape(12, 8, 8)
+    for i in range(12):
+        if i != 5:
+            tifffile.imwrite(tmp_path / f"f{i + 1:03d}.tif", frames[i])
+    tifffile.imwrite(tmp_path / odd, frames.max(0))
+    stack = open_stack(tmp_path)
+    np.testing.assert_array_equal(stack.read(), np.delete(frames, 5, axis=0))
+    assert len(stack.notes) == 2 and f"1 file whose name does not follow the frames' (f001.tif, ...) left out: {odd}" \
+        in stack.notes[0] and "numbered 1..12 with 1 missing (6)" in stack.notes[1]
+    # Micro-Manager 1.4's names (the frame number inside, a position number last) are all frames
+    for f in tmp_path.iterdir():
+        f.unlink()
+    for i in range(4):
+        tifffile.imwrite(tmp_path / f"img_{i:09d}_Default_000.tif", frames[i])
+    stack = open_stack(tmp_path)
+    assert len(stack) == 4 and stack.notes == ()
+
+
 def test_folder_frames_of_a_type_the_first_holds_are_read(tmp_path):
     tifffile.imwrite(tmp_path / "1.tif", np.full((8, 8), 1000, np.uint16))
     tifffile.imwrite(tmp_path / "2.tif", np.full((8, 8), 200, np.uint8))  # uint8 fits in uint16

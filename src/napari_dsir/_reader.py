@@ -56,10 +56,9 @@ def _check_folder_frames(folder: Path, stack) -> None:
     """
     import tifffile
 
-    from .io import is_folder_tiff, natural_key
     from .io.stacks import check_folder_dtype
 
-    files = sorted((f for f in folder.iterdir() if is_folder_tiff(f)), key=natural_key)
+    files = stack._read.files  # (the frames: files whose names do not follow theirs are left out)
     want = tuple(stack.shape[1:])
     seen_sizes: set[int] = set()
     for f in files:

@@ -770,10 +770,34 @@ def numbering_gaps(files: list[Path]) -> str | None:
             "(a ground truth by file number will not match)")
 
 
+def odd_names(files: list[Path]) -> list[Path]:
+    """The files whose names do not follow most others' (each run of digits
+    taken as a number: ``f001``, ``f12`` and ``f0100`` follow each other,
+    ``MAX_f`` or ``AVG_f001`` do not): a projection or a copy saved beside
+    the frames, not a frame. None where no name is shared by most files."""
+    def shape(f: Path) -> str:
+        return re.sub(r"\d+", "#", f.stem)
+
+    shapes = [shape(f) for f in files]
+    common = max(set(shapes), key=shapes.count)
+    if len(files) < 3 or shapes.count(common) * 2 <= len(files):
+        return []
+    return [f for f, sh in zip(files, shapes) if sh != common]
+
+
 def _open_folder(path: Path) -> Stack:
     files = sorted((p for p in path.iterdir() if is_folder_tiff(p)), key=natural_key)
     if not files:
         raise DSIRError(f"{path}: the folder contains no .tif/.tiff files")
+    odd = odd_names(files)
+    if odd:  # (read as frames, one sorted first shifted every frame's number by one)
+        files = [f for f in files if f not in odd]
+        shown = ", ".join(f.name for f in odd[:3]) + (", ..." if len(odd) > 3 else "")
+        left_out = (f"{path}: {len(odd)} file{'s' if len(odd) > 1 else ''} whose name does not follow the "
+                    f"frames' ({files[0].name}, ...) left out: {shown}; move {'them' if len(odd) > 1 else 'it'} "
+                    "out of the folder, or rename, to silence this",)
+    else:
+        left_out = ()
     first = _open_tiff(files[0])
     first.close()
     if len(first) != 1:
@@ -784,7 +808,7 @@ def _open_folder(path: Path) -> Stack:
     reader = _FolderReader(files, frame_shape, dtype)
     gaps = numbering_gaps(files)
     return Stack(Path(path), (len(files),) + frame_shape, dtype, first.pixel_size, reader, first.camera_metadata,
-                 notes=first.notes + ((gaps,) if gaps else ()))
+                 notes=first.notes + left_out + ((gaps,) if gaps else ()))
 
 
 def open_stack(path: str | os.PathLike, pixel_size: float | None = None) -> Stack:
