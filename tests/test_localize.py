@@ -132,6 +132,25 @@ def test_gaussian_subpixel_positions_are_unbiased_where_the_centroid_is_pulled_t
         LocalizeParams(subpixel="fit").validate()
 
 
+def test_gaussian_subpixel_peaks_on_the_image_edge_stay_inside_it():
+    """Regression: a peak on the image's edge pixel got its missing
+    neighbour's value from itself, an offset of exactly +-0.5 px: a position
+    on the frame's border (x = 0 or the frame's width), outside the frame
+    for Picasso and a rendering; now it keeps the pixel's centre there."""
+    import torch
+
+    from napari_dsir.localize import LocalizeParams, find_peaks
+
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    sig = 3.0 / 2.3548
+    true = [(39.7, 20.3), (0.2, 10.5), (25.0, 39.9), (12.3, 0.4)]  # (x, y) px, beyond each edge's pixel centre
+    imgs = torch.stack([torch.exp(-((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2) / (2 * sig**2)) for x, y in true])
+    locs = find_peaks(imgs, 1.0, LocalizeParams(threshold=0.1, radius=2, window=2, blur_fwhm=0.0, blur_width=1,
+                                                subpixel="gauss"))
+    np.testing.assert_allclose(locs.x, [39.5, 0.5, 25.0, 12.3], atol=1e-3)
+    np.testing.assert_allclose(locs.y, [20.3, 10.5, 39.5, 0.5], atol=1e-3)
+
+
 def test_local_density_counts_the_other_detections_around_per_frame_and_100_px2():
     """Uniform detections: the density is recovered in the middle and at the
     edges (the square's part inside the frame); a lone one sees none; the

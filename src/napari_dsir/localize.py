@@ -463,7 +463,9 @@ SUBPIXEL = ("centroid", "gauss")
 
 def _log_parabola(x: torch.Tensor, b, yy, xx):
     """Sub-pixel offsets (dx, dy) in pixels, within +-0.5, of peaks of ``x``
-    from the logarithms of each peak and its 4 neighbours (edge-clamped)."""
+    from the logarithms of each peak and its 4 neighbours; 0 along an axis
+    where the peak lies on the image's edge (a neighbour missing: the
+    clamped one gave +-0.5 always, a position exactly on the frame's border)."""
     h, w = x.shape[1:]
 
     def log_at(oy: int, ox: int):
@@ -471,9 +473,10 @@ def _log_parabola(x: torch.Tensor, b, yy, xx):
 
     c = log_at(0, 0)
     out = []
-    for lo, hi in ((log_at(0, -1), log_at(0, 1)), (log_at(-1, 0), log_at(1, 0))):
+    for (lo, hi), pos, n in (((log_at(0, -1), log_at(0, 1)), xx, w), ((log_at(-1, 0), log_at(1, 0)), yy, h)):
         curv = lo - 2 * c + hi
-        off = torch.where(curv < 0, 0.5 * (lo - hi) / curv.clamp(max=-1e-12), torch.zeros_like(c))
+        inside = (pos > 0) & (pos < n - 1)
+        off = torch.where((curv < 0) & inside, 0.5 * (lo - hi) / curv.clamp(max=-1e-12), torch.zeros_like(c))
         out.append(off.clamp(-0.5, 0.5))
     return out[0], out[1]
 
