@@ -295,7 +295,13 @@ def test_reconstruct_uses_the_stacks_own_pixel_size(tiny_checkpoint, tmp_path, r
     r = reconstruct(rng.integers(90, 300, (2, 8, 8)), m, progress=seen.append)  # no metadata: 100, warned once
     assert r.pixel_size == pytest.approx(12.5) and r.info["pixel_size_origin"] == "default"
     assert [p.message for p in seen if p.kind == "warning"] == [
-        "the input: no pixel size in the file; assuming 100 nm (set the camera pixel size to change it)"]
+        "the input: no pixel size given with the frames; assuming 100 nm (set the camera pixel size to change it)"]
+    # a dask array of the file's (Stack.to_dask, as napari's layer holds): the file's pixel size and camera
+    write_tiff(path, rng.integers(90, 300, (2, 8, 8)).astype(np.uint16), 160.0, overwrite=True)
+    seen = []
+    r = reconstruct(open_stack(path).to_dask(), m, progress=seen.append)
+    assert r.pixel_size == pytest.approx(160.0 / 8) and r.info["pixel_size_origin"] == "metadata"
+    assert not [p for p in seen if p.kind == "warning"]
     # a pixel size that no SMLM camera has (0.1: um taken for nm; a file's calibration in mm) is run, and warned of
     for given, meta, origin in ((0.1, None, "given"), (None, 1e5, "from the metadata of the input")):
         seen = []

@@ -203,9 +203,11 @@ def uncalibrated_error_message(params, report: dict) -> str | None:
             "trained with --movies, calibrate it")
 
 
-def pixel_size_warning(name: str) -> str:
-    return (f"{name}: no pixel size in the file; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm "
-            "(set the camera pixel size to change it)")
+def pixel_size_warning(name: str, file: bool = True) -> str:
+    """The warning of a run that assumes the pixel size: of a file, or of
+    an array (or a layer) that comes with none."""
+    where = "no pixel size in the file" if file else "no pixel size given with the frames"
+    return f"{name}: {where}; assuming {DEFAULT_PIXEL_SIZE_NM:g} nm (set the camera pixel size to change it)"
 
 
 def camera_warning(camera: Camera) -> str:
@@ -313,13 +315,13 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     t0 = time.perf_counter()
     _check_request(req)
     src = open_source(req.source)
-    name = req.name or (str(src.path) if isinstance(src, Stack) else "the input")
+    file = src if isinstance(src, Stack) else stack_of(src)  # (a dask array of `Stack.to_dask`: its file)
+    name = req.name or (str(file.path) if file is not None else "the input")
     kind = getattr(getattr(src, "dtype", None), "kind", "f")
     if kind not in "uif":  # before any warning about its pixel size or camera
         raise DSIRError(f"{name}: pixel type {src.dtype} is not supported (need integer or float camera frames)")
     # a napari layer's (its scale: the user may have set it), else the file's
-    meta_px = req.source_pixel_size if req.source_pixel_size is not None or not isinstance(src, Stack) \
-        else src.pixel_size
+    meta_px = req.source_pixel_size if req.source_pixel_size is not None or file is None else file.pixel_size
     px = resolve_pixel_size(req.pixel_size, meta_px)
     movie_frames = _length(src)
     first_frame, stop_frame = check_frame_range(movie_frames, req.start, req.stop)  # before any frame is read
@@ -329,7 +331,7 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
         yield Progress(0, total, req.batch_size or 0, f"{name}: frames {req.start}:{req.stop} reach past its "
                        f"{stop_frame} frames: frames {first_frame}:{stop_frame} are run", kind="warning")
     if px.assumed:
-        yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name), kind="warning")
+        yield Progress(0, total, req.batch_size or 0, pixel_size_warning(name, file is not None), kind="warning")
     for note in src.notes if isinstance(src, Stack) else ():
         yield Progress(0, total, req.batch_size or 0, note, kind="warning")
     odd = implausible_pixel_size_warning(name, px)
@@ -371,6 +373,8 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     first = _first_frames(src, req.start) if refine or req.camera is not None else None
     camera_origin = None
     stated = src.camera_metadata if isinstance(src, Stack) else req.source_camera
+    if stated is None and file is not None:  # (an array of a file's, given with no metadata of its own)
+        stated = file.camera_metadata
     if refine or req.camera is not None:  # (without the fits, a camera given takes an uneven illumination out)
         try:
             explicit, from_stated = _as_camera(req.camera, stated)
