@@ -973,8 +973,12 @@ def iter_reconstruct(
                 n_objects = sum(len(o) for o in objects)
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
-                    if nb > 1:  # none in the padding of the binned frames' far edges
-                        found = found.select((found.x < w * pixel_size) & (found.y < h * pixel_size))
+                    if nb > 1:  # none in the padding of the binned frames' far edges, nor on their last pixel
+                        # (the binned grid's last row and column: there emitters beyond the frame shine in;
+                        # as before its peaks, placed on the frame's border, fell outside it, `_log_parabola`)
+                        far = sr_px * nb * (sr.shape[-1] - 1), sr_px * nb * (sr.shape[-2] - 1)
+                        found = found.select((found.x < min(w * pixel_size, far[0]))
+                                             & (found.y < min(h * pixel_size, far[1])))
                     if echoes:
                         found = suppress_echoes(found, ECHO_RADIUS_PX * pixel_size * nb)  # network px
                     if n_objects:
