@@ -161,3 +161,120 @@ def test_auto_mode_draws_gaussians_where_uncertainties_size_them():
                                   render(plain, 10.0, mode="hist", shape=(40, 40)))
     with pytest.raises(DSIRError, match="expected 'auto', 'hist' or 'gauss'"):
         resolve_mode(plain, "Gaussian")
+
+
+def _image_part(x, y, s, shape, p):
+    """The share (0..1) of a Gaussian of ``s`` nm at (x, y) nm, truncated at
+    TRUNCATE s and normalised, inside a ``shape`` (Y, X) image of ``p`` nm pixels."""
+    from scipy.special import erf
+
+    from napari_dsir.render import TRUNCATE
+
+    def axis(c, n):
+        lo = np.floor(c / p - TRUNCATE * s / p)
+        hi = lo + np.ceil(2 * TRUNCATE * s / p) + 1
+        a, b = max(lo, 0.0), min(hi, float(n))
+        f = lambda e: erf((e - c / p) / (np.sqrt(2) * s / p))  # noqa: E731
+        return (f(b) - f(a)) / (f(hi) - f(lo))
+
+    return axis(x, shape[1]) * axis(y, shape[0])
+
+
+@pytest.mark.parametrize("big", [3000.0, 1e5])
+def test_one_huge_uncertainty_is_drawn_among_normal_ones(rng, big):
+    """A bad fit's absurd uncertainty (nm) neither refuses the render nor
+    changes the others; its part inside the image is drawn."""
+    n, p, shape = 500, 10.0, (80, 120)
+    x, y = rng.uniform(100, 1100, n), rng.uniform(100, 700, n)
+    unc = np.full(n, 12.0)
+    unc[7] = big
+    img = render(_locs(x, y, uncertainty=unc), p, shape=shape)
+    normal = render(_locs(np.delete(x, 7), np.delete(y, 7), uncertainty=np.delete(unc, 7)), p, shape=shape)
+    wide = img.astype(np.float64) - normal
+    part = _image_part(x[7], y[7], big, shape, p)
+    assert 0 < part < 1 and wide.sum() == pytest.approx(part, rel=1e-4, abs=1e-6)
+    assert img.sum() == pytest.approx(n - 1 + part, rel=1e-5)
+    assert wide.min() > -1e-6  # a smooth, non-negative wash over the image
+    # a single sigma_nm wider than the image is still refused as a units mistake
+    with pytest.raises(DSIRError, match="wider than"):
+        render(_locs(x, y), p, mode="gauss", sigma_nm=big * 100, shape=shape)
+
+
+def test_gaussians_choose_a_path_whose_memory_does_not_grow_with_sigma(monkeypatch, rng):
+    """Splats go into an image-sized accumulator (no padding by the widest
+    patch), patches wider than the image go the separable way in chunks of
+    at most _SPLAT_ENTRIES profile entries, and the peak of the numpy
+    allocations stays within the memory check's budget per pixel."""
+    import tracemalloc
+
+    import napari_dsir.render as r
+
+    assert r._gauss_path(13, 10, (500, 500)) == "splat"
+    assert r._gauss_path(13, 10**7, (500, 500)) == "blur"
+    assert r._gauss_path(3601, 1, (500, 500)) == "separable"  # k^2 = 13e6 entries: not a patch
+    assert r._gauss_path(3601, 10**6, (500, 500)) == "blur"
+    seen = []
+    splat, separable = r._splat, r._separable
+    monkeypatch.setattr(r, "_splat", lambda out, *a: (seen.append(("splat", out.shape)), splat(out, *a)))
+    monkeypatch.setattr(r, "_separable", lambda out, u, *a: (seen.append(("separable", len(u))),
+                                                              separable(out, u, *a)))
+    n, shape = 2000, (500, 500)
+    x, y = rng.uniform(100, 4900, n), rng.uniform(100, 4900, n)
+    unc = np.full(n, 15.0)
+    unc[:3] = 6000.0  # 3601 px patches on a 500 x 500 px image
+    tracemalloc.start()
+    try:
+        img = render(_locs(x, y, uncertainty=unc), 10.0, shape=shape)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ("splat", (1, 500, 500)) in seen and ("separable", 3) in seen
+    assert all(s == ("splat", (1, 500, 500)) for s in seen if s[0] == "splat")
+    assert peak <= r.BYTES_PER_PIXEL[False] * 500 * 500 + 4 * r._SPLAT_ENTRIES * 8  # the image's, and chunks'
+    assert img.sum() == pytest.approx(n - 3 + sum(_image_part(x[i], y[i], 6000.0, shape, 10.0) for i in range(3)),
+                                      rel=1e-4)
+
+
+def test_blur_of_a_sigma_wider_than_the_image_is_cut_there_exactly(monkeypatch, rng):
+    """Blurred histograms of very wide Gaussians: the kernel is cut at the
+    image (not 4 sigma long) and the result is that of the full kernel."""
+    from scipy import ndimage
+
+    import napari_dsir.render as r
+
+    radii = []
+    real = ndimage.gaussian_filter
+    monkeypatch.setattr(r, "gaussian_filter", lambda *a, **kw: (radii.append(kw.get("radius")), real(*a, **kw))[1])
+    hist = np.zeros((40, 60))
+    hist[rng.integers(0, 40, 30), rng.integers(0, 60, 30)] = 1.0
+    full = real(hist, 250.0, mode="constant", truncate=r.TRUNCATE + 1)
+    np.testing.assert_allclose(r._blur(hist, 250.0), full, rtol=1e-9)
+    assert radii == [60]
+    # many wide Gaussians: the blur path, its total the part inside the image, as drawn exactly
+    n = 20000
+    locs = _locs(rng.uniform(50, 350, n), rng.uniform(50, 250, n), uncertainty=np.full(n, 2500.0))
+    assert r._gauss_path(1501, n, (30, 40)) == "blur"
+    blurred = render(locs, 10.0, shape=(30, 40))
+    monkeypatch.setattr(r, "_gauss_path", lambda *a: "separable")
+    exact = render(locs, 10.0, shape=(30, 40))
+    assert blurred.sum() == pytest.approx(exact.sum(), rel=0.01)
+    np.testing.assert_allclose(blurred, exact, rtol=0.02)
+
+
+def test_absurd_uncertainties_render_promptly_with_nothing_of_them_seen(rng):
+    """Uncertainties 1e10 px wide or more, one or all: finite images, the
+    others' total kept, in bounded time (blurred histograms for many)."""
+    n = 300
+    x, y = rng.uniform(100, 400, n), rng.uniform(100, 400, n)
+    unc = np.full(n, 12.0)
+    unc[0] = 1e300
+    img = render(_locs(x, y, uncertainty=unc), 10.0, shape=(50, 50))
+    assert np.isfinite(img).all() and img.sum() == pytest.approx(n - 1, rel=1e-5)
+    import napari_dsir.render as r
+
+    for count, path in ((100, "separable"), (3000, "blur")):
+        assert r._gauss_path(4 * 50 + 1, count, (50, 50)) == path
+        x, y = rng.uniform(100, 400, count), rng.uniform(100, 400, count)
+        for value in (1e11, 1e300):
+            wide = render(_locs(x, y, uncertainty=np.full(count, value)), 10.0, shape=(50, 50))
+            assert np.isfinite(wide).all() and 0 <= wide.min() and wide.sum() < 1e-6
