@@ -62,6 +62,42 @@ def test_render_of_a_picasso_file_covers_its_camera_frame(drifting, tmp_path, ca
     assert n_out > 0 and f"{n_out} of {len(locs)} localizations lie outside the 36x40 px frame" in err
 
 
+def test_render_of_a_csv_covers_the_camera_frame_its_protocol_states(drifting, tmp_path, capsys):
+    """As for a Picasso file: the image spans the frame (``frame_shape``,
+    Height x Width camera px of ``cameraSettings.pixelSize`` nm) that the
+    protocol beside the CSV states, and what it leaves out is said."""
+    import json
+
+    import yaml
+
+    path, _ = drifting
+    table = tmp_path / "run.csv"
+    table.write_text(path.read_text())
+    protocol = tmp_path / "run-protocol.txt"
+    protocol.write_text(json.dumps({"cameraSettings": {"pixelSize": 100.0},
+                                    "napari-dsir": {"camera_pixel_size": 100.0, "frame_shape": [40, 36]}}))
+    out = tmp_path / "r.tif"
+    assert main(["render", str(table), "-o", str(out), "--pixel-size", "20", "--mode", "hist"]) == 0
+    assert open_stack(out).shape == (1, 200, 180)
+    locs = read_localizations(table)
+    n_out = int(((locs.x >= 3600) | (locs.y >= 4000) | (locs.x < 0) | (locs.y < 0)).sum())
+    err = capsys.readouterr().err
+    assert n_out > 0 and f"{n_out} of {len(locs)} localizations lie outside the 36x40 px frame (100 nm pixels) " \
+        "that " in err and "run-protocol.txt states" in err
+    assert open_stack(out).read()[0].sum() == len(locs) - n_out
+    # a Picasso file written from it keeps that frame
+    assert main(["drift", str(table), "-o", str(tmp_path / "run.hdf5"), "--segments", "4"]) == 0
+    movie = list(yaml.safe_load_all((tmp_path / "run.yaml").read_text()))[0]
+    assert (movie["Pixelsize"], movie["Height"], movie["Width"]) == (100.0, 40, 36)
+    # a frame that is not two positive whole numbers, or no pixel size: the positions' extent, as before
+    for body in ({"cameraSettings": {"pixelSize": 100.0}, "napari-dsir": {"frame_shape": [40.5, "x"]}},
+                 {"napari-dsir": {"frame_shape": [40, 36]}}):
+        protocol.write_text(json.dumps(body))
+        assert main(["render", str(table), "-o", str(out), "--pixel-size", "20", "--overwrite"]) == 0
+        h, w = open_stack(out).shape[1:]
+        assert (h, w) == (int(locs.y.max() // 20) + 1, int(locs.x.max() // 20) + 1)
+
+
 def test_render_says_what_its_area_leaves_out_and_takes_an_extent(tmp_path, capsys):
     p = tmp_path / "neg.csv"
     p.write_text("frame,x,y\n1,-500,100\n1,100,-50\n2,150,120\n3,1000,990\n")

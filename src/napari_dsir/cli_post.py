@@ -28,8 +28,9 @@ def _positive_float(text: str) -> float:
 
 class _Table(NamedTuple):
     """A table read for a command: its localizations (nm), the movie a
-    Picasso file describes (`io.picasso.movie_info`; for a text table only
-    the camera pixel size its protocol states, else None) and a text
+    Picasso file describes (`io.picasso.movie_info`; for a text table the
+    camera pixel size its protocol states and the frame (Height, Width px)
+    where it states that too, else None) and a text
     table's (text, `io.tables.TableLayout`), for
     `io.positions.with_positions` to write a corrected copy of it without
     reading it again (None for a Picasso file)."""
@@ -44,7 +45,7 @@ def _read(args) -> _Table:
     from .cli import _warn
     from .io import read_picasso
     from .io.picasso import movie_info
-    from .io.tables import HDF5_SUFFIXES, protocol_path, protocol_pixel_size, read_table, table_text
+    from .io.tables import HDF5_SUFFIXES, protocol_path, protocol_pixel_size, read_table, stated_metadata, table_text
 
     path = Path(args.localizations)
     if path.suffix.lower() in HDF5_SUFFIXES:
@@ -61,11 +62,23 @@ def _read(args) -> _Table:
             _warn(f"{protocol_path(path)} states a camera pixel size of {stated:g} nm; --camera-pixel-size {given:g} "
                   "is used")
         locs, layout = read_table(path, given, warn=_warn, text=text)
-        movie = {"pixel_size": stated, "frame_shape": None, "n_frames": None} if stated is not None else None
+        movie = None
+        if stated is not None:  # the frame in camera pixels, as a Picasso file's Height and Width
+            movie = {"pixel_size": stated, "frame_shape": _frame_shape(stated_metadata(path).get("frame_shape")),
+                     "n_frames": None}
         table = _Table(locs, movie, (text, layout))
     if len(table.locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
     return table
+
+
+def _frame_shape(value) -> tuple[int, int] | None:
+    """A stated camera frame (Height, Width) px, None where it is not two positive whole numbers."""
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return (h, w) if h > 0 and w > 0 and (h, w) == tuple(value) else None
 
 
 def _refuse(args, outputs) -> None:
@@ -82,7 +95,7 @@ def cmd_render(args) -> int:
     from .render import MODE_WORDS, has_uncertainty, outside_area, render, resolve_mode
 
     _refuse(args, [(args.output, "image")])
-    locs, movie, _ = _read(args)
+    locs, movie, source = _read(args)
     if args.mode == "gauss" and args.sigma is None:
         if locs.uncertainty is None:
             raise DSIRError(f"{args.localizations}: no uncertainty column to size the Gaussians; give --sigma NM")
@@ -90,13 +103,19 @@ def cmd_render(args) -> int:
             raise DSIRError(f"{args.localizations}: no localization has an uncertainty (all fits failed?) to size "
                             "the Gaussians; give --sigma NM")
     # the area: --extent, else the camera's frame where the table states it
-    # (a Picasso file), else 0 to the largest position
+    # (a Picasso file, a CSV's protocol), else 0 to the largest position
     if args.extent is not None:
         area, where = {"extent": tuple(args.extent)}, "--extent"
     elif movie and movie["frame_shape"] and movie["pixel_size"]:
         (h, w), p = movie["frame_shape"], movie["pixel_size"]
         area = {"camera_shape": (h, w), "camera_pixel_size_nm": p}
-        where = f"the {w}x{h} px frame ({p:g} nm pixels) that {args.localizations} states"
+        if source is not None:  # a text table: its protocol states it
+            from .io.tables import protocol_path
+
+            by = protocol_path(args.localizations)
+        else:
+            by = args.localizations
+        where = f"the {w}x{h} px frame ({p:g} nm pixels) that {by} states"
     else:
         area, where = {}, "the image, from 0 nm to the largest position"
     out = outside_area(locs, args.pixel_size, **area)
@@ -232,7 +251,7 @@ def _write_converted(args, table: Path, locs: Localizations, movie: dict | None)
           f"{''.join(', ' + c for c in locs.columns())} only (give -o the input's extension to keep every column)")
     movie = movie or {}
     picasso = table.suffix.lower() in HDF5_SUFFIXES
-    shape = movie.get("frame_shape")
+    shape = movie.get("frame_shape") if movie.get("pixel_size") == pixel else None  # in the output's pixels
     if picasso and shape is None:
         shape = smallest_frame(locs, pixel)
     write_localizations(args.output, locs, overwrite=args.overwrite, pixel_size=pixel,
@@ -287,7 +306,8 @@ def add_parsers(sub, formatter_class) -> None:
                    help="Gaussian sigma in nm (default: each localization's uncertainty)")
     p.add_argument("--color-by-frame", action="store_true", help="RGB image, hue = frame (time)")
     p.add_argument("--extent", type=float, nargs=4, metavar=("Y0", "X0", "Y1", "X1"), default=None,
-                   help="the area rendered, nm (default: a Picasso file's frame, else 0 to the largest position)")
+                   help="the area rendered, nm (default: the camera frame a Picasso file or the protocol beside a "
+                        "CSV states, else 0 to the largest position)")
     p.set_defaults(func=cmd_render, pixel_size_option="--camera-pixel-size")
 
     p = sub.add_parser("resolution", formatter_class=formatter_class,
