@@ -269,3 +269,26 @@ def test_resolution_prints_frc_and_nena(drifting, tmp_path, capsys):
     assert 10 < frc_nm < 200
     assert nena_nm == pytest.approx(10.0, rel=0.25)  # the simulated precision
     assert plot.stat().st_size > 1000
+
+
+def test_resolution_splits_by_blocks_of_frames_as_the_api_does(drifting, tmp_path, capsys):
+    """--split blocks (--block-frames) is the API's split_halves "blocks"; the
+    default halves are the odd and the even frames, as the output says."""
+    from napari_dsir.resolution import frc
+
+    path, _ = drifting
+    locs = read_localizations(path)
+    assert main(["resolution", str(path), "--split", "blocks", "--block-frames", "50", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(halves: blocks of 50 frames, 1/7 threshold" in out
+    want = frc(locs, 5.0, split="blocks", block_frames=50, seed=2).resolution_nm
+    assert float(out.split("FRC resolution\t")[1].split()[0]) == pytest.approx(want, abs=0.05)
+    assert main(["resolution", str(path)]) == 0
+    assert "(halves: odd and even frames, 1/7 threshold" in capsys.readouterr().out
+    # one block: said, with what to change; no block of 0 frames
+    assert main(["resolution", str(path), "--split", "blocks", "--block-frames", "5000"]) == 0
+    assert "single block of 5000 frames; use shorter blocks (dsir resolution --block-frames N)" in \
+        capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["resolution", str(path), "--split", "blocks", "--block-frames", "0"])
+    assert "argument --block-frames: must be at least 1, got '0'" in capsys.readouterr().err

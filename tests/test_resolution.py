@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_dsir.errors import DSIRError
+from napari_dsir.errors import DSIRError, FRCError
 from napari_dsir.locs import Localizations
 from napari_dsir.resolution import FRC_THRESHOLD, frc, frc_images, nearest_next_frame, nena, split_halves
 from napari_dsir.structures import StructureConfig, simulate_structure_locs
@@ -81,6 +81,11 @@ def test_frc_halves_and_errors():
     assert np.all(a.frame % 2 == 0) and np.all(b.frame % 2 == 1) and len(a) + len(b) == len(locs)
     a, b = split_halves(locs, "blocks", block_frames=20)
     assert not set(a.frame // 20) & set(b.frame // 20)
+    with pytest.raises(FRCError, match=r"single block of 500 frames; use shorter blocks \(dsir resolution "
+                                       r"--block-frames N\) or --split odd_even"):
+        split_halves(locs, "blocks", block_frames=500)
+    with pytest.raises(FRCError, match="blocks of 150 frames split them unevenly; use shorter blocks"):
+        frc(locs, 5.0, split="blocks", block_frames=150, min_locs=len(locs) // 3)
     with pytest.raises(DSIRError, match="split"):
         split_halves(locs, "halves")
     with pytest.raises(DSIRError, match="at least"):

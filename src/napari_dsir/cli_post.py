@@ -26,6 +26,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return v
+
+
 class _Table(NamedTuple):
     """A table read for a command: its localizations (nm), the movie a
     Picasso file describes (`io.picasso.movie_info`; for a text table the
@@ -155,8 +165,10 @@ def cmd_resolution(args) -> int:
     locs = _read(args).locs
     lines, failures = [], 0
     try:
-        f = frc(locs, args.pixel_size, split=args.split, seed=args.seed)
-        lines.append(f"FRC resolution\t{f.resolution_nm:.1f} nm\t({args.split} halves, 1/7 threshold, "
+        f = frc(locs, args.pixel_size, split=args.split, seed=args.seed, block_frames=args.block_frames)
+        halves = {"odd_even": "odd and even frames", "blocks": f"blocks of {args.block_frames} frames",
+                  "random": "random"}[args.split]
+        lines.append(f"FRC resolution\t{f.resolution_nm:.1f} nm\t(halves: {halves}, 1/7 threshold, "
                      f"{args.pixel_size:g} nm pixels)")
         if args.plot is not None:
             from .figures import plot_curves
@@ -314,9 +326,13 @@ def add_parsers(sub, formatter_class) -> None:
                        help="FRC resolution and NeNA precision of a localization table")
     table_args(p)
     p.add_argument("--pixel-size", type=_positive_float, default=5.0, help="FRC image pixel size, nm")
-    p.add_argument("--split", choices=["odd_even", "random"], default="odd_even",
-                   help="how the table is halved: blocks of odd/even frames, or at random")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    p.add_argument("--split", choices=["odd_even", "blocks", "random"], default="odd_even",
+                   help="how the table is halved: its odd and even frames; blocks of --block-frames frames "
+                        "assigned at random (Nieuwenhuizen et al. 2013: an emitter ON over consecutive frames "
+                        "stays in one half; for movies of many blocks); or its localizations at random")
+    p.add_argument("--block-frames", type=_positive_int, default=100,
+                   help="frames per block of --split blocks (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random and blocks splits")
     p.add_argument("--plot", type=Path, default=None, help="write the FRC curve as a PNG")
     p.set_defaults(func=cmd_resolution, pixel_size_option="--camera-pixel-size")
 

@@ -145,9 +145,12 @@ SMALLER_PIXELS = "use a smaller pixel size"
 
 
 def split_halves(locs: Localizations, split: str = "odd_even", *, seed: int = 0, block_frames: int = 100):
-    """Two halves of a table for FRC: ``"odd_even"`` frames, ``"random"``
-    localizations, or ``"blocks"`` of ``block_frames`` frames assigned at random
-    (keeps an emitter's repeated localizations in one half)."""
+    """Two halves of a table for FRC: ``"odd_even"``, the even and the odd
+    frames (single frames, alternately: always even halves, but an emitter
+    ON in consecutive frames lands in both); ``"blocks"``, blocks of
+    ``block_frames`` frames assigned at random (Nieuwenhuizen et al. 2013:
+    an emitter's repeated localizations stay in one half; needs a movie of
+    many blocks); ``"random"``, localizations at random (``seed``)."""
     if split == "odd_even":
         first = locs.frame % 2 == 0
     elif split == "random":
@@ -158,7 +161,8 @@ def split_halves(locs: Localizations, split: str = "odd_even", *, seed: int = 0,
         block = locs.frame // int(block_frames)
         nb = int(block.max()) + 1 if len(locs) else 0
         if nb < 2:
-            raise DSIRError(f"split 'blocks': the movie has a single block of {block_frames} frames")
+            raise FRCError(f"FRC: split 'blocks': the localizations lie in a single block of {block_frames} frames",
+                           None, "use shorter blocks (dsir resolution --block-frames N) or --split odd_even")
         coin = np.random.default_rng(seed).permutation(nb) % 2 == 0
         first = coin[block]
     else:
@@ -194,6 +198,9 @@ def frc(
     h1, h2 = split_halves(locs, split, seed=seed, block_frames=block_frames)
     if min(len(h1), len(h2)) < min_locs:
         text = f"FRC: a half has only {min(len(h1), len(h2))} localizations (need {min_locs})"
+        if split == "blocks":
+            raise FRCError(text + f": blocks of {block_frames} frames split them unevenly", None,
+                           "use shorter blocks (dsir resolution --block-frames N) or --split odd_even")
         if split != "odd_even":
             raise FRCError(text)
         k = len(np.unique(locs.frame))
@@ -227,9 +234,9 @@ def frc_of_field(locs: Localizations, max_side: int = FRC_MAX_SIDE) -> tuple[FRC
     """The FRC of a whole table with no settings to choose (DSIR Render &
     Drift): over the field that holds all but the outermost 0.1 % of the
     positions on each side (strays left out), at 5 nm pixels, or coarser
-    where that field is wider than ``max_side`` of them; halves of blocks of
-    odd and even frames, or at random where those split it unevenly (few
-    frames); half the pixel size once where the curve stays above the
+    where that field is wider than ``max_side`` of them; halves of the odd
+    and the even frames (`split_halves` "odd_even"), or at random where those
+    split it unevenly (few frames); half the pixel size once where the curve stays above the
     threshold (positions finer than 2 px). Returns (result, notes on what
     was chosen); `DSIRError` as `frc`, its message with the notes and
     without command-line advice."""
