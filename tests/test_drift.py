@@ -49,6 +49,27 @@ def test_frames_before_the_first_localization_keep_the_first_drift():
     assert np.sqrt(np.mean(ex**2)) < 10
 
 
+@pytest.mark.parametrize("how, n", [({"segments": 10}, 10), ({"segments": 3}, 3), ({"segment_frames": 30}, 14)])
+def test_a_gap_without_localizations_is_no_segment(how, n):
+    """A linear drift over 600 frames whose frames 200-399 hold nothing (laser
+    off, frames filtered out): the segments are cut from the frames that hold
+    localizations, the drift found on both sides of the gap and, in it,
+    linear between them (nm; errors less their mean over the frames with
+    localizations, as the drift is relative to frame 0)."""
+    cfg = StructureConfig(field_nm=(3000.0, 3000.0), n_structures=8, density=2.0, drift_velocity_nm=(0.2, -0.1))
+    locs, _, truth = simulate_structure_locs(600, cfg, precision_nm=10.0, seed=4)
+    held = locs.select((locs.frame < 200) | (locs.frame >= 400))
+    d = estimate_drift(held, **how)
+    assert len(d.frames) == 600 and len(d.segment_frames) == n
+    ex, ey = d.x - truth.drift.x, d.y - truth.drift.y
+    with_locs = np.unique(held.frame)
+    err = np.hypot(ex - ex[with_locs].mean(), ey - ey[with_locs].mean())
+    for side in (slice(0, 200), slice(400, 600)):
+        assert np.sqrt(np.mean(err[side] ** 2)) < 3.0
+    np.testing.assert_allclose(d.x[199:401], np.linspace(d.x[199], d.x[400], 202))  # linear across the gap
+    np.testing.assert_allclose(d.y[199:401], np.linspace(d.y[199], d.y[400], 202))
+
+
 def test_too_short_or_sparse_movies_are_refused():
     locs, _, _ = simulate_structure_locs(5, CFG, precision_nm=10.0, seed=3)
     with pytest.raises(DSIRError, match="fewer than 10 segments"):
@@ -60,8 +81,12 @@ def test_too_short_or_sparse_movies_are_refused():
     with pytest.raises(DSIRError, match="whole number"):
         estimate_drift(locs, segments="ten")
     sparse, _, _ = simulate_structure_locs(40, CFG, precision_nm=10.0, seed=3)
-    with pytest.raises(DSIRError, match="too short or too sparse"):
+    with pytest.raises(DSIRError, match=r"segment 1 of 10 \(frames 1-4\) has 53 .* too sparse for 10 segments; "
+                                        "6 segments would each hold 100"):
         estimate_drift(sparse, segments=10)
+    estimate_drift(sparse, segments=6)  # as said
+    with pytest.raises(DSIRError, match="even 2 segments"):
+        estimate_drift(sparse.select(sparse.frame < 2), segments=2)
 
 
 def test_uncorrelated_segments_are_refused(rng):

@@ -1,14 +1,18 @@
 """Drift correction by redundant cross-correlation (RCC; Wang et al. 2014,
 Opt Express 22:15982).
 
-The movie is cut into N time segments; each is rendered as a histogram
+The frames that hold localizations are cut into N time segments of equal
+numbers of such frames: frames without any (a gap with the laser off, frames
+filtered out) are skipped, so no segment is empty, though one may hold frames
+from both sides of a gap. Each segment is rendered as a histogram
 (``pixel_size_nm`` pixels, a small Gaussian blur) and every pair of segments is
 cross-correlated (FFT). The sub-pixel peak of pair (i, j) measures
 d_j - d_i, the drift of segment j relative to segment i; the N(N-1)/2
 measurements are solved for the N-1 unknown drifts by least squares, pairs
 whose residual exceeds a threshold are dropped and the system is solved again.
 The segment drifts (at the segments' mean frames) are interpolated to every
-frame.
+frame that holds localizations, linearly between those across a gap, and
+held constant before the first and after the last.
 
 A drift (README, "From a table to a publishable image") is the stage displacement at a frame: positions
 are corrected by SUBTRACTING it. It is relative to the first frame. A drift
@@ -107,14 +111,17 @@ def estimate_drift(
     """Estimate the drift of a table by redundant cross-correlation.
 
     segments: number of time segments (or ``segment_frames`` frames each,
-    which takes precedence); each needs ``min_locs`` localizations.
+    which takes precedence), cut from the frames that hold localizations (a
+    gap of frames without any is no segment); each needs ``min_locs``
+    localizations.
     pixel_size_nm, blur_px: the segment histograms (nm per pixel; Gaussian
     blur in pixels). max_drift_nm: largest displacement searched between two
     segments. residual_nm: pairs whose residual exceeds it are discarded and
     the system solved again (default: one pixel). interpolation: ``"cubic"``
     or ``"linear"`` through the segments' mean frames, extrapolated linearly
-    over the half segments at the ends, constant before the first and after
-    the last frame with localizations. n_frames: frames of the movie (default:
+    over the half segments at the ends, linear across frames without
+    localizations, constant before the first and after the last frame with
+    localizations. n_frames: frames of the movie (default:
     the last frame of the table + 1). min_peak_z: a pair's correlation peak
     counts when it stands this many standard deviations above the mean of the
     search window.
@@ -143,10 +150,7 @@ def estimate_drift(
     nseg = int(seg.max()) + 1
     counts = np.bincount(seg, minlength=nseg)
     if counts.min() < min_locs:
-        raise DSIRError(
-            f"drift: segment {int(np.argmin(counts)) + 1} of {nseg} has {int(counts.min())} localizations "
-            f"(need {min_locs}): the movie is too short or too sparse for {nseg} segments; use fewer segments"
-        )
+        raise DSIRError(_too_sparse(locs.frame, seg, counts, segments, segment_frames, min_locs))
     centres = np.array([locs.frame[seg == k].mean() for k in range(nseg)])
 
     # segment images on one grid around the localizations, padded by the largest drift searched
@@ -194,9 +198,9 @@ def estimate_drift(
             f"{threshold:g} nm): the movie is too sparse for {nseg} segments, or its drift is not a shift"
         )
     frames = np.arange(n_frames)
-    span = (int(locs.frame.min()), last)
-    dx = _interpolate(centres, d[:, 1], frames, interpolation, *span)
-    dy = _interpolate(centres, d[:, 0], frames, interpolation, *span)
+    held = np.unique(locs.frame)
+    dx = _interpolate(centres, d[:, 1], frames, interpolation, held)
+    dy = _interpolate(centres, d[:, 0], frames, interpolation, held)
     dx -= dx[0]
     dy -= dy[0]
     return Drift(
@@ -214,26 +218,47 @@ def _whole(name, value) -> int | None:
 
 
 def _segment_index(frame, segments, segment_frames) -> np.ndarray:
-    """Segment of each localization: equal ranges of frames."""
+    """Segment of each localization: equal runs of the frames that hold
+    localizations (frames without any are skipped, so a gap in the movie is
+    no segment); ``segment_frames`` such frames each, else ``segments`` runs."""
     segments, segment_frames = _whole("segments", segments), _whole("segment_frames", segment_frames)
-    first, last = int(frame.min()), int(frame.max())
-    span = last - first + 1
+    held, rank = np.unique(frame, return_inverse=True)  # rank: index of a localization's frame among those held
+    nf = len(held)
     if segment_frames is not None:
-        if int(segment_frames) < 1:
+        if segment_frames < 1:
             raise DSIRError(f"segment_frames must be >= 1, got {segment_frames}")
-        nseg = int(math.ceil(span / int(segment_frames)))
-        if nseg < 2:
-            raise DSIRError(
-                f"drift: the movie has {span} frames, not enough for two segments of {segment_frames} frames"
-            )
-        return (frame - first) // int(segment_frames)
-    if segments is None or int(segments) < 2:
+        if nf <= segment_frames:
+            raise DSIRError(f"drift: the table has {nf} frame{'s' * (nf != 1)} with localizations, not enough for "
+                            f"two segments of {segment_frames} frames")
+        return rank // segment_frames
+    if segments is None or segments < 2:
         raise DSIRError(f"drift needs at least 2 segments, got {segments}")
-    nseg = int(segments)
-    if span < nseg:
-        raise DSIRError(f"drift: the movie has {span} frame{'s' * (span != 1)} with localizations, fewer than "
-                        f"{nseg} segments")
-    return np.minimum((frame - first) * nseg // span, nseg - 1)
+    if nf < segments:
+        raise DSIRError(f"drift: the table has {nf} frame{'s' * (nf != 1)} with localizations, fewer than "
+                        f"{segments} segments")
+    return rank * segments // nf
+
+
+def _too_sparse(frame, seg, counts, segments, segment_frames, min_locs) -> str:
+    """Why the segments are refused: the emptiest one (its frames, 1-based)
+    and how many segments (of equal runs of frames) would each hold
+    ``min_locs``."""
+    k = int(np.argmin(counts))
+    nseg = len(counts)
+    a, b = int(frame[seg == k].min()) + 1, int(frame[seg == k].max()) + 1
+    span = f"frame {a}" if a == b else f"frames {a}-{b}"
+    msg = (f"drift: segment {k + 1} of {nseg} ({span}) has {int(counts[k])} localizations (need {min_locs}): "
+           f"the table ({len(frame)} localizations) is too sparse for {nseg} segments")
+    if segment_frames is not None:
+        return msg + "; use more frames per segment"
+    per_frame = np.bincount(np.unique(frame, return_inverse=True)[1])
+    cum = np.concatenate([[0], np.cumsum(per_frame)])
+    nf = len(per_frame)
+    for n in range(int(segments) - 1, 1, -1):
+        edges = cum[-(-np.arange(n + 1) * nf // n)]  # first rank of each segment: ceil(i nf / n)
+        if np.diff(edges).min() >= min_locs:
+            return msg + f"; {n} segments would each hold {min_locs}"
+    return msg + f"; even 2 segments (equal runs of its frames) would not hold {min_locs} each"
 
 
 def _fft_size(n: int) -> int:
@@ -315,21 +340,22 @@ def _solve(pairs, shifts, nseg, threshold):
     return np.vstack([[0.0, 0.0], sol]), int(keep.sum()), float(resid[worst])
 
 
-def _interpolate(centres, values, frames, kind, first, last) -> np.ndarray:
-    """Values at ``centres`` interpolated to ``frames``: linear extrapolation over
-    the half segments at the ends (to ``first`` and ``last``, the first and last
-    frames with localizations), constant beyond them."""
-    t = np.clip(frames, first, last).astype(np.float64)
+def _interpolate(centres, values, frames, kind, held) -> np.ndarray:
+    """Values at ``centres`` interpolated to ``frames``: at the frames that hold
+    localizations (``held``, sorted) through the centres, extrapolated linearly
+    over the half segments at the ends; between them (a gap) linearly from the
+    frames on either side; constant before the first and after the last."""
+    t = held.astype(np.float64)
     if len(centres) == 2 or kind == "linear":
-        out = np.interp(t, centres, values)
+        at = np.interp(t, centres, values)
     else:
-        out = CubicSpline(centres, values, bc_type="natural")(np.clip(t, centres[0], centres[-1]))
+        at = CubicSpline(centres, values, bc_type="natural")(np.clip(t, centres[0], centres[-1]))
     lo, hi = t < centres[0], t > centres[-1]
     s0 = (values[1] - values[0]) / (centres[1] - centres[0])
     s1 = (values[-1] - values[-2]) / (centres[-1] - centres[-2])
-    out[lo] = values[0] + s0 * (t[lo] - centres[0])
-    out[hi] = values[-1] + s1 * (t[hi] - centres[-1])
-    return out
+    at[lo] = values[0] + s0 * (t[lo] - centres[0])
+    at[hi] = values[-1] + s1 * (t[hi] - centres[-1])
+    return np.interp(frames, t, at)
 
 
 # ----------------------------------------------------------------------------- files
