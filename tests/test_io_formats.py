@@ -359,6 +359,42 @@ def test_picasso_fallbacks_are_nan_free(tmp_path):
     np.testing.assert_allclose(rec["x"], [0.0, 1.0])  # pixel centres at integers
 
 
+def test_a_missing_uncertainty_stays_missing_in_a_picasso_file(tmp_path):
+    """A row without an uncertainty (NaN) but with photons and sigma was
+    written with the bound sigma / sqrt(photons) (3.79 nm here) and read back
+    as a measured uncertainty, inside an uncertainty filter. It is written as
+    lpx = lpy = 0 (Picasso's own 'none'), said, and read back as NaN, out of
+    the filter; lpx = lpy = 0 in any Picasso file is none."""
+    from napari_dsir.filters import keep, parse_range
+
+    locs = Localizations([0, 1, 2], [1000.0, 1100.0, 1200.0], [2000.0, 2050.0, 2100.0],
+                         photons=[1000.0, 1000.0, 1000.0], sigma=[120.0, 120.0, 120.0],
+                         uncertainty=[10.0, np.nan, 30.0])
+    heard = []
+    p = write_localizations(tmp_path / "u.hdf5", locs, pixel_size=100.0, frame_shape=(40, 40), warn=heard.append)
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][()]
+    assert rec["lpx"][1] == rec["lpy"][1] == 0
+    assert heard == [f"{p}: 1 of 3 localizations have no uncertainty (lpx = lpy = 0, Picasso's 'none'): Picasso's "
+                     "Gaussian rendering leaves them out or draws them at its minimum blur, and its filters keep "
+                     "them as precise (napari-dsir reads them as missing)"]
+    back, _ = read_picasso(p)
+    assert np.isnan(back.uncertainty[1])
+    np.testing.assert_allclose(back.uncertainty[[0, 2]], [10.0, 30.0], rtol=1e-6)
+    mask, _ = keep(back, {"uncertainty": parse_range(":25", "uncertainty")})
+    assert mask.tolist() == [True, False, False]
+    with h5py.File(p, "r+") as f:  # as Picasso wrote it: no napari-dsir columns step
+        del f["metadata"]
+    yaml_text = (tmp_path / "u.yaml").read_text().split("---")[0]
+    (tmp_path / "u.yaml").write_text(yaml_text)
+    foreign, _ = read_picasso(p)
+    assert np.isnan(foreign.uncertainty[1]) and np.isfinite(foreign.uncertainty[[0, 2]]).all()
+    heard.clear()  # a table with no uncertainty at all: nothing to say (README: fits needed for Picasso's precision)
+    write_localizations(tmp_path / "none.hdf5", Localizations([0], [500.0], [500.0]), pixel_size=100.0,
+                        frame_shape=(8, 8), warn=heard.append)
+    assert heard == []
+
+
 def test_foreign_picasso_file(tmp_path):
     """A file as Picasso writes it: extra fields, yaml steps, sx != sy."""
     dt = [("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("photons", "<f4"), ("sx", "<f4"), ("sy", "<f4"),
