@@ -36,6 +36,22 @@ def test_constructed_case_known_numbers():
     assert (m35.tp, m35.fp, m35.fn) == (1, 2, 2) and m35.rmse == pytest.approx(30)
 
 
+def test_a_run_on_part_of_a_movie_is_scored_on_its_frames():
+    """Regression (API): a run on frames 5-10 was scored against the truth of
+    every frame (recall 0.22 where dsir evaluate, which scores the run's
+    frames, gave 0.88); ``frames`` scores those only."""
+    gt = L(np.arange(20), np.full(20, 1000.0), np.full(20, 1000.0))
+    pred = L(np.arange(5, 11), np.full(6, 1010.0), np.full(6, 1000.0))
+    assert evaluate(gt, pred).recall == pytest.approx(6 / 20)
+    m = evaluate(gt, pred, frames=(5, 11))
+    assert (m.tp, m.fp, m.fn) == (6, 0, 0) and m.rmse == pytest.approx(10.0)
+    from napari_dsir.errors import DSIRError
+
+    for bad in ((11, 5), "5:11", (5,)):
+        with pytest.raises(DSIRError, match="frames: expected"):
+            evaluate(gt, pred, frames=bad)
+
+
 def test_matching_is_per_frame():
     gt = L([0], [100], [100])
     pred = L([1], [100], [100])

@@ -536,9 +536,10 @@ def test_load_and_compare_run_in_a_worker_thread(make_napari_viewer, tmp_path, q
     viewer = make_napari_viewer()
     _add_stack(viewer, one_emitter_stack(n=3))
     w = _dock(viewer, "DSIR Ground Truth", synchronous=False)
-    assert w.load(str(_truth_csv(tmp_path))) is None and w.worker is not None
+    truth = _truth_csv(tmp_path)
+    assert w.load(str(truth)) is None and w.worker is not None
     assert not w.load_button.enabled and not w.compare_button.enabled
-    assert w.load(str(_truth_csv(tmp_path))) is None  # one job at a time
+    assert w.load(str(truth)) is None  # one job at a time
     assert _texts(notes, "error") == ["DSIR Ground Truth: still loading or comparing: wait for it to end"]
     notes.clear()
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
@@ -548,7 +549,7 @@ def test_load_and_compare_run_in_a_worker_thread(make_napari_viewer, tmp_path, q
     viewer.add_image(one_emitter_stack(n=3), name="gone", scale=(1, P, P), metadata={"pixel_size": P})
     w.reset_choices()
     w.image.value = viewer.layers["gone"]
-    w.load(str(_truth_csv(tmp_path)))
+    w.load(str(truth))
     viewer.layers.remove("gone")
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
     assert _texts(notes, "error") == ["DSIR Ground Truth: 'gone' was removed while truth.csv was read"]

@@ -113,8 +113,21 @@ def match(gt: Localizations, pred: Localizations, radius: float = 250.0):
     return gi, pi, dist
 
 
-def evaluate(gt: Localizations, pred: Localizations, radius: float = 250.0) -> Metrics:
-    """SMLM challenge metrics of ``pred`` against ``gt`` at ``radius`` nm."""
+def evaluate(gt: Localizations, pred: Localizations, radius: float = 250.0,
+             frames: tuple[int, int] | None = None) -> Metrics:
+    """SMLM challenge metrics of ``pred`` against ``gt`` at ``radius`` nm;
+    ``frames`` (start, stop; 0-based, stop excluded): only those frames
+    scored, e.g. ``(result.start, result.stop)`` of a run on part of a movie
+    (else the truth of the frames it did not run counts as missed)."""
+    if frames is not None:
+        try:
+            start, stop = (int(f) for f in frames)
+        except (TypeError, ValueError):
+            raise DSIRError(f"frames: expected (start, stop), got {frames!r}") from None
+        if not 0 <= start < stop:
+            raise DSIRError(f"frames: expected 0 <= start < stop, got {frames!r}")
+        gt = gt.select((gt.frame >= start) & (gt.frame < stop))
+        pred = pred.select((pred.frame >= start) & (pred.frame < stop))
     return metrics_of(len(gt), len(pred), radius, match(gt, pred, radius)[2])
 
 
