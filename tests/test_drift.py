@@ -70,6 +70,14 @@ def test_a_gap_without_localizations_is_no_segment(how, n):
     np.testing.assert_allclose(d.y[199:401], np.linspace(d.y[199], d.y[400], 202))
 
 
+def test_segment_frames_counts_movie_frames_on_a_sparse_table():
+    """Review: with every other frame empty, segment_frames=100 halved the
+    segments' number (it counted only the frames that hold localizations)."""
+    locs, _, _ = simulate_structure_locs(1000, CFG, precision_nm=10.0, seed=3)
+    d = estimate_drift(locs.select(locs.frame % 2 == 0), segment_frames=100)
+    assert len(d.segment_frames) == 10
+
+
 def test_too_short_or_sparse_movies_are_refused():
     locs, _, _ = simulate_structure_locs(5, CFG, precision_nm=10.0, seed=3)
     with pytest.raises(DSIRError, match="fewer than 10 segments"):

@@ -2,9 +2,10 @@
 Opt Express 22:15982).
 
 The frames that hold localizations are cut into N time segments of equal
-numbers of such frames: frames without any (a gap with the laser off, frames
-filtered out) are skipped, so no segment is empty, though one may hold frames
-from both sides of a gap. Each segment is rendered as a histogram
+numbers of such frames (or into runs of a given number of movie frames):
+frames without any (a gap with the laser off, frames filtered out) are
+skipped, so no segment is empty, though one may hold frames from both sides
+of a gap. Each segment is rendered as a histogram
 (``pixel_size_nm`` pixels, a small Gaussian blur) and every pair of segments is
 cross-correlated (FFT). The sub-pixel peak of pair (i, j) measures
 d_j - d_i, the drift of segment j relative to segment i; the N(N-1)/2
@@ -110,10 +111,10 @@ def estimate_drift(
 ) -> Drift:
     """Estimate the drift of a table by redundant cross-correlation.
 
-    segments: number of time segments (or ``segment_frames`` frames each,
-    which takes precedence), cut from the frames that hold localizations (a
-    gap of frames without any is no segment); each needs ``min_locs``
-    localizations.
+    segments: number of time segments, cut from the frames that hold
+    localizations, or ``segment_frames`` movie frames each (which takes
+    precedence); a gap of frames without any is no segment; each needs
+    ``min_locs`` localizations.
     pixel_size_nm, blur_px: the segment histograms (nm per pixel; Gaussian
     blur in pixels). max_drift_nm: largest displacement searched between two
     segments. residual_nm: pairs whose residual exceeds it are discarded and
@@ -218,19 +219,23 @@ def _whole(name, value) -> int | None:
 
 
 def _segment_index(frame, segments, segment_frames) -> np.ndarray:
-    """Segment of each localization: equal runs of the frames that hold
-    localizations (frames without any are skipped, so a gap in the movie is
-    no segment); ``segment_frames`` such frames each, else ``segments`` runs."""
+    """Segment of each localization: ``segment_frames`` movie frames each,
+    a run with no localization (a gap) no segment; else ``segments`` equal
+    runs of the frames that hold localizations (frames without any are
+    skipped, so a gap in the movie is no segment)."""
     segments, segment_frames = _whole("segments", segments), _whole("segment_frames", segment_frames)
     held, rank = np.unique(frame, return_inverse=True)  # rank: index of a localization's frame among those held
     nf = len(held)
     if segment_frames is not None:
         if segment_frames < 1:
             raise DSIRError(f"segment_frames must be >= 1, got {segment_frames}")
-        if nf <= segment_frames:
-            raise DSIRError(f"drift: the table has {nf} frame{'s' * (nf != 1)} with localizations, not enough for "
-                            f"two segments of {segment_frames} frames")
-        return rank // segment_frames
+        # runs of ``segment_frames`` movie frames; a run with no localization (a gap) is no segment
+        seg = np.unique((frame - int(frame.min())) // segment_frames, return_inverse=True)[1].reshape(-1)
+        if seg.max() < 1:
+            span = int(frame.max() - frame.min()) + 1
+            raise DSIRError(f"drift: the table's localizations span {span} frame{'s' * (span != 1)}, not enough "
+                            f"for two segments of {segment_frames} frames")
+        return seg
     if segments is None or segments < 2:
         raise DSIRError(f"drift needs at least 2 segments, got {segments}")
     if nf < segments:
