@@ -47,9 +47,16 @@ def test_a_run_on_part_of_a_movie_is_scored_on_its_frames():
     assert (m.tp, m.fp, m.fn) == (6, 0, 0) and m.rmse == pytest.approx(10.0)
     from napari_dsir.errors import DSIRError
 
-    for bad in ((11, 5), "5:11", (5,)):
+    for bad in ((11, 5), "5:11", (5,), (5.5, 11)):
         with pytest.raises(DSIRError, match="frames: expected"):
             evaluate(gt, pred, frames=bad)
+    # localizations beyond the frames: scored too (their false positives kept), and said, as by dsir evaluate
+    from napari_dsir.errors import DSIRWarning
+
+    extra = Localizations.concatenate([pred, L([15], [3000.0], [3000.0])])
+    with pytest.warns(DSIRWarning, match="frames 5-15 are scored"):
+        m = evaluate(gt, extra, frames=(np.int64(5), np.int64(11)))
+    assert (m.tp, m.fp, m.fn) == (6, 1, 5)  # frames 5-15: the truth of 11-15 missed
 
 
 def test_matching_is_per_frame():

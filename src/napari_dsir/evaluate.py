@@ -122,12 +122,20 @@ def evaluate(gt: Localizations, pred: Localizations, radius: float = 250.0,
     if frames is not None:
         try:
             start, stop = (int(f) for f in frames)
+            whole = all(float(f) == int(f) for f in frames)
         except (TypeError, ValueError):
             raise DSIRError(f"frames: expected (start, stop), got {frames!r}") from None
-        if not 0 <= start < stop:
-            raise DSIRError(f"frames: expected 0 <= start < stop, got {frames!r}")
+        if not (whole and 0 <= start < stop):
+            raise DSIRError(f"frames: expected whole numbers 0 <= start < stop, got {frames!r}")
+        # widened to every localization, and said, as dsir evaluate does (none of their false positives dropped)
+        (start, stop), note = scored_frames((start, stop), pred, gt, "the localizations")
+        if note:
+            import warnings
+
+            from .errors import DSIRWarning
+
+            warnings.warn(note, DSIRWarning, stacklevel=2)
         gt = gt.select((gt.frame >= start) & (gt.frame < stop))
-        pred = pred.select((pred.frame >= start) & (pred.frame < stop))
     return metrics_of(len(gt), len(pred), radius, match(gt, pred, radius)[2])
 
 
