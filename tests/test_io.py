@@ -323,6 +323,14 @@ def test_folder_files_named_unlike_the_frames_are_left_out(tmp_path, odd):
     np.testing.assert_array_equal(stack.read(), np.delete(frames, 5, axis=0))
     assert len(stack.notes) == 2 and f"1 file whose name does not follow the frames' (f001.tif, ...) left out: {odd}" \
         in stack.notes[0] and "numbered 1..12 with 1 missing (6)" in stack.notes[1]
+    # an unnumbered first frame beside numbered ones (img, img_1, ...; frame, frame (2), ...) is a frame
+    for names in (["img.tif", "img_1.tif", "img_2.tif", "img_3.tif"],
+                  ["frame.tif", "frame (2).tif", "frame (3).tif", "frame (4).tif"]):
+        for f in tmp_path.iterdir():
+            f.unlink()
+        for i, n in enumerate(names):
+            tifffile.imwrite(tmp_path / n, frames[i])
+        assert len(open_stack(tmp_path)) == 4, names
     # Micro-Manager 1.4's names (the frame number inside, a position number last) are all frames
     for f in tmp_path.iterdir():
         f.unlink()

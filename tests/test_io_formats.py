@@ -515,3 +515,15 @@ def test_the_protocol_keys_are_every_key_a_run_states():
     stated = run_protocol(res)
     assert set(stated) - {"generator"} == set(PROTOCOL_KEYS)
     assert stated["frames"] == [2, 7] and stated["frame_shape"] == [2, 3] and stated["movie_frames"] == 9
+
+
+def test_positions_over_an_image_keep_the_tables_warnings(tmp_path):
+    """Review: a positions file in pixels, read at the image's pixel size
+    (DSIR Ground Truth), lost the table's own warnings (a z column not used)."""
+    from napari_dsir.io.tables import read_positions
+
+    p = tmp_path / "px.csv"
+    p.write_text('"frame","x [px]","y [px]","z [px]"\n1,10,12,3\n2,30,20,1\n')
+    locs, from_px, said = read_positions(str(p), 160.0, "movie")
+    np.testing.assert_allclose(locs.x, [1600.0, 4800.0])
+    assert from_px and len(said) == 2 and "z column is not used" in said[0] and "160 nm" in said[1]

@@ -565,6 +565,15 @@ def test_load_and_compare_run_in_a_worker_thread(make_napari_viewer, tmp_path, q
     assert "0.400" in w.result.value and list(viewer.layers["spot DSIR localizations"].features["match"]) == \
         ["TP", "TP", "FP"]
     assert _texts(notes) == []
+    # the dock closed while the file is read: no layer added
+    viewer.layers.remove("spot ground truth")
+    w.reset_choices()
+    w.image.value = viewer.layers["spot"]
+    n_layers = len(viewer.layers)
+    assert w.load(str(truth)) is None and w.worker is not None
+    viewer.window.remove_dock_widget(w.native.parent())
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert len(viewer.layers) == n_layers and "spot ground truth" not in viewer.layers and _texts(notes) == []
 
 
 def test_ground_truth_of_a_single_frame_keeps_its_frame(make_napari_viewer, tmp_path, notes):

@@ -82,16 +82,19 @@ def scroll_in_dock(container) -> None:
     outer.addWidget(scroll)
 
 
-def when_closed(container, callback) -> None:
-    """Call ``callback()`` when napari closes ``container``'s dock (its 'x':
-    napari takes ``container.native`` out of the dock, which Qt tells as a
-    parent change to none; hiding or floating the dock is not closing it)."""
+def when_closed(container, callback=None) -> None:
+    """Set ``container.dock_closed`` and call ``callback()`` when napari
+    closes ``container``'s dock (its 'x': napari takes ``container.native``
+    out of the dock, which Qt tells as a parent change to none; hiding or
+    floating the dock is not closing it): `run_job` then shows no result."""
     from qtpy.QtCore import QEvent, QObject
 
     class Watch(QObject):
         def eventFilter(self, obj, event):
             if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-                callback()
+                container.dock_closed = True
+                if callback is not None:
+                    callback()
             return False
 
     container.native.installEventFilter(Watch(container.native))  # (kept alive as the native's child)
@@ -100,8 +103,9 @@ def when_closed(container, callback) -> None:
 def run_job(owner, job, args, done, failed, finished):
     """``job(*args)`` in a napari worker thread, held as ``owner.worker``
     until it ends (or here, where ``owner.synchronous``: tests, scripts);
-    then ``done(result)`` or ``failed(exception)``, then ``finished()``, on
-    the main thread. The worker, or None when run here."""
+    then ``done(result)`` (not where ``owner.dock_closed``, `when_closed`)
+    or ``failed(exception)``, then ``finished()``, on the main thread. The
+    worker, or None when run here."""
     if owner.synchronous:
         try:
             result = job(*args)
@@ -114,7 +118,8 @@ def run_job(owner, job, args, done, failed, finished):
     from napari.qt.threading import create_worker
 
     worker = create_worker(job, *args, _start_thread=False, _ignore_errors=True)
-    worker.returned.connect(done)
+    # (its dock closed meanwhile, `when_closed`: its result is not shown)
+    worker.returned.connect(lambda result: None if getattr(owner, "dock_closed", False) else done(result))
     worker.errored.connect(failed)
     worker.finished.connect(finished)
     owner.worker = worker

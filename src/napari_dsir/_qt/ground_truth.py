@@ -35,6 +35,7 @@ from .common import (
     same_layer,
     scroll_in_dock,
     set_marker_colour,
+    when_closed,
     wrap,
 )
 
@@ -120,6 +121,7 @@ class GroundTruthWidget(Container):
         ])
         wrap(self.result)
         scroll_in_dock(self)
+        when_closed(self)  # (a job's result then not shown)
         self.load_button.changed.connect(lambda *_: self.load())
         self.compare_button.changed.connect(lambda *_: self.compare())
         for w in (self.symbol, self.size, self.colour):

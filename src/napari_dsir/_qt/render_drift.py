@@ -28,6 +28,7 @@ from .common import (
     run_job,
     scroll_in_dock,
     set_marker_colour,
+    when_closed,
     wrap,
 )
 
@@ -161,6 +162,7 @@ class RenderDriftWidget(Container):
         ])
         wrap(self.status)
         scroll_in_dock(self)
+        when_closed(self)  # (a job's result then not shown)
         self._canvas = None
         self._user_choice = False  # the user picked the layer: refreshing keeps it
         self._refreshing = False

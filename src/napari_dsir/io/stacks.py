@@ -775,14 +775,18 @@ def odd_names(files: list[Path]) -> list[Path]:
     taken as a number: ``f001``, ``f12`` and ``f0100`` follow each other,
     ``MAX_f`` or ``AVG_f001`` do not): a projection or a copy saved beside
     the frames, not a frame. None where no name is shared by most files."""
+    from collections import Counter
+
     def shape(f: Path) -> str:
         return re.sub(r"\d+", "#", f.stem)
 
     shapes = [shape(f) for f in files]
-    common = max(set(shapes), key=shapes.count)
-    if len(files) < 3 or shapes.count(common) * 2 <= len(files):
+    (common, n), = Counter(shapes).most_common(1)
+    if len(files) < 3 or n * 2 <= len(files):
         return []
-    return [f for f, sh in zip(files, shapes) if sh != common]
+    # the first frame unnumbered beside img_1, img_2 (or "frame (2)", "frame (3)"): a frame
+    bare = re.sub(r"[\s_.(-]*#\)?", "", common)
+    return [f for f, sh in zip(files, shapes) if sh not in (common, bare)]
 
 
 def _open_folder(path: Path) -> Stack:

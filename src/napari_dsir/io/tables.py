@@ -245,7 +245,8 @@ def read_positions(path: str, pixel_size: float, image_name: str):
     try:
         return read_localizations(path, warn=said.append, protocol=False), False, said
     except PixelSizeRequired:
-        locs = read_localizations(path, pixel_size=pixel_size)
+        said.clear()  # (the reading again says it all)
+        locs = read_localizations(path, pixel_size=pixel_size, warn=said.append)
     stated = protocol_pixel_size(path)
     other = (f" ({protocol_path(path).name} states {stated:g} nm: check the image's pixel size)"
              if stated and abs(stated - pixel_size) > 1e-3 * stated else "")
