@@ -974,8 +974,10 @@ def iter_reconstruct(
                 if localize is not None:
                     found = find_peaks(sr, sr_px * nb, localize, first_frame=b0)
                     if nb > 1:  # none in the padding of the binned frames' far edges, nor on their last pixel
-                        # (the binned grid's last row and column: there emitters beyond the frame shine in;
-                        # as before its peaks, placed on the frame's border, fell outside it, `_log_parabola`)
+                        # (the binned grid's last row and column, where emitters beyond the frame shine in: left
+                        # out as before, when their peaks were placed on the frame's border, `_log_parabola`; a
+                        # frame whose size the binning does not divide keeps its last camera pixel's half, also
+                        # as before)
                         far = sr_px * nb * (sr.shape[-1] - 1), sr_px * nb * (sr.shape[-2] - 1)
                         found = found.select((found.x < min(w * pixel_size, far[0]))
                                              & (found.y < min(h * pixel_size, far[1])))

@@ -619,7 +619,7 @@ def unmeasured_psf_warning(name: str, model, pixel_size: float, start: int, stop
         return None
     return (f"{name}: too few isolated spots in frames {start}-{stop - 1} to measure the PSF: the network sees "
             f"them unbinned, as it was trained for PSFs up to {widest:.0f} nm FWHM at {pixel_size:g} nm pixels; "
-            "for a wider PSF give a binning (--binning 2; Python binning=2), or run more frames")
+            "for a wider PSF run more frames, or give a binning (dsir --binning 2; Python binning=2)")
 
 
 def binning_message(psf: dict, pixel_size: float, binning: int) -> str:

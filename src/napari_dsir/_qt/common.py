@@ -223,6 +223,22 @@ def layer_units(layer) -> tuple[str, ...] | None:
     return tuple(str(u) for u in units) if units is not None else None
 
 
+def colour_by_label(layer, labels: np.ndarray, colours: dict) -> None:
+    """Colour a points layer by match label and keep the label as a feature."""
+    if len(layer.data) == 0:
+        return
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    rgba = np.array([transform_color(colours[k])[0] for k in labels])
+    feats = layer.features.copy() if len(layer.features) == len(labels) else None
+    if feats is not None and len(feats.columns):
+        feats["match"] = labels
+        layer.features = feats
+    else:
+        layer.features = {"match": labels}
+    set_marker_colour(layer, rgba)
+
+
 def set_marker_colour(layer, colour) -> None:
     """Colour a points layer's markers: the outline, and the face too unless
     the markers are outlined (a transparent face: the image under them stays

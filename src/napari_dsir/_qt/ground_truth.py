@@ -25,6 +25,7 @@ from ..locs import Localizations
 from ..run import resolve_pixel_size
 from .common import (
     camera_pixel_size,
+    colour_by_label,
     kind_of,
     layer_choices,
     layer_units,
@@ -34,7 +35,6 @@ from .common import (
     run_job,
     same_layer,
     scroll_in_dock,
-    set_marker_colour,
     when_closed,
     wrap,
 )
@@ -67,22 +67,6 @@ def points_nm(layer, geometry: Geometry | None) -> Localizations:
                         "belongs to as Image, so that its pixel size converts it to nm")
     return locs_from_layer(layer.data, metadata=layer.metadata, scale=layer.scale, translate=layer.translate,
                            units=getattr(layer, "units", None), name=layer.name, geometry=geometry)
-
-
-def colour_points(layer, labels: np.ndarray, colours: dict) -> None:
-    """Colour a points layer by match label and keep the label as a feature."""
-    if len(layer.data) == 0:
-        return
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    rgba = np.array([transform_color(colours[k])[0] for k in labels])
-    feats = layer.features.copy() if len(layer.features) == len(labels) else None
-    if feats is not None and len(feats.columns):
-        feats["match"] = labels
-        layer.features = feats
-    else:
-        layer.features = {"match": labels}
-    set_marker_colour(layer, rgba)
 
 
 class GroundTruthWidget(Container):
@@ -346,8 +330,8 @@ class GroundTruthWidget(Container):
         pred_tp[pi], gt_tp[gi] = True, True
         gt_labels = np.full(len(in_span), "unscored", dtype=object)  # ground truth outside the run: unscored
         gt_labels[in_span] = np.where(gt_tp, "TP", "FN")
-        colour_points(pred_layer, np.where(pred_tp, "TP", "FP"), {"TP": TP_COLOUR, "FP": FP_COLOUR})
-        colour_points(gt_layer, gt_labels, {"TP": TP_COLOUR, "FN": FN_COLOUR, "unscored": "gray"})
+        colour_by_label(pred_layer, np.where(pred_tp, "TP", "FP"), {"TP": TP_COLOUR, "FP": FP_COLOUR})
+        colour_by_label(gt_layer, gt_labels, {"TP": TP_COLOUR, "FN": FN_COLOUR, "unscored": "gray"})
         rmse = "n/a" if math.isnan(m.rmse) else f"{m.rmse:.1f} nm"
         self.result.value = (
             f"<b>Jaccard</b> {m.jaccard:.3f} &nbsp; <b>recall</b> {m.recall:.3f} &nbsp; "

@@ -18,6 +18,7 @@ from psygnal import Signal
 from ..errors import DSIRError
 from ..figures import curves_figure
 from ..layers import locs_from_layer, nm_placement, points_layer_data, render_layer_data
+from ..render import MODE_WORDS
 from .common import (
     kind_of,
     layer_choices,
@@ -262,8 +263,6 @@ class RenderDriftWidget(Container):
             return self._failed(e)
         p, mode, by_frame = float(self.pixel_size.value), self.mode.value, bool(self.by_frame.value)
 
-        from ..render import MODE_WORDS as words
-
         def done(result):
             image, out, used = result  # (the mode "auto" chose)
             scale, translate = placement(layer)
@@ -271,7 +270,7 @@ class RenderDriftWidget(Container):
                 image, p, f"{layer.name} render", points_scale=scale, points_translate=translate,
                 metadata={"source": layer.name, "mode": f"{used}{' by frame' if by_frame else ''}"},
                 units=layer_units(layer))])
-            self.status.value = (f"rendered {len(locs) - out} localizations ({words[used]}): "
+            self.status.value = (f"rendered {len(locs) - out} localizations ({MODE_WORDS[used]}): "
                                  f"{image.shape[1]}x{image.shape[0]} px of {p:g} nm")
             if out:
                 notify("warning", WIDGET, f"{out} of {len(locs)} localizations of '{layer.name}' lie at negative "

@@ -561,7 +561,7 @@ def _open_tiff(path: Path) -> Stack:
     shape = _check_frame_array(raw_shape, dtype, path, photometric, axes if _acquired_channels(ome) else None)
     frame = int(np.prod(shape[1:]))
     if stated and stated[0] > shape[0] * frame:  # (tifffile falls back to the pages it can read)
-        n = stated[0] // frame if stated[0] % frame == 0 else stated[0]
+        n = f"{stated[0] // frame}" if stated[0] % frame == 0 else f"{stated[0] / frame:.1f} frames' worth of"
         raise DSIRError(f"{path}: corrupt or truncated TIFF: its {stated[1]} states {n} images and "
                         f"{shape[0]} can be read (a cut-off copy?): export or copy the file again")
 
