@@ -89,6 +89,10 @@ def test_render_of_a_csv_covers_the_camera_frame_its_protocol_states(drifting, t
     assert main(["drift", str(table), "-o", str(tmp_path / "run.hdf5"), "--segments", "4"]) == 0
     movie = list(yaml.safe_load_all((tmp_path / "run.yaml").read_text()))[0]
     assert (movie["Pixelsize"], movie["Height"], movie["Width"]) == (100.0, 40, 36)
+    # a camera pixel size given over the protocol's: the frame in those pixels, as the positions
+    assert main(["render", str(table), "-o", str(out), "--pixel-size", "20", "--overwrite",
+                 "--camera-pixel-size", "125"]) == 0
+    assert open_stack(out).shape == (1, 250, 225)
     # a frame that is not two positive whole numbers, or no pixel size: the positions' extent, as before
     for body in ({"cameraSettings": {"pixelSize": 100.0}, "napari-dsir": {"frame_shape": [40.5, "x"]}},
                  {"napari-dsir": {"frame_shape": [40, 36]}}):

@@ -73,9 +73,10 @@ def _read(args) -> _Table:
                   "is used")
         locs, layout = read_table(path, given, warn=_warn, text=text)
         movie = None
-        if stated is not None:  # the frame in camera pixels, as a Picasso file's Height and Width
-            movie = {"pixel_size": stated, "frame_shape": _frame_shape(stated_metadata(path).get("frame_shape")),
-                     "n_frames": None}
+        if stated is not None:  # the frame in camera pixels, as a Picasso file's Height and Width (of the
+            # pixel size used: the one given over the protocol's, as for the positions)
+            movie = {"pixel_size": given or stated,
+                     "frame_shape": _frame_shape(stated_metadata(path).get("frame_shape")), "n_frames": None}
         table = _Table(locs, movie, (text, layout))
     if len(table.locs) == 0:
         raise DSIRError(f"{args.localizations}: the table has no localizations")
