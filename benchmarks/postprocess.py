@@ -171,7 +171,8 @@ def bench_frc(seeds: int) -> list[str]:
                 2 * n_frames, cfg, labels=labels, seed=10 * seed + 3, precision_nm=precision
             )
             unc.append(np.median(m.uncertainty))
-            ref_all.append(frc_images(render(a, p, mode="hist", extent=ext), render(b, p, mode="hist", extent=ext), p).resolution_nm)
+            halves = (render(h, p, mode="hist", extent=ext) for h in (a, b))
+            ref_all.append(frc_images(*halves, p).resolution_nm)
             for split in split_all:
                 split_all[split].append(frc(m, p, split=split, extent=ext).resolution_nm)
         ref = statistics.median(ref_all)
