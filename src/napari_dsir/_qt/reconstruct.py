@@ -121,7 +121,7 @@ class ReconstructWidget(Container):
         ])
         wrap(self.status, self.pixel_note)
         scroll_in_dock(self)
-        when_closed(self, self._closed)
+        when_closed(self, lambda: self._gone(" (its dock was closed)"))
         self._disable_gpu_without_cuda()
         self.image.changed.connect(self._on_image)
         self.start.changed.connect(self._show_camera)
@@ -287,15 +287,10 @@ class ReconstructWidget(Container):
         except RuntimeError:
             self._gone()
 
-    def _closed(self) -> None:
-        """The dock was closed (its 'x'): a run is cancelled, and adds nothing."""
-        if self.worker is not None and not self._job.get("cancelled"):
-            self._job["why"] = " (its dock was closed)"
-            self._gone()
-
-    def _gone(self) -> None:
-        """The viewer was closed during the run: cancel it, add nothing."""
-        self._job["cancelled"] = True
+    def _gone(self, why: str = "") -> None:
+        """The viewer, or the dock (its 'x': ``why`` says so), was closed during a run: cancel it, add nothing."""
+        if not self._job.get("cancelled"):
+            self._job.update(cancelled=True, why=why)
         if self._cancel is not None:
             self._cancel.set()
 
