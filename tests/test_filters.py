@@ -100,3 +100,16 @@ def test_dsir_filter_refuses_what_cannot_work(tmp_path, capsys, argv, needle):
     assert not (tmp_path / "o.csv").exists()
     assert main(["filter", str(src), "-o", str(tmp_path / "o.csv"), "--photons", "1:"]) == 2
     assert "l.csv has no photons column to filter on" in capsys.readouterr().err
+
+
+def test_dsir_filter_of_a_picasso_file_tells_of_the_rows_picasso_leaves_out(tmp_path, capsys):
+    """Review: dsir filter from a Picasso file to a Picasso file said nothing
+    of the rows Picasso's load_locs leaves out (dsir drift did)."""
+    locs = Localizations(np.array([0, 0, 1]), np.array([20.0, 500.0, 500.0]), np.array([500.0, 500.0, 300.0]),
+                         photons=np.array([800.0, 900.0, 1000.0]))
+    src = write_localizations(tmp_path / "in.hdf5", locs, pixel_size=100.0, frame_shape=(8, 8))
+    capsys.readouterr()
+    assert main(["filter", str(src), "-o", str(tmp_path / "out.hdf5"), "--photons", "850:"]) == 0
+    assert "load_locs leaves them out" not in capsys.readouterr().err  # (the edge row filtered out)
+    assert main(["filter", str(src), "-o", str(tmp_path / "all.hdf5"), "--photons", "0:"]) == 0
+    assert "1 of 3 localizations lie within half a camera pixel of the top or left edge" in capsys.readouterr().err

@@ -52,12 +52,13 @@ def with_positions(src: str | os.PathLike, dst: str | os.PathLike, locs: Localiz
 
 
 def with_rows(src: str | os.PathLike, dst: str | os.PathLike, mask, *, pixel_size: float | None = None,
-              step: dict | None = None, overwrite: bool = False, source: tuple | None = None) -> Path:
+              step: dict | None = None, overwrite: bool = False, source: tuple | None = None, warn=None) -> Path:
     """Write ``src`` as ``dst`` (the same format, `same_format`) with the rows
     of ``mask`` only (a boolean per row of `read_localizations` of ``src``,
     in order): a text table's other lines (header, comments) and its
     protocol as they are, a Picasso file's other datasets and YAML steps with
-    ``step`` added. ``pixel_size``, ``source``: as `with_positions`. Atomic."""
+    ``step`` added. ``pixel_size``, ``source``, ``warn``: as `with_positions`.
+    Atomic."""
     import numpy as np
 
     src, dst = Path(src), Path(dst)
@@ -65,7 +66,7 @@ def with_rows(src: str | os.PathLike, dst: str | os.PathLike, mask, *, pixel_siz
         raise DSIRError(f"{dst}: not the format of {src}")
     mask = np.asarray(mask, bool)
     if src.suffix.lower() in HDF5_SUFFIXES:
-        return _picasso(src, dst, None, pixel_size, step, overwrite, rows=mask)
+        return _picasso(src, dst, None, pixel_size, step, overwrite, warn, rows=mask)
     lines, newline, lay = _source_lines(src, pixel_size, source)
     if len(mask) != len(lay.linenos):
         raise DSIRError(f"{src}: {len(mask)} rows chosen of its {len(lay.linenos)}")
