@@ -8,12 +8,13 @@ efficiency E = 100 - sqrt((100 (1 - Jaccard))^2 + RMSE^2) (SMLM 2016).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .errors import DSIRError
+from .errors import DSIRError, DSIRWarning
 from .locs import Localizations
 
 
@@ -130,10 +131,6 @@ def evaluate(gt: Localizations, pred: Localizations, radius: float = 250.0,
         # widened to every localization, and said, as dsir evaluate does (none of their false positives dropped)
         (start, stop), note = scored_frames((start, stop), pred, gt, "the localizations")
         if note:
-            import warnings
-
-            from .errors import DSIRWarning
-
             warnings.warn(note, DSIRWarning, stacklevel=2)
         gt = gt.select((gt.frame >= start) & (gt.frame < stop))
     return metrics_of(len(gt), len(pred), radius, match(gt, pred, radius)[2])

@@ -427,10 +427,10 @@ def iter_run(req: RunRequest, cancel: threading.Event | None = None) -> Generato
     if req.binning is None and (binning > 1 or (psf.get("psf_wide") and psf.get("network_density") is not None
                                                 and not psf.get("binning_floor"))):
         yield Progress(0, total, req.batch_size or 0, binning_message(psf, px.nm, binning), kind="warning")
-    unmeasured = req.binning is None and psf.get("psf_fwhm_nm", 0) is None and not odd and unmeasured_psf_warning(
-        name, model, px.nm, first_frame, stop_frame)
-    if unmeasured:
-        yield Progress(0, total, req.batch_size or 0, unmeasured, kind="warning")
+    if req.binning is None and psf["psf_fwhm_nm"] is None and not odd:  # (measured: `movie_binning`)
+        unmeasured = unmeasured_psf_warning(name, model, px.nm, first_frame, stop_frame)
+        if unmeasured:
+            yield Progress(0, total, req.batch_size or 0, unmeasured, kind="warning")
     if psf.get("network_density") is not None and "localize" not in model.metadata and not uncalibrated_said:
         yield Progress(0, total, req.batch_size or 0, uncalibrated_binning_warning(model), kind="warning")
     echoes = bool(psf.get("psf_narrow")) and params is not None
