@@ -13,6 +13,7 @@ import re
 import threading
 import weakref
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -774,15 +775,13 @@ def odd_names(files: list[Path]) -> list[Path]:
     """The files whose names do not follow most others' (each run of digits
     taken as a number: ``f001``, ``f12`` and ``f0100`` follow each other,
     ``MAX_f`` or ``AVG_f001`` do not): a projection or a copy saved beside
-    the frames, not a frame. None where no name is shared by most files."""
-    from collections import Counter
-
-    def shape(f: Path) -> str:
-        return re.sub(r"\d+", "#", f.stem)
-
-    shapes = [shape(f) for f in files]
-    (common, n), = Counter(shapes).most_common(1)
-    if len(files) < 3 or n * 2 <= len(files):
+    the frames, not a frame. None (an empty list) where fewer than 3 files
+    or no name is shared by most of them."""
+    if len(files) < 3:
+        return []
+    shapes = [re.sub(r"\d+", "#", f.stem) for f in files]
+    [(common, n)] = Counter(shapes).most_common(1)
+    if n * 2 <= len(files):
         return []
     # the first frame unnumbered beside img_1, img_2 (or "frame (2)", "frame (3)"): a frame
     bare = re.sub(r"[\s_.(-]*#\)?", "", common)
