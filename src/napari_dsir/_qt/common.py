@@ -243,7 +243,6 @@ def set_marker_colour(layer, colour) -> None:
     """Colour a points layer's markers: the outline, and the face too unless
     the markers are outlined (a transparent face: the image under them stays
     visible). ``colour``: one colour, or (n, 4) RGBA, one per point."""
-
     layer.border_color = colour
     face = np.asarray(layer.face_color)
     if not (face.size and np.all(face[:, 3] == 0)):

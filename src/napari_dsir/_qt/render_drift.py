@@ -18,7 +18,7 @@ from psygnal import Signal
 from ..errors import DSIRError
 from ..figures import curves_figure
 from ..layers import locs_from_layer, nm_placement, points_layer_data, render_layer_data
-from ..render import MODE_WORDS
+from ..render import MODE_WORDS, has_uncertainty, outside_area, render, resolve_mode
 from .common import (
     kind_of,
     layer_choices,
@@ -96,8 +96,6 @@ def one_colour(layer, colour: str = "yellow") -> str:
 
 def render_job(locs, pixel_size: float, mode: str, sigma: float, by_frame: bool):
     """(the image, how many localizations lie outside it: it spans 0 nm to the largest position)."""
-    from ..render import has_uncertainty, outside_area, render, resolve_mode
-
     if mode == "gauss" and sigma <= 0 and not has_uncertainty(locs):
         raise DSIRError("these localizations have no uncertainty to size the Gaussians; set a sigma (nm)")
     sigma_nm = sigma if sigma > 0 else None
